@@ -1,0 +1,54 @@
+# Two commands for a fresh machine with python3, make and apt:
+#   make demo   set up, then serve the demo app on http://127.0.0.1:8000
+#   make test   set up, then every check: ruff, mypy, the whole pytest suite
+# CI runs .ci/run, which is `make test` and the unit tests on Python 3.10 and 3.13.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck pytest test-versions bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m demo_app
+
+test: setup lint typecheck pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict tests/typing
+
+pytest: setup
+	$(BIN)/pytest
+
+# The unit tests (not the e2e suite) on the oldest and newest Python we support.
+test-versions:
+	@for v in 3.10 3.13; do \
+		venv=.venv-$$v; \
+		if [ ! -f $$venv/.installed ]; then \
+			python$$v -m venv $$venv && \
+			$$venv/bin/python -m pip install --quiet --upgrade pip && \
+			$$venv/bin/python -m pip install --quiet -e '.[dev]' && touch $$venv/.installed || exit 1; \
+		fi; \
+		echo "== unit tests on Python $$v"; \
+		$$venv/bin/pytest -q -m 'not e2e' -p no:randomly || exit 1; \
+	done
+
+bench: setup
+	$(BIN)/python benchmarks/core.py
+
+clean:
+	rm -rf $(VENV) .venv-3.10 .venv-3.13 build dist .mypy_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""backburner: background jobs inside your ASGI server's own process.
+
+::
+
+    from backburner import BackburnerMiddleware, background
+
+    app.add_middleware(BackburnerMiddleware, workers=8)
+
+    async def signup(request):
+        background.enqueue(send_welcome_email, address)
+        return RedirectResponse("/welcome", 303)
+"""
+
+from ._asgi import BackburnerMiddleware as BackburnerMiddleware
+from ._config import QueueConfig as QueueConfig
+from ._errors import BackburnerError as BackburnerError
+from ._errors import JobCancelled as JobCancelled
+from ._errors import NotRunning as NotRunning
+from ._errors import QueueFull as QueueFull
+from ._errors import ShuttingDown as ShuttingDown
+from ._executor import Backburner as Backburner
+from ._executor import Enqueuer as Enqueuer
+from ._job import Job as Job
+from ._proxy import BackgroundProxy as BackgroundProxy
+from ._proxy import background as background
+from ._shutdown import ShutdownReport as ShutdownReport
+from ._stats import ExecutorStats as ExecutorStats
+from ._stats import QueueStats as QueueStats
+from ._status import JobStatus as JobStatus
+
+__all__ = [
+    "Backburner",
+    "BackburnerError",
+    "BackburnerMiddleware",
+    "BackgroundProxy",
+    "Enqueuer",
+    "ExecutorStats",
+    "Job",
+    "JobCancelled",
+    "JobStatus",
+    "NotRunning",
+    "QueueConfig",
+    "QueueFull",
+    "QueueStats",
+    "ShutdownReport",
+    "ShuttingDown",
+    "background",
+]
+
+__version__ = "0.1.0"
+
+# Reprs and tracebacks say `backburner.Job`, not `backburner._job.Job`.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj

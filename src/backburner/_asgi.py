@@ -1,0 +1,199 @@
+"""``BackburnerMiddleware``: ties an executor to an ASGI app's lifespan and requests.
+
+The lifespan order is the point of this module:
+
+* startup: the executor opens (accepts jobs) before the app's own startup runs, and starts
+  running them only after the app reports ``startup.complete``: jobs may need what startup
+  builds (a database pool, say);
+* shutdown: when the server asks, the executor drains *first*, within ``shutdown_timeout``,
+  and only then does the app hear of the shutdown, so its pools stay open while jobs finish;
+* uvicorn does not time out the shutdown step and, after SIGTERM, ends the process right after
+  ``shutdown.complete``: so the deadline, the cancellation and the report all happen here,
+  before that message is sent;
+* exactly one ``startup.*`` and one ``shutdown.*`` message reach the server, whatever the app
+  does: supports the lifespan, ignores it (raises or returns at once), or fails its startup.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._config import QueueConfig
+from ._context import current_executor_var
+from ._executor import Backburner, ErrorHook
+
+__all__ = ["BackburnerMiddleware"]
+
+logger = logging.getLogger("backburner")
+
+
+class BackburnerMiddleware:
+    """Run background jobs in the web server's own process, for the app it wraps.
+
+    ::
+
+        app.add_middleware(BackburnerMiddleware, workers=8, max_pending=10_000)
+
+    Then ``background.enqueue(fn, *args)`` in any endpoint. The keyword arguments are those of
+    ``Backburner``; or pass ``executor=`` a ``Backburner`` of your own (one per app).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        executor: Backburner | None = None,
+        workers: int = 4,
+        max_pending: int = 10_000,
+        queues: Mapping[str, QueueConfig] | None = None,
+        shutdown_timeout: float = 8.0,
+        cancel_grace: float | None = None,
+        on_error: ErrorHook | None = None,
+        keep_failed: int = 100,
+    ) -> None:
+        self.app = app
+        # Starlette builds its middleware inside the first lifespan call, where an exception
+        # would read as "lifespan unsupported" and the server would run with no executor. A bad
+        # setting is kept and reported as a failed startup instead (uvicorn then exits 3).
+        self.config_error: Exception | None = None
+        if executor is None:
+            try:
+                executor = Backburner(
+                    workers=workers,
+                    max_pending=max_pending,
+                    queues=queues,
+                    shutdown_timeout=shutdown_timeout,
+                    cancel_grace=cancel_grace,
+                    on_error=on_error,
+                    keep_failed=keep_failed,
+                )
+            except (TypeError, ValueError) as exc:
+                self.config_error = exc
+                executor = Backburner()
+        elif not isinstance(executor, Backburner):
+            raise TypeError(f"executor must be a Backburner, got {type(executor).__name__}")
+        self.executor = executor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _Lifespan(self).run(scope, receive, send)
+            return
+        if self.config_error is not None:
+            raise self.config_error
+        token = current_executor_var.set(self.executor)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_executor_var.reset(token)
+
+
+class _Lifespan:
+    """One run of the lifespan protocol between the server, the executor and the app."""
+
+    def __init__(self, middleware: BackburnerMiddleware) -> None:
+        self.app = middleware.app
+        self.executor = middleware.executor
+        self.config_error = middleware.config_error
+        self.app_got_startup = False
+        self.app_got_shutdown = False
+        self.startup_sent = False
+        self.shutdown_sent = False
+        self.startup_failed = False
+        self.own_failure: str | None = None  # our start failed after the app's succeeded
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.receive, self.send = receive, send
+        if self.config_error is not None:
+            await receive()
+            await self._send_startup_failed(f"BackburnerMiddleware: {self.config_error}")
+            return
+        token = current_executor_var.set(self.executor)  # the app's startup may enqueue
+        app_error: Exception | None = None
+        try:
+            await self.app(scope, self._app_receive, self._app_send)
+        except Exception as exc:
+            app_error = exc
+        finally:
+            current_executor_var.reset(token)
+        await self._finish(app_error)
+
+    async def _app_receive(self) -> Message:
+        if self.own_failure is not None:  # let the app close what its startup opened
+            self.app_got_shutdown = True
+            return {"type": "lifespan.shutdown"}
+        message = await self.receive()
+        if message["type"] == "lifespan.startup":
+            self.app_got_startup = True
+            await self.executor.open()
+        elif message["type"] == "lifespan.shutdown":
+            self.app_got_shutdown = True
+            await self.executor.aclose()  # drain first: the app's resources are still open
+        return message
+
+    async def _app_send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            try:
+                await self.executor.start()
+            except Exception as exc:
+                logger.exception("backburner: the executor failed to start")
+                self.own_failure = f"backburner could not start: {exc}"
+                return  # the app gets a shutdown next; the server gets startup.failed after
+        elif kind == "lifespan.startup.failed":
+            self.startup_failed = True
+            await self.executor.aclose()  # report anything the failed startup enqueued
+        elif kind.startswith("lifespan.shutdown.") and self.own_failure is not None:
+            return  # the app's reply to our own shutdown: the server never asked for it
+        if kind.startswith("lifespan.startup."):
+            self.startup_sent = True
+        elif kind.startswith("lifespan.shutdown."):
+            self.shutdown_sent = True
+        await self.send(message)
+
+    async def _finish(self, app_error: Exception | None) -> None:
+        """Complete whatever part of the protocol the app left undone."""
+        if self.own_failure is not None:
+            await self.executor.aclose()  # report what the app's startup enqueued
+            await self._send_startup_failed(self.own_failure)
+            return
+        if not self.startup_sent:
+            if self.app_got_startup:  # the app took the startup and ended without a word
+                await self.executor.aclose()
+                reason = f"{type(app_error).__name__}: {app_error}" if app_error else "returned"
+                await self._send_startup_failed(f"the application's startup failed: {reason}")
+                return
+            # The app does not speak the lifespan protocol: we run it for the executor alone.
+            if app_error is not None:
+                logger.debug("backburner: app has no lifespan support (%r)", app_error)
+            await self.receive()
+            try:
+                await self.executor.start()
+            except Exception as exc:
+                logger.exception("backburner: the executor failed to start")
+                await self._send_startup_failed(f"backburner could not start: {exc}")
+                return
+            self.startup_sent = True
+            await self.send({"type": "lifespan.startup.complete"})
+        if self.startup_failed or self.shutdown_sent:
+            if app_error is not None and not self.startup_failed:
+                logger.error("backburner: the application's lifespan raised after shutdown",
+                             exc_info=app_error)
+            return
+        if app_error is not None:
+            logger.error("backburner: the application's lifespan raised", exc_info=app_error)
+        if not self.app_got_shutdown:
+            await self.receive()  # wait for the server's shutdown, then drain
+            await self.executor.aclose()
+        self.shutdown_sent = True
+        if app_error is not None:
+            message = f"the application's lifespan failed: {type(app_error).__name__}: {app_error}"
+            await self.send({"type": "lifespan.shutdown.failed", "message": message})
+        else:
+            await self.send({"type": "lifespan.shutdown.complete"})
+
+    async def _send_startup_failed(self, message: str) -> None:
+        self.startup_sent = True
+        await self.send({"type": "lifespan.startup.failed", "message": message})
+

@@ -1,0 +1,161 @@
+"""Checking a job's function and arguments at the call site, cheaply enough for every enqueue.
+
+``inspect.signature(fn).bind(...)`` costs several microseconds, more than the rest of an enqueue.
+So each function's parameters are read once into a ``CallPlan`` and a call is checked against it
+with a few comparisons; only a call that fails the quick check pays for ``bind()``, which then
+writes the exact error message (and overrules the quick check if the two ever disagree).
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._job import describe_callable
+
+__all__ = ["CallPlan", "plan_call"]
+
+_VARARGS = inspect.CO_VARARGS
+_VARKEYWORDS = inspect.CO_VARKEYWORDS
+
+# Plans are kept per function. Bounded, because code that makes a new lambda per request would
+# otherwise grow it forever; clearing it only costs a re-read of each signature.
+_PLAN_CACHE_SIZE = 2048
+_plans: dict[Any, CallPlan] = {}
+
+
+@dataclass(slots=True, frozen=True)
+class CallPlan:
+    """What enqueue needs to know about a function: how to run it and how to check a call."""
+
+    is_async: bool
+    #: Fewest and most positional arguments a call may pass (max is None with ``*args``).
+    min_positional: int
+    max_positional: int | None
+    #: Parameters a keyword may name, mapped to their position (positional-only ones excluded).
+    keyword_positions: dict[str, int]
+    positional_names: tuple[str, ...]
+    keyword_only: frozenset[str]
+    required_keyword_only: frozenset[str]
+    positional_only: int
+    accepts_any_keyword: bool
+    #: False when the parameters could not be read quickly: every call goes through ``bind()``.
+    quick: bool
+
+    def check(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise ``TypeError`` naming the problem if ``fn(*args, **kwargs)`` would not bind."""
+        if self.quick and self._binds(len(args), kwargs):
+            return
+        _bind_or_raise(fn, args, kwargs)
+
+    def _binds(self, count: int, kwargs: dict[str, Any]) -> bool:
+        if self.max_positional is not None and count > self.max_positional:
+            return False
+        if not kwargs:
+            return count >= self.min_positional and not self.required_keyword_only
+        for name in kwargs:
+            position = self.keyword_positions.get(name)
+            if position is not None:
+                if position < count:
+                    return False  # given twice
+            elif name not in self.keyword_only and not self.accepts_any_keyword:
+                return False
+        for position in range(count, self.min_positional):
+            if position < self.positional_only:
+                return False
+            if self.positional_names[position] not in kwargs:
+                return False
+        return all(name in kwargs for name in self.required_keyword_only)
+
+
+def plan_call(fn: object) -> CallPlan:
+    """Check that ``fn`` can be a job and return its (cached) plan; ``TypeError`` if it can't."""
+    try:
+        return _plans[fn]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable callable: plan it every time
+        return _make_plan(fn)
+    plan = _make_plan(fn)
+    if len(_plans) >= _PLAN_CACHE_SIZE:
+        _plans.clear()
+    _plans[fn] = plan
+    return plan
+
+
+def _make_plan(fn: object) -> CallPlan:
+    if inspect.iscoroutine(fn) or inspect.isawaitable(fn):
+        _refuse_awaitable(fn)
+    if not callable(fn):
+        raise TypeError(
+            f"a job must be a function or other callable, got {type(fn).__name__} {fn!r}: "
+            f"pass the function and its arguments, as in enqueue(send_email, address)"
+        )
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise TypeError(
+            f"{describe_callable(fn)} is a generator function: a job must return its result, "
+            f"not yield values. Wrap it in a function that consumes the generator."
+        )
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an instance whose __call__ is async
+    )
+    return _plan_parameters(fn, is_async)
+
+
+def _plan_parameters(fn: object, is_async: bool) -> CallPlan:
+    offset = 0
+    function = fn
+    if isinstance(fn, types.MethodType):
+        function, offset = fn.__func__, 1
+    if not isinstance(function, types.FunctionType):
+        # Classes, partials, builtins, callable instances: bind() reads them correctly.
+        return CallPlan(is_async, 0, None, {}, (), frozenset(), frozenset(), 0, True, quick=False)
+    code = function.__code__
+    positional = code.co_varnames[: code.co_argcount]
+    keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    defaults = len(function.__defaults__ or ())
+    kw_defaults = function.__kwdefaults__ or {}
+    return CallPlan(
+        is_async=is_async,
+        min_positional=max(0, len(positional) - defaults - offset),
+        max_positional=None if code.co_flags & _VARARGS else len(positional) - offset,
+        keyword_positions={
+            name: index - offset
+            for index, name in enumerate(positional)
+            if index >= code.co_posonlyargcount
+        },
+        positional_names=positional[offset:],
+        keyword_only=frozenset(keyword_only),
+        required_keyword_only=frozenset(name for name in keyword_only if name not in kw_defaults),
+        positional_only=max(0, code.co_posonlyargcount - offset),
+        accepts_any_keyword=bool(code.co_flags & _VARKEYWORDS),
+        quick=True,
+    )
+
+
+def _bind_or_raise(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # some builtins have no signature to check against: the call will tell
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(
+            f"the arguments do not fit {describe_callable(fn)}{signature}: {exc}. "
+            f"enqueue() passes every argument after the function to it unchanged."
+        ) from None
+
+
+def _refuse_awaitable(obj: object) -> None:
+    name = getattr(obj, "__qualname__", None) or type(obj).__name__
+    close = getattr(obj, "close", None)
+    if inspect.iscoroutine(obj) and close is not None:
+        close()  # it will never run: close it so Python does not warn "never awaited"
+    raise TypeError(
+        f"enqueue() got a coroutine object, {name}(...) already called: pass the function and "
+        f"its arguments instead, as in enqueue({name}, arg) rather than enqueue({name}(arg))"
+    )

@@ -1,0 +1,52 @@
+"""Settings, checked when they are given: a bad value fails at the line that wrote it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["QueueConfig", "check_timeout"]
+
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """The size of one named queue: ``workers`` jobs at once, ``max_pending`` more waiting.
+
+    Give each kind of work its own queue so that one cannot starve another (mail must not wait
+    behind image resizing)::
+
+        Backburner(queues={"mail": QueueConfig(workers=2), "images": QueueConfig(workers=4)})
+    """
+
+    workers: int = 4
+    max_pending: int = 10_000
+
+    def __post_init__(self) -> None:
+        check_count("workers", self.workers, "the number of jobs this queue runs at once")
+        check_count("max_pending", self.max_pending, "how many jobs may wait for a worker")
+
+
+def check_count(name: str, value: object, meaning: str) -> None:
+    """Refuse anything but an int of at least 1 (bools included: ``workers=True`` is a typo)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int ({meaning}), got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 ({meaning}), got {value}")
+
+
+def check_timeout(name: str, value: object) -> float:
+    """Refuse anything but a finite number of seconds of at least 0, and return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of seconds, 0 or more, got {value!r}")
+    return float(value)
+
+
+def check_queue_name(name: object) -> str:
+    """Queue names are non-empty strings; they show in logs, stats and the dashboard."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a queue name must be a non-empty str, got {name!r}")
+    return name

@@ -1,0 +1,52 @@
+"""The exceptions backburner raises at run time.
+
+Programming mistakes (a coroutine object where a function was expected, arguments that do not
+bind, an unknown queue, a bad setting) are builtins, ``TypeError`` and ``ValueError``, raised at
+the call site. Conditions a correct program meets at run time are ``BackburnerError``s::
+
+    BackburnerError
+    ├── QueueFull           enqueue() found the queue at max_pending
+    ├── NotRunning          the executor has not started, or has shut down
+    │   └── ShuttingDown    the executor is draining: it accepts nothing new
+    └── JobCancelled        awaited a job that was cancelled or abandoned
+"""
+
+from __future__ import annotations
+
+__all__ = ["BackburnerError", "JobCancelled", "NotRunning", "QueueFull", "ShuttingDown"]
+
+
+class BackburnerError(Exception):
+    """The root of every exception backburner raises at run time."""
+
+
+class QueueFull(BackburnerError):
+    """Raised by ``enqueue()`` when the queue already holds ``max_pending`` waiting jobs.
+
+    ``aenqueue()`` waits for room instead of raising this.
+    """
+
+    def __init__(self, queue: str, max_pending: int) -> None:
+        self.queue = queue
+        self.max_pending = max_pending
+        super().__init__(
+            f"queue {queue!r} is full: {max_pending} jobs are already waiting "
+            f"(max_pending={max_pending}). Raise max_pending, add workers, or use "
+            f"'await aenqueue(...)' to wait for room."
+        )
+
+
+class NotRunning(BackburnerError):
+    """Raised by ``enqueue()`` when no executor is running to accept the job.
+
+    Either the executor was never started (no ``async with``, the server ran with
+    ``--lifespan off``, a ``TestClient`` used without ``with``) or it has shut down.
+    """
+
+
+class ShuttingDown(NotRunning):
+    """Raised by ``enqueue()`` while the executor drains for shutdown: it takes no new jobs."""
+
+
+class JobCancelled(BackburnerError):
+    """Raised by ``await job`` for a job that was cancelled, or abandoned at shutdown."""

@@ -1,0 +1,304 @@
+"""One named queue: its waiting jobs, its worker slots, its thread limiter and its counters.
+
+A queue has ``workers`` slots. A job waits in a deque until a slot is free, then runs as its own
+task in the context captured when it was enqueued; when it ends, its slot starts the next job.
+So there is one task per *running* job and none per waiting job, and nothing a job sets in its
+context can leak into the next. Everything but admission runs on the event loop's thread;
+admission (``submit``) and ``cancel_job`` may come from any thread and share one lock with the
+loop for the few fields they touch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._context import current_executor_var
+from ._errors import NotRunning, QueueFull
+from ._job import Job
+from ._stats import QueueStats
+from ._status import JobStatus
+from ._threads import ThreadPool
+
+if TYPE_CHECKING:
+    from ._executor import Backburner
+
+__all__ = ["JobQueue"]
+
+_NO_KWARGS: dict[str, Any] = {}
+# Cancelled jobs stay in the deque (removing from its middle is O(n)) and are skipped when
+# reached; past this many, and half the deque, the deque is rebuilt without them.
+_COMPACT_AFTER = 64
+
+
+class _ThreadAbandoned(Exception):
+    """The job's task was cancelled while its sync function went on running in a thread."""
+
+
+class JobQueue:
+    """A bounded queue and its pool of ``workers`` slots, bound to one running event loop."""
+
+    def __init__(
+        self, name: str, workers: int, max_pending: int, executor: Backburner
+    ) -> None:
+        self.name = name
+        self.workers = workers
+        self.max_pending = max_pending
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._pending: deque[Job[Any]] = deque()
+        self._waiting = 0  # live jobs in _pending: cancelled ones no longer count
+        self._cancelled_in_deque = 0
+        self._busy = 0  # jobs holding a slot; guarded by _lock, read by admission
+        self._running: set[Job[Any]] = set()  # strong references: no task lost to the GC
+        self._dispatching = False
+        self._pump_scheduled = False
+        self._room_waiters: deque[asyncio.Future[None]] = deque()
+        self._limiter = anyio.CapacityLimiter(workers)
+        self._threads = ThreadPool(name)
+        self._processed = self._failed = self._cancelled = 0
+
+    # Admission: any thread.
+
+    def submit(self, job: Job[Any]) -> None:
+        """Accept ``job`` or raise ``QueueFull``. Never blocks, never waits for the loop."""
+        with self._lock:
+            # A job that can take a free slot at once is not waiting: only the excess counts.
+            if self._waiting - (self.workers - self._busy) >= self.max_pending:
+                raise QueueFull(self.name, self.max_pending)
+            self._waiting += 1
+            self._pending.append(job)
+        if not self._dispatching:
+            return  # started later: start() pumps everything accepted before it
+        if threading.get_ident() == self._loop_thread:
+            self._pump()
+            return
+        with self._lock:
+            if self._pump_scheduled:
+                return
+            self._pump_scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._pump)
+        except RuntimeError:  # the loop has closed under us: take the job back, say so
+            with self._lock:
+                self._pending.remove(job)
+                self._waiting -= 1
+            raise NotRunning("the executor's event loop has closed; it accepts no jobs") from None
+
+    async def wait_for_room(self) -> None:
+        """Wait until a waiting job leaves the queue (or the executor stops). Loop thread only."""
+        future = self._loop.create_future()
+        self._room_waiters.append(future)
+        try:
+            await future
+        finally:
+            if not future.done():
+                self._room_waiters.remove(future)
+
+    # Dispatch: loop thread only.
+
+    def start(self) -> None:
+        """Begin running jobs, those accepted before now first."""
+        self._dispatching = True
+        self._pump()
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False  # before draining: a submit after this schedules anew
+        if not self._dispatching:
+            return
+        started = 0
+        while True:
+            with self._lock:
+                if self._busy >= self.workers or not self._pending:
+                    break
+                job = self._pending.popleft()
+                if job._status is not JobStatus.PENDING:
+                    self._cancelled_in_deque -= 1
+                    continue
+                job._status = JobStatus.RUNNING
+                self._waiting -= 1
+                self._busy += 1
+            self._start(job)
+            started += 1
+        if started and self._room_waiters:
+            self._wake_room_waiters(started)
+
+    def _start(self, job: Job[Any]) -> None:
+        self._running.add(job)
+        if sys.version_info >= (3, 11):
+            job._task = self._loop.create_task(self._run(job), context=job.context)
+        else:  # pragma: no cover - 3.10 has no context= here; the task takes a copy of it
+            job._task = job.context.run(self._loop.create_task, self._run(job))
+
+    async def _run(self, job: Job[Any]) -> None:
+        current_executor_var.set(self._executor)  # so `background` finds us inside the job
+        job.started_at = time.time()
+        try:
+            if job.is_async:
+                result = await job.fn(*job.args, **(job.kwargs or _NO_KWARGS))
+            else:
+                result = await self._call_in_thread(job)
+                if inspect.isawaitable(result):  # a sync wrapper around an async function
+                    result = await result
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            job._finish(JobStatus.CANCELLED)
+        except _ThreadAbandoned:
+            self._cancelled += 1
+            job._finish(JobStatus.ABANDONED)
+        except Exception as exc:
+            self._processed += 1
+            self._failed += 1
+            job._finish(JobStatus.FAILED, exc=exc)
+            self._executor._report_failure(job, exc)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: record, then let them stop us
+            self._processed += 1
+            self._failed += 1
+            job._finish(JobStatus.FAILED, exc=exc)
+            raise
+        else:
+            self._processed += 1
+            job._finish(JobStatus.SUCCEEDED, result)
+        finally:
+            self._release(job)
+
+    async def _call_in_thread(self, job: Job[Any]) -> Any:
+        # The limiter token is held until the thread really returns, even if the job is
+        # abandoned before then: a thread still busy is a slot still taken.
+        limiter = self._limiter
+        try:
+            limiter.acquire_on_behalf_of_nowait(job)
+        except anyio.WouldBlock:
+            await limiter.acquire_on_behalf_of(job)
+        future: asyncio.Future[Any] = self._loop.create_future()
+
+        def on_done(result: Any, error: BaseException | None) -> None:
+            limiter.release_on_behalf_of(job)
+            if future.cancelled():
+                self._executor._report_late_thread(job, error)
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        context = contextvars.copy_context()  # a thread cannot enter the task's own context
+        self._threads.run(
+            self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done
+        )
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise _ThreadAbandoned from None
+            raise
+
+    def _release(self, job: Job[Any]) -> None:
+        self._running.discard(job)
+        job.context = None  # type: ignore[assignment]  # let the job's context values go
+        with self._lock:
+            self._busy -= 1
+        self._pump()
+        self._executor._job_ended()
+
+    # Cancellation: any thread.
+
+    def cancel_job(self, job: Job[Any]) -> bool:
+        """Cancel a pending job, or ask a running async job to stop (see ``Job.cancel``)."""
+        with self._lock:
+            status = job._status
+            if status is JobStatus.PENDING:
+                job._status = JobStatus.CANCELLED
+                self._waiting -= 1
+                self._cancelled_in_deque += 1
+                self._cancelled += 1
+            elif status is not JobStatus.RUNNING or not job.is_async:
+                return False  # finished, or a thread we cannot interrupt
+        if status is JobStatus.PENDING:
+            job._finish(JobStatus.CANCELLED)
+            self._call_soon(self._after_pending_cancel)
+        else:
+            job._cancel_requested = True
+            self._call_soon(self._cancel_running, job)
+        return True
+
+    def _cancel_running(self, job: Job[Any]) -> None:
+        if job._task is not None:
+            job._task.cancel()
+
+    def _after_pending_cancel(self) -> None:
+        with self._lock:
+            if (
+                self._cancelled_in_deque > _COMPACT_AFTER
+                and self._cancelled_in_deque * 2 > len(self._pending)
+            ):
+                self._pending = deque(j for j in self._pending if j._status is JobStatus.PENDING)
+                self._cancelled_in_deque = 0
+        self._wake_room_waiters(1)
+        self._executor._job_ended()
+
+    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _wake_room_waiters(self, count: int) -> None:
+        while count and self._room_waiters:
+            waiter = self._room_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    # Shutdown: loop thread only.
+
+    def stop_accepting_waiters(self) -> None:
+        """Wake every ``aenqueue`` waiting for room, so it sees that the executor is stopping."""
+        self._wake_room_waiters(len(self._room_waiters))
+
+    def take_pending(self) -> list[Job[Any]]:
+        """Remove and return every job still waiting, marked cancelled: they will never run."""
+        with self._lock:
+            jobs = [job for job in self._pending if job._status is JobStatus.PENDING]
+            for job in jobs:
+                job._status = JobStatus.CANCELLED
+            self._pending.clear()
+            self._cancelled_in_deque = 0
+            self._waiting = 0
+            self._cancelled += len(jobs)
+        for job in jobs:
+            job._finish(JobStatus.CANCELLED)
+            job.context = None  # type: ignore[assignment]
+        return jobs
+
+    def running(self) -> list[Job[Any]]:
+        """The jobs holding a slot now."""
+        return list(self._running)
+
+    def outstanding(self) -> int:
+        """Jobs waiting or running: what ``join()`` waits for."""
+        return self._waiting + self._busy
+
+    def stats(self) -> QueueStats:
+        """A snapshot of this queue's counters."""
+        busy = self._busy
+        return QueueStats(
+            name=self.name,
+            workers=self.workers,
+            busy=busy,
+            idle=max(0, self.workers - busy),
+            pending=self._waiting,
+            processed=self._processed,
+            failed=self._failed,
+            cancelled=self._cancelled,
+        )
