@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._config import QueueConfig
@@ -178,8 +179,10 @@ class _Lifespan:
             await self.send({"type": "lifespan.startup.complete"})
         if self.startup_failed or self.shutdown_sent:
             if app_error is not None and not self.startup_failed:
-                logger.error("backburner: the application's lifespan raised after shutdown",
-                             exc_info=app_error)
+                logger.error(
+                    "backburner: the application's lifespan raised after shutdown",
+                    exc_info=app_error,
+                )
             return
         if app_error is not None:
             logger.error("backburner: the application's lifespan raised", exc_info=app_error)
@@ -196,4 +199,3 @@ class _Lifespan:
     async def _send_startup_failed(self, message: str) -> None:
         self.startup_sent = True
         await self.send({"type": "lifespan.startup.failed", "message": message})
-

@@ -29,7 +29,10 @@ running_executors: dict[Backburner, None] = {}
 
 #: Set by ``backburner.testing``: called instead of queueing, for every enqueue in the process.
 #: (Process-wide, not a context variable: a TestClient runs the app in a thread of its own.)
-Interceptor = Callable[["Backburner | None", Callable[..., Any], tuple[Any, ...], dict[str, Any], "str | None"], "Job[Any]"]
+Interceptor = Callable[
+    ["Backburner | None", Callable[..., Any], tuple[Any, ...], dict[str, Any], "str | None"],
+    "Job[Any]",
+]
 interceptor: list[Interceptor] = []
 
 

@@ -156,8 +156,10 @@ class Backburner:
             queue.start()
         logger.info(
             "backburner: started, queues %s",
-            ", ".join(f"{n} (workers={c.workers}, max_pending={c.max_pending})"
-                      for n, c in self.queue_configs.items()),
+            ", ".join(
+                f"{n} (workers={c.workers}, max_pending={c.max_pending})"
+                for n, c in self.queue_configs.items()
+            ),
         )
 
     async def aclose(self) -> ShutdownReport:
@@ -334,7 +336,10 @@ class Backburner:
         """
         if not self._queues:  # never started: the configured sizes, nothing counted
             return ExecutorStats.of(
-                [QueueStats(n, c.workers, 0, c.workers, 0, 0, 0, 0) for n, c in self.queue_configs.items()]
+                [
+                    QueueStats(name, config.workers, 0, config.workers, 0, 0, 0, 0)
+                    for name, config in self.queue_configs.items()
+                ]
             )
         return ExecutorStats.of([queue.stats() for queue in self._queues.values()])
 

@@ -81,7 +81,7 @@ class Job(Generic[T]):
         self.kwargs = kwargs or None
         #: The name of the queue the job was sent to.
         self.queue = queue
-        #: True when ``fn`` is a coroutine function, run on the event loop; else it runs in a thread.
+        #: True if ``fn`` is a coroutine function, run on the event loop; else it runs in a thread.
         self.is_async = is_async
         #: A copy of the enqueuing code's context variables, which the job runs in.
         self.context = contextvars.copy_context()
@@ -175,13 +175,15 @@ class Job(Generic[T]):
 
     # What follows is for the queue that runs the job, not for users.
 
-    def _finish(self, status: JobStatus, result: Any = None, exc: BaseException | None = None) -> None:
+    def _finish(
+        self, status: JobStatus, result: Any = None, exc: BaseException | None = None
+    ) -> None:
         """Record the end state and wake every task awaiting the job."""
         self._status = status
         self._result = result
         self._exception = exc
         self.finished_at = time.time()
-        self._task = None
+        # _task stays: an abandoned job's task may run on, and must stay referenced.
         waiters, self._waiters = self._waiters, None
         for future in waiters or ():
             _wake(future)

@@ -74,12 +74,22 @@ class BackgroundProxy:
 class _Detached(Backburner):
     """Stands in when a testing mode catches jobs and no executor exists: it only forwards."""
 
-    def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                queue_name: str | None) -> Job[Any]:
+    def _submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        queue_name: str | None,
+    ) -> Job[Any]:
         return interceptor[-1](None, fn, args, kwargs, queue_name)
 
-    async def _asubmit(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                       kwargs: dict[str, Any], queue_name: str | None) -> Job[Any]:
+    async def _asubmit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        queue_name: str | None,
+    ) -> Job[Any]:
         return self._submit(fn, args, kwargs, queue_name)
 
 

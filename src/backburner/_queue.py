@@ -47,9 +47,7 @@ class _ThreadAbandoned(Exception):
 class JobQueue:
     """A bounded queue and its pool of ``workers`` slots, bound to one running event loop."""
 
-    def __init__(
-        self, name: str, workers: int, max_pending: int, executor: Backburner
-    ) -> None:
+    def __init__(self, name: str, workers: int, max_pending: int, executor: Backburner) -> None:
         self.name = name
         self.workers = workers
         self.max_pending = max_pending
@@ -149,7 +147,7 @@ class JobQueue:
                 result = await job.fn(*job.args, **(job.kwargs or _NO_KWARGS))
             else:
                 result = await self._call_in_thread(job)
-                if inspect.isawaitable(result):  # a sync wrapper around an async function
+                if inspect.iscoroutine(result):  # a plain wrapper that returns a coroutine
                     result = await result
         except asyncio.CancelledError:
             self._cancelled += 1
@@ -193,9 +191,7 @@ class JobQueue:
                 future.set_result(result)
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
-        self._threads.run(
-            self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done
-        )
+        self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             return await future
         except asyncio.CancelledError:
@@ -238,9 +234,8 @@ class JobQueue:
 
     def _after_pending_cancel(self) -> None:
         with self._lock:
-            if (
-                self._cancelled_in_deque > _COMPACT_AFTER
-                and self._cancelled_in_deque * 2 > len(self._pending)
+            if self._cancelled_in_deque > _COMPACT_AFTER and self._cancelled_in_deque * 2 > len(
+                self._pending
             ):
                 self._pending = deque(j for j in self._pending if j._status is JobStatus.PENDING)
                 self._cancelled_in_deque = 0
@@ -267,7 +262,8 @@ class JobQueue:
         self._wake_room_waiters(len(self._room_waiters))
 
     def take_pending(self) -> list[Job[Any]]:
-        """Remove and return every job still waiting, marked cancelled: they will never run."""
+        """Stop dispatching; remove and return every waiting job, marked cancelled."""
+        self._dispatching = False  # an abandoned job that ends later must not start another
         with self._lock:
             jobs = [job for job in self._pending if job._status is JobStatus.PENDING]
             for job in jobs:

@@ -1,0 +1,231 @@
+"""Helpers for testing code that enqueues jobs.
+
+Three ways to test an app that uses backburner, from the most faithful to the most isolated:
+
+* ``await join()`` (or ``await bg.join()``): jobs run for real on the executor; wait for them
+  all to end, then assert on their effects.
+* ``with inline():``: every ``enqueue`` in the process runs its job to the end before it
+  returns, like SuckerPunch's ``sucker_punch/testing/inline``. No executor needs to run.
+* ``with fake() as jobs:``: every ``enqueue`` records its job and runs nothing; assert on
+  ``jobs``, then ``jobs.run_all()`` if you want them run after all.
+
+The two modes are process-wide (a ``TestClient`` runs the app in a thread of its own, which a
+context variable would not reach) and nest: the innermost wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
+
+from ._callables import plan_call
+from ._config import DEFAULT_QUEUE
+from ._context import current_executor, current_executor_var, interceptor
+from ._executor import Backburner
+from ._job import Job
+from ._status import JobStatus
+
+__all__ = ["RecordedJobs", "fake", "inline", "join"]
+
+logger = logging.getLogger("backburner")
+
+
+async def join(executor: Backburner | None = None) -> None:
+    """Wait until ``executor`` (by default the current one) has no pending or running job."""
+    await (executor or current_executor()).join()
+
+
+@contextlib.contextmanager
+def inline(*, raise_errors: bool = True) -> Iterator[list[Job[Any]]]:
+    """Run every job at its ``enqueue``, before ``enqueue`` returns; yield the jobs run.
+
+    Sync jobs run in the caller's thread. Async jobs run on a private event loop: in the
+    caller's thread if no loop runs there, else in a helper thread while the caller waits; so
+    an async job must not use objects tied to the app's own loop (use ``join()`` for those).
+    Arguments are checked as usual. With ``raise_errors`` (the default) a job's exception
+    propagates out of ``enqueue``, so a failing job fails the test; either way it is logged
+    and kept on the job.
+    """
+    ran: list[Job[Any]] = []
+
+    def run_now(
+        executor: Backburner | None,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        queue: str | None,
+    ) -> Job[Any]:
+        job = _make_job(executor, fn, args, kwargs, queue, owner=None)
+        ran.append(job)
+        _run_inline(job, executor, raise_errors)
+        return job
+
+    with _intercepting(run_now):
+        yield ran
+
+
+class RecordedJobs(Sequence[Job[Any]]):
+    """The jobs ``fake()`` caught, in the order they were enqueued."""
+
+    def __init__(self) -> None:
+        self._jobs: list[Job[Any]] = []
+        self._executors: dict[int, Backburner | None] = {}
+
+    @overload
+    def __getitem__(self, index: int) -> Job[Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Job[Any]]: ...
+    def __getitem__(self, index: int | slice) -> Job[Any] | Sequence[Job[Any]]:
+        return self._jobs[index]
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __repr__(self) -> str:
+        return f"<RecordedJobs {self._jobs!r}>"
+
+    def of(self, fn: Callable[..., Any]) -> list[Job[Any]]:
+        """The recorded jobs that call ``fn``."""
+        return [job for job in self._jobs if job.fn is fn]
+
+    def pending(self) -> list[Job[Any]]:
+        """The recorded jobs that have not run (nor been cancelled) yet."""
+        return [job for job in self._jobs if job.status is JobStatus.PENDING]
+
+    def run_all(self, *, raise_errors: bool = True) -> list[Job[Any]]:
+        """Run every pending recorded job inline, in order, and the jobs those enqueue.
+
+        Returns the jobs run. See ``inline()`` for where async jobs run.
+        """
+        ran: list[Job[Any]] = []
+        while pending := self.pending():
+            for job in pending:
+                if job.status is JobStatus.PENDING:
+                    ran.append(job)
+                    _run_inline(job, self._executors.get(id(job)), raise_errors)
+        return ran
+
+    def clear(self) -> None:
+        """Forget every recorded job."""
+        self._jobs.clear()
+        self._executors.clear()
+
+    def _record(self, job: Job[Any], executor: Backburner | None) -> None:
+        self._jobs.append(job)
+        self._executors[id(job)] = executor
+
+
+class _FakeOwner:
+    """Lets ``job.cancel()`` work on a recorded job."""
+
+    def cancel_job(self, job: Job[Any]) -> bool:
+        if job.status is not JobStatus.PENDING:
+            return False
+        job._finish(JobStatus.CANCELLED)
+        return True
+
+
+@contextlib.contextmanager
+def fake() -> Iterator[RecordedJobs]:
+    """Record every enqueued job instead of running it; yield the record.
+
+    Arguments are checked as usual, so a call that would fail for real fails here too.
+    The jobs stay pending until ``run_all()`` or ``cancel()``.
+    """
+    recorded = RecordedJobs()
+    owner = _FakeOwner()
+
+    def record(
+        executor: Backburner | None,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        queue: str | None,
+    ) -> Job[Any]:
+        job = _make_job(executor, fn, args, kwargs, queue, owner=owner)
+        recorded._record(job, executor)
+        return job
+
+    with _intercepting(record):
+        yield recorded
+
+
+@contextlib.contextmanager
+def _intercepting(handler: Any) -> Iterator[None]:
+    interceptor.append(handler)
+    try:
+        yield
+    finally:
+        interceptor.remove(handler)
+
+
+def _make_job(
+    executor: Backburner | None,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    queue: str | None,
+    owner: Any,
+) -> Job[Any]:
+    name = queue or DEFAULT_QUEUE
+    if executor is not None and name not in executor.queue_configs:
+        raise ValueError(
+            f"no queue named {name!r}; this executor has {sorted(executor.queue_configs)}"
+        )
+    plan = plan_call(fn)
+    plan.check(fn, args, kwargs)
+    return Job(fn, args, kwargs, name, plan.is_async, owner)
+
+
+def _run_inline(job: Job[Any], executor: Backburner | None, raise_errors: bool) -> None:
+    context = job.context
+    if executor is not None:
+        context.run(current_executor_var.set, executor)
+    job._status = JobStatus.RUNNING
+    job.started_at = time.time()
+    try:
+        result = context.run(_call, job)
+    except Exception as exc:
+        job._finish(JobStatus.FAILED, exc=exc)
+        if executor is not None:
+            executor._report_failure(job, exc)
+        else:
+            logger.error("backburner: job %s failed", job.describe(), exc_info=exc)
+        if raise_errors:
+            raise
+    else:
+        job._finish(JobStatus.SUCCEEDED, result)
+
+
+def _call(job: Job[Any]) -> Any:
+    result = job.fn(*job.args, **(job.kwargs or {}))
+    if not asyncio.iscoroutine(result):
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(result)
+    # This thread runs a loop we must not block on from inside: use a helper thread's loop,
+    # in a copy of the job's context (the job's own context is entered here, in this thread).
+    context = contextvars.copy_context()
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(context.run(asyncio.run, result))
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="backburner-inline")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]

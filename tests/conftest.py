@@ -1,0 +1,46 @@
+"""Shared fixtures: the async backend, and a guard against errors asyncio only logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Every async test runs on asyncio's own loop and on uvloop: uvicorn picks either."""
+    return request.param  # type: ignore[no-any-return]
+
+
+class _ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def asyncio_logs_no_errors() -> Iterator[None]:
+    """Fail a test in which asyncio logged an error.
+
+    "Task exception was never retrieved", "Task was destroyed but it is pending" and exceptions
+    in callbacks reach only asyncio's logger, never the test: each one is a backburner bug.
+    """
+    handler = _ErrorRecords()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    messages = [record.getMessage() for record in handler.records]
+    assert not messages, f"asyncio logged errors: {messages}"

@@ -1,0 +1,406 @@
+"""The executor: running jobs, bounds, failures, cancellation, context, stats, join."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from backburner import (
+    Backburner,
+    JobCancelled,
+    JobStatus,
+    NotRunning,
+    QueueConfig,
+    QueueFull,
+    ShuttingDown,
+    background,
+)
+
+pytestmark = pytest.mark.anyio
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+async def add(a: int, b: int) -> int:
+    return a + b
+
+
+def multiply(a: int, b: int) -> int:
+    return a * b
+
+
+async def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+async def test_await_job_gives_an_async_jobs_result() -> None:
+    async with Backburner() as bg:
+        job = bg.enqueue(add, 2, b=3)
+        assert await job == 5
+        assert job.status is JobStatus.SUCCEEDED
+        assert job.result() == 5
+
+
+async def test_sync_job_runs_in_a_backburner_thread_not_on_the_loop() -> None:
+    loop_thread = threading.current_thread()
+
+    def where() -> str:
+        assert threading.current_thread() is not loop_thread
+        return threading.current_thread().name
+
+    async with Backburner() as bg:
+        assert (await bg.enqueue(where)).startswith("backburner-default-")
+        assert await bg.enqueue(multiply, 6, 7) == 42
+
+
+async def test_sync_jobs_do_not_use_anyios_shared_thread_limiter() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(10)
+
+    async with Backburner(workers=3) as bg:
+        jobs = [bg.enqueue(hold) for _ in range(3)]
+        await anyio.to_thread.run_sync(started.wait, 10)
+        # Starlette's sync endpoints share anyio's default limiter: jobs must leave it alone.
+        assert anyio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
+        release.set()
+        for job in jobs:
+            await job
+
+
+async def test_sync_job_can_call_back_into_the_loop_with_anyio_from_thread() -> None:
+    def ask_loop() -> int:
+        return anyio.from_thread.run(add, 1, 1)
+
+    async with Backburner() as bg:
+        assert await bg.enqueue(ask_loop) == 2
+
+
+async def test_at_most_workers_jobs_run_at_once_and_the_rest_wait() -> None:
+    gate = asyncio.Event()
+    running = 0
+    most = 0
+
+    async def held() -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await gate.wait()
+        running -= 1
+
+    async with Backburner(workers=3) as bg:
+        for _ in range(10):
+            bg.enqueue(held)
+        await anyio.wait_all_tasks_blocked()
+        stats = bg.stats().queues["default"]
+        assert (stats.busy, stats.idle, stats.pending) == (3, 0, 7)
+        gate.set()
+        await bg.join()
+    assert most == 3
+    assert bg.stats().total.processed == 10
+
+
+async def test_a_saturated_queue_does_not_starve_another() -> None:
+    gate = asyncio.Event()
+
+    async def resize() -> None:
+        await gate.wait()
+
+    async with Backburner(workers=1, queues={"mail": QueueConfig(workers=1)}) as bg:
+        for _ in range(5):
+            bg.enqueue(resize)
+        mail = bg.options(queue="mail").enqueue(add, 1, 2)
+        assert await mail == 3  # while every image job still waits
+        assert bg.stats().queues["default"].pending == 4
+        gate.set()
+
+
+async def test_enqueue_on_a_full_queue_raises_queue_full_naming_queue_and_limit() -> None:
+    gate = asyncio.Event()
+    async with Backburner(workers=1, max_pending=2) as bg:
+        accepted = [bg.enqueue(gate.wait) for _ in range(3)]  # one runs, two wait
+        with pytest.raises(QueueFull, match=r"queue 'default' is full.*max_pending=2") as info:
+            bg.enqueue(gate.wait)
+        assert (info.value.queue, info.value.max_pending) == ("default", 2)
+        gate.set()
+        await bg.join()
+    assert all(job.status is JobStatus.SUCCEEDED for job in accepted)
+
+
+async def test_aenqueue_waits_for_room_instead_of_raising() -> None:
+    gate = asyncio.Event()
+    async with Backburner(workers=1, max_pending=1) as bg:
+        bg.enqueue(gate.wait)
+        bg.enqueue(gate.wait)
+        async with anyio.create_task_group() as tg:
+            late: list[Any] = []
+
+            async def enqueue_late() -> None:
+                late.append(await bg.aenqueue(add, 1, 1))
+
+            tg.start_soon(enqueue_late)
+            await anyio.wait_all_tasks_blocked()
+            assert not late  # still waiting for room
+            gate.set()
+        assert await late[0] == 2
+
+
+async def test_aenqueue_waiting_for_room_raises_shutting_down_when_the_executor_stops() -> None:
+    gate = asyncio.Event()
+    bg = Backburner(workers=1, max_pending=1, shutdown_timeout=0.2)
+    await bg.start()
+    bg.enqueue(gate.wait)
+    bg.enqueue(gate.wait)
+    waiting = asyncio.ensure_future(bg.aenqueue(add, 1, 1))
+    await anyio.wait_all_tasks_blocked()
+    await bg.aclose()
+    with pytest.raises(ShuttingDown):
+        await waiting
+
+
+async def test_enqueue_is_safe_from_many_threads_at_once() -> None:
+    done = 0
+
+    def count() -> None:
+        nonlocal done
+        done += 1  # runs on the loop: async job below
+
+    async def bump() -> None:
+        count()
+
+    async with Backburner(workers=8, max_pending=100_000) as bg:
+
+        def flood() -> None:
+            for _ in range(2_000):
+                bg.enqueue(bump)
+
+        threads = [threading.Thread(target=flood) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        await anyio.to_thread.run_sync(lambda: [t.join() for t in threads])
+        await bg.join()
+    assert done == 16_000
+    assert bg.stats().total.processed == 16_000
+
+
+async def test_a_sync_job_can_enqueue_a_follow_up_through_background() -> None:
+    async with Backburner() as bg:
+
+        def first() -> Any:
+            return background.enqueue(add, 20, 22)
+
+        follow_up = await bg.enqueue(first)
+        assert await follow_up == 42
+
+
+async def test_failure_is_logged_with_id_name_and_traceback_and_the_worker_lives_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[tuple[str, str]] = []
+    async with Backburner(workers=1, on_error=lambda job, exc: seen.append((job.id, str(exc)))) as bg:
+        job = bg.enqueue(fail, "boom")
+        with pytest.raises(ValueError, match="boom"):
+            await job
+        assert await bg.enqueue(add, 1, 2) == 3  # the only worker still works
+    assert job.status is JobStatus.FAILED
+    assert seen == [(job.id, "boom")]
+    [record] = [r for r in caplog.records if r.name == "backburner" and r.levelno == logging.ERROR]
+    assert job.id in record.getMessage() and "fail('boom')" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[1] is job.exception()
+    assert bg.failures() == [job]
+
+
+async def test_failures_keeps_only_the_newest_keep_failed_jobs() -> None:
+    async with Backburner(keep_failed=3) as bg:
+        jobs = [bg.enqueue(fail, str(n)) for n in range(5)]
+        await bg.join()
+    assert bg.failures() == jobs[2:]
+    for job in jobs:
+        assert isinstance(job.exception(), ValueError)
+
+
+async def test_an_on_error_hook_that_raises_is_logged_and_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_hook(job: Any, exc: BaseException) -> None:
+        raise RuntimeError("hook broke")
+
+    async with Backburner(on_error=broken_hook) as bg:
+        bg.enqueue(fail, "x")
+        await bg.join()
+        assert await bg.enqueue(add, 1, 1) == 2
+    assert any("on_error hook failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_cancelling_a_pending_job_means_it_never_runs() -> None:
+    gate = asyncio.Event()
+    ran: list[int] = []
+
+    async def record(n: int) -> None:
+        ran.append(n)
+
+    async with Backburner(workers=1) as bg:
+        bg.enqueue(gate.wait)
+        doomed = bg.enqueue(record, 1)
+        kept = bg.enqueue(record, 2)
+        assert doomed.cancel() is True
+        assert doomed.status is JobStatus.CANCELLED
+        assert bg.stats().total.pending == 1
+        gate.set()
+        await kept
+        with pytest.raises(JobCancelled):
+            await doomed
+    assert ran == [2]
+    assert doomed.cancel() is False  # already over
+
+
+async def test_many_cancelled_pending_jobs_do_not_count_against_max_pending() -> None:
+    gate = asyncio.Event()
+    async with Backburner(workers=1, max_pending=100) as bg:
+        bg.enqueue(gate.wait)
+        for _round in range(5):
+            jobs = [bg.enqueue(add, 1, 1) for _ in range(100)]
+            for job in jobs:
+                job.cancel()
+        last = bg.enqueue(add, 2, 2)
+        gate.set()
+        assert await last == 4
+
+
+async def test_cancelling_a_running_async_job_cancels_it_at_its_next_await() -> None:
+    started = asyncio.Event()
+    cleaned_up = False
+
+    async def long() -> None:
+        nonlocal cleaned_up
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            cleaned_up = True
+
+    async with Backburner() as bg:
+        job = bg.enqueue(long)
+        await started.wait()
+        assert job.cancel() is True
+        with pytest.raises(JobCancelled):
+            await job
+    assert cleaned_up and job.status is JobStatus.CANCELLED
+
+
+async def test_a_running_sync_job_cannot_be_cancelled() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> str:
+        started.set()
+        release.wait(10)
+        return "done"
+
+    async with Backburner() as bg:
+        job = bg.enqueue(hold)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        assert job.cancel() is False
+        release.set()
+        assert await job == "done"
+
+
+async def test_a_job_sees_the_enqueuers_context_and_its_own_changes_do_not_leak() -> None:
+    async def read_then_set() -> str:
+        seen = request_id.get()
+        request_id.set("changed by job")
+        return seen
+
+    def read_in_thread() -> str:
+        return request_id.get()
+
+    async with Backburner(workers=1) as bg:
+        request_id.set("req-1")
+        first = bg.enqueue(read_then_set)
+        request_id.set("req-2")
+        second = bg.enqueue(read_then_set)
+        third = bg.enqueue(read_in_thread)
+        assert (await first, await second, await third) == ("req-1", "req-2", "req-2")
+    assert request_id.get() == "req-2"
+
+
+async def test_join_waits_for_jobs_that_jobs_enqueue() -> None:
+    finished: list[int] = []
+
+    async def chain(n: int) -> None:
+        if n:
+            background.enqueue(chain, n - 1)
+        finished.append(n)
+
+    async with Backburner() as bg:
+        bg.enqueue(chain, 5)
+        await bg.join()
+        assert sorted(finished) == [0, 1, 2, 3, 4, 5]
+
+
+async def test_stats_report_each_queue_and_the_total() -> None:
+    async with Backburner(workers=2, queues={"mail": QueueConfig(workers=3)}) as bg:
+        await bg.enqueue(add, 1, 1)
+        bg.enqueue(fail, "x")
+        await bg.join()
+        stats = bg.stats()
+    assert stats.queues["default"].as_dict() == {
+        "name": "default",
+        "workers": 2,
+        "busy": 0,
+        "idle": 2,
+        "pending": 0,
+        "processed": 2,
+        "failed": 1,
+        "cancelled": 0,
+    }
+    assert stats.queues["mail"].workers == 3
+    assert (stats.total.workers, stats.total.processed, stats.total.failed) == (5, 2, 1)
+
+
+async def test_stats_before_start_show_the_configured_sizes() -> None:
+    stats = Backburner(workers=2).stats()
+    assert (stats.total.workers, stats.total.idle, stats.total.processed) == (2, 2, 0)
+
+
+async def test_enqueue_before_start_raises_not_running_saying_how_to_start() -> None:
+    with pytest.raises(NotRunning, match="has not started.*lifespan"):
+        Backburner().enqueue(add, 1, 2)
+
+
+async def test_enqueue_after_shutdown_raises_not_running() -> None:
+    async with Backburner() as bg:
+        pass
+    with pytest.raises(NotRunning, match="has shut down"):
+        bg.enqueue(add, 1, 2)
+
+
+async def test_an_executor_can_be_started_again_after_it_closed() -> None:
+    bg = Backburner()
+    for _ in range(2):
+        async with bg:
+            assert await bg.enqueue(add, 1, 2) == 3
+
+
+async def test_awaiting_a_job_from_another_event_loop_works() -> None:
+    async with Backburner() as bg:
+        gate = asyncio.Event()
+        job = bg.enqueue(gate.wait)
+
+        def other_loop() -> None:
+            asyncio.run(job.wait())
+
+        waiter = threading.Thread(target=other_loop)
+        waiter.start()
+        gate.set()
+        await job
+        await anyio.to_thread.run_sync(waiter.join, 10)
+        assert not waiter.is_alive()
