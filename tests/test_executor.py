@@ -206,7 +206,11 @@ async def test_failure_is_logged_with_id_name_and_traceback_and_the_worker_lives
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     seen: list[tuple[str, str]] = []
-    async with Backburner(workers=1, on_error=lambda job, exc: seen.append((job.id, str(exc)))) as bg:
+
+    def on_error(job: Any, exc: BaseException) -> None:
+        seen.append((job.id, str(exc)))
+
+    async with Backburner(workers=1, on_error=on_error) as bg:
         job = bg.enqueue(fail, "boom")
         with pytest.raises(ValueError, match="boom"):
             await job
@@ -214,8 +218,10 @@ async def test_failure_is_logged_with_id_name_and_traceback_and_the_worker_lives
     assert job.status is JobStatus.FAILED
     assert seen == [(job.id, "boom")]
     [record] = [r for r in caplog.records if r.name == "backburner" and r.levelno == logging.ERROR]
-    assert job.id in record.getMessage() and "fail('boom')" in record.getMessage()
-    assert record.exc_info is not None and record.exc_info[1] is job.exception()
+    assert job.id in record.getMessage()
+    assert "fail('boom')" in record.getMessage()
+    assert record.exc_info is not None
+    assert record.exc_info[1] is job.exception()
     assert bg.failures() == [job]
 
 
@@ -294,7 +300,8 @@ async def test_cancelling_a_running_async_job_cancels_it_at_its_next_await() -> 
         assert job.cancel() is True
         with pytest.raises(JobCancelled):
             await job
-    assert cleaned_up and job.status is JobStatus.CANCELLED
+    assert cleaned_up
+    assert job.status is JobStatus.CANCELLED
 
 
 async def test_a_running_sync_job_cannot_be_cancelled() -> None:
@@ -372,7 +379,7 @@ async def test_stats_before_start_show_the_configured_sizes() -> None:
 
 
 async def test_enqueue_before_start_raises_not_running_saying_how_to_start() -> None:
-    with pytest.raises(NotRunning, match="has not started.*lifespan"):
+    with pytest.raises(NotRunning, match=r"has not started.*lifespan"):
         Backburner().enqueue(add, 1, 2)
 
 

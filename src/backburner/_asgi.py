@@ -168,6 +168,7 @@ class _Lifespan:
             # The app does not speak the lifespan protocol: we run it for the executor alone.
             if app_error is not None:
                 logger.debug("backburner: app has no lifespan support (%r)", app_error)
+                app_error = None  # not a failure: the protocol is ours alone from here
             await self.receive()
             try:
                 await self.executor.start()

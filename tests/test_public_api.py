@@ -1,0 +1,59 @@
+"""The public face of the package: what it exports, and how it presents itself."""
+
+from __future__ import annotations
+
+import importlib.resources
+
+import backburner
+from backburner import BackburnerError, JobCancelled, NotRunning, QueueFull, ShuttingDown
+
+EXPORTS = {
+    "Backburner",
+    "BackburnerError",
+    "BackburnerMiddleware",
+    "BackgroundProxy",
+    "Enqueuer",
+    "ExecutorStats",
+    "Job",
+    "JobCancelled",
+    "JobStatus",
+    "NotRunning",
+    "QueueConfig",
+    "QueueFull",
+    "QueueStats",
+    "ShutdownReport",
+    "ShuttingDown",
+    "background",
+}
+
+
+def test_the_package_exports_exactly_the_documented_names() -> None:
+    assert set(backburner.__all__) == EXPORTS
+    public = {name for name in vars(backburner) if not name.startswith("_")}
+    assert public == EXPORTS | {"testing"} or public == EXPORTS
+
+
+def test_exported_classes_say_they_belong_to_backburner() -> None:
+    for name in backburner.__all__:
+        obj = getattr(backburner, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "backburner", name
+    assert repr(backburner.JobStatus.PENDING).startswith("<JobStatus")
+
+
+def test_every_runtime_error_is_a_backburner_error() -> None:
+    for error in (QueueFull, NotRunning, ShuttingDown, JobCancelled):
+        assert issubclass(error, BackburnerError)
+    assert issubclass(ShuttingDown, NotRunning)
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for name in backburner.__all__:
+        obj = getattr(backburner, name)
+        doc = (type(obj) if name == "background" else obj).__doc__
+        assert doc, name
+        assert doc.strip(), name
+
+
+def test_the_package_ships_its_type_information() -> None:
+    assert importlib.resources.files("backburner").joinpath("py.typed").is_file()

@@ -1,0 +1,29 @@
+"""Checked by `mypy --strict tests/typing` (make typecheck): the public API's types hold."""
+
+from __future__ import annotations
+
+from typing_extensions import assert_type
+
+from backburner import Backburner, Job, background
+from backburner.testing import fake
+
+
+async def fetch(url: str, *, retries: int = 0) -> bytes:
+    return b""
+
+
+def resize(path: str, width: int) -> tuple[int, int]:
+    return (width, width)
+
+
+async def check(bg: Backburner) -> None:
+    assert_type(bg.enqueue(fetch, "https://example.com"), Job[bytes])
+    assert_type(bg.enqueue(resize, "a.png", 640), Job[tuple[int, int]])
+    assert_type(await bg.enqueue(fetch, "u", retries=2), bytes)
+    assert_type(background.enqueue(resize, "a.png", width=1), Job[tuple[int, int]])
+    assert_type(await bg.aenqueue(fetch, "u"), Job[bytes])
+    assert_type(bg.options(queue="mail").enqueue(fetch, "u"), Job[bytes])
+    bg.enqueue(resize, "a.png")  # type: ignore[call-overload]
+    bg.enqueue(fetch, 42)  # type: ignore[call-overload]
+    with fake() as jobs:
+        assert_type(len(jobs), int)
