@@ -113,6 +113,8 @@ class Backburner:
         self._queues: dict[str, JobQueue] = {}
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._closed: asyncio.Event | None = None
+        #: The event loop the executor runs on, from ``open()`` on.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._report = ShutdownReport()
 
     def __repr__(self) -> str:
@@ -132,7 +134,7 @@ class Backburner:
         if self._state is _State.DRAINING:
             raise ShuttingDown("the executor is shutting down; it cannot be opened again yet")
         try:
-            asyncio.get_running_loop()
+            self.loop = asyncio.get_running_loop()
         except RuntimeError:
             raise RuntimeError(
                 "backburner runs on asyncio (uvicorn, hypercorn's asyncio worker, asyncio.run); "
@@ -193,15 +195,12 @@ class Backburner:
             )
             await self._wait_idle(deadline - self.cancel_grace)
         not_started = [job for queue in queues for job in queue.take_pending()]
-        running = [job for queue in queues for job in queue.running()]
-        tasks = {job._task for job in running if job._task is not None}
-        for task in tasks:
-            task.cancel()
+        running = [job for queue in queues for job in queue.running_jobs()]
+        tasks = [task for queue in queues for task in queue.cancel_running()]
         if tasks:
             await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
-        for job in running:
-            if not job.done():  # ignored its cancellation: leave it, say so
-                job._finish(JobStatus.ABANDONED)
+        for queue in queues:
+            queue.abandon_running()  # ignored their cancellation: leave them, say so
         self._report = ShutdownReport(
             not_started=tuple(not_started),
             cancelled=tuple(j for j in running if j.status is JobStatus.CANCELLED),
@@ -287,10 +286,11 @@ class Backburner:
         if interceptor:
             return interceptor[-1](self, fn, args, kwargs, queue_name)
         queue = self._queue_for(queue_name)
-        if queue._loop is not asyncio.get_running_loop():
+        if self.loop is not asyncio.get_running_loop():
             # Awaited on another event loop (another thread): wait on ours, from there.
+            assert self.loop is not None  # _queue_for() found a queue: open() set it
             future = asyncio.run_coroutine_threadsafe(
-                self._asubmit(fn, args, kwargs, queue_name), queue._loop
+                self._asubmit(fn, args, kwargs, queue_name), self.loop
             )
             return await asyncio.wrap_future(future)
         plan = plan_call(fn)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import logging
 import sys
 import threading
 import time
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["JobQueue"]
 
+logger = logging.getLogger("backburner")
+
 _NO_KWARGS: dict[str, Any] = {}
 # Cancelled jobs stay in the deque (removing from its middle is O(n)) and are skipped when
 # reached; past this many, and half the deque, the deque is rebuilt without them.
@@ -52,7 +55,8 @@ class JobQueue:
         self.workers = workers
         self.max_pending = max_pending
         self._executor = executor
-        self._loop = asyncio.get_running_loop()
+        assert executor.loop is not None, "queues are made by Backburner.open()"
+        self._loop = executor.loop
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
         self._pending: deque[Job[Any]] = deque()
@@ -141,7 +145,7 @@ class JobQueue:
 
     async def _run(self, job: Job[Any]) -> None:
         current_executor_var.set(self._executor)  # so `background` finds us inside the job
-        job.started_at = time.time()
+        job.started_at = started = time.time()
         try:
             if job.is_async:
                 result = await job.fn(*job.args, **(job.kwargs or _NO_KWARGS))
@@ -168,6 +172,12 @@ class JobQueue:
         else:
             self._processed += 1
             job._finish(JobStatus.SUCCEEDED, result)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "backburner: job %s succeeded in %.1f ms",
+                    job.describe(),
+                    (time.time() - started) * 1000,
+                )
         finally:
             self._release(job)
 
@@ -277,9 +287,26 @@ class JobQueue:
             job.context = None  # type: ignore[assignment]
         return jobs
 
-    def running(self) -> list[Job[Any]]:
+    def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
         return list(self._running)
+
+    def cancel_running(self) -> list[asyncio.Task[None]]:
+        """Cancel every running job's task; return the tasks, to wait for their cleanup."""
+        tasks = [job._task for job in self._running if job._task is not None]
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+    def abandon_running(self) -> list[Job[Any]]:
+        """Mark the jobs still running after cancellation abandoned, and return them.
+
+        Their tasks stay referenced (by the jobs, in ``_running``): they may yet run on.
+        """
+        jobs = [job for job in self._running if not job.done()]
+        for job in jobs:
+            job._finish(JobStatus.ABANDONED)
+        return jobs
 
     def outstanding(self) -> int:
         """Jobs waiting or running: what ``join()`` waits for."""
