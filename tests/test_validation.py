@@ -51,7 +51,7 @@ async def test_a_coroutine_object_is_refused_with_pass_the_function_and_its_argu
         (send, ("a", "b", "c"), {}, r"too many positional arguments"),
         (send, ("a",), {"to": "b"}, r"multiple values for argument 'to'"),
         (send, ("a",), {"colour": "red"}, r"unexpected keyword argument 'colour'"),
-        (posonly, (), {"a": 1, "b": 2, "c": 3}, r"'a' parameter is positional only"),
+        (posonly, (), {"a": 1, "b": 2, "c": 3}, r"'a' (parameter )?is positional.only"),
         (posonly, (1, 2), {}, r"missing a required argument: 'c'"),
     ],
 )
@@ -181,7 +181,7 @@ def test_the_quick_check_agrees_with_python_on_whether_a_call_binds(
         binds = False
     plan = plan_call(fn)
     assert plan.quick
-    assert plan._binds(count, kwargs) == binds, inspect.signature(fn)
+    assert (plan.mismatch(count, kwargs) is None) == binds, inspect.signature(fn)
 
 
 @settings(max_examples=200, deadline=None)

@@ -47,28 +47,36 @@ class CallPlan:
 
     def check(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise ``TypeError`` naming the problem if ``fn(*args, **kwargs)`` would not bind."""
-        if self.quick and self._binds(len(args), kwargs):
+        if not self.quick:
+            _bind_or_raise(fn, args, kwargs, None)
             return
-        _bind_or_raise(fn, args, kwargs)
+        problem = self.mismatch(len(args), kwargs)
+        if problem is not None:
+            # The verdict is ours (tested against Python's own calls); bind() only words it,
+            # where it agrees: some versions' bind() accept calls that Python refuses.
+            _bind_or_raise(fn, args, kwargs, problem)
 
-    def _binds(self, count: int, kwargs: dict[str, Any]) -> bool:
+    def mismatch(self, count: int, kwargs: dict[str, Any]) -> str | None:
+        """Why ``count`` positional arguments and ``kwargs`` would not bind, or None if they do."""
         if self.max_positional is not None and count > self.max_positional:
-            return False
-        if not kwargs:
-            return count >= self.min_positional and not self.required_keyword_only
+            return f"too many positional arguments ({count}, at most {self.max_positional})"
         for name in kwargs:
             position = self.keyword_positions.get(name)
             if position is not None:
                 if position < count:
-                    return False  # given twice
+                    return f"multiple values for argument {name!r}"
             elif name not in self.keyword_only and not self.accepts_any_keyword:
-                return False
+                return f"got an unexpected keyword argument {name!r}"
         for position in range(count, self.min_positional):
-            if position < self.positional_only:
-                return False
-            if self.positional_names[position] not in kwargs:
-                return False
-        return all(name in kwargs for name in self.required_keyword_only)
+            name = self.positional_names[position]
+            if position < self.positional_only and name in kwargs:
+                return f"{name!r} is positional-only, so it cannot be passed as a keyword"
+            if name not in kwargs:
+                return f"missing a required positional argument: {name!r}"
+        for name in sorted(self.required_keyword_only):
+            if name not in kwargs:
+                return f"missing a required keyword argument: {name!r}"
+        return None
 
 
 def plan_call(fn: object) -> CallPlan:
@@ -136,18 +144,23 @@ def _plan_parameters(fn: object, is_async: bool) -> CallPlan:
     )
 
 
-def _bind_or_raise(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _bind_or_raise(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], problem: str | None
+) -> None:
     try:
         signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return  # some builtins have no signature to check against: the call will tell
-    try:
-        signature.bind(*args, **kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError):  # some builtins have no signature to check against
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            problem = str(exc)
+    if problem is not None:
         raise TypeError(
-            f"the arguments do not fit {describe_callable(fn)}{signature}: {exc}. "
-            f"enqueue() passes every argument after the function to it unchanged."
-        ) from None
+            f"the arguments do not fit {describe_callable(fn)}{signature or '(...)'}: "
+            f"{problem}. enqueue() passes every argument after the function to it unchanged."
+        )
 
 
 def _refuse_awaitable(obj: object) -> None:
