@@ -29,6 +29,7 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict demo_app
 	$(BIN)/mypy --strict tests/typing
 
 pytest: setup

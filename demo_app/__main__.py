@@ -1,0 +1,84 @@
+"""``python -m demo_app``: serve the demo with uvicorn.
+
+Every option also reads an environment variable, for a default that is not 8000::
+
+    python -m demo_app --port 8001          # or DEMO_PORT=8001
+    python -m demo_app --smtp-port 1025     # the mail catcher's port (default: a free one)
+    python -m demo_app --mail-delay 0.5     # seconds the pretend mail service takes
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+import uvicorn
+
+from .app import create_app
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdecimal() and 0 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"give a number of seconds from 0 to 60, got {text!r}")
+    return seconds
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, with defaults from ``DEMO_HOST``, ``DEMO_PORT`` and friends."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="python -m demo_app", description="Serve the backburner demo app."
+    )
+    parser.add_argument(
+        "--host", default=env("DEMO_HOST", "127.0.0.1"), help="address to serve on (DEMO_HOST)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=env("DEMO_PORT", "8000"), help="HTTP port (DEMO_PORT)"
+    )
+    parser.add_argument(
+        "--smtp-port",
+        type=_port,
+        default=env("DEMO_SMTP_PORT", "0"),
+        help="port of the mail catcher on 127.0.0.1; 0 picks a free one (DEMO_SMTP_PORT)",
+    )
+    parser.add_argument(
+        "--mail-delay",
+        type=_seconds,
+        default=env("DEMO_MAIL_DELAY", "0.2"),
+        help="seconds the pretend mail service takes per email (DEMO_MAIL_DELAY)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line, set up logging, and serve until interrupted."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    for name in ("backburner", "demo_app"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(
+        f"backburner demo: serving on http://{host}:{args.port}/ "
+        f"(caught mail at /inbox, counters at /stats)",
+        flush=True,
+    )
+    app = create_app(smtp_port=args.smtp_port, mail_delay=args.mail_delay)
+    uvicorn.run(app, host=args.host, port=args.port, lifespan="on", log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The demo app: sign-up and FibTastic, each in background or inline mode, with their mail caught.
+
+Routes::
+
+    GET  /             the forms, both modes' response times, recent requests, queues
+    POST /signup       email=...  [mode=inline]   → 303 /welcome?r=ID
+    POST /fibtastic    email=...  n=1..500  [mode=inline]   → 303 /fibtastic/sent?r=ID
+    GET  /inbox        caught mail, newest first (HTML)
+    GET  /inbox.json   the same as JSON; ?to=ADDRESS filters, ?wait=SECONDS waits for a match
+    GET  /stats        the executor's counters as JSON; ?wait=SECONDS first waits for idle
+
+Each form redirect carries a ``Server-Timing`` header with the handler's own time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from backburner import BackburnerMiddleware, NotRunning, QueueConfig, QueueFull, background
+
+from . import pages
+from .forms import parse_address, parse_count, parse_mode, read_form
+from .jobs import MailSettings, fibtastic, fibtastic_message, send_mail, send_welcome
+from .mailcatcher import Mailbox, MailCatcher
+from .recent import RecentRequests, RequestRecord
+
+__all__ = ["Demo", "create_app"]
+
+logger = logging.getLogger("demo_app")
+
+#: The longest ``?wait=`` a JSON endpoint accepts, in seconds.
+MAX_WAIT = 30.0
+
+
+class Demo:
+    """The demo's state (mailbox, mail catcher, recent requests) and its endpoints.
+
+    ``Demo(...).app`` is the ASGI app; ``create_app(...)`` returns just that.
+    """
+
+    def __init__(
+        self,
+        *,
+        smtp_host: str = "127.0.0.1",
+        smtp_port: int = 0,
+        mail_delay: float = 0.2,
+        workers: int = 4,
+        mail_workers: int = 2,
+        max_pending: int = 10_000,
+        shutdown_timeout: float = 8.0,
+    ) -> None:
+        if mail_delay < 0:
+            raise ValueError(f"mail_delay must be 0 or more seconds, got {mail_delay}")
+        self.mail_delay = mail_delay
+        self.mailbox = Mailbox()
+        self.catcher = MailCatcher(self.mailbox, smtp_host, smtp_port)
+        self.recent = RecentRequests()
+        self._mail: MailSettings | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/", self.home),
+                Route("/signup", self.signup, methods=["POST"]),
+                Route("/welcome", self.sent),
+                Route("/fibtastic", self.fibtastic, methods=["POST"]),
+                Route("/fibtastic/sent", self.sent),
+                Route("/inbox", self.inbox),
+                Route("/inbox.json", self.inbox_json),
+                Route("/stats", self.stats),
+            ],
+            exception_handlers={
+                HTTPException: self.http_error,
+                QueueFull: self.unavailable,
+                NotRunning: self.unavailable,
+            },
+            lifespan=self.lifespan,
+        )
+        self.app.add_middleware(
+            BackburnerMiddleware,
+            workers=workers,
+            max_pending=max_pending,
+            queues={"mail": QueueConfig(workers=mail_workers, max_pending=max_pending)},
+            shutdown_timeout=shutdown_timeout,
+        )
+
+    @property
+    def mail(self) -> MailSettings:
+        """Where jobs send mail: known once the mail catcher listens."""
+        if self._mail is None:
+            raise RuntimeError("the mail catcher has not started: run the app with its lifespan")
+        return self._mail
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Run the mail catcher for as long as the app runs.
+
+        ``BackburnerMiddleware`` starts running jobs after this startup and drains them before
+        this shutdown, so every job sends its mail while the catcher still listens.
+        """
+        await self.catcher.start()
+        self._mail = MailSettings(self.catcher.host, self.catcher.port, self.mail_delay)
+        logger.info(
+            "mail catcher: SMTP on %s:%d, mail service delay %.0f ms",
+            self.catcher.host,
+            self.catcher.port,
+            self.mail_delay * 1000,
+        )
+        try:
+            yield
+        finally:
+            await self.catcher.aclose()
+            logger.info("mail catcher: stopped after catching %d message(s)", self.mailbox.caught)
+
+    # The forms.
+
+    async def signup(self, request: Request) -> Response:
+        """Send a welcome email to the address in the form, in the background or inline."""
+        started = time.perf_counter()
+        form = await read_form(request)
+        address, mode = parse_address(form), parse_mode(request, form)
+        if mode == "background":
+            job = background.options(queue="mail").enqueue(send_welcome, self.mail, address)
+            record = self.recent.add("sign-up", address, mode, started, job=job)
+        else:
+            await send_welcome(self.mail, address)
+            record = self.recent.add("sign-up", address, mode, started)
+        return _redirect(f"/welcome?r={record.id}", record)
+
+    async def fibtastic(self, request: Request) -> Response:
+        """Email the first N Fibonacci numbers to the address in the form."""
+        started = time.perf_counter()
+        form = await read_form(request)
+        address, count = parse_address(form), parse_count(form)
+        mode = parse_mode(request, form)
+        if mode == "background":
+            job = background.enqueue(fibtastic, self.mail, address, count)
+            record = self.recent.add("fibtastic", address, mode, started, count=count, job=job)
+        else:
+            await send_mail(self.mail, fibtastic_message(address, count))
+            record = self.recent.add("fibtastic", address, mode, started, count=count)
+        return _redirect(f"/fibtastic/sent?r={record.id}", record)
+
+    # The pages.
+
+    async def home(self, request: Request) -> Response:
+        """The forms and what happened so far."""
+        stats = background.stats().as_dict()
+        return HTMLResponse(pages.home_page(self.recent, stats, self.mail_delay))
+
+    async def sent(self, request: Request) -> Response:
+        """Where the forms redirect: ``?r=`` names the request."""
+        raw = request.query_params.get("r", "")
+        record = self.recent.get(int(raw)) if raw.isascii() and raw.isdecimal() else None
+        return HTMLResponse(pages.sent_page(record, self.recent))
+
+    async def inbox(self, request: Request) -> Response:
+        """The caught mail, newest first."""
+        smtp = f"{self.catcher.host}:{self.catcher.port}"
+        return HTMLResponse(pages.inbox_page(self.mailbox.messages(), self.mailbox.caught, smtp))
+
+    async def inbox_json(self, request: Request) -> Response:
+        """The caught mail as JSON, newest first; ``?to=`` filters, ``?wait=`` waits for one."""
+        to = request.query_params.get("to") or None
+        wait = _wait_seconds(request)
+        if isinstance(wait, Response):
+            return wait
+        if wait:
+            with anyio.move_on_after(wait):
+                await self.mailbox.wait_for(to)
+        messages = [mail.as_dict() for mail in self.mailbox.messages(to)]
+        return JSONResponse({"caught": self.mailbox.caught, "messages": messages})
+
+    async def stats(self, request: Request) -> Response:
+        """The executor's counters; ``?wait=`` first waits (that long at most) for it to idle."""
+        wait = _wait_seconds(request)
+        if isinstance(wait, Response):
+            return wait
+        if wait:
+            with anyio.move_on_after(wait):
+                await background.join()
+        return JSONResponse(background.stats().as_dict())
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """Refusals as a small HTML page that says why."""
+        assert isinstance(exc, HTTPException)
+        return HTMLResponse(pages.error_page(exc.status_code, exc.detail), exc.status_code)
+
+    async def unavailable(self, request: Request, exc: Exception) -> Response:
+        """A full queue (``QueueFull``) or a server shutting down (``NotRunning``): 503."""
+        reason = "too busy right now" if isinstance(exc, QueueFull) else "shutting down"
+        message = f"The server is {reason}; try again in a moment. ({exc})"
+        return HTMLResponse(pages.error_page(503, message), 503, headers={"Retry-After": "1"})
+
+
+def _redirect(url: str, record: RequestRecord) -> Response:
+    response = RedirectResponse(url, status_code=303)
+    response.headers["Server-Timing"] = f'app;dur={record.elapsed_ms:.3f};desc="{record.mode}"'
+    return response
+
+
+def _wait_seconds(request: Request) -> float | Response:
+    raw = request.query_params.get("wait", "0")
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= MAX_WAIT:  # also refuses nan
+        return JSONResponse(
+            {"error": f"wait must be a number of seconds from 0 to {MAX_WAIT:.0f}, got {raw!r}"},
+            status_code=400,
+        )
+    return wait
+
+
+def create_app(
+    *,
+    smtp_host: str = "127.0.0.1",
+    smtp_port: int = 0,
+    mail_delay: float = 0.2,
+    workers: int = 4,
+    mail_workers: int = 2,
+    max_pending: int = 10_000,
+    shutdown_timeout: float = 8.0,
+) -> Starlette:
+    """The demo app. Its mail catcher listens on ``smtp_host:smtp_port`` (0: a free port).
+
+    ``mail_delay`` is the pretend mail service's seconds per email; ``workers`` and
+    ``mail_workers`` size the ``default`` and ``mail`` queues, which each hold at most
+    ``max_pending`` waiting jobs.
+    """
+    return Demo(
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        mail_delay=mail_delay,
+        workers=workers,
+        mail_workers=mail_workers,
+        max_pending=max_pending,
+        shutdown_timeout=shutdown_timeout,
+    ).app

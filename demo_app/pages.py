@@ -1,0 +1,183 @@
+"""The demo's HTML pages: plain strings, no template engine, every value escaped on the way in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from html import escape
+from typing import Any
+
+from .jobs import MAX_FIBONACCI
+from .mailcatcher import CaughtMail
+from .recent import MODES, RecentRequests, RequestRecord
+
+__all__ = ["error_page", "home_page", "inbox_page", "sent_page"]
+
+_STYLE = """
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; }
+nav a { margin-right: 1rem; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+form { border: 1px solid #ddd; border-radius: 6px; padding: 0.8rem 1rem; margin: 1rem 0; }
+input[type=email] { width: 16rem; } input[type=number] { width: 5rem; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
+th, td { text-align: left; padding: 0.2rem 0.5rem; border-bottom: 1px solid #eee; }
+.modes { display: flex; gap: 1rem; }
+.mode { flex: 1; border: 1px solid #ddd; border-radius: 6px; padding: 0.5rem 1rem; }
+.mode strong { font-size: 1.5rem; display: block; }
+.note { color: #666; font-size: 0.9rem; }
+.error { border-left: 4px solid #c33; padding-left: 1rem; }
+pre { background: #f6f6f6; padding: 0.5rem; overflow-x: auto; }
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
+        '<nav><a href="/">Home</a><a href="/inbox">Inbox</a><a href="/stats">Stats (JSON)</a>'
+        f"</nav>{body}</body></html>\n"
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} ms"
+
+
+def _forms() -> str:
+    inline = (
+        "<label><input type=checkbox name=mode value=inline> run it inline "
+        "(the page waits for the mail, as without backburner)</label>"
+    )
+    return (
+        "<h2>Sign up</h2>"
+        '<form method=post action="/signup">'
+        '<input type=email name=email required placeholder="ada@example.com"> '
+        f"<button>Sign up</button><br>{inline}</form>"
+        "<h2>FibTastic</h2>"
+        '<form method=post action="/fibtastic">'
+        '<input type=email name=email required placeholder="ada@example.com"> '
+        f"<input type=number name=n min=1 max={MAX_FIBONACCI} value=10> Fibonacci numbers "
+        "(0, 1, 1, 2, 3, ...) "
+        f"<button>Email them to me</button><br>{inline}</form>"
+    )
+
+
+def _comparison(recent: RecentRequests) -> str:
+    boxes = []
+    for mode in MODES:
+        summary = recent.summary(mode)
+        boxes.append(
+            f"<div class=mode>{mode}<strong>{_ms(summary.last_ms)}</strong>"
+            f"<span class=note>median {_ms(summary.median_ms)} over the last "
+            f"{summary.requests} request(s)</span></div>"
+        )
+    return "<h2>Response times</h2><div class=modes>" + "".join(boxes) + "</div>"
+
+
+def _recent_table(records: Iterable[RequestRecord]) -> str:
+    rows = []
+    for record in records:
+        what = record.kind + (f" (N={record.count})" if record.count else "")
+        job = "-" if record.job is None else f"{record.job.id}: {record.job.status.value}"
+        rows.append(
+            f"<tr><td>{time.strftime('%H:%M:%S', time.localtime(record.at))}</td>"
+            f"<td>{escape(what)}</td><td>{escape(record.address)}</td><td>{record.mode}</td>"
+            f"<td>{_ms(record.elapsed_ms)}</td><td>{escape(job)}</td></tr>"
+        )
+    if not rows:
+        return "<p class=note>No requests yet: use a form above.</p>"
+    return (
+        "<table><tr><th>at</th><th>what</th><th>to</th><th>mode</th><th>response time</th>"
+        "<th>job</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _stats_table(stats: Mapping[str, Any]) -> str:
+    columns = ("workers", "busy", "idle", "pending", "processed", "failed", "cancelled")
+    head = "".join(f"<th>{column}</th>" for column in columns)
+    rows = [*stats["queues"].values(), stats["total"]]
+    body = "".join(
+        f"<tr><td>{escape(str(row['name']))}</td>"
+        + "".join(f"<td>{escape(str(row[column]))}</td>" for column in columns)
+        + "</tr>"
+        for row in rows
+    )
+    return f"<h2>Queues</h2><table><tr><th>queue</th>{head}</tr>{body}</table>"
+
+
+def home_page(recent: RecentRequests, stats: Mapping[str, Any], mail_delay: float) -> str:
+    """The forms, the two modes' response times, the recent requests and the queues."""
+    return _page(
+        "backburner demo",
+        "<h1>backburner demo</h1>"
+        "<p>Both forms send real email, through a pretend third-party mail service that takes "
+        f"{mail_delay * 1000:.0f} ms to answer. In the background (the default) the page "
+        "answers at once and a job sends the mail; inline, the page waits for it. Caught mail "
+        'shows in the <a href="/inbox">inbox</a>.</p>'
+        + _forms()
+        + _comparison(recent)
+        + "<h2>Recent requests</h2>"
+        + _recent_table(recent.newest_first())
+        + _stats_table(stats),
+    )
+
+
+def sent_page(record: RequestRecord | None, recent: RecentRequests) -> str:
+    """Where a form redirects: what was sent, how, and how long the answer took."""
+    if record is None:
+        title, lead = "Sent", "<p>Your email is on its way.</p>"
+    else:
+        address = escape(record.address)
+        took = f"<strong>{_ms(record.elapsed_ms)}</strong>"
+        if record.kind == "sign-up":
+            title, plural = "Welcome aboard!", False
+            what = f"Welcome, {address}! Your welcome email"
+        else:
+            title, plural = "FibTastic!", True
+            what = f"Your {record.count} Fibonacci numbers for {address}"
+        if record.mode == "background":
+            verb = "are" if plural else "is"
+            how = f"{what} {verb} being sent by a background job: this page took only {took}."
+        else:
+            verb = "were" if plural else "was"
+            how = f"{what} {verb} sent inline, before answering: this page took {took}."
+        lead = f'<p>{how} See the <a href="/inbox">inbox</a>.</p>'
+    return _page(
+        title,
+        f"<h1>{escape(title)}</h1>{lead}"
+        + _comparison(recent)
+        + "<h2>Recent requests</h2>"
+        + _recent_table(recent.newest_first())
+        + '<p><a href="/">Send another</a></p>',
+    )
+
+
+def inbox_page(messages: list[CaughtMail], caught: int, smtp: str) -> str:
+    """The caught mail, newest first."""
+    items = []
+    for mail in messages:
+        at = time.strftime("%H:%M:%S", time.localtime(mail.received_at))
+        items.append(
+            f"<details><summary>{at} <strong>{escape(mail.subject)}</strong> to "
+            f"{escape(', '.join(mail.to))}</summary>"
+            f"<p class=note>from {escape(mail.mail_from)}</p>"
+            f"<pre>{escape(mail.body)}</pre></details>"
+        )
+    listing = "".join(items) or "<p class=note>Nothing caught yet.</p>"
+    return _page(
+        "Inbox",
+        f"<h1>Inbox</h1><p class=note>{caught} message(s) caught by the SMTP server on "
+        f'{escape(smtp)}; the newest {len(messages)} shown. Also as <a href="/inbox.json">'
+        f"JSON</a>.</p>{listing}",
+    )
+
+
+def error_page(status: int, message: str) -> str:
+    """A refused request, and why."""
+    return _page(
+        f"Error {status}",
+        f"<h1>That did not work</h1><p class=error>{escape(message)}</p>"
+        '<p><a href="/">Back to the forms</a></p>',
+    )

@@ -1,0 +1,472 @@
+"""The demo app, served for real: uvicorn on a free port, real SMTP mail into its own catcher.
+
+Most tests serve ``demo_app.Demo`` with ``uvicorn.Server`` in a thread of this process (so a
+test can look at the mailbox after shutdown); one runs ``python -m demo_app`` as a subprocess.
+Waiting is done by the demo's own long-polls (``/inbox.json?wait=``, ``/stats?wait=``), never
+by sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import anyio
+import httpx
+import pytest
+import uvicorn
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from demo_app import Demo
+from demo_app.__main__ import parse_args
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The pretend mail service's delay: long enough that inline mode is plainly slower.
+MAIL_DELAY = 0.1
+FIRST_TEN = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]
+#: One TLS context for every client (unused over http, but httpx would load one per client).
+TLS = ssl.create_default_context()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The server runs its own loop in its own thread; the client needs only asyncio."""
+    return "asyncio"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with an event set once its startup has ended, well or not."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_ended = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.startup_ended.set()
+
+
+class _Complaints(logging.Handler):
+    """Keeps every warning and error logged while a server runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+#: Where a failed job, an unfinished shutdown or an app exception would be logged.
+WATCHED_LOGGERS = ("asyncio", "backburner", "demo_app", "uvicorn.error", "mail.log")
+
+
+@contextlib.contextmanager
+def serve(demo: Demo) -> Iterator[str]:
+    """Serve ``demo`` on a free port of 127.0.0.1 until the block ends; yield its base URL.
+
+    Fails if anything logged a warning or an error meanwhile (startup and shutdown included).
+    """
+    complaints = _Complaints()
+    for name in WATCHED_LOGGERS:
+        logging.getLogger(name).addHandler(complaints)
+    config = uvicorn.Config(
+        demo.app,
+        host="127.0.0.1",
+        port=0,
+        loop="asyncio",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+    )
+    server = _Server(config)
+    thread = threading.Thread(target=server.run, name="demo-server")
+    thread.start()
+    try:
+        assert server.startup_ended.wait(10), "the server did not start within 10 s"
+        assert server.started, "the server's startup failed (see the log)"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        for name in WATCHED_LOGGERS:
+            logging.getLogger(name).removeHandler(complaints)
+    assert not thread.is_alive(), "the server did not shut down within 15 s"
+    assert not complaints.records, [record.getMessage() for record in complaints.records]
+
+
+@dataclass(frozen=True)
+class Served:
+    demo: Demo
+    url: str
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    """One demo server for the module: tests use addresses of their own and relative counts."""
+    demo = Demo(mail_delay=MAIL_DELAY, shutdown_timeout=5)
+    with serve(demo) as url:
+        yield Served(demo, url)
+
+
+@pytest.fixture
+async def client(served: Served) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=served.url, timeout=15, verify=TLS) as client:
+        yield client
+
+
+@pytest.fixture
+def address() -> str:
+    """An address no other test mails to."""
+    return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def idle_stats(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The executor's counters once no job is pending or running (the server waits for it)."""
+    response = await client.get("/stats", params={"wait": 10})
+    assert response.status_code == 200
+    stats: dict[str, Any] = response.json()
+    assert stats["total"]["busy"] == stats["total"]["pending"] == 0, "not idle within 10 s"
+    return stats
+
+
+async def mail_to(client: httpx.AsyncClient, address: str, wait: float = 10) -> list[Any]:
+    """The caught messages to ``address``, newest first, waiting up to ``wait`` for one."""
+    response = await client.get("/inbox.json", params={"to": address, "wait": wait})
+    assert response.status_code == 200
+    messages: list[Any] = response.json()["messages"]
+    return messages
+
+
+def server_time_ms(response: httpx.Response) -> tuple[float, str]:
+    """The handler's own time and mode, from the ``Server-Timing`` header."""
+    match = re.fullmatch(r'app;dur=([\d.]+);desc="(\w+)"', response.headers["server-timing"])
+    assert match, response.headers["server-timing"]
+    return float(match[1]), match[2]
+
+
+def numbers_in(body: str) -> list[int]:
+    return [int(line) for line in body.splitlines() if line.isdecimal()]
+
+
+# Sign-up.
+
+
+async def test_signup_redirects_at_once_and_the_welcome_mail_follows(
+    client: httpx.AsyncClient, address: str
+) -> None:
+    response = await client.post("/signup", data={"email": address})
+
+    assert response.status_code == 303
+    assert re.fullmatch(r"/welcome\?r=\d+", response.headers["location"])
+    elapsed, mode = server_time_ms(response)
+    assert mode == "background"
+    assert elapsed < MAIL_DELAY * 1000  # the mail service's delay was not waited for
+    [mail] = await mail_to(client, address)
+    assert mail["subject"] == "Welcome to the backburner demo"
+    assert mail["to"] == [address]
+
+
+async def test_welcome_page_names_the_address_and_the_mode(
+    client: httpx.AsyncClient, address: str
+) -> None:
+    response = await client.post("/signup", data={"email": address})
+
+    page = await client.get(response.headers["location"])
+
+    assert page.status_code == 200
+    assert f"Welcome, {address}!" in page.text
+    assert "background job" in page.text
+
+
+@pytest.mark.parametrize(
+    ("email", "reason"),
+    [
+        ("", "please give an email address"),
+        ("not-an-address", "is not an email address"),
+        ("<script>@example.com", "is not an email address"),
+        ("ada@example.com\r\nBcc: eve@example.com", "is not an email address"),
+    ],
+)
+async def test_signup_refuses_a_bad_address_with_a_reason(
+    client: httpx.AsyncClient, email: str, reason: str
+) -> None:
+    response = await client.post("/signup", data={"email": email})
+
+    assert response.status_code == 400
+    assert reason in response.text
+    assert "<script>" not in response.text  # the address is shown escaped
+
+
+# FibTastic.
+
+
+async def test_fibtastic_mails_the_first_n_fibonacci_numbers(
+    client: httpx.AsyncClient, address: str
+) -> None:
+    response = await client.post("/fibtastic", data={"email": address, "n": "10"})
+
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/fibtastic/sent?r=")
+    [mail] = await mail_to(client, address)
+    assert mail["subject"] == "Your 10 Fibonacci numbers"
+    assert numbers_in(mail["body"]) == FIRST_TEN
+
+
+@pytest.mark.parametrize("n", ["", "abc", "0", "-3", "501", "1e3", "10.5", "\u0663"])
+async def test_fibtastic_refuses_a_bad_n_with_a_reason_and_enqueues_nothing(
+    client: httpx.AsyncClient, address: str, n: str
+) -> None:
+    before = await idle_stats(client)
+
+    response = await client.post("/fibtastic", data={"email": address, "n": n})
+
+    assert response.status_code == 400
+    assert "N must be a whole number from 1 to 500" in response.text
+    assert (await idle_stats(client))["total"]["processed"] == before["total"]["processed"]
+
+
+# Inline mode.
+
+
+@pytest.mark.parametrize("where", ["form", "query"])
+async def test_inline_signup_mails_before_the_response_returns(
+    client: httpx.AsyncClient, address: str, where: str
+) -> None:
+    before = await idle_stats(client)
+    if where == "form":
+        response = await client.post("/signup", data={"email": address, "mode": "inline"})
+    else:
+        response = await client.post("/signup?mode=inline", data={"email": address})
+
+    assert response.status_code == 303
+    elapsed, mode = server_time_ms(response)
+    assert mode == "inline"
+    assert elapsed >= MAIL_DELAY * 1000
+    [mail] = await mail_to(client, address, wait=0)  # already there: no waiting
+    assert mail["subject"] == "Welcome to the backburner demo"
+    assert (await idle_stats(client))["total"]["processed"] == before["total"]["processed"]
+
+
+async def test_inline_fibtastic_mails_before_the_response_returns(
+    client: httpx.AsyncClient, address: str
+) -> None:
+    response = await client.post("/fibtastic", data={"email": address, "n": "10", "mode": "inline"})
+
+    assert response.status_code == 303
+    [mail] = await mail_to(client, address, wait=0)
+    assert numbers_in(mail["body"]) == FIRST_TEN
+
+
+async def test_unknown_mode_is_refused(client: httpx.AsyncClient, address: str) -> None:
+    response = await client.post("/signup", data={"email": address, "mode": "later"})
+
+    assert response.status_code == 400
+    assert "mode must be" in response.text
+
+
+async def test_home_page_shows_both_modes_response_times_side_by_side(
+    client: httpx.AsyncClient,
+) -> None:
+    in_background = await client.post("/signup", data={"email": "bg@example.com"})
+    inline = await client.post("/signup", data={"email": "in@example.com", "mode": "inline"})
+
+    page = (await client.get("/")).text
+
+    boxes = re.findall(r"<div class=mode>(\w+)<strong>([\d,.]+) ms</strong>", page)
+    shown = {mode: float(ms.replace(",", "")) for mode, ms in boxes}
+    assert shown.keys() == {"background", "inline"}
+    for response in (in_background, inline):  # each box shows its mode's latest request
+        elapsed, mode = server_time_ms(response)
+        assert abs(shown[mode] - elapsed) <= 0.1  # as timed, to the 0.1 ms shown
+    assert shown["background"] < MAIL_DELAY * 1000 <= shown["inline"]
+
+
+# Stats and inbox.
+
+
+async def test_stats_count_the_jobs_processed_per_queue(
+    client: httpx.AsyncClient, address: str
+) -> None:
+    before = await idle_stats(client)
+    await client.post("/signup", data={"email": address})
+    await client.post("/fibtastic", data={"email": address, "n": "5"})
+
+    after = await idle_stats(client)
+
+    def processed(stats: dict[str, Any], queue: str) -> int:
+        count: int = stats["queues"][queue]["processed"]
+        return count
+
+    # The sign-up's mail job; FibTastic's job and the mail job it enqueued.
+    assert processed(after, "mail") - processed(before, "mail") == 2
+    assert processed(after, "default") - processed(before, "default") == 1
+    assert after["total"]["failed"] == after["total"]["cancelled"] == 0
+    assert after["total"]["workers"] == after["total"]["idle"] == 6
+
+
+@pytest.mark.parametrize("path", ["/stats", "/inbox.json"])
+@pytest.mark.parametrize("wait", ["soon", "-1", "31", "nan"])
+async def test_a_bad_wait_is_refused(client: httpx.AsyncClient, path: str, wait: str) -> None:
+    response = await client.get(path, params={"wait": wait})
+
+    assert response.status_code == 400
+    assert "wait must be a number of seconds" in response.json()["error"]
+
+
+async def test_inbox_lists_newest_first_and_escapes_what_it_shows(
+    client: httpx.AsyncClient, served: Served, address: str
+) -> None:
+    tag = uuid.uuid4().hex
+    subjects = [f"first {tag}", f"<script>alert('second {tag}')</script>"]
+    for subject in subjects:
+        message = EmailMessage()
+        message["From"] = "mallory@example.com"
+        message["To"] = address
+        message["Subject"] = subject
+        message.set_content("<b>hi</b>")
+        await aiosmtplib.send(message, hostname="127.0.0.1", port=served.demo.catcher.port)
+
+    page = (await client.get("/inbox")).text
+    listed = await mail_to(client, address, wait=0)
+
+    assert [mail["subject"] for mail in listed] == subjects[::-1]
+    assert "<script>" not in page
+    assert "<b>hi" not in page
+    assert f"&lt;script&gt;alert(&#x27;second {tag}&#x27;)&lt;/script&gt;" in page
+    assert page.index(f"second {tag}") < page.index(f"first {tag}")
+
+
+# Lifecycle.
+
+
+async def test_shutdown_sends_the_waiting_mail_before_the_catcher_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="backburner")
+    # One mail worker, 200 ms an email: 600 ms of mail, and the server is told to stop at once.
+    demo = Demo(mail_delay=2 * MAIL_DELAY, mail_workers=1, shutdown_timeout=5)
+    addresses = [f"user{i}@example.com" for i in range(3)]
+    with serve(demo) as url:
+        async with httpx.AsyncClient(base_url=url, verify=TLS) as client:
+            for address in addresses:
+                response = await client.post("/signup", data={"email": address})
+                assert response.status_code == 303
+
+    assert re.search(r"draining [1-9]\d* jobs", caplog.text)  # some mail was still to send
+    assert "every accepted job finished" in caplog.text
+    caught = {address for mail in demo.mailbox.messages() for address in mail.to}
+    assert caught == set(addresses)
+
+
+async def test_a_full_mail_queue_answers_503_and_sends_what_it_accepted() -> None:
+    demo = Demo(mail_delay=2 * MAIL_DELAY, mail_workers=1, max_pending=1, shutdown_timeout=5)
+    with serve(demo) as url:
+        async with httpx.AsyncClient(base_url=url, verify=TLS) as client:
+            running, waiting, refused = [
+                await client.post("/signup", data={"email": f"user{i}@example.com"})
+                for i in range(3)
+            ]
+            # The first is running and the second waits, both for the slow mail service.
+            assert running.status_code == waiting.status_code == 303
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            assert "too busy right now" in refused.text
+
+    caught = {address for mail in demo.mailbox.messages() for address in mail.to}
+    assert caught == {"user0@example.com", "user1@example.com"}
+
+
+def test_the_command_line_reads_its_defaults_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("DEMO_HOST", "DEMO_PORT", "DEMO_SMTP_PORT", "DEMO_MAIL_DELAY"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = parse_args([])
+    monkeypatch.setenv("DEMO_PORT", "8123")
+    monkeypatch.setenv("DEMO_MAIL_DELAY", "0.5")
+
+    assert (defaults.host, defaults.port, defaults.smtp_port) == ("127.0.0.1", 8000, 0)
+    assert defaults.mail_delay == 0.2
+    assert parse_args([]).port == 8123
+    assert parse_args([]).mail_delay == 0.5
+    assert parse_args(["--port", "9000"]).port == 9000
+
+
+@pytest.mark.parametrize("argv", [["--port", "70000"], ["--port", "http"], ["--mail-delay", "-1"]])
+def test_the_command_line_refuses_bad_values(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+
+    assert exit_info.value.code == 2
+    assert "python -m demo_app: error:" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.e2e
+async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c() -> None:
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DEMO_")}
+    command = [sys.executable, "-m", "demo_app", "--port", str(port), "--mail-delay", "0.05"]
+    output: list[str] = []
+    async with await anyio.open_process(
+        command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    ) as process:
+        assert process.stdout is not None
+        lines = BufferedByteReceiveStream(process.stdout)
+
+        async def read_until(text: str) -> None:
+            while not any(text in line for line in output):
+                output.append((await lines.receive_until(b"\n", 65536)).decode())
+
+        try:
+            with anyio.fail_after(15):
+                await read_until("Uvicorn running on")  # logged once it listens
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", verify=TLS) as client:
+                response = await client.post("/signup", data={"email": "cli@example.com"})
+                assert response.status_code == 303
+                [mail] = await mail_to(client, "cli@example.com")
+                assert mail["subject"] == "Welcome to the backburner demo"
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(15):
+                await read_until("Finished server process")
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+            print("\n".join(output))  # pytest shows it if the test fails
+
+    text = "\n".join(output)
+    assert f"serving on http://127.0.0.1:{port}/" in text
+    assert re.search(r"mail catcher: SMTP on 127\.0\.0\.1:\d+", text)
+    assert "backburner: started, queues default (workers=4" in text
+    assert "every accepted job finished" in text
+    assert "mail catcher: stopped after catching 1 message(s)" in text
