@@ -1,0 +1,1 @@
+"""End-to-end tests: real uvicorn processes, real signals, real HTTP."""

@@ -1,0 +1,1 @@
+"""The ASGI apps the e2e tests serve with uvicorn, one module each."""

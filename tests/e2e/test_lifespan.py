@@ -1,0 +1,61 @@
+"""Startup in a real uvicorn process: failures exit with code 3, no lifespan means no jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ._uvicorn import Serve, Uvicorn, running
+
+pytestmark = pytest.mark.e2e
+
+STARTUP_FAILURE = 3  # uvicorn's exit code when the lifespan startup failed
+
+
+@pytest.fixture(scope="module")
+def failed_startup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Uvicorn]:
+    """``apps/failing_startup.py``: its startup enqueues a job, then raises; uvicorn exited."""
+    with running(tmp_path_factory.mktemp("failed-startup")) as start:
+        server = start("failing_startup")
+        server.wait_exit(within=15)
+        yield server
+
+
+def test_an_app_whose_startup_raises_exits_3_with_its_message(failed_startup: Uvicorn) -> None:
+    assert failed_startup.exit_code == STARTUP_FAILURE
+    stderr = failed_startup.stderr()
+    assert "e2e: the database at db.invalid is unreachable" in stderr
+    assert "Application startup failed" in stderr
+
+
+def test_a_job_enqueued_by_a_failed_startup_never_runs_and_is_reported(
+    failed_startup: Uvicorn,
+) -> None:
+    events = failed_startup.events()
+    enqueued = [event["id"] for event in events if event["event"] == "enqueued"]
+    reports = [event["unfinished"] for event in events if event["event"] == "report"]
+    assert len(enqueued) == 1
+    assert reports == [
+        [{"id": enqueued[0], "name": "never_runs", "queue": "default", "status": "cancelled"}]
+    ]
+    assert not [event for event in events if event["event"] == "started"]
+
+
+def test_a_bad_middleware_setting_exits_3_naming_the_setting(serve: Serve) -> None:
+    server = serve("bad_settings")
+    code, _ = server.wait_exit(within=15)
+    assert code == STARTUP_FAILURE
+    assert "BackburnerMiddleware: workers must be at least 1" in server.stderr()
+
+
+def test_without_lifespan_an_endpoint_that_enqueues_gets_a_clear_error(serve: Serve) -> None:
+    server = serve("endpoints", args=["--lifespan", "off"])
+    server.wait_ready()
+    with server.client() as client:
+        answers = [client.post(path, params={"key": path}) for path in ("/async", "/sync")]
+    for answer in answers:
+        assert answer.status_code == 503
+        assert "has not started" in answer.text
+        assert "--lifespan off" in answer.text
+    assert not [event for event in server.events() if event["event"] == "enqueued"]
