@@ -103,6 +103,9 @@ async def test_a_job_that_swallows_cancellation_is_abandoned_and_does_not_hold_s
     let_go = True
     task.cancel()
     await task
+    # It ended after it was given up: its status and the counters stay as reported.
+    assert job.status is JobStatus.ABANDONED
+    assert bg.stats().total.processed == 0
 
 
 async def test_a_sync_job_still_in_its_thread_is_abandoned_and_its_late_end_is_logged() -> None:

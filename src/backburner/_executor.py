@@ -400,10 +400,10 @@ class Backburner:
             except Exception:
                 logger.exception("backburner: on_error hook failed for job %s", job.id)
 
-    def _report_late_thread(self, job: Job[Any], error: BaseException | None) -> None:
+    def _report_late_end(self, job: Job[Any], error: BaseException | None) -> None:
         outcome = f"raised {type(error).__name__}: {error}" if error else "returned"
         logger.warning(
-            "backburner: abandoned job %s %s in its thread after it was given up",
+            "backburner: abandoned job %s %s after it was given up",
             job.describe(),
             outcome,
             extra={"backburner_job_id": job.id},

@@ -154,24 +154,16 @@ class JobQueue:
                 if inspect.iscoroutine(result):  # a plain wrapper that returns a coroutine
                     result = await result
         except asyncio.CancelledError:
-            self._cancelled += 1
-            job._finish(JobStatus.CANCELLED)
+            self._end(job, JobStatus.CANCELLED)
         except _ThreadAbandoned:
-            self._cancelled += 1
-            job._finish(JobStatus.ABANDONED)
+            self._end(job, JobStatus.ABANDONED)
         except Exception as exc:
-            self._processed += 1
-            self._failed += 1
-            job._finish(JobStatus.FAILED, exc=exc)
-            self._executor._report_failure(job, exc)
+            self._end(job, JobStatus.FAILED, exc=exc)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: record, then let them stop us
-            self._processed += 1
-            self._failed += 1
-            job._finish(JobStatus.FAILED, exc=exc)
+            self._end(job, JobStatus.FAILED, exc=exc)
             raise
         else:
-            self._processed += 1
-            job._finish(JobStatus.SUCCEEDED, result)
+            self._end(job, JobStatus.SUCCEEDED, result)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "backburner: job %s succeeded in %.1f ms",
@@ -180,6 +172,23 @@ class JobQueue:
                 )
         finally:
             self._release(job)
+
+    def _end(
+        self, job: Job[Any], status: JobStatus, result: Any = None, exc: BaseException | None = None
+    ) -> None:
+        if job.done():  # abandoned at shutdown: its end came too late, and changes nothing
+            if status is JobStatus.SUCCEEDED or status is JobStatus.FAILED:
+                self._executor._report_late_end(job, exc)
+            return
+        if status is JobStatus.CANCELLED or status is JobStatus.ABANDONED:
+            self._cancelled += 1
+        else:
+            self._processed += 1
+        job._finish(status, result, exc)
+        if status is JobStatus.FAILED:
+            self._failed += 1
+            if isinstance(exc, Exception):
+                self._executor._report_failure(job, exc)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
         # The limiter token is held until the thread really returns, even if the job is
@@ -194,7 +203,7 @@ class JobQueue:
         def on_done(result: Any, error: BaseException | None) -> None:
             limiter.release_on_behalf_of(job)
             if future.cancelled():
-                self._executor._report_late_thread(job, error)
+                self._executor._report_late_end(job, error)
             elif error is not None:
                 future.set_exception(error)
             else:
@@ -292,20 +301,36 @@ class JobQueue:
         return list(self._running)
 
     def cancel_running(self) -> list[asyncio.Task[None]]:
-        """Cancel every running job's task; return the tasks, to wait for their cleanup."""
-        tasks = [job._task for job in self._running if job._task is not None]
-        for task in tasks:
-            task.cancel()
+        """Cancel every running async job; return every running job's task, to wait for.
+
+        Sync jobs cannot be interrupted: their tasks are left alone, so that a thread that
+        returns within the grace still counts as a finished job.
+        """
+        tasks = []
+        for job in self._running:
+            if job._task is not None:
+                tasks.append(job._task)
+                if job.is_async:
+                    job._task.cancel()
         return tasks
 
     def abandon_running(self) -> list[Job[Any]]:
-        """Mark the jobs still running after cancellation abandoned, and return them.
+        """Mark the jobs still running at the deadline abandoned, and return them.
 
-        Their tasks stay referenced (by the jobs, in ``_running``): they may yet run on.
+        A sync job's task stops waiting for its thread. An async job that ignored its
+        cancellation is taken out of asyncio's registry of tasks: ``asyncio.run`` (after
+        SIGINT, say) would otherwise wait for it forever while cleaning up. Either way the
+        job stays referenced here, in ``_running``, and may yet run on.
         """
         jobs = [job for job in self._running if not job.done()]
         for job in jobs:
             job._finish(JobStatus.ABANDONED)
+            if job._task is not None:
+                if job.is_async:
+                    _forget_task(job._task)
+                else:
+                    job._task.cancel()
+        self._cancelled += len(jobs)
         return jobs
 
     def outstanding(self) -> int:
@@ -325,3 +350,15 @@ class JobQueue:
             failed=self._failed,
             cancelled=self._cancelled,
         )
+
+
+def _forget_task(task: asyncio.Task[None]) -> None:
+    """Hide ``task`` from ``asyncio.all_tasks()``, so that loop cleanup does not wait for it.
+
+    There is no public way to do this; ``_unregister_task`` is in CPython 3.10 to 3.13.
+    Without it, an async job that swallows every cancellation keeps ``asyncio.run`` from
+    returning, and the process from exiting, after shutdown already reported it abandoned.
+    """
+    unregister = getattr(asyncio.tasks, "_unregister_task", None)
+    if unregister is not None:
+        unregister(task)

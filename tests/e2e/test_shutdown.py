@@ -263,16 +263,9 @@ def test_the_apps_shutdown_runs_after_the_report(stubborn: Run) -> None:
     assert position(stubborn.events, "report") < position(stubborn.events, "app shutdown")
 
 
-# Known library bugs: each test states the documented behaviour; see the reasons.
+# Bugs found by this suite, fixed: each test states the documented behaviour.
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    reason="backburner bug: at deadline - cancel_grace, a running sync job is marked ABANDONED "
-    "at once (_queue.JobQueue._call_in_thread raises _ThreadAbandoned when its task is "
-    "cancelled), instead of getting cancel_grace like a cancelled async job; it then returns "
-    "in its thread and is logged as 'returned in its thread after it was given up'",
-)
 def test_a_sync_job_that_ends_within_cancel_grace_is_not_abandoned(serve: Serve) -> None:
     """The job sleeps 2 s; cancellation comes about 1.2 s in, the deadline about 3.2 s in."""
     server = serve("drain", settings={"workers": 1, "shutdown_timeout": 3.0, "cancel_grace": 2.0})
@@ -287,13 +280,6 @@ def test_a_sync_job_that_ends_within_cancel_grace_is_not_abandoned(serve: Serve)
     assert not named(run.events, "log"), "backburner warned about a job that finished in time"
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    reason="backburner bug: after SIGINT, uvicorn raises KeyboardInterrupt and asyncio.run "
-    "cancels every task left and waits for it (asyncio.runners._cancel_all_tasks): an "
-    "abandoned async job that ignores cancellation keeps the process alive, contrary to "
-    "'The process exits within it whatever the jobs do' (Backburner's shutdown_timeout)",
-)
 def test_sigint_exits_in_time_even_if_a_job_ignores_cancellation(serve: Serve) -> None:
     server = serve("drain", settings={"workers": 1, "shutdown_timeout": 1.0, "cancel_grace": 0.5})
     server.wait_ready()
