@@ -365,9 +365,11 @@ async def test_stats_report_each_queue_and_the_total() -> None:
         "busy": 0,
         "idle": 2,
         "pending": 0,
+        "scheduled": 0,
         "processed": 2,
         "failed": 1,
         "cancelled": 0,
+        "dead": 0,
     }
     assert stats.queues["mail"].workers == 3
     assert (stats.total.workers, stats.total.processed, stats.total.failed) == (5, 2, 1)

@@ -5,10 +5,25 @@ from __future__ import annotations
 import importlib.resources
 
 import backburner
-from backburner import BackburnerError, JobCancelled, NotRunning, QueueFull, ShuttingDown
+from backburner import (
+    BackburnerError,
+    DuplicateJob,
+    JobCancelled,
+    JobTimeout,
+    NotRunning,
+    QueueFull,
+    ShuttingDown,
+)
 
 EXPORTS = {
     "Backburner",
+    "Clock",
+    "DuplicateJob",
+    "JobOptions",
+    "JobTimeout",
+    "Periodic",
+    "PeriodicStats",
+    "job",
     "BackburnerError",
     "BackburnerMiddleware",
     "BackgroundProxy",
@@ -42,7 +57,7 @@ def test_exported_classes_say_they_belong_to_backburner() -> None:
 
 
 def test_every_runtime_error_is_a_backburner_error() -> None:
-    for error in (QueueFull, NotRunning, ShuttingDown, JobCancelled):
+    for error in (QueueFull, NotRunning, ShuttingDown, JobCancelled, JobTimeout, DuplicateJob):
         assert issubclass(error, BackburnerError)
     assert issubclass(ShuttingDown, NotRunning)
 

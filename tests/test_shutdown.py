@@ -114,7 +114,7 @@ async def test_a_sync_job_still_in_its_thread_is_abandoned_and_its_late_end_is_l
 
     class LateReport(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if "abandoned job" in record.getMessage():
+            if "after it was given up" in record.getMessage():
                 late_report.set()  # emitted on the loop's thread
 
     def blocking() -> None:

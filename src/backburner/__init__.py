@@ -12,15 +12,22 @@
 """
 
 from ._asgi import BackburnerMiddleware as BackburnerMiddleware
+from ._clock import Clock as Clock
 from ._config import QueueConfig as QueueConfig
+from ._enqueue import Enqueuer as Enqueuer
 from ._errors import BackburnerError as BackburnerError
+from ._errors import DuplicateJob as DuplicateJob
 from ._errors import JobCancelled as JobCancelled
+from ._errors import JobTimeout as JobTimeout
 from ._errors import NotRunning as NotRunning
 from ._errors import QueueFull as QueueFull
 from ._errors import ShuttingDown as ShuttingDown
 from ._executor import Backburner as Backburner
-from ._executor import Enqueuer as Enqueuer
 from ._job import Job as Job
+from ._options import JobOptions as JobOptions
+from ._options import job as job
+from ._periodic import Periodic as Periodic
+from ._periodic import PeriodicStats as PeriodicStats
 from ._proxy import BackgroundProxy as BackgroundProxy
 from ._proxy import background as background
 from ._shutdown import ShutdownReport as ShutdownReport
@@ -33,18 +40,25 @@ __all__ = [
     "BackburnerError",
     "BackburnerMiddleware",
     "BackgroundProxy",
+    "Clock",
+    "DuplicateJob",
     "Enqueuer",
     "ExecutorStats",
     "Job",
     "JobCancelled",
+    "JobOptions",
     "JobStatus",
+    "JobTimeout",
     "NotRunning",
+    "Periodic",
+    "PeriodicStats",
     "QueueConfig",
     "QueueFull",
     "QueueStats",
     "ShutdownReport",
     "ShuttingDown",
     "background",
+    "job",
 ]
 
 __version__ = "0.1.0"

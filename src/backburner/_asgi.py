@@ -17,13 +17,15 @@ The lifespan order is the point of this module:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._clock import Clock
 from ._config import QueueConfig
 from ._context import current_executor_var
 from ._executor import Backburner, ErrorHook
+from ._periodic import Periodic
 
 __all__ = ["BackburnerMiddleware"]
 
@@ -52,7 +54,10 @@ class BackburnerMiddleware:
         shutdown_timeout: float = 8.0,
         cancel_grace: float | None = None,
         on_error: ErrorHook | None = None,
-        keep_failed: int = 100,
+        keep_failed: int = 1000,
+        periodic: Iterable[Periodic] = (),
+        max_scheduled: int = 100_000,
+        clock: Clock | None = None,
     ) -> None:
         self.app = app
         # Starlette builds its middleware inside the first lifespan call, where an exception
@@ -69,6 +74,9 @@ class BackburnerMiddleware:
                     cancel_grace=cancel_grace,
                     on_error=on_error,
                     keep_failed=keep_failed,
+                    periodic=periodic,
+                    max_scheduled=max_scheduled,
+                    clock=clock,
                 )
             except (TypeError, ValueError) as exc:
                 self.config_error = exc

@@ -29,8 +29,16 @@ running_executors: dict[Backburner, None] = {}
 
 #: Set by ``backburner.testing``: called instead of queueing, for every enqueue in the process.
 #: (Process-wide, not a context variable: a TestClient runs the app in a thread of its own.)
+#: Called as (executor or None, fn, args, kwargs, option changes or None, run_at or None).
 Interceptor = Callable[
-    ["Backburner | None", Callable[..., Any], tuple[Any, ...], dict[str, Any], "str | None"],
+    [
+        "Backburner | None",
+        Callable[..., Any],
+        tuple[Any, ...],
+        dict[str, Any],
+        "dict[str, Any] | None",
+        "float | None",
+    ],
     "Job[Any]",
 ]
 interceptor: list[Interceptor] = []

@@ -5,15 +5,25 @@ bind, an unknown queue, a bad setting) are builtins, ``TypeError`` and ``ValueEr
 the call site. Conditions a correct program meets at run time are ``BackburnerError``s::
 
     BackburnerError
-    ├── QueueFull           enqueue() found the queue at max_pending
+    ├── QueueFull           enqueue() found the queue at max_pending (or the schedule full)
     ├── NotRunning          the executor has not started, or has shut down
     │   └── ShuttingDown    the executor is draining: it accepts nothing new
-    └── JobCancelled        awaited a job that was cancelled or abandoned
+    ├── JobCancelled        awaited a job that was cancelled or abandoned
+    ├── JobTimeout          a job ran past its timeout (also a TimeoutError)
+    └── DuplicateJob        a unique job's key is taken, and on_duplicate="raise"
 """
 
 from __future__ import annotations
 
-__all__ = ["BackburnerError", "JobCancelled", "NotRunning", "QueueFull", "ShuttingDown"]
+__all__ = [
+    "BackburnerError",
+    "DuplicateJob",
+    "JobCancelled",
+    "JobTimeout",
+    "NotRunning",
+    "QueueFull",
+    "ShuttingDown",
+]
 
 
 class BackburnerError(Exception):
@@ -26,11 +36,12 @@ class QueueFull(BackburnerError):
     ``aenqueue()`` waits for room instead of raising this.
     """
 
-    def __init__(self, queue: str, max_pending: int) -> None:
+    def __init__(self, queue: str, max_pending: int, message: str | None = None) -> None:
         self.queue = queue
         self.max_pending = max_pending
         super().__init__(
-            f"queue {queue!r} is full: {max_pending} jobs are already waiting "
+            message
+            or f"queue {queue!r} is full: {max_pending} jobs are already waiting "
             f"(max_pending={max_pending}). Raise max_pending, add workers, or use "
             f"'await aenqueue(...)' to wait for room."
         )
@@ -50,3 +61,25 @@ class ShuttingDown(NotRunning):
 
 class JobCancelled(BackburnerError):
     """Raised by ``await job`` for a job that was cancelled, or abandoned at shutdown."""
+
+
+class JobTimeout(BackburnerError, TimeoutError):
+    """The exception a job fails with when an attempt runs past its ``timeout``.
+
+    An async job is cancelled at the deadline. A sync job cannot be interrupted: it is marked
+    timed out and its thread runs on, holding its worker slot until it returns.
+    """
+
+
+class DuplicateJob(BackburnerError):
+    """Raised by ``enqueue()`` when a live job holds a unique job's key (``on_duplicate="raise"``).
+
+    ``existing`` is that job.
+    """
+
+    def __init__(self, key: str, existing: object) -> None:
+        self.key = key
+        self.existing = existing
+        super().__init__(
+            f"a job with unique key {key!r} is already queued or running: {existing!r}"
+        )

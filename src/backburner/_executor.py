@@ -5,26 +5,29 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ._callables import plan_call
+from ._clock import Clock, SystemClock
 from ._config import DEFAULT_QUEUE, QueueConfig, check_count, check_queue_name, check_timeout
 from ._context import interceptor, running_executors
+from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
+from ._failures import FailedJobs
 from ._job import Job
+from ._options import options_of
+from ._periodic import Periodic, PeriodicRunner
 from ._queue import JobQueue
+from ._scheduler import Scheduler
 from ._shutdown import ShutdownReport
 from ._stats import ExecutorStats, QueueStats
 from ._status import JobStatus
+from ._unique import UniqueKeys
 
-__all__ = ["Backburner", "Enqueuer"]
+__all__ = ["Backburner"]
 
 logger = logging.getLogger("backburner")
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 ErrorHook = Callable[[Job[Any], BaseException], object]
 
@@ -37,7 +40,7 @@ class _State(enum.Enum):
     CLOSED = "closed"  # may be started again (a TestClient used twice, say)
 
 
-class Backburner:
+class Backburner(EnqueueMethods):
     """An executor of background jobs: bounded named queues of workers on the event loop.
 
     ::
@@ -61,7 +64,10 @@ class Backburner:
         shutdown_timeout: float = 8.0,
         cancel_grace: float | None = None,
         on_error: ErrorHook | None = None,
-        keep_failed: int = 100,
+        keep_failed: int = 1000,
+        periodic: Iterable[Periodic] = (),
+        max_scheduled: int = 100_000,
+        clock: Clock | None = None,
     ) -> None:
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
@@ -76,8 +82,14 @@ class Backburner:
         :param cancel_grace: the part of ``shutdown_timeout`` kept for cancelled jobs' cleanup;
             by default a quarter of it, at most one second.
         :param on_error: called as ``on_error(job, exception)`` on the event loop when a job
-            fails, after the failure is logged. Its own exceptions are logged and ignored.
-        :param keep_failed: how many failed jobs ``failures()`` keeps, newest last.
+            fails for good (after its last retry), after the failure is logged. Its own
+            exceptions are logged and ignored.
+        :param keep_failed: how many failed and dead jobs ``failures()`` keeps, newest last.
+        :param periodic: jobs to run on a schedule, from ``start()`` on (see ``Periodic``).
+        :param max_scheduled: how many delayed and retry-waiting jobs may wait at once;
+            ``enqueue_in``/``enqueue_at`` raise ``QueueFull`` past it.
+        :param clock: the clock every delay, schedule, backoff and timeout reads; tests pass
+            ``backburner.testing.ManualClock()`` to move time themselves.
         """
         configs = {DEFAULT_QUEUE: QueueConfig(workers=workers, max_pending=max_pending)}
         if queues is not None:
@@ -106,20 +118,32 @@ class Backburner:
             raise TypeError(f"on_error must be callable as on_error(job, exc), got {on_error!r}")
         if keep_failed != 0:
             check_count("keep_failed", keep_failed, "how many failed jobs failures() keeps")
+        check_count("max_scheduled", max_scheduled, "how many jobs may wait for their time")
         self.queue_configs: Mapping[str, QueueConfig] = configs
         self.on_error = on_error
-        self._failures: deque[Job[Any]] = deque(maxlen=keep_failed)
+        self.max_scheduled = max_scheduled
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._failures = FailedJobs(keep_failed)
+        self._unique = UniqueKeys()
+        self._periodic: dict[str, PeriodicRunner] = {}
+        for spec in periodic:
+            self.add_periodic(spec)
         self._state = _State.CREATED
         self._queues: dict[str, JobQueue] = {}
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._closed: asyncio.Event | None = None
+        self._report = ShutdownReport()
         #: The event loop the executor runs on, from ``open()`` on.
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._report = ShutdownReport()
+        #: The scheduler of delayed, periodic and retrying jobs, from ``open()`` on.
+        self.scheduler: Scheduler | None = None
 
     def __repr__(self) -> str:
         queues = ", ".join(f"{n}={c.workers}" for n, c in self.queue_configs.items())
         return f"<Backburner {self._state.value} workers: {queues}>"
+
+    def _enqueue_target(self) -> Backburner:
+        return self
 
     # Lifecycle.
 
@@ -140,6 +164,7 @@ class Backburner:
                 "backburner runs on asyncio (uvicorn, hypercorn's asyncio worker, asyncio.run); "
                 "no asyncio event loop is running here"
             ) from None
+        self.scheduler = Scheduler(self.clock, self.loop)
         self._queues = {
             name: JobQueue(name, config.workers, config.max_pending, self)
             for name, config in self.queue_configs.items()
@@ -148,7 +173,7 @@ class Backburner:
         self._state = _State.OPEN
 
     async def start(self) -> None:
-        """Start running jobs (opening the executor first if needed)."""
+        """Start running jobs (opening the executor first if needed) and periodic schedules."""
         await self.open()
         if self._state is _State.RUNNING:
             return
@@ -156,22 +181,28 @@ class Backburner:
         running_executors[self] = None
         for queue in self._queues.values():
             queue.start()
+        assert self.scheduler is not None
+        for runner in self._periodic.values():
+            runner.start(self.scheduler)
         logger.info(
-            "backburner: started, queues %s",
+            "backburner: started, queues %s%s",
             ", ".join(
-                f"{n} (workers={c.workers}, max_pending={c.max_pending})"
-                for n, c in self.queue_configs.items()
+                f"{name} (workers={c.workers}, max_pending={c.max_pending})"
+                for name, c in self.queue_configs.items()
+            ),
+            "".join(
+                f"; periodic {r.spec.label} {r.spec.schedule}" for r in self._periodic.values()
             ),
         )
 
     async def aclose(self) -> ShutdownReport:
         """Stop accepting jobs, let them finish within ``shutdown_timeout``, report the rest.
 
-        Waiting and running jobs get until ``shutdown_timeout - cancel_grace``; then waiting
-        jobs are dropped and running ones cancelled, and get the rest of the budget to clean
-        up. Whatever is still running then is abandoned. Every job that did not finish is
-        listed in one warning log record and in the returned report. Returns at the latest
-        ``shutdown_timeout`` seconds after it was called.
+        Waiting and running jobs get until ``shutdown_timeout - cancel_grace``; then waiting,
+        scheduled and retrying jobs are dropped and running ones cancelled, and get the rest of
+        the budget to clean up. Whatever is still running then is abandoned. Every job that did
+        not finish is listed in one warning log record and in the returned report. Returns at
+        the latest ``shutdown_timeout`` seconds after it was called.
         """
         if self._state in (_State.CREATED, _State.CLOSED):
             return self._report
@@ -185,6 +216,8 @@ class Backburner:
         began = loop.time()
         deadline = began + self.shutdown_timeout
         queues = list(self._queues.values())
+        for runner in self._periodic.values():
+            runner.stop()
         for queue in queues:
             queue.stop_accepting_waiters()
         if was_running:
@@ -194,6 +227,7 @@ class Backburner:
                 self.shutdown_timeout,
             )
             await self._wait_idle(deadline - self.cancel_grace)
+        scheduled = self._drop_scheduled()
         not_started = [job for queue in queues for job in queue.take_pending()]
         running = [job for queue in queues for job in queue.running_jobs()]
         tasks = [task for queue in queues for task in queue.cancel_running()]
@@ -201,7 +235,9 @@ class Backburner:
             await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
         for queue in queues:
             queue.abandon_running()  # ignored their cancellation: leave them, say so
+        scheduled += self._drop_scheduled()  # retries that failing jobs asked for meanwhile
         self._report = ShutdownReport(
+            scheduled=tuple(scheduled),
             not_started=tuple(not_started),
             cancelled=tuple(j for j in running if j.status is JobStatus.CANCELLED),
             abandoned=tuple(j for j in running if j.status is JobStatus.ABANDONED),
@@ -215,6 +251,13 @@ class Backburner:
         self._closed.set()
         return self._report
 
+    def _drop_scheduled(self) -> list[Job[Any]]:
+        assert self.scheduler is not None
+        jobs = [job for job in self.scheduler.close() if isinstance(job, Job)]
+        for queue in self._queues.values():
+            queue.drop_scheduled([job for job in jobs if job.queue == queue.name])
+        return jobs
+
     async def __aenter__(self) -> Backburner:
         await self.start()
         return self
@@ -222,58 +265,48 @@ class Backburner:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # Enqueueing.
+    # Enqueueing (the public methods are in EnqueueMethods).
 
-    @overload
-    def enqueue(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Job[T]: ...
-    @overload
-    def enqueue(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Job[T]: ...
-    def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
-        """Accept ``fn(*args, **kwargs)`` as a job on the default queue; return its handle at once.
-
-        Never blocks and never waits: raises ``QueueFull`` if the queue is full, ``NotRunning``
-        if the executor is not running, ``TypeError`` if the call could not bind. Safe from any
-        thread. Every argument after ``fn`` goes to ``fn`` unchanged; for options (another
-        queue) use ``options(queue=...).enqueue(...)``.
-        """
-        return self._submit(fn, args, kwargs, None)
-
-    @overload
-    async def aenqueue(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Job[T]: ...
-    @overload
-    async def aenqueue(
-        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Job[T]: ...
-    async def aenqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
-        """Like ``enqueue``, but when the queue is full, wait for room instead of raising."""
-        return await self._asubmit(fn, args, kwargs, None)
-
-    def options(self, *, queue: str = DEFAULT_QUEUE) -> Enqueuer:
-        """Enqueue with options: ``bg.options(queue="mail").enqueue(send, to)``.
-
-        Options live here, apart from ``enqueue``'s arguments, so that no option can take a
-        keyword meant for the job's function.
-        """
-        return Enqueuer(lambda: self, check_queue_name(queue))
+    def _prepare(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        changes: dict[str, Any] | None,
+    ) -> tuple[Job[Any], JobQueue]:
+        options = options_of(fn)
+        if changes:
+            options = options.replace(**changes)
+        queue = self._queue_for(options.queue)
+        plan = plan_call(fn)
+        plan.check(fn, args, kwargs)
+        key = None if options.unique is None else options.key_for(args, kwargs)
+        return Job(fn, args, kwargs, queue.name, plan.is_async, queue, options, key), queue
 
     def _submit(
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        queue_name: str | None,
+        changes: dict[str, Any] | None,
+        run_at: float | None,
     ) -> Job[Any]:
         if interceptor:
-            return interceptor[-1](self, fn, args, kwargs, queue_name)
-        queue = self._queue_for(queue_name)
-        plan = plan_call(fn)
-        plan.check(fn, args, kwargs)
-        job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue)
-        queue.submit(job)
+            return interceptor[-1](self, fn, args, kwargs, changes, run_at)
+        job, queue = self._prepare(fn, args, kwargs, changes)
+        if job.unique_key is not None:
+            holder = self._unique.claim(job)
+            if holder is not None:
+                return holder
+        try:
+            if run_at is None:
+                queue.submit(job)
+            else:
+                self._check_schedule_room()
+                queue.submit_at(job, run_at, JobStatus.SCHEDULED)
+        except BaseException:
+            self._unique.release(job)
+            raise
         return job
 
     async def _asubmit(
@@ -281,35 +314,50 @@ class Backburner:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        queue_name: str | None,
+        changes: dict[str, Any] | None,
     ) -> Job[Any]:
         if interceptor:
-            return interceptor[-1](self, fn, args, kwargs, queue_name)
-        queue = self._queue_for(queue_name)
+            return interceptor[-1](self, fn, args, kwargs, changes, None)
+        job, queue = self._prepare(fn, args, kwargs, changes)
         if self.loop is not asyncio.get_running_loop():
             # Awaited on another event loop (another thread): wait on ours, from there.
-            assert self.loop is not None  # _queue_for() found a queue: open() set it
+            assert self.loop is not None  # _prepare() found a queue: open() set it
             future = asyncio.run_coroutine_threadsafe(
-                self._asubmit(fn, args, kwargs, queue_name), self.loop
+                self._asubmit(fn, args, kwargs, changes), self.loop
             )
             return await asyncio.wrap_future(future)
-        plan = plan_call(fn)
-        plan.check(fn, args, kwargs)
-        job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue)
-        while True:
-            try:
-                queue.submit(job)
-                return job
-            except QueueFull:
-                await queue.wait_for_room()
-                self._queue_for(queue_name)  # raises if the executor began to shut down
+        if job.unique_key is not None:
+            holder = self._unique.claim(job)
+            if holder is not None:
+                return holder
+        try:
+            while True:
+                try:
+                    queue.submit(job)
+                    return job
+                except QueueFull:
+                    await queue.wait_for_room()
+                    self._queue_for(job.queue)  # raises if the executor began to shut down
+        except BaseException:
+            self._unique.release(job)
+            raise
 
-    def _queue_for(self, name: str | None) -> JobQueue:
+    def _check_schedule_room(self) -> None:
+        assert self.scheduler is not None
+        if len(self.scheduler) >= self.max_scheduled:
+            raise QueueFull(
+                "(scheduled)",
+                self.max_scheduled,
+                f"the schedule is full: {self.max_scheduled} jobs already wait for their time "
+                f"(max_scheduled={self.max_scheduled}). Raise max_scheduled or enqueue now.",
+            )
+
+    def _queue_for(self, name: str) -> JobQueue:
         state = self._state
         if state is not _State.RUNNING and state is not _State.OPEN:
             raise self._not_running()
         try:
-            return self._queues[name or DEFAULT_QUEUE]
+            return self._queues[name]
         except KeyError:
             raise ValueError(
                 f"no queue named {name!r}; this executor has {sorted(self._queues)}. "
@@ -327,25 +375,104 @@ class Backburner:
             "'with TestClient(app):'), or use 'async with Backburner() as bg'"
         )
 
+    # Periodic jobs.
+
+    def add_periodic(self, spec: Periodic) -> None:
+        """Register a periodic job; it starts with the executor (at once, if running)."""
+        if not isinstance(spec, Periodic):
+            raise TypeError(f"periodic jobs are Periodic(fn, every=... or cron=...), got {spec!r}")
+        if spec.label in self._periodic:
+            raise ValueError(
+                f"a periodic job named {spec.label!r} is already registered: give name=..."
+            )
+        options = spec.options or options_of(spec.fn)
+        if options.queue not in self.queue_configs:
+            raise ValueError(
+                f"periodic job {spec.label!r} is for queue {options.queue!r}, which this "
+                f"executor does not have ({sorted(self.queue_configs)})"
+            )
+        runner = PeriodicRunner(spec, options.queue, self._submit_periodic)
+        self._periodic[spec.label] = runner
+        if self._state is _State.RUNNING:
+            assert self.scheduler is not None
+            runner.start(self.scheduler)
+
+    def trigger(self, name: str) -> Job[Any] | None:
+        """Run the periodic job ``name`` now; None if its last run is still going."""
+        try:
+            runner = self._periodic[name]
+        except KeyError:
+            raise ValueError(
+                f"no periodic job named {name!r}; there are {sorted(self._periodic)}"
+            ) from None
+        return runner.trigger()
+
+    def _submit_periodic(self, spec: Periodic) -> Job[Any]:
+        changes = None
+        if spec.options is not None:
+            changes = {
+                name: getattr(spec.options, name) for name in spec.options.__dataclass_fields__
+            }
+        return self._submit(spec.fn, spec.args, dict(spec.kwargs), changes, None)
+
+    # The dead list.
+
+    def failures(self) -> list[Job[Any]]:
+        """Failed and dead jobs kept for inspection (at most ``keep_failed``), oldest first."""
+        return list(self._failures)
+
+    def retry(self, job: Job[Any] | str) -> Job[Any]:
+        """Run a job from ``failures()`` once more, now; it leaves the list.
+
+        The job keeps its id and counts one more attempt; if it fails again it comes back.
+        It runs in the context of the code that retries it.
+        """
+        taken = self._failures.take(job)
+        if taken is None:
+            raise ValueError(f"job {job if isinstance(job, str) else job.id} is not in failures()")
+        try:
+            queue = self._queue_for(taken.queue)
+            taken._reopen(queue)
+            if taken.unique_key is not None:
+                self._unique.claim(taken)
+            queue.submit(taken)
+        except BaseException:
+            self._failures.add(taken)
+            raise
+        return taken
+
+    def discard(self, job: Job[Any] | str) -> bool:
+        """Forget a job in ``failures()``; False if it was not there."""
+        return self._failures.take(job) is not None
+
+    def retry_all(self) -> int:
+        """``retry`` every job in ``failures()``; returns how many were sent."""
+        count = 0
+        for job in self.failures():
+            self.retry(job)
+            count += 1
+        return count
+
+    def discard_all(self) -> int:
+        """Forget every job in ``failures()``; returns how many there were."""
+        return len(self._failures.take_all())
+
     # Watching.
 
     def stats(self) -> ExecutorStats:
-        """Counters per queue and in total: workers busy and idle, pending, processed, failed.
+        """Counters per queue and in total, and each periodic job's schedule.
 
-        Costs O(number of queues). Counts start again at each ``start()``.
+        Costs O(number of queues and periodic jobs). Counts start again at each ``start()``.
         """
+        periodic = tuple(runner.stats() for runner in self._periodic.values())
         if not self._queues:  # never started: the configured sizes, nothing counted
-            return ExecutorStats.of(
-                [
-                    QueueStats(name, config.workers, 0, config.workers, 0, 0, 0, 0)
-                    for name, config in self.queue_configs.items()
-                ]
-            )
-        return ExecutorStats.of([queue.stats() for queue in self._queues.values()])
-
-    def failures(self) -> list[Job[Any]]:
-        """The most recent failed jobs (at most ``keep_failed``), oldest first."""
-        return list(self._failures)
+            queues = [
+                QueueStats(name, config.workers, 0, config.workers, 0, 0, 0, 0, 0, 0)
+                for name, config in self.queue_configs.items()
+            ]
+        else:
+            queues = [queue.stats() for queue in self._queues.values()]
+        return ExecutorStats.of(queues, periodic)
 
     @property
     def running(self) -> bool:
@@ -353,7 +480,10 @@ class Backburner:
         return self._state is _State.RUNNING
 
     async def join(self) -> None:
-        """Wait until no job is pending or running (jobs that enqueue jobs included)."""
+        """Wait until no job is pending or running (jobs that enqueue jobs included).
+
+        Scheduled and retry-waiting jobs do not count: they may be hours away.
+        """
         await self._wait_idle(None)
 
     async def _wait_idle(self, until: float | None) -> None:
@@ -383,17 +513,21 @@ class Backburner:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _release_unique(self, job: Job[Any]) -> None:
+        self._unique.release(job)
+
     def _report_failure(self, job: Job[Any], exc: BaseException) -> None:
+        attempts = f" after {job.attempt} attempts" if job.attempt > 1 else ""
         logger.error(
-            "backburner: job %s failed: %s: %s",
+            "backburner: job %s failed%s: %s: %s",
             job.describe(),
+            attempts,
             type(exc).__name__,
             exc,
             exc_info=(type(exc), exc, exc.__traceback__),
             extra={"backburner_job_id": job.id, "backburner_job_name": job.name},
         )
-        if self._failures.maxlen:
-            self._failures.append(job)
+        self._failures.add(job)
         if self.on_error is not None:
             try:
                 self.on_error(job, exc)
@@ -403,40 +537,8 @@ class Backburner:
     def _report_late_end(self, job: Job[Any], error: BaseException | None) -> None:
         outcome = f"raised {type(error).__name__}: {error}" if error else "returned"
         logger.warning(
-            "backburner: abandoned job %s %s after it was given up",
+            "backburner: job %s %s after it was given up (abandoned or timed out)",
             job.describe(),
             outcome,
             extra={"backburner_job_id": job.id},
         )
-
-
-class Enqueuer:
-    """Enqueues with options fixed; made by ``Backburner.options()`` or ``background.options()``."""
-
-    __slots__ = ("_queue", "_target")
-
-    def __init__(self, target: Callable[[], Backburner], queue: str) -> None:
-        self._target = target
-        self._queue = queue
-
-    @overload
-    def enqueue(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Job[T]: ...
-    @overload
-    def enqueue(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Job[T]: ...
-    def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
-        """``Backburner.enqueue`` with these options."""
-        return self._target()._submit(fn, args, kwargs, self._queue)
-
-    @overload
-    async def aenqueue(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Job[T]: ...
-    @overload
-    async def aenqueue(
-        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Job[T]: ...
-    async def aenqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
-        """``Backburner.aenqueue`` with these options."""
-        return await self._target()._asubmit(fn, args, kwargs, self._queue)

@@ -10,10 +10,14 @@ import reprlib
 import secrets
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._errors import JobCancelled
+from ._options import DEFAULT_OPTIONS, JobOptions
 from ._status import JobStatus
+
+if TYPE_CHECKING:
+    from ._scheduler import Timer
 
 __all__ = ["Job"]
 
@@ -31,9 +35,15 @@ _arg_repr.maxlist = _arg_repr.maxtuple = _arg_repr.maxdict = _arg_repr.maxset = 
 
 
 class JobOwner(Protocol):
-    """What a job needs of the queue that holds it: a way to cancel it there."""
+    """What a job needs of the queue that holds it."""
 
-    def cancel_job(self, job: Job[Any]) -> bool: ...
+    def cancel_job(self, job: Job[Any]) -> bool:
+        """Cancel the job wherever it is (see ``Job.cancel``)."""
+        ...
+
+    def release_unique(self, job: Job[Any]) -> None:
+        """Free the job's unique key: it has ended."""
+        ...
 
 
 class Job(Generic[T]):
@@ -52,16 +62,21 @@ class Job(Generic[T]):
         "_seq",
         "_status",
         "_task",
+        "_timer",
         "_waiters",
         "args",
+        "attempt",
         "context",
         "enqueued_at",
         "finished_at",
         "fn",
         "is_async",
         "kwargs",
+        "options",
         "queue",
+        "run_at",
         "started_at",
+        "unique_key",
     )
 
     def __init__(
@@ -72,6 +87,8 @@ class Job(Generic[T]):
         queue: str,
         is_async: bool,
         owner: JobOwner | None,
+        options: JobOptions = DEFAULT_OPTIONS,
+        unique_key: str | None = None,
     ) -> None:
         self._seq = next(_sequence)
         #: The function the job calls, and what it is called with.
@@ -89,7 +106,16 @@ class Job(Generic[T]):
         self.enqueued_at = time.time()
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        #: How the job is to be run: retries, timeout, uniqueness (see ``JobOptions``).
+        self.options = options
+        #: The number of the attempt running or last run: 1 for the first, 0 before it.
+        self.attempt = 0
+        #: For a scheduled or retrying job, the clock time it is due; else None.
+        self.run_at: float | None = None
+        #: The key that makes the job unique, if ``options.unique`` gave one.
+        self.unique_key = unique_key
         self._owner = owner
+        self._timer: Timer | None = None
         self._status = JobStatus.PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
@@ -124,7 +150,7 @@ class Job(Generic[T]):
         status = self._status
         if status is JobStatus.SUCCEEDED:
             return self._result  # type: ignore[no-any-return]
-        if status is JobStatus.FAILED:
+        if status is JobStatus.FAILED or status is JobStatus.DEAD:
             assert self._exception is not None
             raise self._exception
         if status.finished:
@@ -140,7 +166,7 @@ class Job(Generic[T]):
     def cancel(self) -> bool:
         """Cancel the job. Safe to call from any thread.
 
-        A pending job is taken off its queue and never runs. A running async job is cancelled
+        A scheduled, retrying or pending job never runs (again). A running async job is cancelled
         at its next ``await``. A sync job that is already running in its thread cannot be
         interrupted: ``cancel()`` returns False and the job runs on. Returns True if the job
         was cancelled or a cancellation was requested, False if it had already finished.
@@ -168,12 +194,21 @@ class Job(Generic[T]):
         parts = [_arg_repr.repr(arg) for arg in self.args]
         if self.kwargs:
             parts += [f"{key}={_arg_repr.repr(value)}" for key, value in self.kwargs.items()]
-        return f"{self.id} {self.name}({', '.join(parts)}) queue={self.queue!r}"
+        attempt = f" attempt={self.attempt}" if self.attempt > 1 else ""
+        return f"{self.id} {self.name}({', '.join(parts)}) queue={self.queue!r}{attempt}"
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.name} queue={self.queue!r} status={self._status.value}>"
 
     # What follows is for the queue that runs the job, not for users.
+
+    def _reopen(self, owner: JobOwner) -> None:
+        """Make a failed job pending again, for a retry asked for by hand."""
+        self._owner = owner
+        self._status = JobStatus.PENDING
+        self._result = self._exception = None
+        self.finished_at = None
+        self.context = contextvars.copy_context()
 
     def _finish(
         self, status: JobStatus, result: Any = None, exc: BaseException | None = None
@@ -184,6 +219,8 @@ class Job(Generic[T]):
         self._exception = exc
         self.finished_at = time.time()
         # _task stays: an abandoned job's task may run on, and must stay referenced.
+        if self.unique_key is not None and self._owner is not None:
+            self._owner.release_unique(self)
         waiters, self._waiters = self._waiters, None
         for future in waiters or ():
             _wake(future)

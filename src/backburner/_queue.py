@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._context import current_executor_var
-from ._errors import NotRunning, QueueFull
+from ._errors import JobTimeout, NotRunning, QueueFull
 from ._job import Job
 from ._stats import QueueStats
 from ._status import JobStatus
@@ -38,6 +38,8 @@ __all__ = ["JobQueue"]
 logger = logging.getLogger("backburner")
 
 _NO_KWARGS: dict[str, Any] = {}
+# A due job that finds its queue full waits this many seconds in the scheduler, then retries.
+_FULL_RETRY_DELAY = 1.0
 # Cancelled jobs stay in the deque (removing from its middle is O(n)) and are skipped when
 # reached; past this many, and half the deque, the deque is rebuilt without them.
 _COMPACT_AFTER = 64
@@ -69,7 +71,12 @@ class JobQueue:
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._limiter = anyio.CapacityLimiter(workers)
         self._threads = ThreadPool(name)
-        self._processed = self._failed = self._cancelled = 0
+        assert executor.scheduler is not None
+        self._scheduler = executor.scheduler
+        self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
+        self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
+        self._held_slots: set[Job[Any]] = set()  # timed-out sync jobs whose thread runs on
+        self._processed = self._failed = self._cancelled = self._dead = 0
 
     # Admission: any thread.
 
@@ -97,6 +104,34 @@ class JobQueue:
                 self._pending.remove(job)
                 self._waiting -= 1
             raise NotRunning("the executor's event loop has closed; it accepts no jobs") from None
+
+    def submit_at(self, job: Job[Any], when: float, status: JobStatus) -> None:
+        """Hold ``job`` until clock time ``when``, then ``submit`` it. Any thread."""
+        with self._lock:
+            self._scheduled += 1
+            job._status = status
+        job.run_at = when
+        job._timer = self._scheduler.call_at(when, self._due, job)
+
+    def _due(self, job: Job[Any]) -> None:
+        with self._lock:
+            if job._status is not JobStatus.SCHEDULED and job._status is not JobStatus.RETRYING:
+                return  # cancelled meanwhile (counted out then)
+            self._scheduled -= 1
+            status, job._status = job._status, JobStatus.PENDING
+        job._timer = None
+        try:
+            self.submit(job)
+        except QueueFull:
+            # A due job counts against its queue's bounds. Nothing is dropped: it waits a
+            # little in the scheduler and tries again.
+            logger.warning(
+                "backburner: job %s is due but queue %r is full; trying again in %.0fs",
+                job.describe(),
+                self.name,
+                _FULL_RETRY_DELAY,
+            )
+            self.submit_at(job, self._scheduler.clock.now() + _FULL_RETRY_DELAY, status)
 
     async def wait_for_room(self) -> None:
         """Wait until a waiting job leaves the queue (or the executor stops). Loop thread only."""
@@ -145,7 +180,15 @@ class JobQueue:
 
     async def _run(self, job: Job[Any]) -> None:
         current_executor_var.set(self._executor)  # so `background` finds us inside the job
+        job.attempt += 1
         job.started_at = started = time.time()
+        timeout = job.options.timeout
+        deadline = (
+            None
+            if timeout is None
+            else self._scheduler.call_at(self._scheduler.clock.now() + timeout, self._expire, job)
+        )
+        thread_left_running = False
         try:
             if job.is_async:
                 result = await job.fn(*job.args, **(job.kwargs or _NO_KWARGS))
@@ -153,10 +196,12 @@ class JobQueue:
                 result = await self._call_in_thread(job)
                 if inspect.iscoroutine(result):  # a plain wrapper that returns a coroutine
                     result = await result
-        except asyncio.CancelledError:
-            self._end(job, JobStatus.CANCELLED)
-        except _ThreadAbandoned:
-            self._end(job, JobStatus.ABANDONED)
+        except (asyncio.CancelledError, _ThreadAbandoned) as exc:
+            thread_left_running = isinstance(exc, _ThreadAbandoned)
+            if job in self._timed_out:
+                self._end(job, JobStatus.FAILED, exc=JobTimeout(_timeout_message(job)))
+            else:
+                self._end(job, JobStatus.ABANDONED if thread_left_running else JobStatus.CANCELLED)
         except Exception as exc:
             self._end(job, JobStatus.FAILED, exc=exc)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: record, then let them stop us
@@ -171,7 +216,44 @@ class JobQueue:
                     (time.time() - started) * 1000,
                 )
         finally:
-            self._release(job)
+            if deadline is not None:
+                deadline.cancel()
+            timed_out = job in self._timed_out
+            self._timed_out.discard(job)
+            # A timed-out sync job's thread runs on: its slot stays taken until it returns.
+            self._release(job, free_slot=not (timed_out and thread_left_running))
+
+    def _failed_attempt(self, job: Job[Any], exc: BaseException) -> None:
+        self._processed += 1
+        self._failed += 1
+        options = job.options
+        # While draining, a retry still goes to the scheduler: if it is not due before the
+        # scheduler closes, shutdown reports it with the other scheduled jobs.
+        if job.attempt <= options.retries and isinstance(exc, options.retry_on):
+            delay = options.retry_delay(job.attempt)
+            job._exception = exc  # the last error, visible while the job waits
+            logger.warning(
+                "backburner: job %s failed (attempt %d of %d): %s: %s; retrying in %.2fs",
+                job.describe(),
+                job.attempt,
+                options.retries + 1,
+                type(exc).__name__,
+                exc,
+                delay,
+                extra={"backburner_job_id": job.id},
+            )
+            self.submit_at(job, self._scheduler.clock.now() + delay, JobStatus.RETRYING)
+            return
+        dead = options.retries > 0
+        if dead:
+            self._dead += 1
+        job._finish(JobStatus.DEAD if dead else JobStatus.FAILED, exc=exc)
+        self._executor._report_failure(job, exc)
+
+    def _expire(self, job: Job[Any]) -> None:
+        if job._status is JobStatus.RUNNING and job._task is not None:
+            self._timed_out.add(job)
+            job._task.cancel()
 
     def _end(
         self, job: Job[Any], status: JobStatus, result: Any = None, exc: BaseException | None = None
@@ -180,15 +262,15 @@ class JobQueue:
             if status is JobStatus.SUCCEEDED or status is JobStatus.FAILED:
                 self._executor._report_late_end(job, exc)
             return
+        if status is JobStatus.FAILED and isinstance(exc, Exception):
+            self._failed_attempt(job, exc)  # retried, or failed for good and reported
+            return
         if status is JobStatus.CANCELLED or status is JobStatus.ABANDONED:
             self._cancelled += 1
         else:
             self._processed += 1
+            self._failed += status is JobStatus.FAILED  # SystemExit and the like
         job._finish(status, result, exc)
-        if status is JobStatus.FAILED:
-            self._failed += 1
-            if isinstance(exc, Exception):
-                self._executor._report_failure(job, exc)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
         # The limiter token is held until the thread really returns, even if the job is
@@ -203,6 +285,9 @@ class JobQueue:
         def on_done(result: Any, error: BaseException | None) -> None:
             limiter.release_on_behalf_of(job)
             if future.cancelled():
+                if job in self._held_slots:  # a timed-out job's slot, held for its thread
+                    self._held_slots.discard(job)
+                    self._free_slot()
                 self._executor._report_late_end(job, error)
             elif error is not None:
                 future.set_exception(error)
@@ -218,13 +303,24 @@ class JobQueue:
                 raise _ThreadAbandoned from None
             raise
 
-    def _release(self, job: Job[Any]) -> None:
+    def _release(self, job: Job[Any], *, free_slot: bool = True) -> None:
         self._running.discard(job)
-        job.context = None  # type: ignore[assignment]  # let the job's context values go
+        if job._status.finished:
+            job.context = None  # type: ignore[assignment]  # let the job's context values go
+        if free_slot:
+            self._free_slot()
+        else:
+            self._held_slots.add(job)
+
+    def _free_slot(self) -> None:
         with self._lock:
             self._busy -= 1
         self._pump()
         self._executor._job_ended()
+
+    def release_unique(self, job: Job[Any]) -> None:
+        """Free the key of a unique job that ended."""
+        self._executor._release_unique(job)
 
     # Cancellation: any thread.
 
@@ -237,9 +333,17 @@ class JobQueue:
                 self._waiting -= 1
                 self._cancelled_in_deque += 1
                 self._cancelled += 1
+            elif status is JobStatus.SCHEDULED or status is JobStatus.RETRYING:
+                job._status = JobStatus.CANCELLED
+                self._scheduled -= 1
+                self._cancelled += 1
             elif status is not JobStatus.RUNNING or not job.is_async:
                 return False  # finished, or a thread we cannot interrupt
-        if status is JobStatus.PENDING:
+        if status is JobStatus.SCHEDULED or status is JobStatus.RETRYING:
+            if job._timer is not None:
+                job._timer.cancel()
+            job._finish(JobStatus.CANCELLED)
+        elif status is JobStatus.PENDING:
             job._finish(JobStatus.CANCELLED)
             self._call_soon(self._after_pending_cancel)
         else:
@@ -296,6 +400,17 @@ class JobQueue:
             job.context = None  # type: ignore[assignment]
         return jobs
 
+    def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
+        """Mark ``jobs`` (this queue's, taken from a closed scheduler) cancelled."""
+        with self._lock:
+            for job in jobs:
+                if job._status is JobStatus.SCHEDULED or job._status is JobStatus.RETRYING:
+                    job._status = JobStatus.CANCELLED
+                    self._scheduled -= 1
+                    self._cancelled += 1
+        for job in jobs:
+            job._finish(JobStatus.CANCELLED, exc=job._exception)
+
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
         return list(self._running)
@@ -346,9 +461,11 @@ class JobQueue:
             busy=busy,
             idle=max(0, self.workers - busy),
             pending=self._waiting,
+            scheduled=self._scheduled,
             processed=self._processed,
             failed=self._failed,
             cancelled=self._cancelled,
+            dead=self._dead,
         )
 
 
@@ -362,3 +479,11 @@ def _forget_task(task: asyncio.Task[None]) -> None:
     unregister = getattr(asyncio.tasks, "_unregister_task", None)
     if unregister is not None:
         unregister(task)
+
+
+def _timeout_message(job: Job[Any]) -> str:
+    kind = "cancelled" if job.is_async else "left running in its thread"
+    return (
+        f"job {job.id} ({job.name}) ran past its timeout of {job.options.timeout:g}s "
+        f"(attempt {job.attempt}) and was {kind}"
+    )

@@ -17,6 +17,8 @@ logger = logging.getLogger("backburner")
 class ShutdownReport:
     """The outcome of ``aclose()``: every job that did not finish, by what became of it."""
 
+    #: Jobs waiting for their time (delayed, or waiting to retry): they will not run.
+    scheduled: tuple[Job[Any], ...] = ()
     #: Jobs still waiting for a worker when the deadline came: they never ran.
     not_started: tuple[Job[Any], ...] = ()
     #: Jobs that were running, were cancelled at the deadline, and stopped.
@@ -30,7 +32,7 @@ class ShutdownReport:
     @property
     def unfinished(self) -> tuple[Job[Any], ...]:
         """Every job the shutdown left undone."""
-        return self.not_started + self.cancelled + self.abandoned
+        return self.scheduled + self.not_started + self.cancelled + self.abandoned
 
     def log(self, shutdown_timeout: float) -> None:
         """Write the report as one log record: a warning that lists every unfinished job."""
@@ -43,18 +45,21 @@ class ShutdownReport:
                 ("abandoned", self.abandoned),
                 ("cancelled", self.cancelled),
                 ("not started", self.not_started),
+                ("scheduled", self.scheduled),
             )
             for job in jobs
         ]
         logger.warning(
             "backburner: shut down in %.2fs (shutdown_timeout=%.1fs) with %d unfinished jobs "
-            "(%d abandoned still running, %d cancelled while running, %d never started):\n%s",
+            "(%d abandoned still running, %d cancelled while running, %d never started, "
+            "%d scheduled or waiting to retry):\n%s",
             self.elapsed,
             shutdown_timeout,
             len(self.unfinished),
             len(self.abandoned),
             len(self.cancelled),
             len(self.not_started),
+            len(self.scheduled),
             "\n".join(lines),
             extra={
                 "backburner_unfinished": [

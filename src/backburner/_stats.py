@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._periodic import PeriodicStats
 
 __all__ = ["ExecutorStats", "QueueStats"]
 
@@ -21,11 +24,15 @@ class QueueStats:
     idle: int
     #: Jobs accepted and waiting for a free worker.
     pending: int
+    #: Jobs waiting for their time: delayed ones, and failed ones waiting to retry.
+    scheduled: int
     #: Jobs that ran to an end, successful or not; ``failed`` of them raised.
     processed: int
     failed: int
     #: Jobs cancelled before or while running (by ``job.cancel()`` or by shutdown).
     cancelled: int
+    #: Jobs that failed on every attempt their retries allowed.
+    dead: int
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
@@ -38,17 +45,36 @@ class ExecutorStats:
 
     queues: Mapping[str, QueueStats]
     total: QueueStats
+    #: Each periodic job's schedule, next and last run.
+    periodic: tuple[PeriodicStats, ...] = ()
 
     @classmethod
-    def of(cls, queues: list[QueueStats]) -> ExecutorStats:
+    def of(
+        cls, queues: list[QueueStats], periodic: tuple[PeriodicStats, ...] = ()
+    ) -> ExecutorStats:
         """Sum the queues' snapshots into a total."""
-        fields = ("workers", "busy", "idle", "pending", "processed", "failed", "cancelled")
+        fields = (
+            "workers",
+            "busy",
+            "idle",
+            "pending",
+            "scheduled",
+            "processed",
+            "failed",
+            "cancelled",
+            "dead",
+        )
         sums = {field: sum(getattr(q, field) for q in queues) for field in fields}
-        return cls(queues={q.name: q for q in queues}, total=QueueStats(name="total", **sums))
+        return cls(
+            queues={q.name: q for q in queues},
+            total=QueueStats(name="total", **sums),
+            periodic=periodic,
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        """The counters as a JSON-ready dict: ``{"queues": {name: {...}}, "total": {...}}``."""
+        """The counters as a JSON-ready dict: ``queues``, ``total`` and ``periodic``."""
         return {
             "queues": {name: q.as_dict() for name, q in self.queues.items()},
             "total": self.total.as_dict(),
+            "periodic": [dataclasses.asdict(p) for p in self.periodic],
         }

@@ -8,16 +8,22 @@ __all__ = ["JobStatus"]
 
 
 class JobStatus(str, enum.Enum):
-    """Where a job is in its life. A job moves forward only: pending, running, then one end."""
+    """Where a job is in its life: waiting (scheduled, pending, retrying), running, or an end."""
 
+    #: Accepted, and waiting for its time (``enqueue_in``/``enqueue_at``).
+    SCHEDULED = "scheduled"
     #: Accepted and waiting for a free worker of its queue.
     PENDING = "pending"
     #: A worker is running it.
     RUNNING = "running"
     #: It returned; ``await job`` gives the value.
     SUCCEEDED = "succeeded"
-    #: It raised; ``await job`` re-raises the exception.
+    #: An attempt failed and another is scheduled after a backoff (see ``Job.attempt``).
+    RETRYING = "retrying"
+    #: It raised and was not to be retried; ``await job`` re-raises the exception.
     FAILED = "failed"
+    #: It failed on every attempt its ``retries`` allowed; kept in the dead list.
+    DEAD = "dead"
     #: Cancelled by ``job.cancel()``, or by shutdown, before or while it ran.
     CANCELLED = "cancelled"
     #: Still running when shutdown's deadline passed: a sync job in its thread, or an async job
@@ -26,8 +32,19 @@ class JobStatus(str, enum.Enum):
 
     @property
     def finished(self) -> bool:
-        """True for the end states: succeeded, failed, cancelled and abandoned."""
-        return self not in (JobStatus.PENDING, JobStatus.RUNNING)
+        """True for the end states: succeeded, failed, dead, cancelled and abandoned."""
+        return self in _FINISHED
 
     def __str__(self) -> str:
         return self.value
+
+
+_FINISHED = frozenset(
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.DEAD,
+        JobStatus.CANCELLED,
+        JobStatus.ABANDONED,
+    }
+)

@@ -18,20 +18,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any, overload
 
 from ._callables import plan_call
-from ._config import DEFAULT_QUEUE
 from ._context import current_executor, current_executor_var, interceptor
 from ._executor import Backburner
 from ._job import Job
+from ._options import options_of
 from ._status import JobStatus
 
-__all__ = ["RecordedJobs", "fake", "inline", "join"]
+__all__ = ["ManualClock", "RecordedJobs", "fake", "inline", "join"]
+
+_WAITING = (JobStatus.PENDING, JobStatus.SCHEDULED)
 
 logger = logging.getLogger("backburner")
 
@@ -59,9 +64,10 @@ def inline(*, raise_errors: bool = True) -> Iterator[list[Job[Any]]]:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        queue: str | None,
+        changes: dict[str, Any] | None,
+        run_at: float | None,
     ) -> Job[Any]:
-        job = _make_job(executor, fn, args, kwargs, queue, owner=None)
+        job = _make_job(executor, fn, args, kwargs, changes, owner=None)
         ran.append(job)
         _run_inline(job, executor, raise_errors)
         return job
@@ -71,7 +77,11 @@ def inline(*, raise_errors: bool = True) -> Iterator[list[Job[Any]]]:
 
 
 class RecordedJobs(Sequence[Job[Any]]):
-    """The jobs ``fake()`` caught, in the order they were enqueued."""
+    """The jobs ``fake()`` caught, in the order they were enqueued.
+
+    Scheduled jobs (``enqueue_in``/``enqueue_at``) are recorded with ``status`` scheduled and
+    their ``run_at``; ``run_all()`` runs them too, without waiting.
+    """
 
     def __init__(self) -> None:
         self._jobs: list[Job[Any]] = []
@@ -96,7 +106,7 @@ class RecordedJobs(Sequence[Job[Any]]):
 
     def pending(self) -> list[Job[Any]]:
         """The recorded jobs that have not run (nor been cancelled) yet."""
-        return [job for job in self._jobs if job.status is JobStatus.PENDING]
+        return [job for job in self._jobs if job.status in _WAITING]
 
     def run_all(self, *, raise_errors: bool = True) -> list[Job[Any]]:
         """Run every pending recorded job inline, in order, and the jobs those enqueue.
@@ -106,7 +116,7 @@ class RecordedJobs(Sequence[Job[Any]]):
         ran: list[Job[Any]] = []
         while pending := self.pending():
             for job in pending:
-                if job.status is JobStatus.PENDING:
+                if job.status in _WAITING:
                     ran.append(job)
                     _run_inline(job, self._executors.get(id(job)), raise_errors)
         return ran
@@ -125,10 +135,13 @@ class _FakeOwner:
     """Lets ``job.cancel()`` work on a recorded job."""
 
     def cancel_job(self, job: Job[Any]) -> bool:
-        if job.status is not JobStatus.PENDING:
+        if job.status not in _WAITING:
             return False
         job._finish(JobStatus.CANCELLED)
         return True
+
+    def release_unique(self, job: Job[Any]) -> None:
+        pass  # recorded jobs hold no keys
 
 
 @contextlib.contextmanager
@@ -146,9 +159,13 @@ def fake() -> Iterator[RecordedJobs]:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        queue: str | None,
+        changes: dict[str, Any] | None,
+        run_at: float | None,
     ) -> Job[Any]:
-        job = _make_job(executor, fn, args, kwargs, queue, owner=owner)
+        job = _make_job(executor, fn, args, kwargs, changes, owner=owner)
+        if run_at is not None:
+            job._status = JobStatus.SCHEDULED
+            job.run_at = run_at
         recorded._record(job, executor)
         return job
 
@@ -170,17 +187,20 @@ def _make_job(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    queue: str | None,
+    changes: dict[str, Any] | None,
     owner: Any,
 ) -> Job[Any]:
-    name = queue or DEFAULT_QUEUE
-    if executor is not None and name not in executor.queue_configs:
+    options = options_of(fn)
+    if changes:
+        options = options.replace(**changes)
+    if executor is not None and options.queue not in executor.queue_configs:
         raise ValueError(
-            f"no queue named {name!r}; this executor has {sorted(executor.queue_configs)}"
+            f"no queue named {options.queue!r}; this executor has {sorted(executor.queue_configs)}"
         )
     plan = plan_call(fn)
     plan.check(fn, args, kwargs)
-    return Job(fn, args, kwargs, name, plan.is_async, owner)
+    key = options.key_for(args, kwargs)
+    return Job(fn, args, kwargs, options.queue, plan.is_async, owner, options, key)
 
 
 def _run_inline(job: Job[Any], executor: Backburner | None, raise_errors: bool) -> None:
@@ -229,3 +249,55 @@ def _call(job: Job[Any]) -> Any:
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+class ManualClock:
+    """A clock that moves only when told: pass it as ``Backburner(clock=ManualClock())``.
+
+    Delays, periodic ticks, retry backoffs and timeouts then happen when a test calls
+    ``advance()``, at once and in order, instead of after real waiting. Use it from the
+    executor's event loop thread (an async test).
+    """
+
+    def __init__(self, start: float | datetime = 1_767_225_600.0) -> None:  # 2026-01-01 UTC
+        self._now = start.timestamp() if isinstance(start, datetime) else float(start)
+        self._calls: list[tuple[float, int, _ManualTimer]] = []
+        self._sequence = itertools.count()
+
+    def now(self) -> float:
+        """The clock's time, in seconds since the epoch."""
+        return self._now
+
+    def call_at(
+        self, when: float, callback: Callable[[], None], loop: asyncio.AbstractEventLoop
+    ) -> _ManualTimer:
+        """Remember ``callback`` until ``advance()`` reaches ``when``."""
+        timer = _ManualTimer(callback)
+        heapq.heappush(self._calls, (when, next(self._sequence), timer))
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, making every call due by then, in time order."""
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        target = self._now + seconds
+        while self._calls and self._calls[0][0] <= target:
+            when, _, timer = heapq.heappop(self._calls)
+            self._now = max(self._now, when)
+            if not timer.cancelled:
+                timer.callback()
+        self._now = target
+
+    def __repr__(self) -> str:
+        return f"ManualClock({datetime.fromtimestamp(self._now, timezone.utc).isoformat()})"
+
+
+class _ManualTimer:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True

@@ -1,0 +1,187 @@
+"""The enqueue family, typed once for ``Backburner``, ``background`` and ``options(...)``.
+
+``enqueue(fn, /, *args, **kwargs)``: every argument after ``fn`` belongs to ``fn``. Options
+(queue, retries, timeout, ...) come from ``@job`` on the function or from ``options(...)``,
+never from ``enqueue``'s keywords, so that no option can take a keyword from the function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+
+from ._job import Job
+from ._options import DEFAULT_OPTIONS, UniqueKey
+
+if TYPE_CHECKING:
+    from ._executor import Backburner
+
+__all__ = ["EnqueueMethods", "Enqueuer"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_UNSET: Any = object()
+
+
+class EnqueueMethods:
+    """``enqueue``, ``aenqueue``, ``enqueue_in``, ``enqueue_at`` and ``options``."""
+
+    __slots__ = ()
+
+    def _enqueue_target(self) -> Backburner:
+        raise NotImplementedError
+
+    def _option_changes(self) -> dict[str, Any] | None:
+        return None
+
+    @overload
+    def enqueue(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    @overload
+    def enqueue(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Job[T]: ...
+    def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
+        """Accept ``fn(*args, **kwargs)`` as a job; return its handle at once.
+
+        Never blocks and never waits: raises ``QueueFull`` if the queue is full, ``NotRunning``
+        if the executor is not running, ``TypeError`` if the call could not bind. Safe from any
+        thread. ``fn`` may be an ``async def`` (run on the event loop) or a plain function (run
+        in one of the executor's threads).
+        """
+        return self._enqueue_target()._submit(fn, args, kwargs, self._option_changes(), None)
+
+    @overload
+    async def aenqueue(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    @overload
+    async def aenqueue(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    async def aenqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
+        """Like ``enqueue``, but when the queue is full, wait for room instead of raising."""
+        return await self._enqueue_target()._asubmit(fn, args, kwargs, self._option_changes())
+
+    @overload
+    def enqueue_in(
+        self,
+        delay: float | timedelta,
+        fn: Callable[P, Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Job[T]: ...
+    @overload
+    def enqueue_in(
+        self, delay: float | timedelta, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    def enqueue_in(
+        self, delay: float | timedelta, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Job[Any]:
+        """Accept the job now, to run ``delay`` seconds (or a ``timedelta``) from now.
+
+        The job is ``scheduled`` until then; when due it goes to its queue like any job.
+        """
+        target = self._enqueue_target()
+        seconds = _seconds(delay)
+        return target._submit(
+            fn, args, kwargs, self._option_changes(), target.clock.now() + seconds
+        )
+
+    @overload
+    def enqueue_at(
+        self, when: datetime, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    @overload
+    def enqueue_at(
+        self, when: datetime, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    def enqueue_at(
+        self, when: datetime, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Job[Any]:
+        """Accept the job now, to run at ``when``: a timezone-aware ``datetime``.
+
+        A time in the past runs at once.
+        """
+        if not isinstance(when, datetime):
+            raise TypeError(f"when must be a datetime, got {type(when).__name__} {when!r}")
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(
+                f"when must be timezone-aware, got the naive {when!r}: a naive time is ambiguous. "
+                f"Use datetime.now(timezone.utc) + ..., or attach a ZoneInfo"
+            )
+        target = self._enqueue_target()
+        return target._submit(fn, args, kwargs, self._option_changes(), when.timestamp())
+
+    def options(
+        self,
+        *,
+        queue: str = _UNSET,
+        retries: int = _UNSET,
+        retry_on: tuple[type[BaseException], ...] = _UNSET,
+        backoff: float = _UNSET,
+        backoff_max: float = _UNSET,
+        jitter: float = _UNSET,
+        timeout: float | None = _UNSET,
+        unique: UniqueKey = _UNSET,
+        on_duplicate: Literal["return", "raise"] = _UNSET,
+    ) -> Enqueuer:
+        """Enqueue with options for these calls: ``bg.options(queue="mail").enqueue(send, to)``.
+
+        What is given here overrides the function's ``@job`` options; see ``JobOptions`` for
+        what each means. Checked now: a bad value fails here, not at enqueue.
+        """
+        changes = {
+            name: value
+            for name, value in (
+                ("queue", queue),
+                ("retries", retries),
+                ("retry_on", retry_on),
+                ("backoff", backoff),
+                ("backoff_max", backoff_max),
+                ("jitter", jitter),
+                ("timeout", timeout),
+                ("unique", unique),
+                ("on_duplicate", on_duplicate),
+            )
+            if value is not _UNSET
+        }
+        merged = {**(self._option_changes() or {}), **changes}
+        DEFAULT_OPTIONS.replace(**merged)  # check the values now
+        return Enqueuer(self._enqueue_target, merged)
+
+
+class Enqueuer(EnqueueMethods):
+    """The enqueue family with options fixed; made by ``options(...)``."""
+
+    __slots__ = ("_changes", "_target")
+
+    def __init__(self, target: Callable[[], Backburner], changes: dict[str, Any]) -> None:
+        self._target = target
+        self._changes = changes
+
+    def _enqueue_target(self) -> Backburner:
+        return self._target()
+
+    def _option_changes(self) -> dict[str, Any] | None:
+        return self._changes
+
+    def __repr__(self) -> str:
+        return f"<Enqueuer options={self._changes!r}>"
+
+
+def _seconds(delay: float | timedelta) -> float:
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+        seconds = float(delay)
+    else:
+        raise TypeError(
+            f"delay must be seconds or a timedelta, got {type(delay).__name__} {delay!r}"
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"delay must be a finite number of seconds, 0 or more, got {delay!r}")
+    return seconds

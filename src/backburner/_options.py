@@ -1,0 +1,154 @@
+"""How a job is to be run: its queue, retries, timeout and uniqueness, and ``@job`` to say so once.
+
+Options never travel as keywords of ``enqueue`` (those all belong to the job's function). They
+come from the function (``@job(...)``), overridden per call by ``options(...)``::
+
+    @job(queue="mail", retries=3, timeout=30, unique=lambda user_id: f"welcome:{user_id}")
+    async def send_welcome(user_id: int) -> None: ...
+
+    background.enqueue(send_welcome, 42)                    # with the options above
+    background.options(retries=0).enqueue(send_welcome, 42) # this call only: no retries
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from ._config import DEFAULT_QUEUE, check_queue_name, check_timeout
+
+__all__ = ["JobOptions", "job", "options_of"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+UniqueKey = str | Callable[..., str] | None
+
+_ATTRIBUTE = "__backburner_options__"
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """The options of a job, checked when made. Build with ``@job`` or ``options(...)``."""
+
+    #: The named queue the job runs on.
+    queue: str = DEFAULT_QUEUE
+    #: How many times to try again after a failure; 0 means a failure is final.
+    retries: int = 0
+    #: Retry only on these exceptions (and their subclasses); others fail at once.
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    #: Delay before the first retry, in seconds; it doubles with each attempt, up to backoff_max.
+    backoff: float = 1.0
+    backoff_max: float = 300.0
+    #: Each delay is spread by up to this fraction either way, so retries do not stampede.
+    jitter: float = 0.25
+    #: Seconds an attempt may run; past it, it fails with ``JobTimeout``. None: no limit.
+    timeout: float | None = None
+    #: A key (or a function of the job's arguments giving one): while a job with the same key
+    #: is scheduled, pending or running, enqueueing another returns the existing job.
+    unique: UniqueKey = None
+    #: What a duplicate gets: the existing job ("return") or a ``DuplicateJob`` error ("raise").
+    on_duplicate: Literal["return", "raise"] = "return"
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.queue)
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
+            raise TypeError(f"retries must be an int, got {self.retries!r}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {self.retries}")
+        if not isinstance(self.retry_on, tuple) or not all(
+            isinstance(e, type) and issubclass(e, BaseException) for e in self.retry_on
+        ):
+            raise TypeError(f"retry_on must be a tuple of exception classes, got {self.retry_on!r}")
+        check_timeout("backoff", self.backoff)
+        check_timeout("backoff_max", self.backoff_max)
+        jitter = check_timeout("jitter", self.jitter)
+        if jitter > 1:
+            raise ValueError(f"jitter is a fraction of the delay, 0 to 1, got {self.jitter}")
+        if self.timeout is not None and check_timeout("timeout", self.timeout) == 0:
+            raise ValueError("timeout must be more than 0 seconds (or None for no limit)")
+        if self.unique is not None and not (isinstance(self.unique, str) or callable(self.unique)):
+            raise TypeError(
+                f"unique must be a key (str) or a function of the job's arguments returning "
+                f"one, got {self.unique!r}"
+            )
+        if self.on_duplicate not in ("return", "raise"):
+            raise ValueError(f"on_duplicate must be 'return' or 'raise', got {self.on_duplicate!r}")
+
+    def replace(self, **changes: Any) -> JobOptions:
+        """A copy with ``changes``, checked like the original; unknown names are refused."""
+        unknown = set(changes) - {field.name for field in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(
+                f"unknown job option(s) {sorted(unknown)}; the options are "
+                f"{[field.name for field in dataclasses.fields(self)]}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def retry_delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before try number ``attempt + 1``, after ``attempt`` failed tries.
+
+        ``backoff * 2 ** (attempt - 1)``, capped at ``backoff_max``, then spread by ``jitter``:
+        within ``[d * (1 - jitter), d * (1 + jitter)]`` for the capped delay ``d``.
+        """
+        delay: float = min(self.backoff_max, self.backoff * 2.0 ** max(0, attempt - 1))
+        return delay * (1 + self.jitter * (2 * rand() - 1))
+
+    def key_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """The uniqueness key of a call, or None if the job is not unique."""
+        unique = self.unique
+        if unique is None or isinstance(unique, str):
+            return unique
+        key = unique(*args, **kwargs)
+        if not isinstance(key, str):
+            raise TypeError(f"the unique= function must return a str, got {key!r}")
+        return key
+
+
+DEFAULT_OPTIONS = JobOptions()
+
+
+def job(
+    *,
+    queue: str = DEFAULT_QUEUE,
+    retries: int = 0,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    backoff: float = 1.0,
+    backoff_max: float = 300.0,
+    jitter: float = 0.25,
+    timeout: float | None = None,
+    unique: UniqueKey = None,
+    on_duplicate: Literal["return", "raise"] = "return",
+) -> Callable[[F], F]:
+    """Declare a function's job options once, where it is defined.
+
+    The function is returned unchanged (it can still be called directly); ``enqueue`` reads
+    the options from it. Usable before any executor exists.
+    """
+    options = JobOptions(
+        queue=queue,
+        retries=retries,
+        retry_on=retry_on,
+        backoff=backoff,
+        backoff_max=backoff_max,
+        jitter=jitter,
+        timeout=timeout,
+        unique=unique,
+        on_duplicate=on_duplicate,
+    )
+
+    def attach(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"@job(...) decorates a function, got {fn!r}")
+        setattr(fn, _ATTRIBUTE, options)
+        return fn
+
+    return attach
+
+
+def options_of(fn: object) -> JobOptions:
+    """The options ``@job`` attached to ``fn`` (through bound methods too), or the defaults."""
+    options = getattr(fn, _ATTRIBUTE, None)
+    return options if isinstance(options, JobOptions) else DEFAULT_OPTIONS

@@ -1,0 +1,209 @@
+"""Periodic jobs: every N seconds, or at the times of a cron expression, in an explicit time zone.
+
+A periodic job is declared with the executor and starts with it::
+
+    Backburner(periodic=[
+        Periodic(refresh_cache, every=300),
+        Periodic(send_digest, cron="0 9 * * mon-fri", tz="Europe/Paris", args=("daily",)),
+    ])
+
+Each tick enqueues the job on its queue like any other job. A tick that finds the previous run
+still pending or running is skipped and counted (``overlap=True`` allows overlap). Ticks are
+computed from the schedule, strictly after the last one fired, so no tick fires twice; when the
+process was busy or asleep past several ticks, it fires once, late, and goes on from now.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone, tzinfo
+from typing import Any
+
+from ._callables import plan_call
+from ._config import check_timeout
+from ._errors import NotRunning, QueueFull
+from ._job import Job, describe_callable
+from ._options import JobOptions
+from ._scheduler import Scheduler, Timer
+
+__all__ = ["Periodic", "PeriodicRunner", "PeriodicStats"]
+
+logger = logging.getLogger("backburner")
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """A job to run on a schedule: give ``every`` (seconds) or ``cron`` (an expression).
+
+    ``cron`` needs the ``cron`` extra (``pip install 'backburner[cron]'``, which brings the
+    ``cronsim`` parser) and reads times in ``tz`` (a ``tzinfo`` or an IANA name; UTC if not
+    given). ``name`` defaults to the function's name and must be unique per executor.
+    """
+
+    fn: Callable[..., Any]
+    every: float | None = None
+    cron: str | None = None
+    tz: tzinfo | str = timezone.utc
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    overlap: bool = False
+    #: Options for this job's runs (queue, retries, timeout); else those of ``@job``, if any.
+    options: JobOptions | None = None
+
+    def __post_init__(self) -> None:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError(
+                "a Periodic job needs exactly one schedule: every=<seconds> or cron='<expr>'"
+            )
+        if self.every is not None and check_timeout("every", self.every) <= 0:
+            raise ValueError("every must be more than 0 seconds")
+        plan_call(self.fn).check(self.fn, self.args, dict(self.kwargs))
+        if isinstance(self.tz, str):
+            object.__setattr__(self, "tz", _zone(self.tz))
+        elif not isinstance(self.tz, tzinfo):
+            raise TypeError(f"tz must be a tzinfo or an IANA zone name, got {self.tz!r}")
+        if self.cron is not None:
+            self.next_after(0.0)  # parse now: a bad expression fails where it was written
+
+    @property
+    def label(self) -> str:
+        """The name shown in stats and logs."""
+        return self.name or describe_callable(self.fn)
+
+    @property
+    def schedule(self) -> str:
+        """The schedule, as written: ``every 300s`` or ``cron '0 9 * * *' (Europe/Paris)``."""
+        if self.every is not None:
+            return f"every {self.every:g}s"
+        return f"cron {self.cron!r} ({self.tz})"
+
+    def next_after(self, when: float) -> float:
+        """The first tick strictly after clock time ``when``."""
+        if self.every is not None:
+            # Ticks on a grid from the epoch, so a restart keeps the same ticks.
+            return (math.floor(when / self.every) + 1) * self.every
+        assert self.cron is not None
+        assert isinstance(self.tz, tzinfo)
+        try:
+            from cronsim import CronSim, CronSimError
+        except ImportError:  # pragma: no cover - the extra is installed in development
+            raise ImportError(
+                "cron schedules need the cron extra: pip install 'backburner[cron]'"
+            ) from None
+        start = datetime.fromtimestamp(when, self.tz)
+        try:
+            return next(CronSim(self.cron, start)).timestamp()
+        except CronSimError as exc:
+            raise ValueError(f"bad cron expression {self.cron!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicStats:
+    """A periodic job's schedule and record, as ``stats().periodic`` shows it."""
+
+    name: str
+    schedule: str
+    queue: str
+    #: Clock times (seconds since the epoch); None before the first run / after shutdown.
+    next_run: float | None
+    last_run: float | None
+    runs: int
+    #: Ticks skipped because the previous run was still going (or its queue was full).
+    skipped: int
+
+
+def _zone(name: str) -> tzinfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Paris'"
+        ) from None
+
+
+class PeriodicRunner:
+    """Fires one ``Periodic`` job's ticks through the scheduler, without overlap by default."""
+
+    def __init__(self, spec: Periodic, queue: str, submit: Callable[[Periodic], Job[Any]]) -> None:
+        self.spec = spec
+        self.queue = queue
+        self._submit = submit
+        self._scheduler: Scheduler | None = None
+        self._timer: Timer | None = None
+        self.next_run: float | None = None
+        self.last_run: float | None = None
+        self.last_job: Job[Any] | None = None
+        self.runs = 0
+        self.skipped = 0
+
+    def start(self, scheduler: Scheduler) -> None:
+        """Schedule the first tick after now."""
+        self._scheduler = scheduler
+        self._schedule_after(scheduler.clock.now())
+
+    def stop(self) -> None:
+        """Take back the next tick."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self.next_run = None
+
+    def trigger(self) -> Job[Any] | None:
+        """Run now, outside the schedule (unless a run is still going and overlap is off)."""
+        return self._run(reason="triggered")
+
+    def _schedule_after(self, when: float) -> None:
+        assert self._scheduler is not None
+        self.next_run = self.spec.next_after(when)
+        self._timer = self._scheduler.call_at(self.next_run, self._tick, None)
+
+    def _tick(self, _: object) -> None:
+        assert self._scheduler is not None
+        # The next tick is strictly after now: a tick fires at most once, and a late process
+        # fires once for all the ticks it slept through.
+        self._schedule_after(self._scheduler.clock.now())
+        self._run(reason="tick")
+
+    def _run(self, reason: str) -> Job[Any] | None:
+        previous = self.last_job
+        if not self.spec.overlap and previous is not None and not previous.done():
+            self.skipped += 1
+            logger.info(
+                "backburner: periodic job %s skipped its %s: run %s is still %s",
+                self.spec.label,
+                reason,
+                previous.id,
+                previous.status.value,
+            )
+            return None
+        try:
+            job = self._submit(self.spec)
+        except (QueueFull, NotRunning) as exc:
+            self.skipped += 1
+            logger.warning(
+                "backburner: periodic job %s skipped its %s: %s", self.spec.label, reason, exc
+            )
+            return None
+        assert self._scheduler is not None
+        self.last_job = job
+        self.last_run = self._scheduler.clock.now()
+        self.runs += 1
+        return job
+
+    def stats(self) -> PeriodicStats:
+        """This job's schedule and record."""
+        return PeriodicStats(
+            name=self.spec.label,
+            schedule=self.spec.schedule,
+            queue=self.queue,
+            next_run=self.next_run,
+            last_run=self.last_run,
+            runs=self.runs,
+            skipped=self.skipped,
+        )

@@ -1,0 +1,45 @@
+"""Unique jobs: one live job per key, executor-wide."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ._errors import DuplicateJob
+from ._job import Job
+
+__all__ = ["UniqueKeys"]
+
+
+class UniqueKeys:
+    """Which live job holds each unique key. Safe from any thread.
+
+    A key is held from enqueue until the job ends for good: while it is scheduled, pending,
+    running or waiting to retry. Then the next enqueue with that key makes a new job.
+    """
+
+    def __init__(self) -> None:
+        self._holders: dict[str, Job[Any]] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, job: Job[Any]) -> Job[Any] | None:
+        """Give ``job`` its key; if a live job holds it, return that job (or raise)."""
+        key = job.unique_key
+        assert key is not None
+        with self._lock:
+            holder = self._holders.get(key)
+            if holder is not None and not holder.done():
+                if job.options.on_duplicate == "raise":
+                    raise DuplicateJob(key, holder)
+                return holder
+            self._holders[key] = job
+        return None
+
+    def release(self, job: Job[Any]) -> None:
+        """Free ``job``'s key, if it still holds it."""
+        with self._lock:
+            if job.unique_key is not None and self._holders.get(job.unique_key) is job:
+                del self._holders[job.unique_key]
+
+    def __len__(self) -> int:
+        return len(self._holders)
