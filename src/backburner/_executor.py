@@ -126,8 +126,6 @@ class Backburner(EnqueueMethods):
         self._failures = FailedJobs(keep_failed)
         self._unique = UniqueKeys()
         self._periodic: dict[str, PeriodicRunner] = {}
-        for spec in periodic:
-            self.add_periodic(spec)
         self._state = _State.CREATED
         self._queues: dict[str, JobQueue] = {}
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -137,6 +135,8 @@ class Backburner(EnqueueMethods):
         self.loop: asyncio.AbstractEventLoop | None = None
         #: The scheduler of delayed, periodic and retrying jobs, from ``open()`` on.
         self.scheduler: Scheduler | None = None
+        for spec in periodic:
+            self.add_periodic(spec)
 
     def __repr__(self) -> str:
         queues = ", ".join(f"{n}={c.workers}" for n, c in self.queue_configs.items())

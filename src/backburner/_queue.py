@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import math
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ logger = logging.getLogger("backburner")
 _NO_KWARGS: dict[str, Any] = {}
 # A due job that finds its queue full waits this many seconds in the scheduler, then retries.
 _FULL_RETRY_DELAY = 1.0
+_FULL_WARNING_EVERY = 10.0
 # Cancelled jobs stay in the deque (removing from its middle is O(n)) and are skipped when
 # reached; past this many, and half the deque, the deque is rebuilt without them.
 _COMPACT_AFTER = 64
@@ -76,6 +78,8 @@ class JobQueue:
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
         self._held_slots: set[Job[Any]] = set()  # timed-out sync jobs whose thread runs on
+        self._deferred = 0  # due jobs that found the queue full since the last warning
+        self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
 
     # Admission: any thread.
@@ -124,13 +128,20 @@ class JobQueue:
             self.submit(job)
         except QueueFull:
             # A due job counts against its queue's bounds. Nothing is dropped: it waits a
-            # little in the scheduler and tries again.
-            logger.warning(
-                "backburner: job %s is due but queue %r is full; trying again in %.0fs",
-                job.describe(),
-                self.name,
-                _FULL_RETRY_DELAY,
-            )
+            # little in the scheduler and tries again. One warning per burst, not per job.
+            self._deferred += 1
+            now = time.monotonic()
+            if now - self._last_full_warning >= _FULL_WARNING_EVERY:
+                logger.warning(
+                    "backburner: queue %r is full (max_pending=%d): %d due jobs (the latest "
+                    "%s) wait in the schedule and try again every %.0fs",
+                    self.name,
+                    self.max_pending,
+                    self._deferred,
+                    job.describe(),
+                    _FULL_RETRY_DELAY,
+                )
+                self._last_full_warning, self._deferred = now, 0
             self.submit_at(job, self._scheduler.clock.now() + _FULL_RETRY_DELAY, status)
 
     async def wait_for_room(self) -> None:

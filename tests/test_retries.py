@@ -1,0 +1,318 @@
+"""Retries with backoff and jitter, the dead list, timeouts, unique jobs and @job options."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backburner import (
+    Backburner,
+    DuplicateJob,
+    JobOptions,
+    JobStatus,
+    JobTimeout,
+    QueueConfig,
+    background,
+    job,
+)
+from backburner.testing import ManualClock
+
+pytestmark = pytest.mark.anyio
+
+
+class Flaky:
+    """Fails its first ``failures`` calls, then returns the attempt number."""
+
+    def __init__(self, failures: int, error: type[Exception] = ConnectionError) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error(f"failure {self.calls}")
+        return self.calls
+
+
+async def test_a_failed_job_is_retried_after_its_backoff_and_its_attempts_are_numbered() -> None:
+    clock = ManualClock()
+    flaky = Flaky(failures=2)
+    async with Backburner(clock=clock) as bg:
+        handle = bg.options(retries=3, backoff=10, jitter=0).enqueue(flaky)
+        await bg.join()
+        assert (handle.status, handle.attempt) == (JobStatus.RETRYING, 1)
+        assert handle.run_at == clock.now() + 10
+        assert isinstance(handle.exception(), ConnectionError)  # the last error, visible
+        clock.advance(10)
+        await bg.join()
+        assert (handle.status, handle.attempt, handle.run_at) == (
+            JobStatus.RETRYING,
+            2,
+            clock.now() + 20,
+        )
+        clock.advance(20)
+        assert await handle == 3
+        assert handle.attempt == 3
+
+
+@given(
+    attempt=st.integers(1, 40),
+    backoff=st.floats(0.01, 100),
+    cap=st.floats(0.01, 1000),
+    jitter=st.floats(0, 1),
+    rand=st.floats(0, 1, exclude_max=True),
+)
+def test_a_retrys_backoff_stays_within_its_jitter_bounds(
+    attempt: int, backoff: float, cap: float, jitter: float, rand: float
+) -> None:
+    options = JobOptions(backoff=backoff, backoff_max=cap, jitter=jitter)
+    delay = options.retry_delay(attempt, rand=lambda: rand)
+    expected = min(cap, backoff * 2 ** (attempt - 1))
+    assert expected * (1 - jitter) - 1e-9 <= delay <= expected * (1 + jitter) + 1e-9
+
+
+async def test_after_the_last_retry_the_job_is_dead_with_its_last_traceback() -> None:
+    clock = ManualClock()
+    flaky = Flaky(failures=10)
+    errors: list[str] = []
+    async with Backburner(clock=clock, on_error=lambda j, e: errors.append(str(e))) as bg:
+        handle = bg.options(retries=2, backoff=1, jitter=0).enqueue(flaky)
+        for _ in range(3):
+            await bg.join()
+            clock.advance(60)
+        with pytest.raises(ConnectionError, match="failure 3"):
+            await handle
+        assert handle.status is JobStatus.DEAD
+        assert bg.failures() == [handle]
+        assert bg.stats().total.dead == 1
+    assert errors == ["failure 3"]  # on_error once, for the final failure
+    exc = handle.exception()
+    assert exc is not None
+    assert exc.__traceback__ is not None
+
+
+async def test_only_exceptions_in_retry_on_are_retried() -> None:
+    flaky = Flaky(failures=1, error=KeyError)
+    async with Backburner() as bg:
+        handle = bg.options(retries=5, retry_on=(ConnectionError,)).enqueue(flaky)
+        with pytest.raises(KeyError):
+            await handle
+    assert handle.attempt == 1
+
+
+async def test_a_dead_job_can_be_retried_from_the_dead_list_and_succeed() -> None:
+    flaky = Flaky(failures=1)
+    async with Backburner() as bg:
+        handle = bg.enqueue(flaky)
+        await handle.wait()
+        assert handle.status is JobStatus.FAILED
+        again = bg.retry(handle.id)
+        assert again is handle
+        assert await handle == 2
+        assert bg.failures() == []
+
+
+async def test_dead_jobs_can_be_discarded_one_or_all() -> None:
+    async with Backburner() as bg:
+        jobs = [bg.enqueue(Flaky(failures=1)) for _ in range(3)]
+        await bg.join()
+        assert bg.discard(jobs[0])
+        assert not bg.discard(jobs[0])
+        assert bg.discard_all() == 2
+        assert bg.failures() == []
+        with pytest.raises(ValueError, match="not in failures"):
+            bg.retry(jobs[1])
+
+
+async def test_retry_all_sends_every_failed_job_again() -> None:
+    async with Backburner() as bg:
+        jobs = [bg.enqueue(Flaky(failures=1)) for _ in range(3)]
+        await bg.join()
+        assert bg.retry_all() == 3
+        assert [await j for j in jobs] == [2, 2, 2]
+
+
+async def test_the_dead_list_is_bounded() -> None:
+    async with Backburner(keep_failed=5) as bg:
+        jobs = [bg.enqueue(Flaky(failures=1)) for _ in range(8)]
+        await bg.join()
+    assert bg.failures() == jobs[3:]
+
+
+async def test_an_async_job_past_its_timeout_is_cancelled_and_fails_with_job_timeout() -> None:
+    clock = ManualClock()
+    cleaned = asyncio.Event()
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.set()
+
+    async with Backburner(clock=clock) as bg:
+        handle = bg.options(timeout=5).enqueue(slow)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(5)
+        with pytest.raises(JobTimeout, match="ran past its timeout of 5s") as info:
+            await handle
+        assert isinstance(info.value, TimeoutError)
+        assert cleaned.is_set()
+
+
+async def test_a_sync_job_past_its_timeout_fails_but_keeps_its_slot_until_its_thread_returns() -> (
+    None
+):
+    clock = ManualClock()
+    started, release = threading.Event(), threading.Event()
+
+    def blocking() -> str:
+        started.set()
+        release.wait(30)
+        return "late"
+
+    async with Backburner(workers=1, clock=clock) as bg:
+        handle = bg.options(timeout=5).enqueue(blocking)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        clock.advance(5)
+        with pytest.raises(JobTimeout, match="left running in its thread"):
+            await handle
+        # The thread still runs: its slot is honestly still taken.
+        assert bg.stats().queues["default"].busy == 1
+        queued = bg.enqueue(asyncio.sleep, 0)
+        await anyio.wait_all_tasks_blocked()
+        assert queued.status is JobStatus.PENDING
+        release.set()
+        await queued
+        assert bg.stats().queues["default"].busy == 0
+
+
+async def test_a_timed_out_job_is_retried_when_its_options_say_so() -> None:
+    clock = ManualClock()
+    calls = 0
+
+    async def first_hangs() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(3600)
+        return "second try"
+
+    async with Backburner(clock=clock) as bg:
+        handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(first_hangs)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1)
+        await bg.join()
+        assert handle.status is JobStatus.RETRYING
+        clock.advance(1)
+        assert await handle == "second try"
+
+
+async def test_a_unique_job_enqueued_twice_returns_the_live_job() -> None:
+    gate = asyncio.Event()
+
+    async def welcome(user_id: int) -> None:
+        await gate.wait()
+
+    async with Backburner() as bg:
+        unique = bg.options(unique=lambda user_id: f"welcome:{user_id}")
+        first = unique.enqueue(welcome, 7)
+        assert unique.enqueue(welcome, 7) is first
+        other = unique.enqueue(welcome, 8)
+        assert other is not first
+        gate.set()
+        await bg.join()
+        assert unique.enqueue(welcome, 7) is not first  # the key is free once it ended
+
+
+async def test_a_unique_duplicate_can_raise_instead() -> None:
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        unique = bg.options(unique="nightly-report", on_duplicate="raise")
+        first = unique.enqueue_in(60, asyncio.sleep, 0)
+        with pytest.raises(DuplicateJob, match="nightly-report") as info:
+            unique.enqueue(asyncio.sleep, 0)
+        assert info.value.existing is first
+
+
+async def test_unique_keys_collapse_concurrent_enqueues_from_many_tasks_and_threads() -> None:
+    gate = threading.Event()
+
+    def hold(key: str) -> None:
+        gate.wait(10)
+
+    async with Backburner(workers=4) as bg:
+        unique = bg.options(unique=lambda key: key)
+        handles: list[Any] = []
+
+        def from_thread() -> None:
+            for _ in range(200):
+                handles.append(unique.enqueue(hold, "k"))
+
+        async def from_task() -> None:
+            for _ in range(200):
+                handles.append(unique.enqueue(hold, "k"))
+                await asyncio.sleep(0)
+
+        threads = [threading.Thread(target=from_thread) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(from_task)
+        await anyio.to_thread.run_sync(lambda: [t.join() for t in threads])
+        assert len({id(h) for h in handles}) == 1
+        assert bg.stats().total.processed + bg.stats().total.busy + bg.stats().total.pending == 1
+        gate.set()
+
+
+@job(queue="mail", retries=2, timeout=30)
+async def send_mail(to: str, queue: str = "inbox", retries: int = 0) -> tuple[str, str, int]:
+    return to, queue, retries
+
+
+async def test_job_decorator_options_apply_and_the_functions_own_keywords_pass_through() -> None:
+    async with Backburner(queues={"mail": QueueConfig(workers=1)}) as bg:
+        handle = bg.enqueue(send_mail, "a@example.com", queue="spam", retries=9)
+        assert handle.queue == "mail"
+        assert (handle.options.retries, handle.options.timeout) == (2, 30)
+        assert await handle == ("a@example.com", "spam", 9)
+        override = bg.options(retries=0).enqueue(send_mail, "b@example.com")
+        assert (override.queue, override.options.retries) == ("mail", 0)
+    assert await send_mail("direct") == ("direct", "inbox", 0)  # still a plain function
+
+
+async def test_job_decorated_functions_work_with_background_before_any_executor_exists() -> None:
+    # Declared at import time above, used here through the proxy.
+    async with Backburner(queues={"mail": QueueConfig()}):
+        handle = background.enqueue(send_mail, "c@example.com")
+        assert handle.queue == "mail"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"retries": -1}, "retries must be 0 or more"),
+        ({"retries": 1.5}, "retries must be an int"),
+        ({"retry_on": ValueError}, "retry_on must be a tuple of exception classes"),
+        ({"timeout": 0}, "timeout must be more than 0"),
+        ({"jitter": 2}, "jitter is a fraction"),
+        ({"unique": 42}, "unique must be a key"),
+        ({"on_duplicate": "ignore"}, "on_duplicate must be"),
+        ({"queue": ""}, "queue name must be a non-empty str"),
+    ],
+)
+def test_bad_job_options_are_refused_where_they_are_written(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises((TypeError, ValueError), match=message):
+        job(**options)
+    with pytest.raises((TypeError, ValueError), match=message):
+        Backburner().options(**options)
