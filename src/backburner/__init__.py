@@ -1,4 +1,4 @@
-"""backburner: background jobs inside your ASGI server's own process.
+"""background jobs inside your ASGI server's own process.
 
 ::
 

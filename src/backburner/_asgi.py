@@ -147,7 +147,7 @@ class _Lifespan:
             try:
                 await self.executor.start()
             except Exception as exc:
-                logger.exception("backburner: the executor failed to start")
+                logger.exception("the executor failed to start")
                 self.own_failure = f"backburner could not start: {exc}"
                 return  # the app gets a shutdown next; the server gets startup.failed after
         elif kind == "lifespan.startup.failed":
@@ -175,13 +175,13 @@ class _Lifespan:
                 return
             # The app does not speak the lifespan protocol: we run it for the executor alone.
             if app_error is not None:
-                logger.debug("backburner: app has no lifespan support (%r)", app_error)
+                logger.debug("app has no lifespan support (%r)", app_error)
                 app_error = None  # not a failure: the protocol is ours alone from here
             await self.receive()
             try:
                 await self.executor.start()
             except Exception as exc:
-                logger.exception("backburner: the executor failed to start")
+                logger.exception("the executor failed to start")
                 await self._send_startup_failed(f"backburner could not start: {exc}")
                 return
             self.startup_sent = True
@@ -189,12 +189,12 @@ class _Lifespan:
         if self.startup_failed or self.shutdown_sent:
             if app_error is not None and not self.startup_failed:
                 logger.error(
-                    "backburner: the application's lifespan raised after shutdown",
+                    "the application's lifespan raised after shutdown",
                     exc_info=app_error,
                 )
             return
         if app_error is not None:
-            logger.error("backburner: the application's lifespan raised", exc_info=app_error)
+            logger.error("the application's lifespan raised", exc_info=app_error)
         if not self.app_got_shutdown:
             await self.receive()  # wait for the server's shutdown, then drain
             await self.executor.aclose()

@@ -185,7 +185,7 @@ class Backburner(EnqueueMethods):
         for runner in self._periodic.values():
             runner.start(self.scheduler)
         logger.info(
-            "backburner: started, queues %s%s",
+            "started, queues %s%s",
             ", ".join(
                 f"{name} (workers={c.workers}, max_pending={c.max_pending})"
                 for name, c in self.queue_configs.items()
@@ -222,7 +222,7 @@ class Backburner(EnqueueMethods):
             queue.stop_accepting_waiters()
         if was_running:
             logger.info(
-                "backburner: draining %d jobs (shutdown_timeout=%.1fs)",
+                "draining %d jobs (shutdown_timeout=%.1fs)",
                 sum(q.outstanding() for q in queues),
                 self.shutdown_timeout,
             )
@@ -519,7 +519,7 @@ class Backburner(EnqueueMethods):
     def _report_failure(self, job: Job[Any], exc: BaseException) -> None:
         attempts = f" after {job.attempt} attempts" if job.attempt > 1 else ""
         logger.error(
-            "backburner: job %s failed%s: %s: %s",
+            "job %s failed%s: %s: %s",
             job.describe(),
             attempts,
             type(exc).__name__,
@@ -532,12 +532,12 @@ class Backburner(EnqueueMethods):
             try:
                 self.on_error(job, exc)
             except Exception:
-                logger.exception("backburner: on_error hook failed for job %s", job.id)
+                logger.exception("on_error hook failed for job %s", job.id)
 
     def _report_late_end(self, job: Job[Any], error: BaseException | None) -> None:
         outcome = f"raised {type(error).__name__}: {error}" if error else "returned"
         logger.warning(
-            "backburner: job %s %s after it was given up (abandoned or timed out)",
+            "job %s %s after it was given up (abandoned or timed out)",
             job.describe(),
             outcome,
             extra={"backburner_job_id": job.id},

@@ -175,7 +175,7 @@ class PeriodicRunner:
         if not self.spec.overlap and previous is not None and not previous.done():
             self.skipped += 1
             logger.info(
-                "backburner: periodic job %s skipped its %s: run %s is still %s",
+                "periodic job %s skipped its %s: run %s is still %s",
                 self.spec.label,
                 reason,
                 previous.id,
@@ -186,9 +186,7 @@ class PeriodicRunner:
             job = self._submit(self.spec)
         except (QueueFull, NotRunning) as exc:
             self.skipped += 1
-            logger.warning(
-                "backburner: periodic job %s skipped its %s: %s", self.spec.label, reason, exc
-            )
+            logger.warning("periodic job %s skipped its %s: %s", self.spec.label, reason, exc)
             return None
         assert self._scheduler is not None
         self.last_job = job

@@ -133,7 +133,7 @@ class JobQueue:
             now = time.monotonic()
             if now - self._last_full_warning >= _FULL_WARNING_EVERY:
                 logger.warning(
-                    "backburner: queue %r is full (max_pending=%d): %d due jobs (the latest "
+                    "queue %r is full (max_pending=%d): %d due jobs (the latest "
                     "%s) wait in the schedule and try again every %.0fs",
                     self.name,
                     self.max_pending,
@@ -222,7 +222,7 @@ class JobQueue:
             self._end(job, JobStatus.SUCCEEDED, result)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
-                    "backburner: job %s succeeded in %.1f ms",
+                    "job %s succeeded in %.1f ms",
                     job.describe(),
                     (time.time() - started) * 1000,
                 )
@@ -244,7 +244,7 @@ class JobQueue:
             delay = options.retry_delay(job.attempt)
             job._exception = exc  # the last error, visible while the job waits
             logger.warning(
-                "backburner: job %s failed (attempt %d of %d): %s: %s; retrying in %.2fs",
+                "job %s failed (attempt %d of %d): %s: %s; retrying in %.2fs",
                 job.describe(),
                 job.attempt,
                 options.retries + 1,

@@ -119,7 +119,7 @@ class Scheduler:
             try:
                 timer.callback(timer.arg)
             except Exception:
-                logger.exception("backburner: a scheduled call failed: %r", timer.callback)
+                logger.exception("a scheduled call failed: %r", timer.callback)
         self._arm()
 
     def _note_cancelled(self) -> None:

@@ -37,7 +37,7 @@ class ShutdownReport:
     def log(self, shutdown_timeout: float) -> None:
         """Write the report as one log record: a warning that lists every unfinished job."""
         if not self.unfinished:
-            logger.info("backburner: shut down in %.2fs; every accepted job finished", self.elapsed)
+            logger.info("shut down in %.2fs; every accepted job finished", self.elapsed)
             return
         lines = [
             f"  {kind:<11} {job.describe()}"
@@ -50,7 +50,7 @@ class ShutdownReport:
             for job in jobs
         ]
         logger.warning(
-            "backburner: shut down in %.2fs (shutdown_timeout=%.1fs) with %d unfinished jobs "
+            "shut down in %.2fs (shutdown_timeout=%.1fs) with %d unfinished jobs "
             "(%d abandoned still running, %d cancelled while running, %d never started, "
             "%d scheduled or waiting to retry):\n%s",
             self.elapsed,

@@ -216,7 +216,7 @@ def _run_inline(job: Job[Any], executor: Backburner | None, raise_errors: bool) 
         if executor is not None:
             executor._report_failure(job, exc)
         else:
-            logger.error("backburner: job %s failed", job.describe(), exc_info=exc)
+            logger.error("job %s failed", job.describe(), exc_info=exc)
         if raise_errors:
             raise
     else:
