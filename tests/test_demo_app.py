@@ -467,6 +467,6 @@ async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c() -> None:
     text = "\n".join(output)
     assert f"serving on http://127.0.0.1:{port}/" in text
     assert re.search(r"mail catcher: SMTP on 127\.0\.0\.1:\d+", text)
-    assert "backburner: started, queues default (workers=4" in text
+    assert "started, queues default (workers=4" in text
     assert "every accepted job finished" in text
     assert "mail catcher: stopped after catching 1 message(s)" in text
