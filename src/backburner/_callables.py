@@ -9,14 +9,17 @@ writes the exact error message (and overrules the quick check if the two ever di
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ._job import describe_callable
+from ._options import DEFAULT_OPTIONS, JobOptions, options_of
 
 __all__ = ["CallPlan", "plan_call"]
+# (``_plans`` is read directly by the executor's enqueue path, to save a call per job.)
 
 _VARARGS = inspect.CO_VARARGS
 _VARKEYWORDS = inspect.CO_VARKEYWORDS
@@ -44,9 +47,22 @@ class CallPlan:
     accepts_any_keyword: bool
     #: False when the parameters could not be read quickly: every call goes through ``bind()``.
     quick: bool
+    #: The options ``@job`` gave the function (read once, here, not at every enqueue).
+    options: JobOptions = DEFAULT_OPTIONS
+    #: Calls with no keywords and this many positional arguments bind (empty when unsure).
+    plain_min: int = 1
+    plain_max: int = 0
+
+    def __post_init__(self) -> None:
+        if self.quick and not self.required_keyword_only:
+            object.__setattr__(self, "plain_min", self.min_positional)
+            limit = sys.maxsize if self.max_positional is None else self.max_positional
+            object.__setattr__(self, "plain_max", limit)
 
     def check(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise ``TypeError`` naming the problem if ``fn(*args, **kwargs)`` would not bind."""
+        if not kwargs and self.plain_min <= len(args) <= self.plain_max:
+            return  # the common call, decided in two comparisons
         if not self.quick:
             _bind_or_raise(fn, args, kwargs, None)
             return
@@ -73,7 +89,7 @@ class CallPlan:
                 return f"{name!r} is positional-only, so it cannot be passed as a keyword"
             if name not in kwargs:
                 return f"missing a required positional argument: {name!r}"
-        for name in sorted(self.required_keyword_only):
+        for name in sorted(self.required_keyword_only) if self.required_keyword_only else ():
             if name not in kwargs:
                 return f"missing a required keyword argument: {name!r}"
         return None
@@ -120,7 +136,9 @@ def _plan_parameters(fn: object, is_async: bool) -> CallPlan:
         function, offset = fn.__func__, 1
     if not isinstance(function, types.FunctionType):
         # Classes, partials, builtins, callable instances: bind() reads them correctly.
-        return CallPlan(is_async, 0, None, {}, (), frozenset(), frozenset(), 0, True, quick=False)
+        return CallPlan(
+            is_async, 0, None, {}, (), frozenset(), frozenset(), 0, True, False, options_of(fn)
+        )
     code = function.__code__
     positional = code.co_varnames[: code.co_argcount]
     keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
@@ -141,6 +159,7 @@ def _plan_parameters(fn: object, is_async: bool) -> CallPlan:
         positional_only=max(0, code.co_posonlyargcount - offset),
         accepts_any_keyword=bool(code.co_flags & _VARKEYWORDS),
         quick=True,
+        options=options_of(fn),
     )
 
 

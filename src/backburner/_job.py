@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Job"]
 
+_PENDING = JobStatus.PENDING
+
 T = TypeVar("T")
 
 # Job ids are "<process tag>-<sequence>": unique within the process, and (the tag being random)
@@ -55,7 +57,6 @@ class Job(Generic[T]):
     """
 
     __slots__ = (
-        "_cancel_requested",
         "_exception",
         "_owner",
         "_result",
@@ -116,12 +117,11 @@ class Job(Generic[T]):
         self.unique_key = unique_key
         self._owner = owner
         self._timer: Timer | None = None
-        self._status = JobStatus.PENDING
+        self._status = _PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] | None = None
-        self._cancel_requested = False
 
     @property
     def id(self) -> str:
@@ -140,7 +140,7 @@ class Job(Generic[T]):
 
     def done(self) -> bool:
         """True once the job has reached an end state."""
-        return self._status.finished
+        return self._status._final
 
     def result(self) -> T:
         """The job's return value; re-raises its exception; ``JobCancelled`` if it was cancelled.

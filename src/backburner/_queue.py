@@ -33,12 +33,29 @@ from ._threads import ThreadPool
 
 if TYPE_CHECKING:
     from ._executor import Backburner
+    from ._scheduler import Timer
 
 __all__ = ["JobQueue"]
 
 logger = logging.getLogger("backburner")
 
 _NO_KWARGS: dict[str, Any] = {}
+_TASK_TAKES_CONTEXT = sys.version_info >= (3, 11)
+
+# Module constants: on Python 3.10 and 3.11 each `JobStatus.X` costs an enum class lookup.
+_PENDING, _RUNNING, _SCHEDULED, _RETRYING = (
+    JobStatus.PENDING,
+    JobStatus.RUNNING,
+    JobStatus.SCHEDULED,
+    JobStatus.RETRYING,
+)
+_SUCCEEDED, _FAILED, _DEAD, _CANCELLED, _ABANDONED = (
+    JobStatus.SUCCEEDED,
+    JobStatus.FAILED,
+    JobStatus.DEAD,
+    JobStatus.CANCELLED,
+    JobStatus.ABANDONED,
+)
 # A due job that finds its queue full waits this many seconds in the scheduler, then retries.
 _FULL_RETRY_DELAY = 1.0
 _FULL_WARNING_EVERY = 10.0
@@ -86,16 +103,27 @@ class JobQueue:
 
     def submit(self, job: Job[Any]) -> None:
         """Accept ``job`` or raise ``QueueFull``. Never blocks, never waits for the loop."""
+        on_loop = threading.get_ident() == self._loop_thread
         with self._lock:
+            free = self.workers - self._busy
             # A job that can take a free slot at once is not waiting: only the excess counts.
-            if self._waiting - (self.workers - self._busy) >= self.max_pending:
+            if self._waiting - free >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
-            self._waiting += 1
-            self._pending.append(job)
+            start_now = on_loop and free > 0 and self._dispatching and not self._pending
+            if start_now:
+                job._status = _RUNNING
+                self._busy += 1
+            else:
+                self._waiting += 1
+                self._pending.append(job)
+        if start_now:
+            self._start(job)
+            return
         if not self._dispatching:
             return  # started later: start() pumps everything accepted before it
-        if threading.get_ident() == self._loop_thread:
-            self._pump()
+        if on_loop:
+            if free > 0:
+                self._pump()
             return
         with self._lock:
             if self._pump_scheduled:
@@ -119,10 +147,10 @@ class JobQueue:
 
     def _due(self, job: Job[Any]) -> None:
         with self._lock:
-            if job._status is not JobStatus.SCHEDULED and job._status is not JobStatus.RETRYING:
+            if job._status is not _SCHEDULED and job._status is not _RETRYING:
                 return  # cancelled meanwhile (counted out then)
             self._scheduled -= 1
-            status, job._status = job._status, JobStatus.PENDING
+            status, job._status = job._status, _PENDING
         job._timer = None
         try:
             self.submit(job)
@@ -171,10 +199,10 @@ class JobQueue:
                 if self._busy >= self.workers or not self._pending:
                     break
                 job = self._pending.popleft()
-                if job._status is not JobStatus.PENDING:
+                if job._status is not _PENDING:
                     self._cancelled_in_deque -= 1
                     continue
-                job._status = JobStatus.RUNNING
+                job._status = _RUNNING
                 self._waiting -= 1
                 self._busy += 1
             self._start(job)
@@ -184,25 +212,29 @@ class JobQueue:
 
     def _start(self, job: Job[Any]) -> None:
         self._running.add(job)
-        if sys.version_info >= (3, 11):
-            job._task = self._loop.create_task(self._run(job), context=job.context)
+        if _TASK_TAKES_CONTEXT:
+            # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
+            job._task = self._loop.create_task(  # type: ignore[call-arg]
+                self._run(job), context=job.context
+            )
         else:  # pragma: no cover - 3.10 has no context= here; the task takes a copy of it
             job._task = job.context.run(self._loop.create_task, self._run(job))
 
     async def _run(self, job: Job[Any]) -> None:
-        current_executor_var.set(self._executor)  # so `background` finds us inside the job
+        # Every job runs through here: the common case (async, no timeout, success) takes
+        # the fewest steps; the rest is a call away.
+        executor = self._executor
+        if current_executor_var.get(None) is not executor:
+            current_executor_var.set(executor)  # so `background` finds us inside the job
         job.attempt += 1
-        job.started_at = started = time.time()
+        job.started_at = time.time()
         timeout = job.options.timeout
-        deadline = (
-            None
-            if timeout is None
-            else self._scheduler.call_at(self._scheduler.clock.now() + timeout, self._expire, job)
-        )
+        deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
         try:
             if job.is_async:
-                result = await job.fn(*job.args, **(job.kwargs or _NO_KWARGS))
+                kwargs = job.kwargs
+                result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
             else:
                 result = await self._call_in_thread(job)
                 if inspect.iscoroutine(result):  # a plain wrapper that returns a coroutine
@@ -210,29 +242,38 @@ class JobQueue:
         except (asyncio.CancelledError, _ThreadAbandoned) as exc:
             thread_left_running = isinstance(exc, _ThreadAbandoned)
             if job in self._timed_out:
-                self._end(job, JobStatus.FAILED, exc=JobTimeout(_timeout_message(job)))
+                self._end(job, _FAILED, exc=JobTimeout(_timeout_message(job)))
             else:
-                self._end(job, JobStatus.ABANDONED if thread_left_running else JobStatus.CANCELLED)
+                self._end(job, _ABANDONED if thread_left_running else _CANCELLED)
         except Exception as exc:
-            self._end(job, JobStatus.FAILED, exc=exc)
+            self._end(job, _FAILED, exc=exc)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: record, then let them stop us
-            self._end(job, JobStatus.FAILED, exc=exc)
+            self._end(job, _FAILED, exc=exc)
             raise
         else:
-            self._end(job, JobStatus.SUCCEEDED, result)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "job %s succeeded in %.1f ms",
-                    job.describe(),
-                    (time.time() - started) * 1000,
-                )
+            if job._status is _RUNNING:
+                self._processed += 1
+                job._finish(_SUCCEEDED, result)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("job %s succeeded", job.describe())
+            else:  # abandoned at shutdown: its end changes nothing
+                executor._report_late_end(job, None)
         finally:
+            self._running.discard(job)
+            if job._status._final:
+                job.context = None  # type: ignore[assignment]  # let its context values go
             if deadline is not None:
                 deadline.cancel()
-            timed_out = job in self._timed_out
-            self._timed_out.discard(job)
-            # A timed-out sync job's thread runs on: its slot stays taken until it returns.
-            self._release(job, free_slot=not (timed_out and thread_left_running))
+                timed_out = job in self._timed_out
+                self._timed_out.discard(job)
+                if timed_out and thread_left_running:
+                    # A timed-out sync job's thread runs on: its slot stays taken until then.
+                    self._held_slots.add(job)
+                    return  # noqa: B012 - nothing to re-raise: every exception was handled
+            self._free_slot()
+
+    def _arm_timeout(self, job: Job[Any], timeout: float) -> Timer:
+        return self._scheduler.call_at(self._scheduler.clock.now() + timeout, self._expire, job)
 
     def _failed_attempt(self, job: Job[Any], exc: BaseException) -> None:
         self._processed += 1
@@ -253,34 +294,34 @@ class JobQueue:
                 delay,
                 extra={"backburner_job_id": job.id},
             )
-            self.submit_at(job, self._scheduler.clock.now() + delay, JobStatus.RETRYING)
+            self.submit_at(job, self._scheduler.clock.now() + delay, _RETRYING)
             return
         dead = options.retries > 0
         if dead:
             self._dead += 1
-        job._finish(JobStatus.DEAD if dead else JobStatus.FAILED, exc=exc)
+        job._finish(_DEAD if dead else _FAILED, exc=exc)
         self._executor._report_failure(job, exc)
 
     def _expire(self, job: Job[Any]) -> None:
-        if job._status is JobStatus.RUNNING and job._task is not None:
+        if job._status is _RUNNING and job._task is not None:
             self._timed_out.add(job)
             job._task.cancel()
 
     def _end(
         self, job: Job[Any], status: JobStatus, result: Any = None, exc: BaseException | None = None
     ) -> None:
-        if job.done():  # abandoned at shutdown: its end came too late, and changes nothing
-            if status is JobStatus.SUCCEEDED or status is JobStatus.FAILED:
+        if job._status is not _RUNNING:  # abandoned at shutdown: its end changes nothing
+            if status is _SUCCEEDED or status is _FAILED:
                 self._executor._report_late_end(job, exc)
             return
-        if status is JobStatus.FAILED and isinstance(exc, Exception):
+        if status is _FAILED and isinstance(exc, Exception):
             self._failed_attempt(job, exc)  # retried, or failed for good and reported
             return
-        if status is JobStatus.CANCELLED or status is JobStatus.ABANDONED:
+        if status is _CANCELLED or status is _ABANDONED:
             self._cancelled += 1
         else:
             self._processed += 1
-            self._failed += status is JobStatus.FAILED  # SystemExit and the like
+            self._failed += status is _FAILED  # SystemExit and the like
         job._finish(status, result, exc)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
@@ -314,20 +355,28 @@ class JobQueue:
                 raise _ThreadAbandoned from None
             raise
 
-    def _release(self, job: Job[Any], *, free_slot: bool = True) -> None:
-        self._running.discard(job)
-        if job._status.finished:
-            job.context = None  # type: ignore[assignment]  # let the job's context values go
-        if free_slot:
-            self._free_slot()
-        else:
-            self._held_slots.add(job)
-
     def _free_slot(self) -> None:
+        # The slot goes straight to the next waiting job, under one lock.
+        successor = None
         with self._lock:
-            self._busy -= 1
-        self._pump()
-        self._executor._job_ended()
+            if self._dispatching:
+                pending = self._pending
+                while pending:
+                    candidate = pending.popleft()
+                    if candidate._status is _PENDING:
+                        candidate._status = _RUNNING
+                        self._waiting -= 1
+                        successor = candidate
+                        break
+                    self._cancelled_in_deque -= 1
+            if successor is None:
+                self._busy -= 1
+        if successor is not None:
+            self._start(successor)
+            if self._room_waiters:
+                self._wake_room_waiters(1)
+        elif self._executor._idle_waiters:
+            self._executor._job_ended()
 
     def release_unique(self, job: Job[Any]) -> None:
         """Free the key of a unique job that ended."""
@@ -339,26 +388,25 @@ class JobQueue:
         """Cancel a pending job, or ask a running async job to stop (see ``Job.cancel``)."""
         with self._lock:
             status = job._status
-            if status is JobStatus.PENDING:
-                job._status = JobStatus.CANCELLED
+            if status is _PENDING:
+                job._status = _CANCELLED
                 self._waiting -= 1
                 self._cancelled_in_deque += 1
                 self._cancelled += 1
-            elif status is JobStatus.SCHEDULED or status is JobStatus.RETRYING:
-                job._status = JobStatus.CANCELLED
+            elif status is _SCHEDULED or status is _RETRYING:
+                job._status = _CANCELLED
                 self._scheduled -= 1
                 self._cancelled += 1
-            elif status is not JobStatus.RUNNING or not job.is_async:
+            elif status is not _RUNNING or not job.is_async:
                 return False  # finished, or a thread we cannot interrupt
-        if status is JobStatus.SCHEDULED or status is JobStatus.RETRYING:
+        if status is _SCHEDULED or status is _RETRYING:
             if job._timer is not None:
                 job._timer.cancel()
-            job._finish(JobStatus.CANCELLED)
-        elif status is JobStatus.PENDING:
-            job._finish(JobStatus.CANCELLED)
+            job._finish(_CANCELLED)
+        elif status is _PENDING:
+            job._finish(_CANCELLED)
             self._call_soon(self._after_pending_cancel)
         else:
-            job._cancel_requested = True
             self._call_soon(self._cancel_running, job)
         return True
 
@@ -371,7 +419,7 @@ class JobQueue:
             if self._cancelled_in_deque > _COMPACT_AFTER and self._cancelled_in_deque * 2 > len(
                 self._pending
             ):
-                self._pending = deque(j for j in self._pending if j._status is JobStatus.PENDING)
+                self._pending = deque(j for j in self._pending if j._status is _PENDING)
                 self._cancelled_in_deque = 0
         self._wake_room_waiters(1)
         self._executor._job_ended()
@@ -399,15 +447,15 @@ class JobQueue:
         """Stop dispatching; remove and return every waiting job, marked cancelled."""
         self._dispatching = False  # an abandoned job that ends later must not start another
         with self._lock:
-            jobs = [job for job in self._pending if job._status is JobStatus.PENDING]
+            jobs = [job for job in self._pending if job._status is _PENDING]
             for job in jobs:
-                job._status = JobStatus.CANCELLED
+                job._status = _CANCELLED
             self._pending.clear()
             self._cancelled_in_deque = 0
             self._waiting = 0
             self._cancelled += len(jobs)
         for job in jobs:
-            job._finish(JobStatus.CANCELLED)
+            job._finish(_CANCELLED)
             job.context = None  # type: ignore[assignment]
         return jobs
 
@@ -415,12 +463,12 @@ class JobQueue:
         """Mark ``jobs`` (this queue's, taken from a closed scheduler) cancelled."""
         with self._lock:
             for job in jobs:
-                if job._status is JobStatus.SCHEDULED or job._status is JobStatus.RETRYING:
-                    job._status = JobStatus.CANCELLED
+                if job._status is _SCHEDULED or job._status is _RETRYING:
+                    job._status = _CANCELLED
                     self._scheduled -= 1
                     self._cancelled += 1
         for job in jobs:
-            job._finish(JobStatus.CANCELLED, exc=job._exception)
+            job._finish(_CANCELLED, exc=job._exception)
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
@@ -450,7 +498,7 @@ class JobQueue:
         """
         jobs = [job for job in self._running if not job.done()]
         for job in jobs:
-            job._finish(JobStatus.ABANDONED)
+            job._finish(_ABANDONED)
             if job._task is not None:
                 if job.is_async:
                     _forget_task(job._task)
