@@ -413,3 +413,11 @@ async def test_awaiting_a_job_from_another_event_loop_works() -> None:
         await job
         await anyio.to_thread.run_sync(waiter.join, 10)
         assert not waiter.is_alive()
+
+
+async def test_inside_async_with_background_means_that_executor() -> None:
+    async with Backburner() as outer:
+        async with Backburner() as inner:
+            assert background.executor is inner  # the innermost
+            assert await background.enqueue(add, 1, 2) == 3
+        assert background.executor is outer  # restored on the way out

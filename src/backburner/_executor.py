@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -11,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from ._callables import _plans, plan_call
 from ._clock import Clock, SystemClock
 from ._config import DEFAULT_QUEUE, QueueConfig, check_count, check_queue_name, check_timeout
-from ._context import interceptor, running_executors
+from ._context import current_executor_var, interceptor, running_executors
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
@@ -135,6 +137,7 @@ class Backburner(EnqueueMethods):
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._closed: asyncio.Event | None = None
         self._report = ShutdownReport()
+        self._context_token: contextvars.Token[Backburner] | None = None
         #: The event loop the executor runs on, from ``open()`` on.
         self.loop: asyncio.AbstractEventLoop | None = None
         #: The scheduler of delayed, periodic and retrying jobs, from ``open()`` on.
@@ -288,9 +291,15 @@ class Backburner(EnqueueMethods):
 
     async def __aenter__(self) -> Backburner:
         await self.start()
+        # Inside `async with bg:`, `background` means bg (and jobs enqueued here carry it).
+        self._context_token = current_executor_var.set(self)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        token, self._context_token = self._context_token, None
+        if token is not None:
+            with contextlib.suppress(ValueError):  # exited in another context than entered
+                current_executor_var.reset(token)
         await self.aclose()
 
     # Enqueueing (the public methods are in EnqueueMethods).
