@@ -339,10 +339,8 @@ class Backburner(EnqueueMethods):
         if interceptor:
             return interceptor[-1](self, fn, args, kwargs, changes, run_at)
         job, queue = self._prepare(fn, args, kwargs, changes)
-        if job.unique_key is not None:
-            holder = self._unique.claim(job)
-            if holder is not None:
-                return holder
+        if job.unique_key is not None and (holder := self._unique.claim(job)) is not None:
+            return holder
         try:
             if run_at is None:
                 queue.submit(job)
@@ -364,28 +362,31 @@ class Backburner(EnqueueMethods):
         if interceptor:
             return interceptor[-1](self, fn, args, kwargs, changes, None)
         job, queue = self._prepare(fn, args, kwargs, changes)
-        if self.loop is not asyncio.get_running_loop():
-            # Awaited on another event loop (another thread): wait on ours, from there.
-            assert self.loop is not None  # _prepare() found a queue: open() set it
-            future = asyncio.run_coroutine_threadsafe(
-                self._asubmit(fn, args, kwargs, changes), self.loop
-            )
-            return await asyncio.wrap_future(future)
-        if job.unique_key is not None:
-            holder = self._unique.claim(job)
-            if holder is not None:
-                return holder
+        if job.unique_key is not None and (holder := self._unique.claim(job)) is not None:
+            return holder
         try:
-            while True:
-                try:
-                    queue.submit(job)
-                    return job
-                except QueueFull:
-                    await queue.wait_for_room()
-                    self._queue_for(job.queue)  # raises if the executor began to shut down
+            if self.loop is asyncio.get_running_loop():
+                await self._submit_when_room(job, queue)
+            else:
+                # Awaited on another event loop (another thread): the job, made here with this
+                # caller's context, waits for room on the executor's loop.
+                assert self.loop is not None  # _prepare() found a queue: open() set it
+                await asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(self._submit_when_room(job, queue), self.loop)
+                )
         except BaseException:
             self._unique.release(job)
             raise
+        return job
+
+    async def _submit_when_room(self, job: Job[Any], queue: JobQueue) -> None:
+        while True:
+            try:
+                queue.submit(job)
+                return
+            except QueueFull:
+                await queue.wait_for_room()
+                self._queue_for(job.queue)  # raises if the executor began to shut down
 
     def _check_schedule_room(self) -> None:
         assert self.scheduler is not None

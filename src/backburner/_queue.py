@@ -196,19 +196,26 @@ class JobQueue:
         started = 0
         while True:
             with self._lock:
-                if self._busy >= self.workers or not self._pending:
+                job = self._take_next() if self._busy < self.workers else None
+                if job is None:
                     break
-                job = self._pending.popleft()
-                if job._status is not _PENDING:
-                    self._cancelled_in_deque -= 1
-                    continue
-                job._status = _RUNNING
-                self._waiting -= 1
                 self._busy += 1
             self._start(job)
             started += 1
         if started and self._room_waiters:
             self._wake_room_waiters(started)
+
+    def _take_next(self) -> Job[Any] | None:
+        """Pop the next live waiting job, marked running; skip cancelled ones. Hold _lock."""
+        pending = self._pending
+        while pending:
+            job = pending.popleft()
+            if job._status is _PENDING:
+                job._status = _RUNNING
+                self._waiting -= 1
+                return job
+            self._cancelled_in_deque -= 1
+        return None
 
     def _start(self, job: Job[Any]) -> None:
         self._running.add(job)
@@ -357,18 +364,8 @@ class JobQueue:
 
     def _free_slot(self) -> None:
         # The slot goes straight to the next waiting job, under one lock.
-        successor = None
         with self._lock:
-            if self._dispatching:
-                pending = self._pending
-                while pending:
-                    candidate = pending.popleft()
-                    if candidate._status is _PENDING:
-                        candidate._status = _RUNNING
-                        self._waiting -= 1
-                        successor = candidate
-                        break
-                    self._cancelled_in_deque -= 1
+            successor = self._take_next() if self._dispatching else None
             if successor is None:
                 self._busy -= 1
         if successor is not None:
