@@ -8,9 +8,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest test-versions bench clean
+.PHONY: setup system-deps demo test lint typecheck pytest test-versions bench clean
+
+# Debian packages the tests start for real: Chromium for the dashboard's browser tests,
+# redis-server for the taskiq engine, wrk for the HTTP benchmark.
+APT_PACKAGES := chromium redis-server wrk
 
 setup: $(STAMP)
+
+# Installs only what is missing, so a machine that has them needs neither apt nor root.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +37,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/python -m demo_app
 
-test: setup lint typecheck pytest
+test: setup system-deps lint typecheck pytest
 
 lint: setup
 	$(BIN)/ruff check .
