@@ -14,6 +14,7 @@ import pytest
 
 from backburner import (
     Backburner,
+    Job,
     JobCancelled,
     JobStatus,
     NotRunning,
@@ -22,6 +23,7 @@ from backburner import (
     ShuttingDown,
     background,
 )
+from backburner._context import current_executor_var
 
 pytestmark = pytest.mark.anyio
 
@@ -421,3 +423,40 @@ async def test_inside_async_with_background_means_that_executor() -> None:
             assert background.executor is inner  # the innermost
             assert await background.enqueue(add, 1, 2) == 3
         assert background.executor is outer  # restored on the way out
+
+
+async def _which_executor() -> Backburner:
+    return background.executor
+
+
+async def test_inside_a_job_background_means_the_executor_running_it() -> None:
+    # Alone, the job's context need not name the executor; with two open, it must.
+    async with Backburner() as first:
+        assert await first.enqueue(_which_executor) is first
+        from_thread: list[Job[Backburner]] = []  # a new thread's context names no executor
+        thread = threading.Thread(target=lambda: from_thread.append(first.enqueue(_which_executor)))
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join, 10)
+        assert await from_thread[0] is first
+        second = Backburner()
+        await second.start()
+        try:
+            enqueued_from_first = second.enqueue(_which_executor)  # first's scope: bound
+            assert await enqueued_from_first is second
+            assert await first.enqueue(_which_executor) is first
+        finally:
+            await second.aclose()
+        assert await first.enqueue(_which_executor) is first  # alone again
+
+
+async def test_a_context_naming_a_closed_executor_gives_way_to_the_running_one() -> None:
+    stale = Backburner()
+    await stale.start()
+    await stale.aclose()
+    async with Backburner() as live:
+        token = current_executor_var.set(stale)  # a closed app's scope, still current
+        try:
+            assert background.executor is live
+            assert await live.enqueue(_which_executor) is live
+        finally:
+            current_executor_var.reset(token)

@@ -1,7 +1,8 @@
 """Which executor the current code belongs to, and whether a testing mode catches its jobs.
 
 ``BackburnerMiddleware`` sets ``current_executor_var`` for every request it passes on, and a
-queue sets it again inside every job it runs; the ``background`` proxy (``_proxy.py``) reads it.
+job runs in a copy of its enqueuer's context, which names the executor when more than one is
+open; the ``background`` proxy (``_proxy.py``) reads it.
 Code with no such context (a thread the application started itself) gets the one executor
 running in the process, if there is exactly one.
 """
@@ -9,6 +10,7 @@ running in the process, if there is exactly one.
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,14 @@ if TYPE_CHECKING:
     from ._executor import Backburner
     from ._job import Job
 
-__all__ = ["current_executor", "current_executor_var", "running_executors"]
+__all__ = [
+    "current_executor",
+    "current_executor_var",
+    "executor_closed",
+    "executor_opened",
+    "open_executors",
+    "running_executors",
+]
 
 current_executor_var: contextvars.ContextVar[Backburner] = contextvars.ContextVar(
     "backburner_executor"
@@ -26,6 +35,34 @@ current_executor_var: contextvars.ContextVar[Backburner] = contextvars.ContextVa
 
 #: Executors between start() and the end of aclose(), in start order.
 running_executors: dict[Backburner, None] = {}
+
+#: Executors between open() and the end of aclose(). While only one is open, the jobs it runs
+#: need not carry it in their context (`current_executor()` finds it anyway), which saves a
+#: context variable read on every enqueue: see `Backburner._alone`.
+open_executors: dict[Backburner, None] = {}
+_open_lock = threading.Lock()
+
+
+def executor_opened(executor: Backburner) -> None:
+    """Count ``executor`` as open, and tell every open executor whether it is alone."""
+    with _open_lock:
+        open_executors[executor] = None
+        _update_alone()
+
+
+def executor_closed(executor: Backburner) -> None:
+    """Count ``executor`` as closed, and tell the others whether they are now alone."""
+    with _open_lock:
+        open_executors.pop(executor, None)
+        executor._alone = False
+        _update_alone()
+
+
+def _update_alone() -> None:
+    alone = len(open_executors) == 1
+    for executor in open_executors:
+        executor._alone = alone
+
 
 #: Set by ``backburner.testing``: called instead of queueing, for every enqueue in the process.
 #: (Process-wide, not a context variable: a TestClient runs the app in a thread of its own.)
@@ -45,13 +82,18 @@ interceptor: list[Interceptor] = []
 
 
 def current_executor() -> Backburner:
-    """The executor of the request or job being handled, else the only one running here."""
-    try:
-        return current_executor_var.get()
-    except LookupError:
-        pass
+    """The executor of the request or job being handled, else the only one running here.
+
+    An executor named by the context but closed since (a test's, say) gives way to the only
+    one running, if there is one.
+    """
+    executor = current_executor_var.get(None)
+    if executor is not None and (executor in open_executors or not running_executors):
+        return executor
     if len(running_executors) == 1:
         return next(iter(running_executors))
+    if executor is not None:
+        return executor  # closed: enqueueing on it says so
     if not running_executors:
         raise NotRunning(
             "no backburner executor is running: add BackburnerMiddleware to the app and run it "

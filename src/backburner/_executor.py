@@ -13,7 +13,13 @@ from typing import Any, ParamSpec, TypeVar, overload
 from ._callables import _plans, plan_call
 from ._clock import Clock, SystemClock
 from ._config import DEFAULT_QUEUE, QueueConfig, check_count, check_queue_name, check_timeout
-from ._context import current_executor_var, interceptor, running_executors
+from ._context import (
+    current_executor_var,
+    executor_closed,
+    executor_opened,
+    interceptor,
+    running_executors,
+)
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
@@ -133,6 +139,7 @@ class Backburner(EnqueueMethods):
         self._periodic: dict[str, PeriodicRunner] = {}
         self._state_now = _State.CREATED
         self._accepting = False  # open or running: read on every enqueue, so a plain bool
+        self._alone = False  # the only open executor in the process (kept by _context)
         self._queues: dict[str, JobQueue] = {}
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._closed: asyncio.Event | None = None
@@ -180,7 +187,7 @@ class Backburner(EnqueueMethods):
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
         job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
-        if current_executor_var.get(None) is not self:
+        if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)
         queue.submit(job)
         return job
@@ -220,6 +227,7 @@ class Backburner(EnqueueMethods):
         }
         self._closed = asyncio.Event()
         self._state = _State.OPEN
+        executor_opened(self)
 
     async def start(self) -> None:
         """Start running jobs (opening the executor first if needed) and periodic schedules."""
@@ -295,6 +303,7 @@ class Backburner(EnqueueMethods):
         self._report.log(self.shutdown_timeout)
         self._state = _State.CLOSED
         running_executors.pop(self, None)
+        executor_closed(self)
         self._wake_idle_waiters()
         assert self._closed is not None
         self._closed.set()
@@ -345,14 +354,15 @@ class Backburner(EnqueueMethods):
             plan.check(fn, args, kwargs)
         key = None if options.unique is None else options.key_for(args, kwargs)
         job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options, key)
-        if current_executor_var.get(None) is not self:
+        if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)
         return job, queue
 
     def _bind(self, job: Job[Any]) -> None:
         # Inside the job, `background` means this executor. Done here, where the enqueuer's
-        # context is current and reading the variable is cheap, not in every job's first step;
-        # enqueues inside the executor's scope (a request, `async with bg:`) need nothing.
+        # context is current, not in every job's first step; enqueues inside the executor's
+        # scope (a request, `async with bg:`) need nothing, and neither does any enqueue while
+        # this is the only open executor (`_alone`): `current_executor()` finds it then.
         job.context.run(current_executor_var.set, self)
 
     def _submit(
@@ -505,7 +515,7 @@ class Backburner(EnqueueMethods):
         try:
             queue = self._queue_for(taken.queue)
             taken._reopen(queue)
-            if current_executor_var.get(None) is not self:
+            if not self._alone and current_executor_var.get(None) is not self:
                 self._bind(taken)
             if taken.unique_key is not None:
                 self._unique.claim(taken)
