@@ -171,3 +171,11 @@ def test_a_bad_threshold_is_refused_naming_the_setting(
 ) -> None:
     with pytest.raises(error, match=message):
         Backburner(loop_lag_warning=value)  # type: ignore[arg-type]
+
+
+async def test_a_huge_threshold_is_accepted_and_never_overflows_a_timer() -> None:
+    async with Backburner(loop_lag_warning=1e12) as bg:
+        [thread] = monitor_threads()
+        assert await bg.enqueue(divmod, 7, 2) == (3, 1)
+    thread.join(BOUND)
+    assert not thread.is_alive()

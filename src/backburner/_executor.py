@@ -141,6 +141,13 @@ class Backburner(EnqueueMethods):
         self.queue_configs: Mapping[str, QueueConfig] = configs
         self.on_error = on_error
         self.max_scheduled = max_scheduled
+        if clock is not None and not (
+            callable(getattr(clock, "now", None)) and callable(getattr(clock, "call_at", None))
+        ):
+            raise TypeError(
+                f"clock must have now() and call_at(when, callback, loop), like "
+                f"backburner.testing.ManualClock(); got {type(clock).__name__} {clock!r}"
+            )
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.loop_lag_warning = check_lag_threshold(loop_lag_warning)
         self.platform_grace = check_budget_setting(

@@ -2,7 +2,8 @@
 
 An async job that calls ``time.sleep`` or crunches numbers without awaiting stops every request
 of the process; nothing in asyncio says who did it. When ``loop_lag_warning`` is set, the loop
-stamps a heartbeat every quarter of it, and a daemon thread looks at the stamp as often. When the
+stamps a heartbeat every quarter of it (at most every second), and a daemon thread looks at the
+stamp as often. When the
 next beat is late by more than the threshold, the thread reads the loop's current task (the one
 executing right now: ``asyncio.current_task(loop)`` works from any thread), finds the job whose
 task it is, and logs one WARNING naming it, while the loop is still blocked. When the loop runs
@@ -63,7 +64,9 @@ class LagMonitor:
         self.loop = loop
         self.threshold = threshold
         self._running_jobs = running_jobs
-        self._beat_every = threshold / 4
+        # A quarter of the threshold: a block is seen at most a quarter late. At most a second,
+        # so that a huge threshold cannot overflow a timer or a thread's wait.
+        self._beat_every = min(threshold / 4, 1.0)
         self._last_beat = time.monotonic()
         self._handle: asyncio.TimerHandle | None = None
         self._stop = threading.Event()
