@@ -17,8 +17,11 @@ from ._uvicorn import Serve
 
 pytestmark = pytest.mark.e2e
 
-#: A sync job run on the loop (the bug) would hold pings for up to its 0.5 s. Normal: ~5 ms.
-PING_P99_BOUND = 0.3
+#: Sync jobs run on the loop (the bug) would run back to back there for 50 s, and hold nearly
+#: every ping for up to 0.5 s: a median of about 0.25 s. Normal: a few ms, tens on a busy box.
+PING_P50_BOUND = 0.1
+#: Only a stall of the whole machine comes near this; the true p99 is benchmarks/http.py's.
+PING_P99_BOUND = 1.0
 
 
 def test_a_hundred_sync_jobs_of_half_a_second_keep_requests_fast(serve: Serve) -> None:
@@ -36,9 +39,11 @@ def test_a_hundred_sync_jobs_of_half_a_second_keep_requests_fast(serve: Serve) -
             finished = len(named(server.events(), "finished"))
             assert len(latencies) < 100_000, "the jobs never finished"
     latencies.sort()
-    p99 = latencies[int(len(latencies) * 0.99)]
-    assert len(latencies) >= 50, "too few pings to judge"
-    assert p99 < PING_P99_BOUND, f"p99 {p99 * 1000:.0f} ms over {len(latencies)} pings"
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    figures = f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms over {len(latencies)} pings"
+    assert len(latencies) >= 50, f"too few pings to judge: {figures}"
+    assert p50 < PING_P50_BOUND, figures
+    assert p99 < PING_P99_BOUND, figures
     server.send(signal.SIGTERM)
     server.wait_exit(within=3.0 + MARGIN)
     server.assert_no_errors()
