@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test lint typecheck pytest test-versions bench clean
+.PHONY: setup system-deps demo test lint typecheck pytest test-versions bench bench-http clean
 
 # Debian packages the tests start for real: Chromium for the dashboard's browser tests,
 # redis-server for the taskiq engine, wrk for the HTTP benchmark.
@@ -74,6 +74,10 @@ test-versions:
 
 bench: setup
 	$(BIN)/python benchmarks/core.py
+
+# uvicorn under wrk (Debian's package): ~4 minutes; `--quick` for a smoke run.
+bench-http: setup system-deps
+	$(BIN)/python benchmarks/http.py
 
 clean:
 	rm -rf $(VENV) .venv-3.10 .venv-3.13 build dist .mypy_cache .ruff_cache

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 import string
 from collections.abc import Callable
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -116,6 +119,7 @@ async def test_methods_partials_and_callable_objects_are_jobs_too() -> None:
         ({"queues": ["mail"]}, r"queues must map names to QueueConfig"),
         ({"on_error": "log"}, r"on_error must be callable"),
         ({"keep_failed": -1}, r"keep_failed must be at least 1"),
+        ({"clock": 5}, r"clock must have now\(\) and call_at"),
     ],
 )
 def test_bad_settings_are_refused_when_written(settings_: dict[str, Any], message: str) -> None:
@@ -209,3 +213,133 @@ def test_any_bad_setting_raises_a_type_or_value_error_with_a_message(
 async def test_background_outside_any_app_says_how_to_get_an_executor() -> None:
     with pytest.raises(BackburnerError, match="no backburner executor is running"):
         background.enqueue(send, "a")
+
+
+# Fuzzing: any call, any setting. Every refusal is a BackburnerError, TypeError or ValueError
+# with a message, and the executor it was made against still runs a good job afterwards.
+
+REFUSALS = (BackburnerError, TypeError, ValueError)
+
+_junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.lists(st.integers(-3, 3), max_size=2),
+    st.tuples(st.sampled_from([ValueError, KeyError, int, "x"])),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.timedeltas(),
+    st.datetimes(timezones=st.sampled_from([None, timezone.utc, timezone(timedelta(hours=-5))])),
+    st.sampled_from([len, print, QueueConfig(), object()]),
+)
+
+
+async def add(a: int, b: int = 1) -> int:
+    return a + b
+
+
+def add_in_thread(a: int, b: int = 1) -> int:
+    return a + b
+
+
+_settings = st.sampled_from(
+    [
+        "workers",
+        "max_pending",
+        "queues",
+        "shutdown_timeout",
+        "cancel_grace",
+        "on_error",
+        "keep_failed",
+        "periodic",
+        "max_scheduled",
+        "clock",
+        "loop_lag_warning",
+        "platform_grace",
+        "server_shutdown_timeout",
+    ]
+)
+_option_names = st.sampled_from(
+    [
+        "queue",
+        "retries",
+        "retry_on",
+        "backoff",
+        "backoff_max",
+        "jitter",
+        "timeout",
+        "unique",
+        "on_duplicate",
+    ]
+)
+
+
+def _refused_with_a_message(exc: BaseException) -> None:
+    assert isinstance(exc, REFUSALS), f"{type(exc).__name__}: {exc}"
+    assert str(exc).strip(), f"{type(exc).__name__} without a message"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_settings, _junk, max_size=3))
+def test_any_settings_are_accepted_or_refused_with_a_message(kwargs: dict[str, Any]) -> None:
+    try:
+        bg = Backburner(**kwargs)
+    except Exception as exc:
+        _refused_with_a_message(exc)
+    else:  # accepted: then it works
+        asyncio.run(_run_a_good_job(bg))
+    try:
+        QueueConfig(**{k: v for k, v in kwargs.items() if k in ("workers", "max_pending")})
+    except Exception as exc:
+        _refused_with_a_message(exc)
+
+
+_calls = st.one_of(
+    st.tuples(
+        st.just("enqueue"),
+        st.one_of(st.sampled_from([add, add_in_thread]), _junk),
+        st.lists(_junk, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "c"]), _junk, max_size=2),
+    ),
+    st.tuples(st.just("options"), st.dictionaries(_option_names, _junk, max_size=3)),
+    st.tuples(st.just("enqueue_in"), _junk),
+    st.tuples(st.just("enqueue_at"), _junk),
+)
+
+
+async def _run_a_good_job(bg: Backburner) -> None:
+    async with bg:
+        assert await bg.enqueue(add, 2, 3) == 5
+        assert await bg.enqueue_in(0, add_in_thread, 2, 3) == 5  # through the clock
+
+
+async def _call_then_run_a_good_job(call: tuple[Any, ...]) -> None:
+    async with Backburner(workers=2, shutdown_timeout=0.5) as bg:
+        try:
+            if call[0] == "enqueue":
+                bg.enqueue(call[1], *call[2], **call[3])
+            elif call[0] == "options":
+                bg.options(**call[1]).enqueue(add, 1)
+            elif call[0] == "enqueue_in":
+                bg.enqueue_in(call[1], add, 1)
+            else:
+                bg.enqueue_at(call[1], add, 1)
+        except Exception as exc:
+            _refused_with_a_message(exc)
+        assert await bg.enqueue(add, 2, 3) == 5
+        assert await bg.enqueue(add_in_thread, 2, 3) == 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(_calls)
+def test_any_call_is_accepted_or_refused_with_a_message_and_the_executor_keeps_working(
+    call: tuple[Any, ...],
+) -> None:
+    logger = logging.getLogger("backburner")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # accepted calls of the wrong types fail in the job: fine
+    try:
+        asyncio.run(_call_then_run_a_good_job(call))
+    finally:
+        logger.setLevel(level)

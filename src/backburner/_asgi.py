@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._budget import Auto
 from ._clock import Clock
 from ._config import QueueConfig
 from ._context import current_executor_var
@@ -58,6 +59,9 @@ class BackburnerMiddleware:
         periodic: Iterable[Periodic] = (),
         max_scheduled: int = 100_000,
         clock: Clock | None = None,
+        loop_lag_warning: float | None = None,
+        platform_grace: float | Auto | None = "auto",
+        server_shutdown_timeout: float | Auto = "auto",
     ) -> None:
         self.app = app
         # Starlette builds its middleware inside the first lifespan call, where an exception
@@ -77,6 +81,9 @@ class BackburnerMiddleware:
                     periodic=periodic,
                     max_scheduled=max_scheduled,
                     clock=clock,
+                    loop_lag_warning=loop_lag_warning,
+                    platform_grace=platform_grace,
+                    server_shutdown_timeout=server_shutdown_timeout,
                 )
             except (TypeError, ValueError) as exc:
                 self.config_error = exc

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
+from ._budget import Auto, check_budget_setting, check_server_timeout, warn_if_over_budget
 from ._callables import _plans, plan_call
 from ._clock import Clock, SystemClock
 from ._config import DEFAULT_QUEUE, QueueConfig, check_count, check_queue_name, check_timeout
@@ -24,6 +25,7 @@ from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
 from ._job import Job
+from ._lag import LagMonitor, check_lag_threshold
 from ._options import options_of
 from ._periodic import Periodic, PeriodicRunner
 from ._queue import JobQueue
@@ -79,6 +81,9 @@ class Backburner(EnqueueMethods):
         periodic: Iterable[Periodic] = (),
         max_scheduled: int = 100_000,
         clock: Clock | None = None,
+        loop_lag_warning: float | None = None,
+        platform_grace: float | Auto | None = "auto",
+        server_shutdown_timeout: float | Auto = "auto",
     ) -> None:
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
@@ -101,6 +106,15 @@ class Backburner(EnqueueMethods):
             ``enqueue_in``/``enqueue_at`` raise ``QueueFull`` past it.
         :param clock: the clock every delay, schedule, backoff and timeout reads; tests pass
             ``backburner.testing.ManualClock()`` to move time themselves.
+        :param loop_lag_warning: seconds; when set, a watchdog thread logs a WARNING naming
+            the job (or task) that has kept the event loop from running for longer than this.
+            None (the default): off.
+        :param platform_grace: seconds the platform waits after SIGTERM before SIGKILL. If the
+            server's graceful shutdown plus ``shutdown_timeout`` exceeds it, ``start()`` logs a
+            WARNING. ``"auto"``: 30 on Heroku (``DYNO`` is set), else no check; None: no check.
+        :param server_shutdown_timeout: seconds the server may spend on open requests before
+            the lifespan shutdown. ``"auto"``: uvicorn's ``--timeout-graceful-shutdown`` when
+            uvicorn runs this process, else 0.
         """
         configs = {DEFAULT_QUEUE: QueueConfig(workers=workers, max_pending=max_pending)}
         if queues is not None:
@@ -133,7 +147,20 @@ class Backburner(EnqueueMethods):
         self.queue_configs: Mapping[str, QueueConfig] = configs
         self.on_error = on_error
         self.max_scheduled = max_scheduled
+        if clock is not None and not (
+            callable(getattr(clock, "now", None)) and callable(getattr(clock, "call_at", None))
+        ):
+            raise TypeError(
+                f"clock must have now() and call_at(when, callback, loop), like "
+                f"backburner.testing.ManualClock(); got {type(clock).__name__} {clock!r}"
+            )
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self.loop_lag_warning = check_lag_threshold(loop_lag_warning)
+        self.platform_grace = check_budget_setting(
+            "platform_grace", platform_grace, none_allowed=True
+        )
+        self.server_shutdown_timeout = check_server_timeout(server_shutdown_timeout)
+        self._lag: LagMonitor | None = None
         self._failures = FailedJobs(keep_failed)
         self._unique = UniqueKeys()
         self._periodic: dict[str, PeriodicRunner] = {}
@@ -251,6 +278,13 @@ class Backburner(EnqueueMethods):
                 f"; periodic {r.spec.label} {r.spec.schedule}" for r in self._periodic.values()
             ),
         )
+        warn_if_over_budget(
+            self.shutdown_timeout, self.server_shutdown_timeout, self.platform_grace
+        )
+        if self.loop_lag_warning is not None:
+            loop = asyncio.get_running_loop()
+            self._lag = LagMonitor(loop, self.loop_lag_warning, self._running_jobs)
+            self._lag.start()
 
     async def aclose(self) -> ShutdownReport:
         """Stop accepting jobs, let them finish within ``shutdown_timeout``, report the rest.
@@ -301,6 +335,9 @@ class Backburner(EnqueueMethods):
             elapsed=loop.time() - began,
         )
         self._report.log(self.shutdown_timeout)
+        if self._lag is not None:
+            self._lag.stop()
+            self._lag = None
         self._state = _State.CLOSED
         running_executors.pop(self, None)
         executor_closed(self)
@@ -584,6 +621,10 @@ class Backburner(EnqueueMethods):
                 await asyncio.wait({waiter}, timeout=timeout)
             finally:
                 waiter.cancel()
+
+    def _running_jobs(self) -> list[Job[Any]]:
+        # Read by the lag monitor's thread: each list() is taken under the GIL in one step.
+        return [job for queue in list(self._queues.values()) for job in queue.running_jobs()]
 
     # Called by the queues.
 

@@ -6,6 +6,7 @@ the process's exit); none sleeps to let something happen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,7 +40,12 @@ class Uvicorn:
     """``python -m uvicorn tests.e2e.apps.<app>:app`` on a free port of 127.0.0.1."""
 
     def __init__(
-        self, app: str, workdir: Path, settings: Mapping[str, float], args: Sequence[str]
+        self,
+        app: str,
+        workdir: Path,
+        settings: Mapping[str, float],
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.app = app
         self.port = _free_port()
@@ -48,13 +54,21 @@ class Uvicorn:
         self.events_path = workdir / "events.jsonl"
         self.stderr_path = workdir / "stderr.log"
         self.signalled_at: float | None = None
-        env = {**os.environ, "BB_E2E_EVENTS": str(self.events_path), "PYTHONUNBUFFERED": "1"}
-        env.update({f"BB_E2E_{name.upper()}": str(value) for name, value in settings.items()})
+        environ = {**os.environ, "BB_E2E_EVENTS": str(self.events_path), "PYTHONUNBUFFERED": "1"}
+        environ.update({f"BB_E2E_{name.upper()}": str(value) for name, value in settings.items()})
+        environ.update(env or {})
         command = [sys.executable, "-m", "uvicorn", f"tests.e2e.apps.{app}:app"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), *args]
         with self.stderr_path.open("wb") as stderr:
+            # Its own process group: kill() also reaches the children of --workers and --reload.
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+                command,
+                cwd=ROOT,
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
             )
 
     def __repr__(self) -> str:
@@ -157,13 +171,13 @@ class Uvicorn:
         return self.process.poll()
 
     def kill(self) -> None:
-        """End the process now, if it still runs, and reap it."""
-        if self.process.poll() is None:
-            self.process.kill()
+        """End the process and any child it left (its process group) now, and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
 
-#: ``serve(app, settings={...}, args=[...])`` starts ``tests.e2e.apps.<app>:app``.
+#: ``serve(app, settings={...}, args=[...], env={...})`` starts ``tests.e2e.apps.<app>:app``.
 Serve = Callable[..., Uvicorn]
 
 
@@ -173,9 +187,13 @@ def running(workdir: Path) -> Iterator[Serve]:
     servers: list[Uvicorn] = []
 
     def start(
-        app: str, *, settings: Mapping[str, float] | None = None, args: Sequence[str] = ()
+        app: str,
+        *,
+        settings: Mapping[str, float] | None = None,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> Uvicorn:
-        server = Uvicorn(app, workdir / f"{app}-{len(servers)}", settings or {}, args)
+        server = Uvicorn(app, workdir / f"{app}-{len(servers)}", settings or {}, args, env)
         servers.append(server)
         return server
 

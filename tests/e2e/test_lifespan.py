@@ -59,3 +59,37 @@ def test_without_lifespan_an_endpoint_that_enqueues_gets_a_clear_error(serve: Se
         assert "has not started" in answer.text
         assert "--lifespan off" in answer.text
     assert not [event for event in server.events() if event["event"] == "enqueued"]
+
+
+def budget_warnings(server: Uvicorn) -> list[str]:
+    return [
+        event["message"]
+        for event in server.events()
+        if event["event"] == "log" and "platform's grace" in event["message"]
+    ]
+
+
+def test_on_heroku_a_shutdown_budget_over_30s_is_warned_about_at_startup(serve: Serve) -> None:
+    server = serve(
+        "load",
+        settings={"shutdown_timeout": 8},
+        args=["--timeout-graceful-shutdown", "25"],
+        env={"DYNO": "web.1"},
+    )
+    server.wait_ready()
+    [message] = budget_warnings(server)
+    assert "uvicorn's --timeout-graceful-shutdown 25s + shutdown_timeout 8s = 33s" in message
+    assert "over Heroku's (DYNO is set) 30s before SIGKILL" in message
+    assert "lower shutdown_timeout to 5s or less" in message
+    assert "WARNING" in server.stderr()
+
+
+def test_within_the_platforms_grace_there_is_no_warning(serve: Serve) -> None:
+    server = serve(
+        "load",
+        settings={"shutdown_timeout": 8},
+        args=["--timeout-graceful-shutdown", "20"],
+        env={"DYNO": "web.1"},
+    )
+    server.wait_ready()
+    assert budget_warnings(server) == []

@@ -21,8 +21,13 @@ _fd = os.open(os.environ["BB_E2E_EVENTS"], os.O_WRONLY | os.O_APPEND | os.O_CREA
 
 
 def record(event: str, **fields: Any) -> None:
-    """Append one event: its name, the wall-clock time, the thread, and ``fields``."""
-    line = {"event": event, "t": time.time(), "thread": threading.current_thread().name}
+    """Append one event: its name, the wall-clock time, the process and thread, and ``fields``."""
+    line = {
+        "event": event,
+        "t": time.time(),
+        "pid": os.getpid(),
+        "thread": threading.current_thread().name,
+    }
     os.write(_fd, (json.dumps({**line, **fields}) + "\n").encode())
 
 
@@ -45,6 +50,8 @@ class _BackburnerEvents(logging.Handler):
 def watch_backburner_log() -> None:
     """Record backburner's warnings and errors as events, and show its INFO lines on stderr."""
     logger = logging.getLogger("backburner")
+    if any(isinstance(handler, _BackburnerEvents) for handler in logger.handlers):
+        return  # an app that imports another app's jobs: one record per event, not two
     logger.setLevel(logging.INFO)
     events = _BackburnerEvents(logging.WARNING)
     stderr = logging.StreamHandler(sys.stderr)

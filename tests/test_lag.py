@@ -1,0 +1,182 @@
+"""The loop-lag monitor names the job (or task) blocking the event loop, while it blocks.
+
+A blocking job here blocks until the warning arrives (bounded), so "while it blocks" holds by
+construction and no test depends on how fast the watchdog is; the one-second contract is checked
+with the time the warning took, far under the bound on any machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from backburner import Backburner, BackburnerMiddleware
+
+pytestmark = pytest.mark.anyio
+
+THRESHOLD = 0.1
+BOUND = 10.0  # no block here lasts longer, whatever happens
+
+
+class LagRecords(logging.Handler):
+    """Keeps the lag monitor's records; ``warned`` is set by the first warning."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+        self.warned = threading.Event()
+        self.resumed = threading.Event()
+        self.warned_at = 0.0  # time.monotonic() of the first warning
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not hasattr(record, "backburner_lag"):
+            return
+        self.records.append(record)
+        if record.levelno == logging.WARNING:
+            if not self.warned.is_set():
+                self.warned_at = time.monotonic()
+            self.warned.set()
+        else:
+            self.resumed.set()
+
+    @property
+    def warnings(self) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.levelno == logging.WARNING]
+
+
+@pytest.fixture
+def lag() -> Iterator[LagRecords]:
+    handler = LagRecords()
+    logger = logging.getLogger("backburner")
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def monitor_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "backburner-lag-monitor"]
+
+
+async def test_an_async_job_that_blocks_the_loop_is_named_while_it_blocks(
+    lag: LagRecords,
+) -> None:
+    def hog_the_loop(label: str) -> tuple[bool, float]:
+        began = time.monotonic()
+        seen = lag.warned.wait(BOUND)  # blocks the loop's thread until the warning is out
+        return seen, began
+
+    async def hog(label: str) -> tuple[bool, float]:
+        return hog_the_loop(label)
+
+    async with Backburner(loop_lag_warning=THRESHOLD) as bg:
+        job = bg.enqueue(hog, "thumbnails")
+        seen, began = await job
+    assert seen, "no warning while the loop was blocked"
+    [record] = lag.warnings
+    message = record.getMessage()
+    assert job.id in message
+    assert "hog('thumbnails')" in message
+    assert "in hog_the_loop" in message  # where the loop's thread is
+    assert record.backburner_job_id == job.id  # type: ignore[attr-defined]
+    assert record.backburner_job_name == job.name  # type: ignore[attr-defined]
+    assert record.backburner_lag > THRESHOLD  # type: ignore[attr-defined]
+    assert lag.warned_at - began < 1.0  # the contract: named within a second
+
+
+async def test_one_warning_per_block_then_one_line_when_the_loop_runs_again(
+    lag: LagRecords,
+) -> None:
+    async def hog() -> None:
+        assert lag.warned.wait(BOUND)
+        time.sleep(4 * THRESHOLD)  # noqa: ASYNC251 - the block goes on, past more beats
+
+    async with Backburner(loop_lag_warning=THRESHOLD) as bg:
+        await bg.enqueue(hog)
+        assert await anyio.to_thread.run_sync(lag.resumed.wait, BOUND)
+    assert len(lag.warnings) == 1
+    [resumed] = [r for r in lag.records if r.levelno == logging.INFO]
+    assert "the event loop ran again after being blocked" in resumed.getMessage()
+    assert resumed.backburner_lag > 4 * THRESHOLD  # type: ignore[attr-defined]
+
+
+async def test_a_block_by_a_task_that_is_no_job_names_the_task(lag: LagRecords) -> None:
+    async with Backburner(loop_lag_warning=THRESHOLD):
+        assert lag.warned.wait(BOUND)  # this test's own task blocks the loop
+    [record] = lag.warnings
+    assert "not a job" in record.getMessage()
+    assert "test_a_block_by_a_task_that_is_no_job_names_the_task" in record.getMessage()
+    assert not hasattr(record, "backburner_job_id")
+
+
+async def test_sync_jobs_in_threads_do_not_trip_the_monitor(lag: LagRecords) -> None:
+    gate = threading.Event()
+
+    def waits() -> None:
+        gate.wait(BOUND)
+
+    threshold = 0.5  # high enough that a busy machine's scheduling cannot reach it
+    async with Backburner(loop_lag_warning=threshold, workers=2) as bg:
+        jobs = [bg.enqueue(waits) for _ in range(2)]
+        # Ten beats with both workers' threads blocked: the loop itself runs on.
+        await anyio.sleep(10 * threshold / 4)
+        gate.set()
+        for job in jobs:
+            await job
+    assert not lag.warnings
+
+
+async def test_the_monitor_is_off_by_default_and_its_thread_ends_with_the_executor() -> None:
+    async with Backburner():
+        assert not monitor_threads()
+    async with Backburner(loop_lag_warning=THRESHOLD):
+        [thread] = monitor_threads()
+        assert thread.daemon
+    thread.join(BOUND)
+    assert not thread.is_alive()
+
+
+def test_the_middleware_passes_the_setting_on() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    assert BackburnerMiddleware(app, loop_lag_warning=0.25).executor.loop_lag_warning == 0.25
+    middleware = BackburnerMiddleware(app, loop_lag_warning=0)
+    assert "loop_lag_warning must be" in str(middleware.config_error)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (0, ValueError, r"at least 0.02"),
+        (0.001, ValueError, r"at least 0.02"),
+        (-1, ValueError, r"at least 0.02"),
+        (float("nan"), ValueError, r"finite number of seconds"),
+        (float("inf"), ValueError, r"finite number of seconds"),
+        ("0.25", TypeError, r"must be a number of seconds \(or None: off\), got str"),
+        (True, TypeError, r"got bool"),
+    ],
+)
+def test_a_bad_threshold_is_refused_naming_the_setting(
+    value: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        Backburner(loop_lag_warning=value)  # type: ignore[arg-type]
+
+
+async def test_a_huge_threshold_is_accepted_and_never_overflows_a_timer() -> None:
+    async with Backburner(loop_lag_warning=1e12) as bg:
+        [thread] = monitor_threads()
+        assert await bg.enqueue(divmod, 7, 2) == (3, 1)
+    thread.join(BOUND)
+    assert not thread.is_alive()
