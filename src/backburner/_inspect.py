@@ -8,6 +8,7 @@ says O(n); none is on the per-job path.
 from __future__ import annotations
 
 import heapq
+import math
 from typing import TYPE_CHECKING, Any
 
 from ._job import Job
@@ -26,7 +27,8 @@ _TIMED = (JobStatus.SCHEDULED, JobStatus.RETRYING)
 def running_jobs(executor: Backburner, queue: str | None = None) -> list[Job[Any]]:
     """The jobs holding a worker now (of one queue, or all), the longest-running first."""
     jobs = [job for q in _queues(executor, queue) for job in q.running_jobs()]
-    jobs.sort(key=lambda job: (job.started_at or 0.0, job._seq))
+    # A job whose task has not run yet has no start time: it goes last.
+    jobs.sort(key=lambda job: (job.started_at or math.inf, job._seq))
     return jobs
 
 
