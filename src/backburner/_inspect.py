@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._executor import Backburner
     from ._history import Sample
 
-__all__ = ["find_job", "history", "pending_jobs", "running_jobs", "timed_jobs"]
+__all__ = ["find_job", "history", "pending_jobs", "running_jobs", "timed_jobs", "wait_totals"]
 
 _TIMED = (JobStatus.SCHEDULED, JobStatus.RETRYING)
 
@@ -98,6 +98,14 @@ def find_job(executor: Backburner, job_id: str) -> Job[Any] | None:
         if job.id == job_id and job._status in _TIMED:
             return job
     return None
+
+
+def wait_totals(executor: Backburner) -> dict[str, tuple[int, float]]:
+    """Per queue: jobs started since the executor started, and the seconds they waited."""
+    totals = {name: (0, 0.0) for name in executor.queue_configs}
+    for name, queue in executor._queues.items():
+        totals[name] = queue.wait_totals()
+    return totals
 
 
 def history(executor: Backburner) -> dict[str, list[Sample]]:
