@@ -41,6 +41,7 @@ _MAX_BODY = 16 * 1024  # an action's form is a few fields
 _STATIC = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 _HEADERS = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 _HEADER_NAMES = {name for name, _ in _HEADERS}
