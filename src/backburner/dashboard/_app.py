@@ -331,7 +331,7 @@ class Dashboard:
             "data": data,
             "read_only": self.read_only,
             "csrf_token": self.csrf_token,
-            "poll": poll if "poll" in request.query_params else self.poll_interval,
+            "poll": float(poll) if "poll" in request.query_params else self.poll_interval,
             "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         }
         html = self._templates.get_template(template).render(context)

@@ -26,20 +26,10 @@ from starlette.routing import Mount, Route
 from backburner import BackburnerMiddleware, Periodic, QueueConfig, background
 from backburner.dashboard import BasicAuth, dashboard
 
-from ._events import record
+from ._payloads import PAYLOADS, XSS_QUEUE
 
 USER, PASSWORD = "admin", "s3cret"
 
-#: Every payload must come out inert: escaped in HTML, intact in JSON, never run.
-PAYLOADS = (
-    "<script>window.__xss='script'</script>",
-    '"><img src=x onerror="window.__xss=\'img\'">',
-    "'><svg onload=\"window.__xss='svg'\">",
-    "</textarea></pre><script>window.__xss='close'</script>",
-    "javascript:window.__xss='href'",
-    "<a href=\"javascript:window.__xss='a'\">click</a>",
-)
-XSS_QUEUE = "<b id=q>" + PAYLOADS[0] + "</b>"
 
 _gates: dict[str, asyncio.Event] = {}
 
@@ -49,13 +39,22 @@ def _gate(key: str) -> asyncio.Event:
 
 
 async def hold(key: str) -> str:
-    record("started", key=key)
     await _gate(key).wait()
-    record("finished", key=key)
     return key
 
 
 async def quick(key: str) -> str:
+    return key
+
+
+_failed_once: set[str] = set()
+
+
+async def flaky(key: str) -> str:
+    """Fails the first time it runs with this key, then succeeds (a retry by hand works)."""
+    if key not in _failed_once:
+        _failed_once.add(key)
+        raise ConnectionError(f"{key}: the mail server is down")
     return key
 
 
@@ -78,7 +77,9 @@ def _raise(message: str) -> Callable[..., None]:
     return body
 
 
-async def send_secret(to: str, password: str, card: str = "4111 1111 1111 1111") -> None:
+async def send_secret(
+    to: str, password: str, card: str = "4111 1111 1111 1111", **extra: Any
+) -> None:
     """Holds until released: the redaction tests look at its arguments while it waits."""
     await _gate(f"secret:{to}").wait()
 
@@ -101,6 +102,8 @@ async def control(request: Request) -> Response:
         job = background.options(queue=queue, retries=retries, backoff=3600).enqueue(
             fail, params.get("message", "boom")
         )
+    elif what == "flaky":
+        job = background.options(queue=queue).enqueue(flaky, params["key"])
     elif what == "quick":
         job = background.options(queue=queue).enqueue(quick, params.get("key", "q"))
     elif what == "schedule":

@@ -113,7 +113,7 @@
       case "finished":
         return timeNode(job.finished_at, "ago");
       case "attempt":
-        return text(job.attempt + " of " + job.attempts);
+        return text(job.attempts > 1 ? job.attempt + " of " + job.attempts : String(job.attempt));
       case "error":
         return el("span", { class: "error" }, [job.error === null ? "" : job.error]);
       default:
