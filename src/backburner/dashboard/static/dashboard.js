@@ -250,8 +250,8 @@
         if (last.wait !== null) caption.append(" · wait " + duration(last.wait));
       }
       const throughput = chart(samples, [
-        { cls: "processed", value: (s) => s.processed / s.seconds },
         { cls: "failed", value: (s) => s.failed / s.seconds },
+        { cls: "processed", value: (s) => s.processed / s.seconds }, // drawn over the failures
       ], since, until, "jobs/s", "Throughput");
       const wait = chart(samples, [{ cls: "wait", value: (s) => s.wait }], since, until, "s", "Wait for a worker");
       figures.push(el("figure", { class: "chart-card", "data-queue": q.name }, [caption, throughput, wait]));
