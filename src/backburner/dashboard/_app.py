@@ -448,5 +448,3 @@ def _utc(timestamp: float | None) -> str:
         return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):
         return "-"
-
-
