@@ -273,3 +273,29 @@ async def test_a_scheduled_job_waits_from_when_it_was_due_not_from_when_it_was_e
     [wait] = waits
     assert wait is not None
     assert wait < 60
+
+
+class EarlyClock:
+    """A clock whose timers the test fires by hand, possibly a little before their time."""
+
+    def __init__(self) -> None:
+        self.time = 100.0
+        self.calls: list[tuple[float, Any]] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def call_at(self, when: float, callback: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        self.calls.append((when, callback))
+        return asyncio.get_running_loop().call_later(3600, lambda: None)  # cancellable, inert
+
+
+async def test_a_sampling_timer_that_fires_early_does_not_sample_the_same_interval_twice() -> None:
+    clock = EarlyClock()
+    async with Backburner(clock=clock) as bg:
+        [(when, tick)] = [call for call in clock.calls if call[0] == 105.0]
+        clock.time = when - 0.002  # the loop's timer ran 2 ms early
+        tick()
+        assert clock.calls[-1][0] == 110.0  # the next grid point, not 105 again
+        [sample] = history(bg)["default"]
+        assert sample.seconds == pytest.approx(4.998)

@@ -67,6 +67,7 @@ class History:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: Callable[[], Iterable[JobQueue]] = tuple
         self._timer: TimerHandle | None = None
+        self._next_at = -math.inf
 
     def start(
         self,
@@ -80,6 +81,7 @@ class History:
         self._series.clear()
         self._last.clear()
         self._last_at = clock.now()
+        self._next_at = -math.inf
         for queue in queues():
             self._last[queue.name] = _totals(queue)
         self._arm()
@@ -133,6 +135,10 @@ class History:
         assert self._loop is not None
         # On a grid, like `every` periodic jobs: samples line up across queues and restarts.
         when = (math.floor(self._clock.now() / self.interval) + 1) * self.interval
+        # A loop timer may fire a little before its time (the loop's clock is not the wall
+        # clock): never aim at the grid point just sampled again.
+        when = max(when, self._next_at + self.interval)
+        self._next_at = when
         self._timer = self._clock.call_at(when, self._tick, self._loop)
 
     def _tick(self) -> None:
