@@ -72,3 +72,13 @@ def test_every_public_name_has_a_docstring() -> None:
 
 def test_the_package_ships_its_type_information() -> None:
     assert importlib.resources.files("backburner").joinpath("py.typed").is_file()
+
+
+def test_the_dashboard_package_exports_its_names_and_ships_its_files() -> None:
+    import backburner.dashboard as dashboard_package
+
+    assert set(dashboard_package.__all__) == {"BasicAuth", "Dashboard", "dashboard"}
+    assert dashboard_package.Dashboard.__module__ == "backburner.dashboard"
+    files = importlib.resources.files("backburner.dashboard")
+    for name in ("static/dashboard.js", "static/dashboard.css", "templates/base.html"):
+        assert files.joinpath(name).is_file(), name
