@@ -418,6 +418,7 @@ async def test_the_dashboard_is_mounted_and_asks_for_the_demo_credentials(
     assert 'href="/backburner/"' in (await client.get("/")).text  # linked from every page
 
 
+@pytest.mark.e2e  # drives Debian's Chromium
 def test_the_dashboard_of_the_demo_draws_its_charts_in_a_browser(served: Served) -> None:
     """Screenshot at test-artifacts/demo-dashboard.png; BB_UPDATE_SCREENSHOT=1 also writes
     docs/dashboard.png, the README's picture."""

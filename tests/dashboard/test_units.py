@@ -322,3 +322,18 @@ async def test_long_and_unprintable_arguments_are_cut(bg: Backburner) -> None:
     assert all(len(part) <= 300 for part in shown)
     assert shown[2].startswith("<Broken instance at 0x")
     assert shown[3].endswith("...]")
+
+
+def test_mounted_in_fastapi_it_shows_the_running_executor_of_the_app() -> None:
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    app = FastAPI()
+    app.add_middleware(BackburnerMiddleware, workers=5)
+    app.mount("/backburner", dashboard(auth=AUTH))
+    with TestClient(app) as client:  # runs the lifespan: the app's executor starts
+        data = client.get("/backburner/api/overview", auth=AUTH).json()
+        assert (data["running"], data["total"]["workers"]) == (True, 5)
+        page = client.get("/backburner/busy", auth=AUTH)
+        assert page.status_code == 200
+        assert 'href="/backburner/static/dashboard.css"' in page.text
