@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
@@ -337,3 +339,30 @@ def test_mounted_in_fastapi_it_shows_the_running_executor_of_the_app() -> None:
         page = client.get("/backburner/busy", auth=AUTH)
         assert page.status_code == 200
         assert 'href="/backburner/static/dashboard.css"' in page.text
+
+
+# Parameters, for any text a client may send.
+
+
+def _request(query: bytes) -> Request:
+    return Request(
+        {"type": "http", "method": "GET", "path": "/", "query_string": query, "headers": []}
+    )
+
+
+@given(st.text(max_size=40))
+def test_any_query_value_is_a_number_in_range_or_a_bad_parameter(raw: str) -> None:
+    from urllib.parse import quote
+
+    from backburner.dashboard._params import LIMIT, POLL, BadParameter, read_float, read_int
+
+    request = _request(b"v=" + quote(raw).encode())
+    for read, bounds in ((read_int, LIMIT), (read_float, POLL)):
+        try:
+            value: float | None = read(request, "v", bounds)
+        except BadParameter as exc:
+            value, message = None, str(exc)
+        if value is None:
+            assert message.startswith("v must be")
+        else:
+            assert bounds.low <= value <= bounds.high

@@ -66,6 +66,7 @@ class Views:
             "failures": len(bg.failures()),
             "periodic": len(stats.periodic),
             "interval": bg._history.interval,
+            "minutes": minutes,
             "history": {
                 truncate(name, 200): [asdict(s) for s in samples if s.at >= since]
                 for name, samples in history.items()

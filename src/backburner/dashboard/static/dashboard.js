@@ -237,7 +237,7 @@
   function renderCharts(data) {
     const section = document.getElementById("charts");
     if (!section) return;
-    const minutes = Number(section.dataset.minutes) || 10;
+    const minutes = Number(data.minutes) || Number(section.dataset.minutes) || 10;
     const until = data.now, since = until - minutes * 60;
     const figures = [];
     for (const q of data.queues) {
