@@ -366,3 +366,17 @@ def test_any_query_value_is_a_number_in_range_or_a_bad_parameter(raw: str) -> No
             assert message.startswith("v must be")
         else:
             assert bounds.low <= value <= bounds.high
+
+
+async def test_long_errors_and_tracebacks_are_cut_keeping_the_end(bg: Backburner) -> None:
+    async def recursing() -> None:
+        raise ValueError("x" * 30_000 + " the end")
+
+    job = bg.enqueue(recursing)
+    await bg.join()
+    shown = Presenter((), None).job(job, in_failures=True, detail=True)
+    assert len(shown["error"]) == 1000
+    assert shown["error"].startswith("ValueError: xxx")
+    assert len(shown["traceback"]) == 20_000
+    assert shown["traceback"].startswith("…")
+    assert shown["traceback"].rstrip().endswith("the end")
