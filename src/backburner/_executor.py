@@ -616,7 +616,8 @@ class Backburner(EnqueueMethods):
     async def join(self) -> None:
         """Wait until no job is pending or running (jobs that enqueue jobs included).
 
-        Scheduled and retry-waiting jobs do not count: they may be hours away.
+        Scheduled and retry-waiting jobs do not count: they may be hours away; nor do the
+        waiting jobs of a paused queue, which wait for ``resume``.
         """
         await self._wait_idle(None)
 
