@@ -5,6 +5,9 @@ Every option also reads an environment variable, for a default that is not 8000:
     python -m demo_app --port 8001          # or DEMO_PORT=8001
     python -m demo_app --smtp-port 1025     # the mail catcher's port (default: a free one)
     python -m demo_app --mail-delay 0.5     # seconds the pretend mail service takes
+
+The dashboard at ``/backburner/`` asks for user ``demo`` and a password printed at start:
+a new random one each time, unless ``DEMO_DASHBOARD_PASSWORD`` sets one.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 from collections.abc import Sequence
 
 import uvicorn
 
-from .app import create_app
+from .app import DASHBOARD_USER, create_app
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 
@@ -71,12 +75,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in ("backburner", "demo_app"):
         logging.getLogger(name).setLevel(logging.INFO)
     host = f"[{args.host}]" if ":" in args.host else args.host
+    password = os.environ.get("DEMO_DASHBOARD_PASSWORD") or secrets.token_urlsafe(12)
     print(
         f"backburner demo: serving on http://{host}:{args.port}/ "
-        f"(caught mail at /inbox, counters at /stats)",
+        f"(caught mail at /inbox, counters at /stats)\n"
+        f"dashboard: http://{host}:{args.port}/backburner/ "
+        f"user {DASHBOARD_USER!r}, password {password!r} (new at each start)",
         flush=True,
     )
-    app = create_app(smtp_port=args.smtp_port, mail_delay=args.mail_delay)
+    app = create_app(
+        smtp_port=args.smtp_port, mail_delay=args.mail_delay, dashboard_password=password
+    )
     uvicorn.run(app, host=args.host, port=args.port, lifespan="on", log_level="info")
 
 

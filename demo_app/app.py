@@ -8,6 +8,7 @@ Routes::
     GET  /inbox        caught mail, newest first (HTML)
     GET  /inbox.json   the same as JSON; ?to=ADDRESS filters, ?wait=SECONDS waits for a match
     GET  /stats        the executor's counters as JSON; ?wait=SECONDS first waits for idle
+    /backburner/       backburner's dashboard (HTTP Basic: user ``demo``, the password given)
 
 Each form redirect carries a ``Server-Timing`` header with the handler's own time.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 
@@ -24,9 +26,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from backburner import BackburnerMiddleware, NotRunning, QueueConfig, QueueFull, background
+from backburner.dashboard import dashboard
 
 from . import pages
 from .forms import parse_address, parse_count, parse_mode, read_form
@@ -40,6 +43,8 @@ logger = logging.getLogger("demo_app")
 
 #: The longest ``?wait=`` a JSON endpoint accepts, in seconds.
 MAX_WAIT = 30.0
+#: The dashboard's user name; its password is given, or made up at each start.
+DASHBOARD_USER = "demo"
 
 
 class Demo:
@@ -58,6 +63,7 @@ class Demo:
         mail_workers: int = 2,
         max_pending: int = 10_000,
         shutdown_timeout: float = 8.0,
+        dashboard_password: str | None = None,
     ) -> None:
         if mail_delay < 0:
             raise ValueError(f"mail_delay must be 0 or more seconds, got {mail_delay}")
@@ -66,6 +72,8 @@ class Demo:
         self.catcher = MailCatcher(self.mailbox, smtp_host, smtp_port)
         self.recent = RecentRequests()
         self._mail: MailSettings | None = None
+        #: The dashboard's password (user ``demo``): a random one unless given.
+        self.dashboard_password = dashboard_password or secrets.token_urlsafe(12)
         self.app = Starlette(
             routes=[
                 Route("/", self.home),
@@ -76,6 +84,10 @@ class Demo:
                 Route("/inbox", self.inbox),
                 Route("/inbox.json", self.inbox_json),
                 Route("/stats", self.stats),
+                Mount(
+                    "/backburner",
+                    dashboard(auth=(DASHBOARD_USER, self.dashboard_password), title="demo jobs"),
+                ),
             ],
             exception_handlers={
                 HTTPException: self.http_error,
@@ -230,12 +242,14 @@ def create_app(
     mail_workers: int = 2,
     max_pending: int = 10_000,
     shutdown_timeout: float = 8.0,
+    dashboard_password: str | None = None,
 ) -> Starlette:
     """The demo app. Its mail catcher listens on ``smtp_host:smtp_port`` (0: a free port).
 
     ``mail_delay`` is the pretend mail service's seconds per email; ``workers`` and
     ``mail_workers`` size the ``default`` and ``mail`` queues, which each hold at most
-    ``max_pending`` waiting jobs.
+    ``max_pending`` waiting jobs. The dashboard at ``/backburner/`` takes user ``demo`` and
+    ``dashboard_password`` (random if not given).
     """
     return Demo(
         smtp_host=smtp_host,
@@ -245,4 +259,5 @@ def create_app(
         mail_workers=mail_workers,
         max_pending=max_pending,
         shutdown_timeout=shutdown_timeout,
+        dashboard_password=dashboard_password,
     ).app

@@ -37,6 +37,7 @@ def _page(title: str, body: str) -> str:
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
         '<nav><a href="/">Home</a><a href="/inbox">Inbox</a><a href="/stats">Stats (JSON)</a>'
+        '<a href="/backburner/">Dashboard</a>'
         f"</nav>{body}</body></html>\n"
     )
 

@@ -397,6 +397,65 @@ async def test_a_full_mail_queue_answers_503_and_sends_what_it_accepted() -> Non
     assert caught == {"user0@example.com", "user1@example.com"}
 
 
+# The dashboard.
+
+
+async def test_the_dashboard_is_mounted_and_asks_for_the_demo_credentials(
+    served: Served, client: httpx.AsyncClient, address: str
+) -> None:
+    assert (await client.get("/backburner/")).status_code == 401
+    wrong = await client.get("/backburner/", auth=("demo", "not-the-password"))
+    assert wrong.status_code == 401
+    await client.post("/signup", data={"email": address})
+    await idle_stats(client)
+    credentials = ("demo", served.demo.dashboard_password)
+    page = await client.get("/backburner/", auth=credentials)
+    assert page.status_code == 200
+    assert "demo jobs" in page.text  # the title the demo gives it
+    overview = (await client.get("/backburner/api/overview", auth=credentials)).json()
+    mail = {q["name"]: q for q in overview["queues"]}["mail"]
+    assert mail["processed"] >= 1
+    assert 'href="/backburner/"' in (await client.get("/")).text  # linked from every page
+
+
+@pytest.mark.e2e  # drives Debian's Chromium
+def test_the_dashboard_of_the_demo_draws_its_charts_in_a_browser(served: Served) -> None:
+    """Screenshot at test-artifacts/demo-dashboard.png; BB_UPDATE_SCREENSHOT=1 also writes
+    docs/dashboard.png, the README's picture."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with httpx.Client(base_url=served.url, verify=TLS) as client:
+        for n in range(12):
+            client.post("/signup", data={"email": f"shot{n}@example.com"})
+            client.post("/fibtastic", data={"email": f"fib{n}@example.com", "n": str(20 + n)})
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            context = browser.new_context(
+                http_credentials={"username": "demo", "password": served.demo.dashboard_password},
+                viewport={"width": 1280, "height": 820},
+            )
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.goto(served.url + "/backburner/")
+            # A sample is taken every 5 s: the mail queue's line appears with the first one.
+            line = page.locator('figure[data-queue="mail"] polyline.processed')
+            expect(line).to_have_count(1, timeout=15_000)
+            artifacts = ROOT / "test-artifacts"
+            artifacts.mkdir(exist_ok=True)
+            page.screenshot(path=str(artifacts / "demo-dashboard.png"), full_page=True)
+            if os.environ.get("BB_UPDATE_SCREENSHOT") == "1":
+                page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+
+
 def test_the_command_line_reads_its_defaults_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -435,6 +494,7 @@ def _free_port() -> int:
 async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c() -> None:
     port = _free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("DEMO_")}
+    env["PYTHONUNBUFFERED"] = "1"
     command = [sys.executable, "-m", "demo_app", "--port", str(port), "--mail-delay", "0.05"]
     output: list[str] = []
     async with await anyio.open_process(
@@ -453,6 +513,10 @@ async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c() -> None:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", verify=TLS) as client:
                 response = await client.post("/signup", data={"email": "cli@example.com"})
                 assert response.status_code == 303
+                printed = re.search(r"user 'demo', password '([\w-]+)'", "\n".join(output))
+                assert printed, output
+                dashboard = await client.get("/backburner/", auth=("demo", printed[1]))
+                assert dashboard.status_code == 200
                 [mail] = await mail_to(client, "cli@example.com")
                 assert mail["subject"] == "Welcome to the backburner demo"
             process.send_signal(signal.SIGINT)

@@ -372,6 +372,7 @@ async def test_stats_report_each_queue_and_the_total() -> None:
         "failed": 1,
         "cancelled": 0,
         "dead": 0,
+        "paused": False,
     }
     assert stats.queues["mail"].workers == 3
     assert (stats.total.workers, stats.total.processed, stats.total.failed) == (5, 2, 1)

@@ -24,6 +24,7 @@ from ._context import (
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
+from ._history import History
 from ._job import Job
 from ._lag import LagMonitor, check_lag_threshold
 from ._options import options_of
@@ -164,6 +165,8 @@ class Backburner(EnqueueMethods):
         self._failures = FailedJobs(keep_failed)
         self._unique = UniqueKeys()
         self._periodic: dict[str, PeriodicRunner] = {}
+        self._paused_queues: set[str] = set()  # kept across stop and start, like the config
+        self._history = History()
         self._state_now = _State.CREATED
         self._accepting = False  # open or running: read on every enqueue, so a plain bool
         self._alone = False  # the only open executor in the process (kept by _context)
@@ -268,6 +271,8 @@ class Backburner(EnqueueMethods):
         assert self.scheduler is not None
         for runner in self._periodic.values():
             runner.start(self.scheduler)
+        assert self.loop is not None
+        self._history.start(self.clock, self.loop, self._queues.values)
         logger.info(
             "started, queues %s%s",
             ", ".join(
@@ -309,6 +314,7 @@ class Backburner(EnqueueMethods):
         queues = list(self._queues.values())
         for runner in self._periodic.values():
             runner.stop()
+        self._history.stop()
         for queue in queues:
             queue.stop_accepting_waiters()
         if was_running:
@@ -560,6 +566,7 @@ class Backburner(EnqueueMethods):
         except BaseException:
             self._failures.add(taken)
             raise
+        queue.requeued(taken)  # its wait for a worker starts now, not when first enqueued
         return taken
 
     def discard(self, job: Job[Any] | str) -> bool:
@@ -588,12 +595,94 @@ class Backburner(EnqueueMethods):
         periodic = tuple(runner.stats() for runner in self._periodic.values())
         if not self._queues:  # never started: the configured sizes, nothing counted
             queues = [
-                QueueStats(name, config.workers, 0, config.workers, 0, 0, 0, 0, 0, 0)
+                QueueStats(
+                    name,
+                    config.workers,
+                    0,
+                    config.workers,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    paused=name in self._paused_queues,
+                )
                 for name, config in self.queue_configs.items()
             ]
         else:
             queues = [queue.stats() for queue in self._queues.values()]
         return ExecutorStats.of(queues, periodic)
+
+    # Steering and looking up (the dashboard's needs).
+
+    def pause(self, queue: str) -> None:
+        """Hold the queue's waiting jobs: running ones finish, no more start until ``resume``.
+
+        The queue still accepts jobs (up to its ``max_pending``), delayed and retrying jobs
+        still join it when due. ``join()`` does not wait for a paused queue's waiting jobs,
+        and at shutdown they are reported as not started. The pause outlives a stop and a
+        start of the executor, and may be set before it starts. Call it on the event loop's
+        thread (an endpoint, a job); from another thread it takes effect on the loop soon.
+        """
+        self._check_queue_name(queue)
+        if self._call_on_loop(self.pause, queue):
+            return
+        self._paused_queues.add(queue)
+        if queue in self._queues:
+            self._queues[queue].pause()
+
+    def resume(self, queue: str) -> None:
+        """Undo ``pause(queue)``: its waiting jobs start at once, oldest first.
+
+        Raises ``ShuttingDown`` while the executor drains: shutdown already counts the paused
+        queue's waiting jobs as not started.
+        """
+        self._check_queue_name(queue)
+        if self._state is _State.DRAINING and queue in self._paused_queues:
+            raise ShuttingDown(
+                f"the executor is shutting down: queue {queue!r} stays paused and its waiting "
+                f"jobs are reported as not started"
+            )
+        if self._call_on_loop(self.resume, queue):
+            return
+        self._paused_queues.discard(queue)
+        if queue in self._queues:
+            self._queues[queue].resume(dispatch=self._state is _State.RUNNING)
+
+    def paused(self) -> frozenset[str]:
+        """The names of the paused queues."""
+        return frozenset(self._paused_queues)
+
+    def find_job(self, job_id: str) -> Job[Any] | None:
+        """The job with this id, if the executor still holds it: running, pending, scheduled,
+        retrying or in ``failures()``; None otherwise (a job that ended well is not kept).
+
+        O(running + pending + scheduled jobs): for a dashboard or a debugging session, not for
+        a hot path (keep the handle ``enqueue`` returned instead).
+        """
+        from ._inspect import find_job
+
+        return find_job(self, job_id)
+
+    def _check_queue_name(self, queue: str) -> None:
+        if queue not in self.queue_configs:
+            raise ValueError(
+                f"no queue named {queue!r}; this executor has {sorted(self.queue_configs)}"
+            )
+
+    def _call_on_loop(self, method: Callable[[str], None], queue: str) -> bool:
+        """Send ``method(queue)`` to the executor's loop if called from another thread."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            if asyncio.get_running_loop() is loop:
+                return False
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(method, queue)
+        return True
 
     @property
     def running(self) -> bool:
@@ -603,7 +692,8 @@ class Backburner(EnqueueMethods):
     async def join(self) -> None:
         """Wait until no job is pending or running (jobs that enqueue jobs included).
 
-        Scheduled and retry-waiting jobs do not count: they may be hours away.
+        Scheduled and retry-waiting jobs do not count: they may be hours away; nor do the
+        waiting jobs of a paused queue, which wait for ``resume``.
         """
         await self._wait_idle(None)
 

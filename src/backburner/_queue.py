@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import itertools
 import logging
 import math
 import sys
@@ -97,6 +98,11 @@ class JobQueue:
         self._deferred = 0  # due jobs that found the queue full since the last warning
         self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
+        # Paused by Backburner.pause(): accepts jobs, starts none (see pause()).
+        self._paused = name in executor._paused_queues
+        # Jobs started, and the seconds they waited in all (for the dashboard's history).
+        self._started = 0
+        self._waited = 0.0
 
     # Admission: any thread.
 
@@ -175,6 +181,8 @@ class JobQueue:
                 )
                 self._last_full_warning, self._deferred = now, 0
             self.submit_at(job, self._scheduler.clock.now() + _FULL_RETRY_DELAY, status)
+        else:
+            self.requeued(job)
 
     async def wait_for_room(self) -> None:
         """Wait until a waiting job leaves the queue (or the executor stops). Loop thread only."""
@@ -189,7 +197,9 @@ class JobQueue:
     # Dispatch: loop thread only.
 
     def start(self) -> None:
-        """Begin running jobs, those accepted before now first."""
+        """Begin running jobs, those accepted before now first (unless the queue is paused)."""
+        if self._paused:
+            return  # resume() starts it
         self._dispatching = True
         self._pump()
 
@@ -223,7 +233,9 @@ class JobQueue:
 
     def _start(self, job: Job[Any]) -> None:
         # A job starts when it takes a slot and its task is made; it runs at the loop's next turn.
-        job.started_at = time.time()
+        job.started_at = now = time.time()
+        self._started += 1  # (these two feed the dashboard's wait-time history)
+        self._waited += now - job.enqueued_at
         self._running.add(job)
         if _TASK_TAKES_CONTEXT:
             # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
@@ -423,7 +435,11 @@ class JobQueue:
         finally:
             lock.release()
         if successor is not None:
-            successor.started_at = time.time() if now is None else now
+            if now is None:
+                now = time.time()
+            successor.started_at = now
+            self._started += 1
+            self._waited += now - successor.enqueued_at
             self._running.add(successor)
             if _TASK_TAKES_CONTEXT:
                 successor._task = self._loop.create_task(  # type: ignore[call-arg]
@@ -568,8 +584,8 @@ class JobQueue:
         return jobs
 
     def outstanding(self) -> int:
-        """Jobs waiting or running: what ``join()`` waits for."""
-        return self._waiting + self._busy
+        """Jobs waiting or running: what ``join()`` waits for (a paused queue's wait on)."""
+        return self._busy if self._paused else self._waiting + self._busy
 
     def stats(self) -> QueueStats:
         """A snapshot of this queue's counters."""
@@ -585,7 +601,54 @@ class JobQueue:
             failed=self._failed,
             cancelled=self._cancelled,
             dead=self._dead,
+            paused=self._paused,
         )
+
+    # Steering and inspection (the dashboard's needs): loop thread unless said otherwise.
+
+    def pause(self) -> None:
+        """Start no more jobs; running ones finish. ``submit`` still accepts jobs."""
+        self._paused = True
+        self._dispatching = False  # the gate submit, _pump and _free_slot already read
+        self._executor._job_ended()  # a join() waiting only for this queue's waiting jobs ends
+
+    def resume(self, dispatch: bool) -> None:
+        """Undo ``pause()``; with ``dispatch``, start the waiting jobs now."""
+        self._paused = False
+        if dispatch:
+            self.start()
+
+    @property
+    def paused(self) -> bool:
+        """True between ``pause()`` and ``resume()``."""
+        return self._paused
+
+    def requeued(self, job: Job[Any]) -> None:
+        """``job`` joins the queue now after waiting elsewhere (schedule, retry backoff, dead
+        list): its wait for a worker counts from now, not from when it was enqueued."""
+        self._waited -= time.time() - job.enqueued_at
+
+    def wait_totals(self) -> tuple[int, float]:
+        """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
+        return self._started, self._waited
+
+    def pending_jobs(self, offset: int = 0, limit: int | None = None) -> list[Job[Any]]:
+        """Waiting jobs in the order they will start, cancelled ones skipped. Any thread.
+
+        O(offset + limit) under the admission lock: callers bound both.
+        """
+        with self._lock:
+            live = (job for job in self._pending if job._status is _PENDING)
+            stop = None if limit is None else offset + limit
+            return list(itertools.islice(live, offset, stop))
+
+    def find_pending(self, job_id: str) -> Job[Any] | None:
+        """The waiting job with this id, if any: O(waiting jobs). Any thread."""
+        with self._lock:
+            for job in self._pending:
+                if job._status is _PENDING and job.id == job_id:
+                    return job
+        return None
 
 
 def _forget_task(task: asyncio.Task[None]) -> None:

@@ -76,6 +76,15 @@ class Scheduler:
                 self._loop.call_soon_threadsafe(self._arm)
         return timer
 
+    def entries(self) -> list[tuple[float, Timer]]:
+        """A snapshot of the calls still to come, as ``(when, timer)``, in no order. Any thread.
+
+        O(n): a copy of the heap taken under the lock, for inspection (the dashboard).
+        """
+        with self._lock:
+            heap = list(self._heap)
+        return [(when, timer) for when, _, timer in heap if not timer.cancelled]
+
     def close(self) -> list[Any]:
         """Stop firing; return the ``arg`` of every call that will now never happen."""
         self._closed = True

@@ -33,6 +33,8 @@ class QueueStats:
     cancelled: int
     #: Jobs that failed on every attempt their retries allowed.
     dead: int
+    #: True while ``Backburner.pause(name)`` holds the queue: it accepts jobs, starts none.
+    paused: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""

@@ -27,3 +27,17 @@ async def check(bg: Backburner) -> None:
     bg.enqueue(fetch, 42)  # type: ignore[call-overload]
     with fake() as jobs:
         assert_type(len(jobs), int)
+
+
+def check_dashboard(bg: Backburner) -> None:
+    from typing import Any
+
+    from backburner.dashboard import BasicAuth, Dashboard, dashboard
+
+    assert_type(dashboard(bg, auth=("admin", "pw")), Dashboard)
+    assert_type(dashboard(auth=BasicAuth("admin", "pw"), read_only=True), Dashboard)
+    assert_type(dashboard(auth=lambda request: True, allowed_hosts=["x.example"]), Dashboard)
+    assert_type(bg.find_job("abc-1"), Job[Any] | None)
+    assert_type(bg.paused(), frozenset[str])
+    bg.pause("mail")
+    bg.resume("mail")

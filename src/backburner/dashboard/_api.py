@@ -1,0 +1,213 @@
+"""What each page shows, as JSON-ready dicts (the pages render them; the API returns them),
+and the actions, each one call on the executor.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import asdict
+from typing import Any
+
+from .. import _inspect
+from .._errors import BackburnerError
+from .._executor import Backburner
+from .._job import Job
+from .._status import JobStatus
+from ._present import Presenter, truncate
+
+__all__ = ["ACTIONS", "ActionError", "Views"]
+
+#: The actions, each with the form fields it needs.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "pause": ("queue",),
+    "resume": ("queue",),
+    "retry": ("job",),
+    "discard": ("job",),
+    "retry-all": (),
+    "discard-all": (),
+    "trigger": ("name",),
+    "cancel": ("job",),
+}
+_SEEN = 500  # finished jobs the dashboard showed and still describes on their own page
+
+
+class ActionError(Exception):
+    """An action that cannot be done (unknown job, queue...): its status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Views:
+    """Builds each page's data from the executor, and does the actions."""
+
+    def __init__(self, presenter: Presenter) -> None:
+        self.present = presenter
+        # Jobs shown lately, so that a job that finished while someone watched it still has a
+        # page (the executor keeps only failures once a job ends). Bounded; newest last.
+        self._seen: OrderedDict[str, Job[Any]] = OrderedDict()
+
+    # Pages.
+
+    def overview(self, bg: Backburner, minutes: float) -> dict[str, Any]:
+        """Every queue's counters, the totals, and the history the charts draw."""
+        stats = bg.stats()
+        since = time.time() - minutes * 60
+        history = _inspect.history(bg)
+        return {
+            "now": time.time(),
+            "running": bg.running,
+            "queues": [_queue(q.as_dict()) for q in stats.queues.values()],
+            "total": _queue(stats.total.as_dict()),
+            "failures": len(bg.failures()),
+            "periodic": len(stats.periodic),
+            "interval": bg._history.interval,
+            "minutes": minutes,
+            "history": {
+                truncate(name, 200): [asdict(s) for s in samples if s.at >= since]
+                for name, samples in history.items()
+            },
+        }
+
+    def busy(self, bg: Backburner, queue: str | None) -> dict[str, Any]:
+        """The jobs running now, the longest-running first."""
+        jobs = _inspect.running_jobs(bg, queue)
+        return self._listing(bg, jobs, len(jobs), 0, len(jobs) or 1, queue)
+
+    def pending(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
+        """The jobs waiting for a worker, in the order they will start."""
+        jobs, total = _inspect.pending_jobs(bg, queue, offset, limit)
+        return self._listing(bg, jobs, total, offset, limit, queue)
+
+    def timed(
+        self, bg: Backburner, status: JobStatus, queue: str | None, offset: int, limit: int
+    ) -> dict[str, Any]:
+        """Scheduled or retrying jobs, the soonest due first."""
+        jobs, total = _inspect.timed_jobs(bg, status, queue, offset, limit)
+        return self._listing(bg, jobs, total, offset, limit, queue)
+
+    def dead(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
+        """``failures()``, the newest first."""
+        if queue is not None:
+            _inspect.running_jobs(bg, queue)  # checks the name
+        failures = [j for j in reversed(bg.failures()) if queue is None or j.queue == queue]
+        return self._listing(
+            bg, failures[offset : offset + limit], len(failures), offset, limit, queue
+        )
+
+    def periodic(self, bg: Backburner) -> dict[str, Any]:
+        """Each periodic job's schedule, last and next run."""
+        return {
+            "now": time.time(),
+            "periodic": [
+                {
+                    **asdict(p),
+                    "label": truncate(p.name, 200),  # `name` stays whole for the trigger form
+                    "schedule": truncate(p.schedule, 200),
+                    "queue": truncate(p.queue, 200),
+                }
+                for p in bg.stats().periodic
+            ],
+        }
+
+    def job(self, bg: Backburner, job_id: str) -> dict[str, Any] | None:
+        """One job, in full; None if neither the executor nor this dashboard knows it."""
+        job = bg.find_job(job_id) or self._seen.get(job_id)
+        if job is None:
+            return None
+        self._remember([job])
+        return {
+            "now": time.time(),
+            "job": self.present.job(job, in_failures=_in_failures(bg, job), detail=True),
+        }
+
+    def _listing(
+        self,
+        bg: Backburner,
+        jobs: list[Job[Any]],
+        total: int,
+        offset: int,
+        limit: int,
+        queue: str | None,
+    ) -> dict[str, Any]:
+        self._remember(jobs)
+        failed = {job.id for job in bg.failures()} if any(j.done() for j in jobs) else set()
+        return {
+            "now": time.time(),
+            "jobs": [self.present.job(job, in_failures=job.id in failed) for job in jobs],
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "pages": max(1, math.ceil(total / limit)),
+            "queue": queue,
+        }
+
+    def _remember(self, jobs: list[Job[Any]]) -> None:
+        seen = self._seen
+        for job in jobs:
+            seen[job.id] = job
+            seen.move_to_end(job.id)
+        while len(seen) > _SEEN:
+            seen.popitem(last=False)
+
+    # Actions.
+
+    def act(self, bg: Backburner, action: str, fields: dict[str, str]) -> str:
+        """Do ``action``; return what was done, in words. Raises ``ActionError``."""
+        try:
+            return self._act(bg, action, fields)
+        except ValueError as exc:
+            # Every ValueError these calls raise names something that is not there.
+            raise ActionError(404, str(exc)) from None
+        except BackburnerError as exc:
+            raise ActionError(409, str(exc)) from None
+
+    def _act(self, bg: Backburner, action: str, fields: dict[str, str]) -> str:
+        if action in ("pause", "resume"):
+            queue = fields["queue"]
+            if action == "pause":
+                bg.pause(queue)
+                return f"Queue {queue} paused."
+            bg.resume(queue)
+            return f"Queue {queue} resumed."
+        if action == "retry":
+            job = bg.retry(fields["job"])
+            self._remember([job])
+            return f"Job {job.id} sent to queue {job.queue} again."
+        if action == "discard":
+            if not bg.discard(fields["job"]):
+                raise ActionError(404, f"job {fields['job']} is not in the dead list")
+            return f"Job {fields['job']} discarded."
+        if action == "retry-all":
+            return f"{bg.retry_all()} jobs sent to their queues again."
+        if action == "discard-all":
+            return f"{bg.discard_all()} jobs discarded."
+        if action == "trigger":
+            started = bg.trigger(fields["name"])
+            if started is None:
+                return f"Periodic job {fields['name']} is still running: not started again."
+            self._remember([started])
+            return f"Periodic job {fields['name']} started as job {started.id}."
+        if action == "cancel":
+            found = bg.find_job(fields["job"])
+            if found is None:
+                raise ActionError(404, f"no job {fields['job']} is pending, scheduled or running")
+            if not found.cancel():
+                raise ActionError(
+                    409, f"job {found.id} could not be cancelled ({found.status.value})"
+                )
+            return f"Job {found.id} cancelled."
+        raise ActionError(404, f"no action named {action!r}")
+
+
+def _queue(counters: dict[str, Any]) -> dict[str, Any]:
+    # `name` stays whole (the pause and resume forms send it back); `label` is for showing.
+    return {**counters, "label": truncate(str(counters["name"]), 200)}
+
+
+def _in_failures(bg: Backburner, job: Job[Any]) -> bool:
+    return job.status in (JobStatus.FAILED, JobStatus.DEAD) and any(j is job for j in bg.failures())

@@ -1,0 +1,382 @@
+"""The dashboard's parts in process: settings refused where written, auth rules that need a
+client no real server here can be (another machine), the executor it finds, actions, metrics,
+redaction. Requests go through httpx's ASGI transport to the real app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Mount
+
+from backburner import Backburner, BackburnerMiddleware, JobStatus, Periodic, QueueConfig
+from backburner.dashboard import BasicAuth, Dashboard, dashboard
+from backburner.dashboard._metrics import escape_label
+from backburner.dashboard._present import MASK, Presenter
+
+pytestmark = pytest.mark.anyio
+
+AUTH = ("admin", "pw")
+SAME_ORIGIN = {
+    "Origin": "http://test",
+    "Sec-Fetch-Site": "same-origin",
+    "Accept": "application/json",
+}
+
+
+async def noop(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+async def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def _client(app: Any, client: tuple[str, int] = ("127.0.0.1", 5000)) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=client)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@pytest.fixture
+async def bg() -> AsyncIterator[Backburner]:
+    async with Backburner(
+        queues={"mail": QueueConfig(workers=1)}, periodic=[Periodic(noop, every=3600)]
+    ) as executor:
+        yield executor
+
+
+# Settings.
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"auth": AUTH, "insecure_local": True}, ValueError, "either auth"),
+        ({"auth": ("admin",)}, TypeError, "two strings"),
+        ({"auth": 42}, TypeError, "auth must be"),
+        ({"auth": ("", "pw")}, TypeError, "username must be a non-empty str"),
+        ({"auth": ("a:b", "pw")}, ValueError, "cannot contain ':'"),
+        ({"insecure_local": "yes"}, TypeError, "insecure_local must be a bool"),
+        ({"auth": AUTH, "read_only": 1}, TypeError, "read_only must be a bool"),
+        ({"auth": AUTH, "allowed_hosts": "example.com"}, TypeError, "allowed_hosts=\\['example"),
+        ({"auth": AUTH, "redact": "password"}, TypeError, "list of names"),
+        ({"auth": AUTH, "redact_hook": "x"}, TypeError, "redact_hook must be callable"),
+        ({"auth": AUTH, "poll_interval": 0.1}, ValueError, "poll_interval must be from 1 to 60"),
+        ({"auth": AUTH, "poll_interval": "2"}, TypeError, "poll_interval must be a number"),
+        ({"auth": AUTH, "executor": "bg"}, TypeError, "executor must be a Backburner"),
+    ],
+)
+def test_bad_settings_fail_where_they_are_written(
+    settings: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        dashboard(**settings)
+
+
+def test_basic_auth_hides_its_password_in_its_repr() -> None:
+    assert "pw" not in repr(BasicAuth("admin", "pw"))
+    assert repr(dashboard(auth=AUTH)) == "<backburner Dashboard read-write>"
+    assert isinstance(dashboard(auth=AUTH, read_only=True), Dashboard)
+
+
+# Who gets in.
+
+
+async def test_insecure_local_refuses_a_client_on_another_machine(bg: Backburner) -> None:
+    app = dashboard(bg, insecure_local=True)
+    async with _client(app, client=("203.0.113.9", 4000)) as remote:
+        response = await remote.get("/", headers={"Host": "localhost"})
+        assert response.status_code == 403
+        assert "serves only this machine" in response.text
+    async with _client(app, client=("::1", 4000)) as local:
+        assert (await local.get("/", headers={"Host": "[::1]:8000"})).status_code == 200
+
+
+@pytest.mark.parametrize("answer", [True, False, "yes", None, 1])
+async def test_an_auth_callable_must_answer_true_exactly(
+    bg: Backburner, answer: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = dashboard(bg, auth=lambda request: answer)
+    async with _client(app) as client:
+        status = (await client.get("/api/session")).status_code
+    assert status == (200 if answer is True else 403)
+    if answer not in (True, False):
+        assert "not a bool" in caplog.text
+
+
+async def test_an_auth_callable_that_raises_refuses_and_logs(
+    bg: Backburner, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(request: Request) -> bool:
+        raise RuntimeError("session store down")
+
+    async with _client(dashboard(bg, auth=broken)) as client:
+        assert (await client.get("/")).status_code == 403
+    assert "auth callable failed" in caplog.text
+
+
+# Which executor.
+
+
+async def test_mounted_under_the_middleware_it_finds_the_apps_executor() -> None:
+    app = Starlette(routes=[Mount("/bb", dashboard(auth=AUTH))])
+    app.add_middleware(BackburnerMiddleware, workers=3)
+    async with _client(app) as client:
+        # No lifespan here, so the app's executor never started: shown as such, not owned.
+        data = (await client.get("/bb/api/overview", auth=AUTH)).json()
+        assert (data["running"], data["total"]["workers"]) == (False, 3)
+
+
+async def test_with_no_executor_to_find_it_answers_503_saying_why() -> None:
+    app = Starlette(routes=[Mount("/bb", dashboard(auth=AUTH))])
+    async with _client(app) as client:
+        response = await client.get("/bb/api/overview", auth=AUTH)
+        assert response.status_code == 503
+        assert "no backburner executor is running" in response.json()["error"]
+        assert (await client.get("/bb/", auth=AUTH)).status_code == 503
+
+
+async def test_an_explicit_executor_is_shown_and_never_started_or_stopped() -> None:
+    bg = Backburner(workers=3)
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        data = (await client.get("/api/overview", auth=AUTH)).json()
+        assert (data["running"], data["total"]["workers"]) == (False, 3)
+        assert "not running" in (await client.get("/", auth=AUTH)).text
+    assert not bg.running
+
+
+# Actions, in process.
+
+
+async def _act(client: httpx.AsyncClient, action: str, **fields: str) -> httpx.Response:
+    return await client.post(f"/api/actions/{action}", data=fields, headers=SAME_ORIGIN, auth=AUTH)
+
+
+async def test_actions_do_what_they_say_and_answer_json(bg: Backburner) -> None:
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        assert (await _act(client, "pause", queue="mail")).json()["message"] == "Queue mail paused."
+        held = bg.options(queue="mail").enqueue(noop)
+        assert (await _act(client, "cancel", job=held.id)).status_code == 200
+        assert held.status is JobStatus.CANCELLED
+        await _act(client, "resume", queue="mail")
+        assert bg.paused() == frozenset()
+        dead = [bg.enqueue(fail, str(n)) for n in range(3)]
+        await bg.join()
+        assert (await _act(client, "discard", job=dead[0].id)).status_code == 200
+        response = await _act(client, "retry", job=dead[1].id)
+        assert response.json()["message"] == f"Job {dead[1].id} sent to queue default again."
+        await bg.join()
+        assert (await _act(client, "discard-all")).json()["message"] == "2 jobs discarded."
+        assert (await _act(client, "retry-all")).json()[
+            "message"
+        ] == "0 jobs sent to their queues again."
+        triggered = await _act(client, "trigger", name="noop")
+        assert "started as job" in triggered.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("action", "fields", "status", "message"),
+    [
+        ("retry", {"job": "nope"}, 404, "not in failures"),
+        ("discard", {"job": "nope"}, 404, "not in the dead list"),
+        ("cancel", {"job": "nope"}, 404, "no job nope"),
+        ("pause", {"queue": "nope"}, 404, "no queue named 'nope'"),
+        ("trigger", {"name": "nope"}, 404, "no periodic job named 'nope'"),
+        ("pause", {}, 400, "needs the field"),
+        ("explode", {}, 404, "No action named"),
+    ],
+)
+async def test_a_bad_action_says_what_is_wrong(
+    bg: Backburner, action: str, fields: dict[str, str], status: int, message: str
+) -> None:
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        response = await _act(client, action, **fields)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+async def test_an_action_on_a_stopped_executor_is_a_conflict() -> None:
+    bg = Backburner()
+    async with bg:
+        bg.enqueue(fail, "x")
+        await bg.join()
+    [job] = bg.failures()
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        response = await _act(client, "retry", job=job.id)
+    assert response.status_code == 409
+    assert "shut down" in response.json()["error"]
+
+
+# Listings and the job page.
+
+
+async def test_the_job_page_covers_each_place_a_job_can_be(bg: Backburner) -> None:
+    gate = asyncio.Event()
+
+    async def hold() -> None:
+        await gate.wait()
+
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        running = bg.options(queue="mail").enqueue(hold)
+        pending = bg.options(queue="mail").enqueue(noop)
+        scheduled = bg.enqueue_in(600, noop)
+        await asyncio.sleep(0)
+        for job, status in ((running, "running"), (pending, "pending"), (scheduled, "scheduled")):
+            data = (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]
+            assert data["status"] == status
+        listed = (await client.get("/api/scheduled", auth=AUTH)).json()
+        assert [job["id"] for job in listed["jobs"]] == [scheduled.id]
+        assert listed["jobs"][0]["run_at"] == scheduled.run_at
+        gate.set()
+        await bg.join()
+        # Finished, but this dashboard showed it: its page still tells how it ended.
+        data = (await client.get(f"/api/jobs/{pending.id}", auth=AUTH)).json()["job"]
+        assert data["status"] == "succeeded"
+
+
+# Metrics.
+
+
+@pytest.mark.parametrize(
+    ("value", "escaped"),
+    [('a"b', 'a\\"b'), ("a\\b", "a\\\\b"), ("a\nb", "a\\nb"), ("<é>", "<é>")],
+)
+def test_label_values_are_escaped_as_the_text_format_says(value: str, escaped: str) -> None:
+    assert escape_label(value) == escaped
+
+
+async def test_metrics_count_per_queue() -> None:
+    async with Backburner(queues={'we"ird\\\nname': QueueConfig()}) as bg:
+        bg.enqueue(noop)
+        bg.enqueue(fail, "x")
+        await bg.join()
+        bg.pause('we"ird\\\nname')
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            response = await client.get("/metrics", auth=AUTH)
+    text = response.text
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert 'backburner_jobs_processed_total{queue="default"} 2' in text
+    assert 'backburner_jobs_failed_total{queue="default"} 1' in text
+    assert 'backburner_jobs_started_total{queue="default"} 2' in text
+    assert 'backburner_queue_paused{queue="we\\"ird\\\\\\nname"} 1' in text
+    assert "backburner_failures_kept 1" in text
+    assert re.search(
+        r'^backburner_job_wait_seconds_total\{queue="default"\} [0-9.e-]+$', text, re.M
+    )
+
+
+# Redaction.
+
+
+def _job(bg: Backburner, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return bg.options(queue="mail").enqueue(fn, *args, **kwargs)
+
+
+async def send(to: str, password: str, *, settings: dict[str, Any] | None = None) -> None:
+    pass
+
+
+async def test_redaction_masks_by_name_position_and_nested_keys(bg: Backburner) -> None:
+    bg.pause("mail")
+    job = _job(bg, send, "ada@example.com", "hunter2", settings={"API_KEY": "k", "port": 25})
+    shown = Presenter(("password", "api_key"), None).arguments(job)
+    assert shown == [
+        "'ada@example.com'",
+        MASK,
+        f"settings={{'API_KEY': {MASK}, 'port': 25}}",
+    ]
+
+
+async def test_a_failing_redact_hook_hides_the_arguments(
+    bg: Backburner, caplog: pytest.LogCaptureFixture
+) -> None:
+    bg.pause("mail")
+    job = _job(bg, send, "ada@example.com", "hunter2")
+
+    def broken(job: Any, args: Any, kwargs: Any) -> Any:
+        raise KeyError("oops")
+
+    assert Presenter((), broken).arguments(job) == ["(hidden: the redact hook failed)"]
+    assert "redact_hook failed" in caplog.text
+
+
+async def test_long_and_unprintable_arguments_are_cut(bg: Backburner) -> None:
+    class Loud:
+        def __repr__(self) -> str:
+            return "x" * 10_000
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    bg.pause("mail")
+    job = _job(bg, noop, "y" * 10_000, Loud(), Broken(), list(range(1000)))
+    shown = Presenter((), None).arguments(job)
+    assert all(len(part) <= 300 for part in shown)
+    assert shown[2].startswith("<Broken instance at 0x")
+    assert shown[3].endswith("...]")
+
+
+def test_mounted_in_fastapi_it_shows_the_running_executor_of_the_app() -> None:
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    app = FastAPI()
+    app.add_middleware(BackburnerMiddleware, workers=5)
+    app.mount("/backburner", dashboard(auth=AUTH))
+    with TestClient(app) as client:  # runs the lifespan: the app's executor starts
+        data = client.get("/backburner/api/overview", auth=AUTH).json()
+        assert (data["running"], data["total"]["workers"]) == (True, 5)
+        page = client.get("/backburner/busy", auth=AUTH)
+        assert page.status_code == 200
+        assert 'href="/backburner/static/dashboard.css"' in page.text
+
+
+# Parameters, for any text a client may send.
+
+
+def _request(query: bytes) -> Request:
+    return Request(
+        {"type": "http", "method": "GET", "path": "/", "query_string": query, "headers": []}
+    )
+
+
+@given(st.text(max_size=40))
+def test_any_query_value_is_a_number_in_range_or_a_bad_parameter(raw: str) -> None:
+    from urllib.parse import quote
+
+    from backburner.dashboard._params import LIMIT, POLL, BadParameter, read_float, read_int
+
+    request = _request(b"v=" + quote(raw).encode())
+    for read, bounds in ((read_int, LIMIT), (read_float, POLL)):
+        try:
+            value: float | None = read(request, "v", bounds)
+        except BadParameter as exc:
+            value, message = None, str(exc)
+        if value is None:
+            assert message.startswith("v must be")
+        else:
+            assert bounds.low <= value <= bounds.high
+
+
+async def test_long_errors_and_tracebacks_are_cut_keeping_the_end(bg: Backburner) -> None:
+    async def recursing() -> None:
+        raise ValueError("x" * 30_000 + " the end")
+
+    job = bg.enqueue(recursing)
+    await bg.join()
+    shown = Presenter((), None).job(job, in_failures=True, detail=True)
+    assert len(shown["error"]) == 1000
+    assert shown["error"].startswith("ValueError: xxx")
+    assert len(shown["traceback"]) == 20_000
+    assert shown["traceback"].startswith("…")
+    assert shown["traceback"].rstrip().endswith("the end")

@@ -1,0 +1,301 @@
+"""Pausing and resuming a queue, find_job, the listings and the history the dashboard draws."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from backburner import Backburner, JobStatus, QueueConfig, QueueFull, ShuttingDown
+from backburner._inspect import history, pending_jobs, running_jobs, timed_jobs
+from backburner.testing import ManualClock
+
+pytestmark = pytest.mark.anyio
+
+
+async def noop(value: int = 0) -> int:
+    return value
+
+
+async def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+class Gate:
+    """Jobs that run until the test opens the gate, and tell when they have started."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def hold(self) -> None:
+        self.started.set()
+        await self.opened.wait()
+
+
+# Pause and resume.
+
+
+async def test_a_paused_queue_accepts_jobs_and_starts_none_until_resumed() -> None:
+    async with Backburner(workers=2) as bg:
+        bg.pause("default")
+        jobs = [bg.enqueue(noop, n) for n in range(3)]
+        await asyncio.sleep(0)  # a loop turn in which an unpaused queue would start them
+        assert [job.status for job in jobs] == [JobStatus.PENDING] * 3
+        stats = bg.stats().queues["default"]
+        assert (stats.paused, stats.pending, stats.busy) == (True, 3, 0)
+        bg.resume("default")
+        assert [await job for job in jobs] == [0, 1, 2]
+        assert bg.stats().queues["default"].paused is False
+
+
+async def test_pausing_lets_running_jobs_finish_and_starts_no_more() -> None:
+    gate = Gate()
+    async with Backburner(workers=1) as bg:
+        running = bg.enqueue(gate.hold)
+        waiting = bg.enqueue(noop, 7)
+        await gate.started.wait()
+        bg.pause("default")
+        gate.opened.set()
+        await running
+        await bg.join()  # does not wait for a paused queue's waiting job
+        assert waiting.status is JobStatus.PENDING
+        bg.resume("default")
+        assert await waiting == 7
+
+
+async def test_pausing_one_queue_leaves_the_others_running() -> None:
+    async with Backburner(queues={"mail": QueueConfig(workers=1)}) as bg:
+        bg.pause("mail")
+        held = bg.options(queue="mail").enqueue(noop, 1)
+        assert await bg.enqueue(noop, 2) == 2
+        assert held.status is JobStatus.PENDING
+        assert bg.paused() == frozenset({"mail"})
+
+
+async def test_a_paused_queue_still_takes_due_scheduled_jobs_without_starting_them() -> None:
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        bg.pause("default")
+        job = bg.enqueue_in(5, noop, 3)
+        clock.advance(5)
+        assert job.status is JobStatus.PENDING
+        bg.resume("default")
+        assert await job == 3
+
+
+async def test_a_paused_queue_is_bounded_by_max_pending() -> None:
+
+    async with Backburner(workers=1, max_pending=2) as bg:
+        bg.pause("default")
+        # One job more than max_pending fits: the free worker's slot counts as room.
+        for n in range(3):
+            bg.enqueue(noop, n)
+        with pytest.raises(QueueFull):
+            bg.enqueue(noop, 3)
+        bg.resume("default")
+        await bg.join()
+
+
+async def test_at_shutdown_a_paused_queue_reports_its_waiting_jobs_not_started_at_once() -> None:
+    bg = Backburner(shutdown_timeout=30)
+    await bg.start()
+    bg.pause("default")
+    job = bg.enqueue(noop)
+    began = time.monotonic()
+    report = await bg.aclose()
+    assert time.monotonic() - began < 10  # did not wait out the drain for a job that cannot start
+    assert report.not_started == (job,)
+    assert job.status is JobStatus.CANCELLED
+
+
+async def test_starting_the_executor_keeps_a_pause_set_before_or_across_a_restart() -> None:
+    bg = Backburner()
+    bg.pause("default")  # before start: the queue starts paused
+    assert bg.stats().queues["default"].paused
+    async with bg:
+        job = bg.enqueue(noop, 1)
+        await asyncio.sleep(0)
+        assert job.status is JobStatus.PENDING
+    async with bg:  # started again: still paused
+        assert bg.stats().queues["default"].paused
+        again = bg.enqueue(noop, 2)
+        await asyncio.sleep(0)
+        assert again.status is JobStatus.PENDING
+        bg.resume("default")
+        assert await again == 2
+
+
+async def test_resume_while_shutting_down_is_refused_with_a_reason() -> None:
+    gate = Gate()
+    bg = Backburner(shutdown_timeout=5)
+    await bg.start()
+    bg.enqueue(gate.hold)
+    await gate.started.wait()
+    bg.pause("default")
+    closing = asyncio.ensure_future(bg.aclose())
+    await asyncio.sleep(0)
+    with pytest.raises(ShuttingDown, match="stays paused"):
+        bg.resume("default")
+    gate.opened.set()
+    await closing
+
+
+async def test_pause_and_resume_name_an_unknown_queue() -> None:
+    bg = Backburner()
+    with pytest.raises(ValueError, match=r"no queue named 'mial'.*\['default'\]"):
+        bg.pause("mial")
+    with pytest.raises(ValueError, match="no queue named"):
+        bg.resume("mial")
+
+
+async def test_pause_from_another_thread_takes_effect_on_the_loop() -> None:
+    async with Backburner() as bg:
+        await asyncio.to_thread(bg.pause, "default")
+        await asyncio.sleep(0)
+        assert bg.paused() == frozenset({"default"})
+        await asyncio.to_thread(bg.resume, "default")
+        await asyncio.sleep(0)
+        assert await bg.enqueue(noop, 5) == 5
+
+
+# Listings and find_job.
+
+
+async def test_running_and_pending_listings_in_start_order_with_totals() -> None:
+    gate = Gate()
+    async with Backburner(workers=1, queues={"mail": QueueConfig(workers=1)}) as bg:
+        busy = bg.enqueue(gate.hold)
+        await gate.started.wait()
+        waiting = [bg.enqueue(noop, n) for n in range(5)]
+        waiting[1].cancel()
+        mail = bg.options(queue="mail").enqueue(noop, 9)
+        assert running_jobs(bg, "default") == [busy]
+        assert set(running_jobs(bg)) <= {busy, mail}
+        jobs, total = pending_jobs(bg, "default", offset=1, limit=2)
+        assert (jobs, total) == ([waiting[2], waiting[3]], 4)
+        jobs, total = pending_jobs(bg, None, offset=0, limit=10)
+        assert total == 4 + (1 if mail.status is JobStatus.PENDING else 0)
+        assert jobs[:4] == [waiting[0], waiting[2], waiting[3], waiting[4]]
+        gate.opened.set()
+        await bg.join()
+
+
+async def test_scheduled_and_retrying_listings_soonest_first() -> None:
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        late = bg.enqueue_in(60, noop, 1)
+        soon = bg.enqueue_in(10, noop, 2)
+        retrying = bg.options(retries=2, backoff=30, jitter=0).enqueue(fail, "again")
+        await bg.join()
+        assert retrying.status is JobStatus.RETRYING
+        assert timed_jobs(bg, JobStatus.SCHEDULED) == ([soon, late], 2)
+        assert timed_jobs(bg, JobStatus.SCHEDULED, offset=1, limit=5) == ([late], 2)
+        assert timed_jobs(bg, JobStatus.RETRYING) == ([retrying], 1)
+        soon.cancel()
+        assert timed_jobs(bg, JobStatus.SCHEDULED) == ([late], 1)
+        with pytest.raises(ValueError, match=r"SCHEDULED or JobStatus\.RETRYING"):
+            timed_jobs(bg, JobStatus.PENDING)
+        with pytest.raises(ValueError, match="no queue named"):
+            timed_jobs(bg, JobStatus.SCHEDULED, queue="nope")
+
+
+async def test_find_job_looks_in_running_pending_scheduled_retrying_and_failures() -> None:
+    clock = ManualClock()
+    gate = Gate()
+    async with Backburner(workers=1, clock=clock) as bg:
+        running = bg.enqueue(gate.hold)
+        await gate.started.wait()
+        pending = bg.enqueue(noop)
+        scheduled = bg.enqueue_in(30, noop)
+        for job in (running, pending, scheduled):
+            assert bg.find_job(job.id) is job
+        gate.opened.set()
+        dead = bg.options(retries=1, backoff=1, jitter=0).enqueue(fail, "boom")
+        await bg.join()
+        assert bg.find_job(dead.id) is dead  # retrying
+        clock.advance(1)
+        await bg.join()
+        assert dead.status is JobStatus.DEAD
+        assert bg.find_job(dead.id) is dead  # in failures()
+        assert bg.find_job(pending.id) is None  # succeeded: not kept
+        assert bg.find_job("nope") is None
+        with pytest.raises(TypeError, match="job's id"):
+            bg.find_job(42)  # type: ignore[arg-type]
+
+
+# History.
+
+
+async def test_history_samples_throughput_failures_and_wait_per_interval() -> None:
+    clock = ManualClock(start=1_000_000.0)
+    async with Backburner(clock=clock, queues={"mail": QueueConfig()}) as bg:
+        for n in range(3):
+            bg.enqueue(noop, n)
+        bg.enqueue(fail, "x")
+        await bg.join()
+        clock.advance(5)  # one sampling interval
+        series = history(bg)
+        [sample] = series["default"]
+        assert (sample.processed, sample.failed, sample.started) == (4, 1, 4)
+        assert sample.wait is not None
+        assert 0 <= sample.wait < 5
+        assert (sample.at, sample.seconds) == (1_000_005.0, 5.0)
+        assert series["mail"][0].started == 0
+        assert series["mail"][0].wait is None
+        clock.advance(5)
+        assert [s.processed for s in history(bg)["default"]] == [4, 0]
+
+
+async def test_history_keeps_only_the_window_and_restarts_with_the_executor() -> None:
+    clock = ManualClock(start=0.0)
+    bg = Backburner(clock=clock)
+    async with bg:
+        clock.advance(3600)
+        assert len(history(bg)["default"]) == 120  # ten minutes of five-second samples
+    assert len(history(bg)["default"]) == 120  # readable after shutdown
+    async with bg:
+        assert history(bg) == {}
+
+
+async def test_a_scheduled_job_waits_from_when_it_was_due_not_from_when_it_was_enqueued() -> None:
+    clock = ManualClock(start=0.0)
+    waits: list[Any] = []
+    async with Backburner(clock=clock) as bg:
+        job = bg.enqueue_in(4, noop)
+        job.enqueued_at -= 3600  # as if enqueued an hour ago (the wall clock does not move)
+        clock.advance(4)
+        await bg.join()
+        clock.advance(1)
+        waits = [s.wait for s in history(bg)["default"] if s.started]
+    [wait] = waits
+    assert wait is not None
+    assert wait < 60
+
+
+class EarlyClock:
+    """A clock whose timers the test fires by hand, possibly a little before their time."""
+
+    def __init__(self) -> None:
+        self.time = 100.0
+        self.calls: list[tuple[float, Any]] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def call_at(self, when: float, callback: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        self.calls.append((when, callback))
+        return asyncio.get_running_loop().call_later(3600, lambda: None)  # cancellable, inert
+
+
+async def test_a_sampling_timer_that_fires_early_does_not_sample_the_same_interval_twice() -> None:
+    clock = EarlyClock()
+    async with Backburner(clock=clock) as bg:
+        [(when, tick)] = [call for call in clock.calls if call[0] == 105.0]
+        clock.time = when - 0.002  # the loop's timer ran 2 ms early
+        tick()
+        assert clock.calls[-1][0] == 110.0  # the next grid point, not 105 again
+        [sample] = history(bg)["default"]
+        assert sample.seconds == pytest.approx(4.998)
