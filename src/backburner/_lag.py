@@ -84,11 +84,18 @@ class LagMonitor:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop beating and watching; the thread ends within one beat."""
+        """Stop beating and watching; the thread has ended when this returns (or within 1 s).
+
+        The thread waits on the stop event, so it wakes at once: the join is short, and after
+        ``aclose()`` no monitor thread of this executor is left (tests count them).
+        """
         self._stop.set()
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
 
     def _beat(self) -> None:
         self._last_beat = time.monotonic()
