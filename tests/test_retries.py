@@ -19,6 +19,7 @@ from backburner import (
     JobStatus,
     JobTimeout,
     QueueConfig,
+    QueueFull,
     background,
     job,
 )
@@ -138,6 +139,62 @@ async def test_retry_all_sends_every_failed_job_again() -> None:
         await bg.join()
         assert bg.retry_all() == 3
         assert [await j for j in jobs] == [2, 2, 2]
+
+
+async def test_retrying_a_unique_job_by_hand_never_runs_it_beside_a_live_duplicate() -> None:
+    gate = asyncio.Event()
+    runs: list[str] = []
+
+    async def sync_account(user: str, fail: bool) -> None:
+        runs.append(user)
+        if fail:
+            raise ConnectionError("the account service is down")
+        await gate.wait()
+
+    unique = {"unique": lambda user, fail: f"sync:{user}"}
+    async with Backburner() as bg:
+        dead = bg.options(**unique).enqueue(sync_account, "ada", True)
+        with pytest.raises(ConnectionError):
+            await dead
+        live = bg.options(**unique).enqueue(sync_account, "ada", False)  # holds the key now
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(DuplicateJob, match="sync:ada") as info:
+            bg.retry(dead)
+        assert info.value.existing is live
+        # Refused, the job is still in the dead list exactly as it was.
+        assert bg.failures() == [dead]
+        assert dead.status is JobStatus.FAILED
+        assert isinstance(dead.exception(), ConnectionError)
+        assert runs == ["ada", "ada"]
+        gate.set()
+        await live
+        # Once the live one ended, the retry goes through (and fails again, as written).
+        assert bg.retry(dead) is dead
+        with pytest.raises(ConnectionError):
+            await dead
+        assert runs == ["ada", "ada", "ada"]
+
+
+async def test_a_retry_by_hand_that_finds_the_queue_full_leaves_the_job_as_it_was() -> None:
+    gate = asyncio.Event()
+
+    async def blocked() -> None:
+        await gate.wait()
+
+    async with Backburner(workers=1, max_pending=1) as bg:
+        dead = bg.enqueue(Flaky(failures=1))
+        with pytest.raises(ConnectionError):
+            await dead
+        bg.enqueue(blocked)
+        bg.enqueue(blocked)  # the worker busy, the one waiting place taken
+        with pytest.raises(QueueFull):
+            bg.retry(dead)
+        assert bg.failures() == [dead]
+        assert dead.status is JobStatus.FAILED
+        assert isinstance(dead.exception(), ConnectionError)
+        gate.set()
+        await bg.join()
+        assert await bg.retry(dead) == 2
 
 
 async def test_the_dead_list_is_bounded() -> None:

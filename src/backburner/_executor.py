@@ -22,7 +22,7 @@ from ._context import (
     running_executors,
 )
 from ._enqueue import EnqueueMethods
-from ._errors import NotRunning, QueueFull, ShuttingDown
+from ._errors import DuplicateJob, NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
 from ._history import History
 from ._job import Job
@@ -550,20 +550,31 @@ class Backburner(EnqueueMethods):
         """Run a job from ``failures()`` once more, now; it leaves the list.
 
         The job keeps its id and counts one more attempt; if it fails again it comes back.
-        It runs in the context of the code that retries it.
+        It runs in the context of the code that retries it. A unique job whose key a live job
+        holds now is not run beside it: ``DuplicateJob`` names that job. Whatever is raised,
+        the job stays in ``failures()`` as it was.
         """
         taken = self._failures.take(job)
         if taken is None:
             raise ValueError(f"job {job if isinstance(job, str) else job.id} is not in failures()")
+        ended = (taken._status, taken._result, taken._exception, taken.finished_at, taken._owner)
+        claimed = False
         try:
             queue = self._queue_for(taken.queue)
+            if taken.unique_key is not None:
+                holder = self._unique.claim(taken)
+                if holder is not None:
+                    raise DuplicateJob(taken.unique_key, holder)
+                claimed = True
             taken._reopen(queue)
             if not self._alone and current_executor_var.get(None) is not self:
                 self._bind(taken)
-            if taken.unique_key is not None:
-                self._unique.claim(taken)
             queue.submit(taken)
         except BaseException:
+            if claimed:
+                self._unique.release(taken)
+            taken._status, taken._result, taken._exception, taken.finished_at, taken._owner = ended
+            taken.context = None  # type: ignore[assignment]  # as it was: an ended job's is gone
             self._failures.add(taken)
             raise
         queue.requeued(taken)  # its wait for a worker starts now, not when first enqueued
