@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import enum
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -14,10 +16,12 @@ from ._callables import _plans, plan_call
 from ._clock import Clock, SystemClock
 from ._config import DEFAULT_QUEUE, QueueConfig, check_count, check_queue_name, check_timeout
 from ._context import current_executor_var, interceptor, running_executors
+from ._durable import asubmit, open_journal, submit
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
 from ._job import Job
+from ._journal import Durability, Journal, JournalConfig
 from ._options import options_of
 from ._periodic import Periodic, PeriodicRunner
 from ._queue import JobQueue
@@ -73,6 +77,8 @@ class Backburner(EnqueueMethods):
         periodic: Iterable[Periodic] = (),
         max_scheduled: int = 100_000,
         clock: Clock | None = None,
+        journal: str | os.PathLike[str] | JournalConfig | None = None,
+        durability: Durability | None = None,
     ) -> None:
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
@@ -95,6 +101,12 @@ class Backburner(EnqueueMethods):
             ``enqueue_in``/``enqueue_at`` raise ``QueueFull`` past it.
         :param clock: the clock every delay, schedule, backoff and timeout reads; tests pass
             ``backburner.testing.ManualClock()`` to move time themselves.
+        :param journal: an SQLite file (or a ``JournalConfig``) that makes jobs durable: each
+            is written there before ``enqueue`` returns, and unfinished jobs run again after a
+            restart or a crash (at least once). Jobs must then be ``@job`` functions with JSON
+            arguments. See "Durable jobs" in the README.
+        :param durability: with ``journal``: ``"normal"`` (the default) survives the process
+            being killed; ``"power"`` also survives the machine losing power, slower.
         """
         configs = {DEFAULT_QUEUE: QueueConfig(workers=workers, max_pending=max_pending)}
         if queues is not None:
@@ -128,6 +140,9 @@ class Backburner(EnqueueMethods):
         self.on_error = on_error
         self.max_scheduled = max_scheduled
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self.journal_config = _journal_config(journal, durability)
+        self._journal: Journal | None = None
+        self._job_class: Callable[..., Job[Any]] = Job
         self._failures = FailedJobs(keep_failed)
         self._unique = UniqueKeys()
         self._periodic: dict[str, PeriodicRunner] = {}
@@ -201,6 +216,8 @@ class Backburner(EnqueueMethods):
             for name, config in self.queue_configs.items()
         }
         self._closed = asyncio.Event()
+        if self.journal_config is not None:  # unfinished jobs go back into the queues first
+            self._journal = await open_journal(self, self.journal_config)
         self._state = _State.OPEN
 
     async def start(self) -> None:
@@ -258,6 +275,8 @@ class Backburner(EnqueueMethods):
                 self.shutdown_timeout,
             )
             await self._wait_idle(deadline - self.cancel_grace)
+        if self._journal is not None:
+            self._journal.keep_unfinished()  # what shutdown cuts short stays in the journal
         scheduled = self._drop_scheduled()
         not_started = [job for queue in queues for job in queue.take_pending()]
         running = [job for queue in queues for job in queue.running_jobs()]
@@ -273,8 +292,12 @@ class Backburner(EnqueueMethods):
             cancelled=tuple(j for j in running if j.status is JobStatus.CANCELLED),
             abandoned=tuple(j for j in running if j.status is JobStatus.ABANDONED),
             elapsed=loop.time() - began,
+            journal=None if self._journal is None else str(self._journal.path),
         )
         self._report.log(self.shutdown_timeout)
+        if self._journal is not None:
+            await self._journal.close()  # releases them, before the server hears we are done
+            self._journal, self._job_class = None, Job
         self._state = _State.CLOSED
         running_executors.pop(self, None)
         self._wake_idle_waiters()
@@ -326,7 +349,8 @@ class Backburner(EnqueueMethods):
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
         key = None if options.unique is None else options.key_for(args, kwargs)
-        return Job(fn, args, kwargs, queue.name, plan.is_async, queue, options, key), queue
+        job = self._job_class(fn, args, kwargs, queue.name, plan.is_async, queue, options, key)
+        return job, queue
 
     def _submit(
         self,
@@ -339,6 +363,8 @@ class Backburner(EnqueueMethods):
         if interceptor:
             return interceptor[-1](self, fn, args, kwargs, changes, run_at)
         job, queue = self._prepare(fn, args, kwargs, changes)
+        if self._journal is not None:
+            return submit(self, self._journal, job, queue, run_at)
         if job.unique_key is not None and (holder := self._unique.claim(job)) is not None:
             return holder
         try:
@@ -362,6 +388,8 @@ class Backburner(EnqueueMethods):
         if interceptor:
             return interceptor[-1](self, fn, args, kwargs, changes, None)
         job, queue = self._prepare(fn, args, kwargs, changes)
+        if self._journal is not None:
+            return await asubmit(self, self._journal, job, queue)
         if job.unique_key is not None and (holder := self._unique.claim(job)) is not None:
             return holder
         try:
@@ -517,7 +545,10 @@ class Backburner(EnqueueMethods):
             ]
         else:
             queues = [queue.stats() for queue in self._queues.values()]
-        return ExecutorStats.of(queues, periodic)
+        stats = ExecutorStats.of(queues, periodic)
+        if self._journal is not None:
+            stats = dataclasses.replace(stats, journal=self._journal.stats())
+        return stats
 
     @property
     def running(self) -> bool:
@@ -587,3 +618,22 @@ class Backburner(EnqueueMethods):
             outcome,
             extra={"backburner_job_id": job.id},
         )
+
+
+def _journal_config(
+    journal: str | os.PathLike[str] | JournalConfig | None, durability: Durability | None
+) -> JournalConfig | None:
+    if journal is None:
+        if durability is not None:
+            raise ValueError("durability= applies to a journal: give journal='path/jobs.sqlite3'")
+        return None
+    if isinstance(journal, JournalConfig):
+        if durability is not None and durability != journal.durability:
+            return dataclasses.replace(journal, durability=durability)
+        return journal
+    if not isinstance(journal, (str, os.PathLike)):
+        raise TypeError(
+            f"journal must be a file path or a JournalConfig, got {type(journal).__name__} "
+            f"{journal!r}"
+        )
+    return JournalConfig(journal, durability=durability or "normal")

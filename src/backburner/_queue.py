@@ -235,6 +235,7 @@ class JobQueue:
             current_executor_var.set(executor)  # so `background` finds us inside the job
         job.attempt += 1
         job.started_at = time.time()
+        job._began()
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
@@ -302,6 +303,7 @@ class JobQueue:
                 extra={"backburner_job_id": job.id},
             )
             self.submit_at(job, self._scheduler.clock.now() + delay, _RETRYING)
+            job._will_retry()
             return
         dead = options.retries > 0
         if dead:

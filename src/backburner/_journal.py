@@ -1,0 +1,653 @@
+"""The journal's writer: one thread per process owns the SQLite connection and does all its I/O.
+
+Writes arrive as operations (a job accepted, started, waiting to retry, finished) from any
+thread. The writer takes everything queued since its last commit and writes it in one
+``BEGIN IMMEDIATE`` transaction (group commit): many enqueues, one commit. A caller that must
+know its job is on disk waits for its batch: ``wait()`` blocks a thread, ``await_batch()``
+suspends a task; the event loop itself never touches the file.
+
+Between batches, every ``heartbeat`` seconds, the writer does the process's housekeeping: it
+renews its owner row (its heartbeat), frees the jobs of owners that died (a stale heartbeat and
+an expired lease, or a pid gone on this host), marks dead any job that was running every time
+its process died (``max_attempts``), claims free jobs up to the room its queues have, prunes
+finished jobs older than ``keep_finished``, and checkpoints the WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ._config import check_count, check_timeout
+from ._errors import JournalError
+from ._journal_file import open_file
+
+__all__ = ["Batch", "ClaimedRow", "Journal", "JournalConfig", "JournalStats", "Recoverer"]
+
+logger = logging.getLogger("backburner")
+
+Durability = Literal["normal", "power"]
+_SYNCHRONOUS = {"normal": "NORMAL", "power": "FULL"}
+
+# How often the WAL is checkpointed and finished jobs are pruned, at most.
+_HOUSEKEEPING_EVERY = 60.0
+_PRUNE_CHUNK = 5000
+_BUSY_WARNING_AFTER = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """Where the journal is and how it behaves: ``Backburner(journal=JournalConfig(...))``.
+
+    ``Backburner(journal="jobs.sqlite3")`` is ``JournalConfig("jobs.sqlite3")``: these defaults.
+    """
+
+    #: The SQLite file; created (mode 0600) if missing. Every process of an app shares it.
+    path: str | os.PathLike[str]
+    #: "normal": a committed job survives the process being killed (SQLite WAL,
+    #: synchronous=NORMAL). "power": it also survives the machine losing power
+    #: (synchronous=FULL: every commit waits for the disk).
+    durability: Durability = "normal"
+    #: Seconds a claim holds. A process whose heartbeat is older than this is presumed dead,
+    #: and its jobs go to another process once their lease has expired too.
+    lease: float = 30.0
+    #: Seconds between heartbeats (and rounds of housekeeping); less than half of ``lease``.
+    heartbeat: float = 5.0
+    #: A job that was running every time its process died this many times is marked dead.
+    max_attempts: int = 3
+    #: Seconds finished jobs stay in the journal (their history) before they are pruned.
+    keep_finished: float = 7 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, os.PathLike)) or not os.fspath(self.path):
+            raise TypeError(f"journal must be a file path, got {self.path!r}")
+        if self.durability not in _SYNCHRONOUS:
+            raise ValueError(
+                f"durability must be 'normal' (survives a crash of the process) or 'power' "
+                f"(survives a power loss too), got {self.durability!r}"
+            )
+        lease = check_timeout("lease", self.lease)
+        heartbeat = check_timeout("heartbeat", self.heartbeat)
+        if heartbeat <= 0 or heartbeat * 2 > lease:
+            raise ValueError(
+                f"heartbeat ({self.heartbeat}s) must be more than 0 and at most half of lease "
+                f"({self.lease}s): a live process must renew its claim well before it lapses"
+            )
+        check_count("max_attempts", self.max_attempts, "crashes a job may cause before it is dead")
+        check_timeout("keep_finished", self.keep_finished)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    """The journal as ``stats().journal`` shows it."""
+
+    path: str
+    durability: str
+    #: This process's owner id (host:pid:nonce).
+    owner: str
+    #: Jobs accepted but not yet committed: what a crash now would lose of enqueues that
+    #: have not returned yet (a returned enqueue is always committed).
+    lag: int
+    #: Rows by state (queued, running, succeeded, ...), as of the last heartbeat.
+    rows: dict[str, int]
+
+
+class Batch:
+    """The operations of one commit; who waits for them, and how it went."""
+
+    __slots__ = ("_futures", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._futures: list[asyncio.Future[None]] = []
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    """An unfinished job this process has just claimed, to rebuild and run."""
+
+    id: str
+    name: str
+    queue: str
+    payload: str
+    run_at: float | None
+    attempt: int
+    unique_key: str | None
+
+
+class Recoverer(Protocol):
+    """What the writer needs of the executor to hand it claimed jobs."""
+
+    def room(self) -> tuple[dict[str, int], int]:
+        """How many due jobs each queue can take now; how many delayed jobs the schedule can."""
+        ...
+
+    def clock_now(self) -> float:
+        """The executor's clock (what ``run_at`` is measured on)."""
+        ...
+
+    def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
+        """Submit the jobs; return those that are invalid (id, why) and those with no room."""
+        ...
+
+
+_INSERT = 0
+_DELETE = 1
+_STARTED = 2
+_RETRY = 3
+_FINISH = 4
+
+_SQL = {
+    _INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
+    "attempt, unique_key, enqueued_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?)",
+    _DELETE: "DELETE FROM jobs WHERE id = ?",
+    _STARTED: "UPDATE jobs SET state = 'running', attempt = ?, finished_at = NULL, owner = ?, "
+    "lease_until = ? WHERE id = ?",
+    _RETRY: "UPDATE jobs SET state = 'queued', run_at = ?, attempt = ?, error = ? WHERE id = ?",
+    _FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+}
+
+
+class Journal:
+    """One process's handle on a journal file: its writer thread, its owner id, its claims."""
+
+    def __init__(self, config: JournalConfig, recoverer: Recoverer) -> None:
+        self.config = config
+        self.path = Path(os.fspath(config.path)).absolute()
+        self.recoverer = recoverer
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._cond = threading.Condition(threading.Lock())
+        self._ops: list[tuple[int, tuple[Any, ...]]] = []
+        self._batch = Batch()
+        self._uncommitted = 0  # inserts queued, not yet committed
+        self._stopping = False
+        self._release = True
+        self._keeping = False  # shutdown's deadline passed: unfinished jobs stay unfinished
+        self._rows: dict[str, int] = {}
+        self._connection: sqlite3.Connection | None = None
+        self._thread: threading.Thread | None = None
+        self._closed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._last_housekeeping = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<Journal {self.path} owner={self.owner}>"
+
+    # Lifecycle (the event loop's side).
+
+    async def open(self) -> None:
+        """Start the writer; it opens and checks the file, then claims what it can run."""
+        opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(opened,), name=f"backburner-journal-{self.path.name}"
+        )
+        self._thread.daemon = True  # a crash must not hang on it; close() joins it
+        self._thread.start()
+        await asyncio.wrap_future(opened)
+
+    def keep_unfinished(self) -> None:
+        """From now on, cancelled and abandoned ends are shutdown's: they stay unfinished."""
+        self._keeping = True
+
+    @property
+    def keeping(self) -> bool:
+        """True once shutdown passed its deadline: cancelled jobs stay in the journal."""
+        return self._keeping
+
+    async def close(self) -> None:
+        """Write what is queued, release every unfinished job this process holds, and stop."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            await asyncio.wrap_future(self._closed)
+
+    # Operations: any thread.
+
+    def insert(self, row: tuple[Any, ...]) -> Batch:
+        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at)."""
+        job_id, name, queue, payload, run_at, unique_key, enqueued_at = row
+        params = (
+            job_id,
+            name,
+            queue,
+            payload,
+            self.owner,
+            time.time() + self.config.lease,
+            run_at,
+            unique_key,
+            enqueued_at,
+        )
+        with self._cond:
+            self._ops.append((_INSERT, params))
+            self._uncommitted += 1
+            self._cond.notify()
+            return self._batch
+
+    def delete(self, job_id: str) -> None:
+        """Take back a row whose job was not accepted after all (its queue was full)."""
+        self._add(_DELETE, (job_id,))
+
+    def started(self, job_id: str, attempt: int) -> None:
+        """Record that an attempt began (so a crash during it counts against the job)."""
+        self._add(_STARTED, (attempt, self.owner, time.time() + self.config.lease, job_id))
+
+    def retrying(self, job_id: str, run_at: float, attempt: int, error: str | None) -> None:
+        """Record that a failed job waits to retry at ``run_at``."""
+        self._add(_RETRY, (run_at, attempt, error, job_id))
+
+    def finished(self, job_id: str, state: str, error: str | None) -> None:
+        """Record a job's end state."""
+        self._add(_FINISH, (state, time.time(), error, job_id))
+
+    def _add(self, kind: int, params: tuple[Any, ...]) -> None:
+        with self._cond:
+            if self._stopping and self._closed.done():
+                return  # a late end (an abandoned thread returned): its row stays released
+            self._ops.append((kind, params))
+            self._cond.notify()
+
+    def wait(self, batch: Batch) -> None:
+        """Block this thread until ``batch`` is committed; raise ``JournalError`` if it failed."""
+        while not batch.done.wait(1.0):
+            if self._thread is None or not self._thread.is_alive():
+                raise JournalError(f"the journal {self.path} has stopped; the job was not written")
+        if batch.error is not None:
+            raise batch.error
+
+    async def await_batch(self, batch: Batch) -> None:
+        """Suspend this task until ``batch`` is committed (the event loop runs on meanwhile)."""
+        with self._cond:
+            if batch.done.is_set():
+                future = None
+            else:
+                future = asyncio.get_running_loop().create_future()
+                batch._futures.append(future)
+        if future is not None:
+            await future
+        if batch.error is not None:
+            raise batch.error
+
+    def stats(self) -> JournalStats:
+        """This journal's lag and rows (no I/O: the rows are counted at each heartbeat)."""
+        return JournalStats(
+            path=str(self.path),
+            durability=self.config.durability,
+            owner=self.owner,
+            lag=self._uncommitted,
+            rows=dict(self._rows),
+        )
+
+    # The writer thread.
+
+    def _run(self, opened: concurrent.futures.Future[None]) -> None:
+        try:
+            synchronous = _SYNCHRONOUS[self.config.durability]
+            self._connection = open_file(self.path, synchronous)
+            self._heartbeat(first=True)
+            self._free_orphans()
+            while self._claim():
+                pass
+            self._count_rows()
+        except BaseException as exc:
+            if self._connection is not None:
+                self._connection.close()
+            error = exc if isinstance(exc, JournalError) else JournalError(f"{self.path}: {exc}")
+            opened.set_exception(error)
+            self._closed.set_result(None)
+            return
+        opened.set_result(None)
+        try:
+            self._serve()
+        except BaseException:  # pragma: no cover - a bug: say so loudly, fail the waiters
+            logger.exception("the journal's writer stopped")
+            self._fail_waiting(JournalError(f"the journal {self.path}'s writer stopped"))
+        finally:
+            self._closed.set_result(None)
+
+    def _serve(self) -> None:
+        heartbeat = self.config.heartbeat
+        next_round = time.monotonic() + heartbeat
+        while True:
+            with self._cond:
+                while not self._ops and not self._stopping:
+                    remaining = next_round - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                ops, batch = self._ops, self._batch
+                self._ops, self._batch = [], Batch()
+                stopping = self._stopping
+            if ops:
+                self._commit(ops, batch)
+            elif stopping:
+                self._shutdown()
+                return
+            if time.monotonic() >= next_round:
+                self._housekeeping()
+                next_round = time.monotonic() + heartbeat
+
+    def _commit(self, ops: list[tuple[int, tuple[Any, ...]]], batch: Batch) -> None:
+        inserts = sum(1 for kind, _ in ops if kind == _INSERT)
+        try:
+            self._transaction(lambda connection: _write(connection, ops))
+        except Exception as exc:
+            logger.error("could not write %d jobs to the journal %s: %s", len(ops), self.path, exc)
+            batch.error = JournalError(f"the journal {self.path} could not be written: {exc}")
+        with self._cond:
+            self._uncommitted -= inserts
+            batch.done.set()
+            futures, batch._futures = batch._futures, []
+        for future in futures:
+            _resolve(future)
+
+    def _fail_waiting(self, error: JournalError) -> None:
+        with self._cond:
+            batch = self._batch
+            self._ops = []
+        batch.error = error
+        batch.done.set()
+        for future in batch._futures:
+            _resolve(future)
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``body`` in ``BEGIN IMMEDIATE``; wait out other processes' locks, however long."""
+        connection = self._connection
+        assert connection is not None
+        began = time.monotonic()
+        warned = False
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(connection)
+                    connection.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if not warned and time.monotonic() - began > _BUSY_WARNING_AFTER:
+                    warned = True
+                    logger.warning(
+                        "the journal %s has been locked by another process for %.0fs; waiting",
+                        self.path,
+                        time.monotonic() - began,
+                    )
+                time.sleep(0.005)
+
+    # Housekeeping: the writer thread, every heartbeat.
+
+    def _housekeeping(self) -> None:
+        try:
+            self._heartbeat(first=False)
+            self._free_orphans()
+            self._claim()
+            if time.monotonic() - self._last_housekeeping >= _HOUSEKEEPING_EVERY:
+                self._last_housekeeping = time.monotonic()
+                self._prune()
+                self._checkpoint()
+            self._count_rows()
+        except Exception:
+            logger.exception("the journal %s's housekeeping failed; trying again later", self.path)
+
+    def _heartbeat(self, first: bool) -> None:
+        now = time.time()
+
+        def beat(connection: sqlite3.Connection) -> int:
+            cursor = connection.execute(
+                "UPDATE owners SET heartbeat = ? WHERE owner = ?", (now, self.owner)
+            )
+            if cursor.rowcount == 0:
+                connection.execute(
+                    "INSERT INTO owners (owner, heartbeat, started_at) VALUES (?, ?, ?)",
+                    (self.owner, now, now),
+                )
+            return cursor.rowcount
+
+        if self._transaction(beat) == 0 and not first:
+            logger.warning(
+                "this process (%s) was presumed dead by another: its heartbeat came too late "
+                "(a stalled machine?). Jobs it held may run twice.",
+                self.owner,
+            )
+
+    def _dead_owners(self, connection: sqlite3.Connection, now: float) -> list[tuple[str, bool]]:
+        """Owners to take jobs from: (owner, certain). Certain: its pid is gone on this host."""
+        dead = []
+        for owner, heartbeat in connection.execute(
+            "SELECT owner, heartbeat FROM owners WHERE owner != ?", (self.owner,)
+        ):
+            parts = str(owner).rsplit(":", 2)
+            host, pid_text = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
+            if host == self.host and pid_text.isdigit() and not _alive(int(pid_text)):
+                dead.append((owner, True))
+            elif heartbeat < now - self.config.lease:
+                dead.append((owner, False))
+        return dead
+
+    def _free_orphans(self) -> None:
+        """Free the unfinished jobs of dead owners; mark dead those that kill their process."""
+        now = time.time()
+
+        def free(connection: sqlite3.Connection) -> list[tuple[str, str, int]]:
+            release = (
+                "UPDATE jobs SET owner = NULL, lease_until = NULL, "
+                "crashes = crashes + (state = 'running'), state = 'queued' "
+                "WHERE finished_at IS NULL AND owner = ?"
+            )
+            for owner, certain in self._dead_owners(connection, now):
+                if certain:
+                    connection.execute(release, (owner,))
+                else:
+                    connection.execute(release + " AND lease_until < ?", (owner, now))
+                    left = connection.execute(
+                        "SELECT 1 FROM jobs WHERE finished_at IS NULL AND owner = ? LIMIT 1",
+                        (owner,),
+                    ).fetchone()
+                    if left is not None:
+                        continue  # leases still running: it keeps its owner row until they end
+                connection.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+            # Rows of owners that left no owner row (gone, and reaped by someone else).
+            connection.execute(
+                "UPDATE jobs SET owner = NULL, lease_until = NULL, "
+                "crashes = crashes + (state = 'running'), state = 'queued' "
+                "WHERE finished_at IS NULL AND owner IS NOT NULL AND lease_until < ? "
+                "AND owner NOT IN (SELECT owner FROM owners)",
+                (now,),
+            )
+            poisoned = connection.execute(
+                "SELECT id, name, crashes FROM jobs WHERE finished_at IS NULL AND owner IS NULL "
+                "AND crashes >= ?",
+                (self.config.max_attempts,),
+            ).fetchall()
+            if poisoned:
+                connection.execute(
+                    "UPDATE jobs SET state = 'dead', finished_at = ?, error = "
+                    "'its process died during each of ' || crashes || ' attempts' "
+                    "WHERE finished_at IS NULL AND owner IS NULL AND crashes >= ?",
+                    (now, self.config.max_attempts),
+                )
+            return poisoned
+
+        for job_id, name, crashes in self._transaction(free):
+            logger.error(
+                "job %s (%s) is dead: its process died during each of its last %d attempts; "
+                "it stays in the journal %s and will not run again",
+                job_id,
+                name,
+                crashes,
+                self.path,
+                extra={"backburner_job_id": job_id, "backburner_job_name": name},
+            )
+
+    def _claim(self) -> bool:
+        """Claim free jobs, up to the room the queues have; True if it might claim more."""
+        due_room, delayed_room = self.recoverer.room()
+        total = sum(due_room.values()) + delayed_room
+        if total <= 0:
+            return False
+        clock_now = self.recoverer.clock_now()
+        lease_until = time.time() + self.config.lease
+
+        def claim(connection: sqlite3.Connection) -> tuple[list[ClaimedRow], int]:
+            rows = connection.execute(
+                "SELECT id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
+                "WHERE owner IS NULL AND finished_at IS NULL ORDER BY rowid LIMIT ?",
+                (total,),
+            ).fetchall()
+            left = dict(due_room)
+            delayed_left = delayed_room
+            chosen = []
+            for row in rows:
+                if row[4] is not None and row[4] > clock_now:
+                    if delayed_left > 0:
+                        delayed_left -= 1
+                        chosen.append(ClaimedRow(*row))
+                elif row[2] not in left:
+                    chosen.append(ClaimedRow(*row))  # an unknown queue: delivered as invalid
+                elif left[row[2]] > 0:
+                    left[row[2]] -= 1
+                    chosen.append(ClaimedRow(*row))
+            connection.executemany(
+                "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?",
+                [(self.owner, lease_until, row.id) for row in chosen],
+            )
+            return chosen, len(rows)
+
+        chosen, seen = self._transaction(claim)
+        if not chosen:
+            return False
+        invalid, unplaced = self.recoverer.deliver(chosen)
+        if invalid or unplaced:
+            self._transaction(lambda connection: self._reject(connection, invalid, unplaced))
+        return seen == total and len(unplaced) < len(chosen)
+
+    def _reject(
+        self, connection: sqlite3.Connection, invalid: list[tuple[str, str]], unplaced: list[str]
+    ) -> None:
+        now = time.time()
+        connection.executemany(
+            "UPDATE jobs SET state = 'invalid', finished_at = ?, error = ? WHERE id = ?",
+            [(now, why, job_id) for job_id, why in invalid],
+        )
+        connection.executemany(
+            "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND owner = ?",
+            [(job_id, self.owner) for job_id in unplaced],
+        )
+
+    def _prune(self) -> int:
+        """Delete finished jobs older than ``keep_finished``, a chunk per transaction."""
+        cutoff = time.time() - self.config.keep_finished
+        pruned = 0
+        while True:
+            count: int = self._transaction(
+                lambda connection: (
+                    connection.execute(
+                        "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs "
+                        "WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)",
+                        (cutoff, _PRUNE_CHUNK),
+                    ).rowcount
+                )
+            )
+            pruned += count
+            if count < _PRUNE_CHUNK:
+                return pruned
+
+    def _checkpoint(self) -> None:
+        assert self._connection is not None
+        with contextlib.suppress(sqlite3.OperationalError):  # busy: the next round will do
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _count_rows(self) -> None:
+        assert self._connection is not None
+        self._rows = {
+            str(state): count
+            for state, count in self._connection.execute(
+                "SELECT state, count(*) FROM jobs GROUP BY state"
+            )
+        }
+
+    def _shutdown(self) -> None:
+        """Release every unfinished job this process holds, in one transaction; close."""
+        connection = self._connection
+        assert connection is not None
+        try:
+
+            def release(connection: sqlite3.Connection) -> int:
+                count = connection.execute(
+                    "UPDATE jobs SET owner = NULL, lease_until = NULL, state = 'queued' "
+                    "WHERE owner = ? AND finished_at IS NULL",
+                    (self.owner,),
+                ).rowcount
+                connection.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
+                return count
+
+            released = self._transaction(release)
+            if released:
+                logger.info(
+                    "%d unfinished jobs kept in the journal %s for the next start",
+                    released,
+                    self.path,
+                )
+            self._checkpoint()
+        except Exception:
+            logger.exception("could not release this process's jobs in the journal %s", self.path)
+        finally:
+            connection.close()
+
+
+def _write(connection: sqlite3.Connection, ops: list[tuple[int, tuple[Any, ...]]]) -> None:
+    """Execute ``ops`` in order, runs of one kind as one ``executemany``."""
+    finished = {params[-1] for kind, params in ops if kind == _FINISH}
+    run_kind = -1
+    run: list[tuple[Any, ...]] = []
+    for kind, params in ops:
+        if kind == _STARTED and params[-1] in finished:
+            continue  # started and finished in one batch: the end is all that matters
+        if kind != run_kind and run:
+            connection.executemany(_SQL[run_kind], run)
+            run = []
+        run_kind = kind
+        run.append(params)
+    if run:
+        connection.executemany(_SQL[run_kind], run)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    loop = future.get_loop()
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(_set_if_pending, future)
+
+
+def _set_if_pending(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our pid, another nonce: an earlier process that had our pid is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
