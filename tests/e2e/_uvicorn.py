@@ -39,7 +39,7 @@ class Uvicorn:
     """``python -m uvicorn tests.e2e.apps.<app>:app`` on a free port of 127.0.0.1."""
 
     def __init__(
-        self, app: str, workdir: Path, settings: Mapping[str, float], args: Sequence[str]
+        self, app: str, workdir: Path, settings: Mapping[str, float | str], args: Sequence[str]
     ) -> None:
         self.app = app
         self.port = _free_port()
@@ -173,7 +173,7 @@ def running(workdir: Path) -> Iterator[Serve]:
     servers: list[Uvicorn] = []
 
     def start(
-        app: str, *, settings: Mapping[str, float] | None = None, args: Sequence[str] = ()
+        app: str, *, settings: Mapping[str, float | str] | None = None, args: Sequence[str] = ()
     ) -> Uvicorn:
         server = Uvicorn(app, workdir / f"{app}-{len(servers)}", settings or {}, args)
         servers.append(server)
