@@ -22,6 +22,7 @@ from ._errors import BackburnerError, JournalError, QueueFull
 from ._job import Job, describe_callable
 from ._journal import ClaimedRow, Journal, JournalConfig
 from ._options import JobOptions, options_of
+from ._periodic import Periodic
 from ._registry import lookup, name_of
 from ._status import JobStatus
 
@@ -44,6 +45,7 @@ _STORABLE = frozenset(
     {"queue", "retries", "backoff", "backoff_max", "jitter", "timeout", "on_duplicate"}
 )
 _ERROR_TEXT_LIMIT = 2000
+_MISSED_TICKS_SCANNED = 10_000
 
 
 class DurableJob(Job[T]):
@@ -77,7 +79,7 @@ class DurableJob(Job[T]):
         journal = self._journal
         if (status is _CANCELLED or status is _ABANDONED) and journal.keeping:
             return  # cut short by shutdown: it stays unfinished, for the next start
-        journal.finished(self.id, status.value, _error_text(exc))
+        journal.finished(self.id, status.value, _error_text(exc), self.attempt)
 
 
 def job_class_for(journal: Journal) -> type[DurableJob[Any]]:
@@ -87,10 +89,46 @@ def job_class_for(journal: Journal) -> type[DurableJob[Any]]:
 
 async def open_journal(executor: Backburner, config: JournalConfig) -> Journal:
     """Open the journal for ``executor``; its unfinished jobs go back into the queues."""
+    for runner in executor._periodic.values():
+        _check_periodic(runner.spec)
     journal = Journal(config, _Recoverer(executor))
     executor._job_class = job_class_for(journal)
     await journal.open()
+    executor._tick_gate = _TickGate(journal)
     return journal
+
+
+def _check_periodic(spec: Periodic) -> None:
+    label = describe_callable(spec.fn)
+    if name_of(spec.fn) is None or "<" in label:
+        raise TypeError(f"periodic job {spec.label!r}: {_unregistered(spec.fn, label)}")
+    check_arguments(label, spec.args, dict(spec.kwargs))
+
+
+class _TickGate:
+    """Periodic ticks through the journal: each fired once, by one process, even across restarts."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def claim(self, name: str, tick: float) -> bool:
+        # Blocks the loop for one commit, once per tick: ticks are rare, and a tick's job
+        # must not be enqueued by two processes.
+        return self.journal.claim_tick(name, tick)
+
+    def missed(self, spec: Periodic, now: float) -> float | None:
+        last = self.journal.periodic_last_run.get(spec.label)
+        if last is None:
+            return None  # never ran: the schedule starts now
+        tick = spec.next_after(last)
+        if tick > now:
+            return None
+        for _ in range(_MISSED_TICKS_SCANNED):  # the latest missed tick, for the log
+            following = spec.next_after(tick)
+            if following > now:
+                break
+            tick = following
+        return tick
 
 
 # Enqueue.

@@ -23,7 +23,7 @@ from ._failures import FailedJobs
 from ._job import Job
 from ._journal import Durability, Journal, JournalConfig
 from ._options import options_of
-from ._periodic import Periodic, PeriodicRunner
+from ._periodic import Periodic, PeriodicRunner, TickGate
 from ._queue import JobQueue
 from ._scheduler import Scheduler
 from ._shutdown import ShutdownReport
@@ -143,6 +143,7 @@ class Backburner(EnqueueMethods):
         self.journal_config = _journal_config(journal, durability)
         self._journal: Journal | None = None
         self._job_class: Callable[..., Job[Any]] = Job
+        self._tick_gate: TickGate | None = None  # with a journal: one tick, one process
         self._failures = FailedJobs(keep_failed)
         self._unique = UniqueKeys()
         self._periodic: dict[str, PeriodicRunner] = {}
@@ -231,7 +232,7 @@ class Backburner(EnqueueMethods):
             queue.start()
         assert self.scheduler is not None
         for runner in self._periodic.values():
-            runner.start(self.scheduler)
+            runner.start(self.scheduler, self._tick_gate)
         logger.info(
             "started, queues %s%s",
             ", ".join(
@@ -297,7 +298,7 @@ class Backburner(EnqueueMethods):
         self._report.log(self.shutdown_timeout)
         if self._journal is not None:
             await self._journal.close()  # releases them, before the server hears we are done
-            self._journal, self._job_class = None, Job
+            self._journal, self._job_class, self._tick_gate = None, Job, None
         self._state = _State.CLOSED
         running_executors.pop(self, None)
         self._wake_idle_waiters()
@@ -468,7 +469,7 @@ class Backburner(EnqueueMethods):
         self._periodic[spec.label] = runner
         if self._state is _State.RUNNING:
             assert self.scheduler is not None
-            runner.start(self.scheduler)
+            runner.start(self.scheduler, self._tick_gate)
 
     def trigger(self, name: str) -> Job[Any] | None:
         """Run the periodic job ``name`` now; None if its last run is still going."""

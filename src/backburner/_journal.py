@@ -95,6 +95,8 @@ class JournalStats:
 
     path: str
     durability: str
+    #: SQLite's ``PRAGMA synchronous`` on the connection: 1 (NORMAL) or 2 (FULL).
+    synchronous: int
     #: This process's owner id (host:pid:nonce).
     owner: str
     #: Jobs accepted but not yet committed: what a crash now would lose of enqueues that
@@ -149,6 +151,7 @@ _DELETE = 1
 _STARTED = 2
 _RETRY = 3
 _FINISH = 4
+_TICK = 5
 
 _SQL = {
     _INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
@@ -157,7 +160,10 @@ _SQL = {
     _STARTED: "UPDATE jobs SET state = 'running', attempt = ?, finished_at = NULL, owner = ?, "
     "lease_until = ? WHERE id = ?",
     _RETRY: "UPDATE jobs SET state = 'queued', run_at = ?, attempt = ?, error = ? WHERE id = ?",
-    _FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+    _FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ?, attempt = ? WHERE id = ?",
+    # A tick is claimed once: by the first process to move last_run up to it.
+    _TICK: "INSERT INTO periodic (name, last_run) VALUES (?, ?) ON CONFLICT (name) "
+    "DO UPDATE SET last_run = excluded.last_run WHERE last_run < excluded.last_run",
 }
 
 
@@ -178,6 +184,9 @@ class Journal:
         self._release = True
         self._keeping = False  # shutdown's deadline passed: unfinished jobs stay unfinished
         self._rows: dict[str, int] = {}
+        self._synchronous = 0
+        #: Each periodic job's last tick, as the journal had it at open.
+        self.periodic_last_run: dict[str, float] = {}
         self._connection: sqlite3.Connection | None = None
         self._thread: threading.Thread | None = None
         self._closed: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -249,9 +258,19 @@ class Journal:
         """Record that a failed job waits to retry at ``run_at``."""
         self._add(_RETRY, (run_at, attempt, error, job_id))
 
-    def finished(self, job_id: str, state: str, error: str | None) -> None:
+    def finished(self, job_id: str, state: str, error: str | None, attempt: int) -> None:
         """Record a job's end state."""
-        self._add(_FINISH, (state, time.time(), error, job_id))
+        self._add(_FINISH, (state, time.time(), error, attempt, job_id))
+
+    def claim_tick(self, name: str, tick: float) -> bool:
+        """Blocking: True if this process is the first to fire periodic job ``name`` at ``tick``."""
+        outcome: list[int] = []
+        with self._cond:
+            self._ops.append((_TICK, (name, tick, outcome)))
+            batch = self._batch
+            self._cond.notify()
+        self.wait(batch)
+        return bool(outcome and outcome[0])
 
     def _add(self, kind: int, params: tuple[Any, ...]) -> None:
         with self._cond:
@@ -286,6 +305,7 @@ class Journal:
         return JournalStats(
             path=str(self.path),
             durability=self.config.durability,
+            synchronous=self._synchronous,
             owner=self.owner,
             lag=self._uncommitted,
             rows=dict(self._rows),
@@ -297,10 +317,15 @@ class Journal:
         try:
             synchronous = _SYNCHRONOUS[self.config.durability]
             self._connection = open_file(self.path, synchronous)
+            self._synchronous = self._connection.execute("PRAGMA synchronous").fetchone()[0]
             self._heartbeat(first=True)
+            self.periodic_last_run = dict(
+                self._connection.execute("SELECT name, last_run FROM periodic").fetchall()
+            )
             self._free_orphans()
             while self._claim():
                 pass
+            self._prune()
             self._count_rows()
         except BaseException as exc:
             if self._connection is not None:
@@ -621,6 +646,10 @@ def _write(connection: sqlite3.Connection, ops: list[tuple[int, tuple[Any, ...]]
     for kind, params in ops:
         if kind == _STARTED and params[-1] in finished:
             continue  # started and finished in one batch: the end is all that matters
+        if kind == _TICK:
+            name, tick, outcome = params
+            outcome.append(connection.execute(_SQL[_TICK], (name, tick)).rowcount)
+            continue
         if kind != run_kind and run:
             connection.executemany(_SQL[run_kind], run)
             run = []
