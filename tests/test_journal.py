@@ -571,3 +571,25 @@ async def test_a_periodic_job_must_be_registered_to_be_journaled(path: Path) -> 
     bg = Backburner(journal=path, periodic=[Periodic(not_registered, every=60, args=(1,))])
     with pytest.raises(TypeError, match=r"periodic job 'not_registered'.*@job"):
         await bg.open()
+
+
+async def test_a_failed_job_retried_by_hand_is_unfinished_again_and_survives_a_restart(
+    path: Path,
+) -> None:
+    journal_jobs.started["retry"] = asyncio.Event()
+    async with Backburner(journal=path, workers=1, shutdown_timeout=0.2) as bg:
+        failed = bg.options(retries=0).enqueue(fails_first, 3)
+        await bg.join()
+        assert failed.status is JobStatus.FAILED
+        blocker = bg.enqueue(journal_jobs.blocks, "retry")  # holds the only worker
+        await journal_jobs.started["retry"].wait()
+        bg.retry(failed)  # waits behind it until shutdown
+    assert rows(path, "id, state") == [(failed.id, "queued"), (blocker.id, "queued")]
+    connection = sqlite3.connect(path)
+    with connection:  # the blocker would sleep for a minute: not this test's business
+        connection.execute("DELETE FROM jobs WHERE id = ?", (blocker.id,))
+    connection.close()
+    async with Backburner(journal=path) as bg:
+        await bg.join()
+    assert journal_jobs.calls == [("fails_first", 3), ("fails_first", 3)]
+    assert rows(path, "id, state, attempt") == [(failed.id, "succeeded", 2)]

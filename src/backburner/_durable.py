@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._callables import plan_call
 from ._errors import BackburnerError, JournalError, QueueFull
-from ._job import Job, describe_callable
+from ._job import Job, JobOwner, describe_callable
 from ._journal import ClaimedRow, Journal, JournalConfig
 from ._options import JobOptions, options_of
 from ._periodic import Periodic
@@ -46,6 +46,8 @@ _STORABLE = frozenset(
 )
 _ERROR_TEXT_LIMIT = 2000
 _MISSED_TICKS_SCANNED = 10_000
+# The arguments were checked to be plain JSON already; this only writes them (compactly).
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
 
 class DurableJob(Job[T]):
@@ -71,6 +73,10 @@ class DurableJob(Job[T]):
     def _will_retry(self) -> None:
         assert self.run_at is not None
         self._journal.retrying(self.id, self.run_at, self.attempt, _error_text(self._exception))
+
+    def _reopen(self, owner: JobOwner) -> None:
+        Job._reopen(self, owner)
+        self._journal.reopened(self.id)
 
     def _finish(
         self, status: JobStatus, result: Any = None, exc: BaseException | None = None
@@ -200,8 +206,10 @@ def _row(job: Job[Any], run_at: float | None) -> tuple[Any, ...]:
     changes = _option_changes(label, options_of(fn), job.options)
     if changes:
         payload["options"] = changes
-    text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-    return (job.id, name, job.queue, text, run_at, job.unique_key, job.enqueued_at)
+    job_id = Job.id.fget(job)  # type: ignore[attr-defined]
+    assert isinstance(job, DurableJob)
+    job._stored_id = job_id
+    return (job_id, name, job.queue, _encode(payload), run_at, job.unique_key, job.enqueued_at)
 
 
 def _unregistered(fn: Callable[..., Any], label: str) -> str:
@@ -322,12 +330,14 @@ class _Recoverer:
         executor = self.executor
         job_class = executor._job_class
         now = executor.clock.now()
+        functions: dict[str, tuple[Callable[..., Any], JobOptions, bool]] = {}
         invalid: list[tuple[str, str]] = []
         unplaced: list[str] = []
         delayed = 0
-        for row in rows:
+        decoded = _decode_all([row.payload for row in rows])
+        for row, payload in zip(rows, decoded, strict=True):
             try:
-                job, queue = self._rebuild(row, job_class)
+                job, queue = self._rebuild(row, payload, job_class, functions)
             except (TypeError, ValueError, BackburnerError) as exc:
                 invalid.append((row.id, str(exc)))
                 logger.error(
@@ -355,40 +365,42 @@ class _Recoverer:
         return invalid, unplaced
 
     def _rebuild(
-        self, row: ClaimedRow, job_class: Callable[..., Job[Any]]
+        self,
+        row: ClaimedRow,
+        payload: Any,
+        job_class: Callable[..., Job[Any]],
+        functions: dict[str, tuple[Callable[..., Any], JobOptions, bool]],
     ) -> tuple[Job[Any], JobQueue]:
-        entry = lookup(row.name)
-        if entry is None:
-            raise ValueError(
-                f"no function is registered as {row.name!r} in this process (it was never "
-                f"imported, renamed, or removed); stored names are never imported or run"
+        known = functions.get(row.name)
+        if known is None:
+            entry = lookup(row.name)
+            if entry is None:
+                raise ValueError(
+                    f"no function is registered as {row.name!r} in this process (it was never "
+                    f"imported, renamed, or removed); stored names are never imported or run"
+                )
+            known = functions[row.name] = (
+                entry.fn,
+                options_of(entry.fn),
+                plan_call(entry.fn).is_async,
             )
+        fn, options, is_async = known
         queue = self.executor._queues.get(row.queue)
         if queue is None:
             raise ValueError(
                 f"this executor has no queue {row.queue!r} (it has {sorted(self.executor._queues)})"
             )
-        try:
-            payload = json.loads(row.payload)
-            args = payload["args"]
-            kwargs = payload.get("kwargs") or None
-            changes = payload.get("options") or {}
-            if not isinstance(args, list) or not isinstance(kwargs, (dict, type(None))):
-                raise ValueError("arguments of the wrong shape")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"its stored arguments cannot be read: {exc}") from None
-        options = options_of(entry.fn)
+        if isinstance(payload, Exception):
+            raise ValueError(f"its stored arguments cannot be read: {payload}")
+        args = payload.get("args") if type(payload) is dict else None
+        kwargs = payload.get("kwargs") if type(payload) is dict else None
+        if type(args) is not list or not (kwargs is None or type(kwargs) is dict):
+            raise ValueError(f"its stored arguments have the wrong shape: {row.payload[:80]!r}")
+        changes = payload.get("options")
         if changes:
             options = options.replace(**changes)
         job = job_class(
-            entry.fn,
-            tuple(args),
-            kwargs,
-            queue.name,
-            plan_call(entry.fn).is_async,
-            queue,
-            options,
-            row.unique_key,
+            fn, tuple(args), kwargs, queue.name, is_async, queue, options, row.unique_key
         )
         assert isinstance(job, DurableJob)
         job._stored_id = row.id
@@ -398,3 +410,21 @@ class _Recoverer:
             if holder is not None:
                 raise ValueError(f"job {holder.id} holds its unique key {row.unique_key!r}")
         return job, queue
+
+
+def _decode_all(payloads: list[str]) -> list[Any]:
+    """Parse every payload; a payload that does not parse becomes its exception."""
+    try:
+        # One parse for all (a restart may read 100,000): several times faster than one each.
+        decoded = json.loads("[" + ",".join(payloads) + "]")
+        if isinstance(decoded, list) and len(decoded) == len(payloads):
+            return decoded
+    except ValueError:
+        pass
+    results: list[Any] = []
+    for text in payloads:
+        try:
+            results.append(json.loads(text))
+        except ValueError as exc:
+            results.append(exc)
+    return results

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from ._config import check_count, check_timeout
 from ._errors import JournalError
@@ -117,8 +118,7 @@ class Batch:
         self._futures: list[asyncio.Future[None]] = []
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedRow:
+class ClaimedRow(NamedTuple):
     """An unfinished job this process has just claimed, to rebuild and run."""
 
     id: str
@@ -152,6 +152,7 @@ _STARTED = 2
 _RETRY = 3
 _FINISH = 4
 _TICK = 5
+_REOPEN = 6
 
 _SQL = {
     _INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
@@ -161,9 +162,37 @@ _SQL = {
     "lease_until = ? WHERE id = ?",
     _RETRY: "UPDATE jobs SET state = 'queued', run_at = ?, attempt = ?, error = ? WHERE id = ?",
     _FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ?, attempt = ? WHERE id = ?",
+    _REOPEN: "UPDATE jobs SET state = 'queued', finished_at = NULL, owner = ?, lease_until = ? "
+    "WHERE id = ?",
     # A tick is claimed once: by the first process to move last_run up to it.
     _TICK: "INSERT INTO periodic (name, last_run) VALUES (?, ?) ON CONFLICT (name) "
     "DO UPDATE SET last_run = excluded.last_run WHERE last_run < excluded.last_run",
+}
+
+
+def _field(index: int) -> str:
+    return f"json_extract(v.value, '$[{index}]')"
+
+
+# The same statements for a run of many operations: one statement, its rows passed as one JSON
+# array. It matters under load: executemany releases and retakes the GIL for every row, and each
+# retake can wait for the event loop's thread (up to sys.getswitchinterval(), 5 ms).
+_BULK_SQL = {
+    _INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
+    f"attempt, unique_key, enqueued_at) SELECT {_field(0)}, {_field(1)}, {_field(2)}, "
+    f"{_field(3)}, 'queued', {_field(4)}, {_field(5)}, {_field(6)}, 0, {_field(7)}, "
+    f"{_field(8)} FROM json_each(?) AS v",
+    _DELETE: f"DELETE FROM jobs WHERE id IN (SELECT {_field(0)} FROM json_each(?) AS v)",
+    _STARTED: f"UPDATE jobs SET state = 'running', attempt = {_field(0)}, finished_at = NULL, "
+    f"owner = {_field(1)}, lease_until = {_field(2)} FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(3)}",
+    _RETRY: f"UPDATE jobs SET state = 'queued', run_at = {_field(0)}, attempt = {_field(1)}, "
+    f"error = {_field(2)} FROM json_each(?) AS v WHERE jobs.id = {_field(3)}",
+    _FINISH: f"UPDATE jobs SET state = {_field(0)}, finished_at = {_field(1)}, "
+    f"error = {_field(2)}, attempt = {_field(3)} FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(4)}",
+    _REOPEN: f"UPDATE jobs SET state = 'queued', finished_at = NULL, owner = {_field(0)}, "
+    f"lease_until = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
 }
 
 
@@ -185,6 +214,7 @@ class Journal:
         self._keeping = False  # shutdown's deadline passed: unfinished jobs stay unfinished
         self._rows: dict[str, int] = {}
         self._synchronous = 0
+        self._bulk = False  # SQLite has json_each and UPDATE ... FROM (3.33 and later)
         #: Each periodic job's last tick, as the journal had it at open.
         self.periodic_last_run: dict[str, float] = {}
         self._connection: sqlite3.Connection | None = None
@@ -262,6 +292,10 @@ class Journal:
         """Record a job's end state."""
         self._add(_FINISH, (state, time.time(), error, attempt, job_id))
 
+    def reopened(self, job_id: str) -> None:
+        """Record that a failed job was sent again by hand (``retry()``): unfinished again."""
+        self._add(_REOPEN, (self.owner, time.time() + self.config.lease, job_id))
+
     def claim_tick(self, name: str, tick: float) -> bool:
         """Blocking: True if this process is the first to fire periodic job ``name`` at ``tick``."""
         outcome: list[int] = []
@@ -318,6 +352,7 @@ class Journal:
             synchronous = _SYNCHRONOUS[self.config.durability]
             self._connection = open_file(self.path, synchronous)
             self._synchronous = self._connection.execute("PRAGMA synchronous").fetchone()[0]
+            self._bulk = _supports_bulk(self._connection)
             self._heartbeat(first=True)
             self.periodic_last_run = dict(
                 self._connection.execute("SELECT name, last_run FROM periodic").fetchall()
@@ -368,7 +403,7 @@ class Journal:
     def _commit(self, ops: list[tuple[int, tuple[Any, ...]]], batch: Batch) -> None:
         inserts = sum(1 for kind, _ in ops if kind == _INSERT)
         try:
-            self._transaction(lambda connection: _write(connection, ops))
+            self._transaction(lambda connection: _write(connection, ops, self._bulk))
         except Exception as exc:
             logger.error("could not write %d jobs to the journal %s: %s", len(ops), self.path, exc)
             batch.error = JournalError(f"the journal {self.path} could not be written: {exc}")
@@ -376,8 +411,7 @@ class Journal:
             self._uncommitted -= inserts
             batch.done.set()
             futures, batch._futures = batch._futures, []
-        for future in futures:
-            _resolve(future)
+        _resolve_all(futures)
 
     def _fail_waiting(self, error: JournalError) -> None:
         with self._cond:
@@ -385,8 +419,7 @@ class Journal:
             self._ops = []
         batch.error = error
         batch.done.set()
-        for future in batch._futures:
-            _resolve(future)
+        _resolve_all(batch._futures)
 
     def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``body`` in ``BEGIN IMMEDIATE``; wait out other processes' locks, however long."""
@@ -533,27 +566,38 @@ class Journal:
 
         def claim(connection: sqlite3.Connection) -> tuple[list[ClaimedRow], int]:
             rows = connection.execute(
-                "SELECT id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
+                "SELECT rowid, id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
                 "WHERE owner IS NULL AND finished_at IS NULL ORDER BY rowid LIMIT ?",
                 (total,),
             ).fetchall()
             left = dict(due_room)
             delayed_left = delayed_room
-            chosen = []
+            chosen: list[ClaimedRow] = []
+            rowids: list[tuple[int]] = []
             for row in rows:
-                if row[4] is not None and row[4] > clock_now:
-                    if delayed_left > 0:
-                        delayed_left -= 1
-                        chosen.append(ClaimedRow(*row))
-                elif row[2] not in left:
-                    chosen.append(ClaimedRow(*row))  # an unknown queue: delivered as invalid
-                elif left[row[2]] > 0:
-                    left[row[2]] -= 1
-                    chosen.append(ClaimedRow(*row))
-            connection.executemany(
-                "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?",
-                [(self.owner, lease_until, row.id) for row in chosen],
-            )
+                run_at, queue = row[5], row[3]
+                if run_at is not None and run_at > clock_now:
+                    if delayed_left <= 0:
+                        continue
+                    delayed_left -= 1
+                elif queue in left:
+                    if left[queue] <= 0:
+                        continue
+                    left[queue] -= 1
+                # (A queue this executor lacks: claimed, and delivered as invalid.)
+                chosen.append(ClaimedRow._make(row[1:]))
+                rowids.append((row[0],))
+            claim = "UPDATE jobs SET owner = ?, lease_until = ? WHERE "
+            if rows and len(chosen) == len(rows):
+                # Every row read is taken (the usual case): one statement for them all.
+                connection.execute(
+                    claim + "owner IS NULL AND finished_at IS NULL AND rowid <= ?",
+                    (self.owner, lease_until, rows[-1][0]),
+                )
+            else:
+                connection.executemany(
+                    claim + "rowid = ?", [(self.owner, lease_until, *r) for r in rowids]
+                )
             return chosen, len(rows)
 
         chosen, seen = self._transaction(claim)
@@ -638,36 +682,64 @@ class Journal:
             connection.close()
 
 
-def _write(connection: sqlite3.Connection, ops: list[tuple[int, tuple[Any, ...]]]) -> None:
-    """Execute ``ops`` in order, runs of one kind as one ``executemany``."""
+def _write(
+    connection: sqlite3.Connection, ops: list[tuple[int, tuple[Any, ...]]], bulk: bool
+) -> None:
+    """Execute ``ops`` in order, each run of one kind as one statement."""
     finished = {params[-1] for kind, params in ops if kind == _FINISH}
     run_kind = -1
     run: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        if len(run) == 1 or not bulk:
+            connection.executemany(_SQL[run_kind], run)
+        else:
+            connection.execute(_BULK_SQL[run_kind], (json.dumps(run),))
+        run.clear()
+
     for kind, params in ops:
         if kind == _STARTED and params[-1] in finished:
             continue  # started and finished in one batch: the end is all that matters
+        if kind != run_kind and run:
+            flush()
         if kind == _TICK:
             name, tick, outcome = params
             outcome.append(connection.execute(_SQL[_TICK], (name, tick)).rowcount)
+            run_kind = -1
             continue
-        if kind != run_kind and run:
-            connection.executemany(_SQL[run_kind], run)
-            run = []
         run_kind = kind
         run.append(params)
     if run:
-        connection.executemany(_SQL[run_kind], run)
+        flush()
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    loop = future.get_loop()
-    if not loop.is_closed():
-        loop.call_soon_threadsafe(_set_if_pending, future)
+def _supports_bulk(connection: sqlite3.Connection) -> bool:
+    try:
+        connection.execute(
+            "UPDATE jobs SET state = state FROM json_each('[]') AS v WHERE jobs.id = v.value"
+        )
+    except sqlite3.OperationalError:  # an SQLite older than 3.33, or built without JSON
+        return False
+    return True
 
 
-def _set_if_pending(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    """Wake the tasks awaiting a batch: one call into each event loop, not one per task."""
+    if not futures:
+        return
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for future in futures:
+        by_loop.setdefault(future.get_loop(), []).append(future)
+    for loop, waiting in by_loop.items():
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(_set_all, waiting)
+
+
+def _set_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _alive(pid: int) -> bool:

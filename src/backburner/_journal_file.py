@@ -147,6 +147,7 @@ def _configure(connection: sqlite3.Connection, synchronous: str) -> None:
         raise JournalError(f"the journal needs SQLite's WAL mode; this file system gave {mode!r}")
     connection.execute(f"PRAGMA synchronous={synchronous}")
     connection.execute("PRAGMA journal_size_limit=67108864")  # the WAL shrinks back to 64 MB
+    connection.execute("PRAGMA cache_size=-32768")  # 32 MB: a restart reads every unfinished row
 
 
 def _check_contents(connection: sqlite3.Connection, path: Path) -> None:
