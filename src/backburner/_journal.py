@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ _SYNCHRONOUS = {"normal": "NORMAL", "power": "FULL"}
 _HOUSEKEEPING_EVERY = 60.0
 _PRUNE_CHUNK = 5000
 _BUSY_WARNING_AFTER = 10.0
+_CLAIM_CHUNK = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,8 @@ _RETRY = 3
 _FINISH = 4
 _TICK = 5
 _REOPEN = 6
+_INVALID = 7
+_UNCLAIM = 8
 
 _SQL = {
     _INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
@@ -164,6 +168,8 @@ _SQL = {
     _FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ?, attempt = ? WHERE id = ?",
     _REOPEN: "UPDATE jobs SET state = 'queued', finished_at = NULL, owner = ?, lease_until = ? "
     "WHERE id = ?",
+    _INVALID: "UPDATE jobs SET state = 'invalid', finished_at = ?, error = ? WHERE id = ?",
+    _UNCLAIM: "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE owner = ? AND id = ?",
     # A tick is claimed once: by the first process to move last_run up to it.
     _TICK: "INSERT INTO periodic (name, last_run) VALUES (?, ?) ON CONFLICT (name) "
     "DO UPDATE SET last_run = excluded.last_run WHERE last_run < excluded.last_run",
@@ -193,6 +199,10 @@ _BULK_SQL = {
     f"WHERE jobs.id = {_field(4)}",
     _REOPEN: f"UPDATE jobs SET state = 'queued', finished_at = NULL, owner = {_field(0)}, "
     f"lease_until = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
+    _INVALID: f"UPDATE jobs SET state = 'invalid', finished_at = {_field(0)}, "
+    f"error = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
+    _UNCLAIM: f"UPDATE jobs SET owner = NULL, lease_until = NULL FROM json_each(?) AS v "
+    f"WHERE jobs.owner = {_field(0)} AND jobs.id = {_field(1)}",
 }
 
 
@@ -358,8 +368,7 @@ class Journal:
                 self._connection.execute("SELECT name, last_run FROM periodic").fetchall()
             )
             self._free_orphans()
-            while self._claim():
-                pass
+            self._claim()
             self._prune()
             self._count_rows()
         except BaseException as exc:
@@ -555,71 +564,86 @@ class Journal:
                 extra={"backburner_job_id": job_id, "backburner_job_name": name},
             )
 
-    def _claim(self) -> bool:
-        """Claim free jobs, up to the room the queues have; True if it might claim more."""
+    def _claim(self) -> None:
+        """Claim free jobs, up to the room the queues have, a chunk per transaction.
+
+        The jobs are rebuilt and queued here, on this thread, not on the event loop's: SQLite
+        releases the GIL for every row it steps through, and each time it is taken back it
+        may wait for a busy loop thread for up to ``sys.getswitchinterval()``.
+        """
         due_room, delayed_room = self.recoverer.room()
-        total = sum(due_room.values()) + delayed_room
-        if total <= 0:
-            return False
-        clock_now = self.recoverer.clock_now()
-        lease_until = time.time() + self.config.lease
-
-        def claim(connection: sqlite3.Connection) -> tuple[list[ClaimedRow], int]:
-            rows = connection.execute(
-                "SELECT rowid, id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
-                "WHERE owner IS NULL AND finished_at IS NULL ORDER BY rowid LIMIT ?",
-                (total,),
-            ).fetchall()
-            left = dict(due_room)
-            delayed_left = delayed_room
-            chosen: list[ClaimedRow] = []
-            rowids: list[tuple[int]] = []
-            for row in rows:
-                run_at, queue = row[5], row[3]
-                if run_at is not None and run_at > clock_now:
-                    if delayed_left <= 0:
-                        continue
-                    delayed_left -= 1
-                elif queue in left:
-                    if left[queue] <= 0:
-                        continue
-                    left[queue] -= 1
-                # (A queue this executor lacks: claimed, and delivered as invalid.)
-                chosen.append(ClaimedRow._make(row[1:]))
-                rowids.append((row[0],))
-            claim = "UPDATE jobs SET owner = ?, lease_until = ? WHERE "
-            if rows and len(chosen) == len(rows):
-                # Every row read is taken (the usual case): one statement for them all.
-                connection.execute(
-                    claim + "owner IS NULL AND finished_at IS NULL AND rowid <= ?",
-                    (self.owner, lease_until, rows[-1][0]),
+        left = dict(due_room)
+        delayed_left = [delayed_room]
+        while True:
+            limit = min(_CLAIM_CHUNK, sum(left.values()) + delayed_left[0])
+            if limit <= 0:
+                return
+            chosen, seen = self._transaction(
+                functools.partial(
+                    self._claim_chunk,
+                    limit=limit,
+                    left=left,
+                    delayed_left=delayed_left,
+                    clock_now=self.recoverer.clock_now(),
+                    lease_until=time.time() + self.config.lease,
                 )
-            else:
-                connection.executemany(
-                    claim + "rowid = ?", [(self.owner, lease_until, *r) for r in rowids]
-                )
-            return chosen, len(rows)
+            )
+            if chosen:
+                self._deliver(chosen)
+            if seen < limit or not chosen:
+                return  # no more free rows (or none this process has room for)
 
-        chosen, seen = self._transaction(claim)
-        if not chosen:
-            return False
-        invalid, unplaced = self.recoverer.deliver(chosen)
+    def _claim_chunk(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        limit: int,
+        left: dict[str, int],
+        delayed_left: list[int],
+        clock_now: float,
+        lease_until: float,
+    ) -> tuple[list[ClaimedRow], int]:
+        rows = connection.execute(
+            "SELECT rowid, id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
+            "WHERE owner IS NULL AND finished_at IS NULL ORDER BY rowid LIMIT ?",
+            (limit,),
+        ).fetchall()
+        chosen: list[ClaimedRow] = []
+        rowids: list[tuple[int]] = []
+        for row in rows:
+            run_at, queue = row[5], row[3]
+            if run_at is not None and run_at > clock_now:
+                if delayed_left[0] <= 0:
+                    continue
+                delayed_left[0] -= 1
+            elif queue in left:
+                if left[queue] <= 0:
+                    continue
+                left[queue] -= 1
+            # (A queue this executor lacks: claimed, and delivered as invalid.)
+            chosen.append(ClaimedRow._make(row[1:]))
+            rowids.append((row[0],))
+        claim = "UPDATE jobs SET owner = ?, lease_until = ? WHERE "
+        if rows and len(chosen) == len(rows):
+            # Every row read is taken (the usual case): one statement for them all.
+            connection.execute(
+                claim + "owner IS NULL AND finished_at IS NULL AND rowid <= ?",
+                (self.owner, lease_until, rows[-1][0]),
+            )
+        else:
+            connection.executemany(
+                claim + "rowid = ?", [(self.owner, lease_until, *r) for r in rowids]
+            )
+        return chosen, len(rows)
+
+    def _deliver(self, rows: list[ClaimedRow]) -> None:
+        invalid, unplaced = self.recoverer.deliver(rows)
         if invalid or unplaced:
-            self._transaction(lambda connection: self._reject(connection, invalid, unplaced))
-        return seen == total and len(unplaced) < len(chosen)
-
-    def _reject(
-        self, connection: sqlite3.Connection, invalid: list[tuple[str, str]], unplaced: list[str]
-    ) -> None:
-        now = time.time()
-        connection.executemany(
-            "UPDATE jobs SET state = 'invalid', finished_at = ?, error = ? WHERE id = ?",
-            [(now, why, job_id) for job_id, why in invalid],
-        )
-        connection.executemany(
-            "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND owner = ?",
-            [(job_id, self.owner) for job_id in unplaced],
-        )
+            now = time.time()
+            with self._cond:
+                self._ops += [(_INVALID, (now, why, job_id)) for job_id, why in invalid]
+                self._ops += [(_UNCLAIM, (self.owner, job_id)) for job_id in unplaced]
+                self._cond.notify()
 
     def _prune(self) -> int:
         """Delete finished jobs older than ``keep_finished``, a chunk per transaction."""
