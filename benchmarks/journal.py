@@ -27,7 +27,6 @@ import asyncio
 import logging
 import os
 import platform
-import socket
 import sqlite3
 import statistics
 import tempfile
@@ -37,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from backburner import Backburner, job
+from backburner._journal import local_host
 
 
 @job(name="bench.noop")
@@ -113,7 +113,7 @@ async def fill(journal: Path, jobs: int) -> None:
 
 def orphan(journal: Path) -> None:
     """Make the released jobs look like a crashed process's: claimed by a pid that is gone."""
-    owner = f"{socket.gethostname()}:999999999:crashed"
+    owner = f"{local_host()}:999999999:crashed"
     connection = sqlite3.connect(journal)
     with connection:
         connection.execute("UPDATE jobs SET owner = ?, lease_until = 9e12", (owner,))

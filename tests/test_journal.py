@@ -10,7 +10,6 @@ import asyncio
 import logging
 import math
 import os
-import socket
 import sqlite3
 import stat
 import tempfile
@@ -31,6 +30,7 @@ from backburner import (
     QueueConfig,
     job,
 )
+from backburner._journal import local_host
 from backburner._journal_file import SCHEMA_VERSION
 from backburner._registry import default_name, lookup
 from backburner.testing import ManualClock
@@ -78,7 +78,7 @@ def rows(path: Path, columns: str = "state") -> list[tuple[Any, ...]]:
 
 def insert_orphan(path: Path, *, name: str, state: str, crashes: int = 0, args: str = "[7]") -> str:
     """A row as a process that died (pid 999999999 never exists) would have left it."""
-    owner = f"{socket.gethostname()}:999999999:dead"
+    owner = f"{local_host()}:999999999:dead"
     connection = sqlite3.connect(path)
     with connection:
         connection.execute(
@@ -437,7 +437,7 @@ async def test_a_job_that_killed_its_process_max_attempts_times_is_dead_and_neve
 
 async def test_a_live_owners_jobs_are_never_taken(path: Path) -> None:
     await make_journal(path)
-    owner = f"{socket.gethostname()}:{os.getppid()}:alive"  # our parent: a live process
+    owner = f"{local_host()}:{os.getppid()}:alive"  # our parent: a live process
     connection = sqlite3.connect(path)
     with connection:
         connection.execute(
@@ -524,7 +524,7 @@ async def test_stats_report_the_journal_lag_and_its_rows_by_state(path: Path) ->
         assert stats.journal is not None
         assert stats.journal.lag == 0
         assert stats.journal.rows == {"succeeded": 1, "queued": 1}
-        assert stats.journal.owner.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+        assert stats.journal.owner.startswith(f"{local_host()}:{os.getpid()}:")
         assert stats.as_dict()["journal"]["rows"] == {"succeeded": 1, "queued": 1}
     assert Backburner().stats().journal is None
 

@@ -47,6 +47,7 @@ _SYNCHRONOUS = {"normal": "NORMAL", "power": "FULL"}
 _HOUSEKEEPING_EVERY = 60.0
 _PRUNE_CHUNK = 5000
 _BUSY_WARNING_AFTER = 10.0
+_BUSY_TIMEOUT_MS = 5000
 _CLAIM_CHUNK = 10_000
 
 
@@ -213,7 +214,7 @@ class Journal:
         self.config = config
         self.path = Path(os.fspath(config.path)).absolute()
         self.recoverer = recoverer
-        self.host = socket.gethostname()
+        self.host = local_host()
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self._cond = threading.Condition(threading.Lock())
         self._ops: list[tuple[int, tuple[Any, ...]]] = []
@@ -397,17 +398,23 @@ class Journal:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                ops, batch = self._ops, self._batch
-                self._ops, self._batch = [], Batch()
                 stopping = self._stopping
-            if ops:
-                self._commit(ops, batch)
-            elif stopping:
+            if not self._commit_queued() and stopping:
                 self._shutdown()
                 return
             if time.monotonic() >= next_round:
                 self._housekeeping()
                 next_round = time.monotonic() + heartbeat
+
+    def _commit_queued(self) -> bool:
+        """Commit what is queued, if anything; True if there was something."""
+        with self._cond:
+            ops, batch = self._ops, self._batch
+            if not ops:
+                return False
+            self._ops, self._batch = [], Batch()
+        self._commit(ops, batch)
+        return True
 
     def _commit(self, ops: list[tuple[int, tuple[Any, ...]]], batch: Batch) -> None:
         inserts = sum(1 for kind, _ in ops if kind == _INSERT)
@@ -592,6 +599,7 @@ class Journal:
                 self._deliver(chosen)
             if seen < limit or not chosen:
                 return  # no more free rows (or none this process has room for)
+            self._commit_queued()  # enqueues waiting for their commit go first
 
     def _claim_chunk(
         self,
@@ -662,11 +670,22 @@ class Journal:
             pruned += count
             if count < _PRUNE_CHUNK:
                 return pruned
+            self._commit_queued()  # enqueues waiting for their commit go first
 
     def _checkpoint(self) -> None:
-        assert self._connection is not None
-        with contextlib.suppress(sqlite3.OperationalError):  # busy: the next round will do
-            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Copy the WAL into the file and truncate it, if no other process is in the way.
+
+        Without a busy timeout: TRUNCATE waits for every reader, and commits wait behind it.
+        A checkpoint that cannot finish now is done at a later round.
+        """
+        connection = self._connection
+        assert connection is not None
+        connection.execute("PRAGMA busy_timeout=0")
+        try:
+            with contextlib.suppress(sqlite3.OperationalError):
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
     def _count_rows(self) -> None:
         assert self._connection is not None
@@ -764,6 +783,20 @@ def _set_all(futures: list[asyncio.Future[None]]) -> None:
     for future in futures:
         if not future.done():
             future.set_result(None)
+
+
+def local_host() -> str:
+    """This host as owner ids name it: its name, and its pid namespace where there is one.
+
+    Two containers may share a host name (host networking) but not their pids: a pid is only
+    looked up where the namespace matches.
+    """
+    name = socket.gethostname().replace(":", "_")
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return name
+    return f"{name}/{namespace}"
 
 
 def _alive(pid: int) -> bool:

@@ -141,7 +141,7 @@ def _check_header(path: Path) -> None:
 
 
 def _configure(connection: sqlite3.Connection, synchronous: str) -> None:
-    connection.execute("PRAGMA busy_timeout=5000")
+    connection.execute("PRAGMA busy_timeout=5000")  # then _transaction retries, however long
     mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":  # pragma: no cover - a file system without shared memory
         raise JournalError(f"the journal needs SQLite's WAL mode; this file system gave {mode!r}")
