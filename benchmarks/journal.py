@@ -144,35 +144,39 @@ def main() -> None:
     parser.add_argument("--recover", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--power", action="store_true", help="also durability='power'")
+    parser.add_argument("--power-jobs", type=int, default=2_000, help="fewer: an fsync each")
     options = parser.parse_args()
     logging.getLogger("backburner").setLevel(logging.ERROR)  # shutdown reports every job
     print(
         f"{platform.python_implementation()} {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, {platform.platform()}"
+        f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     modes: list[tuple[str, Callable[..., Awaitable[float]]]] = [
         ("sync, 1 thread", sync_one_thread),
         ("sync, 4 threads", sync_four_threads),
         ("awaitable, 100 tasks", awaitable_tasks),
     ]
-    durabilities = ["normal", "power"] if options.power else ["normal"]
+    durabilities = {"normal": options.jobs}
+    if options.power:
+        durabilities["power"] = options.power_jobs
     with tempfile.TemporaryDirectory() as folder:
-        print(f"\nenqueue throughput, jobs/s, median of {options.repeats} x {options.jobs} jobs")
-        heads = " ".join(f"{'journal ' + d:>16}" for d in durabilities)
-        print(f"{'':24} {'in memory':>11} {heads}")
+        print(f"\nenqueue throughput, jobs/s, median of {options.repeats} runs")
+        heads = " ".join(f"{f'journal {d} ({n:,})':>24}" for d, n in durabilities.items())
+        print(f"{'':22} {f'in memory ({options.jobs:,})':>20} {heads}")
         for label, measure in modes:
             memory: list[float] = []
             durable: dict[str, list[float]] = {d: [] for d in durabilities}
             for repeat in range(options.repeats):
                 memory.append(asyncio.run(measure(None, options.jobs)))
-                for durability in durabilities:
+                for durability, jobs in durabilities.items():
                     path = Path(folder) / f"{measure.__name__}-{durability}-{repeat}.sqlite3"
-                    durable[durability].append(asyncio.run(measure(path, options.jobs, durability)))
-            row = f"{label:24} {median(memory):>11,.0f} "
+                    durable[durability].append(asyncio.run(measure(path, jobs, durability)))
+            row = f"{label:22} {median(memory):>20,.0f} "
             row += " ".join(
-                f"{median(v):>9,.0f} ({median(v) / median(memory):.2f}x)" for v in durable.values()
+                f"{median(v):>15,.0f} ({median(v) / median(memory):.3f}x)" for v in durable.values()
             )
-            print(row)
+            print(row, flush=True)
 
         print(f"\nrecovery at open(), s, median of {options.repeats}, {options.recover:,} jobs")
         path = Path(folder) / "recover.sqlite3"

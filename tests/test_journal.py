@@ -14,15 +14,19 @@ import sqlite3
 import stat
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.types import Message
 
 from backburner import (
     Backburner,
+    BackburnerMiddleware,
     JobStatus,
     JournalConfig,
     JournalError,
@@ -593,3 +597,67 @@ async def test_a_failed_job_retried_by_hand_is_unfinished_again_and_survives_a_r
         await bg.join()
     assert journal_jobs.calls == [("fails_first", 3), ("fails_first", 3)]
     assert rows(path, "id, state, attempt") == [(failed.id, "succeeded", 2)]
+
+
+# Leases: owners on other hosts are judged by their heartbeat and their claims' leases.
+
+
+def insert_foreign(path: Path, *, heartbeat_age: float, lease_left: float) -> str:
+    """A job held by a process on another host, last heard of ``heartbeat_age`` seconds ago."""
+    owner = "otherhost/1:4242:far"
+    now = time.time()
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute(
+            "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, enqueued_at)"
+            " VALUES ('far', 'tests.record', 'default', '{\"args\":[9]}', 'queued', ?, ?, 0)",
+            (owner, now + lease_left),
+        )
+        connection.execute(
+            "INSERT INTO owners (owner, heartbeat, started_at) VALUES (?, ?, 0)",
+            (owner, now - heartbeat_age),
+        )
+    connection.close()
+    return owner
+
+
+@pytest.mark.parametrize(
+    ("heartbeat_age", "lease_left", "taken"),
+    [
+        (1.0, -100.0, False),  # alive (a recent heartbeat): never taken, even past its lease
+        (100.0, 100.0, False),  # silent, but its claim still holds
+        (100.0, -1.0, True),  # silent past the lease, claim lapsed: presumed dead
+    ],
+)
+async def test_another_hosts_job_is_taken_only_once_its_owner_is_silent_and_its_lease_lapsed(
+    path: Path, heartbeat_age: float, lease_left: float, taken: bool
+) -> None:
+    await make_journal(path)
+    owner = insert_foreign(path, heartbeat_age=heartbeat_age, lease_left=lease_left)
+    async with Backburner(journal=JournalConfig(path, lease=30)) as bg:
+        await bg.join()
+    assert journal_jobs.calls == ([("record", 9)] if taken else [])
+    assert rows(path, f"state, owner = '{owner}'") == [("succeeded", 0) if taken else ("queued", 1)]
+
+
+# The middleware.
+
+
+async def test_the_middleware_takes_journal_settings_and_fails_startup_on_a_bad_file(
+    path: Path,
+) -> None:
+    await asyncio.to_thread(path.write_bytes, b"not a journal" * 10)
+    app = Starlette()
+    app.add_middleware(BackburnerMiddleware, journal=path, durability="power")
+    messages: list[Message] = []
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    await app(scope, inbox.get, send)
+    assert [m["type"] for m in messages] == ["lifespan.startup.failed"]
+    assert messages[0]["message"].startswith("backburner could not start: the journal ")
+    assert "is not an SQLite database" in messages[0]["message"]
