@@ -177,9 +177,10 @@ class Backburner(EnqueueMethods):
     def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
         """Accept ``fn(*args, **kwargs)`` as a job; return its handle at once.
 
-        Never blocks and never waits: raises ``QueueFull`` if the queue is full, ``NotRunning``
-        if the executor is not running, ``TypeError`` if the call could not bind. Safe from any
-        thread. (``EnqueueMethods.enqueue`` with one indirection less: the hottest path.)
+        Never waits for room: raises ``QueueFull`` if the queue is full, ``NotRunning`` if the
+        executor is not running, ``TypeError`` if the call could not bind. Safe from any
+        thread. With a journal, returns once the job is committed (this thread waits for it).
+        (``EnqueueMethods.enqueue`` with one indirection less: the hottest path.)
         """
         return self._submit(fn, args, kwargs, None, None)
 
