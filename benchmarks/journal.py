@@ -118,7 +118,9 @@ def orphan(journal: Path) -> None:
     with connection:
         connection.execute("UPDATE jobs SET owner = ?, lease_until = 9e12", (owner,))
         connection.execute(
-            "INSERT INTO owners (owner, heartbeat, started_at) VALUES (?, 9e12, 0)", (owner,)
+            "INSERT OR REPLACE INTO owners (owner, heartbeat, started_at, released) "
+            "VALUES (?, 9e12, 0, 0)",
+            (owner,),
         )
     connection.close()
 

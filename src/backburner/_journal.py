@@ -326,6 +326,8 @@ class Journal:
 
     def wait(self, batch: Batch) -> None:
         """Block this thread until ``batch`` is committed; raise ``JournalError`` if it failed."""
+        if threading.current_thread() is self._thread:
+            return  # enqueued by the writer itself (a log handler, say): committed right after
         while not batch.done.wait(1.0):
             if self._thread is None or not self._thread.is_alive():
                 raise JournalError(f"the journal {self.path} has stopped; the job was not written")
@@ -484,80 +486,85 @@ class Journal:
     def _heartbeat(self, first: bool) -> None:
         now = time.time()
 
-        def beat(connection: sqlite3.Connection) -> int:
-            cursor = connection.execute(
-                "UPDATE owners SET heartbeat = ? WHERE owner = ?", (now, self.owner)
-            )
-            if cursor.rowcount == 0:
+        def beat(connection: sqlite3.Connection) -> bool:
+            row = connection.execute(
+                "SELECT released FROM owners WHERE owner = ?", (self.owner,)
+            ).fetchone()
+            if row is None:
                 connection.execute(
                     "INSERT INTO owners (owner, heartbeat, started_at) VALUES (?, ?, ?)",
                     (self.owner, now, now),
                 )
-            return cursor.rowcount
+            else:
+                connection.execute(
+                    "UPDATE owners SET heartbeat = ?, released = 0 WHERE owner = ?",
+                    (now, self.owner),
+                )
+            return row is not None and bool(row[0])
 
-        if self._transaction(beat) == 0 and not first:
+        if self._transaction(beat) and not first:
             logger.warning(
                 "this process (%s) was presumed dead by another: its heartbeat came too late "
                 "(a stalled machine?). Jobs it held may run twice.",
                 self.owner,
             )
 
-    def _dead_owners(self, connection: sqlite3.Connection, now: float) -> list[tuple[str, bool]]:
-        """Owners to take jobs from: (owner, certain). Certain: its pid is gone on this host."""
+    def _dead_owners(self, connection: sqlite3.Connection, now: float) -> list[str]:
+        """Owners presumed dead: a pid gone on this host, or silent past the lease."""
         dead = []
         for owner, heartbeat in connection.execute(
-            "SELECT owner, heartbeat FROM owners WHERE owner != ?", (self.owner,)
+            "SELECT owner, heartbeat FROM owners WHERE owner != ? AND released = 0",
+            (self.owner,),
         ):
             parts = str(owner).rsplit(":", 2)
             host, pid_text = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
             if host == self.host and pid_text.isdigit() and not _alive(int(pid_text)):
-                dead.append((owner, True))
+                dead.append(owner)  # certainly dead: its claims need not lapse
             elif heartbeat < now - self.config.lease:
-                dead.append((owner, False))
+                latest = connection.execute(
+                    "SELECT max(lease_until) FROM jobs WHERE owner = ? AND finished_at IS NULL",
+                    (owner,),
+                ).fetchone()[0]
+                if latest is None or latest < now:
+                    dead.append(owner)  # silent, and every claim it made has lapsed
         return dead
 
     def _free_orphans(self) -> None:
-        """Free the unfinished jobs of dead owners; mark dead those that kill their process."""
+        """Free the jobs of dead owners; mark dead the jobs that keep killing their process.
+
+        An owner found dead is marked ``released``: its unfinished rows are free from then on,
+        without rewriting them (a crashed process may leave 100,000). Only the rows that were
+        running when it died are touched: each counts a crash, and past ``max_attempts`` the
+        job is dead.
+        """
         now = time.time()
+        limit = self.config.max_attempts
 
         def free(connection: sqlite3.Connection) -> list[tuple[str, str, int]]:
-            release = (
-                "UPDATE jobs SET owner = NULL, lease_until = NULL, "
-                "crashes = crashes + (state = 'running'), state = 'queued' "
-                "WHERE finished_at IS NULL AND owner = ?"
-            )
-            for owner, certain in self._dead_owners(connection, now):
-                if certain:
-                    connection.execute(release, (owner,))
-                else:
-                    connection.execute(release + " AND lease_until < ?", (owner, now))
-                    left = connection.execute(
-                        "SELECT 1 FROM jobs WHERE finished_at IS NULL AND owner = ? LIMIT 1",
-                        (owner,),
-                    ).fetchone()
-                    if left is not None:
-                        continue  # leases still running: it keeps its owner row until they end
-                connection.execute("DELETE FROM owners WHERE owner = ?", (owner,))
-            # Rows of owners that left no owner row (gone, and reaped by someone else).
-            connection.execute(
-                "UPDATE jobs SET owner = NULL, lease_until = NULL, "
-                "crashes = crashes + (state = 'running'), state = 'queued' "
-                "WHERE finished_at IS NULL AND owner IS NOT NULL AND lease_until < ? "
-                "AND owner NOT IN (SELECT owner FROM owners)",
-                (now,),
-            )
-            poisoned = connection.execute(
-                "SELECT id, name, crashes FROM jobs WHERE finished_at IS NULL AND owner IS NULL "
-                "AND crashes >= ?",
-                (self.config.max_attempts,),
-            ).fetchall()
-            if poisoned:
-                connection.execute(
-                    "UPDATE jobs SET state = 'dead', finished_at = ?, error = "
-                    "'its process died during each of ' || crashes || ' attempts' "
-                    "WHERE finished_at IS NULL AND owner IS NULL AND crashes >= ?",
-                    (now, self.config.max_attempts),
+            poisoned: list[tuple[str, str, int]] = []
+            for owner in self._dead_owners(connection, now):
+                crashed = connection.execute(
+                    "SELECT rowid, id, name, crashes + 1 FROM jobs "
+                    "WHERE owner = ? AND state = 'running' AND finished_at IS NULL",
+                    (owner,),
+                ).fetchall()
+                connection.executemany(
+                    "UPDATE jobs SET crashes = ?, state = ?, finished_at = ?, error = ? "
+                    "WHERE rowid = ?",
+                    [
+                        (crashes, "dead", now, f"its process died during {crashes} attempts", rowid)
+                        if crashes >= limit
+                        else (crashes, "queued", None, None, rowid)
+                        for rowid, _, _, crashes in crashed
+                    ],
                 )
+                poisoned += [(i, n, c) for _, i, n, c in crashed if c >= limit]
+                connection.execute("UPDATE owners SET released = 1 WHERE owner = ?", (owner,))
+            # Released owners whose jobs have all been taken or finished are forgotten.
+            connection.execute(
+                "DELETE FROM owners WHERE released = 1 AND NOT EXISTS (SELECT 1 FROM jobs "
+                "WHERE jobs.owner = owners.owner AND jobs.finished_at IS NULL)"
+            )
             return poisoned
 
         for job_id, name, crashes in self._transaction(free):
@@ -581,40 +588,56 @@ class Journal:
         due_room, delayed_room = self.recoverer.room()
         left = dict(due_room)
         delayed_left = [delayed_room]
-        while True:
-            limit = min(_CLAIM_CHUNK, sum(left.values()) + delayed_left[0])
-            if limit <= 0:
-                return
-            chosen, seen = self._transaction(
-                functools.partial(
-                    self._claim_chunk,
-                    limit=limit,
-                    left=left,
-                    delayed_left=delayed_left,
-                    clock_now=self.recoverer.clock_now(),
-                    lease_until=time.time() + self.config.lease,
+        assert self._connection is not None
+        released = [
+            row[0]
+            for row in self._connection.execute("SELECT owner FROM owners WHERE released = 1")
+        ]
+        # Rows nobody holds, then those of each released owner: each an index range, in the
+        # order the jobs were accepted.
+        for source in [None, *released]:
+            while True:
+                limit = min(_CLAIM_CHUNK, sum(left.values()) + delayed_left[0])
+                if limit <= 0:
+                    return
+                chosen, seen = self._transaction(
+                    functools.partial(
+                        self._claim_chunk,
+                        source=source,
+                        limit=limit,
+                        left=left,
+                        delayed_left=delayed_left,
+                        clock_now=self.recoverer.clock_now(),
+                        lease_until=time.time() + self.config.lease,
+                    )
                 )
-            )
-            if chosen:
-                self._deliver(chosen)
-            if seen < limit or not chosen:
-                return  # no more free rows (or none this process has room for)
-            self._commit_queued()  # enqueues waiting for their commit go first
+                if chosen:
+                    self._deliver(chosen)
+                self._commit_queued()  # enqueues waiting for their commit go first
+                if seen < limit or not chosen:
+                    break  # this source is exhausted (or holds nothing this process can take)
 
     def _claim_chunk(
         self,
         connection: sqlite3.Connection,
         *,
+        source: str | None,
         limit: int,
         left: dict[str, int],
         delayed_left: list[int],
         clock_now: float,
         lease_until: float,
     ) -> tuple[list[ClaimedRow], int]:
+        params: tuple[str, ...] = ()
+        if source is None:
+            held = "owner IS NULL"
+        else:
+            held = "owner = ? AND owner IN (SELECT owner FROM owners WHERE released = 1)"
+            params = (source,)
         rows = connection.execute(
             "SELECT rowid, id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
-            "WHERE owner IS NULL AND finished_at IS NULL ORDER BY rowid LIMIT ?",
-            (limit,),
+            f"WHERE {held} AND finished_at IS NULL ORDER BY rowid LIMIT ?",
+            (*params, limit),
         ).fetchall()
         chosen: list[ClaimedRow] = []
         rowids: list[tuple[int]] = []
@@ -635,8 +658,8 @@ class Journal:
         if rows and len(chosen) == len(rows):
             # Every row read is taken (the usual case): one statement for them all.
             connection.execute(
-                claim + "owner IS NULL AND finished_at IS NULL AND rowid <= ?",
-                (self.owner, lease_until, rows[-1][0]),
+                claim + f"{held} AND finished_at IS NULL AND rowid <= ?",
+                (self.owner, lease_until, *params, rows[-1][0]),
             )
         else:
             connection.executemany(
@@ -697,18 +720,32 @@ class Journal:
         }
 
     def _shutdown(self) -> None:
-        """Release every unfinished job this process holds, in one transaction; close."""
+        """Release every unfinished job this process holds, in one transaction; close.
+
+        The rows are not rewritten: the owner row is marked released, which frees them all
+        (and the few that were running are marked queued), so that a shutdown with 100,000
+        jobs waiting costs a few rows, well within the shutdown's deadline.
+        """
         connection = self._connection
         assert connection is not None
         try:
 
             def release(connection: sqlite3.Connection) -> int:
-                count = connection.execute(
-                    "UPDATE jobs SET owner = NULL, lease_until = NULL, state = 'queued' "
-                    "WHERE owner = ? AND finished_at IS NULL",
+                connection.execute(
+                    "UPDATE jobs SET state = 'queued' "
+                    "WHERE owner = ? AND state = 'running' AND finished_at IS NULL",
                     (self.owner,),
-                ).rowcount
-                connection.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
+                )
+                connection.execute(
+                    "UPDATE owners SET released = 1, heartbeat = ? WHERE owner = ?",
+                    (time.time(), self.owner),
+                )
+                count: int = connection.execute(
+                    "SELECT count(*) FROM jobs WHERE owner = ? AND finished_at IS NULL",
+                    (self.owner,),
+                ).fetchone()[0]
+                if count == 0:
+                    connection.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
                 return count
 
             released = self._transaction(release)

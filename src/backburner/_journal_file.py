@@ -43,11 +43,13 @@ _MIGRATIONS: tuple[str, ...] = (
         error TEXT
     );
     CREATE INDEX jobs_unfinished ON jobs(owner) WHERE finished_at IS NULL;
+    CREATE INDEX jobs_running ON jobs(owner) WHERE state = 'running';
     CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;
     CREATE TABLE owners (
         owner TEXT PRIMARY KEY,
         heartbeat REAL NOT NULL,    -- wall time of its last sign of life
-        started_at REAL NOT NULL
+        started_at REAL NOT NULL,
+        released INTEGER NOT NULL DEFAULT 0  -- 1: shut down or found dead; its jobs are free
     );
     CREATE TABLE periodic (
         name TEXT PRIMARY KEY,
