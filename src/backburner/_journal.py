@@ -170,7 +170,8 @@ _SQL = {
     _REOPEN: "UPDATE jobs SET state = 'queued', finished_at = NULL, owner = ?, lease_until = ? "
     "WHERE id = ?",
     _INVALID: "UPDATE jobs SET state = 'invalid', finished_at = ?, error = ? WHERE id = ?",
-    _UNCLAIM: "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE owner = ? AND id = ?",
+    _UNCLAIM: "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND "
+    "(owner = ? OR owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
     # A tick is claimed once: by the first process to move last_run up to it.
     _TICK: "INSERT INTO periodic (name, last_run) VALUES (?, ?) ON CONFLICT (name) "
     "DO UPDATE SET last_run = excluded.last_run WHERE last_run < excluded.last_run",
@@ -203,7 +204,8 @@ _BULK_SQL = {
     _INVALID: f"UPDATE jobs SET state = 'invalid', finished_at = {_field(0)}, "
     f"error = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
     _UNCLAIM: f"UPDATE jobs SET owner = NULL, lease_until = NULL FROM json_each(?) AS v "
-    f"WHERE jobs.owner = {_field(0)} AND jobs.id = {_field(1)}",
+    f"WHERE jobs.id = {_field(0)} AND (jobs.owner = {_field(1)} OR jobs.owner IN "
+    f"(SELECT owner FROM owners WHERE adopted_by = {_field(2)}))",
 }
 
 
@@ -513,7 +515,8 @@ class Journal:
         """Owners presumed dead: a pid gone on this host, or silent past the lease."""
         dead = []
         for owner, heartbeat in connection.execute(
-            "SELECT owner, heartbeat FROM owners WHERE owner != ? AND released = 0",
+            "SELECT owner, heartbeat FROM owners "
+            "WHERE owner != ? AND released = 0 AND adopted_by IS NULL",
             (self.owner,),
         ):
             parts = str(owner).rsplit(":", 2)
@@ -559,10 +562,15 @@ class Journal:
                     ],
                 )
                 poisoned += [(i, n, c) for _, i, n, c in crashed if c >= limit]
-                connection.execute("UPDATE owners SET released = 1 WHERE owner = ?", (owner,))
-            # Released owners whose jobs have all been taken or finished are forgotten.
+                connection.execute(
+                    "UPDATE owners SET released = 1, adopted_by = NULL "
+                    "WHERE owner = ? OR adopted_by = ?",
+                    (owner, owner),
+                )
+            # Released and adopted owners whose jobs have all been taken or finished go.
             connection.execute(
-                "DELETE FROM owners WHERE released = 1 AND NOT EXISTS (SELECT 1 FROM jobs "
+                "DELETE FROM owners WHERE (released = 1 OR adopted_by IS NOT NULL) "
+                "AND NOT EXISTS (SELECT 1 FROM jobs "
                 "WHERE jobs.owner = owners.owner AND jobs.finished_at IS NULL)"
             )
             return poisoned
@@ -596,6 +604,20 @@ class Journal:
         # Rows nobody holds, then those of each released owner: each an index range, in the
         # order the jobs were accepted.
         for source in [None, *released]:
+            if source is not None:
+                adopted = self._transaction(
+                    functools.partial(
+                        self._adopt,
+                        source=source,
+                        left=left,
+                        delayed_left=delayed_left,
+                        clock_now=self.recoverer.clock_now(),
+                    )
+                )
+                if adopted is not None:
+                    self._deliver(adopted)
+                    self._commit_queued()
+                    continue
             while True:
                 limit = min(_CLAIM_CHUNK, sum(left.values()) + delayed_left[0])
                 if limit <= 0:
@@ -616,6 +638,54 @@ class Journal:
                 self._commit_queued()  # enqueues waiting for their commit go first
                 if seen < limit or not chosen:
                     break  # this source is exhausted (or holds nothing this process can take)
+
+    def _adopt(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        source: str,
+        left: dict[str, int],
+        delayed_left: list[int],
+        clock_now: float,
+    ) -> list[ClaimedRow] | None:
+        """Take every job of a released owner at once, if they all fit; else None.
+
+        The jobs' rows are not rewritten: the owner row records who adopted it. A restart
+        after a clean shutdown (or a crash) takes its predecessor's jobs this way, so 100,000
+        jobs cost one read, not one write each.
+        """
+        if (
+            connection.execute(
+                "SELECT 1 FROM owners WHERE owner = ? AND released = 1", (source,)
+            ).fetchone()
+            is None
+        ):
+            return []  # adopted or forgotten meanwhile
+        count = connection.execute(
+            "SELECT count(*) FROM jobs WHERE owner = ? AND finished_at IS NULL", (source,)
+        ).fetchone()[0]
+        if count > sum(left.values()) + delayed_left[0]:
+            return None
+        rows = connection.execute(
+            "SELECT id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
+            "WHERE owner = ? AND finished_at IS NULL ORDER BY rowid",
+            (source,),
+        ).fetchall()
+        room, delayed = dict(left), delayed_left[0]
+        for row in rows:
+            run_at, queue = row[4], row[2]
+            if run_at is not None and run_at > clock_now:
+                delayed -= 1
+            elif queue in room:
+                room[queue] -= 1
+        if delayed < 0 or any(value < 0 for value in room.values()):
+            return None  # one queue lacks the room: claim row by row instead
+        connection.execute(
+            "UPDATE owners SET released = 0, adopted_by = ? WHERE owner = ?", (self.owner, source)
+        )
+        left.update(room)
+        delayed_left[0] = delayed
+        return [ClaimedRow._make(row) for row in rows]
 
     def _claim_chunk(
         self,
@@ -673,7 +743,7 @@ class Journal:
             now = time.time()
             with self._cond:
                 self._ops += [(_INVALID, (now, why, job_id)) for job_id, why in invalid]
-                self._ops += [(_UNCLAIM, (self.owner, job_id)) for job_id in unplaced]
+                self._ops += [(_UNCLAIM, (job_id, self.owner, self.owner)) for job_id in unplaced]
                 self._cond.notify()
 
     def _prune(self) -> int:
@@ -736,14 +806,16 @@ class Journal:
                     "WHERE owner = ? AND state = 'running' AND finished_at IS NULL",
                     (self.owner,),
                 )
-                connection.execute(
-                    "UPDATE owners SET released = 1, heartbeat = ? WHERE owner = ?",
-                    (time.time(), self.owner),
-                )
                 count: int = connection.execute(
-                    "SELECT count(*) FROM jobs WHERE owner = ? AND finished_at IS NULL",
-                    (self.owner,),
+                    "SELECT count(*) FROM jobs WHERE finished_at IS NULL AND (owner = ? OR "
+                    "owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
+                    (self.owner, self.owner),
                 ).fetchone()[0]
+                connection.execute(
+                    "UPDATE owners SET released = 1, adopted_by = NULL, heartbeat = ? "
+                    "WHERE owner = ? OR adopted_by = ?",
+                    (time.time(), self.owner, self.owner),
+                )
                 if count == 0:
                     connection.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
                 return count

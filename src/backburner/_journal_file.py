@@ -49,7 +49,8 @@ _MIGRATIONS: tuple[str, ...] = (
         owner TEXT PRIMARY KEY,
         heartbeat REAL NOT NULL,    -- wall time of its last sign of life
         started_at REAL NOT NULL,
-        released INTEGER NOT NULL DEFAULT 0  -- 1: shut down or found dead; its jobs are free
+        released INTEGER NOT NULL DEFAULT 0,  -- 1: shut down or found dead; its jobs are free
+        adopted_by TEXT  -- the live owner that took all its jobs at once (they stay in its name)
     );
     CREATE TABLE periodic (
         name TEXT PRIMARY KEY,
