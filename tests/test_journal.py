@@ -34,8 +34,8 @@ from backburner import (
     QueueConfig,
     job,
 )
-from backburner._journal import local_host
 from backburner._journal_file import SCHEMA_VERSION
+from backburner._journal_owners import local_host
 from backburner._registry import default_name, lookup
 from backburner.testing import ManualClock
 

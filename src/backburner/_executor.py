@@ -16,7 +16,7 @@ from ._callables import _plans, plan_call
 from ._clock import Clock, SystemClock
 from ._config import DEFAULT_QUEUE, QueueConfig, check_count, check_queue_name, check_timeout
 from ._context import current_executor_var, interceptor, running_executors
-from ._durable import asubmit, open_journal, submit
+from ._durable import asubmit, submit
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
@@ -25,6 +25,7 @@ from ._journal import Durability, Journal, JournalConfig
 from ._options import options_of
 from ._periodic import Periodic, PeriodicRunner, TickGate
 from ._queue import JobQueue
+from ._recovery import open_journal
 from ._scheduler import Scheduler
 from ._shutdown import ShutdownReport
 from ._stats import ExecutorStats, QueueStats
