@@ -52,7 +52,7 @@ logger = logging.getLogger("backburner")
 Durability = Literal["normal", "power"]
 _SYNCHRONOUS = {"normal": "NORMAL", "power": "FULL"}
 
-# How often the WAL is checkpointed and finished jobs are pruned, at most.
+# How often the WAL is checkpointed, finished jobs are pruned and rows counted, at most.
 _HOUSEKEEPING_EVERY = 60.0
 _BUSY_WARNING_AFTER = 10.0
 
@@ -112,7 +112,7 @@ class JournalStats:
     #: Jobs accepted but not yet committed: what a crash now would lose of enqueues that
     #: have not returned yet (a returned enqueue is always committed).
     lag: int
-    #: Rows by state (queued, running, succeeded, ...), as of the last heartbeat.
+    #: Rows by state (queued, running, succeeded, ...), counted at open and every minute.
     rows: dict[str, int]
 
 
@@ -276,7 +276,7 @@ class Journal(Housekeeping):
             raise batch.error
 
     def stats(self) -> JournalStats:
-        """This journal's lag and rows (no I/O: the rows are counted at each heartbeat)."""
+        """This journal's lag and rows (no I/O: the rows are counted by the writer)."""
         return JournalStats(
             path=str(self.path),
             durability=self.config.durability,
@@ -407,7 +407,7 @@ class Journal(Housekeeping):
                 self._last_housekeeping = time.monotonic()
                 self._prune()
                 self._checkpoint()
-            self._count_rows()
+                self._count_rows()
         except Exception:
             logger.exception("the journal %s's housekeeping failed; trying again later", self.path)
 

@@ -35,6 +35,7 @@ logger = logging.getLogger("backburner")
 _PRUNE_CHUNK = 5000
 _BUSY_TIMEOUT_MS = 5000  # then Journal._transaction retries, however long
 _CLAIM_CHUNK = 10_000
+_COUNT_CHUNK = 100_000
 
 
 class ClaimedRow(NamedTuple):
@@ -377,13 +378,23 @@ class Housekeeping:
             connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
     def _count_rows(self) -> None:
-        assert self._connection is not None
-        self._rows = {
-            str(state): count
-            for state, count in self._connection.execute(
-                "SELECT state, count(*) FROM jobs GROUP BY state"
-            )
-        }
+        """Count the rows by state for ``stats()``, a range of rowids at a time.
+
+        A week of history may be millions of rows: queued commits are served between ranges,
+        so an enqueue never waits for more than one range's count.
+        """
+        connection = self._connection
+        assert connection is not None
+        last = connection.execute("SELECT max(rowid) FROM jobs").fetchone()[0] or 0
+        counts: dict[str, int] = {}
+        for start in range(0, last + 1, _COUNT_CHUNK):
+            for state, count in connection.execute(
+                "SELECT state, count(*) FROM jobs WHERE rowid BETWEEN ? AND ? GROUP BY state",
+                (start, start + _COUNT_CHUNK - 1),
+            ):
+                counts[str(state)] = counts.get(str(state), 0) + count
+            self._commit_queued()
+        self._rows = counts
 
     def _shutdown(self) -> None:
         """Release every unfinished job this process holds, in one transaction; close.
