@@ -19,11 +19,14 @@ from ._errors import BackburnerError as BackburnerError
 from ._errors import DuplicateJob as DuplicateJob
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobTimeout as JobTimeout
+from ._errors import JournalError as JournalError
 from ._errors import NotRunning as NotRunning
 from ._errors import QueueFull as QueueFull
 from ._errors import ShuttingDown as ShuttingDown
 from ._executor import Backburner as Backburner
 from ._job import Job as Job
+from ._journal import JournalConfig as JournalConfig
+from ._journal import JournalStats as JournalStats
 from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
@@ -49,6 +52,9 @@ __all__ = [
     "JobOptions",
     "JobStatus",
     "JobTimeout",
+    "JournalConfig",
+    "JournalError",
+    "JournalStats",
     "NotRunning",
     "Periodic",
     "PeriodicStats",

@@ -17,6 +17,7 @@ The lifespan order is the point of this module:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +27,7 @@ from ._clock import Clock
 from ._config import QueueConfig
 from ._context import current_executor_var
 from ._executor import Backburner, ErrorHook
+from ._journal import Durability, JournalConfig
 from ._periodic import Periodic
 
 __all__ = ["BackburnerMiddleware"]
@@ -62,6 +64,8 @@ class BackburnerMiddleware:
         loop_lag_warning: float | None = None,
         platform_grace: float | Auto | None = "auto",
         server_shutdown_timeout: float | Auto = "auto",
+        journal: str | os.PathLike[str] | JournalConfig | None = None,
+        durability: Durability | None = None,
     ) -> None:
         self.app = app
         # Starlette builds its middleware inside the first lifespan call, where an exception
@@ -84,6 +88,8 @@ class BackburnerMiddleware:
                     loop_lag_warning=loop_lag_warning,
                     platform_grace=platform_grace,
                     server_shutdown_timeout=server_shutdown_timeout,
+                    journal=journal,
+                    durability=durability,
                 )
             except (TypeError, ValueError) as exc:
                 self.config_error = exc
@@ -118,6 +124,7 @@ class _Lifespan:
         self.shutdown_sent = False
         self.startup_failed = False
         self.own_failure: str | None = None  # our start failed after the app's succeeded
+        self.open_failure: Exception | None = None  # our open failed (a bad journal, say)
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.receive, self.send = receive, send
@@ -142,7 +149,12 @@ class _Lifespan:
         message = await self.receive()
         if message["type"] == "lifespan.startup":
             self.app_got_startup = True
-            await self.executor.open()
+            try:
+                await self.executor.open()
+            except Exception as exc:
+                # The app hears it as its receive() raising; the server hears our own words.
+                self.open_failure = exc
+                raise
         elif message["type"] == "lifespan.shutdown":
             self.app_got_shutdown = True
             await self.executor.aclose()  # drain first: the app's resources are still open
@@ -170,6 +182,9 @@ class _Lifespan:
 
     async def _finish(self, app_error: Exception | None) -> None:
         """Complete whatever part of the protocol the app left undone."""
+        if self.open_failure is not None and not self.startup_sent:
+            await self._send_startup_failed(f"backburner could not start: {self.open_failure}")
+            return
         if self.own_failure is not None:
             await self.executor.aclose()  # report what the app's startup enqueued
             await self._send_startup_failed(self.own_failure)

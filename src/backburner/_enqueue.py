@@ -46,10 +46,11 @@ class EnqueueMethods:
     def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
         """Accept ``fn(*args, **kwargs)`` as a job; return its handle at once.
 
-        Never blocks and never waits: raises ``QueueFull`` if the queue is full, ``NotRunning``
-        if the executor is not running, ``TypeError`` if the call could not bind. Safe from any
+        Never waits for room: raises ``QueueFull`` if the queue is full, ``NotRunning`` if the
+        executor is not running, ``TypeError`` if the call could not bind. Safe from any
         thread. ``fn`` may be an ``async def`` (run on the event loop) or a plain function (run
-        in one of the executor's threads).
+        in one of the executor's threads). With a journal it returns once the job is committed
+        (its thread waits for that; ``aenqueue`` waits without blocking the loop).
         """
         return self._enqueue_target()._submit(fn, args, kwargs, self._option_changes(), None)
 
@@ -62,7 +63,11 @@ class EnqueueMethods:
         self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> Job[T]: ...
     async def aenqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
-        """Like ``enqueue``, but when the queue is full, wait for room instead of raising."""
+        """Like ``enqueue``, but when the queue is full, wait for room instead of raising.
+
+        With a journal, also wait (suspended, the event loop running on) until the job is
+        committed: the way to enqueue durable jobs from async code.
+        """
         return await self._enqueue_target()._asubmit(fn, args, kwargs, self._option_changes())
 
     @overload

@@ -10,7 +10,8 @@ the call site. Conditions a correct program meets at run time are ``BackburnerEr
     │   └── ShuttingDown    the executor is draining: it accepts nothing new
     ├── JobCancelled        awaited a job that was cancelled or abandoned
     ├── JobTimeout          a job ran past its timeout (also a TimeoutError)
-    └── DuplicateJob        a unique job's key is taken, and on_duplicate="raise"
+    ├── DuplicateJob        a unique job's key is taken, and on_duplicate="raise"
+    └── JournalError        the journal file cannot be opened, read or written
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "DuplicateJob",
     "JobCancelled",
     "JobTimeout",
+    "JournalError",
     "NotRunning",
     "QueueFull",
     "ShuttingDown",
@@ -83,3 +85,12 @@ class DuplicateJob(BackburnerError):
         super().__init__(
             f"a job with unique key {key!r} is already queued or running: {existing!r}"
         )
+
+
+class JournalError(BackburnerError):
+    """Raised when the journal (``Backburner(journal=...)``) cannot be used.
+
+    At startup (``open()``): the file is empty, not SQLite, truncated, damaged, not a journal,
+    or from a newer backburner; the message says what to do, and nothing from it has run. At
+    ``enqueue()``: the job could not be written (a full or failing disk); it was not accepted.
+    """

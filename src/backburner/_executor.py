@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import enum
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -21,15 +23,18 @@ from ._context import (
     interceptor,
     running_executors,
 )
+from ._durable import asubmit, submit
 from ._enqueue import EnqueueMethods
 from ._errors import DuplicateJob, NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
 from ._history import History
 from ._job import Job
+from ._journal import Durability, Journal, JournalConfig
 from ._lag import LagMonitor, check_lag_threshold
 from ._options import options_of
-from ._periodic import Periodic, PeriodicRunner
+from ._periodic import Periodic, PeriodicRunner, TickGate
 from ._queue import JobQueue
+from ._recovery import open_journal
 from ._scheduler import Scheduler
 from ._shutdown import ShutdownReport
 from ._stats import ExecutorStats, QueueStats
@@ -85,6 +90,8 @@ class Backburner(EnqueueMethods):
         loop_lag_warning: float | None = None,
         platform_grace: float | Auto | None = "auto",
         server_shutdown_timeout: float | Auto = "auto",
+        journal: str | os.PathLike[str] | JournalConfig | None = None,
+        durability: Durability | None = None,
     ) -> None:
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
@@ -116,6 +123,12 @@ class Backburner(EnqueueMethods):
         :param server_shutdown_timeout: seconds the server may spend on open requests before
             the lifespan shutdown. ``"auto"``: uvicorn's ``--timeout-graceful-shutdown`` when
             uvicorn runs this process, else 0.
+        :param journal: an SQLite file (or a ``JournalConfig``) that makes jobs durable: each
+            is written there before ``enqueue`` returns, and unfinished jobs run again after a
+            restart or a crash (at least once). Jobs must then be ``@job`` functions with JSON
+            arguments. See "Durable jobs" in the README.
+        :param durability: with ``journal``: ``"normal"`` (the default) survives the process
+            being killed; ``"power"`` also survives the machine losing power, slower.
         """
         configs = {DEFAULT_QUEUE: QueueConfig(workers=workers, max_pending=max_pending)}
         if queues is not None:
@@ -162,6 +175,10 @@ class Backburner(EnqueueMethods):
         )
         self.server_shutdown_timeout = check_server_timeout(server_shutdown_timeout)
         self._lag: LagMonitor | None = None
+        self.journal_config = _journal_config(journal, durability)
+        self._journal: Journal | None = None
+        self._job_class: Callable[..., Job[Any]] = Job
+        self._tick_gate: TickGate | None = None  # with a journal: one tick, one process
         self._failures = FailedJobs(keep_failed)
         self._unique = UniqueKeys()
         self._periodic: dict[str, PeriodicRunner] = {}
@@ -169,6 +186,7 @@ class Backburner(EnqueueMethods):
         self._history = History()
         self._state_now = _State.CREATED
         self._accepting = False  # open or running: read on every enqueue, so a plain bool
+        self._fast_enqueue = False  # see the _state setter
         self._alone = False  # the only open executor in the process (kept by _context)
         self._queues: dict[str, JobQueue] = {}
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -198,9 +216,10 @@ class Backburner(EnqueueMethods):
     def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
         """Accept ``fn(*args, **kwargs)`` as a job; return its handle at once.
 
-        Never blocks and never waits: raises ``QueueFull`` if the queue is full, ``NotRunning``
-        if the executor is not running, ``TypeError`` if the call could not bind. Safe from any
-        thread. (``EnqueueMethods.enqueue`` with one indirection less: the hottest path.)
+        Never waits for room: raises ``QueueFull`` if the queue is full, ``NotRunning`` if the
+        executor is not running, ``TypeError`` if the call could not bind. Safe from any
+        thread. With a journal, returns once the job is committed (this thread waits for it).
+        (``EnqueueMethods.enqueue`` with one indirection less: the hottest path.)
         """
         # `_submit` and `_prepare` inlined for the common case (a cached plan, a running
         # executor, no unique key): two calls and a tuple less per job. The rest goes there.
@@ -211,7 +230,7 @@ class Backburner(EnqueueMethods):
         except (KeyError, TypeError):
             plan = plan_call(fn)
         options = plan.options
-        queue = self._queues.get(options.queue) if self._accepting else None
+        queue = self._queues.get(options.queue) if self._fast_enqueue else None
         if queue is None or options.unique is not None:
             return self._submit(fn, args, kwargs, None, None)
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
@@ -230,6 +249,8 @@ class Backburner(EnqueueMethods):
     def _state(self, state: _State) -> None:
         self._state_now = state
         self._accepting = state is _State.OPEN or state is _State.RUNNING
+        # enqueue()'s inlined path: in-memory jobs only (a journal writes each one first).
+        self._fast_enqueue = self._accepting and self.journal_config is None
 
     # Lifecycle.
 
@@ -256,6 +277,8 @@ class Backburner(EnqueueMethods):
             for name, config in self.queue_configs.items()
         }
         self._closed = asyncio.Event()
+        if self.journal_config is not None:  # unfinished jobs go back into the queues first
+            self._journal = await open_journal(self, self.journal_config)
         self._state = _State.OPEN
         executor_opened(self)
 
@@ -270,7 +293,7 @@ class Backburner(EnqueueMethods):
             queue.start()
         assert self.scheduler is not None
         for runner in self._periodic.values():
-            runner.start(self.scheduler)
+            runner.start(self.scheduler, self._tick_gate)
         assert self.loop is not None
         self._history.start(self.clock, self.loop, self._queues.values)
         logger.info(
@@ -324,6 +347,8 @@ class Backburner(EnqueueMethods):
                 self.shutdown_timeout,
             )
             await self._wait_idle(deadline - self.cancel_grace)
+        if self._journal is not None:
+            self._journal.keep_unfinished()  # what shutdown cuts short stays in the journal
         scheduled = self._drop_scheduled()
         not_started = [job for queue in queues for job in queue.take_pending()]
         running = [job for queue in queues for job in queue.running_jobs()]
@@ -339,11 +364,15 @@ class Backburner(EnqueueMethods):
             cancelled=tuple(j for j in running if j.status is JobStatus.CANCELLED),
             abandoned=tuple(j for j in running if j.status is JobStatus.ABANDONED),
             elapsed=loop.time() - began,
+            journal=None if self._journal is None else str(self._journal.path),
         )
         self._report.log(self.shutdown_timeout)
         if self._lag is not None:
             self._lag.stop()
             self._lag = None
+        if self._journal is not None:
+            await self._journal.close()  # releases them, before the server hears we are done
+            self._journal, self._job_class, self._tick_gate = None, Job, None
         self._state = _State.CLOSED
         running_executors.pop(self, None)
         executor_closed(self)
@@ -396,7 +425,7 @@ class Backburner(EnqueueMethods):
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
         key = None if options.unique is None else options.key_for(args, kwargs)
-        job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options, key)
+        job = self._job_class(fn, args, kwargs, queue.name, plan.is_async, queue, options, key)
         if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)
         return job, queue
@@ -419,6 +448,8 @@ class Backburner(EnqueueMethods):
         if interceptor:
             return interceptor[-1](self, fn, args, kwargs, changes, run_at)
         job, queue = self._prepare(fn, args, kwargs, changes)
+        if self._journal is not None:
+            return submit(self, self._journal, job, queue, run_at)
         if job.unique_key is not None and (holder := self._unique.claim(job)) is not None:
             return holder
         try:
@@ -442,6 +473,8 @@ class Backburner(EnqueueMethods):
         if interceptor:
             return interceptor[-1](self, fn, args, kwargs, changes, None)
         job, queue = self._prepare(fn, args, kwargs, changes)
+        if self._journal is not None:
+            return await asubmit(self, self._journal, job, queue)
         if job.unique_key is not None and (holder := self._unique.claim(job)) is not None:
             return holder
         try:
@@ -520,7 +553,7 @@ class Backburner(EnqueueMethods):
         self._periodic[spec.label] = runner
         if self._state is _State.RUNNING:
             assert self.scheduler is not None
-            runner.start(self.scheduler)
+            runner.start(self.scheduler, self._tick_gate)
 
     def trigger(self, name: str) -> Job[Any] | None:
         """Run the periodic job ``name`` now; None if its last run is still going."""
@@ -623,7 +656,10 @@ class Backburner(EnqueueMethods):
             ]
         else:
             queues = [queue.stats() for queue in self._queues.values()]
-        return ExecutorStats.of(queues, periodic)
+        stats = ExecutorStats.of(queues, periodic)
+        if self._journal is not None:
+            stats = dataclasses.replace(stats, journal=self._journal.stats())
+        return stats
 
     # Steering and looking up (the dashboard's needs).
 
@@ -768,3 +804,22 @@ class Backburner(EnqueueMethods):
             outcome,
             extra={"backburner_job_id": job.id},
         )
+
+
+def _journal_config(
+    journal: str | os.PathLike[str] | JournalConfig | None, durability: Durability | None
+) -> JournalConfig | None:
+    if journal is None:
+        if durability is not None:
+            raise ValueError("durability= applies to a journal: give journal='path/jobs.sqlite3'")
+        return None
+    if isinstance(journal, JournalConfig):
+        if durability is not None and durability != journal.durability:
+            return dataclasses.replace(journal, durability=durability)
+        return journal
+    if not isinstance(journal, (str, os.PathLike)):
+        raise TypeError(
+            f"journal must be a file path or a JournalConfig, got {type(journal).__name__} "
+            f"{journal!r}"
+        )
+    return JournalConfig(journal, durability=durability or "normal")

@@ -204,6 +204,12 @@ class Job(Generic[T]):
 
     # What follows is for the queue that runs the job, not for users.
 
+    def _began(self) -> None:
+        """An attempt begins. (A hook: a journaled job records it; a plain job does nothing.)"""
+
+    def _will_retry(self) -> None:
+        """A failed attempt is to be retried at ``run_at``. (A hook, like ``_began``.)"""
+
     def _reopen(self, owner: JobOwner) -> None:
         """Make a failed job pending again, for a retry asked for by hand."""
         self._owner = owner

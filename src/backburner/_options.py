@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from ._config import DEFAULT_QUEUE, check_queue_name, check_timeout
+from ._registry import register
 
 __all__ = ["JobOptions", "job", "options_of"]
 
@@ -121,11 +122,16 @@ def job(
     timeout: float | None = None,
     unique: UniqueKey = None,
     on_duplicate: Literal["return", "raise"] = "return",
+    name: str | None = None,
 ) -> Callable[[F], F]:
     """Declare a function's job options once, where it is defined.
 
     The function is returned unchanged (it can still be called directly); ``enqueue`` reads
     the options from it. Usable before any executor exists.
+
+    It also registers the function by ``name`` (by default ``module:qualname``), the name a
+    journal stores: a journaled executor (``Backburner(journal=...)``) runs only registered
+    functions. Give ``name`` to keep it stable when the function moves or is renamed.
     """
     options = JobOptions(
         queue=queue,
@@ -143,6 +149,7 @@ def job(
         if not callable(fn):
             raise TypeError(f"@job(...) decorates a function, got {fn!r}")
         setattr(fn, _ATTRIBUTE, options)
+        register(fn, name)
         return fn
 
     return attach

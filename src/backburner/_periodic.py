@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from ._callables import plan_call
 from ._config import check_timeout
@@ -127,6 +127,18 @@ def _zone(name: str) -> tzinfo:
         ) from None
 
 
+class TickGate(Protocol):
+    """Decides who fires a tick when processes share a journal, and which tick a restart missed."""
+
+    def claim(self, name: str, tick: float) -> bool:
+        """True if this process is the one to fire periodic job ``name``'s tick at ``tick``."""
+        ...
+
+    def missed(self, spec: Periodic, now: float) -> float | None:
+        """The latest tick up to ``now`` that no process fired (while all were down), or None."""
+        ...
+
+
 class PeriodicRunner:
     """Fires one ``Periodic`` job's ticks through the scheduler, without overlap by default."""
 
@@ -141,11 +153,22 @@ class PeriodicRunner:
         self.last_job: Job[Any] | None = None
         self.runs = 0
         self.skipped = 0
+        self._gate: TickGate | None = None
 
-    def start(self, scheduler: Scheduler) -> None:
-        """Schedule the first tick after now."""
+    def start(self, scheduler: Scheduler, gate: TickGate | None = None) -> None:
+        """Schedule the first tick after now; with a ``gate``, first fire a tick all missed."""
         self._scheduler = scheduler
-        self._schedule_after(scheduler.clock.now())
+        self._gate = gate
+        now = scheduler.clock.now()
+        missed = None if gate is None else gate.missed(self.spec, now)
+        self._schedule_after(now)
+        if missed is not None:
+            logger.info(
+                "periodic job %s missed its tick at %s while no process ran: firing it now",
+                self.spec.label,
+                datetime.fromtimestamp(missed, timezone.utc).isoformat(),
+            )
+            self._fire(missed)
 
     def stop(self) -> None:
         """Take back the next tick."""
@@ -167,7 +190,15 @@ class PeriodicRunner:
         assert self._scheduler is not None
         # The next tick is strictly after now: a tick fires at most once, and a late process
         # fires once for all the ticks it slept through.
+        tick = self.next_run
         self._schedule_after(self._scheduler.clock.now())
+        assert tick is not None
+        self._fire(tick)
+
+    def _fire(self, tick: float) -> None:
+        if self._gate is not None and not self._gate.claim(self.spec.label, tick):
+            logger.debug("periodic job %s: another process fired this tick", self.spec.label)
+            return
         self._run(reason="tick")
 
     def _run(self, reason: str) -> Job[Any] | None:

@@ -82,6 +82,7 @@ class JobQueue:
         "_dispatching",
         "_executor",
         "_failed",
+        "_guarded",
         "_held_slots",
         "_last_full_warning",
         "_limiter",
@@ -133,6 +134,9 @@ class JobQueue:
         self._deferred = 0  # due jobs that found the queue full since the last warning
         self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
+        # A journaled job records each attempt and its end (DurableJob's hooks): every job
+        # of a journaled executor takes `_run_guarded`, which calls them.
+        self._guarded = executor.journal_config is not None
         # Paused by Backburner.pause(): accepts jobs, starts none (see pause()).
         self._paused = name in executor._paused_queues
         # Jobs started, and the seconds they waited in all (for the dashboard's history).
@@ -281,11 +285,11 @@ class JobQueue:
             job._task = job.context.run(self._loop.create_task, self._run(job))
 
     async def _run(self, job: Job[Any]) -> None:
-        # Every job runs through here. The common case (an async job without a timeout)
-        # takes the fewest steps; sync jobs and timeouts take `_run_guarded`. (The job's
-        # context already names its executor for `background`: see Backburner._bind.)
+        # Every job runs through here. The common case (an async job without a timeout, no
+        # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
+        # already names its executor for `background`: see Backburner._bind.)
         job.attempt += 1
-        if not job.is_async or job.options.timeout is not None:
+        if self._guarded or not job.is_async or job.options.timeout is not None:
             await self._run_guarded(job)
             return
         now = None
@@ -318,7 +322,8 @@ class JobQueue:
             self._free_slot(now)
 
     async def _run_guarded(self, job: Job[Any]) -> None:
-        # `_run` for sync jobs (in a thread) and jobs with a timeout.
+        # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
+        job._began()
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
@@ -387,6 +392,7 @@ class JobQueue:
                 extra={"backburner_job_id": job.id},
             )
             self.submit_at(job, self._scheduler.clock.now() + delay, _RETRYING)
+            job._will_retry()
             return
         dead = options.retries > 0
         if dead:

@@ -28,6 +28,9 @@ class ShutdownReport:
     abandoned: tuple[Job[Any], ...] = ()
     #: Seconds the shutdown took, from ``aclose()`` to this report.
     elapsed: float = 0.0
+    #: For a journaled executor, the journal's path: every unfinished job above is kept there
+    #: (released, not lost) and runs at the next start, in this process or another.
+    journal: str | None = None
 
     @property
     def unfinished(self) -> tuple[Job[Any], ...]:
@@ -39,6 +42,11 @@ class ShutdownReport:
         if not self.unfinished:
             logger.info("shut down in %.2fs; every accepted job finished", self.elapsed)
             return
+        kept = (
+            f"; they are kept in the journal {self.journal} and run at the next start"
+            if self.journal is not None
+            else ""
+        )
         lines = [
             f"  {kind:<11} {job.describe()}"
             for kind, jobs in (
@@ -52,7 +60,7 @@ class ShutdownReport:
         logger.warning(
             "shut down in %.2fs (shutdown_timeout=%.1fs) with %d unfinished jobs "
             "(%d abandoned still running, %d cancelled while running, %d never started, "
-            "%d scheduled or waiting to retry):\n%s",
+            "%d scheduled or waiting to retry)%s:\n%s",
             self.elapsed,
             shutdown_timeout,
             len(self.unfinished),
@@ -60,6 +68,7 @@ class ShutdownReport:
             len(self.cancelled),
             len(self.not_started),
             len(self.scheduled),
+            kept,
             "\n".join(lines),
             extra={
                 "backburner_unfinished": [

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._journal import JournalStats
     from ._periodic import PeriodicStats
 
 __all__ = ["ExecutorStats", "QueueStats"]
@@ -49,6 +50,8 @@ class ExecutorStats:
     total: QueueStats
     #: Each periodic job's schedule, next and last run.
     periodic: tuple[PeriodicStats, ...] = ()
+    #: The journal's lag and rows, for an executor with ``journal=``; else None.
+    journal: JournalStats | None = None
 
     @classmethod
     def of(
@@ -79,4 +82,5 @@ class ExecutorStats:
             "queues": {name: q.as_dict() for name, q in self.queues.items()},
             "total": self.total.as_dict(),
             "periodic": [dataclasses.asdict(p) for p in self.periodic],
+            "journal": None if self.journal is None else dataclasses.asdict(self.journal),
         }

@@ -43,7 +43,7 @@ class Uvicorn:
         self,
         app: str,
         workdir: Path,
-        settings: Mapping[str, float],
+        settings: Mapping[str, float | str],
         args: Sequence[str],
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -189,7 +189,7 @@ def running(workdir: Path) -> Iterator[Serve]:
     def start(
         app: str,
         *,
-        settings: Mapping[str, float] | None = None,
+        settings: Mapping[str, float | str] | None = None,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> Uvicorn:

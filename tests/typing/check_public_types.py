@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing_extensions import assert_type
 
-from backburner import Backburner, Job, background
+from backburner import Backburner, Job, JournalConfig, JournalStats, background, job
 from backburner.testing import fake
 
 
@@ -41,3 +41,17 @@ def check_dashboard(bg: Backburner) -> None:
     assert_type(bg.paused(), frozenset[str])
     bg.pause("mail")
     bg.resume("mail")
+
+
+@job(name="typing.send")
+async def send(to: str) -> int:
+    return 1
+
+
+async def check_journal() -> None:
+    bg = Backburner(journal="jobs.sqlite3", durability="power")
+    Backburner(journal=JournalConfig("jobs.sqlite3", lease=10, heartbeat=2))
+    Backburner(journal="jobs.sqlite3", durability="fsync")  # type: ignore[arg-type]
+    assert_type(await send("a@b.c"), int)  # @job(name=...) keeps the function's type
+    assert_type(bg.enqueue(send, "a@b.c"), Job[int])
+    assert_type(bg.stats().journal, JournalStats | None)

@@ -1,0 +1,255 @@
+"""Journaled jobs: what an executor with ``journal=`` does at enqueue, at a job's end, at startup.
+
+A journaled job is a ``DurableJob``: a ``Job`` that reports its attempts and its end to the
+journal. At enqueue its function must be registered by name (``@job``) and its arguments must
+be plain JSON; anything else is a ``TypeError`` there, not a surprise at recovery. The row is
+queued for the writer *before* the job reaches its queue, so every later record of the job
+(started, finished) comes after it; then the caller waits for the commit. Opening a journal
+and rebuilding its jobs is ``_recovery.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from ._errors import JournalError
+from ._job import Job, JobOwner, describe_callable
+from ._journal import Journal
+from ._options import JobOptions, options_of
+from ._registry import name_of
+from ._status import JobStatus
+
+if TYPE_CHECKING:
+    from ._executor import Backburner
+    from ._queue import JobQueue
+
+__all__ = ["DurableJob", "asubmit", "check_arguments", "job_class_for", "submit"]
+
+T = TypeVar("T")
+
+_CANCELLED, _ABANDONED = JobStatus.CANCELLED, JobStatus.ABANDONED
+_SCHEDULED = JobStatus.SCHEDULED
+_SCALARS = frozenset({str, int, bool, type(None)})
+_FIELDS = tuple(field.name for field in dataclasses.fields(JobOptions))
+# Options that are plain values, so a journal can store a per-call change to them.
+_STORABLE = frozenset(
+    {"queue", "retries", "backoff", "backoff_max", "jitter", "timeout", "on_duplicate"}
+)
+_ERROR_TEXT_LIMIT = 2000
+# The arguments were checked to be plain JSON already; this only writes them (compactly).
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+class DurableJob(Job[T]):
+    """A job of a journaled executor: its attempts and its end are written to the journal."""
+
+    __slots__ = ("_stored_id",)
+    #: Set on the subclass made for each journal (``job_class_for``).
+    _journal: ClassVar[Journal]
+
+    @property
+    def id(self) -> str:
+        """The job's id: kept across restarts, since the journal knows the job by it."""
+        try:
+            return self._stored_id
+        except AttributeError:
+            stored: str = Job.id.fget(self)  # type: ignore[attr-defined]
+            self._stored_id: str = stored
+            return stored
+
+    def _began(self) -> None:
+        self._journal.started(self.id, self.attempt)
+
+    def _will_retry(self) -> None:
+        assert self.run_at is not None
+        self._journal.retrying(self.id, self.run_at, self.attempt, _error_text(self._exception))
+
+    def _reopen(self, owner: JobOwner) -> None:
+        Job._reopen(self, owner)
+        self._journal.reopened(self.id)
+
+    def _finish(
+        self, status: JobStatus, result: Any = None, exc: BaseException | None = None
+    ) -> None:
+        Job._finish(self, status, result, exc)
+        journal = self._journal
+        if (status is _CANCELLED or status is _ABANDONED) and journal.keeping:
+            return  # cut short by shutdown: it stays unfinished, for the next start
+        journal.finished(self.id, status.value, _error_text(exc), self.attempt)
+
+
+def job_class_for(journal: Journal) -> type[DurableJob[Any]]:
+    """A ``DurableJob`` class bound to ``journal`` (one per executor, made at ``open()``)."""
+    return type("DurableJob", (DurableJob,), {"__slots__": (), "_journal": journal})
+
+
+# Enqueue.
+
+
+def submit(
+    executor: Backburner, journal: Journal, job: Job[Any], queue: JobQueue, run_at: float | None
+) -> Job[Any]:
+    """``enqueue`` for a journaled executor: returns once the job is committed."""
+    row = _row(job, run_at)
+    if job.unique_key is not None and (holder := executor._unique.claim(job)) is not None:
+        return holder
+    batch = journal.insert(row)
+    try:
+        if run_at is None:
+            queue.submit(job)
+        else:
+            executor._check_schedule_room()
+            queue.submit_at(job, run_at, _SCHEDULED)
+    except BaseException:
+        executor._unique.release(job)
+        journal.delete(row[0])
+        raise
+    try:
+        journal.wait(batch)
+    except JournalError:
+        job.cancel()
+        raise
+    return job
+
+
+async def asubmit(
+    executor: Backburner, journal: Journal, job: Job[Any], queue: JobQueue
+) -> Job[Any]:
+    """``aenqueue`` for a journaled executor: waits for room, then for the commit, suspended."""
+    row = _row(job, None)
+    if job.unique_key is not None and (holder := executor._unique.claim(job)) is not None:
+        return holder
+    batch = journal.insert(row)
+    try:
+        if executor.loop is asyncio.get_running_loop():
+            await executor._submit_when_room(job, queue)
+        else:
+            assert executor.loop is not None
+            waiting = executor._submit_when_room(job, queue)
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(waiting, executor.loop))
+    except BaseException:
+        executor._unique.release(job)
+        journal.delete(row[0])
+        raise
+    try:
+        await journal.await_batch(batch)
+    except JournalError:
+        job.cancel()
+        raise
+    return job
+
+
+def _row(job: Job[Any], run_at: float | None) -> tuple[Any, ...]:
+    fn = job.fn
+    name = name_of(fn)
+    label = describe_callable(fn)
+    if name is None or "<" in label:
+        raise TypeError(_unregistered(fn, label))
+    check_arguments(label, job.args, job.kwargs)
+    payload: dict[str, Any] = {"args": list(job.args)}
+    if job.kwargs:
+        payload["kwargs"] = job.kwargs
+    changes = _option_changes(label, options_of(fn), job.options)
+    if changes:
+        payload["options"] = changes
+    job_id = Job.id.fget(job)  # type: ignore[attr-defined]
+    assert isinstance(job, DurableJob)
+    job._stored_id = job_id
+    return (job_id, name, job.queue, _encode(payload), run_at, job.unique_key, job.enqueued_at)
+
+
+def _unregistered(fn: Callable[..., Any], label: str) -> str:
+    if "<lambda>" in label:
+        why = "it is a lambda"
+    elif "<locals>" in label:
+        why = "it is defined inside another function"
+    else:
+        why = "it is not registered"
+    return (
+        f"{label} cannot be a journaled job: {why}. A journal stores a job's function by its "
+        f"registered name: define it at module level and decorate it with @job() (or "
+        f"@job(name='...') for a name that survives renames), then enqueue it"
+    )
+
+
+def check_arguments(label: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:
+    """Raise ``TypeError`` naming the first argument that is not plain JSON."""
+    for index, value in enumerate(args):
+        problem = _json_problem(value)
+        if problem is not None:
+            raise TypeError(_argument_message(label, f"argument {index + 1}", problem))
+    for key, value in (kwargs or {}).items():
+        problem = _json_problem(value)
+        if problem is not None:
+            raise TypeError(_argument_message(label, f"keyword argument {key!r}", problem))
+
+
+def _argument_message(label: str, where: str, problem: str) -> str:
+    return (
+        f"{where} of journaled job {label} is {problem}. A journal stores arguments as JSON: "
+        f"str, int, float (finite), bool, None, and lists and dicts with str keys of those. "
+        f"Pass plain data instead (an id to look the object up by, a dict of its fields)"
+    )
+
+
+def _json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` would not come back from JSON as it went in, or None."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return None
+    if kind is float:
+        return None if math.isfinite(value) else f"the float {value!r} (JSON has no such number)"
+    if depth > 100:
+        return "nested too deeply"
+    if kind is list:
+        for index, item in enumerate(value):
+            problem = _json_problem(item, depth + 1)
+            if problem is not None:
+                return f"a list whose item {index} is {problem}"
+        return None
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return f"a dict with the {type(key).__name__} key {key!r} (JSON keys are str)"
+            problem = _json_problem(item, depth + 1)
+            if problem is not None:
+                return f"a dict whose item {key!r} is {problem}"
+        return None
+    if kind is tuple:
+        return f"a tuple {_short(value)} (it would come back a list: pass a list)"
+    return f"a {kind.__name__} {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _option_changes(label: str, base: JobOptions, options: JobOptions) -> dict[str, Any]:
+    if options is base:
+        return {}
+    changes = {}
+    for field in _FIELDS:
+        value = getattr(options, field)
+        if value == getattr(base, field):
+            continue
+        if field not in _STORABLE:
+            if field == "unique" and isinstance(value, str):
+                continue  # its key is stored with the job
+            raise TypeError(
+                f"options({field}=...) cannot be given per call to journaled job {label}: it "
+                f"is not plain data a journal can store. Set it with @job({field}=...) instead"
+            )
+        changes[field] = value
+    return changes
+
+
+def _error_text(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT]

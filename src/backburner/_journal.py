@@ -1,0 +1,431 @@
+"""The journal's writer: one thread per process owns the SQLite connection and does all its I/O.
+
+Writes arrive as operations (a job accepted, started, waiting to retry, finished) from any
+thread. The writer takes everything queued since its last commit and writes it in one
+``BEGIN IMMEDIATE`` transaction (group commit): many enqueues, one commit. A caller that must
+know its job is on disk waits for its batch: ``wait()`` blocks a thread, ``await_batch()``
+suspends a task; the event loop itself never touches the file.
+
+Between batches, every ``heartbeat`` seconds, the writer does the process's housekeeping
+(``_journal_owners.py``: heartbeat, dead owners, claims, retention). The statements are in
+``_journal_sql.py``, the file's checks and schema in ``_journal_file.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ._config import check_count, check_timeout
+from ._errors import JournalError
+from ._journal_file import open_file
+from ._journal_owners import ClaimedRow, Housekeeping, Recoverer, local_host
+from ._journal_sql import (
+    DELETE,
+    FINISH,
+    INSERT,
+    INVALID,
+    REOPEN,
+    RETRY,
+    STARTED,
+    TICK,
+    UNCLAIM,
+    supports_bulk,
+    write_ops,
+)
+
+__all__ = ["Batch", "ClaimedRow", "Journal", "JournalConfig", "JournalStats", "Recoverer"]
+
+logger = logging.getLogger("backburner")
+
+Durability = Literal["normal", "power"]
+_SYNCHRONOUS = {"normal": "NORMAL", "power": "FULL"}
+
+# How often the WAL is checkpointed, finished jobs are pruned and rows counted, at most.
+_HOUSEKEEPING_EVERY = 60.0
+_BUSY_WARNING_AFTER = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """Where the journal is and how it behaves: ``Backburner(journal=JournalConfig(...))``.
+
+    ``Backburner(journal="jobs.sqlite3")`` is ``JournalConfig("jobs.sqlite3")``: these defaults.
+    """
+
+    #: The SQLite file; created (mode 0600) if missing. Every process of an app shares it.
+    path: str | os.PathLike[str]
+    #: "normal": a committed job survives the process being killed (SQLite WAL,
+    #: synchronous=NORMAL). "power": it also survives the machine losing power
+    #: (synchronous=FULL: every commit waits for the disk).
+    durability: Durability = "normal"
+    #: Seconds a claim holds. A process whose heartbeat is older than this is presumed dead,
+    #: and its jobs go to another process once their lease has expired too.
+    lease: float = 30.0
+    #: Seconds between heartbeats (and rounds of housekeeping); less than half of ``lease``.
+    heartbeat: float = 5.0
+    #: A job that was running every time its process died this many times is marked dead.
+    max_attempts: int = 3
+    #: Seconds finished jobs stay in the journal (their history) before they are pruned.
+    keep_finished: float = 7 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, os.PathLike)) or not os.fspath(self.path):
+            raise TypeError(f"journal must be a file path, got {self.path!r}")
+        if self.durability not in _SYNCHRONOUS:
+            raise ValueError(
+                f"durability must be 'normal' (survives a crash of the process) or 'power' "
+                f"(survives a power loss too), got {self.durability!r}"
+            )
+        lease = check_timeout("lease", self.lease)
+        heartbeat = check_timeout("heartbeat", self.heartbeat)
+        if heartbeat <= 0 or heartbeat * 2 > lease:
+            raise ValueError(
+                f"heartbeat ({self.heartbeat}s) must be more than 0 and at most half of lease "
+                f"({self.lease}s): a live process must renew its claim well before it lapses"
+            )
+        check_count("max_attempts", self.max_attempts, "crashes a job may cause before it is dead")
+        check_timeout("keep_finished", self.keep_finished)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    """The journal as ``stats().journal`` shows it."""
+
+    path: str
+    durability: str
+    #: SQLite's ``PRAGMA synchronous`` on the connection: 1 (NORMAL) or 2 (FULL).
+    synchronous: int
+    #: This process's owner id (host:pid:nonce).
+    owner: str
+    #: Jobs accepted but not yet committed: what a crash now would lose of enqueues that
+    #: have not returned yet (a returned enqueue is always committed).
+    lag: int
+    #: Rows by state (queued, running, succeeded, ...), counted at open and every minute.
+    rows: dict[str, int]
+
+
+class Batch:
+    """The operations of one commit; who waits for them, and how it went."""
+
+    __slots__ = ("_futures", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._futures: list[asyncio.Future[None]] = []
+
+
+class Journal(Housekeeping):
+    """One process's handle on a journal file: its writer thread, its owner id, its claims."""
+
+    def __init__(self, config: JournalConfig, recoverer: Recoverer) -> None:
+        self.config = config
+        self.path = Path(os.fspath(config.path)).absolute()
+        self.recoverer = recoverer
+        self.host = local_host()
+        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._cond = threading.Condition(threading.Lock())
+        self._ops: list[tuple[int, tuple[Any, ...]]] = []
+        self._batch = Batch()
+        self._uncommitted = 0  # inserts queued, not yet committed
+        self._stopping = False
+        self._release = True
+        self._keeping = False  # shutdown's deadline passed: unfinished jobs stay unfinished
+        self._rows: dict[str, int] = {}
+        self._synchronous = 0
+        self._bulk = False  # SQLite has json_each and UPDATE ... FROM (3.33 and later)
+        #: Each periodic job's last tick, as the journal had it at open.
+        self.periodic_last_run: dict[str, float] = {}
+        self._connection: sqlite3.Connection | None = None
+        self._thread: threading.Thread | None = None
+        self._closed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._last_housekeeping = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<Journal {self.path} owner={self.owner}>"
+
+    # Lifecycle (the event loop's side).
+
+    async def open(self) -> None:
+        """Start the writer; it opens and checks the file, then claims what it can run."""
+        opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(opened,), name=f"backburner-journal-{self.path.name}"
+        )
+        self._thread.daemon = True  # a crash must not hang on it; close() joins it
+        self._thread.start()
+        await asyncio.wrap_future(opened)
+
+    def keep_unfinished(self) -> None:
+        """From now on, cancelled and abandoned ends are shutdown's: they stay unfinished."""
+        self._keeping = True
+
+    @property
+    def keeping(self) -> bool:
+        """True once shutdown passed its deadline: cancelled jobs stay in the journal."""
+        return self._keeping
+
+    async def close(self) -> None:
+        """Write what is queued, release every unfinished job this process holds, and stop."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            await asyncio.wrap_future(self._closed)
+
+    # Operations: any thread.
+
+    def insert(self, row: tuple[Any, ...]) -> Batch:
+        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at)."""
+        job_id, name, queue, payload, run_at, unique_key, enqueued_at = row
+        params = (
+            job_id,
+            name,
+            queue,
+            payload,
+            self.owner,
+            time.time() + self.config.lease,
+            run_at,
+            unique_key,
+            enqueued_at,
+        )
+        with self._cond:
+            self._ops.append((INSERT, params))
+            self._uncommitted += 1
+            self._cond.notify()
+            return self._batch
+
+    def delete(self, job_id: str) -> None:
+        """Take back a row whose job was not accepted after all (its queue was full)."""
+        self._add(DELETE, (job_id,))
+
+    def started(self, job_id: str, attempt: int) -> None:
+        """Record that an attempt began (so a crash during it counts against the job)."""
+        self._add(STARTED, (attempt, self.owner, time.time() + self.config.lease, job_id))
+
+    def retrying(self, job_id: str, run_at: float, attempt: int, error: str | None) -> None:
+        """Record that a failed job waits to retry at ``run_at``."""
+        self._add(RETRY, (run_at, attempt, error, job_id))
+
+    def finished(self, job_id: str, state: str, error: str | None, attempt: int) -> None:
+        """Record a job's end state."""
+        self._add(FINISH, (state, time.time(), error, attempt, job_id))
+
+    def reopened(self, job_id: str) -> None:
+        """Record that a failed job was sent again by hand (``retry()``): unfinished again."""
+        self._add(REOPEN, (self.owner, time.time() + self.config.lease, job_id))
+
+    def claim_tick(self, name: str, tick: float) -> bool:
+        """Blocking: True if this process is the first to fire periodic job ``name`` at ``tick``."""
+        outcome: list[int] = []
+        with self._cond:
+            self._ops.append((TICK, (name, tick, outcome)))
+            batch = self._batch
+            self._cond.notify()
+        self.wait(batch)
+        return bool(outcome and outcome[0])
+
+    def _add(self, kind: int, params: tuple[Any, ...]) -> None:
+        with self._cond:
+            if self._stopping and self._closed.done():
+                return  # a late end (an abandoned thread returned): its row stays released
+            self._ops.append((kind, params))
+            self._cond.notify()
+
+    def _reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
+        """Mark claimed rows invalid, and give back those the queues had no room for."""
+        now = time.time()
+        with self._cond:
+            self._ops += [(INVALID, (now, why, job_id)) for job_id, why in invalid]
+            self._ops += [(UNCLAIM, (job_id, self.owner, self.owner)) for job_id in unplaced]
+            self._cond.notify()
+
+    def wait(self, batch: Batch) -> None:
+        """Block this thread until ``batch`` is committed; raise ``JournalError`` if it failed."""
+        if threading.current_thread() is self._thread:
+            return  # enqueued by the writer itself (a log handler, say): committed right after
+        while not batch.done.wait(1.0):
+            if self._thread is None or not self._thread.is_alive():
+                raise JournalError(f"the journal {self.path} has stopped; the job was not written")
+        if batch.error is not None:
+            raise batch.error
+
+    async def await_batch(self, batch: Batch) -> None:
+        """Suspend this task until ``batch`` is committed (the event loop runs on meanwhile)."""
+        with self._cond:
+            if batch.done.is_set():
+                future = None
+            else:
+                future = asyncio.get_running_loop().create_future()
+                batch._futures.append(future)
+        if future is not None:
+            await future
+        if batch.error is not None:
+            raise batch.error
+
+    def stats(self) -> JournalStats:
+        """This journal's lag and rows (no I/O: the rows are counted by the writer)."""
+        return JournalStats(
+            path=str(self.path),
+            durability=self.config.durability,
+            synchronous=self._synchronous,
+            owner=self.owner,
+            lag=self._uncommitted,
+            rows=dict(self._rows),
+        )
+
+    # The writer thread.
+
+    def _run(self, opened: concurrent.futures.Future[None]) -> None:
+        try:
+            synchronous = _SYNCHRONOUS[self.config.durability]
+            self._connection = open_file(self.path, synchronous)
+            self._synchronous = self._connection.execute("PRAGMA synchronous").fetchone()[0]
+            self._bulk = supports_bulk(self._connection)
+            self._heartbeat(first=True)
+            self.periodic_last_run = dict(
+                self._connection.execute("SELECT name, last_run FROM periodic").fetchall()
+            )
+            self._free_orphans()
+            self._claim()
+            self._prune()
+            self._count_rows()
+        except BaseException as exc:
+            if self._connection is not None:
+                self._connection.close()
+            error = exc if isinstance(exc, JournalError) else JournalError(f"{self.path}: {exc}")
+            opened.set_exception(error)
+            self._closed.set_result(None)
+            return
+        opened.set_result(None)
+        try:
+            self._serve()
+        except BaseException:  # pragma: no cover - a bug: say so loudly, fail the waiters
+            logger.exception("the journal's writer stopped")
+            self._fail_waiting(JournalError(f"the journal {self.path}'s writer stopped"))
+        finally:
+            self._closed.set_result(None)
+
+    def _serve(self) -> None:
+        heartbeat = self.config.heartbeat
+        next_round = time.monotonic() + heartbeat
+        while True:
+            with self._cond:
+                while not self._ops and not self._stopping:
+                    remaining = next_round - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                stopping = self._stopping
+            if not self._commit_queued() and stopping:
+                self._shutdown()
+                return
+            if time.monotonic() >= next_round:
+                self._housekeeping()
+                next_round = time.monotonic() + heartbeat
+
+    def _commit_queued(self) -> bool:
+        """Commit what is queued, if anything; True if there was something."""
+        with self._cond:
+            ops, batch = self._ops, self._batch
+            if not ops:
+                return False
+            self._ops, self._batch = [], Batch()
+        self._commit(ops, batch)
+        return True
+
+    def _commit(self, ops: list[tuple[int, tuple[Any, ...]]], batch: Batch) -> None:
+        inserts = sum(1 for kind, _ in ops if kind == INSERT)
+        try:
+            self._transaction(lambda connection: write_ops(connection, ops, self._bulk))
+        except Exception as exc:
+            logger.error("could not write %d jobs to the journal %s: %s", len(ops), self.path, exc)
+            batch.error = JournalError(f"the journal {self.path} could not be written: {exc}")
+        with self._cond:
+            self._uncommitted -= inserts
+            batch.done.set()
+            futures, batch._futures = batch._futures, []
+        _resolve_all(futures)
+
+    def _fail_waiting(self, error: JournalError) -> None:
+        with self._cond:
+            batch = self._batch
+            self._ops = []
+        batch.error = error
+        batch.done.set()
+        _resolve_all(batch._futures)
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``body`` in ``BEGIN IMMEDIATE``; wait out other processes' locks, however long."""
+        connection = self._connection
+        assert connection is not None
+        began = time.monotonic()
+        warned = False
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(connection)
+                    connection.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if not warned and time.monotonic() - began > _BUSY_WARNING_AFTER:
+                    warned = True
+                    logger.warning(
+                        "the journal %s has been locked by another process for %.0fs; waiting",
+                        self.path,
+                        time.monotonic() - began,
+                    )
+                time.sleep(0.005)
+
+    # Housekeeping: the writer thread, every heartbeat.
+
+    def _housekeeping(self) -> None:
+        try:
+            self._heartbeat(first=False)
+            self._free_orphans()
+            self._claim()
+            if time.monotonic() - self._last_housekeeping >= _HOUSEKEEPING_EVERY:
+                self._last_housekeeping = time.monotonic()
+                self._prune()
+                self._checkpoint()
+                self._count_rows()
+        except Exception:
+            logger.exception("the journal %s's housekeeping failed; trying again later", self.path)
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    """Wake the tasks awaiting a batch: one call into each event loop, not one per task."""
+    if not futures:
+        return
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for future in futures:
+        by_loop.setdefault(future.get_loop(), []).append(future)
+    for loop, waiting in by_loop.items():
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(_set_all, waiting)
+
+
+def _set_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)

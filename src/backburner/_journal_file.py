@@ -1,0 +1,199 @@
+"""The journal's file: create it (mode 0600, atomically), check it, and migrate its schema.
+
+Nothing is read from a journal that fails a check: a file that is empty, not SQLite, cut
+short, damaged, somebody else's database or written by a newer backburner makes ``open_file``
+raise ``JournalError`` with what to do, and startup fails (uvicorn exits 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+from ._errors import JournalError
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "open_file"]
+
+#: ``PRAGMA application_id``: "bbjl", so a journal is told from any other SQLite file.
+APPLICATION_ID = 0x62626A6C
+SCHEMA_VERSION = 1
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_SIZE = 100
+
+# Each step takes the schema from version N to N + 1 (index N). Applied in one transaction.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,        -- the job's id, as its logs show it
+        name TEXT NOT NULL,         -- the registered name of its function
+        queue TEXT NOT NULL,
+        payload TEXT NOT NULL,      -- JSON: {"args": [...], "kwargs": {...}, "options": {...}}
+        state TEXT NOT NULL,        -- queued, running, succeeded, failed, dead, cancelled, invalid
+        owner TEXT,                 -- the process holding it (host:pid:nonce); NULL: free
+        lease_until REAL,           -- wall time until which its claim holds without question
+        run_at REAL,                -- clock time it is due (delayed or retrying); NULL: now
+        attempt INTEGER NOT NULL DEFAULT 0,
+        crashes INTEGER NOT NULL DEFAULT 0,  -- attempts its process died during
+        unique_key TEXT,
+        enqueued_at REAL NOT NULL,
+        finished_at REAL,
+        error TEXT
+    );
+    CREATE INDEX jobs_unfinished ON jobs(owner) WHERE finished_at IS NULL;
+    CREATE INDEX jobs_running ON jobs(owner) WHERE state = 'running';
+    CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;
+    CREATE TABLE owners (
+        owner TEXT PRIMARY KEY,
+        heartbeat REAL NOT NULL,    -- wall time of its last sign of life
+        started_at REAL NOT NULL,
+        released INTEGER NOT NULL DEFAULT 0,  -- 1: shut down or found dead; its jobs are free
+        adopted_by TEXT  -- the live owner that took all its jobs at once (they stay in its name)
+    );
+    CREATE TABLE periodic (
+        name TEXT PRIMARY KEY,
+        last_run REAL NOT NULL      -- clock time of the last tick any process fired
+    );
+    """,
+)
+
+
+def open_file(path: Path, synchronous: str) -> sqlite3.Connection:
+    """Open (creating if need be) and check the journal at ``path``; migrate it; return it."""
+    if not path.exists():
+        _create(path)
+    _check_header(path)
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot open the journal {path}: {exc}") from None
+    try:
+        _configure(connection, synchronous)
+        _check_contents(connection, path)
+        _migrate(connection, path)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _create(path: Path) -> None:
+    """Make a journal with the current schema under a temporary name, then link it into place.
+
+    So no process ever sees a half-made journal (a crash mid-way leaves only the temporary
+    file), and two processes starting together agree on one file: the second link fails.
+    """
+    if not path.parent.is_dir():
+        raise JournalError(
+            f"cannot create the journal {path}: the folder {path.parent} does not exist"
+        )
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    try:
+        os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        connection = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            _migrate(connection, temporary)
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            connection.close()
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(temporary, path)
+    except OSError as exc:
+        raise JournalError(f"cannot create the journal {path}: {exc}") from None
+    finally:
+        for leftover in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def _check_header(path: Path) -> None:
+    what_to_do = (
+        "If it is a journal, restore it from a backup; to start with an empty journal, "
+        "move it aside (its unfinished jobs are then lost) or point journal= at another path."
+    )
+    try:
+        with path.open("rb") as file:
+            header = file.read(_HEADER_SIZE)
+            size = os.fstat(file.fileno()).st_size
+    except OSError as exc:
+        raise JournalError(f"cannot read the journal {path}: {exc}") from None
+    if size == 0:
+        raise JournalError(
+            f"the journal {path} is empty (0 bytes): backburner never leaves a journal empty, so "
+            f"this file was cut short or made by something else. {what_to_do}"
+        )
+    if not header.startswith(_SQLITE_MAGIC):
+        raise JournalError(f"the journal {path} is not an SQLite database. {what_to_do}")
+    if len(header) < _HEADER_SIZE:
+        raise JournalError(f"the journal {path} is truncated ({size} bytes). {what_to_do}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_is_current = header[24:28] == header[92:96]
+    if page_size < 512 or (header_is_current and size < pages * page_size):
+        raise JournalError(
+            f"the journal {path} is truncated: {size} bytes where its header says "
+            f"{pages} pages of {page_size}. {what_to_do}"
+        )
+
+
+def _configure(connection: sqlite3.Connection, synchronous: str) -> None:
+    connection.execute("PRAGMA busy_timeout=5000")  # then _transaction retries, however long
+    mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":  # pragma: no cover - a file system without shared memory
+        raise JournalError(f"the journal needs SQLite's WAL mode; this file system gave {mode!r}")
+    connection.execute(f"PRAGMA synchronous={synchronous}")
+    connection.execute("PRAGMA journal_size_limit=67108864")  # the WAL shrinks back to 64 MB
+    connection.execute("PRAGMA cache_size=-32768")  # 32 MB: a restart reads every unfinished row
+
+
+def _check_contents(connection: sqlite3.Connection, path: Path) -> None:
+    what_to_do = (
+        "Restore it from a backup, or move it aside to start with an empty journal "
+        "(its unfinished jobs are then lost)."
+    )
+    try:
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"the journal {path} is damaged ({exc}). {what_to_do}") from None
+    if problems != ["ok"]:
+        raise JournalError(f"the journal {path} is damaged: {'; '.join(problems)}. {what_to_do}")
+    if application_id != APPLICATION_ID:
+        raise JournalError(
+            f"{path} is an SQLite database but not a backburner journal (application_id "
+            f"{application_id:#x}): point journal= at a file of its own."
+        )
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal {path} was written by a newer backburner (schema version {version}; "
+            f"this one reads up to {SCHEMA_VERSION}). Upgrade backburner, or point journal= "
+            f"at another file."
+        )
+
+
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]  # under the lock
+        for step in _MIGRATIONS[version:]:
+            code = re.sub(r"--[^\n]*", "", step)  # the comments are for readers of this file
+            for statement in code.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except sqlite3.Error as exc:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        raise JournalError(f"cannot update the journal {path}'s schema: {exc}") from None

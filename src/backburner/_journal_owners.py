@@ -1,0 +1,467 @@
+"""Owners, claims and housekeeping: how processes sharing a journal divide its jobs.
+
+Each process is an owner (``host:pid:nonce``) with a heartbeat. Every ``heartbeat`` seconds its
+writer thread renews it, finds owners that died (a pid gone on this host, or silent past the
+lease with every claim lapsed) and marks them ``released``, counting a crash against each job
+they were running (past ``max_attempts`` it is dead); then claims free jobs up to the room its
+queues have: rows held by nobody, and rows of released owners, adopting such an owner whole
+when all its jobs fit (one row written, not one per job). A live owner's jobs are never taken.
+Shutdown releases this process's owner row the same way. Finished jobs are pruned after
+``keep_finished``; the WAL is checkpointed.
+
+``Housekeeping`` is the part of ``Journal`` that does this; it runs only on the writer thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from ._journal import JournalConfig
+
+__all__ = ["ClaimedRow", "Housekeeping", "Recoverer", "local_host"]
+
+logger = logging.getLogger("backburner")
+
+_PRUNE_CHUNK = 5000
+_BUSY_TIMEOUT_MS = 5000  # then Journal._transaction retries, however long
+_CLAIM_CHUNK = 10_000
+_COUNT_CHUNK = 100_000
+
+
+class ClaimedRow(NamedTuple):
+    """An unfinished job this process has just claimed, to rebuild and run."""
+
+    id: str
+    name: str
+    queue: str
+    payload: str
+    run_at: float | None
+    attempt: int
+    unique_key: str | None
+
+
+class Recoverer(Protocol):
+    """What the writer needs of the executor to hand it claimed jobs."""
+
+    def room(self) -> tuple[dict[str, int], int]:
+        """How many due jobs each queue can take now; how many delayed jobs the schedule can."""
+        ...
+
+    def clock_now(self) -> float:
+        """The executor's clock (what ``run_at`` is measured on)."""
+        ...
+
+    def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
+        """Submit the jobs; return those that are invalid (id, why) and those with no room."""
+        ...
+
+
+class Housekeeping:
+    """The owner's side of a journal: heartbeat, reaper, claims, retention, release."""
+
+    owner: str
+    host: str
+    config: JournalConfig
+    path: Path
+    recoverer: Recoverer
+    _connection: sqlite3.Connection | None
+    _rows: dict[str, int]
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        raise NotImplementedError
+
+    def _commit_queued(self) -> bool:
+        raise NotImplementedError
+
+    def _reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
+        raise NotImplementedError
+
+    def _heartbeat(self, first: bool) -> None:
+        now = time.time()
+
+        def beat(connection: sqlite3.Connection) -> bool:
+            row = connection.execute(
+                "SELECT released FROM owners WHERE owner = ?", (self.owner,)
+            ).fetchone()
+            if row is None:
+                connection.execute(
+                    "INSERT INTO owners (owner, heartbeat, started_at) VALUES (?, ?, ?)",
+                    (self.owner, now, now),
+                )
+            else:
+                connection.execute(
+                    "UPDATE owners SET heartbeat = ?, released = 0 WHERE owner = ?",
+                    (now, self.owner),
+                )
+            return row is not None and bool(row[0])
+
+        if self._transaction(beat) and not first:
+            logger.warning(
+                "this process (%s) was presumed dead by another: its heartbeat came too late "
+                "(a stalled machine?). Jobs it held may run twice.",
+                self.owner,
+            )
+
+    def _dead_owners(self, connection: sqlite3.Connection, now: float) -> list[str]:
+        """Owners presumed dead: a pid gone on this host, or silent past the lease."""
+        dead = []
+        for owner, heartbeat in connection.execute(
+            "SELECT owner, heartbeat FROM owners "
+            "WHERE owner != ? AND released = 0 AND adopted_by IS NULL",
+            (self.owner,),
+        ):
+            parts = str(owner).rsplit(":", 2)
+            host, pid_text = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
+            if host == self.host and pid_text.isdigit() and not _alive(int(pid_text)):
+                dead.append(owner)  # certainly dead: its claims need not lapse
+            elif heartbeat < now - self.config.lease:
+                latest = connection.execute(
+                    "SELECT max(lease_until) FROM jobs WHERE owner = ? AND finished_at IS NULL",
+                    (owner,),
+                ).fetchone()[0]
+                if latest is None or latest < now:
+                    dead.append(owner)  # silent, and every claim it made has lapsed
+        return dead
+
+    def _free_orphans(self) -> None:
+        """Free the jobs of dead owners; mark dead the jobs that keep killing their process.
+
+        An owner found dead is marked ``released``: its unfinished rows are free from then on,
+        without rewriting them (a crashed process may leave 100,000). Only the rows that were
+        running when it died are touched: each counts a crash, and past ``max_attempts`` the
+        job is dead.
+        """
+        now = time.time()
+        limit = self.config.max_attempts
+
+        def free(connection: sqlite3.Connection) -> list[tuple[str, str, int]]:
+            poisoned: list[tuple[str, str, int]] = []
+            for owner in self._dead_owners(connection, now):
+                crashed = connection.execute(
+                    "SELECT rowid, id, name, crashes + 1 FROM jobs "
+                    "WHERE owner = ? AND state = 'running' AND finished_at IS NULL",
+                    (owner,),
+                ).fetchall()
+                connection.executemany(
+                    "UPDATE jobs SET crashes = ?, state = ?, finished_at = ?, error = ? "
+                    "WHERE rowid = ?",
+                    [
+                        (crashes, "dead", now, f"its process died during {crashes} attempts", rowid)
+                        if crashes >= limit
+                        else (crashes, "queued", None, None, rowid)
+                        for rowid, _, _, crashes in crashed
+                    ],
+                )
+                poisoned += [(i, n, c) for _, i, n, c in crashed if c >= limit]
+                connection.execute(
+                    "UPDATE owners SET released = 1, adopted_by = NULL "
+                    "WHERE owner = ? OR adopted_by = ?",
+                    (owner, owner),
+                )
+            # Released and adopted owners whose jobs have all been taken or finished go.
+            connection.execute(
+                "DELETE FROM owners WHERE (released = 1 OR adopted_by IS NOT NULL) "
+                "AND NOT EXISTS (SELECT 1 FROM jobs "
+                "WHERE jobs.owner = owners.owner AND jobs.finished_at IS NULL)"
+            )
+            return poisoned
+
+        for job_id, name, crashes in self._transaction(free):
+            logger.error(
+                "job %s (%s) is dead: its process died during each of its last %d attempts; "
+                "it stays in the journal %s and will not run again",
+                job_id,
+                name,
+                crashes,
+                self.path,
+                extra={"backburner_job_id": job_id, "backburner_job_name": name},
+            )
+
+    def _claim(self) -> None:
+        """Claim free jobs, up to the room the queues have, a chunk per transaction.
+
+        The jobs are rebuilt and queued here, on this thread, not on the event loop's: SQLite
+        releases the GIL for every row it steps through, and each time it is taken back it
+        may wait for a busy loop thread for up to ``sys.getswitchinterval()``.
+        """
+        due_room, delayed_room = self.recoverer.room()
+        left = dict(due_room)
+        delayed_left = [delayed_room]
+        assert self._connection is not None
+        released = [
+            row[0]
+            for row in self._connection.execute("SELECT owner FROM owners WHERE released = 1")
+        ]
+        # Rows nobody holds, then those of each released owner: each an index range, in the
+        # order the jobs were accepted.
+        for source in [None, *released]:
+            if source is not None:
+                adopted = self._transaction(
+                    functools.partial(
+                        self._adopt,
+                        source=source,
+                        left=left,
+                        delayed_left=delayed_left,
+                        clock_now=self.recoverer.clock_now(),
+                    )
+                )
+                if adopted is not None:
+                    self._deliver(adopted)
+                    self._commit_queued()
+                    continue
+            while True:
+                limit = min(_CLAIM_CHUNK, sum(left.values()) + delayed_left[0])
+                if limit <= 0:
+                    return
+                chosen, seen = self._transaction(
+                    functools.partial(
+                        self._claim_chunk,
+                        source=source,
+                        limit=limit,
+                        left=left,
+                        delayed_left=delayed_left,
+                        clock_now=self.recoverer.clock_now(),
+                        lease_until=time.time() + self.config.lease,
+                    )
+                )
+                if chosen:
+                    self._deliver(chosen)
+                self._commit_queued()  # enqueues waiting for their commit go first
+                if seen < limit or not chosen:
+                    break  # this source is exhausted (or holds nothing this process can take)
+
+    def _adopt(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        source: str,
+        left: dict[str, int],
+        delayed_left: list[int],
+        clock_now: float,
+    ) -> list[ClaimedRow] | None:
+        """Take every job of a released owner at once, if they all fit; else None.
+
+        The jobs' rows are not rewritten: the owner row records who adopted it. A restart
+        after a clean shutdown (or a crash) takes its predecessor's jobs this way, so 100,000
+        jobs cost one read, not one write each.
+        """
+        if (
+            connection.execute(
+                "SELECT 1 FROM owners WHERE owner = ? AND released = 1", (source,)
+            ).fetchone()
+            is None
+        ):
+            return []  # adopted or forgotten meanwhile
+        count = connection.execute(
+            "SELECT count(*) FROM jobs WHERE owner = ? AND finished_at IS NULL", (source,)
+        ).fetchone()[0]
+        if count > sum(left.values()) + delayed_left[0]:
+            return None
+        rows = connection.execute(
+            "SELECT id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
+            "WHERE owner = ? AND finished_at IS NULL ORDER BY rowid",
+            (source,),
+        ).fetchall()
+        room, delayed = dict(left), delayed_left[0]
+        for row in rows:
+            run_at, queue = row[4], row[2]
+            if run_at is not None and run_at > clock_now:
+                delayed -= 1
+            elif queue in room:
+                room[queue] -= 1
+        if delayed < 0 or any(value < 0 for value in room.values()):
+            return None  # one queue lacks the room: claim row by row instead
+        connection.execute(
+            "UPDATE owners SET released = 0, adopted_by = ? WHERE owner = ?", (self.owner, source)
+        )
+        left.update(room)
+        delayed_left[0] = delayed
+        return [ClaimedRow._make(row) for row in rows]
+
+    def _claim_chunk(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        source: str | None,
+        limit: int,
+        left: dict[str, int],
+        delayed_left: list[int],
+        clock_now: float,
+        lease_until: float,
+    ) -> tuple[list[ClaimedRow], int]:
+        params: tuple[str, ...] = ()
+        if source is None:
+            held = "owner IS NULL"
+        else:
+            held = "owner = ? AND owner IN (SELECT owner FROM owners WHERE released = 1)"
+            params = (source,)
+        rows = connection.execute(
+            "SELECT rowid, id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
+            f"WHERE {held} AND finished_at IS NULL ORDER BY rowid LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        chosen: list[ClaimedRow] = []
+        rowids: list[tuple[int]] = []
+        for row in rows:
+            run_at, queue = row[5], row[3]
+            if run_at is not None and run_at > clock_now:
+                if delayed_left[0] <= 0:
+                    continue
+                delayed_left[0] -= 1
+            elif queue in left:
+                if left[queue] <= 0:
+                    continue
+                left[queue] -= 1
+            # (A queue this executor lacks: claimed, and delivered as invalid.)
+            chosen.append(ClaimedRow._make(row[1:]))
+            rowids.append((row[0],))
+        claim = "UPDATE jobs SET owner = ?, lease_until = ? WHERE "
+        if rows and len(chosen) == len(rows):
+            # Every row read is taken (the usual case): one statement for them all.
+            connection.execute(
+                claim + f"{held} AND finished_at IS NULL AND rowid <= ?",
+                (self.owner, lease_until, *params, rows[-1][0]),
+            )
+        else:
+            connection.executemany(
+                claim + "rowid = ?", [(self.owner, lease_until, *r) for r in rowids]
+            )
+        return chosen, len(rows)
+
+    def _deliver(self, rows: list[ClaimedRow]) -> None:
+        invalid, unplaced = self.recoverer.deliver(rows)
+        if invalid or unplaced:
+            self._reject(invalid, unplaced)
+
+    def _prune(self) -> int:
+        """Delete finished jobs older than ``keep_finished``, a chunk per transaction."""
+        cutoff = time.time() - self.config.keep_finished
+        pruned = 0
+        while True:
+            count: int = self._transaction(
+                lambda connection: (
+                    connection.execute(
+                        "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs "
+                        "WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)",
+                        (cutoff, _PRUNE_CHUNK),
+                    ).rowcount
+                )
+            )
+            pruned += count
+            if count < _PRUNE_CHUNK:
+                return pruned
+            self._commit_queued()  # enqueues waiting for their commit go first
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the file and truncate it, if no other process is in the way.
+
+        Without a busy timeout: TRUNCATE waits for every reader, and commits wait behind it.
+        A checkpoint that cannot finish now is done at a later round.
+        """
+        connection = self._connection
+        assert connection is not None
+        connection.execute("PRAGMA busy_timeout=0")
+        try:
+            with contextlib.suppress(sqlite3.OperationalError):
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+
+    def _count_rows(self) -> None:
+        """Count the rows by state for ``stats()``, a range of rowids at a time.
+
+        A week of history may be millions of rows: queued commits are served between ranges,
+        so an enqueue never waits for more than one range's count.
+        """
+        connection = self._connection
+        assert connection is not None
+        last = connection.execute("SELECT max(rowid) FROM jobs").fetchone()[0] or 0
+        counts: dict[str, int] = {}
+        for start in range(0, last + 1, _COUNT_CHUNK):
+            for state, count in connection.execute(
+                "SELECT state, count(*) FROM jobs WHERE rowid BETWEEN ? AND ? GROUP BY state",
+                (start, start + _COUNT_CHUNK - 1),
+            ):
+                counts[str(state)] = counts.get(str(state), 0) + count
+            self._commit_queued()
+        self._rows = counts
+
+    def _shutdown(self) -> None:
+        """Release every unfinished job this process holds, in one transaction; close.
+
+        The rows are not rewritten: the owner row is marked released, which frees them all
+        (and the few that were running are marked queued), so that a shutdown with 100,000
+        jobs waiting costs a few rows, well within the shutdown's deadline.
+        """
+        connection = self._connection
+        assert connection is not None
+        try:
+
+            def release(connection: sqlite3.Connection) -> int:
+                connection.execute(
+                    "UPDATE jobs SET state = 'queued' "
+                    "WHERE owner = ? AND state = 'running' AND finished_at IS NULL",
+                    (self.owner,),
+                )
+                count: int = connection.execute(
+                    "SELECT count(*) FROM jobs WHERE finished_at IS NULL AND (owner = ? OR "
+                    "owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
+                    (self.owner, self.owner),
+                ).fetchone()[0]
+                connection.execute(
+                    "UPDATE owners SET released = 1, adopted_by = NULL, heartbeat = ? "
+                    "WHERE owner = ? OR adopted_by = ?",
+                    (time.time(), self.owner, self.owner),
+                )
+                if count == 0:
+                    connection.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
+                return count
+
+            released = self._transaction(release)
+            if released:
+                logger.info(
+                    "%d unfinished jobs kept in the journal %s for the next start",
+                    released,
+                    self.path,
+                )
+            self._checkpoint()
+        except Exception:
+            logger.exception("could not release this process's jobs in the journal %s", self.path)
+        finally:
+            connection.close()
+
+
+def local_host() -> str:
+    """This host as owner ids name it: its name, and its pid namespace where there is one.
+
+    Two containers may share a host name (host networking) but not their pids: a pid is only
+    looked up where the namespace matches.
+    """
+    name = socket.gethostname().replace(":", "_")
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return name
+    return f"{name}/{namespace}"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our pid, another nonce: an earlier process that had our pid is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -1,0 +1,127 @@
+"""The journal's statements: one per kind of operation, and a bulk form for a run of them.
+
+The writer thread (``_journal.py``) queues operations as ``(kind, params)``; ``write_ops``
+executes a batch of them in order, inside the writer's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+__all__ = [
+    "BULK_SQL",
+    "DELETE",
+    "FINISH",
+    "INSERT",
+    "INVALID",
+    "REOPEN",
+    "RETRY",
+    "SQL",
+    "STARTED",
+    "TICK",
+    "UNCLAIM",
+    "supports_bulk",
+    "write_ops",
+]
+
+INSERT = 0
+DELETE = 1
+STARTED = 2
+RETRY = 3
+FINISH = 4
+TICK = 5
+REOPEN = 6
+INVALID = 7
+UNCLAIM = 8
+
+SQL = {
+    INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
+    "attempt, unique_key, enqueued_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?)",
+    DELETE: "DELETE FROM jobs WHERE id = ?",
+    STARTED: "UPDATE jobs SET state = 'running', attempt = ?, finished_at = NULL, owner = ?, "
+    "lease_until = ? WHERE id = ?",
+    RETRY: "UPDATE jobs SET state = 'queued', run_at = ?, attempt = ?, error = ? WHERE id = ?",
+    FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ?, attempt = ? WHERE id = ?",
+    REOPEN: "UPDATE jobs SET state = 'queued', finished_at = NULL, owner = ?, lease_until = ? "
+    "WHERE id = ?",
+    INVALID: "UPDATE jobs SET state = 'invalid', finished_at = ?, error = ? WHERE id = ?",
+    UNCLAIM: "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND "
+    "(owner = ? OR owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
+    # A tick is claimed once: by the first process to move last_run up to it.
+    TICK: "INSERT INTO periodic (name, last_run) VALUES (?, ?) ON CONFLICT (name) "
+    "DO UPDATE SET last_run = excluded.last_run WHERE last_run < excluded.last_run",
+}
+
+
+def _field(index: int) -> str:
+    return f"json_extract(v.value, '$[{index}]')"
+
+
+# The same statements for a run of many operations: one statement, its rows passed as one JSON
+# array. It matters under load: executemany releases and retakes the GIL for every row, and each
+# retake can wait for the event loop's thread (up to sys.getswitchinterval(), 5 ms).
+BULK_SQL = {
+    INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
+    f"attempt, unique_key, enqueued_at) SELECT {_field(0)}, {_field(1)}, {_field(2)}, "
+    f"{_field(3)}, 'queued', {_field(4)}, {_field(5)}, {_field(6)}, 0, {_field(7)}, "
+    f"{_field(8)} FROM json_each(?) AS v",
+    DELETE: f"DELETE FROM jobs WHERE id IN (SELECT {_field(0)} FROM json_each(?) AS v)",
+    STARTED: f"UPDATE jobs SET state = 'running', attempt = {_field(0)}, finished_at = NULL, "
+    f"owner = {_field(1)}, lease_until = {_field(2)} FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(3)}",
+    RETRY: f"UPDATE jobs SET state = 'queued', run_at = {_field(0)}, attempt = {_field(1)}, "
+    f"error = {_field(2)} FROM json_each(?) AS v WHERE jobs.id = {_field(3)}",
+    FINISH: f"UPDATE jobs SET state = {_field(0)}, finished_at = {_field(1)}, "
+    f"error = {_field(2)}, attempt = {_field(3)} FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(4)}",
+    REOPEN: f"UPDATE jobs SET state = 'queued', finished_at = NULL, owner = {_field(0)}, "
+    f"lease_until = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
+    INVALID: f"UPDATE jobs SET state = 'invalid', finished_at = {_field(0)}, "
+    f"error = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
+    UNCLAIM: f"UPDATE jobs SET owner = NULL, lease_until = NULL FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(0)} AND (jobs.owner = {_field(1)} OR jobs.owner IN "
+    f"(SELECT owner FROM owners WHERE adopted_by = {_field(2)}))",
+}
+
+
+def write_ops(
+    connection: sqlite3.Connection, ops: list[tuple[int, tuple[Any, ...]]], bulk: bool
+) -> None:
+    """Execute ``ops`` in order, each run of one kind as one statement."""
+    finished = {params[-1] for kind, params in ops if kind == FINISH}
+    run_kind = -1
+    run: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        if len(run) == 1 or not bulk:
+            connection.executemany(SQL[run_kind], run)
+        else:
+            connection.execute(BULK_SQL[run_kind], (json.dumps(run),))
+        run.clear()
+
+    for kind, params in ops:
+        if kind == STARTED and params[-1] in finished:
+            continue  # started and finished in one batch: the end is all that matters
+        if kind != run_kind and run:
+            flush()
+        if kind == TICK:
+            name, tick, outcome = params
+            outcome.append(connection.execute(SQL[TICK], (name, tick)).rowcount)
+            run_kind = -1
+            continue
+        run_kind = kind
+        run.append(params)
+    if run:
+        flush()
+
+
+def supports_bulk(connection: sqlite3.Connection) -> bool:
+    try:
+        connection.execute(
+            "UPDATE jobs SET state = state FROM json_each('[]') AS v WHERE jobs.id = v.value"
+        )
+    except sqlite3.OperationalError:  # an SQLite older than 3.33, or built without JSON
+        return False
+    return True

@@ -1,0 +1,239 @@
+"""Durable jobs in real uvicorn processes: SIGKILL loses nothing; processes share one journal.
+
+Every job appends ``<number> <pid> <time>`` to a results file when it completes
+(``apps/journaled.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ._uvicorn import Serve, Uvicorn
+
+pytestmark = pytest.mark.e2e
+
+STARTUP_FAILURE = 3
+JOBS = 10_000
+KILLS = 20
+WORKERS = 4
+BATCH = 500
+
+
+def completed(results: Path) -> list[int]:
+    """The numbers of every completed run, duplicates included (whole lines only)."""
+    try:
+        text = results.read_text()
+    except FileNotFoundError:
+        return []
+    return [int(line.split()[0]) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+def integrity(journal: Path) -> str:
+    connection = sqlite3.connect(journal)
+    try:
+        return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def journal_settings(tmp_path: Path, **more: float | str) -> dict[str, float | str]:
+    return {
+        "journal": str(tmp_path / "jobs.sqlite3"),
+        "results": str(tmp_path / "results.txt"),
+        **more,
+    }
+
+
+def test_sigkill_20_times_loses_no_job(serve: Serve, tmp_path: Path) -> None:
+    """10,000 journaled jobs, SIGKILL at random moments 20 times: all run, few run twice.
+
+    The kill times come from a seeded RNG; a failure names the seed (rerun with
+    ``BB_CRASH_SEED=<seed>``).
+    """
+    seed = int(os.environ.get("BB_CRASH_SEED", random.randrange(2**32)))
+    try:
+        _kill_and_restart(serve, tmp_path, random.Random(seed))
+    except AssertionError as exc:
+        raise AssertionError(f"seed {seed}: {exc}") from None
+
+
+def _kill_and_restart(serve: Serve, tmp_path: Path, rng: random.Random) -> None:
+    settings = journal_settings(tmp_path, workers=WORKERS, job_ms=4, max_attempts=KILLS + 1)
+    journal, results = Path(str(settings["journal"])), Path(str(settings["results"]))
+    acknowledged: set[int] = set()
+    next_batch = 0
+    for kill in range(KILLS):
+        server = serve("journaled", settings=settings)
+        server.wait_ready()
+        kill_at = time.monotonic() + rng.uniform(0.05, 0.8)
+        with server.client() as client:
+            while time.monotonic() < kill_at:
+                if next_batch * BATCH < JOBS:
+                    try:
+                        answer = client.post(
+                            "/enqueue", params={"start": next_batch * BATCH, "count": BATCH}
+                        )
+                    except httpx.TransportError:
+                        break
+                    assert answer.status_code == 200, answer.text
+                    acknowledged.update(range(next_batch * BATCH, (next_batch + 1) * BATCH))
+                    next_batch += 1
+                else:
+                    time.sleep(0.01)
+        server.send(signal.SIGKILL)
+        server.wait_exit(within=10)
+        check = integrity(journal)
+        assert check == "ok", f"integrity_check after kill {kill + 1}: {check}"
+        assert "database is locked" not in server.stderr(), server.tail()
+    final = serve("journaled", settings=settings)
+    final.wait_ready()
+    with final.client() as client:
+        while next_batch * BATCH < JOBS:
+            answer = client.post("/enqueue", params={"start": next_batch * BATCH, "count": BATCH})
+            assert answer.status_code == 200, answer.text
+            acknowledged.update(range(next_batch * BATCH, (next_batch + 1) * BATCH))
+            next_batch += 1
+    final.wait_until(
+        "every acknowledged job completed",
+        lambda: acknowledged <= set(completed(results)),
+        timeout=60,
+    )
+    final.send(signal.SIGTERM)
+    assert final.wait_exit(within=15)[0] == -signal.SIGTERM
+    final.assert_no_errors()
+    assert integrity(journal) == "ok"
+    runs = Counter(completed(results))
+    lost = acknowledged - set(runs)
+    duplicates = sum(count - 1 for count in runs.values())
+    assert not lost, f"{len(lost)} jobs lost, e.g. {sorted(lost)[:10]}"
+    assert duplicates <= WORKERS * KILLS, f"{duplicates} duplicate runs"
+    connection = sqlite3.connect(journal)
+    states = dict(connection.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+    connection.close()
+    assert states == {"succeeded": JOBS}, str(states)
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_processes_sharing_a_journal_never_run_a_job_twice_while_its_owner_lives(
+    serve: Serve, tmp_path: Path, processes: int
+) -> None:
+    """Jobs one process released at shutdown are claimed by the others, each exactly once."""
+    settings = journal_settings(tmp_path, job_ms=5, shutdown_timeout=0.5)
+    servers = [serve("journaled", settings=settings) for _ in range(processes)]
+    for server in servers:
+        server.wait_ready()
+    # The first process gets more than it can finish before its shutdown's deadline.
+    counts = [3000] + [500] * (processes - 1)
+    starts = [sum(counts[:index]) for index in range(processes)]
+    answers = []
+    for index in reversed(range(processes)):
+        with servers[index].client() as client:
+            path = "/enqueue-sync" if index % 2 else "/enqueue"
+            params = {"start": starts[index], "count": counts[index]}
+            answers.append(client.post(path, params=params).status_code)
+    assert answers == [200] * processes
+    first = servers[0]
+    first.send(signal.SIGTERM)  # its unfinished jobs are released for the others to claim
+    assert first.wait_exit(within=10)[0] == -signal.SIGTERM
+    results = Path(str(settings["results"]))
+    expected = set(range(sum(counts)))
+    servers[1].wait_until(
+        "every job completed", lambda: expected <= set(completed(results)), timeout=60
+    )
+    for server in servers[1:]:
+        server.send(signal.SIGTERM)
+        assert server.wait_exit(within=10)[0] == -signal.SIGTERM
+    for server in servers:
+        server.assert_no_errors()
+        assert "locked" not in server.stderr()
+    runs = Counter(completed(results))
+    assert [n for n, c in runs.items() if c > 1] == []
+    assert set(runs) == expected
+    assert "kept in the journal" in first.stderr()
+
+
+def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
+    serve: Serve, tmp_path: Path
+) -> None:
+    lease, heartbeat = 2.0, 0.5
+    settings = journal_settings(tmp_path, job_ms=5, lease=lease, heartbeat=heartbeat, workers=1)
+    victim, heir, spare = (serve("journaled", settings=settings) for _ in range(3))
+    for server in (victim, heir, spare):
+        server.wait_ready()
+    with victim.client() as client:
+        assert client.post("/enqueue", params={"start": 0, "count": 2000}).status_code == 200
+    results = Path(str(settings["results"]))
+    killed_at = time.time()
+    victim.send(signal.SIGKILL)
+    victim.wait_exit(within=10)
+    heir.wait_until(
+        "every job completed", lambda: set(range(2000)) <= set(completed(results)), timeout=60
+    )
+    lines = [line.split() for line in results.read_text().splitlines()]
+    taken_over = [float(t) for _, pid, t in lines if int(pid) != victim.process.pid]
+    assert taken_over, "no job ran in another process"
+    assert min(taken_over) - killed_at <= lease + heartbeat + 0.5  # + a job's own time
+    for server in (heir, spare):
+        server.send(signal.SIGTERM)
+        assert server.wait_exit(within=10)[0] == -signal.SIGTERM
+        assert "locked" not in server.stderr()
+    runs = Counter(completed(results))
+    assert set(runs) == set(range(2000))
+    assert sum(c - 1 for c in runs.values()) <= 1  # the victim ran one job at a time
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("zero-length", b"", "is empty (0 bytes)"),
+        ("garbage", b"\x00\xffnot a database at all" * 100, "is not an SQLite database"),
+        ("truncated", None, "truncated"),
+        ("newer-schema", None, "written by a newer backburner"),
+    ],
+)
+def test_a_bad_journal_fails_startup_with_exit_3_and_says_what_to_do(
+    serve: Serve, tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    settings = journal_settings(tmp_path)
+    journal = Path(str(settings["journal"]))
+    if content is not None:
+        journal.write_bytes(content)
+    else:
+        _make_journal(serve, settings)
+        if name == "truncated":
+            data = journal.read_bytes()
+            journal.write_bytes(data[: len(data) // 2])
+        else:
+            connection = sqlite3.connect(journal)
+            connection.execute("PRAGMA user_version = 99")
+            connection.close()
+    server = serve("journaled", settings=settings)
+    code, _ = server.wait_exit(within=15)
+    assert code == STARTUP_FAILURE, server.tail()
+    stderr = server.stderr()
+    assert message in stderr
+    assert "backburner could not start" in stderr
+    assert "Application startup failed" in stderr
+    assert not Path(str(settings["results"])).exists() or not completed(
+        Path(str(settings["results"]))
+    )
+
+
+def _make_journal(serve: Serve, settings: dict[str, float | str]) -> Uvicorn:
+    """A real journal with some finished and some released jobs in it."""
+    server = serve("journaled", settings={**settings, "job_ms": 1000, "shutdown_timeout": 0.2})
+    server.wait_ready()
+    with server.client() as client:
+        assert client.post("/enqueue", params={"start": 0, "count": 3000}).status_code == 200
+    server.send(signal.SIGTERM)
+    assert server.wait_exit(within=10)[0] == -signal.SIGTERM
+    return server

@@ -1,0 +1,68 @@
+"""Jobs registered by name for the journal tests: module-level, so a journal can find them again."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from backburner import job
+
+#: What the jobs below were called with, in order.
+calls: list[tuple[str, Any]] = []
+#: Set once ``counted`` has run this many times (``counted_target``).
+counted_enough = threading.Event()
+counted_target = [0]
+#: Events ``blocks`` sets when it starts, by key (made by the test, on its own loop).
+started: dict[str, asyncio.Event] = {}
+
+
+@job(name="tests.record")
+async def record(value: Any) -> Any:
+    calls.append(("record", value))
+    return value
+
+
+@job(name="tests.record_sync")
+def record_sync(value: Any, *, label: str = "sync") -> None:
+    calls.append((label, value))
+
+
+class Flaky(Exception):
+    """Raised by ``fails_once`` on its first attempt."""
+
+
+@job(name="tests.fails_first", retries=2, backoff=30, jitter=0)
+async def fails_first(value: int) -> int:
+    calls.append(("fails_first", value))
+    if len([c for c in calls if c[0] == "fails_first"]) == 1:
+        raise Flaky("first attempt fails")
+    return value
+
+
+@job()
+async def default_named(value: int) -> int:
+    calls.append(("default_named", value))
+    return value
+
+
+@job(name="tests.tick")
+async def tick() -> None:
+    calls.append(("tick", None))
+
+
+@job(name="tests.counted")
+def counted(value: int) -> None:
+    calls.append(("counted", value))
+    if len(calls) >= counted_target[0]:
+        counted_enough.set()
+
+
+@job(name="tests.blocks")
+async def blocks(key: str) -> None:
+    started[key].set()
+    await asyncio.sleep(60)
+
+
+async def not_registered(value: int) -> int:
+    return value
