@@ -234,3 +234,38 @@ def test_a_process_ending_at_its_request_limit_drains_and_reports_in_time(serve:
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.base_url}/health", timeout=2)
     server.assert_no_errors()
+
+
+def test_a_child_restarted_at_its_request_limit_drains_and_reports_in_time(serve: Serve) -> None:
+    """``--workers 2 --limit-max-requests 3``: a child ends itself after 3 requests and the
+    parent starts another; the old child's jobs finish or are reported, within its deadline."""
+    server = serve("load", settings=RESTART, args=["--workers", "2", "--limit-max-requests", "3"])
+    server.wait_for("both children started", lambda events: len(startups(events)) == 2, 60)
+    accepted: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    n = 0
+    while len(startups(server.events())) < 3:  # until the parent replaced a child
+        assert time.monotonic() < deadline, f"no child restarted{server.tail()}"
+        try:
+            with server.client() as client:  # a new connection: either child may take it
+                answer = client.post("/long", params={"key": f"r{n}"})
+            accepted.update(answer.raise_for_status().json()["ids"])
+        except httpx.TransportError:  # both children are draining: nobody listens for now
+            time.sleep(0.05)  # a retry interval, not a wait for something to happen
+        n += 1
+    events = server.events()
+    ended = [pid for pid, own in by_pid(events).items() if named(own, "app shutdown")]
+    assert ended, "a child was replaced without running its shutdown"
+    for pid in ended:
+        own = by_pid(events)[pid]
+        mine = {e["key"]: e["id"] for e in named(own, "enqueued")}
+        run = run_of(server, own, {key: accepted[key] for key in mine})
+        assert_every_job_accounted_for(run)
+        assert set(run.status_by_key.values()) <= {"cancelled", "abandoned"}
+        last_request = max(e["t"] for e in named(own, "enqueued"))
+        [shutdown] = named(own, "app shutdown")
+        assert shutdown["t"] - last_request < RESTART["shutdown_timeout"] + MARGIN
+    assert "died" in server.stderr()  # the parent saw the child go and replaced it
+    server.send(signal.SIGTERM)
+    code, _ = server.wait_exit(within=RESTART["shutdown_timeout"] + MARGIN)
+    assert code == 0
