@@ -461,3 +461,21 @@ async def test_a_context_naming_a_closed_executor_gives_way_to_the_running_one()
             assert await live.enqueue(_which_executor) is live
         finally:
             current_executor_var.reset(token)
+
+
+async def test_a_job_cancelled_right_after_enqueue_ends_and_frees_its_slot() -> None:
+    # On the loop, with a worker free, enqueue starts the job's task at once; cancelling it
+    # before its first step must still end the job and give the slot back.
+    async def noop() -> None:
+        pass
+
+    async with Backburner(workers=1) as bg:
+        job = bg.enqueue(noop)
+        assert job.cancel()
+        await bg.join()  # returned: nothing is left running
+        assert job.status is JobStatus.CANCELLED
+        with pytest.raises(JobCancelled):
+            await job
+        assert bg.stats().total.busy == 0
+        assert bg.stats().total.cancelled == 1
+        assert await bg.enqueue(add, 1, 2) == 3  # the one worker is free again

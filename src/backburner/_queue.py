@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import itertools
 import logging
@@ -403,7 +404,7 @@ class JobQueue:
     def _expire(self, job: Job[Any]) -> None:
         if job._status is _RUNNING and job._task is not None:
             self._timed_out.add(job)
-            job._task.cancel()
+            self._cancel_task(job, job._task)
 
     def _end(
         self, job: Job[Any], status: JobStatus, result: Any = None, exc: BaseException | None = None
@@ -529,7 +530,22 @@ class JobQueue:
 
     def _cancel_running(self, job: Job[Any]) -> None:
         if job._task is not None:
-            job._task.cancel()
+            self._cancel_task(job, job._task)
+
+    def _cancel_task(self, job: Job[Any], task: asyncio.Task[None]) -> None:
+        task.cancel()
+        # A task cancelled before its first step never runs `_run`, whose `finally` ends the
+        # job and frees its slot (a job started by `submit` and cancelled at once, say): this
+        # callback does it then, and nothing if `_run` ran.
+        task.add_done_callback(functools.partial(self._cancelled_before_start, job))
+
+    def _cancelled_before_start(self, job: Job[Any], task: asyncio.Task[None]) -> None:
+        if job._status is not _RUNNING or job._task is not task or job not in self._running:
+            return
+        self._end(job, _CANCELLED)
+        self._running.discard(job)
+        job.context = None  # type: ignore[assignment]
+        self._free_slot()
 
     def _after_pending_cancel(self) -> None:
         with self._lock:
@@ -602,7 +618,7 @@ class JobQueue:
             if job._task is not None:
                 tasks.append(job._task)
                 if job.is_async:
-                    job._task.cancel()
+                    self._cancel_task(job, job._task)
         return tasks
 
     def abandon_running(self) -> list[Job[Any]]:
