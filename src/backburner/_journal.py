@@ -207,9 +207,12 @@ class Journal(Housekeeping):
             self._cond.notify()
             return self._batch
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str) -> Batch:
         """Take back a row whose job was not accepted after all (its queue was full)."""
-        self._add(DELETE, (job_id,))
+        with self._cond:
+            self._ops.append((DELETE, (job_id,)))
+            self._cond.notify()
+            return self._batch
 
     def started(self, job_id: str, attempt: int) -> None:
         """Record that an attempt began (so a crash during it counts against the job)."""
