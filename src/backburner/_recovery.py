@@ -106,10 +106,27 @@ class _Recoverer:
         invalid: list[tuple[str, str]] = []
         unplaced: list[str] = []
         delayed = 0
+        queues = executor._queues
         decoded = _decode_all([row.payload for row in rows])
         for row, payload in zip(rows, decoded, strict=True):
+            # The common row, rebuilt inline (a restart may rebuild 100,000): a function met
+            # before, a known queue, positional arguments only, no unique key.
+            known = functions.get(row.name)
+            queue = queues.get(row.queue)
+            args = payload.get("args") if type(payload) is dict and len(payload) == 1 else None
             try:
-                job, queue = self._rebuild(row, payload, job_class, functions)
+                if (
+                    known is None
+                    or queue is None
+                    or row.unique_key is not None
+                    or type(args) is not list
+                ):
+                    job, queue = self._rebuild(row, payload, job_class, functions)
+                else:
+                    fn, options, is_async = known
+                    job = job_class(fn, tuple(args), None, queue.name, is_async, queue, options)
+                    job._stored_id = row.id  # type: ignore[attr-defined]
+                    job.attempt = row.attempt
             except (TypeError, ValueError, BackburnerError) as exc:
                 invalid.append((row.id, str(exc)))
                 logger.error(
