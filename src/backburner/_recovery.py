@@ -40,8 +40,12 @@ async def open_journal(executor: Backburner, config: JournalConfig) -> Journal:
     for runner in executor._periodic.values():
         _check_periodic(runner.spec)
     journal = Journal(config, _Recoverer(executor))
-    executor._job_class = job_class_for(journal)
-    await journal.open()
+    executor._job_class = job_class_for(journal)  # recovery rebuilds jobs of this class
+    try:
+        await journal.open()
+    except BaseException:
+        executor._job_class = Job
+        raise
     executor._tick_gate = _TickGate(journal)
     return journal
 
