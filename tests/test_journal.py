@@ -732,3 +732,25 @@ async def test_a_job_refused_because_its_queue_is_full_leaves_no_row(path: Path)
         bg.enqueue(record, 3)
     await bg.aclose()
     assert rows(path, "id") == [(job.id,) for job in kept]
+
+
+async def test_shutdown_keeps_its_deadline_while_another_process_holds_the_journal(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bg = Backburner(journal=path, shutdown_timeout=1.0)
+    await bg.open()
+    bg.enqueue(record, 1)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process, holding the write lock
+    try:
+        began = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="backburner"):
+            await bg.aclose()
+        assert time.monotonic() - began < 4  # the 1 s budget, a second for the release, slack
+        assert "could not release this process's jobs within" in caplog.text
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    async with Backburner(journal=path) as again:  # the job was not lost for all that
+        await again.join()
+    assert journal_jobs.calls == [("record", 1)]
