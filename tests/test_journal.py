@@ -32,6 +32,7 @@ from backburner import (
     JournalError,
     Periodic,
     QueueConfig,
+    QueueFull,
     job,
 )
 from backburner._journal_file import SCHEMA_VERSION
@@ -705,3 +706,51 @@ async def test_jobs_adopted_by_a_process_that_died_are_freed_with_its_own(path: 
         await bg.join()
     assert journal_jobs.calls == [("record", 7)]
     assert rows(path, "id, state") == [(orphan, "succeeded")]
+
+
+async def test_a_job_the_journal_cannot_write_is_refused_at_enqueue_not_dropped_later(
+    path: Path,
+) -> None:
+    async with Backburner(journal=path) as bg:
+        await bg.enqueue(record, "written")
+        connection = sqlite3.connect(path)
+        connection.execute("ALTER TABLE jobs RENAME TO lost")  # the writer's next insert fails
+        connection.close()
+        with pytest.raises(JournalError, match="could not be written"):
+            bg.enqueue(record, "refused")
+        with pytest.raises(JournalError, match="could not be written"):
+            await bg.aenqueue(record, "refused too")
+        await bg.join()
+    assert journal_jobs.calls == [("record", "written")]
+
+
+async def test_a_job_refused_because_its_queue_is_full_leaves_no_row(path: Path) -> None:
+    bg = Backburner(journal=path, workers=1, max_pending=1)
+    await bg.open()
+    kept = [bg.enqueue(record, 1), bg.enqueue(record, 2)]  # one for the slot, one waiting
+    with pytest.raises(QueueFull):
+        bg.enqueue(record, 3)
+    await bg.aclose()
+    assert rows(path, "id") == [(job.id,) for job in kept]
+
+
+async def test_shutdown_keeps_its_deadline_while_another_process_holds_the_journal(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bg = Backburner(journal=path, shutdown_timeout=1.0)
+    await bg.open()
+    bg.enqueue(record, 1)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process, holding the write lock
+    try:
+        began = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="backburner"):
+            await bg.aclose()
+        assert time.monotonic() - began < 4  # the 1 s budget, a second for the release, slack
+        assert "could not release this process's jobs within" in caplog.text
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    async with Backburner(journal=path) as again:  # the job was not lost for all that
+        await again.join()
+    assert journal_jobs.calls == [("record", 1)]

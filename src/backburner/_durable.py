@@ -2,9 +2,9 @@
 
 A journaled job is a ``DurableJob``: a ``Job`` that reports its attempts and its end to the
 journal. At enqueue its function must be registered by name (``@job``) and its arguments must
-be plain JSON; anything else is a ``TypeError`` there, not a surprise at recovery. The row is
-queued for the writer *before* the job reaches its queue, so every later record of the job
-(started, finished) comes after it; then the caller waits for the commit. Opening a journal
+be plain JSON; anything else is a ``TypeError`` there, not a surprise at recovery. The caller
+waits for the job's row to be committed, then the job goes to its queue: it never runs before
+it is on disk, and every later record of it (started, finished) follows its row. Opening a journal
 and rebuilding its jobs is ``_recovery.py``.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from ._queue import JobQueue
 
 __all__ = ["DurableJob", "asubmit", "check_arguments", "job_class_for", "submit"]
+
+logger = logging.getLogger("backburner")
 
 T = TypeVar("T")
 
@@ -94,11 +97,19 @@ def job_class_for(journal: Journal) -> type[DurableJob[Any]]:
 def submit(
     executor: Backburner, journal: Journal, job: Job[Any], queue: JobQueue, run_at: float | None
 ) -> Job[Any]:
-    """``enqueue`` for a journaled executor: returns once the job is committed."""
+    """``enqueue`` for a journaled executor: the job is committed first, then queued.
+
+    In that order a job never runs before it is on disk, every later record of it (started,
+    finished) follows its row, and a write that fails leaves nothing in the queue.
+    """
     row = _row(job, run_at)
     if job.unique_key is not None and (holder := executor._unique.claim(job)) is not None:
         return holder
-    batch = journal.insert(row)
+    try:
+        journal.wait(journal.insert(row))
+    except BaseException:
+        executor._unique.release(job)
+        raise
     try:
         if run_at is None:
             queue.submit(job)
@@ -107,12 +118,7 @@ def submit(
             queue.submit_at(job, run_at, _SCHEDULED)
     except BaseException:
         executor._unique.release(job)
-        journal.delete(row[0])
-        raise
-    try:
-        journal.wait(batch)
-    except JournalError:
-        job.cancel()
+        _retract(journal, job, wait=True)
         raise
     return job
 
@@ -120,11 +126,19 @@ def submit(
 async def asubmit(
     executor: Backburner, journal: Journal, job: Job[Any], queue: JobQueue
 ) -> Job[Any]:
-    """``aenqueue`` for a journaled executor: waits for room, then for the commit, suspended."""
+    """``aenqueue`` for a journaled executor: committed (suspended), then queued when room."""
     row = _row(job, None)
     if job.unique_key is not None and (holder := executor._unique.claim(job)) is not None:
         return holder
-    batch = journal.insert(row)
+    try:
+        await journal.await_batch(journal.insert(row))
+    except JournalError:
+        executor._unique.release(job)
+        raise
+    except BaseException:  # cancelled while its commit was on the way: take it back
+        executor._unique.release(job)
+        _retract(journal, job, wait=False)
+        raise
     try:
         if executor.loop is asyncio.get_running_loop():
             await executor._submit_when_room(job, queue)
@@ -134,14 +148,25 @@ async def asubmit(
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(waiting, executor.loop))
     except BaseException:
         executor._unique.release(job)
-        journal.delete(row[0])
-        raise
-    try:
-        await journal.await_batch(batch)
-    except JournalError:
-        job.cancel()
+        _retract(journal, job, wait=False)
         raise
     return job
+
+
+def _retract(journal: Journal, job: Job[Any], *, wait: bool) -> None:
+    """Delete the row of a job whose enqueue raised after all (its queue was full, say)."""
+    batch = journal.delete(job.id)
+    if not wait:
+        return
+    try:
+        journal.wait(batch)
+    except JournalError as exc:
+        logger.error(
+            "job %s was refused but its row could not be deleted from the journal (%s): it "
+            "may run after a restart",
+            job.describe(),
+            exc,
+        )
 
 
 def _row(job: Job[Any], run_at: float | None) -> tuple[Any, ...]:

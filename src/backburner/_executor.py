@@ -371,7 +371,9 @@ class Backburner(EnqueueMethods):
             self._lag.stop()
             self._lag = None
         if self._journal is not None:
-            await self._journal.close()  # releases them, before the server hears we are done
+            # Releases them, before the server hears we are done; within what is left of the
+            # budget (and a second at least: a release is a few rows).
+            await self._journal.close(max(1.0, deadline - loop.time()))
             self._journal, self._job_class, self._tick_gate = None, Job, None
         self._state = _State.CLOSED
         running_executors.pop(self, None)

@@ -177,13 +177,29 @@ class Journal(Housekeeping):
         """True once shutdown passed its deadline: cancelled jobs stay in the journal."""
         return self._keeping
 
-    async def close(self) -> None:
-        """Write what is queued, release every unfinished job this process holds, and stop."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Write what is queued, release every unfinished job this process holds, and stop.
+
+        Waits at most ``timeout`` seconds: shutdown has a deadline, and another process may
+        hold the file's lock. Past it the release is left to the writer (a daemon thread) and,
+        should the process end first, to the other processes or the next start, which take
+        the jobs of an owner whose pid is gone.
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        if self._thread is not None:
-            await asyncio.wrap_future(self._closed)
+        if self._thread is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._closed)), timeout)
+        except asyncio.TimeoutError:
+            logger.error(
+                "the journal %s could not release this process's jobs within %.1fs (locked by "
+                "another process?); they stay claimed by %s and are taken over once it is gone",
+                self.path,
+                timeout,
+                self.owner,
+            )
 
     # Operations: any thread.
 
@@ -207,9 +223,12 @@ class Journal(Housekeeping):
             self._cond.notify()
             return self._batch
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str) -> Batch:
         """Take back a row whose job was not accepted after all (its queue was full)."""
-        self._add(DELETE, (job_id,))
+        with self._cond:
+            self._ops.append((DELETE, (job_id,)))
+            self._cond.notify()
+            return self._batch
 
     def started(self, job_id: str, attempt: int) -> None:
         """Record that an attempt began (so a crash during it counts against the job)."""

@@ -262,16 +262,14 @@ class Housekeeping:
             is None
         ):
             return []  # adopted or forgotten meanwhile
-        count = connection.execute(
-            "SELECT count(*) FROM jobs WHERE owner = ? AND finished_at IS NULL", (source,)
-        ).fetchone()[0]
-        if count > sum(left.values()) + delayed_left[0]:
-            return None
+        room_left = sum(left.values()) + delayed_left[0]
         rows = connection.execute(
             "SELECT id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
-            "WHERE owner = ? AND finished_at IS NULL ORDER BY rowid",
-            (source,),
+            "WHERE owner = ? AND finished_at IS NULL ORDER BY rowid LIMIT ?",
+            (source, room_left + 1),
         ).fetchall()
+        if len(rows) > room_left:
+            return None
         room, delayed = dict(left), delayed_left[0]
         for row in rows:
             run_at, queue = row[4], row[2]

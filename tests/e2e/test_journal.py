@@ -188,7 +188,9 @@ def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
         assert "locked" not in server.stderr()
     runs = Counter(completed(results))
     assert set(runs) == set(range(2000))
-    assert sum(c - 1 for c in runs.values()) <= 1  # the victim ran one job at a time
+    # Run twice: the victim's one running job, and any job whose end it had not yet committed
+    # when it died (its writer commits a moment after a job returns; under load, a few ms).
+    assert sum(c - 1 for c in runs.values()) <= 3
 
 
 @pytest.mark.parametrize(
@@ -237,3 +239,43 @@ def _make_journal(serve: Serve, settings: dict[str, float | str]) -> Uvicorn:
     server.send(signal.SIGTERM)
     assert server.wait_exit(within=10)[0] == -signal.SIGTERM
     return server
+
+
+def test_uvicorn_workers_share_one_journal_and_run_each_job_once(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """``uvicorn --workers 2``: both processes accept jobs; a restart finishes what was left."""
+    settings = journal_settings(tmp_path, job_ms=20, shutdown_timeout=0.5)
+    server = serve("journaled", settings=settings, args=["--workers", "2"])
+    server.wait_ready(timeout=30)
+    pids = set()
+    for batch in range(20):
+        with server.client() as client:  # a connection each: either worker may accept it
+            answer = client.post("/enqueue", params={"start": batch * 100, "count": 100})
+        assert answer.status_code == 200, answer.text
+        pids.add(answer.json()["pid"])
+    server.send(signal.SIGTERM)
+    server.wait_exit(within=20)
+    assert "locked" not in server.stderr()
+    results = Path(str(settings["results"]))
+    finisher = serve("journaled", settings={**settings, "job_ms": 1})
+    finisher.wait_ready()
+    expected = set(range(2000))
+    finisher.wait_until(
+        "every job completed", lambda: expected <= set(completed(results)), timeout=60
+    )
+    finisher.send(signal.SIGTERM)
+    finisher.wait_exit(within=10)
+    for process in (server, finisher):
+        process.assert_no_errors()
+        assert "locked" not in process.stderr()
+    runs = Counter(completed(results))
+    assert set(runs) == expected
+    assert [n for n, c in runs.items() if c > 1] == []
+    finished_later = [
+        line
+        for line in results.read_text().splitlines()
+        if line.split()[1] == str(finisher.process.pid)
+    ]
+    assert finished_later, "the workers' shutdown left nothing for the next start: no test"
+    assert pids  # (the kernel spreads connections as it likes: usually both workers took some)
