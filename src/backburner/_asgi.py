@@ -28,6 +28,7 @@ from ._context import current_executor_var
 from ._executor import Backburner, ErrorHook
 from ._journal import Durability, JournalConfig
 from ._periodic import Periodic
+from ._remote import Engine
 
 __all__ = ["BackburnerMiddleware"]
 
@@ -62,6 +63,7 @@ class BackburnerMiddleware:
         clock: Clock | None = None,
         journal: str | os.PathLike[str] | JournalConfig | None = None,
         durability: Durability | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.app = app
         # Starlette builds its middleware inside the first lifespan call, where an exception
@@ -83,6 +85,7 @@ class BackburnerMiddleware:
                     clock=clock,
                     journal=journal,
                     durability=durability,
+                    engine=engine,
                 )
             except (TypeError, ValueError) as exc:
                 self.config_error = exc
