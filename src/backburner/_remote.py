@@ -321,8 +321,9 @@ class RemoteQueue(JobQueue):
                 continue
             job, task_name, due = item
             self._wake_room_waiters(1)
-            if job._status is not _PENDING:
-                continue  # cancelled while it waited
+            if job._status is not _PENDING:  # cancelled while it waited
+                self._executor._job_ended()
+                continue
             self._in_flight[job] = None
             try:
                 await self._deliver(job, task_name, due)

@@ -56,7 +56,7 @@ async def slow(seconds: float) -> str:
 
 
 @job(name="remote.record")
-def record(path: str, job_id: str) -> None:
-    """Append ``job_id`` to the file at ``path``: the side effect the outage test counts."""
+def record(path: str, token: str) -> None:
+    """Append ``token`` to the file at ``path``: the side effect the outage test counts."""
     with open(path, "a", encoding="utf-8") as file:
-        file.write(job_id + "\n")
+        file.write(token + "\n")
