@@ -93,7 +93,10 @@ class RedisServer:
 
 
 class TaskiqProcess:
-    """``taskiq worker|scheduler tests.remote.worker_app:<name>`` against ``redis_url``."""
+    """``taskiq worker|scheduler <target>`` against ``redis_url``.
+
+    The target is by default ``tests.remote.worker_app:broker`` (or ``:scheduler``).
+    """
 
     def __init__(
         self,
@@ -102,18 +105,14 @@ class TaskiqProcess:
         workdir: Path,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        target: str | None = None,
     ) -> None:
         self.kind = kind
         self.log = workdir / f"taskiq-{kind}.log"
-        target = "broker" if kind == "worker" else "scheduler"
-        command = [
-            sys.executable,
-            "-m",
-            "taskiq",
-            kind,
-            f"tests.remote.worker_app:{target}",
-            *args,
-        ]
+        if target is None:
+            name = "broker" if kind == "worker" else "scheduler"
+            target = f"tests.remote.worker_app:{name}"
+        command = [sys.executable, "-m", "taskiq", kind, target, *args]
         full_env = {
             **os.environ,
             "BACKBURNER_TEST_REDIS_URL": redis_url,
