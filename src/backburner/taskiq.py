@@ -38,6 +38,7 @@ from taskiq.middlewares import SimpleRetryMiddleware, SmartRetryMiddleware
 from taskiq.result_backends.dummy import DummyResultBackend
 
 from ._config import QueueConfig, check_timeout
+from ._errors import BrokerUnavailable
 from ._options import JobOptions, options_of
 from ._registry import registered
 
@@ -125,6 +126,12 @@ class TaskiqEngine:
                 await self.broker.startup()
                 if self.schedule_source is not None:
                     await self.schedule_source.startup()
+            except Exception as exc:
+                self._opened -= 1
+                raise BrokerUnavailable(
+                    f"cannot start {self.name}: {type(exc).__name__}: {exc}. Start the broker, "
+                    f"or check its URL, before the app"
+                ) from exc
             except BaseException:
                 self._opened -= 1
                 raise

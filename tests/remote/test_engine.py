@@ -10,8 +10,8 @@ import pytest
 from taskiq.middlewares import SmartRetryMiddleware
 from taskiq_redis import RedisStreamBroker
 
-from backburner import Backburner, JobStatus, Periodic, QueueConfig, job
-from backburner.taskiq import TaskiqEngine
+from backburner import Backburner, BrokerUnavailable, JobStatus, Periodic, QueueConfig, job
+from backburner.taskiq import TaskiqEngine, redis_engine
 
 from .conftest import Remote
 from .jobs import add, echo, flaky, stamp
@@ -165,3 +165,13 @@ async def test_a_periodic_job_on_a_remote_queue_must_allow_overlap(remote: Remot
     bg = Backburner(engine=remote.engine(), periodic=[Periodic(stamp, every=60)])
     with pytest.raises(ValueError, match="overlap=True"):
         await bg.start()
+
+
+async def test_an_unreachable_broker_fails_the_start(remote: Remote) -> None:
+    from ._processes import free_port
+
+    engine = redis_engine(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    bg = Backburner(engine=engine)
+    with pytest.raises(BrokerUnavailable, match=r"cannot start taskiq RedisStreamBroker.*URL"):
+        await bg.start()
+    assert not bg.running
