@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from backburner import BackburnerMiddleware, NotRunning, QueueConfig, QueueFull, background
+from backburner import (
+    BackburnerMiddleware,
+    BrokerUnavailable,
+    NotRunning,
+    QueueConfig,
+    QueueFull,
+    background,
+)
 from backburner.dashboard import dashboard
 
 from . import pages
@@ -61,6 +69,7 @@ class Demo:
         mail_delay: float = 0.2,
         workers: int = 4,
         mail_workers: int = 2,
+        engine: str | None = None,
         max_pending: int = 10_000,
         shutdown_timeout: float = 8.0,
         dashboard_password: str | None = None,
@@ -92,16 +101,31 @@ class Demo:
             exception_handlers={
                 HTTPException: self.http_error,
                 QueueFull: self.unavailable,
+                BrokerUnavailable: self.unavailable,
                 NotRunning: self.unavailable,
             },
             lifespan=self.lifespan,
         )
+        # BACKBURNER_ENGINE=redis: the jobs go through Redis to a separate `taskiq worker`.
+        self.engine = engine if engine is not None else os.environ.get("BACKBURNER_ENGINE", "local")
+        if self.engine not in ("local", "redis"):
+            raise ValueError(f"BACKBURNER_ENGINE is 'local' or 'redis', got {self.engine!r}")
+        remote_engine = None
+        if self.engine == "redis":
+            from . import remote
+
+            remote_engine = remote.engine
+            logger.info(
+                "jobs go through Redis at %s to: taskiq worker demo_app.remote:broker",
+                remote.REDIS_URL,
+            )
         self.app.add_middleware(
             BackburnerMiddleware,
             workers=workers,
             max_pending=max_pending,
             queues={"mail": QueueConfig(workers=mail_workers, max_pending=max_pending)},
             shutdown_timeout=shutdown_timeout,
+            engine=remote_engine,
         )
 
     @property
@@ -139,7 +163,15 @@ class Demo:
         started = time.perf_counter()
         form = await read_form(request)
         address, mode = parse_address(form), parse_mode(request, form)
-        if mode == "background":
+        if mode == "background" and self.engine == "redis":
+            from .remote import send_welcome_remote
+
+            mail = self.mail
+            sent = await background.aenqueue(
+                send_welcome_remote, mail.host, mail.port, mail.delay, address
+            )
+            record = self.recent.add("sign-up", address, mode, started, job=sent)
+        elif mode == "background":
             job = background.options(queue="mail").enqueue(send_welcome, self.mail, address)
             record = self.recent.add("sign-up", address, mode, started, job=job)
         else:
@@ -153,7 +185,15 @@ class Demo:
         form = await read_form(request)
         address, count = parse_address(form), parse_count(form)
         mode = parse_mode(request, form)
-        if mode == "background":
+        if mode == "background" and self.engine == "redis":
+            from .remote import fibtastic_remote
+
+            mail = self.mail
+            sent = await background.aenqueue(
+                fibtastic_remote, mail.host, mail.port, mail.delay, address, count
+            )
+            record = self.recent.add("fibtastic", address, mode, started, count=count, job=sent)
+        elif mode == "background":
             job = background.enqueue(fibtastic, self.mail, address, count)
             record = self.recent.add("fibtastic", address, mode, started, count=count, job=job)
         else:
@@ -208,7 +248,11 @@ class Demo:
 
     async def unavailable(self, request: Request, exc: Exception) -> Response:
         """A full queue (``QueueFull``) or a server shutting down (``NotRunning``): 503."""
-        reason = "too busy right now" if isinstance(exc, QueueFull) else "shutting down"
+        reason = "shutting down"
+        if isinstance(exc, QueueFull):
+            reason = "too busy right now"
+        elif isinstance(exc, BrokerUnavailable):
+            reason = "cannot reach its job broker"
         message = f"The server is {reason}; try again in a moment. ({exc})"
         return HTMLResponse(pages.error_page(503, message), 503, headers={"Retry-After": "1"})
 

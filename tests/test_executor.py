@@ -373,6 +373,10 @@ async def test_stats_report_each_queue_and_the_total() -> None:
         "cancelled": 0,
         "dead": 0,
         "paused": False,
+        "engine": "local",
+        "enqueued": 0,
+        "sent": 0,
+        "send_failed": 0,
     }
     assert stats.queues["mail"].workers == 3
     assert (stats.total.workers, stats.total.processed, stats.total.failed) == (5, 2, 1)

@@ -7,6 +7,7 @@ import importlib.resources
 import backburner
 from backburner import (
     BackburnerError,
+    BrokerUnavailable,
     DuplicateJob,
     JobCancelled,
     JobTimeout,
@@ -30,6 +31,7 @@ EXPORTS = {
     "BackburnerError",
     "BackburnerMiddleware",
     "BackgroundProxy",
+    "BrokerUnavailable",
     "Enqueuer",
     "ExecutorStats",
     "Job",
@@ -49,7 +51,7 @@ def test_the_package_exports_exactly_the_documented_names() -> None:
     assert set(backburner.__all__) == EXPORTS
     public = {name for name in vars(backburner) if not name.startswith("_")}
     # The public submodules show up as attributes once something imports them.
-    assert public - {"testing", "dashboard"} == EXPORTS
+    assert public - {"testing", "dashboard", "taskiq"} == EXPORTS
 
 
 def test_exported_classes_say_they_belong_to_backburner() -> None:
@@ -61,7 +63,15 @@ def test_exported_classes_say_they_belong_to_backburner() -> None:
 
 
 def test_every_runtime_error_is_a_backburner_error() -> None:
-    for error in (QueueFull, NotRunning, ShuttingDown, JobCancelled, JobTimeout, DuplicateJob):
+    for error in (
+        QueueFull,
+        NotRunning,
+        ShuttingDown,
+        JobCancelled,
+        JobTimeout,
+        DuplicateJob,
+        BrokerUnavailable,
+    ):
         assert issubclass(error, BackburnerError)
     assert issubclass(ShuttingDown, NotRunning)
 

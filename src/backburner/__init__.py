@@ -16,6 +16,7 @@ from ._clock import Clock as Clock
 from ._config import QueueConfig as QueueConfig
 from ._enqueue import Enqueuer as Enqueuer
 from ._errors import BackburnerError as BackburnerError
+from ._errors import BrokerUnavailable as BrokerUnavailable
 from ._errors import DuplicateJob as DuplicateJob
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobTimeout as JobTimeout
@@ -43,6 +44,7 @@ __all__ = [
     "BackburnerError",
     "BackburnerMiddleware",
     "BackgroundProxy",
+    "BrokerUnavailable",
     "Clock",
     "DuplicateJob",
     "Enqueuer",

@@ -29,6 +29,7 @@ from ._context import current_executor_var
 from ._executor import Backburner, ErrorHook
 from ._journal import Durability, JournalConfig
 from ._periodic import Periodic
+from ._remote import Engine
 
 __all__ = ["BackburnerMiddleware"]
 
@@ -66,6 +67,7 @@ class BackburnerMiddleware:
         server_shutdown_timeout: float | Auto = "auto",
         journal: str | os.PathLike[str] | JournalConfig | None = None,
         durability: Durability | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.app = app
         # Starlette builds its middleware inside the first lifespan call, where an exception
@@ -90,6 +92,7 @@ class BackburnerMiddleware:
                     server_shutdown_timeout=server_shutdown_timeout,
                     journal=journal,
                     durability=durability,
+                    engine=engine,
                 )
             except (TypeError, ValueError) as exc:
                 self.config_error = exc

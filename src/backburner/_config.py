@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._remote import Engine
 
 __all__ = ["QueueConfig", "check_timeout"]
 
@@ -18,14 +22,31 @@ class QueueConfig:
     behind image resizing)::
 
         Backburner(queues={"mail": QueueConfig(workers=2), "images": QueueConfig(workers=4)})
+
+    With ``engine=`` (a ``backburner.taskiq.TaskiqEngine``) the queue's jobs are sent to that
+    engine's broker and run on its workers, other processes: ``workers`` is then how many
+    sends run at once and ``max_pending`` how many jobs may wait to be sent.
     """
 
     workers: int = 4
     max_pending: int = 10_000
+    engine: Engine | None = None
 
     def __post_init__(self) -> None:
         check_count("workers", self.workers, "the number of jobs this queue runs at once")
         check_count("max_pending", self.max_pending, "how many jobs may wait for a worker")
+        check_engine(self.engine)
+
+
+def check_engine(engine: object) -> None:
+    """Refuse anything but None or a remote engine (such as ``TaskiqEngine``)."""
+    from ._remote import Engine  # here: _remote imports this module
+
+    if engine is not None and not isinstance(engine, Engine):
+        raise TypeError(
+            f"engine must be a remote engine such as backburner.taskiq.TaskiqEngine(broker), "
+            f"got {type(engine).__name__} {engine!r}"
+        )
 
 
 def check_count(name: str, value: object, meaning: str) -> None:

@@ -11,13 +11,15 @@ the call site. Conditions a correct program meets at run time are ``BackburnerEr
     ├── JobCancelled        awaited a job that was cancelled or abandoned
     ├── JobTimeout          a job ran past its timeout (also a TimeoutError)
     ├── DuplicateJob        a unique job's key is taken, and on_duplicate="raise"
-    └── JournalError        the journal file cannot be opened, read or written
+    ├── JournalError        the journal file cannot be opened, read or written
+    └── BrokerUnavailable   a remote engine's broker did not take a job (see backburner.taskiq)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BackburnerError",
+    "BrokerUnavailable",
     "DuplicateJob",
     "JobCancelled",
     "JobTimeout",
@@ -93,4 +95,13 @@ class JournalError(BackburnerError):
     At startup (``open()``): the file is empty, not SQLite, truncated, damaged, not a journal,
     or from a newer backburner; the message says what to do, and nothing from it has run. At
     ``enqueue()``: the job could not be written (a full or failing disk); it was not accepted.
+    """
+
+
+class BrokerUnavailable(BackburnerError):
+    """A job could not be sent to a remote engine's broker (``Backburner(engine=...)``).
+
+    Raised by ``aenqueue()`` when the broker did not take the job (it was not accepted); a job
+    from sync ``enqueue()`` that could not be sent in time fails with it, is logged with its id
+    and joins ``failures()``. The message names the broker and the cause.
     """

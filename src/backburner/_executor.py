@@ -15,7 +15,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 from ._budget import Auto, check_budget_setting, check_server_timeout, warn_if_over_budget
 from ._callables import _plans, plan_call
 from ._clock import Clock, SystemClock
-from ._config import DEFAULT_QUEUE, QueueConfig, check_count, check_queue_name, check_timeout
+from ._config import (
+    DEFAULT_QUEUE,
+    QueueConfig,
+    check_count,
+    check_engine,
+    check_queue_name,
+    check_timeout,
+)
 from ._context import (
     current_executor_var,
     executor_closed,
@@ -35,6 +42,7 @@ from ._options import options_of
 from ._periodic import Periodic, PeriodicRunner, TickGate
 from ._queue import JobQueue
 from ._recovery import open_journal
+from ._remote import Engine, RemoteQueue, close_engines, make_queue, open_engines
 from ._scheduler import Scheduler
 from ._shutdown import ShutdownReport
 from ._stats import ExecutorStats, QueueStats
@@ -92,6 +100,7 @@ class Backburner(EnqueueMethods):
         server_shutdown_timeout: float | Auto = "auto",
         journal: str | os.PathLike[str] | JournalConfig | None = None,
         durability: Durability | None = None,
+        engine: Engine | None = None,
     ) -> None:
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
@@ -129,6 +138,10 @@ class Backburner(EnqueueMethods):
             arguments. See "Durable jobs" in the README.
         :param durability: with ``journal``: ``"normal"`` (the default) survives the process
             being killed; ``"power"`` also survives the machine losing power, slower.
+        :param engine: a remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every
+            queue without an engine of its own (``QueueConfig(engine=...)``) sends its jobs to,
+            to run on the engine's workers in other processes. See "When you outgrow one
+            process" in the README.
         """
         configs = {DEFAULT_QUEUE: QueueConfig(workers=workers, max_pending=max_pending)}
         if queues is not None:
@@ -176,6 +189,16 @@ class Backburner(EnqueueMethods):
         self.server_shutdown_timeout = check_server_timeout(server_shutdown_timeout)
         self._lag: LagMonitor | None = None
         self.journal_config = _journal_config(journal, durability)
+        check_engine(engine)
+        #: The remote engine of every queue without its own; None: jobs run in this process.
+        self.engine = engine
+        if self.journal_config is not None and (
+            engine is not None or any(c.engine is not None for c in configs.values())
+        ):
+            raise ValueError(
+                "journal= and a remote engine do not mix: a journaled job runs in this process, "
+                "a remote one on the engine's workers (whose broker keeps it). Choose one"
+            )
         self._journal: Journal | None = None
         self._job_class: Callable[..., Job[Any]] = Job
         self._tick_gate: TickGate | None = None  # with a journal: one tick, one process
@@ -273,9 +296,10 @@ class Backburner(EnqueueMethods):
             ) from None
         self.scheduler = Scheduler(self.clock, self.loop)
         self._queues = {
-            name: JobQueue(name, config.workers, config.max_pending, self)
+            name: make_queue(name, config, self.engine, self)
             for name, config in self.queue_configs.items()
         }
+        await open_engines(self._queues)  # a remote queue's broker connects now
         self._closed = asyncio.Event()
         if self.journal_config is not None:  # unfinished jobs go back into the queues first
             self._journal = await open_journal(self, self.journal_config)
@@ -375,6 +399,7 @@ class Backburner(EnqueueMethods):
             # budget (and a second at least: a release is a few rows).
             await self._journal.close(max(1.0, deadline - loop.time()))
             self._journal, self._job_class, self._tick_gate = None, Job, None
+        await close_engines(self._queues)
         self._state = _State.CLOSED
         running_executors.pop(self, None)
         executor_closed(self)
@@ -477,6 +502,8 @@ class Backburner(EnqueueMethods):
         job, queue = self._prepare(fn, args, kwargs, changes)
         if self._journal is not None:
             return await asubmit(self, self._journal, job, queue)
+        if isinstance(queue, RemoteQueue):  # sent to a broker: returns once the broker has it
+            return await queue.asubmit(job)
         if job.unique_key is not None and (holder := self._unique.claim(job)) is not None:
             return holder
         try:
@@ -653,8 +680,10 @@ class Backburner(EnqueueMethods):
                     0,
                     0,
                     paused=name in self._paused_queues,
+                    engine=_engine_name(e),
                 )
                 for name, config in self.queue_configs.items()
+                for e in (config.engine or self.engine,)
             ]
         else:
             queues = [queue.stats() for queue in self._queues.values()]
@@ -806,6 +835,10 @@ class Backburner(EnqueueMethods):
             outcome,
             extra={"backburner_job_id": job.id},
         )
+
+
+def _engine_name(engine: Engine | None) -> str:
+    return "local" if engine is None else engine.name
 
 
 def _journal_config(

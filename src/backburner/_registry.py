@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RegisteredJob", "default_name", "lookup", "name_of", "register"]
+__all__ = ["RegisteredJob", "default_name", "lookup", "name_of", "register", "registered"]
 
 _NAME_ATTRIBUTE = "__backburner_name__"
 
@@ -74,6 +74,12 @@ def register(fn: Callable[..., Any], name: str | None) -> str | None:
 def lookup(name: str) -> RegisteredJob | None:
     """The job registered under ``name``, or None."""
     return _by_name.get(name)
+
+
+def registered() -> list[RegisteredJob]:
+    """Every job registered so far (a remote engine's workers register them all as tasks)."""
+    with _lock:
+        return list(_by_name.values())
 
 
 def name_of(fn: object) -> str | None:

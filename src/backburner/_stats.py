@@ -36,6 +36,13 @@ class QueueStats:
     dead: int
     #: True while ``Backburner.pause(name)`` holds the queue: it accepts jobs, starts none.
     paused: bool = False
+    #: "local" for a queue run by this process; else the remote engine its jobs are sent to,
+    #: whose workers run them (their outcome is not counted here: see the engine's tools).
+    engine: str = "local"
+    #: For a remote queue: jobs accepted, handed to the broker, and given up after failed sends.
+    enqueued: int = 0
+    sent: int = 0
+    send_failed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
@@ -68,11 +75,14 @@ class ExecutorStats:
             "failed",
             "cancelled",
             "dead",
+            "enqueued",
+            "sent",
+            "send_failed",
         )
         sums = {field: sum(getattr(q, field) for q in queues) for field in fields}
         return cls(
             queues={q.name: q for q in queues},
-            total=QueueStats(name="total", **sums),
+            total=QueueStats(name="total", engine=_engines(queues), **sums),
             periodic=periodic,
         )
 
@@ -84,3 +94,8 @@ class ExecutorStats:
             "periodic": [dataclasses.asdict(p) for p in self.periodic],
             "journal": None if self.journal is None else dataclasses.asdict(self.journal),
         }
+
+
+def _engines(queues: list[QueueStats]) -> str:
+    names = sorted({q.engine for q in queues})
+    return " + ".join(names) if names else "local"

@@ -24,6 +24,9 @@ class JobStatus(str, enum.Enum):
     FAILED = "failed"
     #: It failed on every attempt its ``retries`` allowed; kept in the dead list.
     DEAD = "dead"
+    #: Handed to a remote engine's broker (``Backburner(engine=...)``): this process's part is
+    #: over, the job runs on the engine's workers; ``await job`` asks its result backend.
+    SENT = "sent"
     #: Cancelled by ``job.cancel()``, or by shutdown, before or while it ran.
     CANCELLED = "cancelled"
     #: Still running when shutdown's deadline passed: a sync job in its thread, or an async job
@@ -46,6 +49,7 @@ class JobStatus(str, enum.Enum):
 _FINISHED = frozenset(
     {
         JobStatus.SUCCEEDED,
+        JobStatus.SENT,
         JobStatus.FAILED,
         JobStatus.DEAD,
         JobStatus.CANCELLED,

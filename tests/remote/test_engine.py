@@ -1,0 +1,177 @@
+"""The taskiq engine's own contract: what it refuses at enqueue, what stats show, mixed mode."""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from typing import Any
+
+import pytest
+from taskiq.middlewares import SmartRetryMiddleware
+from taskiq_redis import RedisStreamBroker
+
+from backburner import Backburner, BrokerUnavailable, JobStatus, Periodic, QueueConfig, job
+from backburner.taskiq import TaskiqEngine, redis_engine
+
+from .conftest import Remote
+from .jobs import add, echo, flaky, stamp
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+def not_registered(value: int) -> int:
+    """A module-level function without @job: a worker could not find it by name."""
+    return value
+
+
+@job(name="remote.unique", unique="the-key")
+async def unique_job() -> None:
+    """A job with a unique key, which a remote engine cannot hold."""
+
+
+def bare_engine(remote: Remote) -> TaskiqEngine:
+    """An engine with neither a result backend nor a schedule source."""
+    queue = f"bare-{secrets.token_hex(4)}"
+    return TaskiqEngine(RedisStreamBroker(remote.redis.url, queue_name=queue))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda bg: bg.enqueue(lambda: 1), TypeError, "registered name"),
+        (lambda bg: bg.enqueue(not_registered, 1), TypeError, "decorate it with @job"),
+        (lambda bg: bg.enqueue(echo, (1, 2)), TypeError, "argument 1 of echo is a tuple"),
+        (
+            lambda bg: bg.enqueue(echo, when=datetime.datetime.now()),
+            TypeError,
+            "keyword argument 'when' of echo is a datetime",
+        ),
+        (lambda bg: bg.enqueue(echo, float("nan")), TypeError, "JSON has no such number"),
+        (lambda bg: bg.enqueue(unique_job), ValueError, "unique= is not available"),
+        (
+            lambda bg: bg.options(retry_on=(KeyError,)).enqueue(add, 1, 2),
+            ValueError,
+            r"@job\(retry_on=",
+        ),
+    ],
+    ids=["lambda", "unregistered", "tuple", "datetime", "nan", "unique", "retry_on"],
+)
+async def test_what_the_engine_cannot_carry_is_refused_at_enqueue(
+    remote: Remote, call: Any, error: type[Exception], message: str
+) -> None:
+    async with Backburner(engine=remote.engine()) as bg:
+        with pytest.raises(error, match=message):
+            call(bg)
+        assert bg.stats().total.enqueued == 0  # nothing was accepted, nothing sent
+
+
+async def test_aenqueue_refuses_the_same_before_sending(remote: Remote) -> None:
+    async with Backburner(engine=remote.engine()) as bg:
+        with pytest.raises(TypeError, match="argument 1 of echo is a tuple"):
+            await bg.aenqueue(echo, (1,))
+        assert bg.stats().total.enqueued == 0
+
+
+async def test_delays_and_retry_backoffs_need_a_schedule_source(remote: Remote) -> None:
+    async with Backburner(engine=bare_engine(remote)) as bg:
+        with pytest.raises(ValueError, match=r"needs a schedule source.*taskiq scheduler"):
+            bg.enqueue_in(5, stamp)
+        with pytest.raises(ValueError, match=r"retries=2 with a backoff.*backoff=0"):
+            bg.enqueue(flaky, "token", 0)
+        assert bg.stats().total.enqueued == 0
+
+
+async def test_without_a_result_backend_awaiting_a_sent_job_says_so(remote: Remote) -> None:
+    async with Backburner(engine=bare_engine(remote)) as bg:
+        sent = await bg.aenqueue(add, 1, 2)
+        assert sent.status is JobStatus.SENT
+        with pytest.raises(RuntimeError, match="no result backend"):
+            await sent
+        with pytest.raises(RuntimeError, match="sent to taskiq RedisStreamBroker"):
+            sent.result()
+
+
+async def test_the_job_id_is_the_taskiq_task_id(remote: Remote) -> None:
+    engine = remote.engine()
+    async with Backburner(engine=engine) as bg:
+        sent = await bg.aenqueue(add, 2, 2)
+        assert await sent == 4
+        stored = await engine.broker.result_backend.get_result(sent.id)
+        assert stored.return_value == 4
+
+
+async def test_sync_enqueue_returns_pending_and_the_job_is_sent_soon_after(remote: Remote) -> None:
+    async with Backburner(engine=remote.engine()) as bg:
+        handle = bg.enqueue(add, 3, 4)
+        assert handle.status is JobStatus.PENDING
+        await bg.join()  # until every job was sent
+        assert handle.status is JobStatus.SENT
+        assert handle.done()  # this process's part is over
+        assert await handle == 7
+
+
+async def test_stats_of_a_remote_queue_say_where_jobs_went_and_invent_nothing(
+    remote: Remote,
+) -> None:
+    engine = remote.engine()
+    async with Backburner(queues={"mail": QueueConfig(workers=2, engine=engine)}) as bg:
+        assert await bg.enqueue(add, 1, 1) == 2  # the default queue runs it here
+        await bg.options(queue="mail").aenqueue(add, 2, 2)
+        bg.options(queue="mail").enqueue(add, 3, 3)
+        await bg.join()
+        stats = bg.stats()
+    mail, default = stats.queues["mail"], stats.queues["default"]
+    assert mail.engine == engine.name
+    assert engine.name.startswith("taskiq RedisStreamBroker at")
+    assert (mail.enqueued, mail.sent, mail.send_failed, mail.pending) == (2, 2, 0, 0)
+    assert (mail.processed, mail.failed, mail.dead) == (0, 0, 0)  # known to the workers only
+    assert (default.engine, default.processed) == ("local", 1)
+    assert stats.as_dict()["queues"]["mail"]["sent"] == 2
+
+
+async def test_a_job_waiting_to_be_sent_can_be_cancelled(remote: Remote) -> None:
+    bg = Backburner(engine=remote.engine())
+    await bg.open()  # accepting, not sending yet (an app's startup)
+    try:
+        handle = bg.enqueue(add, 1, 2)
+        assert handle.cancel()
+        assert handle.status is JobStatus.CANCELLED
+        await bg.start()
+        await bg.join()
+        assert bg.stats().total.sent == 0
+    finally:
+        await bg.aclose()
+
+
+async def test_a_journal_and_a_remote_engine_are_refused_together(remote: Remote) -> None:
+    with pytest.raises(ValueError, match="do not mix"):
+        Backburner(journal="jobs.sqlite3", engine=remote.engine())
+
+
+def test_an_engine_must_be_an_engine() -> None:
+    with pytest.raises(TypeError, match="TaskiqEngine"):
+        QueueConfig(engine=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="TaskiqEngine"):
+        Backburner(engine="redis://localhost")  # type: ignore[arg-type]
+
+
+def test_a_broker_with_its_own_retry_middleware_is_refused() -> None:
+    broker = RedisStreamBroker("redis://127.0.0.1:1/0").with_middlewares(SmartRetryMiddleware())
+    with pytest.raises(ValueError, match="already has a SmartRetryMiddleware"):
+        TaskiqEngine(broker)
+
+
+async def test_a_periodic_job_on_a_remote_queue_must_allow_overlap(remote: Remote) -> None:
+    bg = Backburner(engine=remote.engine(), periodic=[Periodic(stamp, every=60)])
+    with pytest.raises(ValueError, match="overlap=True"):
+        await bg.start()
+
+
+async def test_an_unreachable_broker_fails_the_start(remote: Remote) -> None:
+    from ._processes import free_port
+
+    engine = redis_engine(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    bg = Backburner(engine=engine)
+    with pytest.raises(BrokerUnavailable, match=r"cannot start taskiq RedisStreamBroker.*URL"):
+        await bg.start()
+    assert not bg.running

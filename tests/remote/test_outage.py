@@ -1,0 +1,101 @@
+"""Redis stops mid-run: clear errors at enqueue, and no acknowledged job is lost.
+
+A job is acknowledged once ``aenqueue`` returned it, or once its handle says ``sent``. Redis
+here keeps an append-only file synced at every write, so what it acknowledged survives a
+SIGKILL; the test kills it, checks the errors, restarts it on the same data, and waits until
+every acknowledged job has run (its id recorded by the worker) or was reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from backburner import Backburner, BrokerUnavailable, JobStatus
+from backburner.taskiq import redis_engine
+
+from ._processes import POLL, RedisServer, TaskiqProcess
+from .jobs import record
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+RUN_DEADLINE = 60.0
+
+
+def recorded(path: Path) -> set[str]:
+    """The tokens the worker recorded so far."""
+    return set(path.read_text().split()) if path.exists() else set()
+
+
+def wait_until_recorded(path: Path, ids: set[str], worker: TaskiqProcess) -> None:
+    """Poll the record file until it holds every token in ``ids`` (or fail, with its log)."""
+    deadline = time.monotonic() + RUN_DEADLINE
+    while time.monotonic() < deadline:
+        if ids <= recorded(path):
+            return
+        time.sleep(POLL)
+    missing = sorted(ids - recorded(path))
+    raise AssertionError(f"never ran: {missing[:10]}...\n{worker.output()[-3000:]}")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Once, on asyncio: the outage is the subject here, not the event loop."""
+    return "asyncio"
+
+
+async def test_redis_stopping_mid_run_gives_clear_errors_and_loses_no_acknowledged_job(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis = RedisServer(tmp_path / "redis", persistent=True)
+    redis.start()
+    queue = f"outage-{secrets.token_hex(4)}"
+    env = {"BACKBURNER_TEST_QUEUE": queue}
+    worker = TaskiqProcess("worker", redis.url, tmp_path, ["--workers", "1"], env=env)
+    path = str(tmp_path / "ran.txt")
+    try:
+        engine = redis_engine(redis.url, queue_name=queue, retry_sends_for=60, send_timeout=1)
+        hasty = redis_engine(redis.url, queue_name=queue, retry_sends_for=0.3, send_timeout=1)
+        async with Backburner(engine=engine) as bg, Backburner(engine=hasty) as hasty_bg:
+            acknowledged = set()
+            for number in range(20):
+                await bg.aenqueue(record, path, f"acknowledged-{number}")
+                acknowledged.add(f"acknowledged-{number}")
+            redis.stop()  # SIGKILL: a crash, not a polite shutdown
+
+            with pytest.raises(BrokerUnavailable) as refused:
+                await bg.aenqueue(record, path, "never")
+            message = str(refused.value)
+            assert f"taskiq RedisStreamBroker at 127.0.0.1:{redis.port}" in message
+            assert "Check that the broker is up" in message
+            assert "enqueue it again" in message
+
+            # Sync enqueue cannot wait for the broker: its jobs wait in the buffer, tried again.
+            buffered = [bg.enqueue(record, path, f"buffered-{n}") for n in range(10)]
+            assert all(job.status is JobStatus.PENDING for job in buffered)
+            # One that could not be sent in time (retry_sends_for=0.3) is reported by id.
+            with caplog.at_level(logging.ERROR, "backburner"):
+                given_up = hasty_bg.enqueue(record, path, "given-up")
+                await given_up.wait()
+            assert given_up.status is JobStatus.FAILED
+            assert isinstance(given_up.exception(), BrokerUnavailable)
+            assert given_up in hasty_bg.failures()
+            assert any(given_up.id in r.getMessage() for r in caplog.records)
+            assert hasty_bg.stats().total.send_failed == 1
+
+            redis.start()  # the same port and data: what it acknowledged is there
+            await bg.join()  # the buffer drains once Redis is back
+            assert all(job.status is JobStatus.SENT for job in buffered)
+            assert hasty_bg.retry(given_up) is given_up  # sent again, by hand
+            await hasty_bg.join()
+            assert given_up.status is JobStatus.SENT
+
+            everything = acknowledged | {f"buffered-{n}" for n in range(10)} | {"given-up"}
+        wait_until_recorded(Path(path), everything, worker)
+    finally:
+        worker.stop()
+        redis.stop()
