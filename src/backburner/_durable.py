@@ -14,13 +14,13 @@ import asyncio
 import dataclasses
 import json
 import logging
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._errors import JournalError
 from ._job import Job, JobOwner, describe_callable
 from ._journal import Journal
+from ._jsonargs import check_json_arguments
 from ._options import JobOptions, options_of
 from ._registry import name_of
 from ._status import JobStatus
@@ -37,7 +37,6 @@ T = TypeVar("T")
 
 _CANCELLED, _ABANDONED = JobStatus.CANCELLED, JobStatus.ABANDONED
 _SCHEDULED = JobStatus.SCHEDULED
-_SCALARS = frozenset({str, int, bool, type(None)})
 _FIELDS = tuple(field.name for field in dataclasses.fields(JobOptions))
 # Options that are plain values, so a journal can store a per-call change to them.
 _STORABLE = frozenset(
@@ -204,55 +203,7 @@ def _unregistered(fn: Callable[..., Any], label: str) -> str:
 
 def check_arguments(label: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:
     """Raise ``TypeError`` naming the first argument that is not plain JSON."""
-    for index, value in enumerate(args):
-        problem = _json_problem(value)
-        if problem is not None:
-            raise TypeError(_argument_message(label, f"argument {index + 1}", problem))
-    for key, value in (kwargs or {}).items():
-        problem = _json_problem(value)
-        if problem is not None:
-            raise TypeError(_argument_message(label, f"keyword argument {key!r}", problem))
-
-
-def _argument_message(label: str, where: str, problem: str) -> str:
-    return (
-        f"{where} of journaled job {label} is {problem}. A journal stores arguments as JSON: "
-        f"str, int, float (finite), bool, None, and lists and dicts with str keys of those. "
-        f"Pass plain data instead (an id to look the object up by, a dict of its fields)"
-    )
-
-
-def _json_problem(value: Any, depth: int = 0) -> str | None:
-    """Why ``value`` would not come back from JSON as it went in, or None."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return None
-    if kind is float:
-        return None if math.isfinite(value) else f"the float {value!r} (JSON has no such number)"
-    if depth > 100:
-        return "nested too deeply"
-    if kind is list:
-        for index, item in enumerate(value):
-            problem = _json_problem(item, depth + 1)
-            if problem is not None:
-                return f"a list whose item {index} is {problem}"
-        return None
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                return f"a dict with the {type(key).__name__} key {key!r} (JSON keys are str)"
-            problem = _json_problem(item, depth + 1)
-            if problem is not None:
-                return f"a dict whose item {key!r} is {problem}"
-        return None
-    if kind is tuple:
-        return f"a tuple {_short(value)} (it would come back a list: pass a list)"
-    return f"a {kind.__name__} {_short(value)}"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    check_json_arguments(f"journaled job {label}", args, kwargs, "A journal stores")
 
 
 def _option_changes(label: str, base: JobOptions, options: JobOptions) -> dict[str, Any]:

@@ -5,8 +5,6 @@ registered name and its arguments in JSON, so an argument that would not come ba
 as it went in (a tuple, a ``datetime``, a model object, ``nan``) must fail at ``enqueue``,
 naming the argument, not at recovery or on a worker in another process.
 
-(The journal has its own copy of this check in ``_durable.py``, written first; it can call
-this module once both branches have landed.)
 """
 
 from __future__ import annotations
@@ -25,7 +23,8 @@ def check_json_arguments(
 ) -> None:
     """Raise ``TypeError`` naming the first argument of ``label`` that is not plain JSON.
 
-    ``store`` says who needs JSON, for the message: ``"the taskiq engine"``, say.
+    ``store`` says who needs JSON and what it does, for the message: ``"A journal stores"``,
+    ``"taskiq (...) sends"``.
     """
     for index, value in enumerate(args):
         problem = json_problem(value)
@@ -39,7 +38,7 @@ def check_json_arguments(
 
 def _message(label: str, where: str, problem: str, store: str) -> str:
     return (
-        f"{where} of {label} is {problem}. {store} sends arguments as JSON: str, int, float "
+        f"{where} of {label} is {problem}. {store} arguments as JSON: str, int, float "
         f"(finite), bool, None, and lists and dicts with str keys of those. Pass plain data "
         f"instead (an id to look the object up by, a dict of its fields)"
     )

@@ -275,7 +275,7 @@ class RemoteQueue(JobQueue):
                 f"level, decorate it with @job() (or @job(name='...')), and import that module "
                 f"in the worker"
             )
-        check_json_arguments(label, job.args, job.kwargs, self.engine.name)
+        check_json_arguments(label, job.args, job.kwargs, f"{self.engine.name} sends")
         options = job.options
         if options.unique is not None:
             raise ValueError(
