@@ -93,6 +93,7 @@ class JobQueue:
         "_pending",
         "_processed",
         "_pump_scheduled",
+        "_retrying",
         "_room_waiters",
         "_running",
         "_scheduled",
@@ -129,6 +130,7 @@ class JobQueue:
         assert executor.scheduler is not None
         self._scheduler = executor.scheduler
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
+        self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
         self._held_slots: set[Job[Any]] = set()  # timed-out sync jobs whose thread runs on
         self._deferred = 0  # due jobs that found the queue full since the last warning
@@ -190,6 +192,7 @@ class JobQueue:
         """Hold ``job`` until clock time ``when``, then ``submit`` it. Any thread."""
         with self._lock:
             self._scheduled += 1
+            self._retrying += status is _RETRYING
             job._status = status
         job.run_at = when
         job._timer = self._scheduler.call_at(when, self._due, job)
@@ -199,6 +202,7 @@ class JobQueue:
             if job._status is not _SCHEDULED and job._status is not _RETRYING:
                 return  # cancelled meanwhile (counted out then)
             self._scheduled -= 1
+            self._retrying -= job._status is _RETRYING
             status, job._status = job._status, _PENDING
         job._timer = None
         try:
@@ -513,6 +517,7 @@ class JobQueue:
             elif status is _SCHEDULED or status is _RETRYING:
                 job._status = _CANCELLED
                 self._scheduled -= 1
+                self._retrying -= status is _RETRYING
                 self._cancelled += 1
             elif status is not _RUNNING or not job.is_async:
                 return False  # finished, or a thread we cannot interrupt
@@ -581,6 +586,7 @@ class JobQueue:
         with self._lock:
             for job in jobs:
                 if job._status is _SCHEDULED or job._status is _RETRYING:
+                    self._retrying -= job._status is _RETRYING
                     job._status = _CANCELLED
                     self._scheduled -= 1
                     self._cancelled += 1

@@ -10,6 +10,9 @@ from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from .. import _inspect
 from .._errors import BackburnerError
 from .._executor import Backburner
@@ -31,6 +34,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "cancel": ("job",),
 }
 _SEEN = 500  # finished jobs the dashboard showed and still describes on their own page
+_MISSES = 256  # ids looked up in vain, remembered...
+_MISS_TTL = 2.0  # ...this many seconds (an id a job was given is found by then)
 
 
 class ActionError(Exception):
@@ -50,6 +55,7 @@ class Views:
         # Jobs shown lately, so that a job that finished while someone watched it still has a
         # page (the executor keeps only failures once a job ends). Bounded; newest last.
         self._seen: OrderedDict[str, Job[Any]] = OrderedDict()
+        self._finder = _Finder()
 
     # Pages.
 
@@ -87,8 +93,8 @@ class Views:
         self, bg: Backburner, status: JobStatus, queue: str | None, offset: int, limit: int
     ) -> dict[str, Any]:
         """Scheduled or retrying jobs, the soonest due first."""
-        jobs, total = _inspect.timed_jobs(bg, status, queue, offset, limit)
-        return self._listing(bg, jobs, total, offset, limit, queue)
+        jobs, total, complete = _inspect.timed_jobs(bg, status, queue, offset, limit)
+        return self._listing(bg, jobs, total, offset, limit, queue, complete)
 
     def dead(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
         """``failures()``, the newest first."""
@@ -114,9 +120,16 @@ class Views:
             ],
         }
 
-    def job(self, bg: Backburner, job_id: str) -> dict[str, Any] | None:
-        """One job, in full; None if neither the executor nor this dashboard knows it."""
-        job = bg.find_job(job_id) or self._seen.get(job_id)
+    async def job(self, bg: Backburner, job_id: str) -> dict[str, Any] | None:
+        """One job, in full; None if neither the executor nor this dashboard knows it.
+
+        A job this dashboard showed lately is found at once (its page polls); so is a running
+        or failed one. Only an id seen nowhere costs a scan of the waiting and scheduled jobs,
+        which runs in a thread, one at a time, and whose misses are remembered a moment.
+        """
+        job = self._seen.get(job_id) or _inspect.find_held(bg, job_id)
+        if job is None:
+            job = await self._finder.find(bg, job_id)
         if job is None:
             return None
         self._remember([job])
@@ -133,6 +146,7 @@ class Views:
         offset: int,
         limit: int,
         queue: str | None,
+        complete: bool = True,
     ) -> dict[str, Any]:
         self._remember(jobs)
         failed = {job.id for job in bg.failures()} if any(j.done() for j in jobs) else set()
@@ -144,6 +158,8 @@ class Views:
             "limit": limit,
             "pages": max(1, math.ceil(total / limit)),
             "queue": queue,
+            # False: the listing stopped at its bound on work and may miss some jobs.
+            "complete": complete,
         }
 
     def _remember(self, jobs: list[Job[Any]]) -> None:
@@ -202,6 +218,41 @@ class Views:
                 )
             return f"Job {found.id} cancelled."
         raise ActionError(404, f"no action named {action!r}")
+
+
+class _Finder:
+    """Looks up ids nobody showed lately: one scan at a time, off the loop, misses cached.
+
+    Many tabs on the page of a job that is gone share one scan per ``_MISS_TTL`` seconds
+    instead of each costing O(waiting + scheduled jobs) on the event loop at every poll.
+    """
+
+    def __init__(self) -> None:
+        self._misses: OrderedDict[str, float] = OrderedDict()  # id -> when it was not found
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def find(self, bg: Backburner, job_id: str) -> Job[Any] | None:
+        if self._missed(job_id):
+            return None
+        async with self._limiter:
+            if self._missed(job_id):  # another request scanned for it meanwhile
+                return None
+            job = await anyio.to_thread.run_sync(_inspect.find_waiting, bg, job_id)
+        if job is None:
+            self._misses[job_id] = time.monotonic()
+            self._misses.move_to_end(job_id)
+            while len(self._misses) > _MISSES:
+                self._misses.popitem(last=False)
+        return job
+
+    def _missed(self, job_id: str) -> bool:
+        when = self._misses.get(job_id)
+        if when is None:
+            return False
+        if time.monotonic() - when < _MISS_TTL:
+            return True
+        del self._misses[job_id]
+        return False
 
 
 def _queue(counters: dict[str, Any]) -> dict[str, Any]:

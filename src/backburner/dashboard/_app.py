@@ -29,7 +29,17 @@ from .._status import JobStatus
 from ._api import ACTIONS, ActionError, Views
 from ._auth import AuthCallable, BasicAuth, Guard
 from ._metrics import CONTENT_TYPE, render_metrics
-from ._params import LIMIT, MINUTES, OFFSET, POLL, BadParameter, read_float, read_int
+from ._params import (
+    LIMIT,
+    MINUTES,
+    OFFSET,
+    POLL,
+    TIMED_OFFSET,
+    BadParameter,
+    Range,
+    read_float,
+    read_int,
+)
 from ._present import DEFAULT_REDACT, Presenter, RedactHook, truncate
 from ._security import CSRF_FIELD, SECURITY_HEADERS, HostCheck, csrf_refusal, new_csrf_token
 
@@ -250,11 +260,11 @@ class Dashboard:
         return _checked(lambda: self.views.pending(bg, queue, offset, limit))
 
     def _scheduled(self, request: Request, bg: Backburner) -> dict[str, Any]:
-        queue, offset, limit = _listing_params(request)
+        queue, offset, limit = _listing_params(request, TIMED_OFFSET)
         return _checked(lambda: self.views.timed(bg, JobStatus.SCHEDULED, queue, offset, limit))
 
     def _retries(self, request: Request, bg: Backburner) -> dict[str, Any]:
-        queue, offset, limit = _listing_params(request)
+        queue, offset, limit = _listing_params(request, TIMED_OFFSET)
         return _checked(lambda: self.views.timed(bg, JobStatus.RETRYING, queue, offset, limit))
 
     def _dead(self, request: Request, bg: Backburner) -> dict[str, Any]:
@@ -266,14 +276,14 @@ class Dashboard:
 
     async def _job_page(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        data = self.views.job(self._executor(), job_id)
+        data = await self.views.job(self._executor(), job_id)
         if data is None:
             raise HTTPException(404, _unknown_job(job_id))
         return self._render(request, "job.html", "job", data)
 
     async def _job_api(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        data = self.views.job(self._executor(), job_id)
+        data = await self.views.job(self._executor(), job_id)
         if data is None:
             raise HTTPException(404, _unknown_job(job_id))
         return SafeJSONResponse(data)
@@ -389,10 +399,10 @@ def _queue_param(request: Request) -> str | None:
     return request.query_params.get("queue") or None
 
 
-def _listing_params(request: Request) -> tuple[str | None, int, int]:
+def _listing_params(request: Request, offsets: Range = OFFSET) -> tuple[str | None, int, int]:
     return (
         _queue_param(request),
-        read_int(request, "offset", OFFSET),
+        read_int(request, "offset", offsets),
         read_int(request, "limit", LIMIT),
     )
 
