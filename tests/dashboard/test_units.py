@@ -380,3 +380,38 @@ async def test_long_errors_and_tracebacks_are_cut_keeping_the_end(bg: Backburner
     assert len(shown["traceback"]) == 20_000
     assert shown["traceback"].startswith("…")
     assert shown["traceback"].rstrip().endswith("the end")
+
+
+# Strings UTF-8 cannot encode.
+
+CAFE = b"caf\xe9.txt".decode("utf-8", "surrogateescape")  # a lone surrogate, \udce9
+
+
+async def read(path: str) -> None:
+    raise ValueError(f"cannot read {path}")
+
+
+async def test_lone_surrogates_anywhere_are_shown_escaped_never_a_500() -> None:
+    queue = f"files-{CAFE}"
+    async with Backburner(
+        queues={queue: QueueConfig()}, periodic=[Periodic(noop, every=3600, name=CAFE)]
+    ) as bg:
+        job = bg.options(queue=queue, unique=CAFE).enqueue(read, CAFE)
+        await bg.join()
+        assert job.status is JobStatus.FAILED
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            for path in ("/api/dead", f"/api/jobs/{job.id}", "/api/overview", "/api/periodic"):
+                response = await client.get(path, auth=AUTH)
+                assert response.status_code == 200, path
+                assert "caf\\\\udce9.txt" in response.text, path  # JSON escapes the backslash
+            detail = (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]
+            assert detail["error"] == "ValueError: cannot read caf\\udce9.txt"
+            assert detail["unique_key"] == "caf\\udce9.txt"
+            assert detail["queue"] == "files-caf\\udce9.txt"
+            assert "caf\\udce9.txt" in detail["traceback"]
+            for path in ("/dead", f"/jobs/{job.id}", "/", "/periodic"):
+                response = await client.get(path, auth=AUTH)
+                assert response.status_code == 200, path
+                assert "caf\\udce9.txt" in response.text, path
+            metrics = await client.get("/metrics", auth=AUTH)
+            assert 'queue="files-caf\\\\udce9.txt"' in metrics.text  # a label escapes "\\"

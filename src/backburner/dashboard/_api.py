@@ -18,7 +18,7 @@ from .._errors import BackburnerError
 from .._executor import Backburner
 from .._job import Job
 from .._status import JobStatus
-from ._present import Presenter, truncate
+from ._present import Presenter, printable, truncate
 
 __all__ = ["ACTIONS", "ActionError", "Views"]
 
@@ -112,6 +112,7 @@ class Views:
             "periodic": [
                 {
                     **asdict(p),
+                    "name": printable(p.name),  # whole: the trigger form sends it back
                     "label": truncate(p.name, 200),  # `name` stays whole for the trigger form
                     "schedule": truncate(p.schedule, 200),
                     "queue": truncate(p.queue, 200),
@@ -257,7 +258,8 @@ class _Finder:
 
 def _queue(counters: dict[str, Any]) -> dict[str, Any]:
     # `name` stays whole (the pause and resume forms send it back); `label` is for showing.
-    return {**counters, "label": truncate(str(counters["name"]), 200)}
+    name = printable(str(counters["name"]))
+    return {**counters, "name": name, "label": truncate(name, 200)}
 
 
 def _in_failures(bg: Backburner, job: Job[Any]) -> bool:

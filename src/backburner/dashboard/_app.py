@@ -294,7 +294,7 @@ class Dashboard:
         )
 
     async def _metrics(self, request: Request) -> Response:
-        return Response(render_metrics(self._executor()), media_type=CONTENT_TYPE)
+        return Response(_encode(render_metrics(self._executor())), media_type=CONTENT_TYPE)
 
     async def _static_file(self, request: Request) -> Response:
         found = self._static.get(request.path_params["name"])
@@ -345,7 +345,7 @@ class Dashboard:
             "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         }
         html = self._templates.get_template(template).render(context)
-        return Response(html, media_type="text/html; charset=utf-8")
+        return Response(_encode(html), media_type="text/html; charset=utf-8")
 
     def _refusal(
         self,
@@ -360,11 +360,13 @@ class Dashboard:
         if inner.startswith("/api/") or _wants_json(request):
             return SafeJSONResponse({"error": message}, status, headers=headers)
         if inner.startswith(("/metrics", "/static/")):
-            return PlainTextResponse(message, status, headers=headers)
+            return PlainTextResponse(_encode(message), status, headers=headers)
         html = self._templates.get_template("error.html").render(
             title=self.title, root=root, status=status, message=message
         )
-        return Response(html, status, headers=headers, media_type="text/html; charset=utf-8")
+        return Response(
+            _encode(html), status, headers=headers, media_type="text/html; charset=utf-8"
+        )
 
 
 class SafeJSONResponse(JSONResponse):
@@ -373,7 +375,13 @@ class SafeJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        return text.encode("utf-8")
+        return _encode(text)
+
+
+def _encode(text: str) -> bytes:
+    # The last guard (the presenter already made each string printable): a lone surrogate
+    # from application data must never turn a page into a 500.
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _with_security_headers(send: Send) -> Send:

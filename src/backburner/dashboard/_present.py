@@ -18,7 +18,7 @@ from typing import Any
 from .._job import Job
 from .._status import JobStatus
 
-__all__ = ["DEFAULT_REDACT", "Presenter", "RedactHook", "truncate"]
+__all__ = ["DEFAULT_REDACT", "Presenter", "RedactHook", "printable", "truncate"]
 
 logger = logging.getLogger("backburner")
 
@@ -57,8 +57,16 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = _repr.maxfrozens
 _repr.maxlevel = 3
 
 
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates, as ``surrogateescape`` makes
+    of a file name's bytes) written as ``\\udce9``: every string shown passes here, or the
+    page or the JSON holding it could not be sent at all."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
+
+
 def truncate(text: str, limit: int) -> str:
-    """``text``, cut to ``limit`` characters with an ellipsis if it was longer."""
+    """``text``, cut to ``limit`` characters with an ellipsis if it was longer, printable."""
+    text = printable(text if len(text) <= limit else text[: limit - 1] + "…")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -203,4 +211,4 @@ def _traceback(exc: BaseException) -> str:
         text = _error_line(exc)
     if len(text) > _TRACEBACK_CHARS:  # keep the end: the frame that raised and the message
         text = "…" + text[-(_TRACEBACK_CHARS - 1) :]
-    return text
+    return printable(text)
