@@ -406,3 +406,45 @@ async def test_retrying_counts_follow_every_way_a_retry_comes_and_goes() -> None
         assert (queue._scheduled, queue._retrying) == (2, 1)
     # Closing drops what was still scheduled: nothing is left counted.
     assert (queue._scheduled, queue._retrying) == (0, 0)
+
+
+async def test_the_wait_counter_only_goes_up_whichever_way_a_job_becomes_ready() -> None:
+    clock = ManualClock(start=0.0)
+    gate = Gate()
+    async with Backburner(clock=clock, workers=1) as bg:
+        queue = bg._queues["default"]
+        seen = [queue.wait_totals()[1]]
+
+        def look() -> None:
+            seen.append(queue.wait_totals()[1])
+            assert seen[-1] >= seen[-2], seen  # a counter: never down
+
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        # Due while the only worker is busy: it waits in the queue, counted from now.
+        late = bg.enqueue_in(4, noop)
+        late.enqueued_at -= 3600  # as if enqueued an hour ago
+        clock.advance(4)
+        look()
+        assert late.status is JobStatus.PENDING
+        # Due on an idle queue: starts at once.
+        gate.opened.set()
+        await bg.join()
+        look()
+        for i in range(50):
+            bg.enqueue_in(1, noop, i).enqueued_at -= 3600
+        clock.advance(1)
+        look()
+        await bg.join()
+        look()
+        # Retried by hand from the dead list, an hour after it was first enqueued.
+        failed = bg.enqueue(fail, "once")
+        await bg.join()
+        failed.enqueued_at -= 3600
+        bg.retry(failed)
+        look()
+        await bg.join()
+        look()
+        started, waited = queue.wait_totals()
+        assert started == 54
+        assert 0 <= waited < 60  # no job's schedule or hour in the dead list counted
