@@ -6,9 +6,10 @@ redaction. Requests go through httpx's ASGI transport to the real app.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from starlette.routing import Mount
 from backburner import Backburner, BackburnerMiddleware, JobStatus, Periodic, QueueConfig
 from backburner.dashboard import BasicAuth, Dashboard, dashboard
 from backburner.dashboard._metrics import escape_label
-from backburner.dashboard._present import MASK, Presenter
+from backburner.dashboard._present import DEFAULT_REDACT, MASK, Presenter
 
 pytestmark = pytest.mark.anyio
 
@@ -415,3 +416,82 @@ async def test_lone_surrogates_anywhere_are_shown_escaped_never_a_500() -> None:
                 assert "caf\\udce9.txt" in response.text, path
             metrics = await client.get("/metrics", auth=AUTH)
             assert 'queue="files-caf\\\\udce9.txt"' in metrics.text  # a label escapes "\\"
+
+
+# Redaction through containers, pairs, dataclasses, URLs and error text.
+
+
+@dataclasses.dataclass
+class Creds:
+    user: str
+    password: str
+
+
+class Pair(NamedTuple):
+    name: str
+    api_key: str
+
+
+@pytest.mark.parametrize(
+    ("argument", "shown"),
+    [
+        ([{"password": "hunter2"}], f"[{{'password': {MASK}}}]"),
+        (("token", "hunter2"), f"('token', {MASK})"),
+        ([("Authorization", "Bearer hunter2")], f"[('Authorization', {MASK})]"),
+        (["x-api-key", "hunter2"], f"['x-api-key', {MASK}]"),
+        ({("a", "b"), ("secret", "hunter2")}, f"('secret', {MASK})"),
+        (Creds("ada", "hunter2"), f"Creds(user='ada', password={MASK})"),
+        (Pair("ada", "hunter2"), f"Pair(name='ada', api_key={MASK})"),
+        ({b"password": "hunter2"}, f"{{b'password': {MASK}}}"),
+        ("postgres://ada:hunter2@db/app", f"'postgres://ada:{MASK}@db/app'"),
+        ([[{"cookie": "hunter2"}]], f"[[{{'cookie': {MASK}}}]]"),
+    ],
+)
+async def test_secrets_are_masked_inside_containers_pairs_and_records(
+    bg: Backburner, argument: Any, shown: str
+) -> None:
+    bg.pause("mail")
+    job = _job(bg, noop, argument)
+    [text] = Presenter(DEFAULT_REDACT, None).arguments(job)
+    assert "hunter2" not in text
+    assert shown in text
+
+
+async def login(user: str, password: str) -> None:
+    raise PermissionError(f"login refused for {user} with {password}")
+
+
+async def test_masked_values_and_redact_text_hide_secrets_in_errors_and_unique_keys() -> None:
+    def scrub(job: Any, text: str) -> str:
+        return text.replace("ada", "[user]")
+
+    async with Backburner() as bg:
+        job = bg.options(unique=lambda user, password: f"login:{password}").enqueue(
+            login, "ada", "hunter22"
+        )
+        await bg.join()
+        for redact_text, user in ((None, "ada"), (scrub, "[user]")):
+            async with _client(dashboard(bg, auth=AUTH, redact_text=redact_text)) as client:
+                data = (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]
+                page = (await client.get(f"/jobs/{job.id}", auth=AUTH)).text
+            assert "hunter22" not in str(data)
+            assert "hunter22" not in page
+            assert data["error"] == f"PermissionError: login refused for {user} with {MASK}"
+            assert data["unique_key"] == f"login:{MASK}"
+            assert f"login refused for {user} with {MASK}" in data["traceback"]
+
+
+async def test_a_failing_redact_text_hides_the_text_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(job: Any, text: str) -> str:
+        raise KeyError("oops")
+
+    async with Backburner() as bg:
+        job = bg.enqueue(login, "ada", "pw")
+        await bg.join()
+        data = Presenter((), None, broken).job(job, in_failures=True, detail=True)
+    assert data["error"] == data["traceback"] == "(hidden: the redact_text hook failed)"
+    assert "redact_text failed" in caplog.text
+    with pytest.raises(TypeError, match="redact_text must be callable"):
+        dashboard(auth=AUTH, redact_text="no")  # type: ignore[arg-type]

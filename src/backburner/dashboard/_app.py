@@ -40,7 +40,7 @@ from ._params import (
     read_float,
     read_int,
 )
-from ._present import DEFAULT_REDACT, Presenter, RedactHook, truncate
+from ._present import DEFAULT_REDACT, Presenter, RedactHook, RedactText, truncate
 from ._security import CSRF_FIELD, SECURITY_HEADERS, HostCheck, csrf_refusal, new_csrf_token
 
 __all__ = ["Dashboard", "dashboard"]
@@ -66,6 +66,7 @@ def dashboard(
     allowed_hosts: Iterable[str] | None = None,
     redact: Iterable[str] = DEFAULT_REDACT,
     redact_hook: RedactHook | None = None,
+    redact_text: RedactText | None = None,
     poll_interval: float = 2.0,
     title: str = "backburner",
 ) -> Dashboard:
@@ -88,6 +89,9 @@ def dashboard(
         and keys of dicts passed as arguments).
     :param redact_hook: ``redact_hook(job, args, kwargs) -> (args, kwargs)``, what to show of a
         job's arguments after ``redact`` masked them (mask more, or replace objects).
+    :param redact_text: ``redact_text(job, text) -> text``, what to show of a job's error
+        message, traceback and unique key, after the values ``redact`` masked in its arguments
+        were masked there too (error text can hold anything: a query, a token, a path).
     :param poll_interval: seconds between live updates of an open page (1 to 60; a page's
         ``?poll=`` overrides it within the same bounds, ``?poll=0`` stops them).
     :param title: the name in the page title and header.
@@ -100,6 +104,7 @@ def dashboard(
         allowed_hosts=allowed_hosts,
         redact=redact,
         redact_hook=redact_hook,
+        redact_text=redact_text,
         poll_interval=poll_interval,
         title=title,
     )
@@ -118,6 +123,7 @@ class Dashboard:
         allowed_hosts: Iterable[str] | None,
         redact: Iterable[str],
         redact_hook: RedactHook | None,
+        redact_text: RedactText | None = None,
         poll_interval: float,
         title: str,
     ) -> None:
@@ -146,7 +152,7 @@ class Dashboard:
         self.read_only = read_only
         self.poll_interval = float(poll_interval)
         self.title = title
-        self.views = Views(Presenter(redact, redact_hook))
+        self.views = Views(Presenter(redact, redact_hook, redact_text))
         self.csrf_token = new_csrf_token()
         folder = resources.files(__package__)
         self._static = {
