@@ -495,3 +495,30 @@ async def test_a_failing_redact_text_hides_the_text_and_logs(
     assert "redact_text failed" in caplog.text
     with pytest.raises(TypeError, match="redact_text must be callable"):
         dashboard(auth=AUTH, redact_text="no")  # type: ignore[arg-type]
+
+
+async def test_big_bytes_are_cut_before_their_repr_is_made(
+    bg: Backburner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backburner.dashboard import _present
+
+    given: list[int] = []
+    real = _present._builtin_repr
+
+    def watched(value: Any) -> str:
+        given.append(len(value))
+        return real(value)
+
+    monkeypatch.setattr(_present, "_builtin_repr", watched)
+    bg.pause("mail")
+    big = b"\x00" * 10_000_000
+    job = _job(bg, noop, big, bytearray(big), memoryview(big), [big], b"short")
+    shown = Presenter((), None).arguments(job)
+    assert shown[0].endswith("...' (10000000 bytes)")
+    assert shown[1].startswith("bytearray(b'\\x00")
+    assert shown[1].endswith("(10000000 bytes))")
+    assert shown[2] == "<memoryview of 10000000 bytes>"
+    assert shown[3].endswith("(10000000 bytes)]")
+    assert shown[4] == "b'short'"
+    assert given, "bytes went through the sliced path"
+    assert max(given) <= 200  # never the whole 10 MB
