@@ -102,3 +102,30 @@ async def test_timed_listings_clamp_their_offset_and_say_when_they_are_cut(
             assert (data["complete"], data["jobs"], data["total"]) == (False, [], 5)
             page = await client.get("/scheduled?queue=other")
             assert "data-incomplete" in page.text
+
+
+async def test_the_busy_page_pages_like_the_others() -> None:
+    gate, all_started = asyncio.Event(), asyncio.Event()
+    started = 0
+
+    async def hold(i: int) -> None:
+        nonlocal started
+        started += 1
+        if started == 7:
+            all_started.set()
+        await gate.wait()
+
+    async with Backburner(queues={"default": QueueConfig(workers=7)}) as bg:
+        jobs = [bg.enqueue(hold, i) for i in range(7)]
+        await all_started.wait()
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            first = (await client.get("/api/busy?limit=3")).json()
+            last = (await client.get("/api/busy?offset=6&limit=3")).json()
+            page = (await client.get("/busy?offset=3&limit=3")).text
+        assert (first["total"], first["limit"], first["pages"], len(first["jobs"])) == (7, 3, 3, 3)
+        assert [job["id"] for job in first["jobs"]] == [job.id for job in jobs[:3]]
+        assert [job["id"] for job in last["jobs"]] == [jobs[6].id]
+        assert jobs[3].id in page
+        assert jobs[0].id not in page
+        assert "busy?offset=6&limit=3" in page  # the "more" link
+        gate.set()

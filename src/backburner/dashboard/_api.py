@@ -79,10 +79,10 @@ class Views:
             },
         }
 
-    def busy(self, bg: Backburner, queue: str | None) -> dict[str, Any]:
-        """The jobs running now, the longest-running first."""
+    def busy(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
+        """The jobs running now, the longest-running first (O(running jobs): the workers)."""
         jobs = _inspect.running_jobs(bg, queue)
-        return self._listing(bg, jobs, len(jobs), 0, len(jobs) or 1, queue)
+        return self._listing(bg, jobs[offset : offset + limit], len(jobs), offset, limit, queue)
 
     def pending(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
         """The jobs waiting for a worker, in the order they will start."""

@@ -259,7 +259,8 @@ class Dashboard:
         return self.views.overview(bg, read_float(request, "minutes", MINUTES))
 
     def _busy(self, request: Request, bg: Backburner) -> dict[str, Any]:
-        return _checked(lambda: self.views.busy(bg, _queue_param(request)))
+        queue, offset, limit = _listing_params(request)
+        return _checked(lambda: self.views.busy(bg, queue, offset, limit))
 
     def _pending(self, request: Request, bg: Backburner) -> dict[str, Any]:
         queue, offset, limit = _listing_params(request)
