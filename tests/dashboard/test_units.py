@@ -92,8 +92,15 @@ def test_basic_auth_hides_its_password_in_its_repr() -> None:
 # Who gets in.
 
 
-async def test_insecure_local_refuses_a_client_on_another_machine(bg: Backburner) -> None:
+async def test_insecure_local_refuses_a_client_on_another_machine(
+    bg: Backburner, caplog: pytest.LogCaptureFixture
+) -> None:
     app = dashboard(bg, insecure_local=True)
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "insecure_local=True" in warning.getMessage()
+    assert "reverse proxy" in warning.getMessage()
+    dashboard(bg, auth=AUTH)
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
     async with _client(app, client=("203.0.113.9", 4000)) as remote:
         response = await remote.get("/", headers={"Host": "localhost"})
         assert response.status_code == 403
