@@ -23,6 +23,7 @@ from backburner import Backburner, BackburnerMiddleware, JobStatus, Periodic, Qu
 from backburner.dashboard import BasicAuth, Dashboard, dashboard
 from backburner.dashboard._metrics import escape_label
 from backburner.dashboard._present import DEFAULT_REDACT, MASK, Presenter
+from backburner.testing import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -529,3 +530,69 @@ async def test_big_bytes_are_cut_before_their_repr_is_made(
     assert shown[4] == "b'short'"
     assert given, "bytes went through the sliced path"
     assert max(given) <= 200  # never the whole 10 MB
+
+
+# Small things the pages must get right.
+
+
+@pytest.mark.parametrize(
+    ("query", "poll"),
+    [
+        ("", "10.0"),
+        ("?poll=", "10.0"),
+        ("?poll=%20", "10.0"),
+        ("?poll=0", "0.0"),
+        ("?poll=0.0", "0.0"),
+        ("?poll=0.2", "1"),
+        ("?poll=5", "5.0"),
+        ("?poll=999", "60"),
+    ],
+)
+async def test_the_poll_parameter_defaults_stops_and_clamps(
+    bg: Backburner, query: str, poll: str
+) -> None:
+    async with _client(dashboard(bg, auth=AUTH, poll_interval=10)) as client:
+        page = await client.get(f"/{query}", auth=AUTH)
+    assert f'data-poll="{poll}' in page.text
+
+
+async def test_history_is_keyed_by_whole_queue_names_and_cut_by_the_executors_clock() -> None:
+    long = "q" * 250
+    clock = ManualClock(start=1_000_000.0)
+    async with Backburner(
+        clock=clock, queues={"default": QueueConfig(), long: QueueConfig()}
+    ) as bg:
+        bg.options(queue=long).enqueue(noop)
+        await bg.join()
+        clock.advance(bg._history.interval)
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            data = (await client.get("/api/overview", auth=AUTH)).json()
+    assert [queue["name"] in data["history"] for queue in data["queues"]] == [True, True]
+    assert data["history"][long], "samples stamped with the executor's clock are kept"
+    assert sum(sample["started"] for sample in data["history"][long]) == 1
+
+
+async def test_retry_all_that_stops_part_way_says_how_many_were_sent() -> None:
+    async with Backburner(queues={"default": QueueConfig(workers=1, max_pending=1)}) as bg:
+        failed = []
+        for i in range(3):
+            failed.append(bg.enqueue(fail, str(i)))
+            await bg.join()
+        bg.pause("default")  # two fit (one for the idle worker, one waiting); the third not
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            token = (await client.get("/api/session", auth=AUTH)).json()["csrf_token"]
+            response = await client.post(
+                "/api/actions/retry-all",
+                data={"csrf_token": token},
+                headers=SAME_ORIGIN,
+                auth=AUTH,
+            )
+        assert response.status_code == 409
+        message = response.json()["error"]
+        assert message.startswith(
+            f"2 of 3 jobs sent to their queues again, then job {failed[2].id}"
+        )
+        assert "still in the dead list" in message
+        assert [job.id for job in bg.failures()] == [failed[2].id]
+        bg.resume("default")
+        await bg.join()

@@ -62,7 +62,7 @@ class Views:
     def overview(self, bg: Backburner, minutes: float) -> dict[str, Any]:
         """Every queue's counters, the totals, and the history the charts draw."""
         stats = bg.stats()
-        since = time.time() - minutes * 60
+        since = bg.clock.now() - minutes * 60  # samples are stamped with the executor's clock
         history = _inspect.history(bg)
         return {
             "now": time.time(),
@@ -74,7 +74,8 @@ class Views:
             "interval": bg._history.interval,
             "minutes": minutes,
             "history": {
-                truncate(name, 200): [asdict(s) for s in samples if s.at >= since]
+                # Whole names: the page finds a queue's chart by the queue's name.
+                printable(name): [asdict(s) for s in samples if s.at >= since]
                 for name, samples in history.items()
             },
         }
@@ -183,6 +184,24 @@ class Views:
         except BackburnerError as exc:
             raise ActionError(409, str(exc)) from None
 
+    def _retry_all(self, bg: Backburner) -> str:
+        jobs = bg.failures()
+        sent = 0
+        for job in jobs:
+            try:
+                bg.retry(job)
+            except ValueError:
+                continue  # retried or discarded meanwhile (another tab): not ours to count
+            except BackburnerError as exc:
+                raise ActionError(
+                    409,
+                    f"{sent} of {len(jobs)} jobs sent to their queues again, then job {job.id} "
+                    f"could not be: {str(exc).rstrip('.')}. It and the rest are still in the "
+                    "dead list.",
+                ) from None
+            sent += 1
+        return f"{sent} jobs sent to their queues again."
+
     def _act(self, bg: Backburner, action: str, fields: dict[str, str]) -> str:
         if action in ("pause", "resume"):
             queue = fields["queue"]
@@ -200,7 +219,7 @@ class Views:
                 raise ActionError(404, f"job {fields['job']} is not in the dead list")
             return f"Job {fields['job']} discarded."
         if action == "retry-all":
-            return f"{bg.retry_all()} jobs sent to their queues again."
+            return self._retry_all(bg)
         if action == "discard-all":
             return f"{bg.discard_all()} jobs discarded."
         if action == "trigger":

@@ -340,7 +340,6 @@ class Dashboard:
     # Responses.
 
     def _render(self, request: Request, template: str, page: str, data: dict[str, Any]) -> Response:
-        poll = read_float(request, "poll", POLL) if request.query_params.get("poll") != "0" else 0
         context = {
             "title": self.title,
             "root": _root(request),
@@ -348,11 +347,19 @@ class Dashboard:
             "data": data,
             "read_only": self.read_only,
             "csrf_token": self.csrf_token,
-            "poll": float(poll) if "poll" in request.query_params else self.poll_interval,
+            "poll": self._poll(request),
             "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         }
         html = self._templates.get_template(template).render(context)
         return Response(_encode(html), media_type="text/html; charset=utf-8")
+
+    def _poll(self, request: Request) -> float:
+        # Absent or empty: the configured interval; any zero ("0", "0.0"): no live updates.
+        raw = request.query_params.get("poll", "").strip()
+        if not raw:
+            return self.poll_interval
+        value = read_float(request, "poll", Range(self.poll_interval, 0, POLL.high))
+        return 0.0 if value == 0 else max(value, POLL.low)
 
     def _refusal(
         self,
