@@ -359,7 +359,7 @@ class Dashboard:
         if not raw:
             return self.poll_interval
         value = read_float(request, "poll", Range(self.poll_interval, 0, POLL.high))
-        return 0.0 if value == 0 else max(value, POLL.low)
+        return 0.0 if value == 0 else float(max(value, POLL.low))
 
     def _refusal(
         self,
