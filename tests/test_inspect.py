@@ -7,9 +7,12 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backburner import Backburner, JobStatus, QueueConfig, QueueFull, ShuttingDown
 from backburner._inspect import history, pending_jobs, running_jobs, timed_jobs
+from backburner._scheduler import Scheduler
 from backburner.testing import ManualClock
 
 pytestmark = pytest.mark.anyio
@@ -191,11 +194,11 @@ async def test_scheduled_and_retrying_listings_soonest_first() -> None:
         retrying = bg.options(retries=2, backoff=30, jitter=0).enqueue(fail, "again")
         await bg.join()
         assert retrying.status is JobStatus.RETRYING
-        assert timed_jobs(bg, JobStatus.SCHEDULED) == ([soon, late], 2)
-        assert timed_jobs(bg, JobStatus.SCHEDULED, offset=1, limit=5) == ([late], 2)
-        assert timed_jobs(bg, JobStatus.RETRYING) == ([retrying], 1)
+        assert timed_jobs(bg, JobStatus.SCHEDULED) == ([soon, late], 2, True)
+        assert timed_jobs(bg, JobStatus.SCHEDULED, offset=1, limit=5) == ([late], 2, True)
+        assert timed_jobs(bg, JobStatus.RETRYING) == ([retrying], 1, True)
         soon.cancel()
-        assert timed_jobs(bg, JobStatus.SCHEDULED) == ([late], 1)
+        assert timed_jobs(bg, JobStatus.SCHEDULED) == ([late], 1, True)
         with pytest.raises(ValueError, match=r"SCHEDULED or JobStatus\.RETRYING"):
             timed_jobs(bg, JobStatus.PENDING)
         with pytest.raises(ValueError, match="no queue named"):
@@ -299,3 +302,149 @@ async def test_a_sampling_timer_that_fires_early_does_not_sample_the_same_interv
         assert clock.calls[-1][0] == 110.0  # the next grid point, not 105 again
         [sample] = history(bg)["default"]
         assert sample.seconds == pytest.approx(4.998)
+
+
+# Bounded work with a big schedule.
+
+
+@given(
+    whens=st.lists(st.integers(0, 50), max_size=60),
+    cancelled=st.sets(st.integers(0, 59)),
+    count=st.integers(0, 70),
+    modulus=st.integers(1, 3),
+)
+@settings(deadline=None, max_examples=60)
+def test_the_soonest_walk_matches_a_sort_of_the_live_accepted_entries(
+    whens: list[int], cancelled: set[int], count: int, modulus: int
+) -> None:
+    async def check() -> None:
+        scheduler = Scheduler(ManualClock(), asyncio.get_running_loop())
+        timers = [scheduler.call_at(when, noop, i) for i, when in enumerate(whens)]
+        for i in cancelled & set(range(len(timers))):
+            timers[i].cancel()
+        live = sorted(
+            (when, i) for i, when in enumerate(whens) if i not in cancelled and i % modulus == 0
+        )
+        found, complete = scheduler.soonest(lambda t: t.arg % modulus == 0, count, 10**6)
+        assert complete
+        assert [(when, timer.arg) for when, timer in found] == live[:count]
+        scheduler.close()
+
+    asyncio.run(check())
+
+
+async def test_the_soonest_walk_visits_only_what_it_lists_and_stops_at_its_bound() -> None:
+    scheduler = Scheduler(ManualClock(), asyncio.get_running_loop())
+    for i in range(100_000):
+        scheduler.call_at(1000.0 - i / 1000, noop, i)
+    asked: list[int] = []
+
+    def accept(timer: Any) -> bool:
+        asked.append(timer.arg)
+        return True
+
+    found, complete = scheduler.soonest(accept, 60, 10**6)
+    assert complete
+    assert len(found) == 60
+    assert len(asked) == 60  # every entry visited is listed: O(k), not O(n)
+    assert [timer.arg for _, timer in found] == list(range(99_999, 99_939, -1))
+    asked.clear()
+    found, complete = scheduler.soonest(lambda t: asked.append(1) or t.arg < 0, 10, 500)
+    assert (found, complete, len(asked)) == ([], False, 500)
+    scheduler.close()
+
+
+async def test_timed_listings_of_a_big_schedule_walk_only_the_soonest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with Backburner(clock=ManualClock(), max_scheduled=10**6) as bg:
+        for i in range(100_000):
+            bg.enqueue_in(3600 + i, noop, i)
+        assert bg.scheduler is not None
+        walk = bg.scheduler.soonest
+        visits: list[int] = []
+
+        def counted(accept: Any, count: int, max_visits: int) -> Any:
+            def seen(timer: Any) -> bool:
+                visits.append(1)
+                return bool(accept(timer))
+
+            return walk(seen, count, max_visits)
+
+        monkeypatch.setattr(bg.scheduler, "soonest", counted)
+        monkeypatch.setattr(bg.scheduler, "entries", None)  # no copy of the heap
+        jobs, total, complete = timed_jobs(bg, JobStatus.SCHEDULED, offset=100, limit=50)
+        assert (total, complete, len(visits)) == (100_000, True, 150)
+        assert [job.args for job in jobs] == [(i,) for i in range(100, 150)]
+        # No retries: the queues' counters say so, and the heap is not touched at all.
+        visits.clear()
+        assert timed_jobs(bg, JobStatus.RETRYING) == ([], 0, True)
+        assert timed_jobs(bg, JobStatus.SCHEDULED, queue="default", offset=10**5) == (
+            [],
+            100_000,
+            True,
+        )
+        assert visits == []
+
+
+async def test_retrying_counts_follow_every_way_a_retry_comes_and_goes() -> None:
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        queue = bg._queues["default"]
+        first = bg.options(retries=3, backoff=30, jitter=0).enqueue(fail, "a")
+        second = bg.options(retries=3, backoff=30, jitter=0).enqueue(fail, "b")
+        bg.enqueue_in(600, noop)
+        await bg.join()
+        assert (queue._scheduled, queue._retrying) == (3, 2)
+        assert timed_jobs(bg, JobStatus.RETRYING)[1:] == (2, True)
+        assert timed_jobs(bg, JobStatus.SCHEDULED)[1:] == (1, True)
+        second.cancel()
+        assert (queue._scheduled, queue._retrying) == (2, 1)
+        clock.advance(30)  # the first comes due, fails again, waits again
+        await bg.join()
+        assert first.status is JobStatus.RETRYING
+        assert (queue._scheduled, queue._retrying) == (2, 1)
+    # Closing drops what was still scheduled: nothing is left counted.
+    assert (queue._scheduled, queue._retrying) == (0, 0)
+
+
+async def test_the_wait_counter_only_goes_up_whichever_way_a_job_becomes_ready() -> None:
+    clock = ManualClock(start=0.0)
+    gate = Gate()
+    async with Backburner(clock=clock, workers=1) as bg:
+        queue = bg._queues["default"]
+        seen = [queue.wait_totals()[1]]
+
+        def look() -> None:
+            seen.append(queue.wait_totals()[1])
+            assert seen[-1] >= seen[-2], seen  # a counter: never down
+
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        # Due while the only worker is busy: it waits in the queue, counted from now.
+        late = bg.enqueue_in(4, noop)
+        late.enqueued_at -= 3600  # as if enqueued an hour ago
+        clock.advance(4)
+        look()
+        assert late.status is JobStatus.PENDING
+        # Due on an idle queue: starts at once.
+        gate.opened.set()
+        await bg.join()
+        look()
+        for i in range(50):
+            bg.enqueue_in(1, noop, i).enqueued_at -= 3600
+        clock.advance(1)
+        look()
+        await bg.join()
+        look()
+        # Retried by hand from the dead list, an hour after it was first enqueued.
+        failed = bg.enqueue(fail, "once")
+        await bg.join()
+        failed.enqueued_at -= 3600
+        bg.retry(failed)
+        look()
+        await bg.join()
+        look()
+        started, waited = queue.wait_totals()
+        assert started == 54
+        assert 0 <= waited < 60  # no job's schedule or hour in the dead list counted

@@ -9,6 +9,7 @@ import dataclasses
 import enum
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -620,6 +621,7 @@ class Backburner(EnqueueMethods):
         if taken is None:
             raise ValueError(f"job {job if isinstance(job, str) else job.id} is not in failures()")
         ended = (taken._status, taken._result, taken._exception, taken.finished_at, taken._owner)
+        was_due = taken.run_at
         claimed = False
         try:
             queue = self._queue_for(taken.queue)
@@ -629,6 +631,8 @@ class Backburner(EnqueueMethods):
                     raise DuplicateJob(taken.unique_key, holder)
                 claimed = True
             taken._reopen(queue)
+            # Ready now: its wait for a worker counts from here (JobQueue._start reads these).
+            taken.run_at, taken._ready_at = self.clock.now(), time.time()
             if not self._alone and current_executor_var.get(None) is not self:
                 self._bind(taken)
             queue.submit(taken)
@@ -636,10 +640,10 @@ class Backburner(EnqueueMethods):
             if claimed:
                 self._unique.release(taken)
             taken._status, taken._result, taken._exception, taken.finished_at, taken._owner = ended
+            taken.run_at = was_due
             taken.context = None  # type: ignore[assignment]  # as it was: an ended job's is gone
             self._failures.add(taken)
             raise
-        queue.requeued(taken)  # its wait for a worker starts now, not when first enqueued
         return taken
 
     def discard(self, job: Job[Any] | str) -> bool:

@@ -7,12 +7,12 @@ says O(n); none is on the per-job path.
 
 from __future__ import annotations
 
-import heapq
 import math
 from typing import TYPE_CHECKING, Any
 
 from ._job import Job
 from ._queue import JobQueue
+from ._scheduler import Timer
 from ._status import JobStatus
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["find_job", "history", "pending_jobs", "running_jobs", "timed_jobs", "wait_totals"]
 
 _TIMED = (JobStatus.SCHEDULED, JobStatus.RETRYING)
+#: The most heap entries one timed listing visits (more when it lists more than half this).
+MAX_VISITS = 40_000
 
 
 def running_jobs(executor: Backburner, queue: str | None = None) -> list[Job[Any]]:
@@ -61,39 +63,68 @@ def timed_jobs(
     queue: str | None = None,
     offset: int = 0,
     limit: int = 50,
-) -> tuple[list[Job[Any]], int]:
-    """Scheduled (or retrying) jobs, the soonest due first, and how many there are.
+) -> tuple[list[Job[Any]], int, bool]:
+    """Scheduled (or retrying) jobs, the soonest due first; how many there are; and whether
+    the listing is complete (False: the walk stopped at its bound, see ``MAX_VISITS``).
 
-    O(n log(offset + limit)) over the scheduler's entries: a copy of its heap, scanned.
+    A best-first walk of the scheduler's heap (``Scheduler.soonest``): O(k log k) for
+    k = offset + limit when most entries are of the kind asked for, never more than
+    ``max(MAX_VISITS, 2k)`` entries visited whatever the schedule's size. The counts come
+    from the queues' counters: asking for retries when there are none costs nothing.
     """
     if status not in _TIMED:
         raise ValueError(f"status must be JobStatus.SCHEDULED or JobStatus.RETRYING, got {status}")
-    _queues(executor, queue)  # checks the name
-    jobs = [
-        (when, job)
-        for when, job in _timed_entries(executor)
-        if job._status is status and (queue is None or job.queue == queue)
-    ]
-    soonest = heapq.nsmallest(offset + limit, jobs, key=lambda entry: (entry[0], entry[1]._seq))
-    return [job for _, job in soonest[offset:]], len(jobs)
+    queues = _queues(executor, queue)  # checks the name
+    retrying = status is JobStatus.RETRYING
+    total = sum(q._retrying if retrying else q._scheduled - q._retrying for q in queues)
+    scheduler = executor.scheduler
+    if total <= offset or limit <= 0 or scheduler is None:
+        return [], total, True
+
+    def accept(timer: Timer) -> bool:
+        # A queue's _due holds a job until its time; other entries are ticks and timeouts.
+        job = timer.arg
+        return (
+            getattr(timer.callback, "__func__", None) is JobQueue._due
+            and isinstance(job, Job)
+            and job._status is status
+            and (queue is None or job.queue == queue)
+        )
+
+    wanted = offset + limit
+    found, complete = scheduler.soonest(accept, wanted, max(MAX_VISITS, 2 * wanted))
+    return [timer.arg for _, timer in found[offset:]], total, complete
 
 
 def find_job(executor: Backburner, job_id: str) -> Job[Any] | None:
     """The job with this id if the executor still holds it: running, waiting, scheduled,
     retrying, or in ``failures()``. O(running + waiting + scheduled jobs)."""
+    return find_held(executor, job_id) or find_waiting(executor, job_id)
+
+
+def find_held(executor: Backburner, job_id: str) -> Job[Any] | None:
+    """The running or failed job with this id: O(running jobs + ``keep_failed``). Loop thread."""
     if not isinstance(job_id, str):
         raise TypeError(f"job_id must be a job's id (a str), got {type(job_id).__name__}")
     for queue in executor._queues.values():
         for job in queue.running_jobs():
             if job.id == job_id:
                 return job
-    failed = executor._failures.get(job_id)
-    if failed is not None:
-        return failed
+    return executor._failures.get(job_id)
+
+
+def find_waiting(executor: Backburner, job_id: str) -> Job[Any] | None:
+    """The waiting, scheduled or retrying job with this id: O(waiting + scheduled jobs).
+
+    Any thread (each queue's and the scheduler's lock is held only to copy what they hold),
+    so the dashboard runs it off the event loop.
+    """
     for queue in executor._queues.values():
-        found = queue.find_pending(job_id)
-        if found is not None:
-            return found
+        with queue._lock:
+            waiting = list(queue._pending)  # a C-speed copy: the lock is held briefly
+        for job in waiting:
+            if job._status is JobStatus.PENDING and job.id == job_id:
+                return job
     for _, job in _timed_entries(executor):
         if job.id == job_id and job._status in _TIMED:
             return job

@@ -61,6 +61,7 @@ class Job(Generic[T]):
     __slots__ = (
         "_exception",
         "_owner",
+        "_ready_at",
         "_result",
         "_seq",
         "_status",
@@ -81,6 +82,9 @@ class Job(Generic[T]):
         "started_at",
         "unique_key",
     )
+    # Wall time a job with a run_at became ready to start. Set only where run_at is (so never
+    # on a plain job's path: no store per enqueue); read only when run_at is not None.
+    _ready_at: float
 
     def __init__(
         self,

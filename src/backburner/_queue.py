@@ -94,6 +94,7 @@ class JobQueue:
         "_pending",
         "_processed",
         "_pump_scheduled",
+        "_retrying",
         "_room_waiters",
         "_running",
         "_scheduled",
@@ -130,6 +131,7 @@ class JobQueue:
         assert executor.scheduler is not None
         self._scheduler = executor.scheduler
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
+        self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
         self._held_slots: set[Job[Any]] = set()  # timed-out sync jobs whose thread runs on
         self._deferred = 0  # due jobs that found the queue full since the last warning
@@ -191,8 +193,9 @@ class JobQueue:
         """Hold ``job`` until clock time ``when``, then ``submit`` it. Any thread."""
         with self._lock:
             self._scheduled += 1
+            self._retrying += status is _RETRYING
             job._status = status
-        job.run_at = when
+        job.run_at, job._ready_at = when, job.enqueued_at  # _ready_at: see _due
         job._timer = self._scheduler.call_at(when, self._due, job)
 
     def _due(self, job: Job[Any]) -> None:
@@ -200,8 +203,10 @@ class JobQueue:
             if job._status is not _SCHEDULED and job._status is not _RETRYING:
                 return  # cancelled meanwhile (counted out then)
             self._scheduled -= 1
+            self._retrying -= job._status is _RETRYING
             status, job._status = job._status, _PENDING
-        job._timer = None
+        # When it became ready: a job with a run_at waits for a worker from then (see _start).
+        job._timer, job._ready_at = None, time.time()
         try:
             self.submit(job)
         except QueueFull:
@@ -221,8 +226,6 @@ class JobQueue:
                 )
                 self._last_full_warning, self._deferred = now, 0
             self.submit_at(job, self._scheduler.clock.now() + _FULL_RETRY_DELAY, status)
-        else:
-            self.requeued(job)
 
     async def wait_for_room(self) -> None:
         """Wait until a waiting job leaves the queue (or the executor stops). Loop thread only."""
@@ -275,7 +278,8 @@ class JobQueue:
         # A job starts when it takes a slot and its task is made; it runs at the loop's next turn.
         job.started_at = now = time.time()
         self._started += 1  # (these two feed the dashboard's wait-time history)
-        self._waited += now - job.enqueued_at
+        # Plain jobs (no run_at) waited from enqueue; others from when they became ready.
+        self._waited += now - (job.enqueued_at if job.run_at is None else job._ready_at)
         self._running.add(job)
         if _TASK_TAKES_CONTEXT:
             # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
@@ -481,7 +485,8 @@ class JobQueue:
                 now = time.time()
             successor.started_at = now
             self._started += 1
-            self._waited += now - successor.enqueued_at
+            ready = successor.enqueued_at if successor.run_at is None else successor._ready_at
+            self._waited += now - ready
             self._running.add(successor)
             if _TASK_TAKES_CONTEXT:
                 successor._task = self._loop.create_task(  # type: ignore[call-arg]
@@ -514,6 +519,7 @@ class JobQueue:
             elif status is _SCHEDULED or status is _RETRYING:
                 job._status = _CANCELLED
                 self._scheduled -= 1
+                self._retrying -= status is _RETRYING
                 self._cancelled += 1
             elif status is not _RUNNING or not job.is_async:
                 return False  # finished, or a thread we cannot interrupt
@@ -597,6 +603,7 @@ class JobQueue:
         with self._lock:
             for job in jobs:
                 if job._status is _SCHEDULED or job._status is _RETRYING:
+                    self._retrying -= job._status is _RETRYING
                     job._status = _CANCELLED
                     self._scheduled -= 1
                     self._cancelled += 1
@@ -679,11 +686,6 @@ class JobQueue:
     def paused(self) -> bool:
         """True between ``pause()`` and ``resume()``."""
         return self._paused
-
-    def requeued(self, job: Job[Any]) -> None:
-        """``job`` joins the queue now after waiting elsewhere (schedule, retry backoff, dead
-        list): its wait for a worker counts from now, not from when it was enqueued."""
-        self._waited -= time.time() - job.enqueued_at
 
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""

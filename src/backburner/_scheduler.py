@@ -85,6 +85,39 @@ class Scheduler:
             heap = list(self._heap)
         return [(when, timer) for when, _, timer in heap if not timer.cancelled]
 
+    def soonest(
+        self, accept: Callable[[Timer], bool], count: int, max_visits: int
+    ) -> tuple[list[tuple[float, Timer]], bool]:
+        """The ``count`` soonest calls still to come whose timer ``accept`` takes, soonest
+        first, as ``(when, timer)``; and False if the walk stopped after ``max_visits``
+        entries, before it had seen every call that could be among them. Any thread.
+
+        A best-first walk of the heap under the lock (a heap's children are never sooner than
+        their parent): O(v log v) for the v entries visited, v <= ``max_visits``, whatever
+        the heap's size. ``accept`` runs under the lock: it must be cheap and take no lock.
+        """
+        found: list[tuple[float, Timer]] = []
+        if count <= 0:
+            return found, True
+        with self._lock:
+            heap = self._heap
+            size = len(heap)
+            frontier = [(heap[0], 0)] if heap else []
+            visits = 0
+            while frontier:
+                if visits >= max_visits:
+                    return found, False
+                visits += 1
+                (when, _, timer), index = heapq.heappop(frontier)
+                if not timer.cancelled and accept(timer):
+                    found.append((when, timer))
+                    if len(found) >= count:
+                        break
+                for child in (2 * index + 1, 2 * index + 2):
+                    if child < size:
+                        heapq.heappush(frontier, (heap[child], child))
+        return found, True
+
     def close(self) -> list[Any]:
         """Stop firing; return the ``arg`` of every call that will now never happen."""
         self._closed = True

@@ -131,7 +131,18 @@ def test_the_auth_callable_decides_and_its_refusal_is_403(server: Uvicorn) -> No
 def test_insecure_local_serves_loopback_clients_but_not_through_a_proxy(server: Uvicorn) -> None:
     with server.client() as client:
         assert client.get("/local/").status_code == 200  # we are 127.0.0.1
-        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        for header in (
+            "X-Forwarded-For",
+            "Forwarded",
+            "X-Real-IP",
+            "Via",
+            "X-Forwarded-Proto",
+            "X-Forwarded-Port",
+            "X-Forwarded-Prefix",
+            "CF-Connecting-IP",
+            "True-Client-IP",
+            "X-Client-IP",
+        ):
             response = client.get("/local/", headers={header: "203.0.113.7"})
             assert response.status_code == 403, header
         # A DNS-rebound name reaches 127.0.0.1 with a foreign Host: refused.

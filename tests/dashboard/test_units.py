@@ -6,9 +6,10 @@ redaction. Requests go through httpx's ASGI transport to the real app.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -21,7 +22,8 @@ from starlette.routing import Mount
 from backburner import Backburner, BackburnerMiddleware, JobStatus, Periodic, QueueConfig
 from backburner.dashboard import BasicAuth, Dashboard, dashboard
 from backburner.dashboard._metrics import escape_label
-from backburner.dashboard._present import MASK, Presenter
+from backburner.dashboard._present import DEFAULT_REDACT, MASK, Presenter
+from backburner.testing import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -91,8 +93,15 @@ def test_basic_auth_hides_its_password_in_its_repr() -> None:
 # Who gets in.
 
 
-async def test_insecure_local_refuses_a_client_on_another_machine(bg: Backburner) -> None:
+async def test_insecure_local_refuses_a_client_on_another_machine(
+    bg: Backburner, caplog: pytest.LogCaptureFixture
+) -> None:
     app = dashboard(bg, insecure_local=True)
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "insecure_local=True" in warning.getMessage()
+    assert "reverse proxy" in warning.getMessage()
+    dashboard(bg, auth=AUTH)
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
     async with _client(app, client=("203.0.113.9", 4000)) as remote:
         response = await remote.get("/", headers={"Host": "localhost"})
         assert response.status_code == 403
@@ -380,3 +389,210 @@ async def test_long_errors_and_tracebacks_are_cut_keeping_the_end(bg: Backburner
     assert len(shown["traceback"]) == 20_000
     assert shown["traceback"].startswith("…")
     assert shown["traceback"].rstrip().endswith("the end")
+
+
+# Strings UTF-8 cannot encode.
+
+CAFE = b"caf\xe9.txt".decode("utf-8", "surrogateescape")  # a lone surrogate, \udce9
+
+
+async def read(path: str) -> None:
+    raise ValueError(f"cannot read {path}")
+
+
+async def test_lone_surrogates_anywhere_are_shown_escaped_never_a_500() -> None:
+    queue = f"files-{CAFE}"
+    async with Backburner(
+        queues={queue: QueueConfig()}, periodic=[Periodic(noop, every=3600, name=CAFE)]
+    ) as bg:
+        job = bg.options(queue=queue, unique=CAFE).enqueue(read, CAFE)
+        await bg.join()
+        assert job.status is JobStatus.FAILED
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            for path in ("/api/dead", f"/api/jobs/{job.id}", "/api/overview", "/api/periodic"):
+                response = await client.get(path, auth=AUTH)
+                assert response.status_code == 200, path
+                assert "caf\\\\udce9.txt" in response.text, path  # JSON escapes the backslash
+            detail = (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]
+            assert detail["error"] == "ValueError: cannot read caf\\udce9.txt"
+            assert detail["unique_key"] == "caf\\udce9.txt"
+            assert detail["queue"] == "files-caf\\udce9.txt"
+            assert "caf\\udce9.txt" in detail["traceback"]
+            for path in ("/dead", f"/jobs/{job.id}", "/", "/periodic"):
+                response = await client.get(path, auth=AUTH)
+                assert response.status_code == 200, path
+                assert "caf\\udce9.txt" in response.text, path
+            metrics = await client.get("/metrics", auth=AUTH)
+            assert 'queue="files-caf\\\\udce9.txt"' in metrics.text  # a label escapes "\\"
+
+
+# Redaction through containers, pairs, dataclasses, URLs and error text.
+
+
+@dataclasses.dataclass
+class Creds:
+    user: str
+    password: str
+
+
+class Pair(NamedTuple):
+    name: str
+    api_key: str
+
+
+@pytest.mark.parametrize(
+    ("argument", "shown"),
+    [
+        ([{"password": "hunter2"}], f"[{{'password': {MASK}}}]"),
+        (("token", "hunter2"), f"('token', {MASK})"),
+        ([("Authorization", "Bearer hunter2")], f"[('Authorization', {MASK})]"),
+        (["x-api-key", "hunter2"], f"['x-api-key', {MASK}]"),
+        ({("a", "b"), ("secret", "hunter2")}, f"('secret', {MASK})"),
+        (Creds("ada", "hunter2"), f"Creds(user='ada', password={MASK})"),
+        (Pair("ada", "hunter2"), f"Pair(name='ada', api_key={MASK})"),
+        ({b"password": "hunter2"}, f"{{b'password': {MASK}}}"),
+        ("postgres://ada:hunter2@db/app", f"'postgres://ada:{MASK}@db/app'"),
+        ([[{"cookie": "hunter2"}]], f"[[{{'cookie': {MASK}}}]]"),
+    ],
+)
+async def test_secrets_are_masked_inside_containers_pairs_and_records(
+    bg: Backburner, argument: Any, shown: str
+) -> None:
+    bg.pause("mail")
+    job = _job(bg, noop, argument)
+    [text] = Presenter(DEFAULT_REDACT, None).arguments(job)
+    assert "hunter2" not in text
+    assert shown in text
+
+
+async def login(user: str, password: str) -> None:
+    raise PermissionError(f"login refused for {user} with {password}")
+
+
+async def test_masked_values_and_redact_text_hide_secrets_in_errors_and_unique_keys() -> None:
+    def scrub(job: Any, text: str) -> str:
+        return text.replace("ada", "[user]")
+
+    async with Backburner() as bg:
+        job = bg.options(unique=lambda user, password: f"login:{password}").enqueue(
+            login, "ada", "hunter22"
+        )
+        await bg.join()
+        for redact_text, user in ((None, "ada"), (scrub, "[user]")):
+            async with _client(dashboard(bg, auth=AUTH, redact_text=redact_text)) as client:
+                data = (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]
+                page = (await client.get(f"/jobs/{job.id}", auth=AUTH)).text
+            assert "hunter22" not in str(data)
+            assert "hunter22" not in page
+            assert data["error"] == f"PermissionError: login refused for {user} with {MASK}"
+            assert data["unique_key"] == f"login:{MASK}"
+            assert f"login refused for {user} with {MASK}" in data["traceback"]
+
+
+async def test_a_failing_redact_text_hides_the_text_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(job: Any, text: str) -> str:
+        raise KeyError("oops")
+
+    async with Backburner() as bg:
+        job = bg.enqueue(login, "ada", "pw")
+        await bg.join()
+        data = Presenter((), None, broken).job(job, in_failures=True, detail=True)
+    assert data["error"] == data["traceback"] == "(hidden: the redact_text hook failed)"
+    assert "redact_text failed" in caplog.text
+    with pytest.raises(TypeError, match="redact_text must be callable"):
+        dashboard(auth=AUTH, redact_text="no")  # type: ignore[arg-type]
+
+
+async def test_big_bytes_are_cut_before_their_repr_is_made(
+    bg: Backburner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backburner.dashboard import _present
+
+    given: list[int] = []
+    real = _present._builtin_repr
+
+    def watched(value: Any) -> str:
+        given.append(len(value))
+        return real(value)
+
+    monkeypatch.setattr(_present, "_builtin_repr", watched)
+    bg.pause("mail")
+    big = b"\x00" * 10_000_000
+    job = _job(bg, noop, big, bytearray(big), memoryview(big), [big], b"short")
+    shown = Presenter((), None).arguments(job)
+    assert shown[0].endswith("...' (10000000 bytes)")
+    assert shown[1].startswith("bytearray(b'\\x00")
+    assert shown[1].endswith("(10000000 bytes))")
+    assert shown[2] == "<memoryview of 10000000 bytes>"
+    assert shown[3].endswith("(10000000 bytes)]")
+    assert shown[4] == "b'short'"
+    assert given, "bytes went through the sliced path"
+    assert max(given) <= 200  # never the whole 10 MB
+
+
+# Small things the pages must get right.
+
+
+@pytest.mark.parametrize(
+    ("query", "poll"),
+    [
+        ("", "10.0"),
+        ("?poll=", "10.0"),
+        ("?poll=%20", "10.0"),
+        ("?poll=0", "0.0"),
+        ("?poll=0.0", "0.0"),
+        ("?poll=0.2", "1"),
+        ("?poll=5", "5.0"),
+        ("?poll=999", "60"),
+    ],
+)
+async def test_the_poll_parameter_defaults_stops_and_clamps(
+    bg: Backburner, query: str, poll: str
+) -> None:
+    async with _client(dashboard(bg, auth=AUTH, poll_interval=10)) as client:
+        page = await client.get(f"/{query}", auth=AUTH)
+    assert f'data-poll="{poll}' in page.text
+
+
+async def test_history_is_keyed_by_whole_queue_names_and_cut_by_the_executors_clock() -> None:
+    long = "q" * 250
+    clock = ManualClock(start=1_000_000.0)
+    async with Backburner(
+        clock=clock, queues={"default": QueueConfig(), long: QueueConfig()}
+    ) as bg:
+        bg.options(queue=long).enqueue(noop)
+        await bg.join()
+        clock.advance(bg._history.interval)
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            data = (await client.get("/api/overview", auth=AUTH)).json()
+    assert [queue["name"] in data["history"] for queue in data["queues"]] == [True, True]
+    assert data["history"][long], "samples stamped with the executor's clock are kept"
+    assert sum(sample["started"] for sample in data["history"][long]) == 1
+
+
+async def test_retry_all_that_stops_part_way_says_how_many_were_sent() -> None:
+    async with Backburner(queues={"default": QueueConfig(workers=1, max_pending=1)}) as bg:
+        failed = []
+        for i in range(3):
+            failed.append(bg.enqueue(fail, str(i)))
+            await bg.join()
+        bg.pause("default")  # two fit (one for the idle worker, one waiting); the third not
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            token = (await client.get("/api/session", auth=AUTH)).json()["csrf_token"]
+            response = await client.post(
+                "/api/actions/retry-all",
+                data={"csrf_token": token},
+                headers=SAME_ORIGIN,
+                auth=AUTH,
+            )
+        assert response.status_code == 409
+        message = response.json()["error"]
+        assert message.startswith(
+            f"2 of 3 jobs sent to their queues again, then job {failed[2].id}"
+        )
+        assert "still in the dead list" in message
+        assert [job.id for job in bg.failures()] == [failed[2].id]
+        bg.resume("default")
+        await bg.join()

@@ -10,12 +10,15 @@ from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from .. import _inspect
 from .._errors import BackburnerError
 from .._executor import Backburner
 from .._job import Job
 from .._status import JobStatus
-from ._present import Presenter, truncate
+from ._present import Presenter, printable, truncate
 
 __all__ = ["ACTIONS", "ActionError", "Views"]
 
@@ -31,6 +34,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "cancel": ("job",),
 }
 _SEEN = 500  # finished jobs the dashboard showed and still describes on their own page
+_MISSES = 256  # ids looked up in vain, remembered...
+_MISS_TTL = 2.0  # ...this many seconds (an id a job was given is found by then)
 
 
 class ActionError(Exception):
@@ -50,13 +55,14 @@ class Views:
         # Jobs shown lately, so that a job that finished while someone watched it still has a
         # page (the executor keeps only failures once a job ends). Bounded; newest last.
         self._seen: OrderedDict[str, Job[Any]] = OrderedDict()
+        self._finder = _Finder()
 
     # Pages.
 
     def overview(self, bg: Backburner, minutes: float) -> dict[str, Any]:
         """Every queue's counters, the totals, and the history the charts draw."""
         stats = bg.stats()
-        since = time.time() - minutes * 60
+        since = bg.clock.now() - minutes * 60  # samples are stamped with the executor's clock
         history = _inspect.history(bg)
         return {
             "now": time.time(),
@@ -68,15 +74,16 @@ class Views:
             "interval": bg._history.interval,
             "minutes": minutes,
             "history": {
-                truncate(name, 200): [asdict(s) for s in samples if s.at >= since]
+                # Whole names: the page finds a queue's chart by the queue's name.
+                printable(name): [asdict(s) for s in samples if s.at >= since]
                 for name, samples in history.items()
             },
         }
 
-    def busy(self, bg: Backburner, queue: str | None) -> dict[str, Any]:
-        """The jobs running now, the longest-running first."""
+    def busy(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
+        """The jobs running now, the longest-running first (O(running jobs): the workers)."""
         jobs = _inspect.running_jobs(bg, queue)
-        return self._listing(bg, jobs, len(jobs), 0, len(jobs) or 1, queue)
+        return self._listing(bg, jobs[offset : offset + limit], len(jobs), offset, limit, queue)
 
     def pending(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
         """The jobs waiting for a worker, in the order they will start."""
@@ -87,8 +94,8 @@ class Views:
         self, bg: Backburner, status: JobStatus, queue: str | None, offset: int, limit: int
     ) -> dict[str, Any]:
         """Scheduled or retrying jobs, the soonest due first."""
-        jobs, total = _inspect.timed_jobs(bg, status, queue, offset, limit)
-        return self._listing(bg, jobs, total, offset, limit, queue)
+        jobs, total, complete = _inspect.timed_jobs(bg, status, queue, offset, limit)
+        return self._listing(bg, jobs, total, offset, limit, queue, complete)
 
     def dead(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
         """``failures()``, the newest first."""
@@ -106,6 +113,7 @@ class Views:
             "periodic": [
                 {
                     **asdict(p),
+                    "name": printable(p.name),  # whole: the trigger form sends it back
                     "label": truncate(p.name, 200),  # `name` stays whole for the trigger form
                     "schedule": truncate(p.schedule, 200),
                     "queue": truncate(p.queue, 200),
@@ -114,9 +122,16 @@ class Views:
             ],
         }
 
-    def job(self, bg: Backburner, job_id: str) -> dict[str, Any] | None:
-        """One job, in full; None if neither the executor nor this dashboard knows it."""
-        job = bg.find_job(job_id) or self._seen.get(job_id)
+    async def job(self, bg: Backburner, job_id: str) -> dict[str, Any] | None:
+        """One job, in full; None if neither the executor nor this dashboard knows it.
+
+        A job this dashboard showed lately is found at once (its page polls); so is a running
+        or failed one. Only an id seen nowhere costs a scan of the waiting and scheduled jobs,
+        which runs in a thread, one at a time, and whose misses are remembered a moment.
+        """
+        job = self._seen.get(job_id) or _inspect.find_held(bg, job_id)
+        if job is None:
+            job = await self._finder.find(bg, job_id)
         if job is None:
             return None
         self._remember([job])
@@ -133,6 +148,7 @@ class Views:
         offset: int,
         limit: int,
         queue: str | None,
+        complete: bool = True,
     ) -> dict[str, Any]:
         self._remember(jobs)
         failed = {job.id for job in bg.failures()} if any(j.done() for j in jobs) else set()
@@ -144,6 +160,8 @@ class Views:
             "limit": limit,
             "pages": max(1, math.ceil(total / limit)),
             "queue": queue,
+            # False: the listing stopped at its bound on work and may miss some jobs.
+            "complete": complete,
         }
 
     def _remember(self, jobs: list[Job[Any]]) -> None:
@@ -166,6 +184,24 @@ class Views:
         except BackburnerError as exc:
             raise ActionError(409, str(exc)) from None
 
+    def _retry_all(self, bg: Backburner) -> str:
+        jobs = bg.failures()
+        sent = 0
+        for job in jobs:
+            try:
+                bg.retry(job)
+            except ValueError:
+                continue  # retried or discarded meanwhile (another tab): not ours to count
+            except BackburnerError as exc:
+                raise ActionError(
+                    409,
+                    f"{sent} of {len(jobs)} jobs sent to their queues again, then job {job.id} "
+                    f"could not be: {str(exc).rstrip('.')}. It and the rest are still in the "
+                    "dead list.",
+                ) from None
+            sent += 1
+        return f"{sent} jobs sent to their queues again."
+
     def _act(self, bg: Backburner, action: str, fields: dict[str, str]) -> str:
         if action in ("pause", "resume"):
             queue = fields["queue"]
@@ -183,7 +219,7 @@ class Views:
                 raise ActionError(404, f"job {fields['job']} is not in the dead list")
             return f"Job {fields['job']} discarded."
         if action == "retry-all":
-            return f"{bg.retry_all()} jobs sent to their queues again."
+            return self._retry_all(bg)
         if action == "discard-all":
             return f"{bg.discard_all()} jobs discarded."
         if action == "trigger":
@@ -204,9 +240,45 @@ class Views:
         raise ActionError(404, f"no action named {action!r}")
 
 
+class _Finder:
+    """Looks up ids nobody showed lately: one scan at a time, off the loop, misses cached.
+
+    Many tabs on the page of a job that is gone share one scan per ``_MISS_TTL`` seconds
+    instead of each costing O(waiting + scheduled jobs) on the event loop at every poll.
+    """
+
+    def __init__(self) -> None:
+        self._misses: OrderedDict[str, float] = OrderedDict()  # id -> when it was not found
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def find(self, bg: Backburner, job_id: str) -> Job[Any] | None:
+        if self._missed(job_id):
+            return None
+        async with self._limiter:
+            if self._missed(job_id):  # another request scanned for it meanwhile
+                return None
+            job = await anyio.to_thread.run_sync(_inspect.find_waiting, bg, job_id)
+        if job is None:
+            self._misses[job_id] = time.monotonic()
+            self._misses.move_to_end(job_id)
+            while len(self._misses) > _MISSES:
+                self._misses.popitem(last=False)
+        return job
+
+    def _missed(self, job_id: str) -> bool:
+        when = self._misses.get(job_id)
+        if when is None:
+            return False
+        if time.monotonic() - when < _MISS_TTL:
+            return True
+        del self._misses[job_id]
+        return False
+
+
 def _queue(counters: dict[str, Any]) -> dict[str, Any]:
     # `name` stays whole (the pause and resume forms send it back); `label` is for showing.
-    return {**counters, "label": truncate(str(counters["name"]), 200)}
+    name = printable(str(counters["name"]))
+    return {**counters, "name": name, "label": truncate(name, 200)}
 
 
 def _in_failures(bg: Backburner, job: Job[Any]) -> bool:

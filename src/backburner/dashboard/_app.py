@@ -29,8 +29,18 @@ from .._status import JobStatus
 from ._api import ACTIONS, ActionError, Views
 from ._auth import AuthCallable, BasicAuth, Guard
 from ._metrics import CONTENT_TYPE, render_metrics
-from ._params import LIMIT, MINUTES, OFFSET, POLL, BadParameter, read_float, read_int
-from ._present import DEFAULT_REDACT, Presenter, RedactHook, truncate
+from ._params import (
+    LIMIT,
+    MINUTES,
+    OFFSET,
+    POLL,
+    TIMED_OFFSET,
+    BadParameter,
+    Range,
+    read_float,
+    read_int,
+)
+from ._present import DEFAULT_REDACT, Presenter, RedactHook, RedactText, truncate
 from ._security import CSRF_FIELD, SECURITY_HEADERS, HostCheck, csrf_refusal, new_csrf_token
 
 __all__ = ["Dashboard", "dashboard"]
@@ -56,6 +66,7 @@ def dashboard(
     allowed_hosts: Iterable[str] | None = None,
     redact: Iterable[str] = DEFAULT_REDACT,
     redact_hook: RedactHook | None = None,
+    redact_text: RedactText | None = None,
     poll_interval: float = 2.0,
     title: str = "backburner",
 ) -> Dashboard:
@@ -78,6 +89,9 @@ def dashboard(
         and keys of dicts passed as arguments).
     :param redact_hook: ``redact_hook(job, args, kwargs) -> (args, kwargs)``, what to show of a
         job's arguments after ``redact`` masked them (mask more, or replace objects).
+    :param redact_text: ``redact_text(job, text) -> text``, what to show of a job's error
+        message, traceback and unique key, after the values ``redact`` masked in its arguments
+        were masked there too (error text can hold anything: a query, a token, a path).
     :param poll_interval: seconds between live updates of an open page (1 to 60; a page's
         ``?poll=`` overrides it within the same bounds, ``?poll=0`` stops them).
     :param title: the name in the page title and header.
@@ -90,6 +104,7 @@ def dashboard(
         allowed_hosts=allowed_hosts,
         redact=redact,
         redact_hook=redact_hook,
+        redact_text=redact_text,
         poll_interval=poll_interval,
         title=title,
     )
@@ -108,6 +123,7 @@ class Dashboard:
         allowed_hosts: Iterable[str] | None,
         redact: Iterable[str],
         redact_hook: RedactHook | None,
+        redact_text: RedactText | None = None,
         poll_interval: float,
         title: str,
     ) -> None:
@@ -136,7 +152,7 @@ class Dashboard:
         self.read_only = read_only
         self.poll_interval = float(poll_interval)
         self.title = title
-        self.views = Views(Presenter(redact, redact_hook))
+        self.views = Views(Presenter(redact, redact_hook, redact_text))
         self.csrf_token = new_csrf_token()
         folder = resources.files(__package__)
         self._static = {
@@ -243,18 +259,19 @@ class Dashboard:
         return self.views.overview(bg, read_float(request, "minutes", MINUTES))
 
     def _busy(self, request: Request, bg: Backburner) -> dict[str, Any]:
-        return _checked(lambda: self.views.busy(bg, _queue_param(request)))
+        queue, offset, limit = _listing_params(request)
+        return _checked(lambda: self.views.busy(bg, queue, offset, limit))
 
     def _pending(self, request: Request, bg: Backburner) -> dict[str, Any]:
         queue, offset, limit = _listing_params(request)
         return _checked(lambda: self.views.pending(bg, queue, offset, limit))
 
     def _scheduled(self, request: Request, bg: Backburner) -> dict[str, Any]:
-        queue, offset, limit = _listing_params(request)
+        queue, offset, limit = _listing_params(request, TIMED_OFFSET)
         return _checked(lambda: self.views.timed(bg, JobStatus.SCHEDULED, queue, offset, limit))
 
     def _retries(self, request: Request, bg: Backburner) -> dict[str, Any]:
-        queue, offset, limit = _listing_params(request)
+        queue, offset, limit = _listing_params(request, TIMED_OFFSET)
         return _checked(lambda: self.views.timed(bg, JobStatus.RETRYING, queue, offset, limit))
 
     def _dead(self, request: Request, bg: Backburner) -> dict[str, Any]:
@@ -266,14 +283,14 @@ class Dashboard:
 
     async def _job_page(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        data = self.views.job(self._executor(), job_id)
+        data = await self.views.job(self._executor(), job_id)
         if data is None:
             raise HTTPException(404, _unknown_job(job_id))
         return self._render(request, "job.html", "job", data)
 
     async def _job_api(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        data = self.views.job(self._executor(), job_id)
+        data = await self.views.job(self._executor(), job_id)
         if data is None:
             raise HTTPException(404, _unknown_job(job_id))
         return SafeJSONResponse(data)
@@ -284,7 +301,7 @@ class Dashboard:
         )
 
     async def _metrics(self, request: Request) -> Response:
-        return Response(render_metrics(self._executor()), media_type=CONTENT_TYPE)
+        return Response(_encode(render_metrics(self._executor())), media_type=CONTENT_TYPE)
 
     async def _static_file(self, request: Request) -> Response:
         found = self._static.get(request.path_params["name"])
@@ -323,7 +340,6 @@ class Dashboard:
     # Responses.
 
     def _render(self, request: Request, template: str, page: str, data: dict[str, Any]) -> Response:
-        poll = read_float(request, "poll", POLL) if request.query_params.get("poll") != "0" else 0
         context = {
             "title": self.title,
             "root": _root(request),
@@ -331,11 +347,19 @@ class Dashboard:
             "data": data,
             "read_only": self.read_only,
             "csrf_token": self.csrf_token,
-            "poll": float(poll) if "poll" in request.query_params else self.poll_interval,
+            "poll": self._poll(request),
             "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         }
         html = self._templates.get_template(template).render(context)
-        return Response(html, media_type="text/html; charset=utf-8")
+        return Response(_encode(html), media_type="text/html; charset=utf-8")
+
+    def _poll(self, request: Request) -> float:
+        # Absent or empty: the configured interval; any zero ("0", "0.0"): no live updates.
+        raw = request.query_params.get("poll", "").strip()
+        if not raw:
+            return self.poll_interval
+        value = read_float(request, "poll", Range(self.poll_interval, 0, POLL.high))
+        return 0.0 if value == 0 else float(max(value, POLL.low))
 
     def _refusal(
         self,
@@ -350,11 +374,13 @@ class Dashboard:
         if inner.startswith("/api/") or _wants_json(request):
             return SafeJSONResponse({"error": message}, status, headers=headers)
         if inner.startswith(("/metrics", "/static/")):
-            return PlainTextResponse(message, status, headers=headers)
+            return PlainTextResponse(_encode(message), status, headers=headers)
         html = self._templates.get_template("error.html").render(
             title=self.title, root=root, status=status, message=message
         )
-        return Response(html, status, headers=headers, media_type="text/html; charset=utf-8")
+        return Response(
+            _encode(html), status, headers=headers, media_type="text/html; charset=utf-8"
+        )
 
 
 class SafeJSONResponse(JSONResponse):
@@ -363,7 +389,13 @@ class SafeJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        return text.encode("utf-8")
+        return _encode(text)
+
+
+def _encode(text: str) -> bytes:
+    # The last guard (the presenter already made each string printable): a lone surrogate
+    # from application data must never turn a page into a 500.
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _with_security_headers(send: Send) -> Send:
@@ -389,10 +421,10 @@ def _queue_param(request: Request) -> str | None:
     return request.query_params.get("queue") or None
 
 
-def _listing_params(request: Request) -> tuple[str | None, int, int]:
+def _listing_params(request: Request, offsets: Range = OFFSET) -> tuple[str | None, int, int]:
     return (
         _queue_param(request),
-        read_int(request, "offset", OFFSET),
+        read_int(request, "offset", offsets),
         read_int(request, "limit", LIMIT),
     )
 

@@ -24,8 +24,22 @@ logger = logging.getLogger("backburner")
 AuthCallable = Callable[[Request], "bool | Awaitable[bool]"]
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
-# A proxy on the same host makes every client look local: refuse what a proxy would add.
-_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+# A proxy on the same host makes every client look local: refuse what a proxy may add. (A
+# proxy that adds none of these, as nginx's bare proxy_pass, cannot be told from a browser.)
+_PROXY_HEADERS = (
+    "forwarded",
+    "via",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "true-client-ip",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +118,12 @@ class Guard:
             )
         self.auth = auth
         self.insecure_local = insecure_local
-
-    @property
-    def configured(self) -> bool:
-        """False when no request can ever be let in."""
-        return self.auth is not None or self.insecure_local
+        if insecure_local:
+            logger.warning(
+                "the dashboard is served with insecure_local=True: no credentials, for any "
+                "client connecting from this machine. A reverse proxy on this machine that "
+                "adds no forwarding header makes every client look local: never deploy it so"
+            )
 
     async def refuse(self, request: Request) -> Verdict | None:
         """None if the request may go on; else why not."""

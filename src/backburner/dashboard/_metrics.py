@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .._executor import Backburner
+from .._inspect import wait_totals
+from ._present import printable
 
 __all__ = ["CONTENT_TYPE", "render_metrics"]
 
@@ -30,6 +32,7 @@ _QUEUE_METRICS = (
 
 def escape_label(value: str) -> str:
     """A label value as the text format wants it: backslash, double quote and newline escaped."""
+    value = printable(value)  # backslashes it adds are escaped below, as any other
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -50,8 +53,6 @@ def _number(value: float) -> str:
 
 def render_metrics(executor: Backburner) -> str:
     """Every queue's counters and gauges, the dead list's size and the periodic jobs' runs."""
-    from .._inspect import wait_totals
-
     stats = executor.stats()
     queues = list(stats.queues.values())
     families = [

@@ -32,6 +32,7 @@ class Range:
 
 LIMIT = Range(50, 1, 200)
 OFFSET = Range(0, 0, 1_000_000)
+TIMED_OFFSET = Range(0, 0, 10_000)  # scheduled and retrying: each entry skipped is a heap visit
 POLL = Range(2, 1, 60)  # seconds between two live updates
 MINUTES = Range(10, 1, 10)  # how much history the charts show
 

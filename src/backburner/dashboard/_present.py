@@ -7,9 +7,12 @@ templates (Jinja's autoescape) and by the script (``textContent``), never truste
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import itertools
 import logging
+import re
 import reprlib
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +21,7 @@ from typing import Any
 from .._job import Job
 from .._status import JobStatus
 
-__all__ = ["DEFAULT_REDACT", "Presenter", "RedactHook", "truncate"]
+__all__ = ["DEFAULT_REDACT", "Presenter", "RedactHook", "RedactText", "printable", "truncate"]
 
 logger = logging.getLogger("backburner")
 
@@ -42,6 +45,8 @@ MASK = "••••••"
 RedactHook = Callable[
     [Job[Any], tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]
 ]
+#: ``redact_text(job, text) -> text``: what to show of a job's error, traceback or unique key.
+RedactText = Callable[[Job[Any], str], str]
 
 _ARG_CHARS = 300  # one argument's repr
 _NAME_CHARS = 200  # a function's or a queue's name
@@ -49,7 +54,30 @@ _ERROR_CHARS = 1000  # an exception's message
 _TRACEBACK_CHARS = 20_000
 _CANCELLABLE = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
 
-_repr = reprlib.Repr()
+_builtin_repr = repr  # (a name of its own: the tests watch what it is given)
+
+
+class _Repr(reprlib.Repr):
+    """reprlib's, but bytes-like values are cut before their repr is made, not after: a 10 MB
+    argument costs its first few hundred bytes, not a 40 MB string, at every poll."""
+
+    def repr_bytes(self, value: bytes, level: int) -> str:
+        return self._cut(value, len(value), self.maxstring)
+
+    def repr_bytearray(self, value: bytearray, level: int) -> str:
+        return f"bytearray({self._cut(bytes(value[: self.maxstring]), len(value), self.maxstring)})"
+
+    def repr_memoryview(self, value: memoryview, level: int) -> str:
+        return f"<memoryview of {value.nbytes} bytes>"
+
+    def _cut(self, value: bytes, size: int, limit: int) -> str:
+        if size <= limit:
+            return _builtin_repr(bytes(value))
+        text = _builtin_repr(bytes(value[:limit]))
+        return f"{text[:-1][: limit // 2]}...{text[-1]} ({size} bytes)"  # (escapes are long)
+
+
+_repr = _Repr()
 _repr.maxstring = 200
 _repr.maxother = 200
 _repr.maxlong = 60
@@ -57,8 +85,16 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = _repr.maxfrozens
 _repr.maxlevel = 3
 
 
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates, as ``surrogateescape`` makes
+    of a file name's bytes) written as ``\\udce9``: every string shown passes here, or the
+    page or the JSON holding it could not be sent at all."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
+
+
 def truncate(text: str, limit: int) -> str:
-    """``text``, cut to ``limit`` characters with an ellipsis if it was longer."""
+    """``text``, cut to ``limit`` characters with an ellipsis if it was longer, printable."""
+    text = printable(text if len(text) <= limit else text[: limit - 1] + "…")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -68,12 +104,32 @@ class _Masked:
 
 
 _MASKED = _Masked()
+_MIN_SECRET = 4  # a masked value this long or longer is masked in error text too
+_ITEMS = 9  # items of a container looked at: the repr shows 8 and "..."
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)([^@/\s]+)@")  # scheme://user:PASSWORD@host
+
+
+class _Fields:
+    """A dataclass or named tuple, its secret fields masked: shown as ``Name(a=1, b=...)``."""
+
+    def __init__(self, name: str, fields: list[tuple[str, Any]]) -> None:
+        self.name = name
+        self.fields = fields
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{key}={_repr.repr(value)}" for key, value in self.fields)
+        return f"{self.name}({inner})"
 
 
 class Presenter:
     """Turns jobs into JSON-ready dicts, masking configured argument names."""
 
-    def __init__(self, redact: Iterable[str], redact_hook: RedactHook | None) -> None:
+    def __init__(
+        self,
+        redact: Iterable[str],
+        redact_hook: RedactHook | None,
+        redact_text: RedactText | None = None,
+    ) -> None:
         if isinstance(redact, str):
             raise TypeError(f"redact takes a list of names, got the str {redact!r}")
         names = tuple(redact)
@@ -82,13 +138,17 @@ class Presenter:
                 raise TypeError(f"redact holds argument names (str), got {name!r}")
         if redact_hook is not None and not callable(redact_hook):
             raise TypeError(f"redact_hook must be callable(job, args, kwargs), got {redact_hook!r}")
-        self.names = tuple(name.lower() for name in names)
+        if redact_text is not None and not callable(redact_text):
+            raise TypeError(f"redact_text must be callable(job, text), got {redact_text!r}")
+        self.names = tuple(_normal(name) for name in names)
         self.hook = redact_hook
+        self.text_hook = redact_text
 
     def job(self, job: Job[Any], *, in_failures: bool, detail: bool = False) -> dict[str, Any]:
         """The fields every listing shows; with ``detail``, the traceback and options too."""
         status = job.status
         exc = job.exception()
+        args, secrets = self._arguments(job)
         data: dict[str, Any] = {
             "id": job.id,
             "name": truncate(job.name, _NAME_CHARS),
@@ -100,30 +160,45 @@ class Presenter:
             "started_at": job.started_at,
             "finished_at": job.finished_at,
             "run_at": job.run_at if status in (JobStatus.SCHEDULED, JobStatus.RETRYING) else None,
-            "args": self.arguments(job),
-            "error": None if exc is None else _error_line(exc),
+            "args": args,
+            "error": None
+            if exc is None
+            else truncate(
+                self._text(job, _error_line(exc, 10 * _ERROR_CHARS), secrets), _ERROR_CHARS
+            ),
             "in_failures": in_failures,
             "can_cancel": status in _CANCELLABLE or (status is JobStatus.RUNNING and job.is_async),
         }
         if detail:
-            data["traceback"] = None if exc is None else _traceback(exc)
+            data["traceback"] = (
+                None if exc is None else self._text(job, _traceback(exc), secrets, _TRACEBACK_CHARS)
+            )
             data["kind"] = "async" if job.is_async else "sync (thread)"
             data["timeout"] = job.options.timeout
             data["unique_key"] = (
-                None if job.unique_key is None else truncate(job.unique_key, _ARG_CHARS)
+                None
+                if job.unique_key is None
+                else self._text(job, job.unique_key, secrets, _ARG_CHARS)
             )
         return data
 
     def arguments(self, job: Job[Any]) -> list[str]:
         """Each argument as shown: positional ones first, then ``name=value``."""
+        return self._arguments(job)[0]
+
+    def _arguments(self, job: Job[Any]) -> tuple[list[str], list[str]]:
+        # Also the text of the values masked, to mask them in the error text too.
+        secrets: list[str] = []
         args, kwargs = job.args, dict(job.kwargs or {})
         names = parameter_names(job.fn)
         shown_args: list[Any] = [
-            _MASKED if i < len(names) and self._secret(names[i]) else self._scrub(arg)
+            self._mask(arg, secrets)
+            if i < len(names) and self._secret(names[i])
+            else self._scrub(arg, secrets)
             for i, arg in enumerate(args)
         ]
         shown_kwargs = {
-            key: _MASKED if self._secret(key) else self._scrub(value)
+            key: self._mask(value, secrets) if self._secret(key) else self._scrub(value, secrets)
             for key, value in kwargs.items()
         }
         if self.hook is not None:
@@ -132,27 +207,113 @@ class Presenter:
                 shown_args, shown_kwargs = list(hooked[0]), dict(hooked[1])
             except Exception:
                 logger.exception("the dashboard's redact_hook failed for job %s", job.id)
-                return ["(hidden: the redact hook failed)"]
+                return ["(hidden: the redact hook failed)"], secrets
         parts = [_show(arg) for arg in shown_args]
         parts += [
             truncate(f"{key}={_show(value)}", _ARG_CHARS) for key, value in shown_kwargs.items()
         ]
-        return parts
+        return parts, secrets
 
-    def _secret(self, name: str) -> bool:
-        lowered = name.lower()
+    def _text(self, job: Job[Any], text: str, secrets: list[str], limit: int = 0) -> str:
+        """An error, traceback or unique key: masked values masked, ``redact_text`` applied."""
+        for secret in secrets:
+            text = text.replace(secret, MASK)
+        if self.text_hook is not None:
+            try:
+                text = self.text_hook(job, text)
+                if not isinstance(text, str):
+                    raise TypeError(f"redact_text returned {type(text).__name__}, not a str")
+            except Exception:
+                logger.exception("the dashboard's redact_text failed for job %s", job.id)
+                return "(hidden: the redact_text hook failed)"
+        if limit and len(text) > limit:  # keep the end (for a traceback, where it raised)
+            text = "…" + text[-(limit - 1) :]
+        return printable(text)
+
+    def _secret(self, name: object) -> bool:
+        if isinstance(name, (bytes, bytearray)):
+            name = bytes(name[:200]).decode("latin-1")
+        if not isinstance(name, str):
+            return False
+        lowered = _normal(name)
         return any(secret in lowered for secret in self.names)
 
-    def _scrub(self, value: Any, depth: int = 0) -> Any:
-        """Mask secret keys inside dicts (``{"password": ...}``), a few levels deep."""
-        if depth > 3 or not isinstance(value, Mapping):
+    def _mask(self, value: Any, secrets: list[str]) -> _Masked:
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value[:1000]).decode("utf-8", "replace")
+        if isinstance(value, str) and len(value) >= _MIN_SECRET:
+            secrets.append(value)
+        return _MASKED
+
+    def _scrub(self, value: Any, secrets: list[str], depth: int = 0) -> Any:
+        """Mask what is secret inside the containers an argument holds, a few levels deep:
+        values of dicts under a secret key (``{"password": ...}``, ``{b"token": ...}``), the
+        value of a ``(name, value)`` pair with a secret name (``("Authorization", "Bearer
+        x")``), and secret fields of dataclasses and named tuples; through lists, tuples and
+        sets; and the password of a URL (``postgres://user:pw@host``). Only the items the repr
+        shows are looked at."""
+        if depth > 3:
             return value
-        return {
-            key: _MASKED
-            if isinstance(key, str) and self._secret(key)
-            else self._scrub(item, depth + 1)
-            for key, item in value.items()
-        }
+        if isinstance(value, str):
+            if "://" not in value[:_ARG_CHARS]:
+                return value
+
+            def hide(match: re.Match[str]) -> str:
+                self._mask(match.group(2), secrets)
+                return f"{match.group(1)}{MASK}@"
+
+            return _URL_PASSWORD.sub(hide, value[: _ARG_CHARS * 2])
+        if isinstance(value, Mapping):
+            return {
+                key: self._mask(item, secrets)
+                if self._secret(key)
+                else self._scrub(item, secrets, depth + 1)
+                for key, item in itertools.islice(value.items(), _ITEMS)
+            }
+        fields = _fields_of(value)
+        if fields is not None:
+            return _Fields(
+                type(value).__name__,
+                [
+                    (
+                        name,
+                        self._mask(item, secrets)
+                        if self._secret(name)
+                        else self._scrub(item, secrets, depth + 1),
+                    )
+                    for name, item in itertools.islice(fields, _ITEMS)
+                ],
+            )
+        if isinstance(value, (tuple, list)):
+            if len(value) == 2 and self._secret(value[0]):
+                pair = (value[0], self._mask(value[1], secrets))
+                return pair if isinstance(value, tuple) else list(pair)
+            items = [self._scrub(item, secrets, depth + 1) for item in value[:_ITEMS]]
+            return tuple(items) if isinstance(value, tuple) else items
+        if isinstance(value, (set, frozenset)):
+            items = [
+                self._scrub(item, secrets, depth + 1) for item in itertools.islice(value, _ITEMS)
+            ]
+            try:
+                return type(value)(items) if type(value) in (set, frozenset) else set(items)
+            except TypeError:  # an unhashable result: shown as a list
+                return items
+        return value
+
+
+def _normal(name: str) -> str:
+    # Case, "-" and "_" ignored: "api_key" masks X-Api-Key, apiKey and API_KEY alike.
+    return name.lower().replace("-", "").replace("_", "")
+
+
+def _fields_of(value: Any) -> Iterable[tuple[str, Any]] | None:
+    """A dataclass instance's or a named tuple's fields, as (name, value); None otherwise."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return ((f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value))
+    names = getattr(type(value), "_fields", None)
+    if isinstance(value, tuple) and isinstance(names, tuple):
+        return zip(names, value, strict=False)
+    return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -187,13 +348,13 @@ def _show(value: Any) -> str:
     return truncate(text, _ARG_CHARS)
 
 
-def _error_line(exc: BaseException) -> str:
+def _error_line(exc: BaseException, limit: int = _ERROR_CHARS) -> str:
     try:
         message = str(exc)
     except Exception:
         message = "(str() of the exception failed)"
     name = type(exc).__name__
-    return truncate(f"{name}: {message}" if message else name, _ERROR_CHARS)
+    return truncate(f"{name}: {message}" if message else name, limit)
 
 
 def _traceback(exc: BaseException) -> str:
@@ -203,4 +364,4 @@ def _traceback(exc: BaseException) -> str:
         text = _error_line(exc)
     if len(text) > _TRACEBACK_CHARS:  # keep the end: the frame that raised and the message
         text = "…" + text[-(_TRACEBACK_CHARS - 1) :]
-    return text
+    return printable(text)

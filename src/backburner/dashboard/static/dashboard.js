@@ -14,7 +14,6 @@
   const csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
   const SVG = "http://www.w3.org/2000/svg";
   let serverOffset = 0; // server time minus ours, in seconds
-  let timer = null;
   let inFlight = false;
 
   // Building nodes.
@@ -344,11 +343,16 @@
   async function refresh() {
     if (inFlight) return;
     inFlight = true;
+    // A poll that hangs (a stalled proxy, a server that stopped answering) is given up, so
+    // that the next one runs: without it, one lost request would end live updates for good.
+    const controller = new AbortController();
+    const deadline = window.setTimeout(() => controller.abort(), Math.max(10, 3 * pollSeconds) * 1000);
     try {
       const response = await fetch(apiPath(), {
         headers: { Accept: "application/json" },
         credentials: "same-origin",
         cache: "no-store",
+        signal: controller.signal,
       });
       const data = await response.json();
       if (!response.ok) {
@@ -363,13 +367,14 @@
     } catch (error) {
       setLive("offline", String(error));
     } finally {
+      window.clearTimeout(deadline);
       inFlight = false;
     }
   }
 
   function schedule() {
     if (!pollSeconds) return;
-    timer = window.setTimeout(async () => {
+    window.setTimeout(async () => {
       if (!document.hidden) await refresh();
       schedule();
     }, pollSeconds * 1000);
