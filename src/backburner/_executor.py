@@ -708,6 +708,12 @@ class Backburner(EnqueueMethods):
         thread (an endpoint, a job); from another thread it takes effect on the loop soon.
         """
         self._check_queue_name(queue)
+        engine = self.queue_configs[queue].engine or self.engine
+        if engine is not None:
+            raise ValueError(
+                f"queue {queue!r} sends its jobs to {_engine_name(engine)}, whose workers run "
+                f"them: pause them there (a remote queue has no workers here to hold)"
+            )
         if self._call_on_loop(self.pause, queue):
             return
         self._paused_queues.add(queue)

@@ -120,9 +120,7 @@ def find_waiting(executor: Backburner, job_id: str) -> Job[Any] | None:
     so the dashboard runs it off the event loop.
     """
     for queue in executor._queues.values():
-        with queue._lock:
-            waiting = list(queue._pending)  # a C-speed copy: the lock is held briefly
-        for job in waiting:
+        for job in queue.waiting_jobs():
             if job._status is JobStatus.PENDING and job.id == job_id:
                 return job
     for _, job in _timed_entries(executor):

@@ -701,6 +701,14 @@ class JobQueue:
             stop = None if limit is None else offset + limit
             return list(itertools.islice(live, offset, stop))
 
+    def waiting_jobs(self) -> list[Job[Any]]:
+        """A copy of the deque of waiting jobs, cancelled ones included. Any thread.
+
+        A C-speed copy: the admission lock is held briefly, whatever the length.
+        """
+        with self._lock:
+            return list(self._pending)
+
     def find_pending(self, job_id: str) -> Job[Any] | None:
         """The waiting job with this id, if any: O(waiting jobs). Any thread."""
         with self._lock:

@@ -196,9 +196,33 @@ class RemoteQueue(JobQueue):
         self._in_flight: dict[Job[Any], None] = {}  # ordered: jobs being sent now
         self._enqueued = self._sent = self._send_failed = self._cancelled = 0
         self._last_error: BaseException | None = None
+        # What the dashboard and the inspection functions read of a local queue: a remote
+        # queue schedules nothing here (the engine holds delayed jobs) and starts no job.
+        self._scheduled = self._retrying = 0
+        self._paused = False
 
     def __repr__(self) -> str:
         return f"<RemoteQueue {self.name!r} -> {self.engine.name}>"
+
+    # Inspection (the dashboard's): what waits here is what waits to be sent.
+
+    def waiting_jobs(self) -> list[Job[Any]]:
+        """The jobs waiting in the send buffer, oldest first. Any thread."""
+        with self._lock:
+            return [job for job, _, _ in self._buffer]
+
+    def pending_jobs(self, offset: int = 0, limit: int | None = None) -> list[Job[Any]]:
+        """Waiting jobs in the order they will be sent. Any thread."""
+        stop = None if limit is None else offset + limit
+        return self.waiting_jobs()[offset:stop]
+
+    def find_pending(self, job_id: str) -> Job[Any] | None:
+        """The job with this id in the send buffer, if any. Any thread."""
+        return next((job for job in self.waiting_jobs() if job.id == job_id), None)
+
+    def wait_totals(self) -> tuple[int, float]:
+        """No job starts here: their waits are the engine's to count."""
+        return 0, 0.0
 
     # Admission: any thread.
 

@@ -175,3 +175,33 @@ async def test_an_unreachable_broker_fails_the_start(remote: Remote) -> None:
     with pytest.raises(BrokerUnavailable, match=r"cannot start taskiq RedisStreamBroker.*URL"):
         await bg.start()
     assert not bg.running
+
+
+async def test_the_dashboard_shows_a_mixed_executor_and_refuses_to_pause_a_remote_queue(
+    remote: Remote,
+) -> None:
+    import httpx
+
+    from backburner.dashboard import dashboard
+
+    auth = ("admin", "pw")
+    engine = remote.engine()
+    queues = {"mail": QueueConfig(workers=1, engine=engine)}
+    async with Backburner(queues=queues) as bg:
+        with pytest.raises(ValueError, match="sends its jobs to taskiq"):
+            bg.pause("mail")
+        assert "mail" not in bg.paused()
+        sent = await bg.options(queue="mail").aenqueue(add, 1, 2)
+        waiting = bg.options(queue="mail").enqueue(add, 3, 4)  # in the send buffer, or sent
+        local = await bg.aenqueue(add, 5, 6)
+        transport = httpx.ASGITransport(app=dashboard(bg, auth=auth), client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", auth=auth) as c:
+            for path in ("/", "/api/overview", "/pending", "/api/pending", "/busy", "/metrics"):
+                response = await c.get(path)
+                assert response.status_code == 200, (path, response.text[:300])
+            for job in (sent, waiting, local):
+                response = await c.get(f"/api/jobs/{job.id}")
+                assert response.status_code in (200, 404), response.text[:300]
+            overview = (await c.get("/api/overview")).text
+            assert "mail" in overview
+        assert await local == 11
