@@ -188,9 +188,14 @@ def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
         assert "locked" not in server.stderr()
     runs = Counter(completed(results))
     assert set(runs) == set(range(2000))
-    # Run twice: the victim's one running job, and any job whose end it had not yet committed
-    # when it died (its writer commits a moment after a job returns; under load, a few ms).
-    assert sum(c - 1 for c in runs.values()) <= 3
+    # What ran twice is what the victim ran after its writer's last commit: its running job
+    # and the jobs whose end was still to be committed (a few ms of them; more under load).
+    # Ends are committed in order, so they are exactly the last of the victim's runs: how
+    # many depends on the machine's load, which ones does not.
+    assert max(runs.values()) <= 2
+    twice = {job for job, count in runs.items() if count == 2}
+    by_victim = [int(job) for job, pid, _ in lines if int(pid) == victim.process.pid]
+    assert twice == set(by_victim[len(by_victim) - len(twice) :]), (len(twice), len(by_victim))
 
 
 @pytest.mark.parametrize(
