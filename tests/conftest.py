@@ -19,6 +19,21 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]
     return request.param  # type: ignore[no-any-return]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every uvloop test pytest-timeout's thread method.
+
+    The signal method raises from a SIGALRM handler, and uvloop runs Python signal handlers
+    inside a loop callback: the timeout becomes "Exception in callback", logged, and the hung
+    test goes on hanging (seen: a CI run that never ended). The thread method dumps every
+    thread's stack and ends the run, which at least fails fast and says where it hung.
+    """
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("anyio_backend") if callspec is not None else None
+        if isinstance(backend, tuple) and backend[1].get("use_uvloop"):
+            item.add_marker(pytest.mark.timeout(method="thread"))
+
+
 class _ErrorRecords(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)

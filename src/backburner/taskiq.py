@@ -94,6 +94,7 @@ class TaskiqEngine:
                     f"the broker already has a {type(middleware).__name__}: remove it, the "
                     f"engine adds its own, which follows each @job's retries and backoff"
                 )
+        _check_schedule_prefix(schedule_source)
         self.broker = broker
         self.schedule_source = schedule_source
         self.send_timeout = check_timeout("send_timeout", send_timeout)
@@ -281,6 +282,30 @@ def _labels(job: Job[Any]) -> dict[str, Any]:
     return labels
 
 
+def _check_schedule_prefix(source: ScheduleSource | None) -> None:
+    """Refuse a ``ListRedisScheduleSource`` whose key prefix holds a colon.
+
+    taskiq-redis (1.2) finds a past minute's schedules by parsing the time out of each key
+    after its second colon: under a prefix with a colon of its own no past key parses, so a
+    schedule added after the scheduler's last look in its minute (a retry due at second 59,
+    say) is never sent, and nothing says so. Seen in this project's CI as a job that hung.
+    """
+    try:
+        from taskiq_redis import ListRedisScheduleSource
+    except ImportError:  # another broker's package: its sources are not this one
+        return
+    prefix = (
+        getattr(source, "_prefix", None) if isinstance(source, ListRedisScheduleSource) else None
+    )
+    if isinstance(prefix, str) and ":" in prefix:
+        raise ValueError(
+            f"ListRedisScheduleSource prefix {prefix!r} holds a ':': taskiq-redis cannot read "
+            f"the time of a past minute's key under it, so a delayed job or retry whose "
+            f"minute passed before the scheduler looked would never be sent. Use a prefix "
+            f"without ':' ({prefix.replace(':', '-')!r}, say)"
+        )
+
+
 def _describe(broker: AsyncBroker) -> str:
     parts = [f"taskiq {type(broker).__name__}"]
     pool = getattr(broker, "connection_pool", None)
@@ -309,11 +334,19 @@ def redis_engine(
     A ``RedisStreamBroker`` (a Redis stream with a consumer group: a job is acknowledged once
     its result is saved, and one a dead worker held is delivered again after
     ``redeliver_after`` seconds), a JSON result backend (results kept ``result_ttl`` seconds;
-    ``results=False`` for none) and a ``ListRedisScheduleSource`` for delays and retries.
+    ``results=False`` for none) and a ``ListRedisScheduleSource`` for delays and retries, its
+    keys under ``<queue_name>-schedule``; ``queue_name`` may not hold a ``:``, as taskiq-redis
+    parses those keys by their colons.
     """
     from taskiq.serializers import JSONSerializer
     from taskiq_redis import ListRedisScheduleSource, RedisAsyncResultBackend, RedisStreamBroker
 
+    if ":" in queue_name:  # it prefixes the schedule source's keys: see _check_schedule_prefix
+        raise ValueError(
+            f"queue_name {queue_name!r} holds a ':', which the schedule source's keys cannot "
+            f"(taskiq-redis reads a past minute's key by its colons, and would never send a "
+            f"delayed job or retry from it). Use {queue_name.replace(':', '-')!r}, say"
+        )
     broker: AsyncBroker = RedisStreamBroker(
         url, queue_name=queue_name, idle_timeout=int(redeliver_after * 1000)
     )
@@ -322,7 +355,7 @@ def redis_engine(
             url, result_ex_time=result_ttl, serializer=JSONSerializer(), prefix_str=queue_name
         )
         broker = broker.with_result_backend(backend)
-    source = ListRedisScheduleSource(url, prefix=f"{queue_name}:schedule")
+    source = ListRedisScheduleSource(url, prefix=f"{queue_name}-schedule")
     return TaskiqEngine(
         broker,
         schedule_source=source,

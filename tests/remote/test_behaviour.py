@@ -76,10 +76,10 @@ async def test_a_delayed_job_runs_no_sooner_than_asked(executor: Executor) -> No
         asked = time.time()
         job = bg.enqueue_in(1.0, stamp)
         ran = await job
-        # Never early. Usually late by the scheduler's tick (a second), but taskiq's
-        # ListRedisScheduleSource has once been seen to send a job due as a minute began only
-        # at the start of the next minute (its per-minute keys): allow that, not more.
-        assert asked + 1.0 <= ran < asked + 75.0
+        # Never early; late by the scheduler's tick (a second) and its schedule update (one
+        # more), under load up to 4 s in benchmarks of 1,400 delays. A job a minute late, or
+        # never sent, was the colon-prefix bug that _check_schedule_prefix now refuses.
+        assert asked + 1.0 <= ran < asked + 30.0
 
 
 async def test_a_job_past_its_timeout_fails_with_a_timeout_error(executor: Executor) -> None:

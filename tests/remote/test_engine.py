@@ -7,8 +7,10 @@ import secrets
 from typing import Any
 
 import pytest
+from taskiq.kicker import AsyncKicker
 from taskiq.middlewares import SmartRetryMiddleware
-from taskiq_redis import RedisStreamBroker
+from taskiq.task import AsyncTaskiqTask
+from taskiq_redis import ListRedisScheduleSource, RedisStreamBroker
 
 from backburner import Backburner, BrokerUnavailable, JobStatus, Periodic, QueueConfig, job
 from backburner.taskiq import TaskiqEngine, redis_engine
@@ -98,6 +100,31 @@ async def test_the_job_id_is_the_taskiq_task_id(remote: Remote) -> None:
         assert await sent == 4
         stored = await engine.broker.result_backend.get_result(sent.id)
         assert stored.return_value == 4
+
+
+async def test_a_delayed_job_whose_minute_passed_unseen_is_still_sent(remote: Remote) -> None:
+    # The race behind a CI run that hung: a retry due at second 59 of a minute, added after
+    # the scheduler's last look in that minute. The scheduler must find it among the past
+    # minutes' schedules; taskiq-redis could not while the source's prefix held a colon.
+    engine = remote.engine()
+    assert engine.schedule_source is not None
+    task_id = f"late-{secrets.token_hex(4)}"
+    due = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=90)
+    async with Backburner(engine=engine):  # opens the broker and the schedule source
+        kicker = AsyncKicker(task_name="remote.add", broker=engine.broker, labels={})
+        await kicker.with_task_id(task_id).schedule_by_time(engine.schedule_source, due, 5, 6)
+        task = AsyncTaskiqTask(task_id, engine.broker.result_backend)
+        # The scheduler ticks each second; a lost job would never come.
+        stored = await task.wait_result(check_interval=0.05, timeout=30)
+        assert stored.return_value == 11
+
+
+def test_a_schedule_prefix_with_a_colon_is_refused() -> None:
+    with pytest.raises(ValueError, match="queue_name 'app:jobs' holds a ':'"):
+        redis_engine("redis://127.0.0.1:1/0", queue_name="app:jobs")
+    source = ListRedisScheduleSource("redis://127.0.0.1:1/0", prefix="app:schedule")
+    with pytest.raises(ValueError, match="prefix 'app:schedule' holds a ':'"):
+        TaskiqEngine(RedisStreamBroker("redis://127.0.0.1:1/0"), schedule_source=source)
 
 
 async def test_sync_enqueue_returns_pending_and_the_job_is_sent_soon_after(remote: Remote) -> None:
