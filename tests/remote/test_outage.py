@@ -13,17 +13,21 @@ import secrets
 import time
 from pathlib import Path
 
+import anyio
 import pytest
+from redis.asyncio import Redis
+from taskiq_redis import RedisStreamBroker
 
 from backburner import Backburner, BrokerUnavailable, JobStatus
 from backburner.taskiq import redis_engine
 
-from ._processes import POLL, RedisServer, TaskiqProcess
+from ._processes import RedisServer, TaskiqProcess
 from .jobs import record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 RUN_DEADLINE = 60.0
+REDELIVER_AFTER = 2.0
 
 
 def recorded(path: Path) -> set[str]:
@@ -31,13 +35,22 @@ def recorded(path: Path) -> set[str]:
     return set(path.read_text().split()) if path.exists() else set()
 
 
-def wait_until_recorded(path: Path, ids: set[str], worker: TaskiqProcess) -> None:
-    """Poll the record file until it holds every token in ``ids`` (or fail, with its log)."""
+async def run_until_recorded(
+    bg: Backburner, path: Path, ids: set[str], worker: TaskiqProcess
+) -> None:
+    """Wait until the record file holds every token in ``ids`` (or fail, with the worker's log).
+
+    Meanwhile send a new job every second, as live traffic would: taskiq-redis reclaims the
+    jobs a dead worker held only after a read of the stream that found new ones.
+    """
     deadline = time.monotonic() + RUN_DEADLINE
+    nudges = 0
     while time.monotonic() < deadline:
         if ids <= recorded(path):
             return
-        time.sleep(POLL)
+        await bg.aenqueue(record, str(path), f"nudge-{nudges}")
+        nudges += 1
+        await anyio.sleep(1.0)
     missing = sorted(ids - recorded(path))
     raise AssertionError(f"never ran: {missing[:10]}...\n{worker.output()[-3000:]}")
 
@@ -54,7 +67,9 @@ async def test_redis_stopping_mid_run_gives_clear_errors_and_loses_no_acknowledg
     redis = RedisServer(tmp_path / "redis", persistent=True)
     redis.start()
     queue = f"outage-{secrets.token_hex(4)}"
-    env = {"BACKBURNER_TEST_QUEUE": queue}
+    # A worker that had taken jobs off the stream when Redis died may die with it (taskiq
+    # restarts it): what it held is delivered again once idle for redeliver_after.
+    env = {"BACKBURNER_TEST_QUEUE": queue, "BACKBURNER_TEST_REDELIVER": str(REDELIVER_AFTER)}
     worker = TaskiqProcess("worker", redis.url, tmp_path, ["--workers", "1"], env=env)
     path = str(tmp_path / "ran.txt")
     try:
@@ -95,7 +110,42 @@ async def test_redis_stopping_mid_run_gives_clear_errors_and_loses_no_acknowledg
             assert given_up.status is JobStatus.SENT
 
             everything = acknowledged | {f"buffered-{n}" for n in range(10)} | {"given-up"}
-        wait_until_recorded(Path(path), everything, worker)
+            await run_until_recorded(bg, Path(path), everything, worker)
     finally:
         worker.stop()
+        redis.stop()
+
+
+async def test_jobs_a_dead_worker_took_are_delivered_again(tmp_path: Path) -> None:
+    # What the outage above can leave behind, made certain: a consumer of the stream takes
+    # acknowledged jobs and never runs them (a worker killed mid-read). Another worker runs
+    # them once they sat idle for redeliver_after: none is lost.
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    queue = f"orphans-{secrets.token_hex(4)}"
+    path = tmp_path / "ran.txt"
+    worker: TaskiqProcess | None = None
+    try:
+        engine = redis_engine(redis.url, queue_name=queue)
+        async with Backburner(engine=engine) as bg:  # its startup declares the consumer group
+            held = {f"held-{n}" for n in range(5)}
+            for token in sorted(held):
+                await bg.aenqueue(record, str(path), token)
+            broker = engine.broker
+            assert isinstance(broker, RedisStreamBroker)
+            async with Redis.from_url(redis.url) as client:
+                taken = await client.xreadgroup(
+                    broker.consumer_group_name, "dead-worker", {queue: ">"}, count=100
+                )
+            assert sum(len(messages) for _, messages in taken) == len(held)
+
+            env = {
+                "BACKBURNER_TEST_QUEUE": queue,
+                "BACKBURNER_TEST_REDELIVER": str(REDELIVER_AFTER),
+            }
+            worker = TaskiqProcess("worker", redis.url, tmp_path, ["--workers", "1"], env=env)
+            await run_until_recorded(bg, path, held, worker)
+    finally:
+        if worker is not None:
+            worker.stop()
         redis.stop()
