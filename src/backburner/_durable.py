@@ -105,6 +105,8 @@ def submit(
     if job.unique_key is not None and (holder := executor._unique.claim(job)) is not None:
         return holder
     try:
+        if run_at is not None:  # refused before anything is written, not written then deleted
+            executor._check_schedule_room()
         journal.wait(journal.insert(row))
     except BaseException:
         executor._unique.release(job)
@@ -113,7 +115,6 @@ def submit(
         if run_at is None:
             queue.submit(job)
         else:
-            executor._check_schedule_room()
             queue.submit_at(job, run_at, _SCHEDULED)
     except BaseException:
         executor._unique.release(job)

@@ -43,7 +43,7 @@ from ._options import options_of
 from ._periodic import Periodic, PeriodicRunner, TickGate
 from ._queue import JobQueue
 from ._recovery import open_journal
-from ._remote import Engine, RemoteQueue, close_engines, make_queue, open_engines
+from ._remote import Engine, RemoteQueue, close_engines, engine_of, make_queue, open_engines
 from ._scheduler import Scheduler
 from ._shutdown import ShutdownReport
 from ._stats import ExecutorStats, QueueStats
@@ -684,10 +684,9 @@ class Backburner(EnqueueMethods):
                     0,
                     0,
                     paused=name in self._paused_queues,
-                    engine=_engine_name(e),
+                    engine=_engine_name(engine_of(config, self.engine)),
                 )
                 for name, config in self.queue_configs.items()
-                for e in (config.engine or self.engine,)
             ]
         else:
             queues = [queue.stats() for queue in self._queues.values()]
@@ -708,7 +707,7 @@ class Backburner(EnqueueMethods):
         thread (an endpoint, a job); from another thread it takes effect on the loop soon.
         """
         self._check_queue_name(queue)
-        engine = self.queue_configs[queue].engine or self.engine
+        engine = engine_of(self.queue_configs[queue], self.engine)
         if engine is not None:
             raise ValueError(
                 f"queue {queue!r} sends its jobs to {_engine_name(engine)}, whose workers run "

@@ -19,6 +19,7 @@ from ._clock import Clock, TimerHandle
 
 if TYPE_CHECKING:
     from ._queue import JobQueue
+    from ._stats import QueueStats
 
 __all__ = ["History", "Sample"]
 
@@ -83,7 +84,7 @@ class History:
         self._last_at = clock.now()
         self._next_at = -math.inf
         for queue in queues():
-            self._last[queue.name] = _totals(queue)
+            self._last[queue.name] = _totals(queue, queue.stats())
         self._arm()
 
     def stop(self) -> None:
@@ -105,12 +106,12 @@ class History:
             return
         self._last_at = now
         for queue in self._queues():
-            totals = _totals(queue)
+            stats = queue.stats()
+            totals = _totals(queue, stats)
             before = self._last.get(queue.name, totals)
             self._last[queue.name] = totals
             started = totals.started - before.started
             waited = totals.waited - before.waited
-            stats = queue.stats()
             # A job that waited in the schedule has its wait rebased when it comes due, which
             # may fall in the interval before it starts: never show a negative mean.
             wait = max(0.0, waited / started) if started > 0 else None
@@ -149,7 +150,6 @@ class History:
             self._arm()
 
 
-def _totals(queue: JobQueue) -> _Totals:
-    stats = queue.stats()
+def _totals(queue: JobQueue, stats: QueueStats) -> _Totals:
     started, waited = queue.wait_totals()
     return _Totals(stats.processed, stats.failed, started, waited)

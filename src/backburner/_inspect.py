@@ -43,12 +43,12 @@ def pending_jobs(
     side, so there is no single order across them).
     """
     queues = _queues(executor, queue)
-    total = sum(q.stats().pending for q in queues)
+    counts = [q.stats().pending for q in queues]  # read once: the total and the pages agree
+    total = sum(counts)
     jobs: list[Job[Any]] = []
-    for q in queues:
+    for q, waiting in zip(queues, counts, strict=True):
         if len(jobs) >= limit:
             break
-        waiting = q.stats().pending
         if offset >= waiting:
             offset -= waiting
             continue
@@ -145,10 +145,7 @@ def history(executor: Backburner) -> dict[str, list[Sample]]:
 def _queues(executor: Backburner, name: str | None) -> list[JobQueue]:
     if name is None:
         return list(executor._queues.values())
-    if name not in executor.queue_configs:
-        raise ValueError(
-            f"no queue named {name!r}; this executor has {sorted(executor.queue_configs)}"
-        )
+    executor._check_queue_name(name)
     queue = executor._queues.get(name)
     return [] if queue is None else [queue]
 

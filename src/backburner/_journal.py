@@ -141,7 +141,6 @@ class Journal(Housekeeping):
         self._batch = Batch()
         self._uncommitted = 0  # inserts queued, not yet committed
         self._stopping = False
-        self._release = True
         self._keeping = False  # shutdown's deadline passed: unfinished jobs stay unfinished
         self._rows: dict[str, int] = {}
         self._synchronous = 0

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from ._errors import JournalError
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "open_file"]
+__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "open_file"]
 
 #: ``PRAGMA application_id``: "bbjl", so a journal is told from any other SQLite file.
 APPLICATION_ID = 0x62626A6C
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000  # then Journal._transaction retries, however long
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
 
@@ -144,7 +145,7 @@ def _check_header(path: Path) -> None:
 
 
 def _configure(connection: sqlite3.Connection, synchronous: str) -> None:
-    connection.execute("PRAGMA busy_timeout=5000")  # then _transaction retries, however long
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":  # pragma: no cover - a file system without shared memory
         raise JournalError(f"the journal needs SQLite's WAL mode; this file system gave {mode!r}")

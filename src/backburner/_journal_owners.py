@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from ._journal_file import BUSY_TIMEOUT_MS
+
 if TYPE_CHECKING:
     from ._journal import JournalConfig
 
@@ -33,7 +35,6 @@ __all__ = ["ClaimedRow", "Housekeeping", "Recoverer", "local_host"]
 logger = logging.getLogger("backburner")
 
 _PRUNE_CHUNK = 5000
-_BUSY_TIMEOUT_MS = 5000  # then Journal._transaction retries, however long
 _CLAIM_CHUNK = 10_000
 _COUNT_CHUNK = 100_000
 
@@ -373,7 +374,7 @@ class Housekeeping:
             with contextlib.suppress(sqlite3.OperationalError):
                 connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:
-            connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _count_rows(self) -> None:
         """Count the rows by state for ``stats()``, a range of rowids at a time.

@@ -682,11 +682,6 @@ class JobQueue:
         if dispatch:
             self.start()
 
-    @property
-    def paused(self) -> bool:
-        """True between ``pause()`` and ``resume()``."""
-        return self._paused
-
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
         return self._started, self._waited
@@ -708,14 +703,6 @@ class JobQueue:
         """
         with self._lock:
             return list(self._pending)
-
-    def find_pending(self, job_id: str) -> Job[Any] | None:
-        """The waiting job with this id, if any: O(waiting jobs). Any thread."""
-        with self._lock:
-            for job in self._pending:
-                if job._status is _PENDING and job.id == job_id:
-                    return job
-        return None
 
 
 def _forget_task(task: asyncio.Task[None]) -> None:

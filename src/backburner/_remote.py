@@ -39,7 +39,15 @@ from ._status import JobStatus
 if TYPE_CHECKING:
     from ._executor import Backburner
 
-__all__ = ["Engine", "RemoteJob", "RemoteQueue", "close_engines", "make_queue", "open_engines"]
+__all__ = [
+    "Engine",
+    "RemoteJob",
+    "RemoteQueue",
+    "close_engines",
+    "engine_of",
+    "make_queue",
+    "open_engines",
+]
 
 logger = logging.getLogger("backburner")
 
@@ -80,11 +88,16 @@ class Engine(Protocol):
         ...
 
 
+def engine_of(config: QueueConfig, default: Engine | None) -> Engine | None:
+    """The engine a queue's jobs go to: its own, else the executor's; None runs them here."""
+    return config.engine if config.engine is not None else default
+
+
 def make_queue(
     name: str, config: QueueConfig, default_engine: Engine | None, executor: Backburner
 ) -> JobQueue:
     """The queue ``open()`` makes for ``config``: a ``RemoteQueue`` if it has an engine."""
-    engine = config.engine if config.engine is not None else default_engine
+    engine = engine_of(config, default_engine)
     if engine is None:
         return JobQueue(name, config.workers, config.max_pending, executor)
     for runner in executor._periodic.values():
@@ -215,10 +228,6 @@ class RemoteQueue(JobQueue):
         """Waiting jobs in the order they will be sent. Any thread."""
         stop = None if limit is None else offset + limit
         return self.waiting_jobs()[offset:stop]
-
-    def find_pending(self, job_id: str) -> Job[Any] | None:
-        """The job with this id in the send buffer, if any. Any thread."""
-        return next((job for job in self.waiting_jobs() if job.id == job_id), None)
 
     def wait_totals(self) -> tuple[int, float]:
         """No job starts here: their waits are the engine's to count."""

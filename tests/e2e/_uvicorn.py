@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["Event", "Serve", "Uvicorn", "running"]
+__all__ = ["Event", "Serve", "Uvicorn", "free_port", "running"]
 
 ROOT = Path(__file__).resolve().parents[2]  # where `python -m uvicorn tests.e2e.apps.x:app` works
 POLL = 0.02  # seconds between two looks at a file or a port
@@ -29,7 +29,8 @@ POLL = 0.02  # seconds between two looks at a file or a port
 Event = dict[str, Any]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -48,7 +49,7 @@ class Uvicorn:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.app = app
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True)
         self.events_path = workdir / "events.jsonl"

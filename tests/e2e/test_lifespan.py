@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ._runs import named
 from ._uvicorn import Serve, Uvicorn, running
 
 pytestmark = pytest.mark.e2e
@@ -62,11 +63,8 @@ def test_without_lifespan_an_endpoint_that_enqueues_gets_a_clear_error(serve: Se
 
 
 def budget_warnings(server: Uvicorn) -> list[str]:
-    return [
-        event["message"]
-        for event in server.events()
-        if event["event"] == "log" and "platform's grace" in event["message"]
-    ]
+    logs = named(server.events(), "log")
+    return [event["message"] for event in logs if "platform's grace" in event["message"]]
 
 
 def test_on_heroku_a_shutdown_budget_over_30s_is_warned_about_at_startup(serve: Serve) -> None:

@@ -71,9 +71,7 @@ def assert_gone(pids: list[int]) -> None:
 
 def run_of(server: Uvicorn, events: list[Event], accepted: dict[str, str]) -> Run:
     """The events of one process as a ``Run``, with the jobs it accepted."""
-    run = Run(server, accepted)
-    run.events = events
-    return run
+    return Run(server, accepted, events=events)
 
 
 # --workers 4: one fixture does the work, the tests check each promise.

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from ..e2e._uvicorn import free_port
 
 __all__ = ["RedisServer", "TaskiqProcess", "free_port", "wait_for"]
 
@@ -23,14 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]  # where `taskiq worker tests.remote.
 REDIS_SERVER = "/usr/bin/redis-server"
 POLL = 0.02
 START_DEADLINE = 30.0
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(path: Path, text: str, process: subprocess.Popen[bytes], what: str) -> None:

@@ -69,7 +69,7 @@ class Views:
             "running": bg.running,
             "queues": [_queue(q.as_dict()) for q in stats.queues.values()],
             "total": _queue(stats.total.as_dict()),
-            "failures": len(bg.failures()),
+            "failures": len(bg._failures),
             "periodic": len(stats.periodic),
             "interval": bg._history.interval,
             "minutes": minutes,
@@ -100,7 +100,7 @@ class Views:
     def dead(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
         """``failures()``, the newest first."""
         if queue is not None:
-            _inspect.running_jobs(bg, queue)  # checks the name
+            bg._check_queue_name(queue)
         failures = [j for j in reversed(bg.failures()) if queue is None or j.queue == queue]
         return self._listing(
             bg, failures[offset : offset + limit], len(failures), offset, limit, queue
@@ -151,10 +151,12 @@ class Views:
         complete: bool = True,
     ) -> dict[str, Any]:
         self._remember(jobs)
-        failed = {job.id for job in bg.failures()} if any(j.done() for j in jobs) else set()
         return {
             "now": time.time(),
-            "jobs": [self.present.job(job, in_failures=job.id in failed) for job in jobs],
+            "jobs": [
+                self.present.job(job, in_failures=bg._failures.get(job.id) is not None)
+                for job in jobs
+            ],
             "total": total,
             "offset": offset,
             "limit": limit,
@@ -282,4 +284,4 @@ def _queue(counters: dict[str, Any]) -> dict[str, Any]:
 
 
 def _in_failures(bg: Backburner, job: Job[Any]) -> bool:
-    return job.status in (JobStatus.FAILED, JobStatus.DEAD) and any(j is job for j in bg.failures())
+    return job.status in (JobStatus.FAILED, JobStatus.DEAD) and bg._failures.get(job.id) is job

@@ -165,7 +165,6 @@ class Dashboard:
             undefined=jinja2.StrictUndefined,
         )
         self._templates.filters["utc"] = _utc
-        self._templates.filters["trunc"] = truncate
         self._app = Starlette(routes=self._routes(), exception_handlers=self._handlers())
 
     def __repr__(self) -> str:

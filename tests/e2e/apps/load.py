@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -24,6 +23,7 @@ from starlette.routing import Route
 from backburner import BackburnerMiddleware, QueueFull, background
 
 from ._events import record, setting, watch_backburner_log
+from .drain import _enqueue as enqueue
 from .drain import blocks_thread, short_async, sleeps_long
 
 watch_backburner_log()
@@ -31,12 +31,6 @@ watch_backburner_log()
 #: Released by ``POST /release``: the gated jobs wait for it.
 gate = threading.Event()
 flood_gate = asyncio.Event()  # made at import; first used on the server's loop
-
-
-def enqueue(key: str, fn: Any, *args: Any) -> str:
-    job = background.enqueue(fn, key, *args)
-    record("enqueued", key=key, id=job.id)
-    return job.id
 
 
 # Jobs.
