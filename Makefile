@@ -1,14 +1,21 @@
 # Two commands for a fresh machine with python3, make and apt:
-#   make demo   set up, then serve the demo app on http://127.0.0.1:8000
-#   make test   set up, then every check: ruff, mypy, the whole pytest suite
+#   make demo   install the project and what the demo needs, then serve it on
+#               http://127.0.0.1:8000 (DEMO_PORT=8001 make demo for another port)
+#   make test   install the project and every development tool, then every check:
+#               ruff, mypy, the docs site (mkdocs build --strict), the whole pytest suite
 # CI runs .ci/run, which is `make test` and the unit tests on Python 3.10 and 3.13.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+# The development tools are the `dev` dependency group (PEP 735) of pyproject.toml, which the
+# package does not publish; pip installs a group with --group (pip 25.1 or later).
+DEV_INSTALL  := -e . --group dev
+DEMO_INSTALL := -e . --group demo
 
-.PHONY: setup system-deps demo test lint typecheck pytest test-versions bench bench-http clean
+.PHONY: setup system-deps demo test lint typecheck docs pytest test-versions bench bench-http clean
 
 # Debian packages the tests start for real: Chromium for the dashboard's browser tests,
 # redis-server for the taskiq engine, wrk for the HTTP benchmark.
@@ -28,16 +35,26 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(DEV_INSTALL)
 	touch $(STAMP)
 
-demo: setup
-	$(BIN)/python -m demo_app
+# The demo's own stamp, so `make demo` installs four packages rather than every tool (and a
+# machine that ran `make setup` has them all already).
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(DEMO_INSTALL)
+	touch $(DEMO_STAMP)
 
-test: setup system-deps lint typecheck pytest
+# `make demo DEMO_PORT=8001` or `DEMO_PORT=8001 make demo` (DEMO_HOST, DEMO_SMTP_PORT... reach
+# the demo through the environment). On a busy port the demo picks a free one and says which.
+demo: $(DEMO_STAMP)
+	$(BIN)/python -m demo_app $(if $(DEMO_PORT),--port $(DEMO_PORT))
+
+test: setup system-deps lint typecheck docs pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -47,6 +64,11 @@ typecheck: setup
 	$(BIN)/mypy --strict src
 	$(BIN)/mypy --strict demo_app
 	$(BIN)/mypy --strict tests/typing
+
+# The docs site, built strictly (a broken link or reference fails) into build/site (see
+# mkdocs.yml). NO_MKDOCS_2_WARNING quiets Material's banner about its end of life (May 2027).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 pytest: setup
 	$(BIN)/pytest
@@ -63,10 +85,10 @@ test-versions:
 			if [ "$${CI:-}" = true ]; then exit 1; else continue; fi; \
 		fi; \
 		venv=.venv-$$v; \
-		if [ ! -f $$venv/.installed ]; then \
+		if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
 			$$py -m venv $$venv && \
 			$$venv/bin/python -m pip install --quiet --upgrade pip && \
-			$$venv/bin/python -m pip install --quiet -e '.[dev]' && touch $$venv/.installed || exit 1; \
+			$$venv/bin/python -m pip install --quiet $(DEV_INSTALL) && touch $$venv/.installed || exit 1; \
 		fi; \
 		echo "== unit tests on Python $$v ($$py)"; \
 		$$venv/bin/pytest -q -m 'not e2e' || exit 1; \

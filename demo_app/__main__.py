@@ -2,20 +2,25 @@
 
 Every option also reads an environment variable, for a default that is not 8000::
 
-    python -m demo_app --port 8001          # or DEMO_PORT=8001
+    python -m demo_app --port 8001          # or DEMO_PORT=8001 (make demo DEMO_PORT=8001)
     python -m demo_app --smtp-port 1025     # the mail catcher's port (default: a free one)
     python -m demo_app --mail-delay 0.5     # seconds the pretend mail service takes
 
 The dashboard at ``/backburner/`` asks for user ``demo`` and a password printed at start:
 a new random one each time, unless ``DEMO_DASHBOARD_PASSWORD`` sets one.
+
+When the port asked for is busy (another demo still running, say), the demo serves on a free
+port instead and prints which, rather than ending in uvicorn's ``[Errno 98]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Sequence
 
 import uvicorn
@@ -68,6 +73,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def usable_port(host: str, port: int) -> int:
+    """``port`` if a server can listen on it at ``host``, else a free port of ``host``.
+
+    Checked by binding a socket and closing it before uvicorn binds its own: between the two
+    another program could take the port, which a demo on a developer's machine can live with
+    (uvicorn would then say so). Other failures (no such address, a port below 1024 without
+    the right) end the program with a one-line message instead of a traceback.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for candidate in (port, 0):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # As uvicorn binds: Linux then refuses only a port that another socket listens on,
+            # not one whose old connections wait out TIME_WAIT after a restart.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, candidate))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE and candidate != 0:
+                    continue
+                raise SystemExit(
+                    f"python -m demo_app: cannot serve on {host} port {candidate}: {error.strerror}"
+                ) from None
+            bound: int = sock.getsockname()[1]
+            return bound if candidate == 0 else port
+    raise AssertionError("unreachable: binding to port 0 either succeeds or exits")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line, set up logging, and serve until interrupted."""
     args = parse_args(argv)
@@ -75,18 +107,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in ("backburner", "demo_app"):
         logging.getLogger(name).setLevel(logging.INFO)
     host = f"[{args.host}]" if ":" in args.host else args.host
+    port = usable_port(args.host, args.port)  # for --port 0, the free port it picked
+    if args.port not in (0, port):
+        print(
+            f"backburner demo: port {args.port} is busy (another program listens on it), "
+            f"so the demo uses port {port} instead.\n"
+            f"To choose the port: DEMO_PORT={port} make demo, or python -m demo_app --port {port}",
+            flush=True,
+        )
     password = os.environ.get("DEMO_DASHBOARD_PASSWORD") or secrets.token_urlsafe(12)
     print(
-        f"backburner demo: serving on http://{host}:{args.port}/ "
+        f"backburner demo: serving on http://{host}:{port}/ "
         f"(caught mail at /inbox, counters at /stats)\n"
-        f"dashboard: http://{host}:{args.port}/backburner/ "
+        f"dashboard: http://{host}:{port}/backburner/ "
         f"user {DASHBOARD_USER!r}, password {password!r} (new at each start)",
         flush=True,
     )
     app = create_app(
         smtp_port=args.smtp_port, mail_delay=args.mail_delay, dashboard_password=password
     )
-    uvicorn.run(app, host=args.host, port=args.port, lifespan="on", log_level="info")
+    uvicorn.run(app, host=args.host, port=port, lifespan="on", log_level="info")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import uvicorn
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from demo_app import Demo
-from demo_app.__main__ import parse_args
+from demo_app.__main__ import parse_args, usable_port
 
 pytestmark = pytest.mark.anyio
 
@@ -490,47 +490,97 @@ def _free_port() -> int:
         return port
 
 
-@pytest.mark.e2e
-async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c() -> None:
-    port = _free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DEMO_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    command = [sys.executable, "-m", "demo_app", "--port", str(port), "--mail-delay", "0.05"]
-    output: list[str] = []
-    async with await anyio.open_process(
-        command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    ) as process:
+class DemoProcess:
+    """``python -m demo_app`` as a subprocess, and the lines it printed so far."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
         assert process.stdout is not None
-        lines = BufferedByteReceiveStream(process.stdout)
+        self.process = process
+        self.lines = BufferedByteReceiveStream(process.stdout)
+        self.output: list[str] = []
 
-        async def read_until(text: str) -> None:
-            while not any(text in line for line in output):
-                output.append((await lines.receive_until(b"\n", 65536)).decode())
+    async def read_until(self, text: str) -> None:
+        while not any(text in line for line in self.output):
+            self.output.append((await self.lines.receive_until(b"\n", 65536)).decode())
 
+    async def stop(self) -> None:
+        """Ctrl+C, as a person would, and the clean exit that follows."""
+        self.process.send_signal(signal.SIGINT)
+        with anyio.fail_after(15):
+            await self.read_until("Finished server process")
+            assert await self.process.wait() == 0
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.output)
+
+
+@contextlib.asynccontextmanager
+async def demo_process(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[DemoProcess]:
+    """Run ``python -m demo_app ARGS`` (no DEMO_ variable but those in ``env``) until it has
+    printed that it listens; kill it if the block fails; show its output if a test fails."""
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("DEMO_")}
+    environ.update(env or {}, PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "demo_app", *args]
+    async with await anyio.open_process(
+        command, cwd=ROOT, env=environ, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    ) as process:
+        demo = DemoProcess(process)
         try:
             with anyio.fail_after(15):
-                await read_until("Uvicorn running on")  # logged once it listens
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", verify=TLS) as client:
-                response = await client.post("/signup", data={"email": "cli@example.com"})
-                assert response.status_code == 303
-                printed = re.search(r"user 'demo', password '([\w-]+)'", "\n".join(output))
-                assert printed, output
-                dashboard = await client.get("/backburner/", auth=("demo", printed[1]))
-                assert dashboard.status_code == 200
-                [mail] = await mail_to(client, "cli@example.com")
-                assert mail["subject"] == "Welcome to the backburner demo"
-            process.send_signal(signal.SIGINT)
-            with anyio.fail_after(15):
-                await read_until("Finished server process")
-                assert await process.wait() == 0
+                await demo.read_until("Uvicorn running on")  # logged once it listens
+            yield demo
         finally:
             if process.returncode is None:
                 process.kill()
-            print("\n".join(output))  # pytest shows it if the test fails
+            print(demo.text)  # pytest shows it if the test fails
 
-    text = "\n".join(output)
+
+@pytest.mark.e2e
+async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c() -> None:
+    port = _free_port()
+    async with demo_process("--port", str(port), "--mail-delay", "0.05") as demo:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", verify=TLS) as client:
+            response = await client.post("/signup", data={"email": "cli@example.com"})
+            assert response.status_code == 303
+            printed = re.search(r"user 'demo', password '([\w-]+)'", demo.text)
+            assert printed, demo.output
+            dashboard = await client.get("/backburner/", auth=("demo", printed[1]))
+            assert dashboard.status_code == 200
+            [mail] = await mail_to(client, "cli@example.com")
+            assert mail["subject"] == "Welcome to the backburner demo"
+        await demo.stop()
+
+    text = demo.text
     assert f"serving on http://127.0.0.1:{port}/" in text
     assert re.search(r"mail catcher: SMTP on 127\.0\.0\.1:\d+", text)
     assert "started, queues default (workers=4" in text
     assert "every accepted job finished" in text
     assert "mail catcher: stopped after catching 1 message(s)" in text
+
+
+@pytest.mark.e2e
+async def test_on_a_busy_port_the_demo_serves_on_a_free_one_and_says_which() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        async with demo_process(env={"DEMO_PORT": str(taken)}) as demo:
+            said = re.search(
+                rf"port {taken} is busy .*, so the demo uses port (\d+) instead", demo.text
+            )
+            assert said, demo.output
+            port = int(said[1])
+            assert port != taken
+            assert f"DEMO_PORT={port} make demo" in demo.text
+            assert f"serving on http://127.0.0.1:{port}/" in demo.text
+            assert f"Uvicorn running on http://127.0.0.1:{port}" in demo.text
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", verify=TLS) as client:
+                assert (await client.get("/")).status_code == 200
+            await demo.stop()
+
+
+def test_a_port_that_cannot_be_had_for_another_reason_ends_with_a_message() -> None:
+    """Not a busy port: an address this machine does not have (TEST-NET-1, never routed)."""
+    with pytest.raises(SystemExit, match=r"cannot serve on 192\.0\.2\.1 port 8000: .+"):
+        usable_port("192.0.2.1", 8000)
