@@ -85,8 +85,11 @@ def dashboard(
         answers; other ``Host`` headers get 400. By default any, or with ``insecure_local``
         only ``localhost``, ``127.0.0.1`` and ``::1``.
     :param redact: argument names whose values are masked wherever arguments show, matched as
-        parts of a name, ignoring case (keyword arguments, positional ones by parameter name,
-        and keys of dicts passed as arguments).
+        parts of a name (whole words for names of 4 letters or fewer), ignoring case, ``-``
+        and ``_`` (keyword arguments, positional ones by parameter name, keys of dicts passed
+        as arguments, fields of dataclasses, query parameters written in strings). Besides,
+        dataclass fields declared ``repr=False``, URL passwords and ``Authorization``,
+        ``Bearer`` and ``Basic`` credentials written in strings are always masked.
     :param redact_hook: ``redact_hook(job, args, kwargs) -> (args, kwargs)``, what to show of a
         job's arguments after ``redact`` masked them (mask more, or replace objects).
     :param redact_text: ``redact_text(job, text) -> text``, what to show of a job's error

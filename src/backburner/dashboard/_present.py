@@ -12,7 +12,6 @@ import functools
 import inspect
 import itertools
 import logging
-import re
 import reprlib
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -20,26 +19,19 @@ from typing import Any
 
 from .._job import Job
 from .._status import JobStatus
+from ._redact import DEFAULT_REDACT, MASK, MIN_SECRET, QUERY_SECRETS, SecretNames, scrub_text
 
-__all__ = ["DEFAULT_REDACT", "Presenter", "RedactHook", "RedactText", "printable", "truncate"]
+__all__ = [
+    "DEFAULT_REDACT",
+    "MASK",
+    "Presenter",
+    "RedactHook",
+    "RedactText",
+    "printable",
+    "truncate",
+]
 
 logger = logging.getLogger("backburner")
-
-#: Argument names whose values are masked unless ``redact=`` says otherwise (matched as parts
-#: of a name, ignoring case: ``db_password`` and ``X-Api-Key`` are masked).
-DEFAULT_REDACT = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "cookie",
-    "credential",
-    "private_key",
-)
-MASK = "••••••"
 
 #: ``redact_hook(job, args, kwargs) -> (args, kwargs)``: what to show of a job's arguments.
 RedactHook = Callable[
@@ -104,9 +96,8 @@ class _Masked:
 
 
 _MASKED = _Masked()
-_MIN_SECRET = 4  # a masked value this long or longer is masked in error text too
 _ITEMS = 9  # items of a container looked at: the repr shows 8 and "..."
-_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)([^@/\s]+)@")  # scheme://user:PASSWORD@host
+_WINDOW = 2000  # of a longer string, only this much of each end is scrubbed (the repr shows less)
 
 
 class _Fields:
@@ -140,7 +131,8 @@ class Presenter:
             raise TypeError(f"redact_hook must be callable(job, args, kwargs), got {redact_hook!r}")
         if redact_text is not None and not callable(redact_text):
             raise TypeError(f"redact_text must be callable(job, text), got {redact_text!r}")
-        self.names = tuple(_normal(name) for name in names)
+        self.names = SecretNames(names)
+        self.params = SecretNames(names + QUERY_SECRETS)  # as query parameters in text
         self.hook = redact_hook
         self.text_hook = redact_text
 
@@ -190,7 +182,7 @@ class Presenter:
         # Also the text of the values masked, to mask them in the error text too.
         secrets: list[str] = []
         args, kwargs = job.args, dict(job.kwargs or {})
-        names = parameter_names(job.fn)
+        names = _positional_names(_signature(job.fn))
         shown_args: list[Any] = [
             self._mask(arg, secrets)
             if i < len(names) and self._secret(names[i])
@@ -215,9 +207,12 @@ class Presenter:
         return parts, secrets
 
     def _text(self, job: Job[Any], text: str, secrets: list[str], limit: int = 0) -> str:
-        """An error, traceback or unique key: masked values masked, ``redact_text`` applied."""
+        """An error, traceback or unique key: masked values masked, secrets written
+        in the text masked (URL passwords, tokens in queries and headers), ``redact_text``
+        applied."""
         for secret in secrets:
             text = text.replace(secret, MASK)
+        text = scrub_text(text, self.params, [])
         if self.text_hook is not None:
             try:
                 text = self.text_hook(job, text)
@@ -235,34 +230,31 @@ class Presenter:
             name = bytes(name[:200]).decode("latin-1")
         if not isinstance(name, str):
             return False
-        lowered = _normal(name)
-        return any(secret in lowered for secret in self.names)
+        return self.names.match(name)
 
     def _mask(self, value: Any, secrets: list[str]) -> _Masked:
         if isinstance(value, (bytes, bytearray)):
             value = bytes(value[:1000]).decode("utf-8", "replace")
-        if isinstance(value, str) and len(value) >= _MIN_SECRET:
+        if isinstance(value, str) and len(value) >= MIN_SECRET:
             secrets.append(value)
         return _MASKED
 
     def _scrub(self, value: Any, secrets: list[str], depth: int = 0) -> Any:
-        """Mask what is secret inside the containers an argument holds, a few levels deep:
-        values of dicts under a secret key (``{"password": ...}``, ``{b"token": ...}``), the
-        value of a ``(name, value)`` pair with a secret name (``("Authorization", "Bearer
-        x")``), and secret fields of dataclasses and named tuples; through lists, tuples and
-        sets; and the password of a URL (``postgres://user:pw@host``). Only the items the repr
-        shows are looked at."""
+        """Mask what is secret inside an argument, a few levels deep: secrets written in
+        strings (a URL's password, ``?token=...``, ``Bearer ...``: see ``scrub_text``); values
+        of dicts under a secret key (``{"password": ...}``, ``{b"token": ...}``), the value of
+        a ``(name, value)`` pair with a secret name (``("Authorization", "Bearer x")``), and
+        the secret fields of dataclasses and named tuples, and dataclass fields declared
+        ``field(repr=False)``; through lists, tuples and sets. Only the items the repr shows
+        are looked at."""
         if depth > 3:
             return value
         if isinstance(value, str):
-            if "://" not in value[:_ARG_CHARS]:
-                return value
-
-            def hide(match: re.Match[str]) -> str:
-                self._mask(match.group(2), secrets)
-                return f"{match.group(1)}{MASK}@"
-
-            return _URL_PASSWORD.sub(hide, value[: _ARG_CHARS * 2])
+            if len(value) <= 2 * _WINDOW:
+                return scrub_text(value, self.params, secrets)
+            # Only its two ends show (reprlib keeps both): each is scrubbed on its own.
+            head = scrub_text(value[:_WINDOW], self.params, secrets)
+            return head + scrub_text(value[-_WINDOW:], self.params, secrets)
         if isinstance(value, Mapping):
             return {
                 key: self._mask(item, secrets)
@@ -278,10 +270,10 @@ class Presenter:
                     (
                         name,
                         self._mask(item, secrets)
-                        if self._secret(name)
+                        if hidden or self._secret(name)
                         else self._scrub(item, secrets, depth + 1),
                     )
-                    for name, item in itertools.islice(fields, _ITEMS)
+                    for name, item, hidden in itertools.islice(fields, _ITEMS)
                 ],
             )
         if isinstance(value, (tuple, list)):
@@ -301,43 +293,49 @@ class Presenter:
         return value
 
 
-def _normal(name: str) -> str:
-    # Case, "-" and "_" ignored: "api_key" masks X-Api-Key, apiKey and API_KEY alike.
-    return name.lower().replace("-", "").replace("_", "")
-
-
-def _fields_of(value: Any) -> Iterable[tuple[str, Any]] | None:
-    """A dataclass instance's or a named tuple's fields, as (name, value); None otherwise."""
+def _fields_of(value: Any) -> Iterable[tuple[str, Any, bool]] | None:
+    """A dataclass instance's or a named tuple's fields, as (name, value, hidden); None
+    otherwise. Hidden: a dataclass field declared ``field(repr=False)``, which the app's own
+    repr leaves out."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return ((f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value))
+        return (
+            (f.name, getattr(value, f.name, None), not f.repr) for f in dataclasses.fields(value)
+        )
     names = getattr(type(value), "_fields", None)
     if isinstance(value, tuple) and isinstance(names, tuple):
-        return zip(names, value, strict=False)
+        return ((name, item, False) for name, item in zip(names, value, strict=False))
     return None
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_parameter_names(fn: Callable[..., Any]) -> tuple[str, ...]:
-    return _parameter_names(fn)
+def _cached_signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    return _signature_of(fn)
 
 
-def _parameter_names(fn: Callable[..., Any]) -> tuple[str, ...]:
-    """The names positional arguments bind to, so that ``send(to, password)`` is masked too."""
+def _signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one, say
+        return None
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """``fn``'s signature, cached for the functions that can be (most can); None if none."""
+    try:
+        return _cached_signature(fn)
+    except TypeError:  # unhashable
+        return _signature_of(fn)
+
+
+def _positional_names(signature: inspect.Signature | None) -> tuple[str, ...]:
+    """The names positional arguments bind to, so that ``send(to, password)`` is masked too."""
+    if signature is None:
         return ()
     return tuple(
-        p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     )
-
-
-def parameter_names(fn: Callable[..., Any]) -> tuple[str, ...]:
-    """``_parameter_names``, cached for the functions that can be (most can)."""
-    try:
-        return _cached_parameter_names(fn)
-    except TypeError:  # unhashable
-        return _parameter_names(fn)
 
 
 def _show(value: Any) -> str:
