@@ -181,6 +181,23 @@ def test_credentials_open_every_page(client: httpx.Client) -> None:
         _assert_secure_headers(response)
 
 
+@e2e
+def test_a_refusal_before_sign_in_has_no_navigation_nor_csrf_token(
+    server: Uvicorn, client: httpx.Client
+) -> None:
+    token = client.get("/bb/api/session").json()["csrf_token"]
+    signed_in = client.get("/bb/jobs/nope-1")
+    assert signed_in.status_code == 404
+    assert "<nav>" in signed_in.text  # the pages' layout, once signed in
+    with server.client() as anonymous:
+        for path in ("/bb/jobs/nope-1", "/bb/", "/none/jobs/nope-1"):
+            refused = anonymous.get(path)
+            assert refused.status_code in (401, 403)
+            assert "<nav>" not in refused.text
+            assert token not in refused.text
+            assert "csrf" not in refused.text
+
+
 # Read-only.
 
 
@@ -458,7 +475,7 @@ def test_secret_arguments_are_masked_in_every_view(server: Uvicorn, client: http
             assert "hunter2" not in text  # the positional `password`, masked by name
             assert "ada@example.com" in text
         args = client.get(f"/redact/api/jobs/{job_id}").json()["job"]["args"]
-        assert args[1] == "••••••"
+        assert args[:2] == ["to='ada@example.com'", "password=••••••"]  # bound to its name
         assert "card='<card>'" in args  # the redact_hook's choice
         assert "api_token=••••••" in args  # `token` in the name masks the whole value
         default_view = client.get(f"/bb/api/jobs/{job_id}").json()["job"]["args"]
@@ -480,13 +497,23 @@ def test_hidden_fields_url_passwords_query_tokens_and_bearer_credentials_never_s
             for secret in leaky:
                 assert secret not in view
         assert answers[1]["job"]["args"] == [
-            f"Account(user='grace', dsn={MASK})",
-            f"'postgres://app:{MASK}@db/app'",
-            f"'https://api.example/cb?api_key={MASK}&page=1'",
+            f"account=Account(user='grace', dsn={MASK})",
+            f"url='postgres://app:{MASK}@db/app'",
+            f"callback='https://api.example/cb?api_key={MASK}&page=1'",
             f"header='Authorization: Bearer {MASK}'",
         ]
     finally:
         control(server, "release", key="leaky:grace")
+    # Its return value holds the hidden field: shown, and masked there too.
+    done: dict[str, Any] = {}
+
+    def succeeded() -> bool:
+        done.update(client.get(f"/bb/api/jobs/{job_id}").json()["job"])
+        return bool(done["status"] == "succeeded")
+
+    server.wait_until("the leaky job's end", succeeded)
+    assert done["result"] == f"'synced grace via {MASK}'"
+    assert "hunter-dsn" not in client.get(f"/bb/jobs/{job_id}").text
 
 
 # Redaction, in process: what counts as secret, and secrets written inside strings.

@@ -37,10 +37,11 @@ logger = logging.getLogger("backburner")
 RedactHook = Callable[
     [Job[Any], tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]
 ]
-#: ``redact_text(job, text) -> text``: what to show of a job's error, traceback or unique key.
+#: ``redact_text(job, text) -> text``: what to show of a job's error, traceback, unique key or
+#: return value.
 RedactText = Callable[[Job[Any], str], str]
 
-_ARG_CHARS = 300  # one argument's repr
+_ARG_CHARS = 300  # one argument's repr, or the return value's
 _NAME_CHARS = 200  # a function's or a queue's name
 _ERROR_CHARS = 1000  # an exception's message
 _TRACEBACK_CHARS = 20_000
@@ -113,13 +114,19 @@ class _Fields:
 
 
 class Presenter:
-    """Turns jobs into JSON-ready dicts, masking configured argument names."""
+    """Turns jobs into JSON-ready dicts, masking configured argument names.
+
+    ``show_results`` shows a succeeded job's return value on its page (redacted and cut like
+    an argument); False hides it (``"result"`` is then always None).
+    """
 
     def __init__(
         self,
         redact: Iterable[str],
         redact_hook: RedactHook | None,
         redact_text: RedactText | None = None,
+        *,
+        show_results: bool = True,
     ) -> None:
         if isinstance(redact, str):
             raise TypeError(f"redact takes a list of names, got the str {redact!r}")
@@ -135,19 +142,33 @@ class Presenter:
         self.params = SecretNames(names + QUERY_SECRETS)  # as query parameters in text
         self.hook = redact_hook
         self.text_hook = redact_text
+        self.show_results = show_results
 
-    def job(self, job: Job[Any], *, in_failures: bool, detail: bool = False) -> dict[str, Any]:
-        """The fields every listing shows; with ``detail``, the traceback and options too."""
+    def job(
+        self,
+        job: Job[Any],
+        *,
+        in_failures: bool,
+        detail: bool = False,
+        journaled: bool = False,
+    ) -> dict[str, Any]:
+        """The fields every listing shows; with ``detail``, the traceback, options and result.
+
+        ``journaled``: the job's executor has a journal, so an attempt cut short by a crash
+        runs again (and may go past the automatic attempts, as a manual retry does).
+        """
         status = job.status
         exc = job.exception()
         args, secrets = self._arguments(job)
+        allowed = job.options.retries + 1
         data: dict[str, Any] = {
             "id": job.id,
             "name": truncate(job.name, _NAME_CHARS),
             "queue": truncate(job.queue, _NAME_CHARS),
             "status": status.value,
             "attempt": job.attempt,
-            "attempts": job.options.retries + 1,
+            "attempts": allowed,
+            "attempt_text": _attempt_text(job.attempt, allowed, journaled),
             "enqueued_at": job.enqueued_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
@@ -172,17 +193,23 @@ class Presenter:
                 if job.unique_key is None
                 else self._text(job, job.unique_key, secrets, _ARG_CHARS)
             )
+            data["result"] = self._result(job, secrets) if self.show_results else None
         return data
 
     def arguments(self, job: Job[Any]) -> list[str]:
-        """Each argument as shown: positional ones first, then ``name=value``."""
+        """Each argument as shown: ``name=value`` where the function's signature names it."""
         return self._arguments(job)[0]
 
     def _arguments(self, job: Job[Any]) -> tuple[list[str], list[str]]:
         # Also the text of the values masked, to mask them in the error text too.
         secrets: list[str] = []
         args, kwargs = job.args, dict(job.kwargs or {})
-        names = _positional_names(_signature(job.fn))
+        signature = _signature(job.fn)
+        binding = _bind(signature, len(args), kwargs)
+        if binding is not None:  # each positional argument's parameter (a *args one's too)
+            names: tuple[str | None, ...] = tuple(name for name, _ in binding)
+        else:  # arguments that do not bind: mask by position, as far as names go
+            names = _positional_names(signature)
         shown_args: list[Any] = [
             self._mask(arg, secrets)
             if i < len(names) and self._secret(names[i])
@@ -200,14 +227,35 @@ class Presenter:
             except Exception:
                 logger.exception("the dashboard's redact_hook failed for job %s", job.id)
                 return ["(hidden: the redact hook failed)"], secrets
-        parts = [_show(arg) for arg in shown_args]
+            if len(shown_args) != len(args) or shown_kwargs.keys() != kwargs.keys():
+                binding = _bind(signature, len(shown_args), shown_kwargs)
+        labels = [None if spread else name for name, spread in binding or ()]
+        parts = [
+            truncate(f"{labels[i]}={_show(arg)}", _ARG_CHARS)
+            if i < len(labels) and labels[i]
+            else _show(arg)
+            for i, arg in enumerate(shown_args)
+        ]
         parts += [
             truncate(f"{key}={_show(value)}", _ARG_CHARS) for key, value in shown_kwargs.items()
         ]
         return parts, secrets
 
+    def _result(self, job: Job[Any], secrets: list[str]) -> str | None:
+        """A succeeded job's return value, redacted and cut like an argument; else None."""
+        if job.status is not JobStatus.SUCCEEDED:
+            return None
+        try:
+            value = job.result()
+        except Exception:  # (ended otherwise since its status was read: nothing to show)
+            return None
+        # A function named for a secret (issue_token, get_password) returns one.
+        if self._secret(job.name.rsplit(".", 1)[-1]):
+            return MASK
+        return truncate(self._text(job, _show(self._scrub(value, secrets)), secrets), _ARG_CHARS)
+
     def _text(self, job: Job[Any], text: str, secrets: list[str], limit: int = 0) -> str:
-        """An error, traceback or unique key: masked values masked, secrets written
+        """An error, traceback, unique key or result: masked values masked, secrets written
         in the text masked (URL passwords, tokens in queries and headers), ``redact_text``
         applied."""
         for secret in secrets:
@@ -293,6 +341,17 @@ class Presenter:
         return value
 
 
+def _attempt_text(attempt: int, allowed: int, journaled: bool) -> str:
+    """``2 of 3``; past the automatic attempts (a manual retry of a dead job, or with a
+    journal a run again after a crash), what gave the extra one, never ``4 of 3``."""
+    if attempt <= allowed:
+        return f"{attempt} of {allowed}" if allowed > 1 else str(attempt)
+    extra = "manual retry" if attempt == allowed + 1 else "manual retries"
+    if journaled:
+        extra += " or a run again after a crash"
+    return f"{attempt} ({extra}; {allowed} allowed automatically)"
+
+
 def _fields_of(value: Any) -> Iterable[tuple[str, Any, bool]] | None:
     """A dataclass instance's or a named tuple's fields, as (name, value, hidden); None
     otherwise. Hidden: a dataclass field declared ``field(repr=False)``, which the app's own
@@ -327,8 +386,32 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
         return _signature_of(fn)
 
 
+def _bind(
+    signature: inspect.Signature | None, count: int, kwargs: Mapping[str, Any]
+) -> list[tuple[str, bool]] | None:
+    """For each of ``count`` positional arguments, the parameter it binds to and whether
+    that is a ``*args`` one; None if the arguments do not bind (a wrapper's signature that
+    is not the real one, a hook that reshaped them)."""
+    if signature is None:
+        return None
+    try:  # (bind looks only at how many there are and at the keywords' names)
+        signature.bind(*range(count), **dict.fromkeys(kwargs))
+    except TypeError:
+        return None
+    names: list[tuple[str, bool]] = []
+    for parameter in signature.parameters.values():
+        if len(names) == count:
+            break
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            names += [(parameter.name, True)] * (count - len(names))
+        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append((parameter.name, False))
+    return names
+
+
 def _positional_names(signature: inspect.Signature | None) -> tuple[str, ...]:
-    """The names positional arguments bind to, so that ``send(to, password)`` is masked too."""
+    """The names positional arguments bind to, in order, so that ``send(to, password)`` is
+    masked even when the call does not bind."""
     if signature is None:
         return ()
     return tuple(
