@@ -110,12 +110,51 @@ def test_a_job_appears_on_the_busy_page_and_leaves_it_when_it_finishes(
     row = page.locator(f'tr[data-id="{job_id}"]')
     expect(row).to_be_visible()
     expect(row.locator("td.col-name")).to_have_text("hold")
-    expect(row.locator("td.col-args")).to_have_text("'live-busy'")
+    expect(row.locator("td.col-args")).to_have_text("key='live-busy'")  # named, as in hold(key)
     control(server, "release", key="live-busy")
     expect(row).to_have_count(0)
     # Its page still knows it (the dashboard saw it) and shows how it ended.
     watched.open(server, f"/bb/jobs/{job_id}")
     expect(page.locator('[data-field="status"]')).to_have_text("succeeded")
+    watched.assert_clean()
+
+
+def test_a_jobs_page_names_its_arguments_and_shows_what_it_returned(
+    server: Uvicorn, watched: Watched
+) -> None:
+    page = watched.open(server, "/bb/busy")
+    job_id = control(server, "hold", key="named-result")["id"]
+    expect(page.locator(f'tr[data-id="{job_id}"]')).to_be_visible()  # the dashboard saw it
+    watched.open(server, f"/bb/jobs/{job_id}")
+    expect(page.locator('[data-field="args"] li')).to_have_text(["key='named-result'"])
+    expect(page.locator('[data-field="result"]')).to_be_hidden()  # running: nothing yet
+    control(server, "release", key="named-result")
+    # The live update fills in what it returned, and shows no empty traceback.
+    expect(page.locator('[data-field="status"]')).to_have_text("succeeded")
+    expect(page.locator('[data-field="result"]')).to_have_text("'named-result'")
+    expect(page.locator('[data-field="result"]')).to_be_visible()
+    expect(page.locator('[data-field="traceback"]')).to_be_hidden()
+    expect(page.get_by_text("Traceback")).to_be_hidden()
+    # As served, without the script's help, too.
+    watched.open(server, f"/bb/jobs/{job_id}")
+    expect(page.locator("dl.job")).to_contain_text("key='named-result'")
+    expect(page.locator('[data-field="result"]')).to_have_text("'named-result'")
+    expect(page.get_by_text("No error.")).to_have_count(0)
+    watched.assert_clean()
+
+
+def test_an_unknown_jobs_page_has_the_navigation(server: Uvicorn, watched: Watched) -> None:
+    page = watched.page
+    response = page.goto(server.base_url + "/bb/jobs/no-such-job")
+    assert response is not None
+    assert response.status == 404
+    expect(page.locator("main")).to_contain_text("No job no-such-job here")
+    page.locator("header nav").get_by_role("link", name="Dead").click()
+    expect(page).to_have_url(server.base_url + "/bb/dead")
+    watched.wait_updates(1)
+    # (The 404 itself is the one console error: Chromium reports the document's status.)
+    assert all("404" in problem for problem in watched.problems)
+    watched.problems.clear()
     watched.assert_clean()
 
 
@@ -142,7 +181,10 @@ def test_retrying_a_dead_job_by_clicking(server: Uvicorn, watched: Watched) -> N
     expect(row).to_have_count(0)  # it succeeded this time
     watched.open(server, f"/bb/jobs/{job_id}")
     expect(page.locator('[data-field="status"]')).to_have_text("succeeded")
-    expect(page.locator('[data-field="attempt"]')).to_have_text("2")
+    # Past its one automatic attempt: what gave it a second says so (never "2 of 1").
+    expect(page.locator('[data-field="attempt_text"]')).to_have_text(
+        "2 (manual retry; 1 allowed automatically)"
+    )
     watched.assert_clean()
 
 

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.routing import Mount
 
 from backburner import Backburner, BackburnerMiddleware, JobStatus, Periodic, QueueConfig
+from backburner import job as registered
 from backburner.dashboard import BasicAuth, Dashboard, dashboard
 from backburner.dashboard._metrics import escape_label
 from backburner.dashboard._present import DEFAULT_REDACT, MASK, Presenter
@@ -299,8 +301,8 @@ async def test_redaction_masks_by_name_position_and_nested_keys(bg: Backburner) 
     job = _job(bg, send, "ada@example.com", "hunter2", settings={"API_KEY": "k", "port": 25})
     shown = Presenter(("password", "api_key"), None).arguments(job)
     assert shown == [
-        "'ada@example.com'",
-        MASK,
+        "to='ada@example.com'",
+        f"password={MASK}",
         f"settings={{'API_KEY': {MASK}, 'port': 25}}",
     ]
 
@@ -596,3 +598,167 @@ async def test_retry_all_that_stops_part_way_says_how_many_were_sent() -> None:
         assert [job.id for job in bg.failures()] == [failed[2].id]
         bg.resume("default")
         await bg.join()
+
+
+# The job page: attempts, arguments by name, the return value, tracebacks, unknown ids.
+
+
+async def _shown_then_finished(
+    bg: Backburner, client: httpx.AsyncClient, fn: Any, *args: Any, **kwargs: Any
+) -> Any:
+    """A job the dashboard showed while it waited (so its page outlives it), run to its end."""
+    bg.pause("mail")
+    job = _job(bg, fn, *args, **kwargs)
+    assert (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).status_code == 200
+    bg.resume("mail")
+    await bg.join()
+    return job
+
+
+async def test_a_manual_retry_past_the_automatic_attempts_says_so_never_4_of_3() -> None:
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        job = bg.options(retries=2, backoff=10, jitter=0).enqueue(fail, "down")
+        for wait in (10, 20, 0):
+            await bg.join()
+            clock.advance(wait)
+        assert (job.status, job.attempt) == (JobStatus.DEAD, 3)
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            data = (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]
+            assert data["attempt_text"] == "3 of 3"
+            bg.retry(job)
+            await bg.join()
+            assert (job.status, job.attempt) == (JobStatus.DEAD, 4)  # no automatic retry
+            data = (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]
+            paths = (f"/jobs/{job.id}", "/dead")
+            pages = [(await client.get(path, auth=AUTH)).text for path in paths]
+    told = "4 (manual retry; 3 allowed automatically)"
+    assert data["attempt_text"] == told
+    for page in pages:
+        assert told in page
+        assert "4 of 3" not in page
+
+
+@registered(name="tests.dashboard.refused")
+async def refused(reason: str) -> None:
+    raise PermissionError(reason)
+
+
+async def test_with_a_journal_an_attempt_past_the_allowed_ones_may_be_a_rerun_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    async with Backburner(journal=tmp_path / "jobs.db") as bg:
+        failed = bg.enqueue(refused, "no")
+        await bg.join()
+        bg.retry(failed.id)
+        await bg.join()
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            data = (await client.get(f"/api/jobs/{failed.id}", auth=AUTH)).json()["job"]
+    assert data["attempt_text"] == (
+        "2 (manual retry or a run again after a crash; 1 allowed automatically)"
+    )
+
+
+async def test_a_job_without_an_error_has_no_traceback_section(bg: Backburner) -> None:
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        succeeded = await _shown_then_finished(bg, client, noop)
+        failed = bg.enqueue(fail, "boom")
+        await bg.join()
+        quiet = (await client.get(f"/jobs/{succeeded.id}", auth=AUTH)).text
+        loud = (await client.get(f"/jobs/{failed.id}", auth=AUTH)).text
+    assert "No error." not in quiet
+    assert '<section data-show-if="traceback" hidden>' in quiet  # there for a live update only
+    assert '<dt data-show-if="error" hidden>' in quiet
+    assert '<section data-show-if="traceback">' in loud
+    assert "ValueError: boom" in loud
+
+
+async def report(to: str, password: str, /, *pins: str, cc: str = "", **headers: str) -> str:
+    return f"sent to {to}"
+
+
+async def test_arguments_are_shown_by_parameter_name_and_masked_by_it(bg: Backburner) -> None:
+    bg.pause("mail")
+    job = _job(bg, report, "ada@example.com", "hunter22", "1234", "5678", cc="bob", trace="t1")
+    assert Presenter(DEFAULT_REDACT, None).arguments(job) == [
+        "to='ada@example.com'",
+        f"password={MASK}",  # positional, masked by the name it binds to
+        MASK,  # *pins: each one masked by the name they go to, shown without it
+        MASK,
+        "cc='bob'",
+        "trace='t1'",
+    ]
+
+
+async def test_arguments_that_no_longer_bind_are_shown_by_position(bg: Backburner) -> None:
+    def drop_password(job: Any, args: Any, kwargs: Any) -> Any:
+        return args[:1], kwargs  # send(to) alone does not bind: password is missing
+
+    bg.pause("mail")
+    job = _job(bg, send, "ada@example.com", "hunter2")
+    assert Presenter(DEFAULT_REDACT, drop_password).arguments(job) == ["'ada@example.com'"]
+
+
+async def lookup(user: str) -> dict[str, Any]:
+    return {"user": user, "token": "t0k3n-hunter22", "rows": list(range(100))}
+
+
+async def issue_token(user: str) -> str:
+    return "t0k3n-hunter22"
+
+
+async def echo(value: Any) -> Any:
+    return value
+
+
+async def test_a_succeeded_jobs_return_value_is_shown_redacted_and_cut(bg: Backburner) -> None:
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        found = await _shown_then_finished(bg, client, lookup, "ada")
+        token = await _shown_then_finished(bg, client, issue_token, "ada")
+        big = await _shown_then_finished(bg, client, echo, "x" * 100_000)
+        nothing = await _shown_then_finished(bg, client, noop)
+        results = [
+            (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]["result"]
+            for job in (found, token, big, nothing)
+        ]
+        page = (await client.get(f"/jobs/{found.id}", auth=AUTH)).text
+    # (reprlib shows a dict's keys sorted)
+    rows = "[0, 1, 2, 3, 4, 5, 6, 7, ...]"
+    assert results[0] == f"{{'rows': {rows}, 'token': {MASK}, 'user': 'ada'}}"
+    assert results[1] == MASK  # a function named for a secret returns one
+    assert results[2].startswith("'xxx")
+    assert len(results[2]) <= 300
+    assert results[3] == "None"  # returned None: said, not hidden
+    assert "t0k3n-hunter22" not in page
+    assert '<dt data-show-if="result">Returned</dt>' in page
+    assert "[0, 1, 2, 3, 4, 5, 6, 7, ...]" in page
+
+
+async def test_no_return_value_for_a_job_that_did_not_succeed_or_with_results_hidden(
+    bg: Backburner,
+) -> None:
+    failed = bg.enqueue(fail, "boom")
+    bg.pause("mail")
+    waiting = _job(bg, echo, 1)
+    await bg.join()
+    for unfinished in (failed, waiting):
+        shown = Presenter((), None).job(unfinished, in_failures=False, detail=True)
+        assert shown["result"] is None
+    bg.resume("mail")
+    await bg.join()
+    assert Presenter((), None).job(waiting, in_failures=False, detail=True)["result"] == "1"
+    hidden = Presenter((), None, show_results=False)
+    assert hidden.job(waiting, in_failures=False, detail=True)["result"] is None
+
+
+async def test_an_unknown_jobs_page_is_a_404_with_the_pages_navigation(bg: Backburner) -> None:
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        page = await client.get("/jobs/nope-1", auth=AUTH)
+        api = await client.get("/api/jobs/nope-1", auth=AUTH)
+    assert page.status_code == api.status_code == 404
+    assert "No job nope-1 here" in page.text
+    assert "<nav>" in page.text
+    for path in ("/busy", "/pending", "/scheduled", "/retries", "/dead", "/periodic"):
+        assert f'<a href="{path}"' in page.text
+    assert 'data-page=""' in page.text  # no page's script polls here
+    assert "No job nope-1 here" in api.json()["error"]

@@ -137,7 +137,12 @@ class Views:
         self._remember([job])
         return {
             "now": time.time(),
-            "job": self.present.job(job, in_failures=_in_failures(bg, job), detail=True),
+            "job": self.present.job(
+                job,
+                in_failures=_in_failures(bg, job),
+                detail=True,
+                journaled=bg.journal_config is not None,
+            ),
         }
 
     def _listing(
@@ -151,10 +156,13 @@ class Views:
         complete: bool = True,
     ) -> dict[str, Any]:
         self._remember(jobs)
+        journaled = bg.journal_config is not None
         return {
             "now": time.time(),
             "jobs": [
-                self.present.job(job, in_failures=bg._failures.get(job.id) is not None)
+                self.present.job(
+                    job, in_failures=bg._failures.get(job.id) is not None, journaled=journaled
+                )
                 for job in jobs
             ],
             "total": total,

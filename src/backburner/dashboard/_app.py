@@ -85,13 +85,17 @@ def dashboard(
         answers; other ``Host`` headers get 400. By default any, or with ``insecure_local``
         only ``localhost``, ``127.0.0.1`` and ``::1``.
     :param redact: argument names whose values are masked wherever arguments show, matched as
-        parts of a name, ignoring case (keyword arguments, positional ones by parameter name,
-        and keys of dicts passed as arguments).
+        parts of a name (whole words for names of 4 letters or fewer), ignoring case, ``-``
+        and ``_`` (keyword arguments, positional ones by parameter name, keys of dicts passed
+        as arguments, fields of dataclasses, query parameters written in strings). Besides,
+        dataclass fields declared ``repr=False``, URL passwords and ``Authorization``,
+        ``Bearer`` and ``Basic`` credentials written in strings are always masked.
     :param redact_hook: ``redact_hook(job, args, kwargs) -> (args, kwargs)``, what to show of a
         job's arguments after ``redact`` masked them (mask more, or replace objects).
     :param redact_text: ``redact_text(job, text) -> text``, what to show of a job's error
-        message, traceback and unique key, after the values ``redact`` masked in its arguments
-        were masked there too (error text can hold anything: a query, a token, a path).
+        message, traceback, unique key and return value, after the values ``redact`` masked
+        in its arguments were masked there too (error text can hold anything: a query, a
+        token, a path).
     :param poll_interval: seconds between live updates of an open page (1 to 60; a page's
         ``?poll=`` overrides it within the same bounds, ``?poll=0`` stops them).
     :param title: the name in the page title and header.
@@ -220,15 +224,18 @@ class Dashboard:
         return routes
 
     def _handlers(self) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+        # (These run past the host and credential checks: their pages get the navigation.)
         async def http_error(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, HTTPException)
-            return self._refusal(request, exc.status_code, str(exc.detail), exc.headers)
+            return self._refusal(
+                request, exc.status_code, str(exc.detail), exc.headers, signed_in=True
+            )
 
         async def bad_parameter(request: Request, exc: Exception) -> Response:
-            return self._refusal(request, 400, str(exc))
+            return self._refusal(request, 400, str(exc), signed_in=True)
 
         async def not_running(request: Request, exc: Exception) -> Response:
-            return self._refusal(request, 503, f"No executor to show: {exc}")
+            return self._refusal(request, 503, f"No executor to show: {exc}", signed_in=True)
 
         return {HTTPException: http_error, BadParameter: bad_parameter, NotRunning: not_running}
 
@@ -366,7 +373,11 @@ class Dashboard:
         status: int,
         message: str,
         headers: Mapping[str, str] | None = None,
+        *,
+        signed_in: bool = False,
     ) -> Response:
+        """The error as JSON, text or a page: with the pages' layout and navigation for a
+        client that passed the checks, a bare one (no links, no CSRF token) before that."""
         path = request.scope.get("path", "")
         root = _root(request)
         inner = path[len(root) :] if path.startswith(root) else path
@@ -375,7 +386,15 @@ class Dashboard:
         if inner.startswith(("/metrics", "/static/")):
             return PlainTextResponse(_encode(message), status, headers=headers)
         html = self._templates.get_template("error.html").render(
-            title=self.title, root=root, status=status, message=message
+            title=self.title,
+            root=root,
+            status=status,
+            message=message,
+            signed_in=signed_in,
+            page="",  # no page's script runs, no tab is the current one
+            read_only=self.read_only,
+            csrf_token=self.csrf_token if signed_in else "",
+            poll=0.0,
         )
         return Response(
             _encode(html), status, headers=headers, media_type="text/html; charset=utf-8"

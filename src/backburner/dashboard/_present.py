@@ -12,7 +12,6 @@ import functools
 import inspect
 import itertools
 import logging
-import re
 import reprlib
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -20,35 +19,29 @@ from typing import Any
 
 from .._job import Job
 from .._status import JobStatus
+from ._redact import DEFAULT_REDACT, MASK, MIN_SECRET, QUERY_SECRETS, SecretNames, scrub_text
 
-__all__ = ["DEFAULT_REDACT", "Presenter", "RedactHook", "RedactText", "printable", "truncate"]
+__all__ = [
+    "DEFAULT_REDACT",
+    "MASK",
+    "Presenter",
+    "RedactHook",
+    "RedactText",
+    "printable",
+    "truncate",
+]
 
 logger = logging.getLogger("backburner")
-
-#: Argument names whose values are masked unless ``redact=`` says otherwise (matched as parts
-#: of a name, ignoring case: ``db_password`` and ``X-Api-Key`` are masked).
-DEFAULT_REDACT = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "cookie",
-    "credential",
-    "private_key",
-)
-MASK = "••••••"
 
 #: ``redact_hook(job, args, kwargs) -> (args, kwargs)``: what to show of a job's arguments.
 RedactHook = Callable[
     [Job[Any], tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]
 ]
-#: ``redact_text(job, text) -> text``: what to show of a job's error, traceback or unique key.
+#: ``redact_text(job, text) -> text``: what to show of a job's error, traceback, unique key or
+#: return value.
 RedactText = Callable[[Job[Any], str], str]
 
-_ARG_CHARS = 300  # one argument's repr
+_ARG_CHARS = 300  # one argument's repr, or the return value's
 _NAME_CHARS = 200  # a function's or a queue's name
 _ERROR_CHARS = 1000  # an exception's message
 _TRACEBACK_CHARS = 20_000
@@ -104,9 +97,8 @@ class _Masked:
 
 
 _MASKED = _Masked()
-_MIN_SECRET = 4  # a masked value this long or longer is masked in error text too
 _ITEMS = 9  # items of a container looked at: the repr shows 8 and "..."
-_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)([^@/\s]+)@")  # scheme://user:PASSWORD@host
+_WINDOW = 2000  # of a longer string, only this much of each end is scrubbed (the repr shows less)
 
 
 class _Fields:
@@ -122,13 +114,19 @@ class _Fields:
 
 
 class Presenter:
-    """Turns jobs into JSON-ready dicts, masking configured argument names."""
+    """Turns jobs into JSON-ready dicts, masking configured argument names.
+
+    ``show_results`` shows a succeeded job's return value on its page (redacted and cut like
+    an argument); False hides it (``"result"`` is then always None).
+    """
 
     def __init__(
         self,
         redact: Iterable[str],
         redact_hook: RedactHook | None,
         redact_text: RedactText | None = None,
+        *,
+        show_results: bool = True,
     ) -> None:
         if isinstance(redact, str):
             raise TypeError(f"redact takes a list of names, got the str {redact!r}")
@@ -140,22 +138,37 @@ class Presenter:
             raise TypeError(f"redact_hook must be callable(job, args, kwargs), got {redact_hook!r}")
         if redact_text is not None and not callable(redact_text):
             raise TypeError(f"redact_text must be callable(job, text), got {redact_text!r}")
-        self.names = tuple(_normal(name) for name in names)
+        self.names = SecretNames(names)
+        self.params = SecretNames(names + QUERY_SECRETS)  # as query parameters in text
         self.hook = redact_hook
         self.text_hook = redact_text
+        self.show_results = show_results
 
-    def job(self, job: Job[Any], *, in_failures: bool, detail: bool = False) -> dict[str, Any]:
-        """The fields every listing shows; with ``detail``, the traceback and options too."""
+    def job(
+        self,
+        job: Job[Any],
+        *,
+        in_failures: bool,
+        detail: bool = False,
+        journaled: bool = False,
+    ) -> dict[str, Any]:
+        """The fields every listing shows; with ``detail``, the traceback, options and result.
+
+        ``journaled``: the job's executor has a journal, so an attempt cut short by a crash
+        runs again (and may go past the automatic attempts, as a manual retry does).
+        """
         status = job.status
         exc = job.exception()
         args, secrets = self._arguments(job)
+        allowed = job.options.retries + 1
         data: dict[str, Any] = {
             "id": job.id,
             "name": truncate(job.name, _NAME_CHARS),
             "queue": truncate(job.queue, _NAME_CHARS),
             "status": status.value,
             "attempt": job.attempt,
-            "attempts": job.options.retries + 1,
+            "attempts": allowed,
+            "attempt_text": _attempt_text(job.attempt, allowed, journaled),
             "enqueued_at": job.enqueued_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
@@ -180,17 +193,23 @@ class Presenter:
                 if job.unique_key is None
                 else self._text(job, job.unique_key, secrets, _ARG_CHARS)
             )
+            data["result"] = self._result(job, secrets) if self.show_results else None
         return data
 
     def arguments(self, job: Job[Any]) -> list[str]:
-        """Each argument as shown: positional ones first, then ``name=value``."""
+        """Each argument as shown: ``name=value`` where the function's signature names it."""
         return self._arguments(job)[0]
 
     def _arguments(self, job: Job[Any]) -> tuple[list[str], list[str]]:
         # Also the text of the values masked, to mask them in the error text too.
         secrets: list[str] = []
         args, kwargs = job.args, dict(job.kwargs or {})
-        names = parameter_names(job.fn)
+        signature = _signature(job.fn)
+        binding = _bind(signature, len(args), kwargs)
+        if binding is not None:  # each positional argument's parameter (a *args one's too)
+            names: tuple[str | None, ...] = tuple(name for name, _ in binding)
+        else:  # arguments that do not bind: mask by position, as far as names go
+            names = _positional_names(signature)
         shown_args: list[Any] = [
             self._mask(arg, secrets)
             if i < len(names) and self._secret(names[i])
@@ -208,16 +227,40 @@ class Presenter:
             except Exception:
                 logger.exception("the dashboard's redact_hook failed for job %s", job.id)
                 return ["(hidden: the redact hook failed)"], secrets
-        parts = [_show(arg) for arg in shown_args]
+            if len(shown_args) != len(args) or shown_kwargs.keys() != kwargs.keys():
+                binding = _bind(signature, len(shown_args), shown_kwargs)
+        labels = [None if spread else name for name, spread in binding or ()]
+        parts = [
+            truncate(f"{labels[i]}={_show(arg)}", _ARG_CHARS)
+            if i < len(labels) and labels[i]
+            else _show(arg)
+            for i, arg in enumerate(shown_args)
+        ]
         parts += [
             truncate(f"{key}={_show(value)}", _ARG_CHARS) for key, value in shown_kwargs.items()
         ]
         return parts, secrets
 
+    def _result(self, job: Job[Any], secrets: list[str]) -> str | None:
+        """A succeeded job's return value, redacted and cut like an argument; else None."""
+        if job.status is not JobStatus.SUCCEEDED:
+            return None
+        try:
+            value = job.result()
+        except Exception:  # (ended otherwise since its status was read: nothing to show)
+            return None
+        # A function named for a secret (issue_token, get_password) returns one.
+        if self._secret(job.name.rsplit(".", 1)[-1]):
+            return MASK
+        return truncate(self._text(job, _show(self._scrub(value, secrets)), secrets), _ARG_CHARS)
+
     def _text(self, job: Job[Any], text: str, secrets: list[str], limit: int = 0) -> str:
-        """An error, traceback or unique key: masked values masked, ``redact_text`` applied."""
+        """An error, traceback, unique key or result: masked values masked, secrets written
+        in the text masked (URL passwords, tokens in queries and headers), ``redact_text``
+        applied."""
         for secret in secrets:
             text = text.replace(secret, MASK)
+        text = scrub_text(text, self.params, [])
         if self.text_hook is not None:
             try:
                 text = self.text_hook(job, text)
@@ -235,34 +278,31 @@ class Presenter:
             name = bytes(name[:200]).decode("latin-1")
         if not isinstance(name, str):
             return False
-        lowered = _normal(name)
-        return any(secret in lowered for secret in self.names)
+        return self.names.match(name)
 
     def _mask(self, value: Any, secrets: list[str]) -> _Masked:
         if isinstance(value, (bytes, bytearray)):
             value = bytes(value[:1000]).decode("utf-8", "replace")
-        if isinstance(value, str) and len(value) >= _MIN_SECRET:
+        if isinstance(value, str) and len(value) >= MIN_SECRET:
             secrets.append(value)
         return _MASKED
 
     def _scrub(self, value: Any, secrets: list[str], depth: int = 0) -> Any:
-        """Mask what is secret inside the containers an argument holds, a few levels deep:
-        values of dicts under a secret key (``{"password": ...}``, ``{b"token": ...}``), the
-        value of a ``(name, value)`` pair with a secret name (``("Authorization", "Bearer
-        x")``), and secret fields of dataclasses and named tuples; through lists, tuples and
-        sets; and the password of a URL (``postgres://user:pw@host``). Only the items the repr
-        shows are looked at."""
+        """Mask what is secret inside an argument, a few levels deep: secrets written in
+        strings (a URL's password, ``?token=...``, ``Bearer ...``: see ``scrub_text``); values
+        of dicts under a secret key (``{"password": ...}``, ``{b"token": ...}``), the value of
+        a ``(name, value)`` pair with a secret name (``("Authorization", "Bearer x")``), and
+        the secret fields of dataclasses and named tuples, and dataclass fields declared
+        ``field(repr=False)``; through lists, tuples and sets. Only the items the repr shows
+        are looked at."""
         if depth > 3:
             return value
         if isinstance(value, str):
-            if "://" not in value[:_ARG_CHARS]:
-                return value
-
-            def hide(match: re.Match[str]) -> str:
-                self._mask(match.group(2), secrets)
-                return f"{match.group(1)}{MASK}@"
-
-            return _URL_PASSWORD.sub(hide, value[: _ARG_CHARS * 2])
+            if len(value) <= 2 * _WINDOW:
+                return scrub_text(value, self.params, secrets)
+            # Only its two ends show (reprlib keeps both): each is scrubbed on its own.
+            head = scrub_text(value[:_WINDOW], self.params, secrets)
+            return head + scrub_text(value[-_WINDOW:], self.params, secrets)
         if isinstance(value, Mapping):
             return {
                 key: self._mask(item, secrets)
@@ -278,10 +318,10 @@ class Presenter:
                     (
                         name,
                         self._mask(item, secrets)
-                        if self._secret(name)
+                        if hidden or self._secret(name)
                         else self._scrub(item, secrets, depth + 1),
                     )
-                    for name, item in itertools.islice(fields, _ITEMS)
+                    for name, item, hidden in itertools.islice(fields, _ITEMS)
                 ],
             )
         if isinstance(value, (tuple, list)):
@@ -301,43 +341,84 @@ class Presenter:
         return value
 
 
-def _normal(name: str) -> str:
-    # Case, "-" and "_" ignored: "api_key" masks X-Api-Key, apiKey and API_KEY alike.
-    return name.lower().replace("-", "").replace("_", "")
+def _attempt_text(attempt: int, allowed: int, journaled: bool) -> str:
+    """``2 of 3``; past the automatic attempts (a manual retry of a dead job, or with a
+    journal a run again after a crash), what gave the extra one, never ``4 of 3``."""
+    if attempt <= allowed:
+        return f"{attempt} of {allowed}" if allowed > 1 else str(attempt)
+    extra = "manual retry" if attempt == allowed + 1 else "manual retries"
+    if journaled:
+        extra += " or a run again after a crash"
+    return f"{attempt} ({extra}; {allowed} allowed automatically)"
 
 
-def _fields_of(value: Any) -> Iterable[tuple[str, Any]] | None:
-    """A dataclass instance's or a named tuple's fields, as (name, value); None otherwise."""
+def _fields_of(value: Any) -> Iterable[tuple[str, Any, bool]] | None:
+    """A dataclass instance's or a named tuple's fields, as (name, value, hidden); None
+    otherwise. Hidden: a dataclass field declared ``field(repr=False)``, which the app's own
+    repr leaves out."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return ((f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value))
+        return (
+            (f.name, getattr(value, f.name, None), not f.repr) for f in dataclasses.fields(value)
+        )
     names = getattr(type(value), "_fields", None)
     if isinstance(value, tuple) and isinstance(names, tuple):
-        return zip(names, value, strict=False)
+        return ((name, item, False) for name, item in zip(names, value, strict=False))
     return None
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_parameter_names(fn: Callable[..., Any]) -> tuple[str, ...]:
-    return _parameter_names(fn)
+def _cached_signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    return _signature_of(fn)
 
 
-def _parameter_names(fn: Callable[..., Any]) -> tuple[str, ...]:
-    """The names positional arguments bind to, so that ``send(to, password)`` is masked too."""
+def _signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one, say
+        return None
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """``fn``'s signature, cached for the functions that can be (most can); None if none."""
+    try:
+        return _cached_signature(fn)
+    except TypeError:  # unhashable
+        return _signature_of(fn)
+
+
+def _bind(
+    signature: inspect.Signature | None, count: int, kwargs: Mapping[str, Any]
+) -> list[tuple[str, bool]] | None:
+    """For each of ``count`` positional arguments, the parameter it binds to and whether
+    that is a ``*args`` one; None if the arguments do not bind (a wrapper's signature that
+    is not the real one, a hook that reshaped them)."""
+    if signature is None:
+        return None
+    try:  # (bind looks only at how many there are and at the keywords' names)
+        signature.bind(*range(count), **dict.fromkeys(kwargs))
+    except TypeError:
+        return None
+    names: list[tuple[str, bool]] = []
+    for parameter in signature.parameters.values():
+        if len(names) == count:
+            break
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            names += [(parameter.name, True)] * (count - len(names))
+        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append((parameter.name, False))
+    return names
+
+
+def _positional_names(signature: inspect.Signature | None) -> tuple[str, ...]:
+    """The names positional arguments bind to, in order, so that ``send(to, password)`` is
+    masked even when the call does not bind."""
+    if signature is None:
         return ()
     return tuple(
-        p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     )
-
-
-def parameter_names(fn: Callable[..., Any]) -> tuple[str, ...]:
-    """``_parameter_names``, cached for the functions that can be (most can)."""
-    try:
-        return _cached_parameter_names(fn)
-    except TypeError:  # unhashable
-        return _parameter_names(fn)
 
 
 def _show(value: Any) -> str:

@@ -9,12 +9,14 @@ Mounts (credentials ``admin`` / ``s3cret`` where Basic auth is on)::
 
 Control routes (no dashboard, no auth: test scaffolding) enqueue jobs the tests watch:
 ``POST /control/hold?key=K`` (runs until ``POST /control/release?key=K``), ``/control/fail``,
-``/control/quick``, ``/control/schedule``, ``/control/xss`` (jobs full of XSS payloads).
+``/control/quick``, ``/control/schedule``, ``/control/xss`` (jobs full of XSS payloads),
+``/control/secret`` and ``/control/leaky`` (jobs holding secrets, held until released).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +86,18 @@ async def send_secret(
     await _gate(f"secret:{to}").wait()
 
 
+@dataclasses.dataclass
+class Account:
+    user: str
+    dsn: str = dataclasses.field(repr=False)  # the app hides it: so must the dashboard
+
+
+async def sync_account(account: Account, url: str, callback: str, header: str) -> str:
+    """Holds until released, then returns a text with the hidden field in it."""
+    await _gate(f"leaky:{account.user}").wait()
+    return f"synced {account.user} via {account.dsn}"
+
+
 async def nightly_report() -> None:
     pass
 
@@ -111,6 +125,15 @@ async def control(request: Request) -> Response:
     elif what == "secret":
         job = background.enqueue(
             send_secret, params["to"], "hunter2", card="4111", api_token={"password": "x"}
+        )
+    elif what == "leaky":
+        user = params["user"]
+        job = background.enqueue(
+            sync_account,
+            Account(user, "db.internal/hunter-dsn"),
+            "postgres://app:p@ss/w0rd@db/app",
+            "https://api.example/cb?api_key=hunter-key&page=1",
+            header="Authorization: Bearer hunter-bearer",
         )
     elif what == "xss":
         return JSONResponse({"ids": _enqueue_payloads()})

@@ -112,7 +112,7 @@
       case "finished":
         return timeNode(job.finished_at, "ago");
       case "attempt":
-        return text(job.attempts > 1 ? job.attempt + " of " + job.attempts : String(job.attempt));
+        return text(job.attempt_text);
       case "error":
         return el("span", { class: "error" }, [job.error === null ? "" : job.error]);
       default:
@@ -292,8 +292,8 @@
       if (key === "args") {
         const items = job.args.map((arg) => el("li", {}, [el("code", {}, [arg])]));
         node.replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, ["none"])]));
-      } else if (key === "traceback") {
-        node.textContent = job.traceback === null ? "No error." : job.traceback;
+      } else if (key === "traceback" || key === "result") {
+        node.textContent = job[key] === null ? "" : job[key]; // (hidden when null: data-show-if)
       } else if (key === "status") {
         node.textContent = job.status;
         node.setAttribute("class", "status status-" + job.status);
