@@ -227,6 +227,45 @@ async def test_failure_is_logged_with_id_name_and_traceback_and_the_worker_lives
     assert bg.failures() == [job]
 
 
+class _NotAnException(BaseException):
+    pass
+
+
+#: What jobs raise that is not an ``Exception``: each must fail that job and nothing else.
+NOT_EXCEPTIONS = [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), _NotAnException("x")]
+
+
+def _raises(exc: BaseException) -> None:
+    raise exc
+
+
+async def _araises(exc: BaseException) -> None:
+    raise exc
+
+
+@pytest.mark.parametrize("exc", NOT_EXCEPTIONS, ids=lambda exc: type(exc).__name__)
+@pytest.mark.parametrize("kind", ["async", "async with a timeout", "sync"])
+async def test_a_job_raising_a_base_exception_fails_alone_and_says_it_was_contained(
+    caplog: pytest.LogCaptureFixture, exc: BaseException, kind: str
+) -> None:
+    fn: Any = _raises if kind == "sync" else _araises
+    seen: list[BaseException] = []
+    async with Backburner(workers=1, on_error=lambda job, exc: seen.append(exc)) as bg:
+        enqueuer = bg.options(timeout=30) if kind == "async with a timeout" else bg
+        job = enqueuer.enqueue(fn, exc)
+        await job.wait()  # (`await job` would raise it here, as it raises any job's error)
+        assert await bg.enqueue(add, 1, 2) == 3  # the only worker still works
+    assert job.status is JobStatus.FAILED
+    assert job.exception() is exc
+    assert seen == [exc]
+    assert bg.failures() == [job]
+    assert bg.stats().total.failed == 1
+    [record] = [r for r in caplog.records if r.name == "backburner" and r.levelno == logging.ERROR]
+    message = record.getMessage()
+    assert job.id in message
+    assert f"{type(exc).__name__} raised by a job is contained: it ends this job only" in message
+
+
 async def test_failures_keeps_only_the_newest_keep_failed_jobs() -> None:
     async with Backburner(keep_failed=3) as bg:
         jobs = [bg.enqueue(fail, str(n)) for n in range(5)]

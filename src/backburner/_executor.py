@@ -34,6 +34,7 @@ from ._context import (
 from ._durable import asubmit, submit
 from ._enqueue import EnqueueMethods
 from ._errors import DuplicateJob, NotRunning, QueueFull, ShuttingDown
+from ._errortext import error_line, log_failure
 from ._failures import FailedJobs
 from ._history import History
 from ._job import Job
@@ -819,25 +820,36 @@ class Backburner(EnqueueMethods):
         self._unique.release(job)
 
     def _report_failure(self, job: Job[Any], exc: BaseException) -> None:
+        # One ERROR record with the traceback, both cut to a bounded size (_errortext.py).
         attempts = f" after {job.attempt} attempts" if job.attempt > 1 else ""
-        logger.error(
-            "job %s failed%s: %s: %s",
-            job.describe(),
-            attempts,
-            type(exc).__name__,
+        contained = (
+            ""
+            if isinstance(exc, Exception)
+            else f" ({type(exc).__name__} raised by a job is contained: it ends this job only, "
+            f"and the server runs on)"
+        )
+        log_failure(
+            logging.ERROR,
+            "job %s failed%s: %s%s",
+            (job.describe(attempt=False), attempts, error_line(exc), contained),
             exc,
-            exc_info=(type(exc), exc, exc.__traceback__),
-            extra={"backburner_job_id": job.id, "backburner_job_name": job.name},
+            {"backburner_job_id": job.id, "backburner_job_name": job.name},
         )
         self._failures.add(job)
         if self.on_error is not None:
             try:
                 self.on_error(job, exc)
-            except Exception:
-                logger.exception("on_error hook failed for job %s", job.id)
+            except Exception as hook_error:
+                log_failure(
+                    logging.ERROR,
+                    "on_error hook failed for job %s: %s",
+                    (job.id, error_line(hook_error)),
+                    hook_error,
+                    {"backburner_job_id": job.id},
+                )
 
     def _report_late_end(self, job: Job[Any], error: BaseException | None) -> None:
-        outcome = f"raised {type(error).__name__}: {error}" if error else "returned"
+        outcome = f"raised {error_line(error)}" if error else "returned"
         logger.warning(
             "job %s %s after it was given up (abandoned or timed out)",
             job.describe(),
