@@ -24,6 +24,7 @@ from backburner import (
     background,
 )
 from backburner._context import current_executor_var
+from backburner._errortext import MESSAGE_CHARS, TRACEBACK_CHARS
 
 pytestmark = pytest.mark.anyio
 
@@ -264,6 +265,52 @@ async def test_a_job_raising_a_base_exception_fails_alone_and_says_it_was_contai
     message = record.getMessage()
     assert job.id in message
     assert f"{type(exc).__name__} raised by a job is contained: it ends this job only" in message
+
+
+async def _fails_huge(size: int) -> None:
+    raise ValueError("x" * size + " the end")
+
+
+def _chained(depth: int) -> None:
+    if depth:
+        try:
+            _chained(depth - 1)
+        except ValueError as exc:
+            raise ValueError(f"level {depth} " + "y" * 2000) from exc
+    raise ValueError("the innermost")
+
+
+async def test_a_ten_megabyte_failure_logs_a_few_kilobytes_with_the_frames_and_the_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    size = 10 * 1024 * 1024
+    async with Backburner() as bg:
+        job = bg.options(retries=1, backoff=0, jitter=0).enqueue(_fails_huge, size)
+        await job.wait()
+    assert len(str(job.exception())) > size  # the job keeps its exception whole
+    retried, failed = [r for r in caplog.records if r.name == "backburner" and r.levelno >= 30]
+    assert len(retried.getMessage()) < MESSAGE_CHARS + 500
+    assert "more characters" in retried.getMessage()
+    text = logging.Formatter().format(failed)
+    assert len(text) < MESSAGE_CHARS + TRACEBACK_CHARS + 500
+    assert job.id in text
+    assert "in _fails_huge" in text  # the frame that raised
+    assert text.endswith(" the end")  # and the end of the message
+    assert failed.exc_info is None  # a formatter of its own cannot print it whole from there
+
+
+async def test_a_long_chain_of_exceptions_is_cut_keeping_the_end_where_it_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with Backburner() as bg:
+        job = bg.enqueue(_chained, 50)  # 50 chained errors of 2 KB each: 100 KB
+        await job.wait()
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.exc_text is not None
+    assert len(record.exc_text) <= TRACEBACK_CHARS
+    assert record.exc_text.startswith("[... ")
+    assert "characters of the traceback left out" in record.exc_text
+    assert record.exc_text.endswith("ValueError: level 50 " + "y" * 2000)
 
 
 async def test_failures_keeps_only_the_newest_keep_failed_jobs() -> None:

@@ -258,3 +258,23 @@ def test_a_job_raising_systemexit_or_keyboardinterrupt_fails_alone(serve: Serve)
     assert run.status_by_key == {"swallows-cancel": "abandoned"}
     assert position(run.events, "report") < position(run.events, "app shutdown")
     assert "never retrieved" not in server.stderr()
+
+
+def test_a_job_that_stops_the_event_loop_ends_the_process_without_a_drain(serve: Serve) -> None:
+    """What the README says of ``loop.stop()`` in a job (a programming error): the server's
+    ``asyncio.run`` fails, every task is cancelled, and the process exits 1 at once, with no
+    drain, no report and no app shutdown."""
+    server = serve("drain", settings={"workers": 2, "shutdown_timeout": 5.0, "cancel_grace": 1.0})
+    server.wait_ready()
+    enqueue_one(server, "cleans-up", "cleans-up")
+    server.wait_for("the other job running", started("cleans-up"))
+    enqueue_one(server, "stops-loop", "stops-loop")
+    code, _ = server.wait_exit(within=5.0)
+
+    events = server.events()
+    assert code == 1
+    assert "RuntimeError: Event loop stopped before Future completed." in server.stderr()
+    assert named(events, "cleanup started"), "the running job was not cancelled"
+    assert not named(events, "report")
+    assert not named(events, "app shutdown")
+    assert not [e for e in named(events, "finished") if e["key"] == "stops-loop"]

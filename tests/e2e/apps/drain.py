@@ -105,6 +105,14 @@ async def interrupts_on_loop(key: str) -> None:
     raise KeyboardInterrupt
 
 
+async def stops_loop(key: str) -> None:
+    """A programming error: stops the event loop the whole server runs on."""
+    record("started", key=key)
+    asyncio.get_running_loop().stop()
+    await asyncio.sleep(1)
+    record("finished", key=key)
+
+
 def _enqueue(key: str, fn: Callable[..., Awaitable[None] | None], *args: Any) -> str:
     job = background.enqueue(fn, key, *args)
     record("enqueued", key=key, id=job.id)
@@ -133,6 +141,7 @@ ONE_JOB: dict[str, Callable[[str], Awaitable[None] | None]] = {
     "exits-in-thread": exits_in_thread,
     "exits-on-loop": exits_on_loop,
     "interrupts-on-loop": interrupts_on_loop,
+    "stops-loop": stops_loop,
 }
 
 
