@@ -113,7 +113,8 @@ class Backburner(EnqueueMethods):
             ``"default"`` here replaces ``workers`` and ``max_pending``.
         :param shutdown_timeout: the whole budget, in seconds, of ``aclose()``: jobs get until
             ``shutdown_timeout - cancel_grace`` to finish, are then cancelled, and get the
-            rest to clean up. The process exits within it whatever the jobs do.
+            rest to clean up. The process exits within it whatever the jobs do, unless one
+            blocks the event loop (the deadline is a timer on that loop).
         :param cancel_grace: the part of ``shutdown_timeout`` kept for cancelled jobs' cleanup;
             by default a quarter of it, at most one second.
         :param on_error: called as ``on_error(job, exception)`` on the event loop when a job
@@ -347,7 +348,8 @@ class Backburner(EnqueueMethods):
         scheduled and retrying jobs are dropped and running ones cancelled, and get the rest of
         the budget to clean up. Whatever is still running then is abandoned. Every job that did
         not finish is listed in one warning log record and in the returned report. Returns at
-        the latest ``shutdown_timeout`` seconds after it was called.
+        the latest ``shutdown_timeout`` seconds after it was called, unless a job blocks the
+        event loop (a ``time.sleep`` in its ``finally``, say): then that much later.
         """
         if self._state in (_State.CREATED, _State.CLOSED):
             return self._report
