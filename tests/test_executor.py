@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
+import string
 import threading
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backburner import (
     Backburner,
@@ -24,7 +28,7 @@ from backburner import (
     background,
 )
 from backburner._context import current_executor_var
-from backburner._errortext import MESSAGE_CHARS, TRACEBACK_CHARS
+from backburner._errortext import MESSAGE_CHARS, TRACEBACK_CHARS, cut
 
 pytestmark = pytest.mark.anyio
 
@@ -297,6 +301,22 @@ async def test_a_ten_megabyte_failure_logs_a_few_kilobytes_with_the_frames_and_t
     assert "in _fails_huge" in text  # the frame that raised
     assert text.endswith(" the end")  # and the end of the message
     assert failed.exc_info is None  # a formatter of its own cannot print it whole from there
+
+
+@given(length=st.integers(0, 100_000), limit=st.integers(100, 20_000))
+def test_cut_text_fits_its_limit_and_says_how_much_it_left_out(length: int, limit: int) -> None:
+    text = "".join(string.ascii_letters[i % 52] for i in range(length))
+    shown = cut(text, limit)
+    if length <= limit:
+        assert shown == text
+        return
+    assert len(shown) == limit
+    match = re.fullmatch(r"(.*) \[\.\.\. (\d+) more characters \.\.\.\] (.*)", shown)
+    assert match is not None
+    head, left, tail = match.groups()
+    assert text.startswith(head)
+    assert text.endswith(tail)
+    assert int(left) == length - len(head) - len(tail)
 
 
 async def test_a_long_chain_of_exceptions_is_cut_keeping_the_end_where_it_raised(

@@ -28,13 +28,24 @@ TRACEBACK_CHARS = 16 * 1024
 
 def cut(text: str, limit: int) -> str:
     """``text`` if it has at most ``limit`` characters; else its start and its end, with a
-    note in between saying how many characters were left out (the result fits ``limit``)."""
+    note in between saying how many characters were left out (for any ``limit`` of 100 or
+    more, the result fits it)."""
     if len(text) <= limit:
         return text
-    note = f" [... {len(text) - limit} more characters ...] "
-    keep = max(0, limit - len(note))
+    note, keep = _note(len(text), limit, " [... {} more characters ...] ")
     head = keep // 2
     return text[:head] + note + text[len(text) - (keep - head) :]
+
+
+def _note(length: int, limit: int, template: str) -> tuple[str, int]:
+    """The note saying how many of ``length`` characters are left out so that the kept ones
+    and the note fit ``limit``, and how many are kept. (The count's digits take room too.)"""
+    keep = limit
+    while True:
+        note = template.format(length - keep)
+        if keep == max(0, limit - len(note)):
+            return note, keep
+        keep = max(0, limit - len(note))
 
 
 def error_line(exc: BaseException, limit: int = MESSAGE_CHARS) -> str:
@@ -69,8 +80,8 @@ def _traceback(exc: BaseException, limit: int, part_limit: int) -> tuple[str, bo
             whole = False
     text = "".join(parts)
     if len(text) > limit:
-        note = f"[... {len(text) - limit} characters of the traceback left out ...]\n"
-        text = note + text[len(text) - max(0, limit - len(note)) :]
+        note, keep = _note(len(text), limit, "[... {} characters of the traceback left out ...]\n")
+        text = note + text[len(text) - keep :]
         whole = False
     return text, whole
 
