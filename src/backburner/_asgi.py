@@ -27,9 +27,8 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._budget import Auto
@@ -41,6 +40,10 @@ from ._executor import Backburner, ErrorHook
 from ._journal import Durability, JournalConfig
 from ._periodic import Periodic
 from ._remote import Engine
+
+if TYPE_CHECKING:  # (imported when used: `import backburner` stays light)
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 __all__ = ["BackburnerMiddleware", "queue_full_handler"]
 
@@ -153,7 +156,14 @@ class BackburnerMiddleware:
             if started:  # too late for another answer: the server logs it as any error
                 raise
             self.refusals.count(exc, retry_after)
-            await _service_unavailable(retry_after)(scope, receive, send)
+            body = _busy_text(retry_after).encode()
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 def _check_retry_after(value: object) -> int | None:
@@ -180,16 +190,17 @@ async def queue_full_handler(request: Request, exc: Exception) -> Response:
     """
     if not isinstance(exc, QueueFull):
         raise TypeError(f"queue_full_handler handles QueueFull, got {type(exc).__name__}")
+    from starlette.responses import PlainTextResponse
+
     _handler_refusals.count(exc, 1)
-    return _service_unavailable(1)
+    return PlainTextResponse(_busy_text(1), status_code=503, headers={"Retry-After": "1"})
 
 
-def _service_unavailable(retry_after: int) -> Response:
-    return PlainTextResponse(
+def _busy_text(retry_after: int) -> str:
+    # What a client is told: nothing of the inside (queue names, sizes), only when to retry.
+    return (
         f"503 Service Unavailable: the server is too busy to take this request now; "
-        f"retry after {retry_after} seconds.\n",
-        status_code=503,
-        headers={"Retry-After": str(retry_after)},
+        f"retry after {retry_after} seconds.\n"
     )
 
 
