@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
+import string
 import threading
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backburner import (
     Backburner,
@@ -24,6 +28,7 @@ from backburner import (
     background,
 )
 from backburner._context import current_executor_var
+from backburner._errortext import MESSAGE_CHARS, TRACEBACK_CHARS, cut
 
 pytestmark = pytest.mark.anyio
 
@@ -225,6 +230,107 @@ async def test_failure_is_logged_with_id_name_and_traceback_and_the_worker_lives
     assert record.exc_info is not None
     assert record.exc_info[1] is job.exception()
     assert bg.failures() == [job]
+
+
+class _NotAnException(BaseException):
+    pass
+
+
+#: What jobs raise that is not an ``Exception``: each must fail that job and nothing else.
+NOT_EXCEPTIONS = [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), _NotAnException("x")]
+
+
+def _raises(exc: BaseException) -> None:
+    raise exc
+
+
+async def _araises(exc: BaseException) -> None:
+    raise exc
+
+
+@pytest.mark.parametrize("exc", NOT_EXCEPTIONS, ids=lambda exc: type(exc).__name__)
+@pytest.mark.parametrize("kind", ["async", "async with a timeout", "sync"])
+async def test_a_job_raising_a_base_exception_fails_alone_and_says_it_was_contained(
+    caplog: pytest.LogCaptureFixture, exc: BaseException, kind: str
+) -> None:
+    fn: Any = _raises if kind == "sync" else _araises
+    seen: list[BaseException] = []
+    async with Backburner(workers=1, on_error=lambda job, exc: seen.append(exc)) as bg:
+        enqueuer = bg.options(timeout=30) if kind == "async with a timeout" else bg
+        job = enqueuer.enqueue(fn, exc)
+        await job.wait()  # (`await job` would raise it here, as it raises any job's error)
+        assert await bg.enqueue(add, 1, 2) == 3  # the only worker still works
+    assert job.status is JobStatus.FAILED
+    assert job.exception() is exc
+    assert seen == [exc]
+    assert bg.failures() == [job]
+    assert bg.stats().total.failed == 1
+    [record] = [r for r in caplog.records if r.name == "backburner" and r.levelno == logging.ERROR]
+    message = record.getMessage()
+    assert job.id in message
+    assert f"{type(exc).__name__} raised by a job is contained: it ends this job only" in message
+
+
+async def _fails_huge(size: int) -> None:
+    raise ValueError("x" * size + " the end")
+
+
+def _chained(depth: int) -> None:
+    if depth:
+        try:
+            _chained(depth - 1)
+        except ValueError as exc:
+            raise ValueError(f"level {depth} " + "y" * 2000) from exc
+    raise ValueError("the innermost")
+
+
+async def test_a_ten_megabyte_failure_logs_a_few_kilobytes_with_the_frames_and_the_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    size = 10 * 1024 * 1024
+    async with Backburner() as bg:
+        job = bg.options(retries=1, backoff=0, jitter=0).enqueue(_fails_huge, size)
+        await job.wait()
+    assert len(str(job.exception())) > size  # the job keeps its exception whole
+    retried, failed = [r for r in caplog.records if r.name == "backburner" and r.levelno >= 30]
+    assert len(retried.getMessage()) < MESSAGE_CHARS + 500
+    assert "more characters" in retried.getMessage()
+    text = logging.Formatter().format(failed)
+    assert len(text) < MESSAGE_CHARS + TRACEBACK_CHARS + 500
+    assert job.id in text
+    assert "in _fails_huge" in text  # the frame that raised
+    assert text.endswith(" the end")  # and the end of the message
+    assert failed.exc_info is None  # a formatter of its own cannot print it whole from there
+
+
+@given(length=st.integers(0, 100_000), limit=st.integers(100, 20_000))
+def test_cut_text_fits_its_limit_and_says_how_much_it_left_out(length: int, limit: int) -> None:
+    text = "".join(string.ascii_letters[i % 52] for i in range(length))
+    shown = cut(text, limit)
+    if length <= limit:
+        assert shown == text
+        return
+    assert len(shown) == limit
+    match = re.fullmatch(r"(.*) \[\.\.\. (\d+) more characters \.\.\.\] (.*)", shown)
+    assert match is not None
+    head, left, tail = match.groups()
+    assert text.startswith(head)
+    assert text.endswith(tail)
+    assert int(left) == length - len(head) - len(tail)
+
+
+async def test_a_long_chain_of_exceptions_is_cut_keeping_the_end_where_it_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with Backburner() as bg:
+        job = bg.enqueue(_chained, 50)  # 50 chained errors of 2 KB each: 100 KB
+        await job.wait()
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.exc_text is not None
+    assert len(record.exc_text) <= TRACEBACK_CHARS
+    assert record.exc_text.startswith("[... ")
+    assert "characters of the traceback left out" in record.exc_text
+    assert record.exc_text.endswith("ValueError: level 50 " + "y" * 2000)
 
 
 async def test_failures_keeps_only_the_newest_keep_failed_jobs() -> None:

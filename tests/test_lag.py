@@ -7,6 +7,7 @@ with the time the warning took, far under the bound on any machine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -183,3 +184,28 @@ async def test_a_huge_threshold_is_accepted_and_never_overflows_a_timer() -> Non
         assert await bg.enqueue(divmod, 7, 2) == (3, 1)
     thread.join(BOUND)
     assert not thread.is_alive()
+
+
+async def test_a_job_blocking_the_loop_in_its_cleanup_at_shutdown_is_named(
+    lag: LagRecords,
+) -> None:
+    started = asyncio.Event()
+
+    async def cleans_up_blocking() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:  # cancelled by aclose(): this blocks the loop until the warning is out
+            lag.warned.wait(BOUND)
+
+    bg = Backburner(loop_lag_warning=THRESHOLD, shutdown_timeout=0.5, cancel_grace=0.4)
+    await bg.start()
+    job = bg.enqueue(cleans_up_blocking)
+    await started.wait()
+    report = await bg.aclose()
+    assert lag.warned.is_set(), "no warning while the cleanup blocked the loop"
+    [record] = lag.warnings
+    assert job.id in record.getMessage()
+    assert "cleans_up_blocking()" in record.getMessage()
+    assert record.backburner_job_id == job.id  # type: ignore[attr-defined]
+    assert report.unfinished == (job,)

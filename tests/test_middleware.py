@@ -14,12 +14,19 @@ import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from backburner import Backburner, BackburnerMiddleware, NotRunning, background
+from backburner import (
+    Backburner,
+    BackburnerMiddleware,
+    NotRunning,
+    QueueFull,
+    background,
+    queue_full_handler,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -295,3 +302,133 @@ def test_fastapi_apps_use_the_same_middleware() -> None:
     with TestClient(app) as client:
         assert client.post("/signup", params={"email": "a@example.com"}).status_code == 200
     assert events == ["welcome a@example.com"]
+
+
+# A full queue: 503 Service Unavailable with Retry-After, not a 500 with a traceback.
+
+
+def full_queue_app(gate: threading.Event, **settings: Any) -> Starlette:
+    """An endpoint that enqueues a job waiting for ``gate``; one worker, one waiting job."""
+
+    async def enqueue(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(background.enqueue(gate.wait, 10).id)
+
+    app = Starlette(routes=[Route("/enqueue", enqueue, methods=["POST"])])
+    app.add_middleware(BackburnerMiddleware, workers=1, max_pending=1, **settings)
+    return app
+
+
+@pytest.mark.parametrize("retry_after", [None, 5])
+def test_the_middleware_answers_a_full_queue_with_503_and_retry_after(
+    retry_after: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = threading.Event()
+    settings = {} if retry_after is None else {"queue_full_retry_after": retry_after}
+    with TestClient(full_queue_app(gate, **settings)) as client:
+        for _ in range(2):  # one runs, one waits
+            assert client.post("/enqueue").status_code == 200
+        refused = [client.post("/enqueue") for _ in range(3)]
+        gate.set()
+    expected = retry_after or 1
+    assert [(r.status_code, r.headers["retry-after"]) for r in refused] == [
+        (503, str(expected))
+    ] * 3
+    assert refused[0].text.startswith("503 Service Unavailable: the server is too busy")
+    [line, *_] = [r.getMessage() for r in caplog.records if "503" in r.getMessage()]
+    assert line.startswith("answered 1 requests with 503 Service Unavailable")
+    assert "queue 'default' is full" in line
+
+
+def test_every_refusal_is_counted_in_the_log_though_the_loop_ends_within_the_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A TestClient's loop ends before the one-second timer fires; used twice, it counts all."""
+    app = full_queue_app(gate := threading.Event())
+    for _ in range(2):
+        gate.clear()
+        with TestClient(app) as client:
+            for _ in range(2):
+                client.post("/enqueue")
+            for _ in range(3):
+                assert client.post("/enqueue").status_code == 503
+            gate.set()
+    lines = [r for r in caplog.records if hasattr(r, "backburner_refused")]
+    assert sum(r.backburner_refused for r in lines) == 6
+    assert len(lines) <= 4  # at once, then the rest of the second's (once per client)
+
+
+def test_with_queue_full_retry_after_none_queue_full_propagates() -> None:
+    gate = threading.Event()
+    with TestClient(full_queue_app(gate, queue_full_retry_after=None)) as client:
+        for _ in range(2):
+            client.post("/enqueue")
+        with pytest.raises(QueueFull):
+            client.post("/enqueue")
+        gate.set()
+
+
+def test_a_queue_full_after_the_response_started_is_not_answered_twice() -> None:
+    gate = threading.Event()
+
+    async def stream(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"started"
+            for _ in range(3):  # the third finds the queue full, mid-response
+                background.enqueue(gate.wait, 10)
+                yield b"."
+
+        return StreamingResponse(body())
+
+    app = Starlette(routes=[Route("/stream", stream)])
+    app.add_middleware(BackburnerMiddleware, workers=1, max_pending=1)
+    with TestClient(app) as client:
+        with pytest.raises(QueueFull):
+            client.get("/stream")
+        gate.set()
+
+
+@pytest.mark.parametrize("framework", [Starlette, FastAPI])
+def test_queue_full_handler_answers_503_as_an_exception_handler(framework: Any) -> None:
+    """For an app that runs its executor itself, without the middleware."""
+    gate = threading.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with Backburner(workers=1, max_pending=1) as bg:
+            app.state.bg = bg
+            yield
+
+    async def enqueue(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.app.state.bg.enqueue(gate.wait, 10).id)
+
+    app = framework(
+        routes=[Route("/enqueue", enqueue, methods=["POST"])],
+        lifespan=lifespan,
+        exception_handlers={QueueFull: queue_full_handler},
+    )
+    with TestClient(app) as client:
+        statuses = [client.post("/enqueue").status_code for _ in range(3)]
+        refused = client.post("/enqueue")
+        gate.set()
+    assert statuses == [200, 200, 503]
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1", "must be a whole number of seconds (or None), got str"),
+        (1.5, "must be a whole number of seconds (or None), got float"),
+        (-1, "must be 0 to 3600 seconds"),
+    ],
+)
+async def test_a_bad_queue_full_retry_after_fails_startup_naming_it(
+    value: object, message: str
+) -> None:
+    app = Starlette()
+    app.add_middleware(BackburnerMiddleware, queue_full_retry_after=value)  # type: ignore[arg-type]
+    server = Server(app)
+    startup = await server.startup()
+    assert startup["type"] == "lifespan.startup.failed"
+    assert f"queue_full_retry_after {message}" in startup["message"]
+    await server.finished()

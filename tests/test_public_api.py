@@ -44,6 +44,7 @@ EXPORTS = {
     "ShutdownReport",
     "ShuttingDown",
     "background",
+    "queue_full_handler",
 }
 
 

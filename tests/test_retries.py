@@ -224,6 +224,27 @@ async def test_an_async_job_past_its_timeout_is_cancelled_and_fails_with_job_tim
         assert cleaned.is_set()
 
 
+async def _sleeps_an_hour() -> None:
+    await asyncio.sleep(3600)
+
+
+async def test_each_failure_line_says_the_attempt_once(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        handle = bg.options(timeout=5, retries=2, backoff=1, jitter=0).enqueue(_sleeps_an_hour)
+        for _ in range(3):
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(5)  # past the attempt's timeout
+            await bg.join()
+            clock.advance(10)  # past the backoff: the next attempt starts
+        await handle.wait()
+    assert handle.status is JobStatus.DEAD
+    lines = [r.getMessage() for r in caplog.records if r.name == "backburner" and r.levelno >= 30]
+    assert [line.count("attempt") for line in lines] == [1, 1, 1], lines
+    assert "failed (attempt 2 of 3): JobTimeout: " in lines[1]
+    assert "failed after 3 attempts: JobTimeout: " in lines[2]
+
+
 async def test_a_sync_job_past_its_timeout_fails_but_keeps_its_slot_until_its_thread_returns() -> (
     None
 ):
@@ -356,7 +377,9 @@ async def test_job_decorated_functions_work_with_background_before_any_executor_
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"retries": -1}, "retries must be 0 or more"),
+        ({"retries": -1}, "retries must be from 0 to 1000"),
+        ({"retries": 10**18}, "retries must be from 0 to 1000"),
+        ({"timeout": 1e300}, r"timeout must be at most 315360000 seconds \(ten years\)"),
         ({"retries": 1.5}, "retries must be an int"),
         ({"retry_on": ValueError}, "retry_on must be a tuple of exception classes"),
         ({"timeout": 0}, "timeout must be more than 0"),

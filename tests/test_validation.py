@@ -6,17 +6,21 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 import string
 from collections.abc import Callable
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backburner import Backburner, BackburnerError, QueueConfig, background
+from backburner import Backburner, BackburnerError, JobOptions, QueueConfig, background
 from backburner._callables import plan_call
+from backburner._config import MAX_SECONDS
+from backburner._options import MAX_RETRIES
+from backburner.testing import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -343,3 +347,86 @@ def test_any_call_is_accepted_or_refused_with_a_message_and_the_executor_keeps_w
         asyncio.run(_call_then_run_a_good_job(call))
     finally:
         logger.setLevel(level)
+
+
+# Bounds: spans of time up to ten years (MAX_SECONDS), up to 1,000 retries. Past them is a
+# mistake (a unit mixed up, 1e300), refused with a ValueError that names the limit.
+
+_numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**30), 10**30),
+    st.sampled_from([MAX_SECONDS, MAX_SECONDS + 1, 1e300, 10**18]),
+)
+
+
+def _in_bounds(value: float, low: float = 0) -> bool:
+    return math.isfinite(value) and low <= value <= MAX_SECONDS
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(["timeout", "backoff", "backoff_max"]), value=_numbers)
+def test_spans_of_time_in_job_options_are_bounded_to_ten_years(name: str, value: float) -> None:
+    if _in_bounds(value) and not (name == "timeout" and value == 0):
+        JobOptions().replace(**{name: value})
+    elif math.isfinite(value) and value > MAX_SECONDS:
+        with pytest.raises(ValueError, match=rf"{name} must be at most {MAX_SECONDS} seconds"):
+            JobOptions().replace(**{name: value})
+    else:
+        with pytest.raises(ValueError, match=rf"{name} must be"):
+            JobOptions().replace(**{name: value})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(), st.sampled_from([MAX_RETRIES, MAX_RETRIES + 1, 10**18])))
+def test_retries_are_bounded_to_a_thousand(retries: int) -> None:
+    if 0 <= retries <= MAX_RETRIES:
+        assert JobOptions(retries=retries).retries == retries
+    else:
+        with pytest.raises(ValueError, match=rf"retries must be from 0 to {MAX_RETRIES}"):
+            JobOptions(retries=retries)
+
+
+@given(attempt=st.integers(1, 10**9), backoff=st.floats(0, MAX_SECONDS))
+def test_a_retry_delay_never_overflows_whatever_the_attempt(attempt: int, backoff: float) -> None:
+    options = JobOptions(backoff=backoff, backoff_max=MAX_SECONDS, jitter=0)
+    assert 0 <= options.retry_delay(attempt) <= MAX_SECONDS
+
+
+async def _refusals(call: Callable[[Backburner, Any], object], values: list[Any]) -> list[str]:
+    """For each value, ``call(bg, value)``'s ValueError message, or "" if it was accepted."""
+    refusals = []
+    async with Backburner(clock=ManualClock(), shutdown_timeout=0.1) as bg:
+        for value in values:
+            try:
+                call(bg, value)
+            except ValueError as exc:
+                refusals.append(str(exc))
+            else:
+                refusals.append("")
+    return refusals
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(_numbers, st.timedeltas()), min_size=1, max_size=20))
+def test_enqueue_in_takes_delays_up_to_ten_years(delays: list[Any]) -> None:
+    refusals = asyncio.run(_refusals(lambda bg, delay: bg.enqueue_in(delay, add, 1), delays))
+    for delay, refusal in zip(delays, refusals, strict=True):
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        if _in_bounds(seconds):
+            assert not refusal
+        elif math.isfinite(seconds) and seconds > MAX_SECONDS:
+            assert f"delay must be at most {MAX_SECONDS} seconds (ten years)" in refusal
+        else:
+            assert "delay must be a finite number of seconds, 0 or more" in refusal
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.datetimes(timezones=st.just(timezone.utc)), min_size=1, max_size=20))
+def test_enqueue_at_takes_times_up_to_ten_years_ahead(times: list[datetime]) -> None:
+    refusals = asyncio.run(_refusals(lambda bg, when: bg.enqueue_at(when, add, 1), times))
+    now = ManualClock().now()  # where every ManualClock starts
+    for when, refusal in zip(times, refusals, strict=True):
+        if when.timestamp() - now <= MAX_SECONDS:
+            assert not refusal
+        else:
+            assert f"at most {MAX_SECONDS} seconds (ten years) ahead" in refusal

@@ -12,6 +12,7 @@
 """
 
 from ._asgi import BackburnerMiddleware as BackburnerMiddleware
+from ._asgi import queue_full_handler as queue_full_handler
 from ._clock import Clock as Clock
 from ._config import QueueConfig as QueueConfig
 from ._enqueue import Enqueuer as Enqueuer
@@ -67,6 +68,7 @@ __all__ = [
     "ShuttingDown",
     "background",
     "job",
+    "queue_full_handler",
 ]
 
 __version__ = "0.1.0"

@@ -12,13 +12,22 @@ The lifespan order is the point of this module:
   before that message is sent;
 * exactly one ``startup.*`` and one ``shutdown.*`` message reach the server, whatever the app
   does: supports the lifespan, ignores it (raises or returns at once), or fails its startup.
+
+And for requests: a ``QueueFull`` that reaches the middleware before the response started is
+answered ``503 Service Unavailable`` with ``Retry-After``, and counted in one log line a second
+per queue (``queue_full_handler`` does the same as a Starlette or FastAPI exception handler).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import os
+import threading
+import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,12 +35,17 @@ from ._budget import Auto
 from ._clock import Clock
 from ._config import QueueConfig
 from ._context import current_executor_var
+from ._errors import QueueFull
 from ._executor import Backburner, ErrorHook
 from ._journal import Durability, JournalConfig
 from ._periodic import Periodic
 from ._remote import Engine
 
-__all__ = ["BackburnerMiddleware"]
+if TYPE_CHECKING:  # (imported when used: `import backburner` stays light)
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+__all__ = ["BackburnerMiddleware", "queue_full_handler"]
 
 logger = logging.getLogger("backburner")
 
@@ -45,6 +59,11 @@ class BackburnerMiddleware:
 
     Then ``background.enqueue(fn, *args)`` in any endpoint. The keyword arguments are those of
     ``Backburner``; or pass ``executor=`` a ``Backburner`` of your own (one per app).
+
+    ``queue_full_retry_after``: a request that fails with ``QueueFull`` (a full queue, before
+    its response started) is answered ``503 Service Unavailable`` with this ``Retry-After``
+    (seconds), and refusals are logged at most once a second per queue, with their count,
+    instead of a 500 and a traceback each. None: ``QueueFull`` propagates like any exception.
     """
 
     def __init__(
@@ -68,6 +87,7 @@ class BackburnerMiddleware:
         journal: str | os.PathLike[str] | JournalConfig | None = None,
         durability: Durability | None = None,
         engine: Engine | None = None,
+        queue_full_retry_after: int | None = 1,
     ) -> None:
         self.app = app
         # Starlette builds its middleware inside the first lifespan call, where an exception
@@ -100,6 +120,12 @@ class BackburnerMiddleware:
         elif not isinstance(executor, Backburner):
             raise TypeError(f"executor must be a Backburner, got {type(executor).__name__}")
         self.executor = executor
+        self.queue_full_retry_after: int | None = None
+        self.refusals = _Refusals()
+        try:
+            self.queue_full_retry_after = _check_retry_after(queue_full_retry_after)
+        except (TypeError, ValueError) as exc:
+            self.config_error = self.config_error or exc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -109,9 +135,145 @@ class BackburnerMiddleware:
             raise self.config_error
         token = current_executor_var.set(self.executor)
         try:
-            await self.app(scope, receive, send)
+            if scope["type"] == "http" and self.queue_full_retry_after is not None:
+                await self._http(scope, receive, send, self.queue_full_retry_after)
+            else:
+                await self.app(scope, receive, send)
         finally:
             current_executor_var.reset(token)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, retry_after: int) -> None:
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except QueueFull as exc:
+            if started:  # too late for another answer: the server logs it as any error
+                raise
+            self.refusals.count(exc, retry_after)
+            body = _busy_text(retry_after).encode()
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+
+def _check_retry_after(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"queue_full_retry_after must be a whole number of seconds (or None), got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if not 0 <= value <= 3600:
+        raise ValueError(f"queue_full_retry_after must be 0 to 3600 seconds, got {value}")
+    return value
+
+
+async def queue_full_handler(request: Request, exc: Exception) -> Response:
+    """Answer a request that failed with ``QueueFull``: ``503 Service Unavailable``, with
+    ``Retry-After: 1``, the refusal counted in one log line a second per queue.
+
+    For apps that run the executor without ``BackburnerMiddleware`` (which does this itself)::
+
+        Starlette(..., exception_handlers={QueueFull: queue_full_handler})
+        FastAPI(..., exception_handlers={QueueFull: queue_full_handler})
+    """
+    if not isinstance(exc, QueueFull):
+        raise TypeError(f"queue_full_handler handles QueueFull, got {type(exc).__name__}")
+    from starlette.responses import PlainTextResponse
+
+    _handler_refusals.count(exc, 1)
+    return PlainTextResponse(_busy_text(1), status_code=503, headers={"Retry-After": "1"})
+
+
+def _busy_text(retry_after: int) -> str:
+    # What a client is told: nothing of the inside (queue names, sizes), only when to retry.
+    return (
+        f"503 Service Unavailable: the server is too busy to take this request now; "
+        f"retry after {retry_after} seconds.\n"
+    )
+
+
+class _Refusals:
+    """Requests answered 503 for a full queue: one log line a second at most, per queue.
+
+    The first refusal is logged at once; the ones after it within the second are counted and
+    logged when the second is over, by a timer on the loop, so a burst's last count is not
+    lost and a flood of refusals costs a line a second, not a traceback per request.
+    """
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self._lock = threading.Lock()  # (several event loops, TestClients, may meet here)
+        self._last: dict[str, float] = {}  # queue -> time.monotonic() of its last line
+        self._counts: dict[str, int] = {}  # queue -> refusals not logged yet
+        self._latest: dict[str, tuple[QueueFull, int]] = {}  # queue -> (error, Retry-After)
+        # queue -> the loop and timer that will log the count (the loop may have closed since:
+        # a TestClient's does, and its timer never fires; a new one is set then)
+        self._timers: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle]] = {}
+
+    def count(self, exc: QueueFull, retry_after: int) -> None:
+        """Count one refusal: log it now, or with the others at the end of the second."""
+        now = time.monotonic()
+        queue = exc.queue
+        with self._lock:
+            count = self._counts.get(queue, 0) + 1
+            wait = self._last.get(queue, -math.inf) + self.every - now
+            if wait <= 0:
+                self._last[queue], self._counts[queue] = now, 0
+                self._latest.pop(queue, None)
+            else:
+                self._counts[queue] = count
+                self._latest[queue] = (exc, retry_after)
+                loop, _ = self._timers.get(queue, (None, None))
+                if loop is None or loop.is_closed() or not loop.is_running():
+                    loop = asyncio.get_running_loop()
+                    self._timers[queue] = (loop, loop.call_later(wait, self.flush, queue))
+        if wait <= 0:
+            _log_refusals(count, exc, retry_after)
+
+    def flush(self, queue: str) -> None:
+        """Log the refusals of ``queue`` not logged yet, if any."""
+        with self._lock:
+            count = self._counts.get(queue, 0)
+            latest = self._latest.pop(queue, None)
+            self._timers.pop(queue, None)
+            if latest is not None:
+                self._last[queue], self._counts[queue] = time.monotonic(), 0
+        if count and latest is not None:
+            _log_refusals(count, *latest)
+
+    def flush_all(self) -> None:
+        """Log every count not logged yet (at shutdown: its timer may never fire)."""
+        for queue in list(self._latest):
+            _, timer = self._timers.get(queue, (None, None))
+            if timer is not None:
+                timer.cancel()
+            self.flush(queue)
+
+
+_handler_refusals = _Refusals()  # queue_full_handler's: not tied to one middleware
+
+
+def _log_refusals(count: int, exc: QueueFull, retry_after: int) -> None:
+    logger.warning(
+        "answered %d requests with 503 Service Unavailable (Retry-After: %d) since the last "
+        "such line, at most one a second: %s",
+        count,
+        retry_after,
+        exc,
+        extra={"backburner_queue": exc.queue, "backburner_refused": count},
+    )
 
 
 class _Lifespan:
@@ -120,6 +282,7 @@ class _Lifespan:
     def __init__(self, middleware: BackburnerMiddleware) -> None:
         self.app = middleware.app
         self.executor = middleware.executor
+        self.refusals = middleware.refusals
         self.config_error = middleware.config_error
         self.app_got_startup = False
         self.app_got_shutdown = False
@@ -144,6 +307,7 @@ class _Lifespan:
         finally:
             current_executor_var.reset(token)
         await self._finish(app_error)
+        self.refusals.flush_all()  # the counts of the last second, whose timers may never fire
 
     async def _app_receive(self) -> Message:
         if self.own_failure is not None:  # let the app close what its startup opened

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
+from ._config import MAX_SECONDS, too_long
 from ._job import Job
 from ._options import DEFAULT_OPTIONS, UniqueKey
 
@@ -88,7 +89,8 @@ class EnqueueMethods:
     ) -> Job[Any]:
         """Accept the job now, to run ``delay`` seconds (or a ``timedelta``) from now.
 
-        The job is ``scheduled`` until then; when due it goes to its queue like any job.
+        The job is ``scheduled`` until then; when due it goes to its queue like any job. A
+        delay is at most ten years (``MAX_SECONDS``): longer raises ``ValueError``.
         """
         target = self._enqueue_target()
         seconds = _seconds(delay)
@@ -109,7 +111,8 @@ class EnqueueMethods:
     ) -> Job[Any]:
         """Accept the job now, to run at ``when``: a timezone-aware ``datetime``.
 
-        A time in the past runs at once.
+        A time in the past runs at once; one more than ten years ahead (``MAX_SECONDS``)
+        raises ``ValueError``.
         """
         if not isinstance(when, datetime):
             raise TypeError(f"when must be a datetime, got {type(when).__name__} {when!r}")
@@ -119,7 +122,13 @@ class EnqueueMethods:
                 f"Use datetime.now(timezone.utc) + ..., or attach a ZoneInfo"
             )
         target = self._enqueue_target()
-        return target._submit(fn, args, kwargs, self._option_changes(), when.timestamp())
+        run_at = when.timestamp()
+        if run_at - target.clock.now() > MAX_SECONDS:
+            raise ValueError(
+                f"when is {when.isoformat()}: jobs may be scheduled at most {MAX_SECONDS} "
+                f"seconds (ten years) ahead"
+            )
+        return target._submit(fn, args, kwargs, self._option_changes(), run_at)
 
     def options(
         self,
@@ -189,4 +198,6 @@ def _seconds(delay: float | timedelta) -> float:
         )
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"delay must be a finite number of seconds, 0 or more, got {delay!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(too_long("delay", delay))
     return seconds

@@ -34,6 +34,7 @@ from ._context import (
 from ._durable import asubmit, submit
 from ._enqueue import EnqueueMethods
 from ._errors import DuplicateJob, NotRunning, QueueFull, ShuttingDown
+from ._errortext import error_line, log_failure
 from ._failures import FailedJobs
 from ._history import History
 from ._job import Job
@@ -112,7 +113,8 @@ class Backburner(EnqueueMethods):
             ``"default"`` here replaces ``workers`` and ``max_pending``.
         :param shutdown_timeout: the whole budget, in seconds, of ``aclose()``: jobs get until
             ``shutdown_timeout - cancel_grace`` to finish, are then cancelled, and get the
-            rest to clean up. The process exits within it whatever the jobs do.
+            rest to clean up. The process exits within it whatever the jobs do, unless one
+            blocks the event loop (the deadline is a timer on that loop).
         :param cancel_grace: the part of ``shutdown_timeout`` kept for cancelled jobs' cleanup;
             by default a quarter of it, at most one second.
         :param on_error: called as ``on_error(job, exception)`` on the event loop when a job
@@ -346,7 +348,8 @@ class Backburner(EnqueueMethods):
         scheduled and retrying jobs are dropped and running ones cancelled, and get the rest of
         the budget to clean up. Whatever is still running then is abandoned. Every job that did
         not finish is listed in one warning log record and in the returned report. Returns at
-        the latest ``shutdown_timeout`` seconds after it was called.
+        the latest ``shutdown_timeout`` seconds after it was called, unless a job blocks the
+        event loop (a ``time.sleep`` in its ``finally``, say): then that much later.
         """
         if self._state in (_State.CREATED, _State.CLOSED):
             return self._report
@@ -819,25 +822,36 @@ class Backburner(EnqueueMethods):
         self._unique.release(job)
 
     def _report_failure(self, job: Job[Any], exc: BaseException) -> None:
+        # One ERROR record with the traceback, both cut to a bounded size (_errortext.py).
         attempts = f" after {job.attempt} attempts" if job.attempt > 1 else ""
-        logger.error(
-            "job %s failed%s: %s: %s",
-            job.describe(),
-            attempts,
-            type(exc).__name__,
+        contained = (
+            ""
+            if isinstance(exc, Exception)
+            else f" ({type(exc).__name__} raised by a job is contained: it ends this job only, "
+            f"and the server runs on)"
+        )
+        log_failure(
+            logging.ERROR,
+            "job %s failed%s: %s%s",
+            (job.describe(attempt=False), attempts, error_line(exc), contained),
             exc,
-            exc_info=(type(exc), exc, exc.__traceback__),
-            extra={"backburner_job_id": job.id, "backburner_job_name": job.name},
+            {"backburner_job_id": job.id, "backburner_job_name": job.name},
         )
         self._failures.add(job)
         if self.on_error is not None:
             try:
                 self.on_error(job, exc)
-            except Exception:
-                logger.exception("on_error hook failed for job %s", job.id)
+            except Exception as hook_error:
+                log_failure(
+                    logging.ERROR,
+                    "on_error hook failed for job %s: %s",
+                    (job.id, error_line(hook_error)),
+                    hook_error,
+                    {"backburner_job_id": job.id},
+                )
 
     def _report_late_end(self, job: Job[Any], error: BaseException | None) -> None:
-        outcome = f"raised {type(error).__name__}: {error}" if error else "returned"
+        outcome = f"raised {error_line(error)}" if error else "returned"
         logger.warning(
             "job %s %s after it was given up (abandoned or timed out)",
             job.describe(),

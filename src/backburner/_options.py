@@ -21,13 +21,17 @@ from typing import Any, Literal, TypeVar
 from ._config import DEFAULT_QUEUE, check_queue_name, check_timeout
 from ._registry import register
 
-__all__ = ["JobOptions", "job", "options_of"]
+__all__ = ["MAX_RETRIES", "JobOptions", "job", "options_of"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 UniqueKey = str | Callable[..., str] | None
 
 _ATTRIBUTE = "__backburner_options__"
+
+#: The most retries a job may have: past that many failures it is failing for good.
+MAX_RETRIES = 1000
+_MAX_EXPONENT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +40,13 @@ class JobOptions:
 
     #: The named queue the job runs on.
     queue: str = DEFAULT_QUEUE
-    #: How many times to try again after a failure; 0 means a failure is final.
+    #: How many times to try again after a failure, at most ``MAX_RETRIES``; 0 means a
+    #: failure is final.
     retries: int = 0
     #: Retry only on these exceptions (and their subclasses); others fail at once.
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     #: Delay before the first retry, in seconds; it doubles with each attempt, up to backoff_max.
+    #: (Every span of time here is at most ten years: ``MAX_SECONDS``.)
     backoff: float = 1.0
     backoff_max: float = 300.0
     #: Each delay is spread by up to this fraction either way, so retries do not stampede.
@@ -57,8 +63,11 @@ class JobOptions:
         check_queue_name(self.queue)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
             raise TypeError(f"retries must be an int, got {self.retries!r}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be 0 or more, got {self.retries}")
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise ValueError(
+                f"retries must be from 0 to {MAX_RETRIES} (a job that failed that often is "
+                f"failing for good), got {self.retries}"
+            )
         if not isinstance(self.retry_on, tuple) or not all(
             isinstance(e, type) and issubclass(e, BaseException) for e in self.retry_on
         ):
@@ -94,7 +103,9 @@ class JobOptions:
         ``backoff * 2 ** (attempt - 1)``, capped at ``backoff_max``, then spread by ``jitter``:
         within ``[d * (1 - jitter), d * (1 + jitter)]`` for the capped delay ``d``.
         """
-        delay: float = min(self.backoff_max, self.backoff * 2.0 ** max(0, attempt - 1))
+        # (The exponent capped: 2.0 ** 1024 overflows; any cap past backoff_max gives the same.)
+        exponent = min(max(0, attempt - 1), _MAX_EXPONENT)
+        delay: float = min(self.backoff_max, self.backoff * 2.0**exponent)
         return delay * (1 + self.jitter * (2 * rand() - 1))
 
     def key_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._errors import JobTimeout, NotRunning, QueueFull
+from ._errortext import error_line
 from ._job import Job
 from ._stats import QueueStats
 from ._status import JobStatus
@@ -303,11 +304,8 @@ class JobQueue:
             result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
         except asyncio.CancelledError:
             self._end(job, _CANCELLED)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt: record, then let them stop us
-            self._end(job, _FAILED, exc=exc)
-            raise
         else:
             if job._status is _RUNNING:
                 # Job._finish(_SUCCEEDED, result), inlined: the result of every job comes here.
@@ -346,11 +344,8 @@ class JobQueue:
                 self._end(job, _FAILED, exc=JobTimeout(_timeout_message(job)))
             else:
                 self._end(job, _ABANDONED if thread_left_running else _CANCELLED)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt: record, then let them stop us
-            self._end(job, _FAILED, exc=exc)
-            raise
         else:
             self._succeeded(job, result)
         finally:
@@ -378,6 +373,9 @@ class JobQueue:
         return self._scheduler.call_at(self._scheduler.clock.now() + timeout, self._expire, job)
 
     def _failed_attempt(self, job: Job[Any], exc: BaseException) -> None:
+        # Whatever a job raises fails that job alone: SystemExit, KeyboardInterrupt and other
+        # BaseExceptions too (argparse or a library's sys.exit() inside a job must not end
+        # the server, as they would if re-raised from a task). Only cancellation is no failure.
         self._processed += 1
         self._failed += 1
         options = job.options
@@ -387,12 +385,11 @@ class JobQueue:
             delay = options.retry_delay(job.attempt)
             job._exception = exc  # the last error, visible while the job waits
             logger.warning(
-                "job %s failed (attempt %d of %d): %s: %s; retrying in %.2fs",
-                job.describe(),
+                "job %s failed (attempt %d of %d): %s; retrying in %.2fs",
+                job.describe(attempt=False),
                 job.attempt,
                 options.retries + 1,
-                type(exc).__name__,
-                exc,
+                error_line(exc),
                 delay,
                 extra={"backburner_job_id": job.id},
             )
@@ -417,14 +414,13 @@ class JobQueue:
             if status is _SUCCEEDED or status is _FAILED:
                 self._executor._report_late_end(job, exc)
             return
-        if status is _FAILED and isinstance(exc, Exception):
+        if status is _FAILED and exc is not None:
             self._failed_attempt(job, exc)  # retried, or failed for good and reported
             return
         if status is _CANCELLED or status is _ABANDONED:
             self._cancelled += 1
         else:
             self._processed += 1
-            self._failed += status is _FAILED  # SystemExit and the like
         job._finish(status, result, exc)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
@@ -435,7 +431,10 @@ class JobQueue:
             limiter.acquire_on_behalf_of_nowait(job)
         except anyio.WouldBlock:
             await limiter.acquire_on_behalf_of(job)
-        future: asyncio.Future[Any] = self._loop.create_future()
+        # The outcome comes back as a value, and an error is raised below, not by the future:
+        # asyncio swaps a GeneratorExit raised through a future for a new one, without the
+        # job's traceback.
+        future: asyncio.Future[tuple[Any, BaseException | None]] = self._loop.create_future()
 
         def on_done(result: Any, error: BaseException | None) -> None:
             limiter.release_on_behalf_of(job)
@@ -444,19 +443,20 @@ class JobQueue:
                     self._held_slots.discard(job)
                     self._free_slot()
                 self._executor._report_late_end(job, error)
-            elif error is not None:
-                future.set_exception(error)
             else:
-                future.set_result(result)
+                future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
-            return await future
+            result, error = await future
         except asyncio.CancelledError:
             if future.cancelled():
                 raise _ThreadAbandoned from None
             raise
+        if error is not None:
+            raise error
+        return result
 
     def _free_slot(self, now: float | None = None) -> None:
         # The slot goes straight to the next waiting job, under one lock. (`_take_next` and
@@ -720,6 +720,5 @@ def _forget_task(task: asyncio.Task[None]) -> None:
 def _timeout_message(job: Job[Any]) -> str:
     kind = "cancelled" if job.is_async else "left running in its thread"
     return (
-        f"job {job.id} ({job.name}) ran past its timeout of {job.options.timeout:g}s "
-        f"(attempt {job.attempt}) and was {kind}"
+        f"job {job.id} ({job.name}) ran past its timeout of {job.options.timeout:g}s and was {kind}"
     )

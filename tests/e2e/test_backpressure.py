@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from ._runs import MARGIN, named
-from ._uvicorn import Serve, Uvicorn
+from ._uvicorn import Event, Serve, Uvicorn
 
 pytestmark = pytest.mark.e2e
 
@@ -62,3 +63,36 @@ def test_a_million_enqueues_stop_at_max_pending_and_memory_stays_flat(serve: Ser
     server.wait_exit(within=3.0 + MARGIN)
     assert not named(server.events(), "report"), "every accepted job should have run"
     server.assert_no_errors()
+
+
+def test_requests_refused_by_a_full_queue_get_503_with_retry_after_and_few_log_lines(
+    serve: Serve,
+) -> None:
+    """Against a full queue, each request is answered 503 with ``Retry-After`` (not a 500 with
+    a traceback each), and the refusals are counted in at most one log line a second."""
+    server = serve("load", settings={"workers": 1, "max_pending": 1})
+    server.wait_ready()
+    refusals = 300
+    began = time.monotonic()
+    with server.client() as client:
+        # One job holds the only worker, one waits: the queue is full.
+        client.post("/gated", params={"count": 2}).raise_for_status()
+        answers = [client.post("/gated", params={"count": 1}) for _ in range(refusals)]
+        assert {(a.status_code, a.headers.get("retry-after")) for a in answers} == {(503, "1")}
+        assert "Service Unavailable" in answers[0].text
+        assert "max_pending" not in answers[0].text  # a client is told nothing of the inside
+
+        def counted(events: list[Event]) -> int:
+            return sum(int(line["message"].split()[1]) for line in refused_lines(events))
+
+        events = server.wait_for("every refusal counted", lambda e: counted(e) == refusals)
+        elapsed = time.monotonic() - began
+        client.post("/release").raise_for_status()
+    lines = refused_lines(events)
+    assert len(lines) <= elapsed + 1, f"{len(lines)} lines in {elapsed:.1f}s"
+    assert "queue 'default' is full" in lines[0]["message"]
+    server.assert_no_errors()  # no traceback, no "Exception in ASGI application"
+
+
+def refused_lines(events: list[Event]) -> list[Event]:
+    return [e for e in named(events, "log") if "with 503 Service Unavailable" in e["message"]]

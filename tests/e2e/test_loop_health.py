@@ -94,3 +94,32 @@ def test_an_async_job_blocking_the_loop_is_named_in_a_warning_within_a_second(
     server.send(signal.SIGTERM)
     server.wait_exit(within=3.0 + MARGIN)
     server.assert_no_errors()
+
+
+def test_a_job_blocking_the_loop_in_its_cleanup_overruns_the_deadline_and_is_named(
+    serve: Serve,
+) -> None:
+    """What the README says of the deadline: a cancelled job whose ``finally`` blocks the loop
+    (here for 3 s, with ``shutdown_timeout=1``) holds the shutdown as long, and the lag monitor
+    names it while it does."""
+    server = serve(
+        "load", settings={"loop_lag_warning": 0.1, "shutdown_timeout": 1.0, "cancel_grace": 0.5}
+    )
+    server.wait_ready()
+    with server.client() as client:
+        job_id = client.post("/hog-in-cleanup", params={"seconds": 3}).json()["hog"]
+    server.wait_for("the job running", lambda events: bool(named(events, "started")))
+    server.send(signal.SIGTERM)
+    code, elapsed = server.wait_exit(within=1.0 + 3.0 + MARGIN)
+
+    events = server.events()
+    [warning] = [e for e in named(events, "log") if "event loop has been blocked" in e["message"]]
+    assert job_id in warning["message"]
+    assert "blocks_loop_in_cleanup('hog', 3.0)" in warning["message"]
+    [cleanup_started] = named(events, "cleanup started")
+    [cleanup_done] = named(events, "cleanup done")
+    assert cleanup_started["t"] < warning["t"] < cleanup_done["t"]  # named while it blocked
+    assert elapsed > 3.0  # the block, after the signal: past shutdown_timeout, as documented
+    assert code == -signal.SIGTERM
+    [report] = named(events, "report")
+    assert [job["id"] for job in report["unfinished"]] == [job_id]

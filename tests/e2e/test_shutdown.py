@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from ._runs import MARGIN, Run, assert_every_job_accounted_for, named, position, started
-from ._uvicorn import Serve, Uvicorn, running
+from ._uvicorn import Event, Serve, Uvicorn, running
 
 pytestmark = pytest.mark.e2e
 
@@ -210,3 +210,71 @@ def test_sigint_exits_in_time_even_if_a_job_ignores_cancellation(serve: Serve) -
     run.finish(within=1.0 + MARGIN)
 
     assert run.status_by_key == {"swallows-cancel": "abandoned"}
+
+
+#: Jobs that raise what is not an ``Exception`` (``apps/drain.py``), and what each raises.
+EXITING_JOBS = {
+    "exits-in-thread": "SystemExit: 3",
+    "exits-on-loop": "SystemExit: 4",
+    "interrupts-on-loop": "KeyboardInterrupt",
+}
+
+
+def test_a_job_raising_systemexit_or_keyboardinterrupt_fails_alone(serve: Serve) -> None:
+    """``sys.exit()`` in a sync job, ``SystemExit`` and ``KeyboardInterrupt`` in async ones,
+    beside a job that ignores its cancellation: each fails with an ERROR line saying so, the
+    server serves on, and SIGTERM still drains and reports."""
+    server = serve("drain", settings={"workers": 4, "shutdown_timeout": 2.0, "cancel_grace": 1.0})
+    server.wait_ready()
+    run = Run(server, enqueue_one(server, "swallows-cancel", "swallows-cancel"))
+    server.wait_for("the stubborn job running", started("swallows-cancel"))
+    for name in EXITING_JOBS:
+        run.accepted.update(enqueue_one(server, name, name))
+
+    def errors(events: list[Event]) -> list[str]:
+        return [e["message"] for e in named(events, "log") if e["level"] == "ERROR"]
+
+    events = server.wait_for(
+        "an error line per job", lambda events: len(errors(events)) >= len(EXITING_JOBS)
+    )
+    for name, exception in EXITING_JOBS.items():
+        [line] = [message for message in errors(events) if run.accepted[name] in message]
+        assert exception in line
+        assert "contained" in line
+    # Still serving: a request answers, and a job enqueued now runs.
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
+        run.accepted.update(
+            client.post("/short", params={"first": 0, "count": 1, "sync_every": 0}).json()
+        )
+    server.wait_for(
+        "the later job finished",
+        lambda events: any(e.get("key") == "short-0" for e in named(events, "finished")),
+    )
+    server.send(signal.SIGTERM)
+    run.finish(within=2.0 + MARGIN)
+
+    assert run.exit_code == -signal.SIGTERM
+    assert run.status_by_key == {"swallows-cancel": "abandoned"}
+    assert position(run.events, "report") < position(run.events, "app shutdown")
+    assert "never retrieved" not in server.stderr()
+
+
+def test_a_job_that_stops_the_event_loop_ends_the_process_without_a_drain(serve: Serve) -> None:
+    """What the README says of ``loop.stop()`` in a job (a programming error): the server's
+    ``asyncio.run`` fails, every task is cancelled, and the process exits 1 at once, with no
+    drain, no report and no app shutdown."""
+    server = serve("drain", settings={"workers": 2, "shutdown_timeout": 5.0, "cancel_grace": 1.0})
+    server.wait_ready()
+    enqueue_one(server, "cleans-up", "cleans-up")
+    server.wait_for("the other job running", started("cleans-up"))
+    enqueue_one(server, "stops-loop", "stops-loop")
+    code, _ = server.wait_exit(within=5.0)
+
+    events = server.events()
+    assert code == 1
+    assert "RuntimeError: Event loop stopped before Future completed." in server.stderr()
+    assert named(events, "cleanup started"), "the running job was not cancelled"
+    assert not named(events, "report")
+    assert not named(events, "app shutdown")
+    assert not [e for e in named(events, "finished") if e["key"] == "stops-loop"]

@@ -13,10 +13,10 @@ import inspect
 import itertools
 import logging
 import reprlib
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._errortext import error_line, traceback_text
 from .._job import Job
 from .._status import JobStatus
 from ._redact import DEFAULT_REDACT, MASK, MIN_SECRET, QUERY_SECRETS, SecretNames, scrub_text
@@ -430,19 +430,9 @@ def _show(value: Any) -> str:
 
 
 def _error_line(exc: BaseException, limit: int = _ERROR_CHARS) -> str:
-    try:
-        message = str(exc)
-    except Exception:
-        message = "(str() of the exception failed)"
-    name = type(exc).__name__
-    return truncate(f"{name}: {message}" if message else name, limit)
+    return truncate(error_line(exc, limit), limit)
 
 
 def _traceback(exc: BaseException) -> str:
-    try:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except Exception:
-        text = _error_line(exc)
-    if len(text) > _TRACEBACK_CHARS:  # keep the end: the frame that raised and the message
-        text = "…" + text[-(_TRACEBACK_CHARS - 1) :]
-    return printable(text)
+    # Cut as the failure's log record is (each part, then the whole keeping where it raised).
+    return printable(traceback_text(exc, _TRACEBACK_CHARS))

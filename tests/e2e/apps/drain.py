@@ -9,6 +9,7 @@ job id, so the test can match the shutdown report's ids to its own keys.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -86,6 +87,32 @@ async def cleans_up(key: str) -> None:
     record("finished", key=key)
 
 
+def exits_in_thread(key: str) -> None:
+    """A sync job that calls ``sys.exit``, as argparse or click inside a job would."""
+    record("started", key=key)
+    sys.exit(3)
+
+
+async def exits_on_loop(key: str) -> None:
+    """An async job that raises ``SystemExit`` on the event loop."""
+    record("started", key=key)
+    raise SystemExit(4)
+
+
+async def interrupts_on_loop(key: str) -> None:
+    """An async job that raises ``KeyboardInterrupt`` on the event loop."""
+    record("started", key=key)
+    raise KeyboardInterrupt
+
+
+async def stops_loop(key: str) -> None:
+    """A programming error: stops the event loop the whole server runs on."""
+    record("started", key=key)
+    asyncio.get_running_loop().stop()
+    await asyncio.sleep(1)
+    record("finished", key=key)
+
+
 def _enqueue(key: str, fn: Callable[..., Awaitable[None] | None], *args: Any) -> str:
     job = background.enqueue(fn, key, *args)
     record("enqueued", key=key, id=job.id)
@@ -111,6 +138,10 @@ ONE_JOB: dict[str, Callable[[str], Awaitable[None] | None]] = {
     "blocks-thread": blocks_thread,
     "sleeps-two-seconds-in-thread": sleeps_two_seconds_in_thread,
     "cleans-up": cleans_up,
+    "exits-in-thread": exits_in_thread,
+    "exits-on-loop": exits_on_loop,
+    "interrupts-on-loop": interrupts_on_loop,
+    "stops-loop": stops_loop,
 }
 
 

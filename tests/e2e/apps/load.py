@@ -78,6 +78,17 @@ async def blocks_loop(key: str, seconds: float) -> None:
     record("blocking done", key=key)
 
 
+async def blocks_loop_in_cleanup(key: str, seconds: float) -> None:
+    """Cancelled at shutdown, its cleanup blocks the loop: no executor can cut that short."""
+    record("started", key=key)
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        record("cleanup started", key=key)
+        time.sleep(seconds)  # noqa: ASYNC251 - the point of this job
+        record("cleanup done", key=key)
+
+
 async def waits_for_flood_gate() -> None:
     await flood_gate.wait()
 
@@ -175,6 +186,12 @@ async def hog(request: Request) -> JSONResponse:
     return JSONResponse({"hog": enqueue("hog", blocks_loop, seconds)})
 
 
+async def hog_in_cleanup(request: Request) -> JSONResponse:
+    """``?seconds=``: a job whose cleanup, when cancelled, blocks the loop for ``seconds``."""
+    seconds = float(request.query_params["seconds"])
+    return JSONResponse({"hog": enqueue("hog", blocks_loop_in_cleanup, seconds)})
+
+
 async def flood(request: Request) -> JSONResponse:
     """``?count=``: enqueue ``count`` jobs that wait for ``/release``, as fast as possible.
 
@@ -241,6 +258,7 @@ app = Starlette(
         Route("/gated", gated, methods=["POST"]),
         Route("/release", release, methods=["POST"]),
         Route("/hog", hog, methods=["POST"]),
+        Route("/hog-in-cleanup", hog_in_cleanup, methods=["POST"]),
         Route("/flood", flood, methods=["POST"]),
         Route("/aflood", aflood, methods=["POST"]),
     ],
