@@ -160,6 +160,7 @@ class Demo:
             # The digest reads this process's sign-ups, and a remote job's retries and dead
             # list are the worker's: these show the local executor only.
             digest_every = reminder_delay = None
+            logger.info("on Redis, the demo has no digest, reminders or broken address")
         self.digest_every = digest_every
         self.reminder_delay = reminder_delay
         periodic = []
@@ -230,7 +231,11 @@ class Demo:
         broken = parse_broken(form)
         if broken:
             if self.engine != "local":
-                raise HTTPException(400, "the broken address needs the local engine")
+                raise HTTPException(
+                    400,
+                    "the broken address shows this process's retries and dead list: it needs "
+                    "BACKBURNER_ENGINE=local",
+                )
             address = broken_address(address)
         if mode == "background" and self.engine == "redis":
             from .remote import send_welcome_remote

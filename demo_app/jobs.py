@@ -4,7 +4,7 @@ The same functions serve both modes: a request in *background* mode enqueues the
 in *inline* mode calls them itself before answering, which is what the demo compares.
 
 * ``send_welcome`` (async, queue ``mail``, 2 retries): the sign-up's welcome email. Sent to
-  an address at ``BROKEN_DOMAIN``, which the mail service refuses, it fails, is retried with
+  an address at ``BROKEN_DOMAIN`` (the mail service refuses them), it fails, is retried with
   backoff, then lands on the dead list.
 * ``send_reminder`` (async, queue ``mail``): "did you finish signing up?", enqueued with
   ``enqueue_in`` when a sign-up is, to run some seconds later.

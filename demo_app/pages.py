@@ -61,7 +61,7 @@ def _page(title: str, body: str) -> str:
         '<link rel=icon href="data:,">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
         '<nav><a href="/">Home</a><a href="/inbox">Inbox</a><a href="/stats">Stats (JSON)</a>'
-        '<a href="/backburner/">Dashboard</a>'
+        f'<a href="{DASHBOARD}/">Dashboard</a>'
         f"</nav>{body}</body></html>\n"
     )
 
