@@ -5,6 +5,9 @@ Every option also reads an environment variable, for a default that is not 8000:
     python -m demo_app --port 8001          # or DEMO_PORT=8001 (make demo DEMO_PORT=8001)
     python -m demo_app --smtp-port 1025     # the mail catcher's port (default: a free one)
     python -m demo_app --mail-delay 0.5     # seconds the pretend mail service takes
+    python -m demo_app --digest-every 10    # the periodic sign-up digest's period (or off)
+    python -m demo_app --reminder-delay 5   # seconds from a sign-up to its reminder (or off)
+    python -m demo_app --retry-backoff 0.5  # seconds before a failed welcome email's retry
 
 The dashboard at ``/backburner/`` asks for user ``demo`` and a password printed at start:
 a new random one each time, unless ``DEMO_DASHBOARD_PASSWORD`` sets one.
@@ -46,6 +49,27 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _seconds_or_off(text: str) -> float | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86_400:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"give a number of seconds from 0 to 86400, or off, got {text!r}"
+        )
+    return seconds
+
+
+def _period(text: str) -> float | None:
+    seconds = _seconds_or_off(text)
+    if seconds == 0:
+        raise argparse.ArgumentTypeError("a period is more than 0 seconds (or off)")
+    return seconds
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line, with defaults from ``DEMO_HOST``, ``DEMO_PORT`` and friends."""
     env = os.environ.get
@@ -69,6 +93,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_seconds,
         default=env("DEMO_MAIL_DELAY", "0.2"),
         help="seconds the pretend mail service takes per email (DEMO_MAIL_DELAY)",
+    )
+    parser.add_argument(
+        "--digest-every",
+        type=_period,
+        default=env("DEMO_DIGEST_EVERY", "60"),
+        help="seconds between sign-up digests, or off (DEMO_DIGEST_EVERY)",
+    )
+    parser.add_argument(
+        "--reminder-delay",
+        type=_seconds_or_off,
+        default=env("DEMO_REMINDER_DELAY", "30"),
+        help="seconds from a sign-up to its reminder email, or off (DEMO_REMINDER_DELAY)",
+    )
+    parser.add_argument(
+        "--retry-backoff",
+        type=_seconds,
+        default=env("DEMO_RETRY_BACKOFF", "2"),
+        help="seconds before a failed welcome email is retried, doubling (DEMO_RETRY_BACKOFF)",
     )
     return parser.parse_args(argv)
 
@@ -124,7 +166,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         flush=True,
     )
     app = create_app(
-        smtp_port=args.smtp_port, mail_delay=args.mail_delay, dashboard_password=password
+        smtp_port=args.smtp_port,
+        mail_delay=args.mail_delay,
+        dashboard_password=password,
+        digest_every=args.digest_every,
+        reminder_delay=args.reminder_delay,
+        retry_backoff=args.retry_backoff,
     )
     uvicorn.run(app, host=args.host, port=port, lifespan="on", log_level="info")
 

@@ -1,9 +1,14 @@
 """The demo app: sign-up and FibTastic, each in background or inline mode, with their mail caught.
 
+Besides the forms' jobs, the demo runs jobs that fill the rest of the dashboard: a periodic
+digest of the sign-ups (every ``digest_every`` seconds), a reminder scheduled
+``reminder_delay`` seconds after each sign-up, and, for a sign-up sent to the broken address,
+a welcome email that fails, is retried with backoff, then lands on the dead list.
+
 Routes::
 
     GET  /             the forms, both modes' response times, recent requests, queues
-    POST /signup       email=...  [mode=inline]   → 303 /welcome?r=ID
+    POST /signup       email=...  [mode=inline]  [broken=on]   → 303 /welcome?r=ID
     POST /fibtastic    email=...  n=1..500  [mode=inline]   → 303 /fibtastic/sent?r=ID
     GET  /inbox        caught mail, newest first (HTML)
     GET  /inbox.json   the same as JSON; ?to=ADDRESS filters, ?wait=SECONDS waits for a match
@@ -22,6 +27,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
+import aiosmtplib
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,7 +38,9 @@ from starlette.routing import Mount, Route
 from backburner import (
     BackburnerMiddleware,
     BrokerUnavailable,
+    Clock,
     NotRunning,
+    Periodic,
     QueueConfig,
     QueueFull,
     background,
@@ -40,8 +48,19 @@ from backburner import (
 from backburner.dashboard import dashboard
 
 from . import pages
-from .forms import parse_address, parse_count, parse_mode, read_form
-from .jobs import MailSettings, fibtastic, fibtastic_message, send_mail, send_welcome
+from .digest import DIGEST_TO, Digest
+from .forms import parse_address, parse_broken, parse_count, parse_mode, read_form
+from .jobs import (
+    BROKEN_DOMAIN,
+    WELCOME_RETRIES,
+    MailSettings,
+    broken_address,
+    fibtastic,
+    fibtastic_message,
+    send_mail,
+    send_reminder,
+    send_welcome,
+)
 from .mailcatcher import Mailbox, MailCatcher
 from .recent import RecentRequests, RequestRecord
 
@@ -53,12 +72,17 @@ logger = logging.getLogger("demo_app")
 MAX_WAIT = 30.0
 #: The dashboard's user name; its password is given, or made up at each start.
 DASHBOARD_USER = "demo"
+#: The periodic digest's name, on the dashboard's periodic page.
+DIGEST_NAME = "digest"
 
 
 class Demo:
     """The demo's state (mailbox, mail catcher, recent requests) and its endpoints.
 
-    ``Demo(...).app`` is the ASGI app; ``create_app(...)`` returns just that.
+    ``Demo(...).app`` is the ASGI app; ``create_app(...)`` returns just that. ``digest_every``
+    and ``reminder_delay`` are seconds, or None for no digest or no reminders; a failed
+    welcome email is retried after ``retry_backoff`` seconds, then twice that. ``clock`` is
+    the executor's (tests give a ``backburner.testing.ManualClock``).
     """
 
     def __init__(
@@ -73,14 +97,28 @@ class Demo:
         max_pending: int = 10_000,
         shutdown_timeout: float = 8.0,
         dashboard_password: str | None = None,
+        digest_every: float | None = 60.0,
+        reminder_delay: float | None = 30.0,
+        retry_backoff: float = 2.0,
+        clock: Clock | None = None,
     ) -> None:
         if mail_delay < 0:
             raise ValueError(f"mail_delay must be 0 or more seconds, got {mail_delay}")
+        if digest_every is not None and not digest_every > 0:
+            raise ValueError(f"digest_every must be more than 0 seconds, got {digest_every}")
+        if reminder_delay is not None and not reminder_delay >= 0:
+            raise ValueError(f"reminder_delay must be 0 or more seconds, got {reminder_delay}")
+        if not retry_backoff >= 0:
+            raise ValueError(f"retry_backoff must be 0 or more seconds, got {retry_backoff}")
         self.mail_delay = mail_delay
+        self.retry_backoff = retry_backoff
         self.mailbox = Mailbox()
-        self.catcher = MailCatcher(self.mailbox, smtp_host, smtp_port)
+        self.catcher = MailCatcher(
+            self.mailbox, smtp_host, smtp_port, refused_domains=(BROKEN_DOMAIN,)
+        )
         self.recent = RecentRequests()
         self._mail: MailSettings | None = None
+        self.digest = Digest(lambda: self.mail)
         #: The dashboard's password (user ``demo``): a random one unless given.
         self.dashboard_password = dashboard_password or secrets.token_urlsafe(12)
         self.app = Starlette(
@@ -94,7 +132,7 @@ class Demo:
                 Route("/inbox.json", self.inbox_json),
                 Route("/stats", self.stats),
                 Mount(
-                    "/backburner",
+                    pages.DASHBOARD,
                     dashboard(auth=(DASHBOARD_USER, self.dashboard_password), title="demo jobs"),
                 ),
             ],
@@ -119,12 +157,23 @@ class Demo:
                 "jobs go through Redis at %s to: taskiq worker demo_app.remote:broker",
                 remote.REDIS_URL,
             )
+            # The digest reads this process's sign-ups, and a remote job's retries and dead
+            # list are the worker's: these show the local executor only.
+            digest_every = reminder_delay = None
+            logger.info("on Redis, the demo has no digest, reminders or broken address")
+        self.digest_every = digest_every
+        self.reminder_delay = reminder_delay
+        periodic = []
+        if digest_every is not None:
+            periodic.append(Periodic(self.digest.send, every=digest_every, name=DIGEST_NAME))
         self.app.add_middleware(
             BackburnerMiddleware,
             workers=workers,
             max_pending=max_pending,
             queues={"mail": QueueConfig(workers=mail_workers, max_pending=max_pending)},
             shutdown_timeout=shutdown_timeout,
+            periodic=periodic,
+            clock=clock,
             engine=remote_engine,
         )
 
@@ -158,11 +207,36 @@ class Demo:
 
     # The forms.
 
+    @property
+    def features(self) -> pages.Features:
+        """What the pages tell of the jobs that run on their own."""
+        return pages.Features(
+            digest_every=self.digest_every,
+            digest_to=DIGEST_TO,
+            reminder_delay=self.reminder_delay,
+            retries=WELCOME_RETRIES,
+            retry_backoff=self.retry_backoff,
+            broken=self.engine == "local",
+        )
+
     async def signup(self, request: Request) -> Response:
-        """Send a welcome email to the address in the form, in the background or inline."""
+        """Send a welcome email to the address in the form, in the background or inline.
+
+        In the background, a reminder follows ``reminder_delay`` seconds later; with
+        ``broken=on`` the email goes to the broken address instead, and no reminder.
+        """
         started = time.perf_counter()
         form = await read_form(request)
         address, mode = parse_address(form), parse_mode(request, form)
+        broken = parse_broken(form)
+        if broken:
+            if self.engine != "local":
+                raise HTTPException(
+                    400,
+                    "the broken address shows this process's retries and dead list: it needs "
+                    "BACKBURNER_ENGINE=local",
+                )
+            address = broken_address(address)
         if mode == "background" and self.engine == "redis":
             from .remote import send_welcome_remote
 
@@ -172,11 +246,29 @@ class Demo:
             )
             record = self.recent.add("sign-up", address, mode, started, job=sent)
         elif mode == "background":
-            job = background.options(queue="mail").enqueue(send_welcome, self.mail, address)
-            record = self.recent.add("sign-up", address, mode, started, job=job)
+            # @job on send_welcome gives its queue and retries; the backoff is the demo's.
+            job = background.options(backoff=self.retry_backoff).enqueue(
+                send_welcome, self.mail, address
+            )
+            reminder = None
+            if self.reminder_delay is not None and not broken:
+                reminder = background.enqueue_in(
+                    self.reminder_delay, send_reminder, self.mail, address
+                )
+            record = self.recent.add("sign-up", address, mode, started, job=job, reminder=reminder)
         else:
-            await send_welcome(self.mail, address)
+            try:
+                await send_welcome(self.mail, address)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                refusals = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+                raise HTTPException(
+                    502,
+                    f"The mail service refused the welcome email: {refusals}. Inline, the "
+                    "request fails with it; in the background, a job would have retried it, "
+                    "then kept it on the dead list.",
+                ) from None
             record = self.recent.add("sign-up", address, mode, started)
+        self.digest.add(address)
         return _redirect(f"/welcome?r={record.id}", record)
 
     async def fibtastic(self, request: Request) -> Response:
@@ -206,13 +298,13 @@ class Demo:
     async def home(self, request: Request) -> Response:
         """The forms and what happened so far."""
         stats = background.stats().as_dict()
-        return HTMLResponse(pages.home_page(self.recent, stats, self.mail_delay))
+        return HTMLResponse(pages.home_page(self.recent, stats, self.mail_delay, self.features))
 
     async def sent(self, request: Request) -> Response:
         """Where the forms redirect: ``?r=`` names the request."""
         raw = request.query_params.get("r", "")
         record = self.recent.get(int(raw)) if raw.isascii() and raw.isdecimal() else None
-        return HTMLResponse(pages.sent_page(record, self.recent))
+        return HTMLResponse(pages.sent_page(record, self.recent, self.features))
 
     async def inbox(self, request: Request) -> Response:
         """The caught mail, newest first."""
@@ -287,13 +379,19 @@ def create_app(
     max_pending: int = 10_000,
     shutdown_timeout: float = 8.0,
     dashboard_password: str | None = None,
+    digest_every: float | None = 60.0,
+    reminder_delay: float | None = 30.0,
+    retry_backoff: float = 2.0,
 ) -> Starlette:
     """The demo app. Its mail catcher listens on ``smtp_host:smtp_port`` (0: a free port).
 
     ``mail_delay`` is the pretend mail service's seconds per email; ``workers`` and
     ``mail_workers`` size the ``default`` and ``mail`` queues, which each hold at most
     ``max_pending`` waiting jobs. The dashboard at ``/backburner/`` takes user ``demo`` and
-    ``dashboard_password`` (random if not given).
+    ``dashboard_password`` (random if not given). Every ``digest_every`` seconds a periodic
+    job mails a digest of the sign-ups; ``reminder_delay`` seconds after a sign-up, a
+    scheduled job mails a reminder (None: no digest, no reminders); a failed welcome email is
+    retried after ``retry_backoff`` seconds, then twice that.
     """
     return Demo(
         smtp_host=smtp_host,
@@ -304,4 +402,7 @@ def create_app(
         max_pending=max_pending,
         shutdown_timeout=shutdown_timeout,
         dashboard_password=dashboard_password,
+        digest_every=digest_every,
+        reminder_delay=reminder_delay,
+        retry_backoff=retry_backoff,
     ).app

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from .jobs import MAX_FIBONACCI
 from .recent import MODES, Mode
 
-__all__ = ["parse_address", "parse_count", "parse_mode", "read_form"]
+__all__ = ["parse_address", "parse_broken", "parse_count", "parse_mode", "read_form"]
 
 #: More than the forms ever need; a bigger body is refused, not read.
 MAX_BODY = 4096
@@ -76,3 +76,11 @@ def parse_mode(request: Request, form: Form) -> Mode:
         if raw == mode:
             return mode
     raise HTTPException(400, f"mode must be 'background' or 'inline', got {raw[:20]!r}")
+
+
+def parse_broken(form: Form) -> bool:
+    """The sign-up's ``broken`` checkbox: send the welcome email to a broken address."""
+    raw = form.get("broken", "")
+    if raw not in ("", "on"):
+        raise HTTPException(400, f"broken is a checkbox: 'on' or absent, got {raw[:20]!r}")
+    return raw == "on"

@@ -3,10 +3,16 @@
 The same functions serve both modes: a request in *background* mode enqueues them, a request
 in *inline* mode calls them itself before answering, which is what the demo compares.
 
-* ``send_welcome`` (async, queue ``mail``): the sign-up's welcome email.
+* ``send_welcome`` (async, queue ``mail``, 2 retries): the sign-up's welcome email. Sent to
+  an address at ``BROKEN_DOMAIN`` (the mail service refuses them), it fails, is retried with
+  backoff, then lands on the dead list.
+* ``send_reminder`` (async, queue ``mail``): "did you finish signing up?", enqueued with
+  ``enqueue_in`` when a sign-up is, to run some seconds later.
 * ``fibtastic`` (sync, so it runs in one of backburner's threads, queue ``default``): computes
   N Fibonacci numbers, then enqueues ``send_mail`` onto the ``mail`` queue: a job enqueuing
   its follow-up job through ``background``.
+
+The periodic digest of the sign-ups is in ``digest.py``.
 """
 
 from __future__ import annotations
@@ -17,15 +23,20 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from backburner import Job, background
+from backburner import Job, background, job
 
 __all__ = [
+    "BROKEN_DOMAIN",
     "MAX_FIBONACCI",
+    "WELCOME_RETRIES",
     "MailSettings",
+    "broken_address",
     "fibonacci",
     "fibtastic",
     "fibtastic_message",
+    "reminder_message",
     "send_mail",
+    "send_reminder",
     "send_welcome",
     "welcome_message",
 ]
@@ -34,6 +45,12 @@ __all__ = [
 MAX_FIBONACCI = 500
 
 SENDER = "backburner demo <demo@backburner.invalid>"
+
+#: The mail service refuses every address at this domain: the demo's broken address.
+BROKEN_DOMAIN = "broken.invalid"
+
+#: How many times a failed welcome email is tried again before it goes to the dead list.
+WELCOME_RETRIES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +81,21 @@ def welcome_message(address: str) -> EmailMessage:
         "Thanks for signing up!\n\n"
         "This email was sent by a job, beside the response that welcomed you.\n",
     )
+
+
+def reminder_message(address: str) -> EmailMessage:
+    """The reminder sent some time after a sign-up."""
+    return _message(
+        address,
+        "Did you finish signing up?",
+        "You signed up a little while ago: did you finish?\n\n"
+        "This email was sent by a job scheduled with enqueue_in when you signed up.\n",
+    )
+
+
+def broken_address(address: str) -> str:
+    """``address`` moved to ``BROKEN_DOMAIN``, which the mail service refuses."""
+    return f"{address.rpartition('@')[0]}@{BROKEN_DOMAIN}"
 
 
 def fibtastic_message(address: str, count: int) -> EmailMessage:
@@ -98,16 +130,26 @@ async def send_mail(settings: MailSettings, message: EmailMessage) -> None:
     )
 
 
+# A mail service that refuses an address now may take it later (a full mailbox, a greylist):
+# so a failed welcome email is tried again, after a backoff, before it is given up.
+@job(queue="mail", retries=WELCOME_RETRIES)
 async def send_welcome(settings: MailSettings, address: str) -> None:
     """Send the welcome email to ``address``."""
     await send_mail(settings, welcome_message(address))
+
+
+@job(queue="mail")
+async def send_reminder(settings: MailSettings, address: str) -> None:
+    """Send the "did you finish signing up?" email to ``address``."""
+    await send_mail(settings, reminder_message(address))
 
 
 def fibtastic(settings: MailSettings, address: str, count: int) -> str:
     """Compute ``count`` Fibonacci numbers and enqueue their email; return the mail job's id.
 
     A plain function, so backburner runs it in a worker thread; ``background`` there still
-    means the executor running this job.
+    means the executor running this job. (It is the demo's long job: the one to report its
+    progress, number by number, once backburner's jobs can.)
     """
     mail_job: Job[None] = background.options(queue="mail").enqueue(
         send_mail, settings, fibtastic_message(address, count)

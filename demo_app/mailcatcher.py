@@ -2,7 +2,9 @@
 
 Like mailcatcher or MailHog, it delivers nothing: every message lands in a ``Mailbox``, which
 ``/inbox`` shows. It runs on the same event loop as the app, so the app's lifespan starts and
-stops it, and a page can wait for a message to arrive (``Mailbox.wait_for``).
+stops it, and a page can wait for a message to arrive (``Mailbox.wait_for``). Like a real mail
+service, it refuses some recipients: those at the ``refused_domains`` it is given (the demo's
+broken address), with SMTP's 550.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -103,10 +106,21 @@ class Mailbox:
 
 
 class _Handler:
-    """aiosmtpd's handler: every message goes to the mailbox."""
+    """aiosmtpd's handler: refuses recipients at ``refused_domains``; messages go to the mailbox."""
 
-    def __init__(self, mailbox: Mailbox) -> None:
+    def __init__(self, mailbox: Mailbox, refused_domains: Collection[str]) -> None:
         self.mailbox = mailbox
+        self.refused_domains = frozenset(domain.casefold() for domain in refused_domains)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.rpartition("@")[2].casefold() in self.refused_domains:
+            logger.info("mail catcher: refused mail to %s", address)
+            return f"550 5.1.2 {address}: no such domain here (the demo's broken address)"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content
@@ -120,10 +134,21 @@ class _Handler:
 
 
 class MailCatcher:
-    """An SMTP server on ``host``:``port`` (0: a free port) that fills ``mailbox``."""
+    """An SMTP server on ``host``:``port`` (0: a free port) that fills ``mailbox``.
 
-    def __init__(self, mailbox: Mailbox, host: str = "127.0.0.1", port: int = 0) -> None:
+    It refuses every recipient at ``refused_domains`` (with 550, "no such domain").
+    """
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        refused_domains: Collection[str] = (),
+    ) -> None:
         self.mailbox = mailbox
+        self.refused_domains = tuple(refused_domains)
         self.host = host
         #: The port asked for; once started, the port it listens on.
         self.port = port
@@ -132,7 +157,7 @@ class MailCatcher:
     async def start(self) -> None:
         """Listen; from now on ``port`` is the real port."""
         loop = asyncio.get_running_loop()
-        handler = _Handler(self.mailbox)
+        handler = _Handler(self.mailbox, self.refused_domains)
         self._server = await loop.create_server(
             # hostname given: aiosmtpd would otherwise look up socket.getfqdn(), maybe slowly.
             lambda: SMTP(handler, hostname="localhost", ident="backburner demo", loop=loop),

@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
-from .jobs import MAX_FIBONACCI
+from backburner import Job
+
+from .jobs import BROKEN_DOMAIN, MAX_FIBONACCI
 from .mailcatcher import CaughtMail
 from .recent import MODES, RecentRequests, RequestRecord
 
-__all__ = ["error_page", "home_page", "inbox_page", "sent_page"]
+__all__ = ["DASHBOARD", "Features", "error_page", "home_page", "inbox_page", "sent_page"]
+
+#: Where the demo mounts backburner's dashboard.
+DASHBOARD = "/backburner"
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What the pages tell of the jobs that run on their own (None: that one is off)."""
+
+    digest_every: float | None
+    digest_to: str
+    reminder_delay: float | None
+    retries: int
+    retry_backoff: float
+    #: Whether the sign-up form offers the broken address.
+    broken: bool
+
 
 _STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto;
@@ -26,6 +47,7 @@ th, td { text-align: left; padding: 0.2rem 0.5rem; border-bottom: 1px solid #eee
 .mode { flex: 1; border: 1px solid #ddd; border-radius: 6px; padding: 0.5rem 1rem; }
 .mode strong { font-size: 1.5rem; display: block; }
 .note { color: #666; font-size: 0.9rem; }
+.status { color: #666; }
 .error { border-left: 4px solid #c33; padding-left: 1rem; }
 pre { background: #f6f6f6; padding: 0.5rem; overflow-x: auto; }
 """
@@ -35,9 +57,11 @@ def _page(title: str, body: str) -> str:
     return (
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
+        # No icon, said so: else browsers ask for /favicon.ico, a 404 in their console.
+        '<link rel=icon href="data:,">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
         '<nav><a href="/">Home</a><a href="/inbox">Inbox</a><a href="/stats">Stats (JSON)</a>'
-        '<a href="/backburner/">Dashboard</a>'
+        f'<a href="{DASHBOARD}/">Dashboard</a>'
         f"</nav>{body}</body></html>\n"
     )
 
@@ -46,16 +70,40 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} ms"
 
 
-def _forms() -> str:
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _dashboard_link(page: str, text: str) -> str:
+    return f'<a href="{DASHBOARD}/{page}">{escape(text)}</a>'
+
+
+def _job_link(job: Job[Any]) -> str:
+    """A job's id, linked to its page on the dashboard, and its status."""
+    # (A job's progress, once jobs can report it, belongs beside its status here.)
+    return (
+        f'<a class=job href="{DASHBOARD}/jobs/{quote(job.id, safe="")}">{escape(job.id)}</a>: '
+        f"<span class=status>{escape(job.status.value)}</span>"
+    )
+
+
+def _forms(features: Features) -> str:
     inline = (
         "<label><input type=checkbox name=mode value=inline> run it inline "
         "(the page waits for the mail, as without backburner)</label>"
     )
+    broken = ""
+    if features.broken:
+        broken = (
+            "<br><label><input type=checkbox name=broken value=on> send it to a broken address "
+            f"(@{BROKEN_DOMAIN}: the mail service refuses it, so the job fails and is "
+            "retried)</label>"
+        )
     return (
         "<h2>Sign up</h2>"
         '<form method=post action="/signup">'
         '<input type=email name=email required placeholder="ada@example.com"> '
-        f"<button>Sign up</button><br>{inline}</form>"
+        f"<button>Sign up</button><br>{inline}{broken}</form>"
         "<h2>FibTastic</h2>"
         '<form method=post action="/fibtastic">'
         '<input type=email name=email required placeholder="ada@example.com"> '
@@ -77,22 +125,62 @@ def _comparison(recent: RecentRequests) -> str:
     return "<h2>Response times</h2><div class=modes>" + "".join(boxes) + "</div>"
 
 
+def _jobs_of(record: RequestRecord) -> list[tuple[str, Job[Any]]]:
+    """The jobs a request made, each with what it does."""
+    first = "welcome" if record.kind == "sign-up" else "numbers"
+    jobs = [(first, record.job)] if record.job is not None else []
+    if record.reminder is not None:
+        jobs.append(("reminder", record.reminder))
+    return jobs
+
+
 def _recent_table(records: Iterable[RequestRecord]) -> str:
     rows = []
     for record in records:
         what = record.kind + (f" (N={record.count})" if record.count else "")
-        job = "-" if record.job is None else f"{record.job.id}: {record.job.status.value}"
+        jobs = "<br>".join(f"{label} {_job_link(job)}" for label, job in _jobs_of(record))
         rows.append(
             f"<tr><td>{time.strftime('%H:%M:%S', time.localtime(record.at))}</td>"
             f"<td>{escape(what)}</td><td>{escape(record.address)}</td><td>{record.mode}</td>"
-            f"<td>{_ms(record.elapsed_ms)}</td><td>{escape(job)}</td></tr>"
+            f"<td>{_ms(record.elapsed_ms)}</td><td>{jobs or '-'}</td></tr>"
         )
     if not rows:
         return "<p class=note>No requests yet: use a form above.</p>"
     return (
         "<table><tr><th>at</th><th>what</th><th>to</th><th>mode</th><th>response time</th>"
-        "<th>job</th></tr>" + "".join(rows) + "</table>"
+        "<th>jobs</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _on_their_own(features: Features) -> str:
+    """The jobs no form waits for, and where the dashboard shows them."""
+    items = []
+    if features.digest_every is not None:
+        items.append(
+            f"Every {_seconds(features.digest_every)}, a periodic job mails a digest of the "
+            f"new sign-ups to {escape(features.digest_to)} "
+            f"({_dashboard_link('periodic', 'periodic jobs')})."
+        )
+    if features.reminder_delay is not None:
+        items.append(
+            f"{_seconds(features.reminder_delay)} after a sign-up in the background, a job "
+            "scheduled with <code>enqueue_in</code> mails a reminder "
+            f"({_dashboard_link('scheduled', 'scheduled jobs')})."
+        )
+    if features.broken:
+        backoff = features.retry_backoff
+        items.append(
+            f"A welcome email to the broken address fails, is retried {features.retries} "
+            f"times (after {_seconds(backoff)}, then about {_seconds(2 * backoff)}), then "
+            f"waits on the {_dashboard_link('dead', 'dead list')} for a retry by hand "
+            f"({_dashboard_link('retries', 'retries')} shows it in between)."
+        )
+    items.append(
+        "Each job id below opens the job's page on the "
+        f"{_dashboard_link('', 'dashboard')}, while the executor holds the job (waiting, "
+        "scheduled, running, retrying or dead) or the dashboard has shown it."
+    )
+    return "<h2>On the dashboard</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
 def _stats_table(stats: Mapping[str, Any]) -> str:
@@ -108,8 +196,11 @@ def _stats_table(stats: Mapping[str, Any]) -> str:
     return f"<h2>Queues</h2><table><tr><th>queue</th>{head}</tr>{body}</table>"
 
 
-def home_page(recent: RecentRequests, stats: Mapping[str, Any], mail_delay: float) -> str:
-    """The forms, the two modes' response times, the recent requests and the queues."""
+def home_page(
+    recent: RecentRequests, stats: Mapping[str, Any], mail_delay: float, features: Features
+) -> str:
+    """The forms, the jobs that run on their own, the two modes' response times, the recent
+    requests and the queues."""
     return _page(
         "backburner demo",
         "<h1>backburner demo</h1>"
@@ -117,7 +208,8 @@ def home_page(recent: RecentRequests, stats: Mapping[str, Any], mail_delay: floa
         f"{mail_delay * 1000:.0f} ms to answer. In the background (the default) the page "
         "answers at once and a job sends the mail; inline, the page waits for it. Caught mail "
         'shows in the <a href="/inbox">inbox</a>.</p>'
-        + _forms()
+        + _forms(features)
+        + _on_their_own(features)
         + _comparison(recent)
         + "<h2>Recent requests</h2>"
         + _recent_table(recent.newest_first())
@@ -125,8 +217,8 @@ def home_page(recent: RecentRequests, stats: Mapping[str, Any], mail_delay: floa
     )
 
 
-def sent_page(record: RequestRecord | None, recent: RecentRequests) -> str:
-    """Where a form redirects: what was sent, how, and how long the answer took."""
+def sent_page(record: RequestRecord | None, recent: RecentRequests, features: Features) -> str:
+    """Where a form redirects: what was sent, how, how long the answer took, what follows."""
     if record is None:
         title, lead = "Sent", "<p>Your email is on its way.</p>"
     else:
@@ -144,7 +236,7 @@ def sent_page(record: RequestRecord | None, recent: RecentRequests) -> str:
         else:
             verb = "were" if plural else "was"
             how = f"{what} {verb} sent inline, before answering: this page took {took}."
-        lead = f'<p>{how} See the <a href="/inbox">inbox</a>.</p>'
+        lead = f'<p>{how} See the <a href="/inbox">inbox</a>.</p>' + _what_follows(record, features)
     return _page(
         title,
         f"<h1>{escape(title)}</h1>{lead}"
@@ -153,6 +245,23 @@ def sent_page(record: RequestRecord | None, recent: RecentRequests) -> str:
         + _recent_table(recent.newest_first())
         + '<p><a href="/">Send another</a></p>',
     )
+
+
+def _what_follows(record: RequestRecord, features: Features) -> str:
+    if record.job is None:
+        return ""
+    if record.address.endswith(f"@{BROKEN_DOMAIN}"):
+        return (
+            "<p>That is the broken address: the mail service refuses it, so the job fails, "
+            f"is retried {features.retries} times, then waits on the "
+            f"{_dashboard_link('dead', 'dead list')} (job {_job_link(record.job)}).</p>"
+        )
+    if record.reminder is not None and features.reminder_delay is not None:
+        return (
+            f"<p>A reminder follows in {_seconds(features.reminder_delay)} "
+            f"(job {_job_link(record.reminder)}).</p>"
+        )
+    return ""
 
 
 def inbox_page(messages: list[CaughtMail], caught: int, smtp: str) -> str:

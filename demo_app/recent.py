@@ -31,6 +31,8 @@ class RequestRecord:
     count: int = 0
     #: The job the request enqueued (background mode only).
     job: Job[Any] | None = None
+    #: For a sign-up in the background, the reminder it scheduled (if reminders are on).
+    reminder: Job[Any] | None = None
     at: float = field(default_factory=time.time)
 
 
@@ -60,6 +62,7 @@ class RecentRequests:
         *,
         count: int = 0,
         job: Job[Any] | None = None,
+        reminder: Job[Any] | None = None,
     ) -> RequestRecord:
         """Record a request that began at ``started`` (``time.perf_counter()``) and ends now."""
         record = RequestRecord(
@@ -70,6 +73,7 @@ class RecentRequests:
             elapsed_ms=(time.perf_counter() - started) * 1000,
             count=count,
             job=job,
+            reminder=reminder,
         )
         self._records.append(record)
         return record
