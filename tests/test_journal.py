@@ -7,14 +7,18 @@ row whose owner is a process that no longer exists. Real processes are in tests/
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +322,60 @@ async def test_a_cut_short_journal_fails_open(path: Path) -> None:
     cut_in_half(path)
     with pytest.raises(JournalError, match="truncated"):
         await Backburner(journal=path).open()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 1 MB tmpfs of its own (mounting needs root, as in CI)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root is needed): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+async def test_a_journal_a_full_disk_left_mid_checkpoint_opens_and_runs_every_job(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """SQLite writes page 1 before it extends the file: a full disk leaves a short file.
+
+    The WAL still holds every page, so SQLite reads the file whole: it must open.
+    """
+    full = small_disk / "jobs.sqlite3"
+    accepted: list[int] = []
+    bg = Backburner(journal=full, max_pending=100_000)
+    await bg.open()  # accepts, runs nothing
+
+    async def fill(start: int) -> None:
+        for n in itertools.count(start, 50):
+            await bg.aenqueue(record, [n, "x" * 100])
+            accepted.append(n)
+
+    outcomes = await asyncio.gather(*(fill(k) for k in range(50)), return_exceptions=True)
+    assert all(isinstance(outcome, JournalError) for outcome in outcomes), outcomes
+    assert "database or disk is full" in str(outcomes[0])
+    await bg.aclose()  # its checkpoint writes page 1, then finds no room for the rest
+    roomy = tmp_path / "roomy"
+    roomy.mkdir()
+    for name in ("jobs.sqlite3", "jobs.sqlite3-wal"):  # (the -shm is rebuilt from the WAL)
+        shutil.copy(small_disk / name, roomy / name)
+    copy = roomy / "jobs.sqlite3"
+    header = copy.read_bytes()[:100]
+    pages, page_size = int.from_bytes(header[28:32], "big"), int.from_bytes(header[16:18], "big")
+    assert copy.stat().st_size < pages * page_size  # the file this test is about
+    async with Backburner(journal=copy, max_pending=100_000) as again:
+        await again.join()
+    assert len(accepted) > 100
+    assert sorted(value[0] for _, value in journal_jobs.calls) == sorted(accepted)
+    assert rows(copy, "DISTINCT state") == [("succeeded",)]
 
 
 async def test_a_journal_from_a_newer_version_fails_open(path: Path) -> None:
