@@ -50,6 +50,7 @@ from .journal_jobs import (
     default_named,
     fails_first,
     not_registered,
+    reads_its_row,
     record,
     record_sync,
     tick,
@@ -490,6 +491,40 @@ async def test_a_dead_processes_jobs_are_taken_and_its_running_job_counts_a_cras
         await bg.join()
     assert journal_jobs.calls == [("record", 7)]
     assert rows(path, "id, state, crashes, attempt") == [(orphan, "succeeded", 1, 2)]
+
+
+async def test_a_jobs_start_is_committed_before_its_code_runs(path: Path) -> None:
+    """So a job that kills its process has counted a crash (tests/e2e kills one for real)."""
+    async with Backburner(journal=path, workers=8) as bg:
+        for n in range(20):
+            bg.enqueue(reads_its_row, str(path), f"marker-{n}")
+        await bg.join()
+    assert journal_jobs.calls == [("reads_its_row", [("running", 1)])] * 20
+
+
+async def test_a_job_cancelled_while_its_start_is_written_ends_cancelled_and_frees_its_slot(
+    path: Path,
+) -> None:
+    bg = Backburner(journal=path, workers=1)
+    await bg.open()
+    first, second = bg.enqueue(record, 1), bg.enqueue(record, 2)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the lock: no start commits
+    try:
+        await bg.start()
+        assert first.status is JobStatus.RUNNING  # its start is on its way to disk
+        assert first.cancel()
+        await first.wait()
+        assert first.status is JobStatus.CANCELLED
+        assert second.status is JobStatus.RUNNING  # in the slot the first freed
+        assert journal_jobs.calls == []
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await bg.join()
+    await bg.aclose()
+    assert journal_jobs.calls == [("record", 2)]
+    assert rows(path, "state") == [("cancelled",), ("succeeded",)]
 
 
 async def test_a_job_that_killed_its_process_max_attempts_times_is_dead_and_never_runs(

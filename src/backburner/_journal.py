@@ -141,6 +141,7 @@ class Journal(Housekeeping):
         self._batch = Batch()
         self._uncommitted = 0  # inserts queued, not yet committed
         self._stopping = False
+        self._gone = False  # the writer has ended: nothing more is written
         self._keeping = False  # shutdown's deadline passed: unfinished jobs stay unfinished
         self._rows: dict[str, int] = {}
         self._synchronous = 0
@@ -203,7 +204,10 @@ class Journal(Housekeeping):
     # Operations: any thread.
 
     def insert(self, row: tuple[Any, ...]) -> Batch:
-        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at)."""
+        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at).
+
+        Raises ``JournalError`` at once if the journal can write nothing more.
+        """
         job_id, name, queue, payload, run_at, unique_key, enqueued_at = row
         params = (
             job_id,
@@ -217,6 +221,8 @@ class Journal(Housekeeping):
             enqueued_at,
         )
         with self._cond:
+            if self._gone:
+                raise JournalError(f"the journal {self.path} has stopped; the job was not written")
             self._ops.append((INSERT, params))
             self._uncommitted += 1
             self._cond.notify()
@@ -229,9 +235,23 @@ class Journal(Housekeeping):
             self._cond.notify()
             return self._batch
 
-    def started(self, job_id: str, attempt: int) -> None:
-        """Record that an attempt began (so a crash during it counts against the job)."""
-        self._add(STARTED, (attempt, self.owner, time.time() + self.config.lease, job_id))
+    def started(self, job_id: str, attempt: int) -> asyncio.Future[None] | None:
+        """Record that an attempt begins; the event loop's thread only.
+
+        Returns a future that is done once the start is committed: the job's code waits for
+        it, so that a job that kills its process (SIGKILL, a segfault, ``os._exit``) has
+        counted a crash, and after ``max_attempts`` of them is dead. Starts queued meanwhile
+        share the commit. None if nothing more can be written: the job runs unrecorded.
+        """
+        params = (attempt, self.owner, time.time() + self.config.lease, job_id)
+        future = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._gone:
+                return None
+            self._ops.append((STARTED, params))
+            self._batch._futures.append(future)
+            self._cond.notify()
+        return future
 
     def retrying(self, job_id: str, run_at: float, attempt: int, error: str | None) -> None:
         """Record that a failed job waits to retry at ``run_at``."""
@@ -257,7 +277,7 @@ class Journal(Housekeeping):
 
     def _add(self, kind: int, params: tuple[Any, ...]) -> None:
         with self._cond:
-            if self._stopping and self._closed.done():
+            if self._gone:
                 return  # a late end (an abandoned thread returned): its row stays released
             self._ops.append((kind, params))
             self._cond.notify()
@@ -324,6 +344,7 @@ class Journal(Housekeeping):
             if self._connection is not None:
                 self._connection.close()
             error = exc if isinstance(exc, JournalError) else JournalError(f"{self.path}: {exc}")
+            self._fail_waiting(error)
             opened.set_exception(error)
             self._closed.set_result(None)
             return
@@ -333,6 +354,10 @@ class Journal(Housekeeping):
         except BaseException:  # pragma: no cover - a bug: say so loudly, fail the waiters
             logger.exception("the journal's writer stopped")
             self._fail_waiting(JournalError(f"the journal {self.path}'s writer stopped"))
+        else:
+            # What came after the release (a late start or end) is not written: a waiter
+            # must not wait for a commit that will never come.
+            self._fail_waiting(JournalError(f"the journal {self.path} has stopped"))
         finally:
             self._closed.set_result(None)
 
@@ -378,12 +403,14 @@ class Journal(Housekeeping):
         _resolve_all(futures)
 
     def _fail_waiting(self, error: JournalError) -> None:
+        """The writer ends: fail the batch still open, and every later write at once."""
         with self._cond:
-            batch = self._batch
-            self._ops = []
-        batch.error = error
-        batch.done.set()
-        _resolve_all(batch._futures)
+            self._gone = True
+            batch, self._ops = self._batch, []
+            batch.error = error
+            batch.done.set()
+            futures, batch._futures = batch._futures, []
+        _resolve_all(futures)
 
     def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``body`` in ``BEGIN IMMEDIATE``; wait out other processes' locks, however long."""

@@ -6,6 +6,7 @@ Every job appends ``<number> <pid> <time>`` to a results file when it completes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -159,6 +160,44 @@ def test_processes_sharing_a_journal_never_run_a_job_twice_while_its_owner_lives
     assert [n for n, c in runs.items() if c > 1] == []
     assert set(runs) == expected
     assert "kept in the journal" in first.stderr()
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_job_that_kills_its_process_is_dead_after_max_attempts_starts_and_never_runs_again(
+    serve: Serve, tmp_path: Path, kind: str
+) -> None:
+    """Its start is on disk before its code runs: each SIGKILL it causes counts a crash."""
+    settings = journal_settings(tmp_path, max_attempts=3)
+    first = serve("journaled", settings=settings)
+    first.wait_ready()
+    with first.client() as client, contextlib.suppress(httpx.TransportError):
+        client.post("/enqueue-killer", params={"kind": kind})  # it may die before it answers
+    server = first
+    for start in range(3):
+        code, _ = server.wait_exit(within=15)
+        assert code == -signal.SIGKILL, server.tail()
+        assert [e["event"] for e in server.events()].count("killer") == 1, server.tail()
+        if start < 2:  # the next start takes the job back, runs it, and is killed by it
+            server = serve("journaled", settings=settings)
+    fourth = serve("journaled", settings=settings)
+    fourth.wait_ready()
+    message = "is dead: its process died during each of its last 3 attempts"
+    errors = [e for e in fourth.events() if e["event"] == "log" and e["level"] == "ERROR"]
+    assert [message in e["message"] for e in errors] == [True], errors
+    connection = sqlite3.connect(Path(str(settings["journal"])))
+    state = connection.execute("SELECT name, state, crashes, attempt FROM jobs").fetchall()
+    connection.close()
+    name = "e2e.kills_its_process" + ("_sync" if kind == "sync" else "")
+    assert state == [(name, "dead", 3, 3)]
+    fourth.send(signal.SIGTERM)
+    assert fourth.wait_exit(within=10)[0] == -signal.SIGTERM
+    fifth = serve("journaled", settings=settings)  # and the next start leaves it dead
+    fifth.wait_ready()
+    fifth.send(signal.SIGTERM)
+    assert fifth.wait_exit(within=10)[0] == -signal.SIGTERM
+    for server in (fourth, fifth):
+        assert "killer" not in [e["event"] for e in server.events()]
+    fifth.assert_no_errors()
 
 
 def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
