@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,7 +41,13 @@ from backburner import (
     job,
 )
 from backburner._journal_file import SCHEMA_VERSION
-from backburner._journal_owners import local_host
+from backburner._journal_owners import (
+    _process_state,
+    boot_clock,
+    local_boot_id,
+    local_host,
+    process_start,
+)
 from backburner._registry import default_name, lookup
 from backburner.testing import ManualClock
 
@@ -512,7 +519,8 @@ async def test_a_job_cancelled_while_its_start_is_written_ends_cancelled_and_fre
     other.execute("BEGIN IMMEDIATE")  # another process holds the lock: no start commits
     try:
         await bg.start()
-        assert first.status is JobStatus.RUNNING  # its start is on its way to disk
+        before = first.status
+        assert before is JobStatus.RUNNING  # its start is on its way to disk
         assert first.cancel()
         await first.wait()
         assert first.status is JobStatus.CANCELLED
@@ -700,13 +708,24 @@ async def test_a_failed_job_retried_by_hand_is_unfinished_again_and_survives_a_r
     assert rows(path, "id, state, attempt") == [(failed.id, "succeeded", 2)]
 
 
-# Leases: owners on other hosts are judged by their heartbeat and their claims' leases.
+# Who is dead: a process on this host lives as long as its pid (and start time) does; an owner
+# on another host (or pid namespace) is judged by its heartbeat and its claims' leases.
 
 
-def insert_foreign(path: Path, *, heartbeat_age: float, lease_left: float) -> str:
-    """A job held by a process on another host, last heard of ``heartbeat_age`` seconds ago."""
-    owner = "otherhost/1:4242:far"
+def insert_foreign(
+    path: Path,
+    *,
+    heartbeat_age: float,
+    lease_left: float,
+    owner: str = "otherhost/1:4242:far",
+    boot_id: str | None = None,
+    boot_beat_age: float | None = None,
+    process_start: int | None = None,
+) -> str:
+    """A job held by ``owner``, last heard of ``heartbeat_age`` seconds ago (wall clock)."""
     now = time.time()
+    boot_now = boot_clock()
+    boot_beat = None if boot_beat_age is None or boot_now is None else boot_now - boot_beat_age
     connection = sqlite3.connect(path)
     with connection:
         connection.execute(
@@ -715,8 +734,9 @@ def insert_foreign(path: Path, *, heartbeat_age: float, lease_left: float) -> st
             (owner, now + lease_left),
         )
         connection.execute(
-            "INSERT INTO owners (owner, heartbeat, started_at) VALUES (?, ?, 0)",
-            (owner, now - heartbeat_age),
+            "INSERT INTO owners (owner, heartbeat, started_at, boot_id, boot_beat, process_start)"
+            " VALUES (?, ?, 0, ?, ?, ?)",
+            (owner, now - heartbeat_age, boot_id, boot_beat, process_start),
         )
     connection.close()
     return owner
@@ -741,6 +761,159 @@ async def test_another_hosts_job_is_taken_only_once_its_owner_is_silent_and_its_
     assert rows(path, f"state, {FREE}") == [("succeeded", 0) if taken else ("queued", 0)]
     if not taken:
         assert rows(path, "owner") == [(owner,)]
+
+
+needs_linux = pytest.mark.skipif(
+    local_boot_id() is None or process_start(os.getpid()) is None,
+    reason="needs /proc and CLOCK_BOOTTIME (Linux)",
+)
+
+
+@needs_linux
+@pytest.mark.parametrize(
+    ("boot_beat_age", "taken"),
+    [
+        (1.0, False),  # its heartbeat is recent on the clock no step moves: alive
+        (100.0, True),  # silent on that clock too, claim lapsed: presumed dead
+    ],
+)
+async def test_an_owner_sharing_this_kernel_is_judged_on_the_boot_clock_not_the_wall_clock(
+    path: Path, boot_beat_age: float, taken: bool
+) -> None:
+    """A container beside this one (its own pid namespace) whose wall clock stepped back."""
+    await make_journal(path)
+    insert_foreign(
+        path,
+        owner="container/4026532999:1:beside",
+        heartbeat_age=3600.0,  # an hour late on the wall clock
+        lease_left=-3600.0,
+        boot_id=local_boot_id(),
+        boot_beat_age=boot_beat_age,
+    )
+    async with Backburner(journal=JournalConfig(path, lease=30)) as bg:
+        await bg.join()
+    assert journal_jobs.calls == ([("record", 9)] if taken else [])
+
+
+@needs_linux
+@pytest.mark.parametrize("same_process", [True, False])
+async def test_a_live_pid_on_this_host_is_alive_however_late_its_heartbeat_unless_reused(
+    path: Path, same_process: bool
+) -> None:
+    """Our parent holds a job, its heartbeat and lease an hour stale (a clock step).
+
+    If the row's start time is the parent's, the parent holds it: never taken. If not, the pid
+    now belongs to another process than the one that wrote the row: the owner is dead.
+    """
+    await make_journal(path)
+    parent = os.getppid()
+    start = process_start(parent)
+    assert start is not None
+    insert_foreign(
+        path,
+        owner=f"{local_host()}:{parent}:stepped",
+        heartbeat_age=3600.0,
+        lease_left=-3600.0,
+        boot_id=local_boot_id(),
+        boot_beat_age=3600.0,
+        process_start=start if same_process else start + 1,
+    )
+    async with Backburner(journal=JournalConfig(path, lease=30)) as bg:
+        await bg.join()
+    assert journal_jobs.calls == ([] if same_process else [("record", 9)])
+
+
+@needs_linux
+async def test_a_dead_process_not_yet_reaped_is_dead(path: Path) -> None:
+    await make_journal(path)
+    child = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while (state := _process_state(child.pid)) is None or state[0] != "Z":
+            assert time.monotonic() < deadline, f"{child.pid} never became a zombie: {state}"
+            await asyncio.sleep(0.01)
+        insert_foreign(
+            path,
+            owner=f"{local_host()}:{child.pid}:zombie",
+            heartbeat_age=0.0,  # it beat just now: only its process says it is gone
+            lease_left=100.0,
+            boot_id=local_boot_id(),
+            boot_beat_age=0.0,
+            process_start=state[1],
+        )
+        async with Backburner(journal=JournalConfig(path, lease=30)) as bg:
+            await bg.join()
+    finally:
+        await asyncio.to_thread(child.wait)
+    assert journal_jobs.calls == [("record", 9)]
+
+
+async def test_two_executors_of_one_process_never_take_each_others_jobs(path: Path) -> None:
+    first = Backburner(journal=path)
+    await first.open()  # accepts, runs nothing
+    held = [first.enqueue(record, n) for n in range(3)]
+    async with Backburner(journal=path) as second:
+        await second.join()
+        assert second.stats().total.pending == 0
+    assert journal_jobs.calls == []
+    await first.start()
+    await first.join()
+    await first.aclose()
+    assert journal_jobs.calls == [("record", 0), ("record", 1), ("record", 2)]
+    assert rows(path, "id, state") == [(job.id, "succeeded") for job in held]
+
+
+class _Warnings(logging.Handler):
+    """Sets ``seen`` at the first WARNING whose text holds ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.WARNING)
+        self.needle = needle
+        self.seen = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.messages.append(record.getMessage())
+            self.seen.set()
+
+
+@pytest.mark.parametrize(
+    ("takeover", "said"),
+    [
+        ("UPDATE owners SET released = 1 WHERE owner = :me", "it was marked released"),
+        ("UPDATE owners SET adopted_by = 'otherhost/1:7:heir' WHERE owner = :me", "adopted"),
+        (
+            "UPDATE jobs SET owner = 'otherhost/1:7:heir'; DELETE FROM owners WHERE owner = :me",
+            "its owner row was gone",
+        ),
+    ],
+    ids=["released", "adopted", "forgotten"],
+)
+async def test_a_process_that_finds_its_jobs_taken_says_so_at_warning(
+    path: Path, takeover: str, said: str
+) -> None:
+    """What another host's process does to an owner it presumes dead, seen at the next beat."""
+    warnings = _Warnings("was taken for dead by another process")
+    logger = logging.getLogger("backburner")
+    logger.addHandler(warnings)
+    bg = Backburner(journal=JournalConfig(path, lease=1.0, heartbeat=0.05))
+    try:
+        await bg.open()
+        bg.enqueue(record, 1)  # held by this process
+        stats = bg.stats().journal
+        assert stats is not None
+        connection = sqlite3.connect(path)
+        with connection:
+            for statement in takeover.split(";"):
+                connection.execute(statement, {"me": stats.owner})
+        connection.close()
+        assert await asyncio.to_thread(warnings.seen.wait, 30)
+    finally:
+        await bg.aclose()
+        logger.removeHandler(warnings)
+    assert said in warnings.messages[0]
+    assert "Jobs it held may run twice" in warnings.messages[0]
 
 
 # The middleware.

@@ -30,7 +30,15 @@ from typing import Any, Literal
 from ._config import check_count, check_timeout
 from ._errors import JournalError
 from ._journal_file import open_file
-from ._journal_owners import ClaimedRow, Housekeeping, Recoverer, local_host
+from ._journal_owners import (
+    ClaimedRow,
+    Housekeeping,
+    Recoverer,
+    local_boot_id,
+    local_host,
+    open_here,
+    process_start,
+)
 from ._journal_sql import (
     DELETE,
     FINISH,
@@ -130,11 +138,21 @@ class Batch:
 class Journal(Housekeeping):
     """One process's handle on a journal file: its writer thread, its owner id, its claims."""
 
-    def __init__(self, config: JournalConfig, recoverer: Recoverer) -> None:
+    def __init__(
+        self,
+        config: JournalConfig,
+        recoverer: Recoverer,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.path = Path(os.fspath(config.path)).absolute()
         self.recoverer = recoverer
+        #: Wall time (heartbeats, leases, finish times); a test steps it to play a clock step.
+        self.wall = wall_clock
         self.host = local_host()
+        self.boot_id = local_boot_id()
+        self.process_start = process_start(os.getpid())
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self._cond = threading.Condition(threading.Lock())
         self._ops: list[tuple[int, tuple[Any, ...]]] = []
@@ -165,6 +183,7 @@ class Journal(Housekeeping):
             target=self._run, args=(opened,), name=f"backburner-journal-{self.path.name}"
         )
         self._thread.daemon = True  # a crash must not hang on it; close() joins it
+        open_here.add(self.owner)  # so another journal of this process knows this owner lives
         self._thread.start()
         await asyncio.wrap_future(opened)
 
@@ -188,6 +207,7 @@ class Journal(Housekeeping):
         with self._cond:
             self._stopping = True
             self._cond.notify()
+        open_here.discard(self.owner)  # from now on its jobs are for others to take
         if self._thread is None:
             return
         try:
@@ -215,7 +235,7 @@ class Journal(Housekeeping):
             queue,
             payload,
             self.owner,
-            time.time() + self.config.lease,
+            self.wall() + self.config.lease,
             run_at,
             unique_key,
             enqueued_at,
@@ -243,7 +263,7 @@ class Journal(Housekeeping):
         counted a crash, and after ``max_attempts`` of them is dead. Starts queued meanwhile
         share the commit. None if nothing more can be written: the job runs unrecorded.
         """
-        params = (attempt, self.owner, time.time() + self.config.lease, job_id)
+        params = (attempt, self.owner, self.wall() + self.config.lease, job_id)
         future = asyncio.get_running_loop().create_future()
         with self._cond:
             if self._gone:
@@ -259,11 +279,11 @@ class Journal(Housekeeping):
 
     def finished(self, job_id: str, state: str, error: str | None, attempt: int) -> None:
         """Record a job's end state."""
-        self._add(FINISH, (state, time.time(), error, attempt, job_id))
+        self._add(FINISH, (state, self.wall(), error, attempt, job_id))
 
     def reopened(self, job_id: str) -> None:
         """Record that a failed job was sent again by hand (``retry()``): unfinished again."""
-        self._add(REOPEN, (self.owner, time.time() + self.config.lease, job_id))
+        self._add(REOPEN, (self.owner, self.wall() + self.config.lease, job_id))
 
     def claim_tick(self, name: str, tick: float) -> bool:
         """Blocking: True if this process is the first to fire periodic job ``name`` at ``tick``."""
@@ -284,7 +304,7 @@ class Journal(Housekeeping):
 
     def _reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
         """Mark claimed rows invalid, and give back those the queues had no room for."""
-        now = time.time()
+        now = self.wall()
         with self._cond:
             self._ops += [(INVALID, (now, why, job_id)) for job_id, why in invalid]
             self._ops += [(UNCLAIM, (job_id, self.owner, self.owner)) for job_id in unplaced]
@@ -345,6 +365,7 @@ class Journal(Housekeeping):
                 self._connection.close()
             error = exc if isinstance(exc, JournalError) else JournalError(f"{self.path}: {exc}")
             self._fail_waiting(error)
+            open_here.discard(self.owner)
             opened.set_exception(error)
             self._closed.set_result(None)
             return
@@ -359,6 +380,7 @@ class Journal(Housekeeping):
             # must not wait for a commit that will never come.
             self._fail_waiting(JournalError(f"the journal {self.path} has stopped"))
         finally:
+            open_here.discard(self.owner)
             self._closed.set_result(None)
 
     def _serve(self) -> None:

@@ -20,7 +20,7 @@ __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "open_file"]
 
 #: ``PRAGMA application_id``: "bbjl", so a journal is told from any other SQLite file.
 APPLICATION_ID = 0x62626A6C
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000  # then Journal._transaction retries, however long
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
@@ -62,6 +62,12 @@ _MIGRATIONS: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         last_run REAL NOT NULL      -- clock time of the last tick any process fired
     );
+    """,
+    # 2: what tells a live owner from a dead one without trusting the wall clock.
+    """
+    ALTER TABLE owners ADD COLUMN boot_id TEXT;  -- the kernel's boot id; NULL off Linux
+    ALTER TABLE owners ADD COLUMN boot_beat REAL;  -- last heartbeat on CLOCK_BOOTTIME
+    ALTER TABLE owners ADD COLUMN process_start INTEGER;  -- its process's start (/proc), if known
     """,
 )
 

@@ -6,6 +6,7 @@ Every job appends ``<number> <pid> <time>`` to a results file when it completes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -13,10 +14,13 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import pytest
+
+from backburner._journal import ClaimedRow, Journal, JournalConfig
 
 from ._uvicorn import Serve, Uvicorn
 
@@ -235,6 +239,59 @@ def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
     twice = {job for job, count in runs.items() if count == 2}
     by_victim = [int(job) for job, pid, _ in lines if int(pid) == victim.process.pid]
     assert twice == set(by_victim[len(by_victim) - len(twice) :]), (len(twice), len(by_victim))
+
+
+class _Room:
+    """A recoverer with room for anything, that keeps what it is handed (nothing, we hope)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[ClaimedRow] = []
+
+    def room(self) -> tuple[dict[str, int], int]:
+        return {"default": 100_000}, 100_000
+
+    def clock_now(self) -> float:
+        return time.time()
+
+    def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
+        self.delivered += rows
+        return [], []
+
+
+def test_a_clock_step_in_another_process_takes_no_job_of_a_live_owner(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A process whose wall clock jumped an hour ahead sees every heartbeat and lease of a live
+    uvicorn process an hour stale. The owner's pid is alive on this host: nothing is taken.
+    """
+    settings = journal_settings(
+        tmp_path, job_ms=60_000, workers=1, lease=2, heartbeat=0.5, shutdown_timeout=0.5
+    )
+    owner = serve("journaled", settings=settings)
+    owner.wait_ready()
+    with owner.client() as client:
+        assert client.post("/enqueue", params={"start": 0, "count": 20}).status_code == 200
+    journal_path = Path(str(settings["journal"]))
+    room = _Room()
+
+    async def look_with_a_stepped_clock() -> None:
+        config = JournalConfig(journal_path, lease=2, heartbeat=0.5)
+        stepped = Journal(config, room, wall_clock=lambda: time.time() + 3600)
+        await stepped.open()  # finds dead owners and claims their jobs, as every heartbeat
+        await stepped.close(timeout=10)
+
+    asyncio.run(look_with_a_stepped_clock())
+    assert room.delivered == []
+    connection = sqlite3.connect(journal_path)
+    owners = connection.execute("SELECT released, adopted_by FROM owners").fetchall()
+    holders = connection.execute("SELECT DISTINCT owner FROM jobs").fetchall()
+    connection.close()
+    assert owners == [(0, None)]
+    assert len(holders) == 1
+    assert f":{owner.process.pid}:" in holders[0][0]
+    owner.send(signal.SIGTERM)
+    assert owner.wait_exit(within=10)[0] == -signal.SIGTERM
+    assert "taken for dead" not in owner.stderr()
 
 
 @pytest.mark.parametrize(
