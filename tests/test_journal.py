@@ -11,6 +11,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -610,6 +611,66 @@ async def test_recovery_takes_no_more_than_the_queue_has_room_for_and_the_rest_l
     assert await asyncio.to_thread(journal_jobs.counted_enough.wait, 30)
     await small.aclose()
     assert sorted(v for _, v in journal_jobs.calls) == list(range(20))
+
+
+# A journal that goes away under a running process.
+
+
+def _replace_with_another_journal(path: Path) -> None:
+    other = path.with_name("other.sqlite3")
+    connection = sqlite3.connect(other)
+    connection.execute("CREATE TABLE elsewhere (x)")
+    connection.close()
+    os.replace(other, path)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (Path.unlink, "was deleted or renamed: nothing is at that path any more"),
+        (lambda path: path.rename(path.with_name("moved.sqlite3")), "was deleted or renamed"),
+        (_replace_with_another_journal, "was replaced: the path names another file"),
+    ],
+    ids=["deleted", "renamed", "replaced"],
+)
+async def test_a_journal_deleted_or_replaced_while_running_refuses_enqueues_and_says_so(
+    path: Path, change: Callable[[Path], object], said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="backburner")
+    async with Backburner(journal=path) as bg:
+        await bg.enqueue(record, "before")
+        journal = bg.stats().journal
+        assert journal is not None
+        assert journal.healthy
+        assert journal.problem is None
+        await asyncio.to_thread(change, path)
+        expected = f"the journal {path} {said}"
+        with pytest.raises(JournalError, match=re.escape(expected)):
+            bg.enqueue(record, "after")
+        with pytest.raises(JournalError, match=re.escape(expected)):
+            await bg.aenqueue(record, "after, awaited")
+        journal = bg.stats().journal
+        assert journal is not None
+        assert not journal.healthy
+        assert journal.problem is not None
+        assert journal.problem.startswith(expected)
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert expected in errors[0].getMessage()
+    assert journal_jobs.calls == [("record", "before")]
+
+
+async def test_a_journal_deleted_while_idle_is_noticed_at_the_next_heartbeat(path: Path) -> None:
+    """With no enqueue to notice it, the heartbeat does: a readiness check sees it."""
+    async with Backburner(journal=JournalConfig(path, lease=1.0, heartbeat=0.05)) as bg:
+        await asyncio.to_thread(path.unlink)
+        deadline = time.monotonic() + 30
+        while (journal := bg.stats().journal) is not None and journal.healthy:
+            assert time.monotonic() < deadline, "the heartbeat never noticed"
+            await asyncio.sleep(0.01)
+        assert journal is not None
+        assert journal.problem is not None
+        assert "was deleted or renamed" in journal.problem
 
 
 # Retention and stats.
