@@ -11,6 +11,12 @@ same machine, through the same calls:
     their jobs share commits (group commit);
   - ``awaitable, 100 tasks``: 100 tasks each ``await bg.aenqueue(fn, i)`` in a loop: each
     waits for its commit without blocking the loop, so the loop fills the next commit;
+* run throughput, jobs/s: every job's start is committed before its code runs (so a job
+  that kills its process counts a crash), and its end after; starts and ends share commits:
+  - ``run backlog, W workers``: N jobs enqueued into an open executor, then ``start()``;
+    from ``start()`` to the end of ``join()`` (only running is timed);
+  - ``enqueue and run, 100 tasks``: 100 tasks ``await bg.aenqueue(fn, i)`` into a started
+    executor (4 workers) while it runs them; from the first enqueue to the end of ``join()``;
 * recovery: seconds ``open()`` takes on a journal holding 100,000 unfinished jobs released
   by a clean shutdown, until every one is back in its queue (checked: the queue's pending
   count), and the same after a crash (rows still claimed by an owner whose pid is gone).
@@ -97,6 +103,54 @@ async def awaitable_tasks(journal: Path | None, jobs: int, durability: str = "no
     return share * tasks / elapsed
 
 
+async def _run_backlog(journal: Path | None, jobs: int, durability: str, workers: int) -> float:
+    bg = Backburner(
+        journal=journal,
+        durability=durability if journal else None,
+        max_pending=jobs,
+        workers=workers,
+    )
+    await bg.open()
+    share = jobs // 100
+
+    async def enqueue(start: int) -> None:
+        for i in range(start, start + share):
+            await bg.aenqueue(noop, i)
+
+    await asyncio.gather(*(enqueue(k * share) for k in range(100)))
+    began = time.perf_counter()
+    await bg.start()
+    await bg.join()
+    elapsed = time.perf_counter() - began
+    await bg.aclose()
+    return share * 100 / elapsed
+
+
+async def run_backlog_4(journal: Path | None, jobs: int, durability: str = "normal") -> float:
+    return await _run_backlog(journal, jobs, durability, workers=4)
+
+
+async def run_backlog_64(journal: Path | None, jobs: int, durability: str = "normal") -> float:
+    return await _run_backlog(journal, jobs, durability, workers=64)
+
+
+async def enqueue_and_run(journal: Path | None, jobs: int, durability: str = "normal") -> float:
+    bg = Backburner(journal=journal, durability=durability if journal else None, max_pending=jobs)
+    await bg.start()
+    share = jobs // 100
+
+    async def enqueue(start: int) -> None:
+        for i in range(start, start + share):
+            await bg.aenqueue(noop, i)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(enqueue(k * share) for k in range(100)))
+    await bg.join()
+    elapsed = time.perf_counter() - began
+    await bg.aclose()
+    return share * 100 / elapsed
+
+
 async def fill(journal: Path, jobs: int) -> None:
     """A journal holding ``jobs`` unfinished jobs, released by a clean shutdown."""
     bg = Backburner(journal=journal, max_pending=jobs)
@@ -147,6 +201,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--power", action="store_true", help="also durability='power'")
     parser.add_argument("--power-jobs", type=int, default=2_000, help="fewer: an fsync each")
+    parser.add_argument("--no-recovery", action="store_true", help="throughput rows only")
     options = parser.parse_args()
     logging.getLogger("backburner").setLevel(logging.ERROR)  # shutdown reports every job
     print(
@@ -158,12 +213,15 @@ def main() -> None:
         ("sync, 1 thread", sync_one_thread),
         ("sync, 4 threads", sync_four_threads),
         ("awaitable, 100 tasks", awaitable_tasks),
+        ("run backlog, 4 workers", run_backlog_4),
+        ("run backlog, 64 workers", run_backlog_64),
+        ("enqueue and run, 100 t.", enqueue_and_run),
     ]
     durabilities = {"normal": options.jobs}
     if options.power:
         durabilities["power"] = options.power_jobs
     with tempfile.TemporaryDirectory() as folder:
-        print(f"\nenqueue throughput, jobs/s, median of {options.repeats} runs")
+        print(f"\nthroughput, jobs/s, median of {options.repeats} runs")
         heads = " ".join(f"{f'journal {d} ({n:,})':>24}" for d, n in durabilities.items())
         print(f"{'':22} {f'in memory ({options.jobs:,})':>20} {heads}")
         for label, measure in modes:
@@ -180,6 +238,8 @@ def main() -> None:
             )
             print(row, flush=True)
 
+        if options.no_recovery:
+            return
         print(f"\nrecovery at open(), s, median of {options.repeats}, {options.recover:,} jobs")
         path = Path(folder) / "recover.sqlite3"
         asyncio.run(fill(path, options.recover))

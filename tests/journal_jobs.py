@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from typing import Any
 
@@ -56,6 +57,23 @@ def counted(value: int) -> None:
     calls.append(("counted", value))
     if len(calls) >= counted_target[0]:
         counted_enough.set()
+
+
+@job(name="tests.reads_its_row")
+def reads_its_row(path: str, marker: str) -> None:
+    """Records what the journal says of this job while it runs (its row, found by argument)."""
+    connection = sqlite3.connect(path)
+    try:
+        calls.append(
+            (
+                "reads_its_row",
+                connection.execute(
+                    "SELECT state, attempt FROM jobs WHERE payload LIKE ?", (f'%"{marker}"%',)
+                ).fetchall(),
+            )
+        )
+    finally:
+        connection.close()
 
 
 @job(name="tests.blocks")

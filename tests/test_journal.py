@@ -7,14 +7,20 @@ row whose owner is a process that no longer exists. Real processes are in tests/
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
+import re
+import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +42,13 @@ from backburner import (
     job,
 )
 from backburner._journal_file import SCHEMA_VERSION
-from backburner._journal_owners import local_host
+from backburner._journal_owners import (
+    _process_state,
+    boot_clock,
+    local_boot_id,
+    local_host,
+    process_start,
+)
 from backburner._registry import default_name, lookup
 from backburner.testing import ManualClock
 
@@ -46,6 +58,7 @@ from .journal_jobs import (
     default_named,
     fails_first,
     not_registered,
+    reads_its_row,
     record,
     record_sync,
     tick,
@@ -320,6 +333,60 @@ async def test_a_cut_short_journal_fails_open(path: Path) -> None:
         await Backburner(journal=path).open()
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 1 MB tmpfs of its own (mounting needs root, as in CI)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root is needed): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+async def test_a_journal_a_full_disk_left_mid_checkpoint_opens_and_runs_every_job(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """SQLite writes page 1 before it extends the file: a full disk leaves a short file.
+
+    The WAL still holds every page, so SQLite reads the file whole: it must open.
+    """
+    full = small_disk / "jobs.sqlite3"
+    accepted: list[int] = []
+    bg = Backburner(journal=full, max_pending=100_000)
+    await bg.open()  # accepts, runs nothing
+
+    async def fill(start: int) -> None:
+        for n in itertools.count(start, 50):
+            await bg.aenqueue(record, [n, "x" * 100])
+            accepted.append(n)
+
+    outcomes = await asyncio.gather(*(fill(k) for k in range(50)), return_exceptions=True)
+    assert all(isinstance(outcome, JournalError) for outcome in outcomes), outcomes
+    assert "database or disk is full" in str(outcomes[0])
+    await bg.aclose()  # its checkpoint writes page 1, then finds no room for the rest
+    roomy = tmp_path / "roomy"
+    roomy.mkdir()
+    for name in ("jobs.sqlite3", "jobs.sqlite3-wal"):  # (the -shm is rebuilt from the WAL)
+        shutil.copy(small_disk / name, roomy / name)
+    copy = roomy / "jobs.sqlite3"
+    header = copy.read_bytes()[:100]
+    pages, page_size = int.from_bytes(header[28:32], "big"), int.from_bytes(header[16:18], "big")
+    assert copy.stat().st_size < pages * page_size  # the file this test is about
+    async with Backburner(journal=copy, max_pending=100_000) as again:
+        await again.join()
+    assert len(accepted) > 100
+    assert sorted(value[0] for _, value in journal_jobs.calls) == sorted(accepted)
+    assert rows(copy, "DISTINCT state") == [("succeeded",)]
+
+
 async def test_a_journal_from_a_newer_version_fails_open(path: Path) -> None:
     await make_journal(path)
     connection = sqlite3.connect(path)
@@ -434,6 +501,41 @@ async def test_a_dead_processes_jobs_are_taken_and_its_running_job_counts_a_cras
     assert rows(path, "id, state, crashes, attempt") == [(orphan, "succeeded", 1, 2)]
 
 
+async def test_a_jobs_start_is_committed_before_its_code_runs(path: Path) -> None:
+    """So a job that kills its process has counted a crash (tests/e2e kills one for real)."""
+    async with Backburner(journal=path, workers=8) as bg:
+        for n in range(20):
+            bg.enqueue(reads_its_row, str(path), f"marker-{n}")
+        await bg.join()
+    assert journal_jobs.calls == [("reads_its_row", [("running", 1)])] * 20
+
+
+async def test_a_job_cancelled_while_its_start_is_written_ends_cancelled_and_frees_its_slot(
+    path: Path,
+) -> None:
+    bg = Backburner(journal=path, workers=1)
+    await bg.open()
+    first, second = bg.enqueue(record, 1), bg.enqueue(record, 2)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the lock: no start commits
+    try:
+        await bg.start()
+        before = first.status
+        assert before is JobStatus.RUNNING  # its start is on its way to disk
+        assert first.cancel()
+        await first.wait()
+        assert first.status is JobStatus.CANCELLED
+        assert second.status is JobStatus.RUNNING  # in the slot the first freed
+        assert journal_jobs.calls == []
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await bg.join()
+    await bg.aclose()
+    assert journal_jobs.calls == [("record", 2)]
+    assert rows(path, "state") == [("cancelled",), ("succeeded",)]
+
+
 async def test_a_job_that_killed_its_process_max_attempts_times_is_dead_and_never_runs(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -509,6 +611,66 @@ async def test_recovery_takes_no_more_than_the_queue_has_room_for_and_the_rest_l
     assert await asyncio.to_thread(journal_jobs.counted_enough.wait, 30)
     await small.aclose()
     assert sorted(v for _, v in journal_jobs.calls) == list(range(20))
+
+
+# A journal that goes away under a running process.
+
+
+def _replace_with_another_journal(path: Path) -> None:
+    other = path.with_name("other.sqlite3")
+    connection = sqlite3.connect(other)
+    connection.execute("CREATE TABLE elsewhere (x)")
+    connection.close()
+    os.replace(other, path)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (Path.unlink, "was deleted or renamed: nothing is at that path any more"),
+        (lambda path: path.rename(path.with_name("moved.sqlite3")), "was deleted or renamed"),
+        (_replace_with_another_journal, "was replaced: the path names another file"),
+    ],
+    ids=["deleted", "renamed", "replaced"],
+)
+async def test_a_journal_deleted_or_replaced_while_running_refuses_enqueues_and_says_so(
+    path: Path, change: Callable[[Path], object], said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="backburner")
+    async with Backburner(journal=path) as bg:
+        await bg.enqueue(record, "before")
+        journal = bg.stats().journal
+        assert journal is not None
+        assert journal.healthy
+        assert journal.problem is None
+        await asyncio.to_thread(change, path)
+        expected = f"the journal {path} {said}"
+        with pytest.raises(JournalError, match=re.escape(expected)):
+            bg.enqueue(record, "after")
+        with pytest.raises(JournalError, match=re.escape(expected)):
+            await bg.aenqueue(record, "after, awaited")
+        journal = bg.stats().journal
+        assert journal is not None
+        assert not journal.healthy
+        assert journal.problem is not None
+        assert journal.problem.startswith(expected)
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert expected in errors[0].getMessage()
+    assert journal_jobs.calls == [("record", "before")]
+
+
+async def test_a_journal_deleted_while_idle_is_noticed_at_the_next_heartbeat(path: Path) -> None:
+    """With no enqueue to notice it, the heartbeat does: a readiness check sees it."""
+    async with Backburner(journal=JournalConfig(path, lease=1.0, heartbeat=0.05)) as bg:
+        await asyncio.to_thread(path.unlink)
+        deadline = time.monotonic() + 30
+        while (journal := bg.stats().journal) is not None and journal.healthy:
+            assert time.monotonic() < deadline, "the heartbeat never noticed"
+            await asyncio.sleep(0.01)
+        assert journal is not None
+        assert journal.problem is not None
+        assert "was deleted or renamed" in journal.problem
 
 
 # Retention and stats.
@@ -607,13 +769,24 @@ async def test_a_failed_job_retried_by_hand_is_unfinished_again_and_survives_a_r
     assert rows(path, "id, state, attempt") == [(failed.id, "succeeded", 2)]
 
 
-# Leases: owners on other hosts are judged by their heartbeat and their claims' leases.
+# Who is dead: a process on this host lives as long as its pid (and start time) does; an owner
+# on another host (or pid namespace) is judged by its heartbeat and its claims' leases.
 
 
-def insert_foreign(path: Path, *, heartbeat_age: float, lease_left: float) -> str:
-    """A job held by a process on another host, last heard of ``heartbeat_age`` seconds ago."""
-    owner = "otherhost/1:4242:far"
+def insert_foreign(
+    path: Path,
+    *,
+    heartbeat_age: float,
+    lease_left: float,
+    owner: str = "otherhost/1:4242:far",
+    boot_id: str | None = None,
+    boot_beat_age: float | None = None,
+    process_start: int | None = None,
+) -> str:
+    """A job held by ``owner``, last heard of ``heartbeat_age`` seconds ago (wall clock)."""
     now = time.time()
+    boot_now = boot_clock()
+    boot_beat = None if boot_beat_age is None or boot_now is None else boot_now - boot_beat_age
     connection = sqlite3.connect(path)
     with connection:
         connection.execute(
@@ -622,8 +795,9 @@ def insert_foreign(path: Path, *, heartbeat_age: float, lease_left: float) -> st
             (owner, now + lease_left),
         )
         connection.execute(
-            "INSERT INTO owners (owner, heartbeat, started_at) VALUES (?, ?, 0)",
-            (owner, now - heartbeat_age),
+            "INSERT INTO owners (owner, heartbeat, started_at, boot_id, boot_beat, process_start)"
+            " VALUES (?, ?, 0, ?, ?, ?)",
+            (owner, now - heartbeat_age, boot_id, boot_beat, process_start),
         )
     connection.close()
     return owner
@@ -648,6 +822,159 @@ async def test_another_hosts_job_is_taken_only_once_its_owner_is_silent_and_its_
     assert rows(path, f"state, {FREE}") == [("succeeded", 0) if taken else ("queued", 0)]
     if not taken:
         assert rows(path, "owner") == [(owner,)]
+
+
+needs_linux = pytest.mark.skipif(
+    local_boot_id() is None or process_start(os.getpid()) is None,
+    reason="needs /proc and CLOCK_BOOTTIME (Linux)",
+)
+
+
+@needs_linux
+@pytest.mark.parametrize(
+    ("boot_beat_age", "taken"),
+    [
+        (1.0, False),  # its heartbeat is recent on the clock no step moves: alive
+        (100.0, True),  # silent on that clock too, claim lapsed: presumed dead
+    ],
+)
+async def test_an_owner_sharing_this_kernel_is_judged_on_the_boot_clock_not_the_wall_clock(
+    path: Path, boot_beat_age: float, taken: bool
+) -> None:
+    """A container beside this one (its own pid namespace) whose wall clock stepped back."""
+    await make_journal(path)
+    insert_foreign(
+        path,
+        owner="container/4026532999:1:beside",
+        heartbeat_age=3600.0,  # an hour late on the wall clock
+        lease_left=-3600.0,
+        boot_id=local_boot_id(),
+        boot_beat_age=boot_beat_age,
+    )
+    async with Backburner(journal=JournalConfig(path, lease=30)) as bg:
+        await bg.join()
+    assert journal_jobs.calls == ([("record", 9)] if taken else [])
+
+
+@needs_linux
+@pytest.mark.parametrize("same_process", [True, False])
+async def test_a_live_pid_on_this_host_is_alive_however_late_its_heartbeat_unless_reused(
+    path: Path, same_process: bool
+) -> None:
+    """Our parent holds a job, its heartbeat and lease an hour stale (a clock step).
+
+    If the row's start time is the parent's, the parent holds it: never taken. If not, the pid
+    now belongs to another process than the one that wrote the row: the owner is dead.
+    """
+    await make_journal(path)
+    parent = os.getppid()
+    start = process_start(parent)
+    assert start is not None
+    insert_foreign(
+        path,
+        owner=f"{local_host()}:{parent}:stepped",
+        heartbeat_age=3600.0,
+        lease_left=-3600.0,
+        boot_id=local_boot_id(),
+        boot_beat_age=3600.0,
+        process_start=start if same_process else start + 1,
+    )
+    async with Backburner(journal=JournalConfig(path, lease=30)) as bg:
+        await bg.join()
+    assert journal_jobs.calls == ([] if same_process else [("record", 9)])
+
+
+@needs_linux
+async def test_a_dead_process_not_yet_reaped_is_dead(path: Path) -> None:
+    await make_journal(path)
+    child = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while (state := _process_state(child.pid)) is None or state[0] != "Z":
+            assert time.monotonic() < deadline, f"{child.pid} never became a zombie: {state}"
+            await asyncio.sleep(0.01)
+        insert_foreign(
+            path,
+            owner=f"{local_host()}:{child.pid}:zombie",
+            heartbeat_age=0.0,  # it beat just now: only its process says it is gone
+            lease_left=100.0,
+            boot_id=local_boot_id(),
+            boot_beat_age=0.0,
+            process_start=state[1],
+        )
+        async with Backburner(journal=JournalConfig(path, lease=30)) as bg:
+            await bg.join()
+    finally:
+        await asyncio.to_thread(child.wait)
+    assert journal_jobs.calls == [("record", 9)]
+
+
+async def test_two_executors_of_one_process_never_take_each_others_jobs(path: Path) -> None:
+    first = Backburner(journal=path)
+    await first.open()  # accepts, runs nothing
+    held = [first.enqueue(record, n) for n in range(3)]
+    async with Backburner(journal=path) as second:
+        await second.join()
+        assert second.stats().total.pending == 0
+    assert journal_jobs.calls == []
+    await first.start()
+    await first.join()
+    await first.aclose()
+    assert journal_jobs.calls == [("record", 0), ("record", 1), ("record", 2)]
+    assert rows(path, "id, state") == [(job.id, "succeeded") for job in held]
+
+
+class _Warnings(logging.Handler):
+    """Sets ``seen`` at the first WARNING whose text holds ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.WARNING)
+        self.needle = needle
+        self.seen = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.messages.append(record.getMessage())
+            self.seen.set()
+
+
+@pytest.mark.parametrize(
+    ("takeover", "said"),
+    [
+        ("UPDATE owners SET released = 1 WHERE owner = :me", "it was marked released"),
+        ("UPDATE owners SET adopted_by = 'otherhost/1:7:heir' WHERE owner = :me", "adopted"),
+        (
+            "UPDATE jobs SET owner = 'otherhost/1:7:heir'; DELETE FROM owners WHERE owner = :me",
+            "its owner row was gone",
+        ),
+    ],
+    ids=["released", "adopted", "forgotten"],
+)
+async def test_a_process_that_finds_its_jobs_taken_says_so_at_warning(
+    path: Path, takeover: str, said: str
+) -> None:
+    """What another host's process does to an owner it presumes dead, seen at the next beat."""
+    warnings = _Warnings("was taken for dead by another process")
+    logger = logging.getLogger("backburner")
+    logger.addHandler(warnings)
+    bg = Backburner(journal=JournalConfig(path, lease=1.0, heartbeat=0.05))
+    try:
+        await bg.open()
+        bg.enqueue(record, 1)  # held by this process
+        stats = bg.stats().journal
+        assert stats is not None
+        connection = sqlite3.connect(path)
+        with connection:
+            for statement in takeover.split(";"):
+                connection.execute(statement, {"me": stats.owner})
+        connection.close()
+        assert await asyncio.to_thread(warnings.seen.wait, 30)
+    finally:
+        await bg.aclose()
+        logger.removeHandler(warnings)
+    assert said in warnings.messages[0]
+    assert "Jobs it held may run twice" in warnings.messages[0]
 
 
 # The middleware.

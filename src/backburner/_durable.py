@@ -64,8 +64,8 @@ class DurableJob(Job[T]):
             self._stored_id: str = stored
             return stored
 
-    def _began(self) -> None:
-        self._journal.started(self.id, self.attempt)
+    def _began(self) -> asyncio.Future[None] | None:
+        return self._journal.started(self.id, self.attempt)
 
     def _will_retry(self) -> None:
         assert self.run_at is not None

@@ -209,8 +209,12 @@ class Job(Generic[T]):
 
     # What follows is for the queue that runs the job, not for users.
 
-    def _began(self) -> None:
-        """An attempt begins. (A hook: a journaled job records it; a plain job does nothing.)"""
+    def _began(self) -> asyncio.Future[None] | None:
+        """An attempt begins. (A hook: a journaled job records it; a plain job does nothing.)
+
+        A future to await before the job's code runs, or None: a journaled job's start is
+        committed first (see ``DurableJob``).
+        """
 
     def _will_retry(self) -> None:
         """A failed attempt is to be retried at ``run_at``. (A hook, like ``_began``.)"""

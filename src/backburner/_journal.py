@@ -9,6 +9,12 @@ suspends a task; the event loop itself never touches the file.
 Between batches, every ``heartbeat`` seconds, the writer does the process's housekeeping
 (``_journal_owners.py``: heartbeat, dead owners, claims, retention). The statements are in
 ``_journal_sql.py``, the file's checks and schema in ``_journal_file.py``.
+
+Before each commit and each round of housekeeping the writer checks that the path still names
+the file it opened (device and inode): a journal deleted, renamed or replaced under a running
+process would take every later commit with it. Then the journal stops: enqueues raise
+``JournalError`` saying what happened, it is logged at ERROR, and ``stats().journal.problem``
+says so (for a readiness check).
 """
 
 from __future__ import annotations
@@ -30,7 +36,15 @@ from typing import Any, Literal
 from ._config import check_count, check_timeout
 from ._errors import JournalError
 from ._journal_file import open_file
-from ._journal_owners import ClaimedRow, Housekeeping, Recoverer, local_host
+from ._journal_owners import (
+    ClaimedRow,
+    Housekeeping,
+    Recoverer,
+    local_boot_id,
+    local_host,
+    open_here,
+    process_start,
+)
 from ._journal_sql import (
     DELETE,
     FINISH,
@@ -114,6 +128,14 @@ class JournalStats:
     lag: int
     #: Rows by state (queued, running, succeeded, ...), counted at open and every minute.
     rows: dict[str, int]
+    #: Why the journal stopped writing (its file was deleted or replaced, its writer
+    #: failed): it accepts no more jobs. None while it works.
+    problem: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """True while the journal accepts and writes jobs (``problem`` is None)."""
+        return self.problem is None
 
 
 class Batch:
@@ -130,17 +152,32 @@ class Batch:
 class Journal(Housekeeping):
     """One process's handle on a journal file: its writer thread, its owner id, its claims."""
 
-    def __init__(self, config: JournalConfig, recoverer: Recoverer) -> None:
+    def __init__(
+        self,
+        config: JournalConfig,
+        recoverer: Recoverer,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.path = Path(os.fspath(config.path)).absolute()
         self.recoverer = recoverer
+        #: Wall time (heartbeats, leases, finish times); a test steps it to play a clock step.
+        self.wall = wall_clock
         self.host = local_host()
+        self.boot_id = local_boot_id()
+        self.process_start = process_start(os.getpid())
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self._cond = threading.Condition(threading.Lock())
         self._ops: list[tuple[int, tuple[Any, ...]]] = []
         self._batch = Batch()
         self._uncommitted = 0  # inserts queued, not yet committed
         self._stopping = False
+        # Why nothing more is written (None while writing): the writer has ended, or the
+        # file is not the one it opened any more. Enqueues raise JournalError with it.
+        self._refusal: str | None = None
+        self._problem: str | None = None  # the part of it that stats() reports
+        self._identity: tuple[int, int] | None = None  # the open file's (st_dev, st_ino)
         self._keeping = False  # shutdown's deadline passed: unfinished jobs stay unfinished
         self._rows: dict[str, int] = {}
         self._synchronous = 0
@@ -164,6 +201,7 @@ class Journal(Housekeeping):
             target=self._run, args=(opened,), name=f"backburner-journal-{self.path.name}"
         )
         self._thread.daemon = True  # a crash must not hang on it; close() joins it
+        open_here.add(self.owner)  # so another journal of this process knows this owner lives
         self._thread.start()
         await asyncio.wrap_future(opened)
 
@@ -187,6 +225,7 @@ class Journal(Housekeeping):
         with self._cond:
             self._stopping = True
             self._cond.notify()
+        open_here.discard(self.owner)  # from now on its jobs are for others to take
         if self._thread is None:
             return
         try:
@@ -203,7 +242,10 @@ class Journal(Housekeeping):
     # Operations: any thread.
 
     def insert(self, row: tuple[Any, ...]) -> Batch:
-        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at)."""
+        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at).
+
+        Raises ``JournalError`` at once if the journal can write nothing more.
+        """
         job_id, name, queue, payload, run_at, unique_key, enqueued_at = row
         params = (
             job_id,
@@ -211,12 +253,14 @@ class Journal(Housekeeping):
             queue,
             payload,
             self.owner,
-            time.time() + self.config.lease,
+            self.wall() + self.config.lease,
             run_at,
             unique_key,
             enqueued_at,
         )
         with self._cond:
+            if self._refusal is not None:
+                raise JournalError(f"{self._refusal}; the job was not written")
             self._ops.append((INSERT, params))
             self._uncommitted += 1
             self._cond.notify()
@@ -229,9 +273,23 @@ class Journal(Housekeeping):
             self._cond.notify()
             return self._batch
 
-    def started(self, job_id: str, attempt: int) -> None:
-        """Record that an attempt began (so a crash during it counts against the job)."""
-        self._add(STARTED, (attempt, self.owner, time.time() + self.config.lease, job_id))
+    def started(self, job_id: str, attempt: int) -> asyncio.Future[None] | None:
+        """Record that an attempt begins; the event loop's thread only.
+
+        Returns a future that is done once the start is committed: the job's code waits for
+        it, so that a job that kills its process (SIGKILL, a segfault, ``os._exit``) has
+        counted a crash, and after ``max_attempts`` of them is dead. Starts queued meanwhile
+        share the commit. None if nothing more can be written: the job runs unrecorded.
+        """
+        params = (attempt, self.owner, self.wall() + self.config.lease, job_id)
+        future = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._refusal is not None:
+                return None
+            self._ops.append((STARTED, params))
+            self._batch._futures.append(future)
+            self._cond.notify()
+        return future
 
     def retrying(self, job_id: str, run_at: float, attempt: int, error: str | None) -> None:
         """Record that a failed job waits to retry at ``run_at``."""
@@ -239,16 +297,18 @@ class Journal(Housekeeping):
 
     def finished(self, job_id: str, state: str, error: str | None, attempt: int) -> None:
         """Record a job's end state."""
-        self._add(FINISH, (state, time.time(), error, attempt, job_id))
+        self._add(FINISH, (state, self.wall(), error, attempt, job_id))
 
     def reopened(self, job_id: str) -> None:
         """Record that a failed job was sent again by hand (``retry()``): unfinished again."""
-        self._add(REOPEN, (self.owner, time.time() + self.config.lease, job_id))
+        self._add(REOPEN, (self.owner, self.wall() + self.config.lease, job_id))
 
     def claim_tick(self, name: str, tick: float) -> bool:
         """Blocking: True if this process is the first to fire periodic job ``name`` at ``tick``."""
         outcome: list[int] = []
         with self._cond:
+            if self._refusal is not None:
+                return False  # (said at ERROR when it stopped)
             self._ops.append((TICK, (name, tick, outcome)))
             batch = self._batch
             self._cond.notify()
@@ -257,15 +317,17 @@ class Journal(Housekeeping):
 
     def _add(self, kind: int, params: tuple[Any, ...]) -> None:
         with self._cond:
-            if self._stopping and self._closed.done():
+            if self._refusal is not None:
                 return  # a late end (an abandoned thread returned): its row stays released
             self._ops.append((kind, params))
             self._cond.notify()
 
     def _reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
         """Mark claimed rows invalid, and give back those the queues had no room for."""
-        now = time.time()
+        now = self.wall()
         with self._cond:
+            if self._refusal is not None:
+                return
             self._ops += [(INVALID, (now, why, job_id)) for job_id, why in invalid]
             self._ops += [(UNCLAIM, (job_id, self.owner, self.owner)) for job_id in unplaced]
             self._cond.notify()
@@ -302,6 +364,7 @@ class Journal(Housekeeping):
             owner=self.owner,
             lag=self._uncommitted,
             rows=dict(self._rows),
+            problem=self._problem,
         )
 
     # The writer thread.
@@ -310,6 +373,8 @@ class Journal(Housekeeping):
         try:
             synchronous = _SYNCHRONOUS[self.config.durability]
             self._connection = open_file(self.path, synchronous)
+            opened_file = os.stat(self.path)  # (SQLite has it open: the same file)
+            self._identity = (opened_file.st_dev, opened_file.st_ino)
             self._synchronous = self._connection.execute("PRAGMA synchronous").fetchone()[0]
             self._bulk = supports_bulk(self._connection)
             self._heartbeat(first=True)
@@ -324,6 +389,8 @@ class Journal(Housekeeping):
             if self._connection is not None:
                 self._connection.close()
             error = exc if isinstance(exc, JournalError) else JournalError(f"{self.path}: {exc}")
+            self._fail_waiting(error)
+            open_here.discard(self.owner)
             opened.set_exception(error)
             self._closed.set_result(None)
             return
@@ -332,8 +399,14 @@ class Journal(Housekeeping):
             self._serve()
         except BaseException:  # pragma: no cover - a bug: say so loudly, fail the waiters
             logger.exception("the journal's writer stopped")
-            self._fail_waiting(JournalError(f"the journal {self.path}'s writer stopped"))
+            self._problem = f"the journal {self.path}'s writer stopped (a bug: see its traceback)"
+            self._fail_waiting(JournalError(self._problem))
+        else:
+            # What came after the release (a late start or end) is not written: a waiter
+            # must not wait for a commit that will never come.
+            self._fail_waiting(JournalError(f"the journal {self.path} has stopped"))
         finally:
+            open_here.discard(self.owner)
             self._closed.set_result(None)
 
     def _serve(self) -> None:
@@ -348,7 +421,8 @@ class Journal(Housekeeping):
                     self._cond.wait(remaining)
                 stopping = self._stopping
             if not self._commit_queued() and stopping:
-                self._shutdown()
+                if self._connection is not None:  # (_file_is_ours closed it if its file went)
+                    self._shutdown()
                 return
             if time.monotonic() >= next_round:
                 self._housekeeping()
@@ -366,11 +440,17 @@ class Journal(Housekeeping):
 
     def _commit(self, ops: list[tuple[int, tuple[Any, ...]]], batch: Batch) -> None:
         inserts = sum(1 for kind, _ in ops if kind == INSERT)
-        try:
-            self._transaction(lambda connection: write_ops(connection, ops, self._bulk))
-        except Exception as exc:
-            logger.error("could not write %d jobs to the journal %s: %s", len(ops), self.path, exc)
-            batch.error = JournalError(f"the journal {self.path} could not be written: {exc}")
+        if self._refusal is not None or not self._file_is_ours():
+            # (A stat() a commit: a few microseconds against the commit's hundreds.)
+            batch.error = JournalError(f"{self._refusal}; the job was not written")
+        else:
+            try:
+                self._transaction(lambda connection: write_ops(connection, ops, self._bulk))
+            except Exception as exc:
+                logger.error(
+                    "could not write %d jobs to the journal %s: %s", len(ops), self.path, exc
+                )
+                batch.error = JournalError(f"the journal {self.path} could not be written: {exc}")
         with self._cond:
             self._uncommitted -= inserts
             batch.done.set()
@@ -378,12 +458,15 @@ class Journal(Housekeeping):
         _resolve_all(futures)
 
     def _fail_waiting(self, error: JournalError) -> None:
+        """Nothing more is written: fail the batch still open, and every later write at once."""
         with self._cond:
-            batch = self._batch
-            self._ops = []
-        batch.error = error
-        batch.done.set()
-        _resolve_all(batch._futures)
+            if self._refusal is None:
+                self._refusal = str(error)
+            batch, self._ops = self._batch, []
+            batch.error = error
+            batch.done.set()
+            futures, batch._futures = batch._futures, []
+        _resolve_all(futures)
 
     def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``body`` in ``BEGIN IMMEDIATE``; wait out other processes' locks, however long."""
@@ -416,7 +499,40 @@ class Journal(Housekeeping):
 
     # Housekeeping: the writer thread, every heartbeat.
 
+    def _file_is_ours(self) -> bool:
+        """False (and the journal stops, saying why) if the path names another file now."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            what = "was deleted or renamed: nothing is at that path any more"
+        except OSError:
+            return True  # cannot look now (a folder's permissions?): not a sign of anything
+        else:
+            if (now.st_dev, now.st_ino) == self._identity:
+                return True
+            what = "was replaced: the path names another file than the one opened at start"
+        self._problem = (
+            f"the journal {self.path} {what}. This process writes nothing more to it and "
+            f"accepts no more jobs"
+        )
+        logger.error(
+            "%s; the jobs it accepted run on, unrecorded. Put the file back and restart, or "
+            "restart to begin with a new journal (the unfinished jobs of the missing file are "
+            "then lost)",
+            self._problem,
+        )
+        self._fail_waiting(JournalError(self._problem))
+        if self._connection is not None:
+            # At once: a journal made anew at the path would share this one's -wal and -shm
+            # files (they are found by name). SQLite does not checkpoint or delete the WAL of
+            # a moved file when it closes it.
+            self._connection.close()
+            self._connection = None
+        return False
+
     def _housekeeping(self) -> None:
+        if self._refusal is not None or not self._file_is_ours():
+            return  # nothing more to say to a file that is not ours
         try:
             self._heartbeat(first=False)
             self._free_orphans()

@@ -1,8 +1,9 @@
 """The journal's file: create it (mode 0600, atomically), check it, and migrate its schema.
 
-Nothing is read from a journal that fails a check: a file that is empty, not SQLite, cut
-short, damaged, somebody else's database or written by a newer backburner makes ``open_file``
-raise ``JournalError`` with what to do, and startup fails (uvicorn exits 3).
+Nothing is read from a journal that fails a check: a file that is empty, not SQLite, that
+SQLite itself calls damaged (after recovering its WAL: cut short, overwritten), somebody else's
+database or written by a newer backburner makes ``open_file`` raise ``JournalError`` with what
+to do, and startup fails (uvicorn exits 3).
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "open_file"]
 
 #: ``PRAGMA application_id``: "bbjl", so a journal is told from any other SQLite file.
 APPLICATION_ID = 0x62626A6C
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000  # then Journal._transaction retries, however long
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
+_WHAT_TO_DO = (
+    "If it is a journal, restore it from a backup; to start with an empty journal, move it "
+    "aside (its unfinished jobs are then lost) or point journal= at another path."
+)
 
 # Each step takes the schema from version N to N + 1 (index N). Applied in one transaction.
 _MIGRATIONS: tuple[str, ...] = (
@@ -58,20 +63,35 @@ _MIGRATIONS: tuple[str, ...] = (
         last_run REAL NOT NULL      -- clock time of the last tick any process fired
     );
     """,
+    # 2: what tells a live owner from a dead one without trusting the wall clock.
+    """
+    ALTER TABLE owners ADD COLUMN boot_id TEXT;  -- the kernel's boot id; NULL off Linux
+    ALTER TABLE owners ADD COLUMN boot_beat REAL;  -- last heartbeat on CLOCK_BOOTTIME
+    ALTER TABLE owners ADD COLUMN process_start INTEGER;  -- its process's start (/proc), if known
+    """,
 )
 
 
 def open_file(path: Path, synchronous: str) -> sqlite3.Connection:
-    """Open (creating if need be) and check the journal at ``path``; migrate it; return it."""
+    """Open (creating if need be) and check the journal at ``path``; migrate it; return it.
+
+    SQLite judges the file: it recovers the WAL, then ``quick_check`` reads every page through
+    it. A file whose header looks short is fine if SQLite reads it (a checkpoint cut short by
+    a full disk or a kill writes page 1 before it extends the file; the WAL still holds every
+    page), so the header is read by hand only to say why SQLite refused a file.
+    """
     if not path.exists():
         _create(path)
-    _check_header(path)
+    _check_kind(path)
     try:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise JournalError(f"cannot open the journal {path}: {exc}") from None
     try:
-        _configure(connection, synchronous)
+        try:
+            _configure(connection, synchronous)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(path, str(exc)) from None
         _check_contents(connection, path)
         _migrate(connection, path)
     except BaseException:
@@ -113,35 +133,48 @@ def _create(path: Path) -> None:
                 leftover.unlink()
 
 
-def _check_header(path: Path) -> None:
-    what_to_do = (
-        "If it is a journal, restore it from a backup; to start with an empty journal, "
-        "move it aside (its unfinished jobs are then lost) or point journal= at another path."
+def _check_kind(path: Path) -> None:
+    """Refuse an empty file and one that is not SQLite at all, before SQLite is asked."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise JournalError(f"cannot read the journal {path}: {exc}") from None
+    if not header:
+        # SQLite would take an empty file for a new database; backburner never leaves one.
+        raise JournalError(
+            f"the journal {path} is empty (0 bytes): backburner never leaves a journal empty, so "
+            f"this file was cut short or made by something else. {_WHAT_TO_DO}"
+        )
+    if header != _SQLITE_MAGIC:
+        raise JournalError(f"the journal {path} is not an SQLite database. {_WHAT_TO_DO}")
+
+
+def _damaged(path: Path, problem: str) -> JournalError:
+    """The error for a file SQLite refused, saying how it looks cut short if it does."""
+    return JournalError(
+        f"the journal {path} is damaged: {problem}{_why_damaged(path)}. {_WHAT_TO_DO}"
     )
+
+
+def _why_damaged(path: Path) -> str:
+    # Only an explanation: SQLite has already refused the file.
     try:
         with path.open("rb") as file:
             header = file.read(_HEADER_SIZE)
             size = os.fstat(file.fileno()).st_size
-    except OSError as exc:
-        raise JournalError(f"cannot read the journal {path}: {exc}") from None
-    if size == 0:
-        raise JournalError(
-            f"the journal {path} is empty (0 bytes): backburner never leaves a journal empty, so "
-            f"this file was cut short or made by something else. {what_to_do}"
-        )
-    if not header.startswith(_SQLITE_MAGIC):
-        raise JournalError(f"the journal {path} is not an SQLite database. {what_to_do}")
+    except OSError:
+        return ""
     if len(header) < _HEADER_SIZE:
-        raise JournalError(f"the journal {path} is truncated ({size} bytes). {what_to_do}")
+        return f" (it is truncated: {size} bytes, shorter than SQLite's {_HEADER_SIZE}-byte header)"
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
-    header_is_current = header[24:28] == header[92:96]
-    if page_size < 512 or (header_is_current and size < pages * page_size):
-        raise JournalError(
-            f"the journal {path} is truncated: {size} bytes where its header says "
-            f"{pages} pages of {page_size}. {what_to_do}"
+    if size < pages * page_size:
+        return (
+            f" (it is truncated: {size} bytes where its header says {pages} pages of {page_size})"
         )
+    return ""
 
 
 def _configure(connection: sqlite3.Connection, synchronous: str) -> None:
@@ -155,18 +188,14 @@ def _configure(connection: sqlite3.Connection, synchronous: str) -> None:
 
 
 def _check_contents(connection: sqlite3.Connection, path: Path) -> None:
-    what_to_do = (
-        "Restore it from a backup, or move it aside to start with an empty journal "
-        "(its unfinished jobs are then lost)."
-    )
     try:
         problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
         version = connection.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise JournalError(f"the journal {path} is damaged ({exc}). {what_to_do}") from None
+        raise _damaged(path, str(exc)) from None
     if problems != ["ok"]:
-        raise JournalError(f"the journal {path} is damaged: {'; '.join(problems)}. {what_to_do}")
+        raise _damaged(path, "; ".join(problems))
     if application_id != APPLICATION_ID:
         raise JournalError(
             f"{path} is an SQLite database but not a backburner journal (application_id "

@@ -1,13 +1,20 @@
 """Owners, claims and housekeeping: how processes sharing a journal divide its jobs.
 
 Each process is an owner (``host:pid:nonce``) with a heartbeat. Every ``heartbeat`` seconds its
-writer thread renews it, finds owners that died (a pid gone on this host, or silent past the
-lease with every claim lapsed) and marks them ``released``, counting a crash against each job
-they were running (past ``max_attempts`` it is dead); then claims free jobs up to the room its
-queues have: rows held by nobody, and rows of released owners, adopting such an owner whole
-when all its jobs fit (one row written, not one per job). A live owner's jobs are never taken.
-Shutdown releases this process's owner row the same way. Finished jobs are pruned after
-``keep_finished``; the WAL is checkpointed.
+writer thread renews it, finds owners that died and marks them ``released``, counting a crash
+against each job they were running (past ``max_attempts`` it is dead); then claims free jobs up
+to the room its queues have: rows held by nobody, and rows of released owners, adopting such an
+owner whole when all its jobs fit (one row written, not one per job). A live owner's jobs are
+never taken. Shutdown releases this process's owner row the same way. Finished jobs are pruned
+after ``keep_finished``; the WAL is checkpointed.
+
+Who is dead: on this host (same host name and pid namespace) an owner lives exactly as long as
+its process, told apart from a later process that got its pid by the process's start time; a
+late heartbeat there means a stalled loop or a clock step, never a death. An owner this host
+cannot look up (another pid namespace, or no ``/proc``) is dead once silent for ``lease`` and
+every claim it made has lapsed; silence is measured on ``CLOCK_BOOTTIME`` when it shares this
+kernel (no clock step moves that clock), else on the wall clock. A process that finds it was
+taken for dead says so at WARNING: the jobs it held may run twice.
 
 ``Housekeeping`` is the part of ``Journal`` that does this; it runs only on the writer thread.
 """
@@ -30,13 +37,25 @@ from ._journal_file import BUSY_TIMEOUT_MS
 if TYPE_CHECKING:
     from ._journal import JournalConfig
 
-__all__ = ["ClaimedRow", "Housekeeping", "Recoverer", "local_host"]
+__all__ = [
+    "ClaimedRow",
+    "Housekeeping",
+    "Recoverer",
+    "boot_clock",
+    "local_boot_id",
+    "local_host",
+    "open_here",
+    "process_start",
+]
 
 logger = logging.getLogger("backburner")
 
 _PRUNE_CHUNK = 5000
 _CLAIM_CHUNK = 10_000
 _COUNT_CHUNK = 100_000
+
+#: Owners of the journals open in this process: the only owners with our pid that live.
+open_here: set[str] = set()
 
 
 class ClaimedRow(NamedTuple):
@@ -72,6 +91,9 @@ class Housekeeping:
 
     owner: str
     host: str
+    boot_id: str | None
+    process_start: int | None
+    wall: Callable[[], float]
     config: JournalConfig
     path: Path
     recoverer: Recoverer
@@ -88,44 +110,69 @@ class Housekeeping:
         raise NotImplementedError
 
     def _heartbeat(self, first: bool) -> None:
-        now = time.time()
+        """Say this owner lives; if another process took it for dead meanwhile, say so."""
+        now, boot_now = self.wall(), boot_clock()
 
-        def beat(connection: sqlite3.Connection) -> bool:
-            row = connection.execute(
-                "SELECT released FROM owners WHERE owner = ?", (self.owner,)
+        def beat(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = connection.execute(
+                "SELECT released, adopted_by FROM owners WHERE owner = ?", (self.owner,)
             ).fetchone()
             if row is None:
                 connection.execute(
-                    "INSERT INTO owners (owner, heartbeat, started_at) VALUES (?, ?, ?)",
-                    (self.owner, now, now),
+                    "INSERT INTO owners (owner, heartbeat, started_at, boot_id, boot_beat, "
+                    "process_start) VALUES (?, ?, ?, ?, ?, ?)",
+                    (self.owner, now, now, self.boot_id, boot_now, self.process_start),
                 )
             else:
+                # Alive after all: what is still in its name is its own again.
                 connection.execute(
-                    "UPDATE owners SET heartbeat = ?, released = 0 WHERE owner = ?",
-                    (now, self.owner),
+                    "UPDATE owners SET heartbeat = ?, boot_beat = ?, released = 0, "
+                    "adopted_by = NULL WHERE owner = ?",
+                    (now, boot_now, self.owner),
                 )
-            return row is not None and bool(row[0])
+            return row
 
-        if self._transaction(beat) and not first:
-            logger.warning(
-                "this process (%s) was presumed dead by another: its heartbeat came too late "
-                "(a stalled machine?). Jobs it held may run twice.",
-                self.owner,
-            )
+        row = self._transaction(beat)
+        if first:
+            return
+        if row is None:
+            taken = "its owner row was gone: every job it held was taken or had finished"
+        elif row[0]:
+            taken = "it was marked released: the jobs it held were free for others to take"
+        elif row[1] is not None:
+            taken = f"{row[1]} adopted every job it held"
+        else:
+            return
+        logger.warning(
+            "this process (%s) was taken for dead by another process sharing the journal %s: "
+            "%s. Its heartbeat came later than lease=%.1fs (a stalled machine or process?). "
+            "Jobs it held may run twice.",
+            self.owner,
+            self.path,
+            taken,
+            self.config.lease,
+        )
 
     def _dead_owners(self, connection: sqlite3.Connection, now: float) -> list[str]:
-        """Owners presumed dead: a pid gone on this host, or silent past the lease."""
+        """Owners presumed dead (see the module's docstring)."""
         dead = []
-        for owner, heartbeat in connection.execute(
-            "SELECT owner, heartbeat FROM owners "
+        lease = self.config.lease
+        boot_now = boot_clock()
+        for owner, heartbeat, boot_id, boot_beat, started in connection.execute(
+            "SELECT owner, heartbeat, boot_id, boot_beat, process_start FROM owners "
             "WHERE owner != ? AND released = 0 AND adopted_by IS NULL",
             (self.owner,),
-        ):
-            parts = str(owner).rsplit(":", 2)
-            host, pid_text = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
-            if host == self.host and pid_text.isdigit() and not _alive(int(pid_text)):
-                dead.append(owner)  # certainly dead: its claims need not lapse
-            elif heartbeat < now - self.config.lease:
+        ).fetchall():
+            alive = self._process_alive(str(owner), boot_id, started)
+            if alive is not None:
+                if not alive:
+                    dead.append(owner)  # certainly dead: its claims need not lapse
+                continue
+            if boot_now is not None and boot_beat is not None and boot_id == self.boot_id:
+                silent = boot_beat < boot_now - lease  # one kernel: a clock no step moves
+            else:
+                silent = heartbeat < now - lease
+            if silent:
                 latest = connection.execute(
                     "SELECT max(lease_until) FROM jobs WHERE owner = ? AND finished_at IS NULL",
                     (owner,),
@@ -133,6 +180,30 @@ class Housekeeping:
                 if latest is None or latest < now:
                     dead.append(owner)  # silent, and every claim it made has lapsed
         return dead
+
+    def _process_alive(self, owner: str, boot_id: str | None, started: int | None) -> bool | None:
+        """Whether ``owner``'s process lives, if this host can tell; None if it cannot."""
+        parts = owner.rsplit(":", 2)
+        if len(parts) != 3 or parts[0] != self.host or not parts[1].isdigit():
+            return None  # another host or pid namespace: its heartbeat tells
+        if boot_id is not None and self.boot_id is not None and boot_id != self.boot_id:
+            return False  # this host has restarted since
+        pid = int(parts[1])
+        if pid == os.getpid():
+            # Another executor of this process, or an earlier process with our pid (a
+            # container's pid 1): only those open here live.
+            return owner in open_here
+        state = _process_state(pid)
+        if state is None:  # gone, or no /proc here
+            if not _pid_exists(pid):
+                return False
+            return None  # a live pid this host cannot tell from a reused one: ask the heartbeat
+        status, start = state
+        if status in ("Z", "X"):
+            return False  # exited, not yet reaped by its parent
+        if started is None:
+            return None  # no start time to tell a reused pid by: its heartbeat tells
+        return start == started  # else its pid went to another process
 
     def _free_orphans(self) -> None:
         """Free the jobs of dead owners; mark dead the jobs that keep killing their process.
@@ -142,7 +213,7 @@ class Housekeeping:
         running when it died are touched: each counts a crash, and past ``max_attempts`` the
         job is dead.
         """
-        now = time.time()
+        now = self.wall()
         limit = self.config.max_attempts
 
         def free(connection: sqlite3.Connection) -> list[tuple[str, str, int]]:
@@ -232,7 +303,7 @@ class Housekeeping:
                         left=left,
                         delayed_left=delayed_left,
                         clock_now=self.recoverer.clock_now(),
-                        lease_until=time.time() + self.config.lease,
+                        lease_until=self.wall() + self.config.lease,
                     )
                 )
                 if chosen:
@@ -344,7 +415,7 @@ class Housekeeping:
 
     def _prune(self) -> int:
         """Delete finished jobs older than ``keep_finished``, a chunk per transaction."""
-        cutoff = time.time() - self.config.keep_finished
+        cutoff = self.wall() - self.config.keep_finished
         pruned = 0
         while True:
             count: int = self._transaction(
@@ -420,7 +491,7 @@ class Housekeeping:
                 connection.execute(
                     "UPDATE owners SET released = 1, adopted_by = NULL, heartbeat = ? "
                     "WHERE owner = ? OR adopted_by = ?",
-                    (time.time(), self.owner, self.owner),
+                    (self.wall(), self.owner, self.owner),
                 )
                 if count == 0:
                     connection.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
@@ -454,9 +525,43 @@ def local_host() -> str:
     return f"{name}/{namespace}"
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our pid, another nonce: an earlier process that had our pid is gone
+def local_boot_id() -> str | None:
+    """This boot of this kernel (Linux), shared by every container on it; None elsewhere."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            return file.read().strip() or None
+    except OSError:
+        return None
+
+
+def boot_clock() -> float | None:
+    """Seconds since boot, sleep included, that no wall clock step moves (Linux); else None."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return None if clock is None else time.clock_gettime(clock)
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), if ``/proc`` says; else None."""
+    state = _process_state(pid)
+    return None if state is None else state[1]
+
+
+def _process_state(pid: int) -> tuple[str, int] | None:
+    """Process ``pid``'s state letter and start time from ``/proc``; None if unknown or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            text = file.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # "pid (comm) state ...": comm may hold spaces and parentheses; field 22 is the start.
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

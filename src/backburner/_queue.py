@@ -326,11 +326,13 @@ class JobQueue:
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
-        job._began()
+        began = job._began()  # a journaled job's start, on its way to disk
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
         try:
+            if began is not None:
+                await began  # committed before the job's code runs: a crash in it counts
             if job.is_async:
                 kwargs = job.kwargs
                 result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))

@@ -6,16 +6,21 @@ Every job appends ``<number> <pid> <time>`` to a results file when it completes
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 import signal
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import pytest
+
+from backburner._journal import ClaimedRow, Journal, JournalConfig
 
 from ._uvicorn import Serve, Uvicorn
 
@@ -161,6 +166,44 @@ def test_processes_sharing_a_journal_never_run_a_job_twice_while_its_owner_lives
     assert "kept in the journal" in first.stderr()
 
 
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_job_that_kills_its_process_is_dead_after_max_attempts_starts_and_never_runs_again(
+    serve: Serve, tmp_path: Path, kind: str
+) -> None:
+    """Its start is on disk before its code runs: each SIGKILL it causes counts a crash."""
+    settings = journal_settings(tmp_path, max_attempts=3)
+    first = serve("journaled", settings=settings)
+    first.wait_ready()
+    with first.client() as client, contextlib.suppress(httpx.TransportError):
+        client.post("/enqueue-killer", params={"kind": kind})  # it may die before it answers
+    server = first
+    for start in range(3):
+        code, _ = server.wait_exit(within=15)
+        assert code == -signal.SIGKILL, server.tail()
+        assert [e["event"] for e in server.events()].count("killer") == 1, server.tail()
+        if start < 2:  # the next start takes the job back, runs it, and is killed by it
+            server = serve("journaled", settings=settings)
+    fourth = serve("journaled", settings=settings)
+    fourth.wait_ready()
+    message = "is dead: its process died during each of its last 3 attempts"
+    errors = [e for e in fourth.events() if e["event"] == "log" and e["level"] == "ERROR"]
+    assert [message in e["message"] for e in errors] == [True], errors
+    connection = sqlite3.connect(Path(str(settings["journal"])))
+    state = connection.execute("SELECT name, state, crashes, attempt FROM jobs").fetchall()
+    connection.close()
+    name = "e2e.kills_its_process" + ("_sync" if kind == "sync" else "")
+    assert state == [(name, "dead", 3, 3)]
+    fourth.send(signal.SIGTERM)
+    assert fourth.wait_exit(within=10)[0] == -signal.SIGTERM
+    fifth = serve("journaled", settings=settings)  # and the next start leaves it dead
+    fifth.wait_ready()
+    fifth.send(signal.SIGTERM)
+    assert fifth.wait_exit(within=10)[0] == -signal.SIGTERM
+    for server in (fourth, fifth):
+        assert "killer" not in [e["event"] for e in server.events()]
+    fifth.assert_no_errors()
+
+
 def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
     serve: Serve, tmp_path: Path
 ) -> None:
@@ -196,6 +239,59 @@ def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
     twice = {job for job, count in runs.items() if count == 2}
     by_victim = [int(job) for job, pid, _ in lines if int(pid) == victim.process.pid]
     assert twice == set(by_victim[len(by_victim) - len(twice) :]), (len(twice), len(by_victim))
+
+
+class _Room:
+    """A recoverer with room for anything, that keeps what it is handed (nothing, we hope)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[ClaimedRow] = []
+
+    def room(self) -> tuple[dict[str, int], int]:
+        return {"default": 100_000}, 100_000
+
+    def clock_now(self) -> float:
+        return time.time()
+
+    def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
+        self.delivered += rows
+        return [], []
+
+
+def test_a_clock_step_in_another_process_takes_no_job_of_a_live_owner(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A process whose wall clock jumped an hour ahead sees every heartbeat and lease of a live
+    uvicorn process an hour stale. The owner's pid is alive on this host: nothing is taken.
+    """
+    settings = journal_settings(
+        tmp_path, job_ms=60_000, workers=1, lease=2, heartbeat=0.5, shutdown_timeout=0.5
+    )
+    owner = serve("journaled", settings=settings)
+    owner.wait_ready()
+    with owner.client() as client:
+        assert client.post("/enqueue", params={"start": 0, "count": 20}).status_code == 200
+    journal_path = Path(str(settings["journal"]))
+    room = _Room()
+
+    async def look_with_a_stepped_clock() -> None:
+        config = JournalConfig(journal_path, lease=2, heartbeat=0.5)
+        stepped = Journal(config, room, wall_clock=lambda: time.time() + 3600)
+        await stepped.open()  # finds dead owners and claims their jobs, as every heartbeat
+        await stepped.close(timeout=10)
+
+    asyncio.run(look_with_a_stepped_clock())
+    assert room.delivered == []
+    connection = sqlite3.connect(journal_path)
+    owners = connection.execute("SELECT released, adopted_by FROM owners").fetchall()
+    holders = connection.execute("SELECT DISTINCT owner FROM jobs").fetchall()
+    connection.close()
+    assert owners == [(0, None)]
+    assert len(holders) == 1
+    assert f":{owner.process.pid}:" in holders[0][0]
+    owner.send(signal.SIGTERM)
+    assert owner.wait_exit(within=10)[0] == -signal.SIGTERM
+    assert "taken for dead" not in owner.stderr()
 
 
 @pytest.mark.parametrize(

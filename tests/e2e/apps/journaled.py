@@ -7,12 +7,15 @@ even from several processes, and nothing buffered for a SIGKILL to lose), ``BB_E
 ``BB_E2E_MAX_ATTEMPTS``, ``BB_E2E_SHUTDOWN_TIMEOUT``.
 
 ``POST /enqueue?start=S&count=N`` enqueues jobs S to S+N-1 and answers once all are committed.
+``POST /enqueue-killer?kind=async|sync`` enqueues a job that records the event ``killer`` and
+SIGKILLs its own process (the answer may never come).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 
 from starlette.applications import Starlette
@@ -22,7 +25,7 @@ from starlette.routing import Route
 
 from backburner import BackburnerMiddleware, JournalConfig, background, job
 
-from ._events import setting, watch_backburner_log
+from ._events import record, setting, watch_backburner_log
 
 watch_backburner_log()
 
@@ -35,6 +38,20 @@ async def record_number(number: int) -> None:
     """The side effect the test counts: one line per completed run."""
     await asyncio.sleep(_job_seconds)
     os.write(_results, f"{number} {os.getpid()} {time.time()}\n".encode())
+
+
+@job(name="e2e.kills_its_process")
+async def kills_its_process() -> None:
+    """A job that takes its process down with it, every time it runs."""
+    record("killer")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job(name="e2e.kills_its_process_sync")
+def kills_its_process_sync() -> None:
+    """The same in a worker thread."""
+    record("killer")
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def health(request: Request) -> PlainTextResponse:
@@ -57,6 +74,12 @@ async def enqueue_sync(request: Request) -> JSONResponse:
     return JSONResponse({"ids": [j.id for j in jobs], "pid": os.getpid()})
 
 
+async def enqueue_killer(request: Request) -> JSONResponse:
+    sync = request.query_params["kind"] == "sync"
+    killer = await background.aenqueue(kills_its_process_sync if sync else kills_its_process)
+    return JSONResponse({"id": killer.id})
+
+
 async def stats(request: Request) -> JSONResponse:
     return JSONResponse(background.stats().as_dict())
 
@@ -66,6 +89,7 @@ app = Starlette(
         Route("/health", health),
         Route("/enqueue", enqueue, methods=["POST"]),
         Route("/enqueue-sync", enqueue_sync, methods=["POST"]),
+        Route("/enqueue-killer", enqueue_killer, methods=["POST"]),
         Route("/stats", stats),
     ]
 )
