@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import traceback
 
 import pytest
 from starlette.applications import Starlette
@@ -92,7 +93,7 @@ def test_fake_records_jobs_without_running_them_and_can_run_them_later() -> None
 def test_fake_still_refuses_calls_that_would_fail_for_real() -> None:
     with bb_testing.fake() as jobs:
         with pytest.raises(TypeError, match="missing a required argument"):
-            background.enqueue(send_welcome)
+            background.enqueue(send_welcome)  # type: ignore[call-overload]
         assert len(jobs) == 0
 
 
@@ -134,3 +135,29 @@ async def test_inline_runs_an_async_job_called_from_a_running_loop() -> None:
         user.set("grace")
         job = background.enqueue(send_welcome, "e@example.com")
     assert job.result() == "sent to e@example.com as grace"
+
+
+# inline() and the traceback of a failing async job.
+
+
+def test_inline_shows_a_failing_async_jobs_own_error_first_from_a_sync_endpoint() -> None:
+    def signup_sync(request: Request) -> PlainTextResponse:  # runs in a thread with no loop
+        return PlainTextResponse(background.enqueue(broken).id)
+
+    app = Starlette(routes=[Route("/signup", signup_sync, methods=["POST"])])
+    app.add_middleware(BackburnerMiddleware)
+    with (
+        bb_testing.inline(),
+        TestClient(app) as client,
+        pytest.raises(ConnectionError, match="smtp down") as caught,
+    ):
+        client.post("/signup")
+    chain = []
+    error: BaseException | None = caught.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert [type(error) for error in chain] == [ConnectionError]
+    text = "".join(traceback.format_exception(caught.value))
+    assert text.startswith("Traceback")
+    assert "no running event loop" not in text

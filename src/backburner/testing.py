@@ -227,9 +227,9 @@ def _call(job: Job[Any]) -> Any:
     result = job.fn(*job.args, **(job.kwargs or {}))
     if not asyncio.iscoroutine(result):
         return result
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if _running_loop() is None:
+        # Outside the `except` that found no loop: a job's error raised in there would show
+        # "RuntimeError: no running event loop" first, as the error it happened "during".
         return asyncio.run(result)
     # This thread runs a loop we must not block on from inside: use a helper thread's loop,
     # in a copy of the job's context (the job's own context is entered here, in this thread).
@@ -249,6 +249,13 @@ def _call(job: Job[Any]) -> Any:
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class ManualClock:
