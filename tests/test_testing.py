@@ -209,9 +209,17 @@ def test_join_from_a_sync_test_through_asyncio_run_waits_for_a_test_clients_jobs
     with TestClient(app) as client:
         job = executor.find_job(client.post("/hold").text)
         assert job is not None
-        assert executor.loop is not None
-        executor.loop.call_soon_threadsafe(app.state.release.set)
-        asyncio.run(bb_testing.join(executor))  # a loop of its own, in this thread
+        loop = executor.loop
+        assert loop is not None
+
+        async def join_then_release() -> None:
+            with anyio.fail_after(10):  # a hang fails
+                async with anyio.create_task_group() as group:
+                    group.start_soon(bb_testing.join, executor)
+                    await anyio.lowlevel.checkpoint()  # the join above is now waiting
+                    loop.call_soon_threadsafe(app.state.release.set)
+
+        asyncio.run(join_then_release())  # a loop of its own, in this thread
         assert job.status is JobStatus.SUCCEEDED
 
 
