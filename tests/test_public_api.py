@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import importlib.resources
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 import backburner
 from backburner import (
+    Backburner,
     BackburnerError,
+    BackgroundProxy,
     BrokerUnavailable,
     DuplicateJob,
     JobCancelled,
     JobTimeout,
     NotRunning,
+    Periodic,
+    QueueConfig,
     QueueFull,
     ShuttingDown,
+    background,
+    job,
 )
+from backburner.testing import ManualClock
 
 EXPORTS = {
     "Backburner",
@@ -97,3 +109,93 @@ def test_the_dashboard_package_exports_its_names_and_ships_its_files() -> None:
     files = importlib.resources.files("backburner.dashboard")
     for name in ("static/dashboard.js", "static/dashboard.css", "templates/base.html"):
         assert files.joinpath(name).is_file(), name
+
+
+# `background` has the executor's public surface, so that the README's "the same methods" holds.
+
+#: The executor's lifecycle belongs to whoever opened it (the middleware), not to `background`.
+LIFECYCLE = {"open", "start", "aclose"}
+ENQUEUE_FAMILY = {"enqueue", "aenqueue", "enqueue_in", "enqueue_at", "options"}
+
+
+def executor_public_names() -> set[str]:
+    """Every public method and property of Backburner, and every public attribute it sets."""
+    names = {name for name in dir(Backburner) if not name.startswith("_")}
+    return names | {name for name in vars(Backburner()) if not name.startswith("_")}
+
+
+def test_background_has_every_public_method_and_attribute_of_the_executor() -> None:
+    names = executor_public_names()
+    assert {"find_job", "failures", "retry", "pause", "trigger", "clock"} <= names  # sanity
+    missing = names - LIFECYCLE - set(dir(BackgroundProxy))
+    assert not missing, f"add these to BackgroundProxy (_proxy.py): {sorted(missing)}"
+    assert not LIFECYCLE & set(dir(BackgroundProxy))
+
+
+@job(name="public_api.noop")
+async def noop() -> None:
+    pass
+
+
+@pytest.mark.anyio
+async def test_each_name_on_background_is_the_current_executors_own(tmp_path: Path) -> None:
+    # Settings that all differ, so that a name read from the wrong attribute shows.
+    executor = Backburner(
+        queues={"mail": QueueConfig()},
+        shutdown_timeout=7.0,
+        cancel_grace=0.5,
+        on_error=lambda job, exc: None,
+        max_scheduled=123,
+        clock=ManualClock(),
+        loop_lag_warning=2.5,
+        platform_grace=40.0,
+        server_shutdown_timeout=3.0,
+        journal=tmp_path / "jobs.sqlite3",
+    )
+    async with executor as bg:
+        assert background.executor is bg
+        for name in sorted(executor_public_names() - LIFECYCLE):
+            ours, theirs = getattr(background, name), getattr(bg, name)
+            if name in ENQUEUE_FAMILY:  # background's own (its fast path), the same calls
+                assert inspect.signature(ours) == inspect.signature(theirs), name
+            elif inspect.ismethod(theirs):
+                assert ours == theirs, name  # bg's own method, bound to bg
+            else:
+                assert ours is theirs, name
+
+
+def fails() -> None:
+    raise ValueError("boom")
+
+
+@pytest.mark.anyio
+async def test_background_steers_the_current_executor_as_the_readme_says() -> None:
+    tick = Periodic(noop, every=3600, name="hourly")
+    async with Backburner(queues={"mail": QueueConfig()}, periodic=[tick]) as bg:
+        failed = background.enqueue(fails)
+        await background.join()
+        assert background.failures() == [failed]
+        assert background.find_job(failed.id) is failed
+        background.pause("mail")
+        assert background.paused() == frozenset({"mail"})
+        background.resume("mail")
+        assert background.paused() == frozenset()
+        assert background.retry(failed) is failed
+        await background.join()
+        assert background.discard_all() == 1
+        ticked = background.trigger("hourly")
+        assert ticked is not None
+        await ticked
+        assert background.stats() == bg.stats()
+        assert background.running
+
+
+def test_backgrounds_attributes_are_read_only() -> None:
+    with pytest.raises(AttributeError, match=r"background.executor.clock = \.\.\."):
+        background.clock = ManualClock()  # type: ignore[assignment]
+
+
+def test_background_says_what_it_forwards() -> None:
+    find_job: Any = BackgroundProxy.find_job
+    assert find_job.__doc__ == Backburner.find_job.__doc__
+    assert "Backburner.find_job" in repr(find_job)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
 
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -92,7 +103,7 @@ def test_fake_records_jobs_without_running_them_and_can_run_them_later() -> None
 def test_fake_still_refuses_calls_that_would_fail_for_real() -> None:
     with bb_testing.fake() as jobs:
         with pytest.raises(TypeError, match="missing a required argument"):
-            background.enqueue(send_welcome)
+            background.enqueue(send_welcome)  # type: ignore[call-overload]
         assert len(jobs) == 0
 
 
@@ -134,3 +145,218 @@ async def test_inline_runs_an_async_job_called_from_a_running_loop() -> None:
         user.set("grace")
         job = background.enqueue(send_welcome, "e@example.com")
     assert job.result() == "sent to e@example.com as grace"
+
+
+# Waiting across event loops: a TestClient runs the app, and so its executor, on an event loop
+# in a thread of its own, while an async test awaits on the test's loop.
+
+
+async def held(release: asyncio.Event) -> str:
+    await release.wait()
+    return "released"
+
+
+def held_job_app(executor: Backburner) -> Starlette:
+    """POST /hold enqueues a job that waits until the app's ``release`` event is set."""
+
+    async def hold(request: Request) -> PlainTextResponse:
+        request.app.state.release = asyncio.Event()  # made on the app's (the client's) loop
+        job = background.enqueue(held, request.app.state.release)
+        return PlainTextResponse(job.id)
+
+    app = Starlette(routes=[Route("/hold", hold, methods=["POST"])])
+    app.add_middleware(BackburnerMiddleware, executor=executor)
+    return app
+
+
+def _join_with(how: str, executor: Backburner) -> Coroutine[Any, Any, None]:
+    if how == "testing.join(executor)":
+        return bb_testing.join(executor)
+    if how == "testing.join()":
+        return bb_testing.join()
+    if how == "executor.join()":
+        return executor.join()
+    return background.join()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "how", ["testing.join(executor)", "testing.join()", "executor.join()", "background.join()"]
+)
+async def test_join_from_the_tests_loop_waits_for_jobs_on_a_test_clients_loop(how: str) -> None:
+    # Each run starts the wait while the job still runs (the job waits for the test's say-so),
+    # which is when the wait used to hang: its future belonged to this loop but was woken from
+    # the client's thread, which asyncio does not notice. fail_after turns a hang into a failure.
+    for _ in range(20):
+        executor = Backburner()
+        app = held_job_app(executor)
+        with TestClient(app) as client:
+            job_id = client.post("/hold").text
+            job = executor.find_job(job_id)
+            assert job is not None
+            assert executor.loop is not None
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_join_with, how, executor)
+                    await anyio.lowlevel.checkpoint()  # the join above is now waiting
+                    executor.loop.call_soon_threadsafe(app.state.release.set)
+            assert job.status is JobStatus.SUCCEEDED
+
+
+def test_join_from_a_sync_test_through_asyncio_run_waits_for_a_test_clients_jobs() -> None:
+    executor = Backburner()
+    app = held_job_app(executor)
+    with TestClient(app) as client:
+        job = executor.find_job(client.post("/hold").text)
+        assert job is not None
+        loop = executor.loop
+        assert loop is not None
+
+        async def join_then_release() -> None:
+            with anyio.fail_after(10):  # a hang fails
+                async with anyio.create_task_group() as group:
+                    group.start_soon(bb_testing.join, executor)
+                    await anyio.lowlevel.checkpoint()  # the join above is now waiting
+                    loop.call_soon_threadsafe(app.state.release.set)
+
+        asyncio.run(join_then_release())  # a loop of its own, in this thread
+        assert job.status is JobStatus.SUCCEEDED
+
+
+def test_join_refuses_at_once_when_the_executors_loop_is_not_running() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        bg = Backburner()
+        loop.run_until_complete(bg.start())
+        job = bg.enqueue(send_welcome, "f@example.com")  # cannot start: the loop is stopped
+        with pytest.raises(RuntimeError, match="executor's event loop is not running"):
+            asyncio.run(bb_testing.join(bg))
+        loop.run_until_complete(bg.join())  # on its own loop it works, and runs the job
+        assert job.status is JobStatus.SUCCEEDED
+        loop.run_until_complete(bg.aclose())
+        asyncio.run(bb_testing.join(bg))  # closed: nothing left to wait for
+    finally:
+        loop.close()
+
+
+def test_manual_clock_runs_each_due_call_on_its_loops_thread_whoever_advances_it() -> None:
+    clock = bb_testing.ManualClock(start=0.0)
+    ran_in: list[int] = []
+    # A loop in a thread of its own, as a TestClient runs the app.
+    with anyio.from_thread.start_blocking_portal() as portal:
+        loop = portal.call(asyncio.get_running_loop)
+        loop_thread = portal.call(threading.get_ident)
+        clock.call_at(5.0, lambda: ran_in.append(threading.get_ident()), loop)
+        clock.advance(4.0)
+        assert ran_in == []
+        clock.advance(1.0)  # returns once the call has run, there
+        assert ran_in == [loop_thread]
+
+
+@pytest.mark.anyio
+async def test_manual_clock_drives_a_test_clients_delayed_jobs_from_the_tests_loop() -> None:
+    clock = bb_testing.ManualClock()
+    executor = Backburner(clock=clock)
+
+    async def later(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(background.enqueue_in(60, resize, "later.png").id)
+
+    app = Starlette(routes=[Route("/later", later, methods=["POST"])])
+    app.add_middleware(BackburnerMiddleware, executor=executor)
+    with TestClient(app) as client:
+        job = executor.find_job(client.post("/later").text)
+        assert job is not None
+        clock.advance(59)
+        await bb_testing.join(executor)
+        assert [job.status] == [JobStatus.SCHEDULED]
+        clock.advance(1)
+        await bb_testing.join(executor)
+        assert [job.status] == [JobStatus.SUCCEEDED]
+    assert sent == ["later.png"]
+
+
+# inline() and the traceback of a failing async job.
+
+
+def test_inline_shows_a_failing_async_jobs_own_error_first_from_a_sync_endpoint() -> None:
+    def signup_sync(request: Request) -> PlainTextResponse:  # runs in a thread with no loop
+        return PlainTextResponse(background.enqueue(broken).id)
+
+    app = Starlette(routes=[Route("/signup", signup_sync, methods=["POST"])])
+    app.add_middleware(BackburnerMiddleware)
+    with (
+        bb_testing.inline(),
+        TestClient(app) as client,
+        pytest.raises(ConnectionError, match="smtp down") as caught,
+    ):
+        client.post("/signup")
+    chain = []
+    error: BaseException | None = caught.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert [type(error) for error in chain] == [ConnectionError]
+    text = "".join(traceback.format_exception(caught.value))
+    assert text.startswith("Traceback")
+    assert "no running event loop" not in text
+
+
+# The README's fixture recipe, run as it is written.
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+# The app the recipe imports as `myapp`: its job is still running when the test begins to wait.
+RECIPE_APP = """
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from backburner import BackburnerMiddleware, background
+
+outbox = []
+
+
+async def send_welcome_email(address):
+    await asyncio.sleep(0.01)  # some work, on the executor's loop
+    outbox.append(address)
+
+
+async def signup(request: Request) -> PlainTextResponse:
+    background.enqueue(send_welcome_email, (await request.json())["email"])
+    return PlainTextResponse("welcome")
+
+
+app = Starlette(routes=[Route("/signup", signup, methods=["POST"])])
+app.add_middleware(BackburnerMiddleware)
+"""
+
+
+def readme_fixture_recipe() -> str:
+    section = README.read_text(encoding="utf-8").split("\n## Testing your app\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    [recipe] = [block for block in blocks if "@pytest.fixture" in block]
+    return recipe
+
+
+def test_the_readmes_fixture_recipe_passes_as_written(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(RECIPE_APP, encoding="utf-8")
+    (tmp_path / "test_recipe.py").write_text(readme_fixture_recipe(), encoding="utf-8")
+    # Its own pytest run, strict like ours; a hang ends it through pytest-timeout.
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nfilterwarnings = error\ntimeout = 60\naddopts = -p no:cacheprovider\n",
+        encoding="utf-8",
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "test_recipe.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout, run.stdout

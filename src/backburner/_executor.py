@@ -783,9 +783,23 @@ class Backburner(EnqueueMethods):
         """Wait until no job is pending or running (jobs that enqueue jobs included).
 
         Scheduled and retry-waiting jobs do not count: they may be hours away; nor do the
-        waiting jobs of a paused queue, which wait for ``resume``.
+        waiting jobs of a paused queue, which wait for ``resume``. Any event loop may await it:
+        from another one than the executor's (a test's, while a ``TestClient`` runs the app
+        in its own thread) the wait runs on the executor's loop, which wakes this one.
         """
-        await self._wait_idle(None)
+        loop = self.loop
+        if loop is None or loop is asyncio.get_running_loop() or self._state is _State.CLOSED:
+            await self._wait_idle(None)
+        elif loop.is_running():
+            # Not here: `_wait_idle` reads the queues and parks a future that jobs ending on
+            # the executor's thread resolve; both must happen on that thread.
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._wait_idle(None), loop))
+        elif any(queue.outstanding() for queue in self._queues.values()):
+            raise RuntimeError(
+                "join() would wait forever: the executor's event loop is not running, so none "
+                "of its jobs can end. Await join() in a coroutine that runs on that loop "
+                "(loop.run_until_complete(bg.join())), or keep the loop running meanwhile"
+            )
 
     async def _wait_idle(self, until: float | None) -> None:
         loop = asyncio.get_running_loop()

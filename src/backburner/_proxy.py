@@ -1,18 +1,77 @@
-"""``background``: enqueue onto whichever executor the current request or job belongs to."""
+"""``background``: enqueue onto whichever executor the current request or job belongs to.
+
+It has the executor's whole public surface but its lifecycle (``open``, ``start``, ``aclose``
+belong to whoever opened the executor: the middleware). The enqueue family comes from
+``EnqueueMethods`` (the hot path, as it was); every other method is a ``_Forward`` of
+``Backburner``'s, typed by it, and every attribute a ``_Read``. Both are class-level
+descriptors (no ``__getattr__``) that look the current executor up at each use.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 from ._context import current_executor, interceptor
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning
 from ._executor import Backburner
 from ._job import Job
-from ._stats import ExecutorStats
 
 __all__ = ["BackgroundProxy", "background"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class _Forward(Generic[P, R]):
+    """``background.name(...)`` is ``current_executor().name(...)``, typed as the executor's."""
+
+    def __init__(self, method: Callable[Concatenate[Backburner, P], R]) -> None:
+        self.name = method.__name__
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, proxy: None, owner: type[Any]) -> _Forward[P, R]: ...
+    @overload
+    def __get__(self, proxy: BackgroundProxy, owner: type[Any]) -> Callable[P, R]: ...
+    def __get__(
+        self, proxy: BackgroundProxy | None, owner: type[Any]
+    ) -> _Forward[P, R] | Callable[P, R]:
+        if proxy is None:
+            return self
+        return getattr(current_executor(), self.name)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<background.{self.name}: Backburner.{self.name} of the current executor>"
+
+
+class _Read(Generic[T]):
+    """``background.name`` is ``current_executor().name``, read-only, typed by ``read``."""
+
+    def __init__(self, read: Callable[[Backburner], T]) -> None:
+        self.read = read
+        self.name = "?"
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+        self.__doc__ = f"``Backburner.{name}`` of the current executor."
+
+    @overload
+    def __get__(self, proxy: None, owner: type[Any]) -> _Read[T]: ...
+    @overload
+    def __get__(self, proxy: BackgroundProxy, owner: type[Any]) -> T: ...
+    def __get__(self, proxy: BackgroundProxy | None, owner: type[Any]) -> _Read[T] | T:
+        if proxy is None:
+            return self
+        return self.read(current_executor())
+
+    def __set__(self, proxy: BackgroundProxy, value: NoReturn) -> None:  # a type error too
+        raise AttributeError(
+            f"background.{self.name} is read-only: set it on the executor itself "
+            f"(background.executor.{self.name} = ...), which every request and job shares"
+        )
 
 
 class BackgroundProxy(EnqueueMethods):
@@ -21,6 +80,10 @@ class BackgroundProxy(EnqueueMethods):
     ``from backburner import background`` works anywhere: in async and sync endpoints, in jobs
     (to enqueue follow-up work), and in threads the app started, provided exactly one executor
     runs in the process. Raises ``NotRunning`` when none can be found.
+
+    It has every public method and attribute of ``Backburner`` but ``open``, ``start`` and
+    ``aclose``: the executor's lifecycle belongs to whoever opened it (the middleware). Each
+    use finds the current executor anew; ``background.executor`` is that executor itself.
     """
 
     __slots__ = ()
@@ -38,13 +101,36 @@ class BackgroundProxy(EnqueueMethods):
         """The executor this proxy stands for here and now."""
         return current_executor()
 
-    def stats(self) -> ExecutorStats:
-        """``Backburner.stats`` of the current executor."""
-        return current_executor().stats()
+    # Backburner's methods, in its order (test_public_api checks that none is missing).
+    add_periodic = _Forward(Backburner.add_periodic)
+    trigger = _Forward(Backburner.trigger)
+    failures = _Forward(Backburner.failures)
+    retry = _Forward(Backburner.retry)
+    discard = _Forward(Backburner.discard)
+    retry_all = _Forward(Backburner.retry_all)
+    discard_all = _Forward(Backburner.discard_all)
+    stats = _Forward(Backburner.stats)
+    pause = _Forward(Backburner.pause)
+    resume = _Forward(Backburner.resume)
+    paused = _Forward(Backburner.paused)
+    find_job = _Forward(Backburner.find_job)
+    join = _Forward(Backburner.join)
 
-    async def join(self) -> None:
-        """``Backburner.join`` on the current executor."""
-        await current_executor().join()
+    # And its attributes.
+    running = _Read(lambda executor: executor.running)
+    shutdown_timeout = _Read(lambda executor: executor.shutdown_timeout)
+    cancel_grace = _Read(lambda executor: executor.cancel_grace)
+    queue_configs = _Read(lambda executor: executor.queue_configs)
+    on_error = _Read(lambda executor: executor.on_error)
+    max_scheduled = _Read(lambda executor: executor.max_scheduled)
+    clock = _Read(lambda executor: executor.clock)
+    loop_lag_warning = _Read(lambda executor: executor.loop_lag_warning)
+    platform_grace = _Read(lambda executor: executor.platform_grace)
+    server_shutdown_timeout = _Read(lambda executor: executor.server_shutdown_timeout)
+    journal_config = _Read(lambda executor: executor.journal_config)
+    engine = _Read(lambda executor: executor.engine)
+    loop = _Read(lambda executor: executor.loop)
+    scheduler = _Read(lambda executor: executor.scheduler)
 
     def __repr__(self) -> str:
         return "<backburner.background proxy>"

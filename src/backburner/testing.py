@@ -3,7 +3,8 @@
 Three ways to test an app that uses backburner, from the most faithful to the most isolated:
 
 * ``await join()`` (or ``await bg.join()``): jobs run for real on the executor; wait for them
-  all to end, then assert on their effects.
+  all to end, then assert on their effects. From any event loop: the wait runs on the
+  executor's.
 * ``with inline():``: every ``enqueue`` in the process runs its job to the end before it
   returns, like SuckerPunch's ``sucker_punch/testing/inline``. No executor needs to run.
 * ``with fake() as jobs:``: every ``enqueue`` records its job and runs nothing; assert on
@@ -16,6 +17,7 @@ context variable would not reach) and nest: the innermost wins.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import heapq
@@ -42,7 +44,12 @@ logger = logging.getLogger("backburner")
 
 
 async def join(executor: Backburner | None = None) -> None:
-    """Wait until ``executor`` (by default the current one) has no pending or running job."""
+    """Wait until ``executor`` (by default the current one) has no pending or running job.
+
+    Await it on any event loop, in any thread (an async test's, while a ``TestClient`` runs
+    the app on a loop in its own thread): the wait runs on the executor's loop. Raises
+    ``RuntimeError`` at once if that loop is not running while jobs are left.
+    """
     await (executor or current_executor()).join()
 
 
@@ -227,9 +234,9 @@ def _call(job: Job[Any]) -> Any:
     result = job.fn(*job.args, **(job.kwargs or {}))
     if not asyncio.iscoroutine(result):
         return result
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if _running_loop() is None:
+        # Outside the `except` that found no loop: a job's error raised in there would show
+        # "RuntimeError: no running event loop" first, as the error it happened "during".
         return asyncio.run(result)
     # This thread runs a loop we must not block on from inside: use a helper thread's loop,
     # in a copy of the job's context (the job's own context is entered here, in this thread).
@@ -251,18 +258,27 @@ def _call(job: Job[Any]) -> Any:
     return outcome[0]
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class ManualClock:
     """A clock that moves only when told: pass it as ``Backburner(clock=ManualClock())``.
 
     Delays, periodic ticks, retry backoffs and timeouts then happen when a test calls
-    ``advance()``, at once and in order, instead of after real waiting. Use it from the
-    executor's event loop thread (an async test).
+    ``advance()``, at once and in order, instead of after real waiting. ``advance()`` may be
+    called from any thread: each due call runs on its executor's event loop thread (handed
+    there, and waited for, when that loop runs in another thread, as a ``TestClient``'s does).
     """
 
     def __init__(self, start: float | datetime = 1_767_225_600.0) -> None:  # 2026-01-01 UTC
         self._now = start.timestamp() if isinstance(start, datetime) else float(start)
         self._calls: list[tuple[float, int, _ManualTimer]] = []
         self._sequence = itertools.count()
+        self._lock = threading.Lock()  # call_at runs on the executor's thread, advance anywhere
 
     def now(self) -> float:
         """The clock's time, in seconds since the epoch."""
@@ -271,21 +287,29 @@ class ManualClock:
     def call_at(
         self, when: float, callback: Callable[[], None], loop: asyncio.AbstractEventLoop
     ) -> _ManualTimer:
-        """Remember ``callback`` until ``advance()`` reaches ``when``."""
-        timer = _ManualTimer(callback)
-        heapq.heappush(self._calls, (when, next(self._sequence), timer))
+        """Remember ``callback`` until ``advance()`` reaches ``when``; it runs on ``loop``."""
+        timer = _ManualTimer(callback, loop)
+        with self._lock:
+            heapq.heappush(self._calls, (when, next(self._sequence), timer))
         return timer
 
     def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``, making every call due by then, in time order."""
+        """Move time forward by ``seconds``, making every call due by then, in time order.
+
+        Returns once every due call has run (a call may schedule more: those due by then run
+        too). Blocks this thread meanwhile if the calls run on another thread's loop.
+        """
         if seconds < 0:
             raise ValueError("a clock only moves forward")
         target = self._now + seconds
-        while self._calls and self._calls[0][0] <= target:
-            when, _, timer = heapq.heappop(self._calls)
+        while True:
+            with self._lock:
+                if not self._calls or self._calls[0][0] > target:
+                    break
+                when, _, timer = heapq.heappop(self._calls)
             self._now = max(self._now, when)
             if not timer.cancelled:
-                timer.callback()
+                _call_on_its_loop(timer)
         self._now = target
 
     def __repr__(self) -> str:
@@ -293,11 +317,33 @@ class ManualClock:
 
 
 class _ManualTimer:
-    __slots__ = ("callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "loop")
 
-    def __init__(self, callback: Callable[[], None]) -> None:
+    def __init__(self, callback: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
         self.callback = callback
+        self.loop = loop
         self.cancelled = False
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+def _call_on_its_loop(timer: _ManualTimer) -> None:
+    """Run ``timer.callback()`` on its loop's thread, as ``Clock.call_at`` promises."""
+    loop = timer.loop
+    if not loop.is_running() or _running_loop() is loop:
+        timer.callback()  # this thread is the loop's, or no thread runs it now
+        return
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def call() -> None:
+        try:
+            if not timer.cancelled:  # cancelled on its loop after advance() took it
+                timer.callback()
+        except BaseException as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    loop.call_soon_threadsafe(call)
+    done.result()

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing_extensions import assert_type
 
-from backburner import Backburner, Job, JournalConfig, JournalStats, background, job
+from backburner import (
+    Backburner,
+    Clock,
+    ExecutorStats,
+    Job,
+    JournalConfig,
+    JournalStats,
+    Periodic,
+    QueueConfig,
+    background,
+    job,
+)
 from backburner.testing import fake
 
 
@@ -55,3 +66,34 @@ async def check_journal() -> None:
     assert_type(await send("a@b.c"), int)  # @job(name=...) keeps the function's type
     assert_type(bg.enqueue(send, "a@b.c"), Job[int])
     assert_type(bg.stats().journal, JournalStats | None)
+
+
+async def check_background() -> None:
+    """`background` has the executor's methods and attributes, with the executor's types."""
+    from collections.abc import Mapping
+    from typing import Any
+
+    assert_type(background.executor, Backburner)
+    assert_type(background.find_job("abc-1"), Job[Any] | None)
+    assert_type(background.failures(), list[Job[Any]])
+    assert_type(background.retry("abc-1"), Job[Any])
+    assert_type(background.retry_all(), int)
+    assert_type(background.discard(background.retry("abc-1")), bool)
+    assert_type(background.discard_all(), int)
+    assert_type(background.trigger("nightly"), Job[Any] | None)
+    assert_type(background.paused(), frozenset[str])
+    assert_type(background.stats(), ExecutorStats)
+    assert_type(background.pause("mail"), None)
+    assert_type(background.resume(queue="mail"), None)  # its parameters keep their names
+    assert_type(background.add_periodic(Periodic(send, every=60, args=("a@b.c",))), None)
+    assert_type(await background.join(), None)
+    assert_type(background.running, bool)
+    assert_type(background.clock, Clock)
+    assert_type(background.queue_configs, Mapping[str, QueueConfig])
+    assert_type(background.journal_config, JournalConfig | None)
+    background.find_job(42)  # type: ignore[arg-type]
+    background.pause()  # type: ignore[call-arg]
+    background.retry_all(True)  # type: ignore[call-arg]
+    background.stop()  # type: ignore[attr-defined]
+    background.aclose()  # type: ignore[attr-defined]  # the lifecycle is the middleware's
+    background.shutdown_timeout = 3.0  # type: ignore[assignment]  # read-only: set it on the executor
