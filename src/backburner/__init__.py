@@ -28,11 +28,11 @@ from ._errors import ShuttingDown as ShuttingDown
 from ._executor import Backburner as Backburner
 from ._job import Job as Job
 from ._journal import JournalConfig as JournalConfig
-from ._journal import JournalStats as JournalStats
+from ._stats import JournalStats as JournalStats
 from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
-from ._periodic import PeriodicStats as PeriodicStats
+from ._stats import PeriodicStats as PeriodicStats
 from ._proxy import BackgroundProxy as BackgroundProxy
 from ._proxy import background as background
 from ._shutdown import ShutdownReport as ShutdownReport

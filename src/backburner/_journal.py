@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ._config import check_count, check_timeout
+from ._checks import check_count, check_timeout
 from ._errors import JournalError
 from ._journal_file import open_file
 from ._journal_owners import (
@@ -45,6 +45,7 @@ from ._journal_owners import (
     open_here,
     process_start,
 )
+from ._stats import JournalStats
 from ._journal_sql import (
     DELETE,
     FINISH,
@@ -111,31 +112,6 @@ class JournalConfig:
             )
         check_count("max_attempts", self.max_attempts, "crashes a job may cause before it is dead")
         check_timeout("keep_finished", self.keep_finished)
-
-
-@dataclass(frozen=True, slots=True)
-class JournalStats:
-    """The journal as ``stats().journal`` shows it."""
-
-    path: str
-    durability: str
-    #: SQLite's ``PRAGMA synchronous`` on the connection: 1 (NORMAL) or 2 (FULL).
-    synchronous: int
-    #: This process's owner id (host:pid:nonce).
-    owner: str
-    #: Jobs accepted but not yet committed: what a crash now would lose of enqueues that
-    #: have not returned yet (a returned enqueue is always committed).
-    lag: int
-    #: Rows by state (queued, running, succeeded, ...), counted at open and every minute.
-    rows: dict[str, int]
-    #: Why the journal stopped writing (its file was deleted or replaced, its writer
-    #: failed): it accepts no more jobs. None while it works.
-    problem: str | None = None
-
-    @property
-    def healthy(self) -> bool:
-        """True while the journal accepts and writes jobs (``problem`` is None)."""
-        return self.problem is None
 
 
 class Batch:

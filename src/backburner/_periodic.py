@@ -23,11 +23,12 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any, Protocol
 
 from ._callables import plan_call
-from ._config import check_timeout
+from ._checks import check_timeout
 from ._errors import NotRunning, QueueFull
 from ._job import Job, describe_callable
 from ._options import JobOptions
 from ._scheduler import Scheduler, Timer
+from ._stats import PeriodicStats
 
 __all__ = ["Periodic", "PeriodicRunner", "PeriodicStats"]
 
@@ -99,21 +100,6 @@ class Periodic:
             return next(CronSim(self.cron, start)).timestamp()
         except CronSimError as exc:
             raise ValueError(f"bad cron expression {self.cron!r}: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class PeriodicStats:
-    """A periodic job's schedule and record, as ``stats().periodic`` shows it."""
-
-    name: str
-    schedule: str
-    queue: str
-    #: Clock times (seconds since the epoch); None before the first run / after shutdown.
-    next_run: float | None
-    last_run: float | None
-    runs: int
-    #: Ticks skipped because the previous run was still going (or its queue was full).
-    skipped: int
 
 
 def _zone(name: str) -> tzinfo:
