@@ -98,7 +98,7 @@ async def test_a_job_that_swallows_cancellation_is_abandoned_and_does_not_hold_s
     assert report.abandoned == (job,)
     assert job.status is JobStatus.ABANDONED
     # In a server the process ends here; in this test, let the job go so the loop can close.
-    task = job._task
+    task = job.task
     assert task is not None
     let_go = True
     task.cancel()

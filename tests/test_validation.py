@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from backburner import Backburner, BackburnerError, JobOptions, QueueConfig, background
 from backburner._callables import plan_call
-from backburner._config import MAX_SECONDS
+from backburner._checks import MAX_SECONDS
 from backburner._options import MAX_RETRIES
 from backburner.testing import ManualClock
 

@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DEFAULT_QUEUE", "check_count", "check_queue_name", "check_timeout"]
+__all__ = [
+    "DEFAULT_QUEUE",
+    "MAX_SECONDS",
+    "check_count",
+    "check_queue_name",
+    "check_timeout",
+    "too_long",
+]
 
 #: The queue a job goes to unless ``@job(queue=...)`` or ``options(queue=...)`` says otherwise.
 DEFAULT_QUEUE = "default"
+
+#: The longest span of time any setting, delay or option may give, in seconds: ten years (of
+#: 365 days). Longer is a mistake (a unit mixed up, ``1e300``), not a plan for this process.
+MAX_SECONDS = 10 * 365 * 24 * 3600
 
 
 def check_count(name: str, value: object, meaning: str) -> None:
@@ -23,12 +34,22 @@ def check_count(name: str, value: object, meaning: str) -> None:
 
 
 def check_timeout(name: str, value: object) -> float:
-    """Refuse anything but a finite number of seconds of at least 0, and return it as a float."""
+    """Refuse anything but a number of seconds from 0 to ``MAX_SECONDS``; return it as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number of seconds, 0 or more, got {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(too_long(name, value))
     return float(value)
+
+
+def too_long(name: str, value: object) -> str:
+    """The message refusing a span of time longer than ``MAX_SECONDS``."""
+    return (
+        f"{name} must be at most {MAX_SECONDS} seconds (ten years), got {value!r}: "
+        f"is the unit right?"
+    )
 
 
 def check_queue_name(name: object) -> str:

@@ -11,14 +11,11 @@ import secrets
 import time
 from collections.abc import Callable, Generator
 from contextvars import copy_context
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import JobCancelled
 from ._options import DEFAULT_OPTIONS, JobOptions
 from ._status import JobStatus
-
-if TYPE_CHECKING:
-    from ._scheduler import Timer
 
 __all__ = ["Job"]
 
@@ -37,6 +34,14 @@ _arg_repr = reprlib.Repr()
 _arg_repr.maxstring = 40
 _arg_repr.maxother = 40
 _arg_repr.maxlist = _arg_repr.maxtuple = _arg_repr.maxdict = _arg_repr.maxset = 4
+
+
+class Timer(Protocol):
+    """An entry of a scheduler, holding the job until its time: it can be taken back."""
+
+    def cancel(self) -> None:
+        """Make sure the call does not happen (if it has not happened yet)."""
+        ...
 
 
 class JobOwner(Protocol):
@@ -291,11 +296,10 @@ class Job(Generic[T]):
             return True
         return False
 
-    def hold_until(self, when: float, status: JobStatus, timer: Timer | None = None) -> None:
+    def hold_until(self, when: float, status: JobStatus) -> None:
         """Wait for clock time ``when`` as ``status`` (scheduled or retrying)."""
         self._status = status
         self.run_at, self.ready_at = when, self.enqueued_at
-        self.timer = timer
 
     def become_due(self) -> JobStatus | None:
         """Scheduled or retrying → pending, returning which it was; None if neither (cancelled)."""
@@ -331,7 +335,9 @@ class Job(Generic[T]):
         """Record the error of a failed attempt that will be retried (visible meanwhile)."""
         self._exception = exc
 
-    def finish(self, status: JobStatus, result: Any = None, exc: BaseException | None = None) -> None:
+    def finish(
+        self, status: JobStatus, result: Any = None, exc: BaseException | None = None
+    ) -> None:
         """Record the end state and wake every task awaiting the job."""
         self._status = status
         self._result = result

@@ -222,3 +222,62 @@ class PeriodicRunner:
             runs=self.runs,
             skipped=self.skipped,
         )
+
+
+class PeriodicJobs:
+    """The periodic jobs of one executor, by name: registered, started, stopped, triggered."""
+
+    def __init__(self, submit: Callable[[Periodic], Job[Any]]) -> None:
+        """``submit(spec)`` enqueues one run of ``spec`` (through the executor's admission)."""
+        self._submit = submit
+        self._runners: dict[str, PeriodicRunner] = {}
+        self._scheduler: Scheduler | None = None
+        #: With a journal: one tick, one process (set while the journal is open).
+        self.gate: TickGate | None = None
+
+    def add(self, spec: Periodic, queue: str) -> None:
+        """Register ``spec`` for ``queue``; it starts with the others (at once, if running)."""
+        if spec.label in self._runners:
+            raise ValueError(
+                f"a periodic job named {spec.label!r} is already registered: give name=..."
+            )
+        runner = PeriodicRunner(spec, queue, self._submit)
+        self._runners[spec.label] = runner
+        if self._scheduler is not None:
+            runner.start(self._scheduler, self.gate)
+
+    def start(self, scheduler: Scheduler) -> None:
+        """Schedule every job's first tick (a journal's gate first fires a tick all missed)."""
+        self._scheduler = scheduler
+        for runner in self._runners.values():
+            runner.start(scheduler, self.gate)
+
+    def stop(self) -> None:
+        """Take back every job's next tick."""
+        self._scheduler = None
+        for runner in self._runners.values():
+            runner.stop()
+
+    def trigger(self, name: str) -> Job[Any] | None:
+        """Run ``name`` now; None if its last run is still going (and overlap is off)."""
+        try:
+            runner = self._runners[name]
+        except KeyError:
+            raise ValueError(
+                f"no periodic job named {name!r}; there are {sorted(self._runners)}"
+            ) from None
+        return runner.trigger()
+
+    def specs(self) -> list[tuple[Periodic, str]]:
+        """Every registered job and its queue."""
+        return [(runner.spec, runner.queue) for runner in self._runners.values()]
+
+    def stats(self) -> tuple[PeriodicStats, ...]:
+        """Each job's schedule and record."""
+        return tuple(runner.stats() for runner in self._runners.values())
+
+    def describe(self) -> str:
+        """For the startup log line: ``; periodic name schedule`` for each."""
+        return "".join(
+            f"; periodic {r.spec.label} {r.spec.schedule}" for r in self._runners.values()
+        )

@@ -71,6 +71,10 @@ class Queue(Protocol):
         """Cancel a job of this queue wherever it is (see ``Job.cancel``)."""
         ...
 
+    def release_unique(self, job: Job[Any]) -> None:
+        """Free the unique key of a job of this queue that ended."""
+        ...
+
     # Lifecycle: loop thread.
 
     async def open(self) -> None:
@@ -149,8 +153,10 @@ class Queue(Protocol):
 class JobStore(Protocol):
     """What durable mode needs of a journal: write a job down before it is queued."""
 
-    #: The hooks each job of a journaled executor holds (its attempts and end are written).
-    hooks: JobHooks
+    @property
+    def hooks(self) -> JobHooks:
+        """The hooks each job of a journaled executor holds (its attempts and end are written)."""
+        ...
 
     def check(self, job: Job[Any], run_at: float | None) -> object:
         """Refuse (``TypeError``) a job the store cannot keep; return what ``accept`` writes."""

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from backburner import Backburner, QueueConfig, _inspect
+from backburner import Backburner, QueueConfig
+from backburner.dashboard import _inspect
 from backburner.dashboard import dashboard
 from backburner.testing import ManualClock
 

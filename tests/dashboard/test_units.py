@@ -570,7 +570,7 @@ async def test_history_is_keyed_by_whole_queue_names_and_cut_by_the_executors_cl
     ) as bg:
         bg.options(queue=long).enqueue(noop)
         await bg.join()
-        clock.advance(bg._history.interval)
+        clock.advance(bg.history.interval)
         async with _client(dashboard(bg, auth=AUTH)) as client:
             data = (await client.get("/api/overview", auth=AUTH)).json()
     assert [queue["name"] in data["history"] for queue in data["queues"]] == [True, True]

@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backburner._journal import ClaimedRow, Journal, JournalConfig
+from backburner import JournalConfig
+from backburner.journal._writer import ClaimedRow, Journal
 
 from ._uvicorn import Serve, Uvicorn
 

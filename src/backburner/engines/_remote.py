@@ -209,7 +209,9 @@ class RemoteQueue:
                 with self._lock:
                     self._buffer.remove(item)
                     self._enqueued -= 1
-                raise NotRunning("the executor's event loop has closed; it accepts no jobs") from None
+                raise NotRunning(
+                    "the executor's event loop has closed; it accepts no jobs"
+                ) from None
 
     def _full_message(self) -> str:
         cause = ""

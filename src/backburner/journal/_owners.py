@@ -32,10 +32,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from ._journal_file import BUSY_TIMEOUT_MS
+from ._file import BUSY_TIMEOUT_MS
 
 if TYPE_CHECKING:
-    from ._journal import JournalConfig
+    from ._config import JournalConfig
 
 __all__ = [
     "ClaimedRow",

@@ -29,14 +29,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ._checks import check_count, check_timeout
-from ._errors import JournalError
-from ._journal_file import open_file
-from ._journal_owners import (
+from .._errors import JournalError
+from .._stats import JournalStats
+from ._config import SYNCHRONOUS, JournalConfig
+from ._file import open_file
+from ._owners import (
     ClaimedRow,
     Housekeeping,
     Recoverer,
@@ -45,8 +45,7 @@ from ._journal_owners import (
     open_here,
     process_start,
 )
-from ._stats import JournalStats
-from ._journal_sql import (
+from ._sql import (
     DELETE,
     FINISH,
     INSERT,
@@ -64,54 +63,10 @@ __all__ = ["Batch", "ClaimedRow", "Journal", "JournalConfig", "JournalStats", "R
 
 logger = logging.getLogger("backburner")
 
-Durability = Literal["normal", "power"]
-_SYNCHRONOUS = {"normal": "NORMAL", "power": "FULL"}
 
 # How often the WAL is checkpointed, finished jobs are pruned and rows counted, at most.
 _HOUSEKEEPING_EVERY = 60.0
 _BUSY_WARNING_AFTER = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class JournalConfig:
-    """Where the journal is and how it behaves: ``Backburner(journal=JournalConfig(...))``.
-
-    ``Backburner(journal="jobs.sqlite3")`` is ``JournalConfig("jobs.sqlite3")``: these defaults.
-    """
-
-    #: The SQLite file; created (mode 0600) if missing. Every process of an app shares it.
-    path: str | os.PathLike[str]
-    #: "normal": a committed job survives the process being killed (SQLite WAL,
-    #: synchronous=NORMAL). "power": it also survives the machine losing power
-    #: (synchronous=FULL: every commit waits for the disk).
-    durability: Durability = "normal"
-    #: Seconds a claim holds. A process whose heartbeat is older than this is presumed dead,
-    #: and its jobs go to another process once their lease has expired too.
-    lease: float = 30.0
-    #: Seconds between heartbeats (and rounds of housekeeping); less than half of ``lease``.
-    heartbeat: float = 5.0
-    #: A job that was running every time its process died this many times is marked dead.
-    max_attempts: int = 3
-    #: Seconds finished jobs stay in the journal (their history) before they are pruned.
-    keep_finished: float = 7 * 24 * 3600.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.path, (str, os.PathLike)) or not os.fspath(self.path):
-            raise TypeError(f"journal must be a file path, got {self.path!r}")
-        if self.durability not in _SYNCHRONOUS:
-            raise ValueError(
-                f"durability must be 'normal' (survives a crash of the process) or 'power' "
-                f"(survives a power loss too), got {self.durability!r}"
-            )
-        lease = check_timeout("lease", self.lease)
-        heartbeat = check_timeout("heartbeat", self.heartbeat)
-        if heartbeat <= 0 or heartbeat * 2 > lease:
-            raise ValueError(
-                f"heartbeat ({self.heartbeat}s) must be more than 0 and at most half of lease "
-                f"({self.lease}s): a live process must renew its claim well before it lapses"
-            )
-        check_count("max_attempts", self.max_attempts, "crashes a job may cause before it is dead")
-        check_timeout("keep_finished", self.keep_finished)
 
 
 class Batch:
@@ -347,7 +302,7 @@ class Journal(Housekeeping):
 
     def _run(self, opened: concurrent.futures.Future[None]) -> None:
         try:
-            synchronous = _SYNCHRONOUS[self.config.durability]
+            synchronous = SYNCHRONOUS[self.config.durability]
             self._connection = open_file(self.path, synchronous)
             opened_file = os.stat(self.path)  # (SQLite has it open: the same file)
             self._identity = (opened_file.st_dev, opened_file.st_ino)

@@ -14,7 +14,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from ._errors import JournalError
+from .._errors import JournalError
 
 __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "open_file"]
 

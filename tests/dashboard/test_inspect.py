@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backburner import Backburner, JobStatus, QueueConfig, QueueFull, ShuttingDown
-from backburner._inspect import history, pending_jobs, running_jobs, timed_jobs
+from backburner.dashboard._inspect import history, pending_jobs, running_jobs, timed_jobs
 from backburner._scheduler import Scheduler
 from backburner.testing import ManualClock
 
@@ -390,29 +390,29 @@ async def test_timed_listings_of_a_big_schedule_walk_only_the_soonest(
 async def test_retrying_counts_follow_every_way_a_retry_comes_and_goes() -> None:
     clock = ManualClock()
     async with Backburner(clock=clock) as bg:
-        queue = bg._queues["default"]
+        queue = bg.queues()["default"]
         first = bg.options(retries=3, backoff=30, jitter=0).enqueue(fail, "a")
         second = bg.options(retries=3, backoff=30, jitter=0).enqueue(fail, "b")
         bg.enqueue_in(600, noop)
         await bg.join()
-        assert (queue._scheduled, queue._retrying) == (3, 2)
+        assert queue.timed_counts() == (3, 2)
         assert timed_jobs(bg, JobStatus.RETRYING)[1:] == (2, True)
         assert timed_jobs(bg, JobStatus.SCHEDULED)[1:] == (1, True)
         second.cancel()
-        assert (queue._scheduled, queue._retrying) == (2, 1)
+        assert queue.timed_counts() == (2, 1)
         clock.advance(30)  # the first comes due, fails again, waits again
         await bg.join()
         assert first.status is JobStatus.RETRYING
-        assert (queue._scheduled, queue._retrying) == (2, 1)
+        assert queue.timed_counts() == (2, 1)
     # Closing drops what was still scheduled: nothing is left counted.
-    assert (queue._scheduled, queue._retrying) == (0, 0)
+    assert queue.timed_counts() == (0, 0)
 
 
 async def test_the_wait_counter_only_goes_up_whichever_way_a_job_becomes_ready() -> None:
     clock = ManualClock(start=0.0)
     gate = Gate()
     async with Backburner(clock=clock, workers=1) as bg:
-        queue = bg._queues["default"]
+        queue = bg.queues()["default"]
         seen = [queue.wait_totals()[1]]
 
         def look() -> None:
