@@ -41,8 +41,8 @@ from backburner import (
     QueueFull,
     job,
 )
-from backburner.journal._file import SCHEMA_VERSION
-from backburner.journal._owners import (
+from backburner._journal._file import SCHEMA_VERSION
+from backburner._journal._owners import (
     _process_state,
     boot_clock,
     local_boot_id,
@@ -251,7 +251,7 @@ def test_json_arguments_are_accepted_and_come_back_equal_after_a_restart(value: 
 @settings(max_examples=60, deadline=None)
 @given(bad=_NOT_JSON, as_keyword=st.booleans(), nested=st.booleans())
 def test_a_non_json_argument_is_refused_naming_it(bad: Any, as_keyword: bool, nested: bool) -> None:
-    from backburner.journal._store import check_arguments
+    from backburner._journal._store import check_arguments
 
     value = {"inner": [bad]} if nested else bad
     args, kwargs = ((), {"value": value}) if as_keyword else ((1, value), {})

@@ -38,10 +38,10 @@ for names, floor in (
     ("_ports", PORTS),
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
-        "_shutdown _budget _context _outcomes _find _enqueue",
+        "_shutdown _budget _context _outcomes _find _enqueue _steering",
         MECHANISMS,
     ),
-    ("journal engines", FEATURES),
+    ("_journal _engines", FEATURES),
     ("_settings _executor", EXECUTOR),
     ("__init__ _proxy _asgi testing taskiq dashboard", INTEGRATIONS),
 ):
@@ -177,7 +177,6 @@ FRIENDS: dict[tuple[str, str], str] = {
     ("_job.py", "_final"): "JobStatus's per-member end flag, read on every job's path",
     ("_status.py", "_final"): "JobStatus sets that flag on each member",
     ("_scheduler.py", "_note_cancelled"): "a Timer tells its Scheduler it was cancelled",
-    ("journal/_writer.py", "_futures"): "the writer wakes the tasks waiting on a Batch",
 }
 # NamedTuple's own public methods are spelt with an underscore.
 _NAMEDTUPLE = {"_make", "_replace", "_asdict", "_fields", "_field_defaults"}
@@ -223,3 +222,24 @@ def test_no_object_reaches_into_another_but_declared_friends() -> None:
 
 def test_the_friends_are_few() -> None:
     assert len(private_accesses()) <= 40
+
+
+def test_the_architecture_page_lists_every_module_and_names_nothing_private() -> None:
+    page = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = []
+    for module, path in modules():
+        parts = module.split(".")
+        shown = f"`{parts[0]}/`" if len(parts) > 1 or path.name == "__init__.py" else None
+        if module == "__init__":
+            shown = "`__init__.py`"
+        elif shown is None:
+            shown = f"`{path.name}`"
+        if shown not in page:
+            missing.append(shown)
+    assert not missing, f"docs/architecture.md does not list {sorted(set(missing))}"
+    private = {
+        name
+        for name in re.findall(r"`([^`\s]+)`", page)
+        if re.search(r"(^|\.)_[a-z]", name) and not name.endswith((".py", "/"))
+    }
+    assert not private, f"docs/architecture.md names private identifiers: {sorted(private)}"

@@ -27,6 +27,7 @@ from ._errors import ShuttingDown as ShuttingDown
 from ._executor import Backburner as Backburner
 from ._job import Job as Job
 from ._job import JobHooks as JobHooks
+from ._journal import JournalConfig as JournalConfig
 from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
@@ -41,7 +42,6 @@ from ._stats import JournalStats as JournalStats
 from ._stats import PeriodicStats as PeriodicStats
 from ._stats import QueueStats as QueueStats
 from ._status import JobStatus as JobStatus
-from .journal import JournalConfig as JournalConfig
 
 __all__ = [
     "Backburner",

@@ -18,19 +18,21 @@ import enum
 import logging
 import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._admission import Admission
 from ._budget import warn_if_over_budget
 from ._callables import _plans, plan_call
 from ._context import current_executor_var, executor_closed, executor_opened, interceptor
+from ._engines import RemoteQueue, check_overlap, close_engines, open_engines
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
 from ._find import find_held, find_waiting
 from ._history import History
 from ._job import Job
+from ._journal import Journal, JournalConfig, open_journal
 from ._lag import LagMonitor
 from ._options import options_of
 from ._outcomes import ErrorHook, Outcomes
@@ -41,16 +43,15 @@ from ._scheduler import Scheduler
 from ._settings import QueueConfig, Settings
 from ._shutdown import ShutdownReport, drain, report
 from ._stats import ExecutorStats, QueueStats
+from ._steering import Pauses
 from ._unique import UniqueKeys
-from .engines import RemoteQueue, close_engines, open_engines
-from .journal import Journal, JournalConfig, open_journal
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._settings import BackburnerSettings
 
-__all__ = ["Backburner", "ErrorHook", "current_executor"]
+__all__ = ["Backburner", "ErrorHook"]
 
 logger = logging.getLogger("backburner")
 
@@ -84,45 +85,11 @@ class Backburner(EnqueueMethods):
     def __init__(self, **settings: Unpack[BackburnerSettings]) -> None:
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
-        :param workers: jobs the default queue runs at once (4).
-        :param max_pending: jobs the default queue holds waiting (10,000); ``enqueue``
-            raises ``QueueFull`` past it.
-        :param queues: more named queues, each with its own ``QueueConfig``. Naming
-            ``"default"`` here replaces ``workers`` and ``max_pending``.
-        :param shutdown_timeout: the whole budget, in seconds, of ``aclose()`` (8): jobs get
-            until ``shutdown_timeout - cancel_grace`` to finish, are then cancelled, and get
-            the rest to clean up. The process exits within it whatever the jobs do, unless one
-            blocks the event loop (the deadline is a timer on that loop).
-        :param cancel_grace: the part of ``shutdown_timeout`` kept for cancelled jobs' cleanup;
-            by default a quarter of it, at most one second.
-        :param on_error: called as ``on_error(job, exception)`` on the event loop when a job
-            fails for good (after its last retry), after the failure is logged. Its own
-            exceptions are logged and ignored.
-        :param keep_failed: how many failed and dead jobs ``failures()`` keeps (1,000).
-        :param periodic: jobs to run on a schedule, from ``start()`` on (see ``Periodic``).
-        :param max_scheduled: how many delayed and retry-waiting jobs may wait at once
-            (100,000); ``enqueue_in``/``enqueue_at`` raise ``QueueFull`` past it.
-        :param clock: the clock every delay, schedule, backoff and timeout reads; tests pass
-            ``backburner.testing.ManualClock()`` to move time themselves.
-        :param loop_lag_warning: seconds; when set, a watchdog thread logs a WARNING naming
-            the job (or task) that has kept the event loop from running for longer than this.
-            None (the default): off.
-        :param platform_grace: seconds the platform waits after SIGTERM before SIGKILL. If the
-            server's graceful shutdown plus ``shutdown_timeout`` exceeds it, ``start()`` logs a
-            WARNING. ``"auto"``: 30 on Heroku (``DYNO`` is set), else no check; None: no check.
-        :param server_shutdown_timeout: seconds the server may spend on open requests before
-            the lifespan shutdown. ``"auto"``: uvicorn's ``--timeout-graceful-shutdown`` when
-            uvicorn runs this process, else 0.
-        :param journal: an SQLite file (or a ``JournalConfig``) that makes jobs durable: each
-            is written there before ``enqueue`` returns, and unfinished jobs run again after a
-            restart or a crash (at least once). Jobs must then be ``@job`` functions with JSON
-            arguments. See "Durable jobs" in the README.
-        :param durability: with ``journal``: ``"normal"`` (the default) survives the process
-            being killed; ``"power"`` also survives the machine losing power, slower.
-        :param engine: a remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every
-            queue without an engine of its own (``QueueConfig(engine=...)``) sends its jobs to,
-            to run on the engine's workers in other processes. See "When you outgrow one
-            process" in the README.
+        The keywords are ``BackburnerSettings``: ``workers``, ``max_pending``, ``queues``,
+        ``shutdown_timeout``, ``cancel_grace``, ``on_error``, ``keep_failed``, ``periodic``,
+        ``max_scheduled``, ``clock``, ``loop_lag_warning``, ``platform_grace``,
+        ``server_shutdown_timeout``, ``journal``, ``durability``, ``engine``; each is
+        described there. A bad value or an unknown keyword raises here, saying why.
         """
         checked = Settings.check(settings)
         self.queue_configs: Mapping[str, QueueConfig] = checked.queue_configs
@@ -142,7 +109,7 @@ class Backburner(EnqueueMethods):
         self._outcomes = Outcomes(self._failures, unique, self.on_error, self._busy)
         self._admission = Admission(unique, self._check_schedule_room)
         self._periodic = PeriodicJobs(self._submit_periodic)
-        self._paused_queues: set[str] = set()  # kept across stop and start, like the config
+        self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
         self._lag: LagMonitor | None = None
@@ -238,7 +205,7 @@ class Backburner(EnqueueMethods):
                 "no asyncio event loop is running here"
             ) from None
         self.scheduler = Scheduler(self.clock, loop)
-        self._check_remote_periodic()
+        check_overlap(self._periodic.specs(), self._engine_of)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
         await open_engines(self._queues.values())  # a remote queue's broker connects now
         self._closed = asyncio.Event()
@@ -268,19 +235,8 @@ class Backburner(EnqueueMethods):
         return JobQueue(
             name, config.workers, config.max_pending,
             host=self._outcomes, loop=self.loop, scheduler=self.scheduler,
-            guarded=self.journal_config is not None, paused=name in self._paused_queues,
+            guarded=self.journal_config is not None, paused=name in self._pauses.names,
         )  # fmt: skip
-
-    def _check_remote_periodic(self) -> None:
-        for spec, queue in self._periodic.specs():
-            engine = self._engine_of(queue)
-            if engine is not None and not spec.overlap:
-                raise ValueError(
-                    f"periodic job {spec.label!r} is for queue {queue!r}, which sends its "
-                    f"jobs to {engine.name}: this process cannot see when a run ends there, so "
-                    f"overlap=False cannot be kept. Give Periodic(..., overlap=True), or put it "
-                    f"on a local queue"
-                )
 
     async def start(self) -> None:
         """Start running jobs (opening the executor first if needed) and periodic schedules."""
@@ -558,26 +514,15 @@ class Backburner(EnqueueMethods):
 
         Costs O(number of queues and periodic jobs). Counts start again at each ``start()``.
         """
-        if not self._queues:  # never started: the configured sizes, nothing counted
-            queues = [
-                QueueStats(
-                    name,
-                    config.workers,
-                    0,
-                    config.workers,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    paused=name in self._paused_queues,
-                    engine=_engine_name(self._engine_of(name)),
-                )
-                for name, config in self.queue_configs.items()
-            ]
-        else:
-            queues = [queue.stats() for queue in self._queues.values()]
+        queues = [queue.stats() for queue in self._queues.values()] or [
+            QueueStats.configured(  # never opened: the configured sizes, nothing counted
+                name,
+                config.workers,
+                paused=name in self._pauses.names,
+                engine=_engine_name(self._engine_of(name)),
+            )
+            for name, config in self.queue_configs.items()
+        ]
         stats = ExecutorStats.of(queues, self._periodic.stats())
         if self._journal is not None:
             stats = dataclasses.replace(stats, journal=self._journal.stats())
@@ -612,18 +557,7 @@ class Backburner(EnqueueMethods):
         start of the executor, and may be set before it starts. Call it on the event loop's
         thread (an endpoint, a job); from another thread it takes effect on the loop soon.
         """
-        self._check_queue_name(queue)
-        engine = self._engine_of(queue)
-        if engine is not None:
-            raise ValueError(
-                f"queue {queue!r} sends its jobs to {_engine_name(engine)}, whose workers run "
-                f"them: pause them there (a remote queue has no workers here to hold)"
-            )
-        if self._call_on_loop(self.pause, queue):
-            return
-        self._paused_queues.add(queue)
-        if queue in self._queues:
-            self._queues[queue].pause()
+        self._pauses.pause(queue, self._queues, self.loop)
 
     def resume(self, queue: str) -> None:
         """Undo ``pause(queue)``: its waiting jobs start at once, oldest first.
@@ -631,44 +565,17 @@ class Backburner(EnqueueMethods):
         Raises ``ShuttingDown`` while the executor drains: shutdown already counts the paused
         queue's waiting jobs as not started.
         """
-        self._check_queue_name(queue)
-        if self._state is _State.DRAINING and queue in self._paused_queues:
-            raise ShuttingDown(
-                f"the executor is shutting down: queue {queue!r} stays paused and its waiting "
-                f"jobs are reported as not started"
-            )
-        if self._call_on_loop(self.resume, queue):
-            return
-        self._paused_queues.discard(queue)
-        if queue in self._queues:
-            self._queues[queue].resume(dispatch=self._state is _State.RUNNING)
+        draining = self._state is _State.DRAINING
+        running = lambda: self._state is _State.RUNNING  # noqa: E731 - read on the loop
+        self._pauses.resume(queue, self._queues, self.loop, draining=draining, dispatch=running)
 
     def paused(self) -> frozenset[str]:
         """The names of the paused queues."""
-        return frozenset(self._paused_queues)
-
-    def _check_queue_name(self, queue: str) -> None:
-        if queue not in self.queue_configs:
-            raise ValueError(
-                f"no queue named {queue!r}; this executor has {sorted(self.queue_configs)}"
-            )
+        return frozenset(self._pauses.names)
 
     def _engine_of(self, queue: str) -> Engine | None:
         config = self.queue_configs[queue]
         return config.engine if config.engine is not None else self.engine
-
-    def _call_on_loop(self, method: Callable[[str], None], queue: str) -> bool:
-        """Send ``method(queue)`` to the executor's loop if called from another thread."""
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            return False
-        try:
-            if asyncio.get_running_loop() is loop:
-                return False
-        except RuntimeError:
-            pass
-        loop.call_soon_threadsafe(method, queue)
-        return True
 
     @property
     def running(self) -> bool:
@@ -706,14 +613,6 @@ class Backburner(EnqueueMethods):
     def _running_jobs(self) -> list[Job[Any]]:
         # Read by the lag monitor's thread: each list() is taken under the GIL in one step.
         return [job for queue in list(self._queues.values()) for job in queue.running_jobs()]
-
-
-def current_executor() -> Backburner:
-    """The executor of the request or job being handled, else the only one running here.
-
-    Raises ``NotRunning`` saying what to do when there is none (or several, and no context).
-    """
-    return cast(Backburner, _context.current_executor())
 
 
 def _engine_name(engine: Engine | None) -> str:

@@ -10,19 +10,28 @@ descriptors (no ``__getattr__``) that look the current executor up at each use.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
 
+from . import _context
 from ._context import interceptor
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning
-from ._executor import Backburner, current_executor
+from ._executor import Backburner
 from ._job import Job
 
-__all__ = ["BackgroundProxy", "background"]
+__all__ = ["BackgroundProxy", "background", "current_executor"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+def current_executor() -> Backburner:
+    """The executor of the request or job being handled, else the only one running here.
+
+    Raises ``NotRunning`` saying what to do when there is none (or several, and no context).
+    """
+    return cast(Backburner, _context.current_executor())
 
 
 class _Forward(Generic[P, R]):

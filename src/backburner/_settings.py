@@ -18,11 +18,11 @@ from typing import Any, TypedDict
 from ._budget import Auto, check_budget_setting, check_server_timeout
 from ._checks import DEFAULT_QUEUE, check_count, check_queue_name, check_timeout
 from ._clock import Clock, SystemClock
+from ._journal import Durability, JournalConfig
 from ._lag import check_lag_threshold
 from ._outcomes import ErrorHook
 from ._periodic import Periodic
 from ._ports import Engine
-from .journal import Durability, JournalConfig
 
 __all__ = ["BackburnerSettings", "QueueConfig", "Settings", "check_engine"]
 
@@ -30,25 +30,60 @@ __all__ = ["BackburnerSettings", "QueueConfig", "Settings", "check_engine"]
 class BackburnerSettings(TypedDict, total=False):
     """The keywords of ``Backburner(...)`` and ``BackburnerMiddleware(app, ...)``, all optional.
 
-    Each is described on ``Backburner.__init__``; the defaults are in brackets.
+    Declared here once; both take exactly these (defaults in brackets).
     """
 
-    workers: int  # [4] jobs the default queue runs at once
-    max_pending: int  # [10,000] jobs the default queue holds waiting
-    queues: Mapping[str, QueueConfig] | None  # more named queues
-    shutdown_timeout: float  # [8.0] seconds aclose() may take in all
-    cancel_grace: float | None  # [a quarter of shutdown_timeout, at most 1 s]
-    on_error: ErrorHook | None  # called as on_error(job, exc) when a job fails for good
-    keep_failed: int  # [1,000] failed jobs failures() keeps
-    periodic: Iterable[Periodic]  # jobs to run on a schedule
-    max_scheduled: int  # [100,000] jobs that may wait for their time at once
-    clock: Clock | None  # [the system clock]
-    loop_lag_warning: float | None  # [None: off] seconds of a blocked loop worth a warning
-    platform_grace: float | Auto | None  # ["auto"] seconds between SIGTERM and SIGKILL
-    server_shutdown_timeout: float | Auto  # ["auto"] the server's graceful timeout
-    journal: str | os.PathLike[str] | JournalConfig | None  # [None] durable jobs
-    durability: Durability | None  # ["normal"] with journal
-    engine: Engine | None  # [None] a remote engine for every queue
+    workers: int
+    """[4] Jobs the default queue runs at once."""
+    max_pending: int
+    """[10,000] Jobs the default queue holds waiting; ``enqueue`` raises ``QueueFull`` past it."""
+    queues: Mapping[str, QueueConfig] | None
+    """More named queues, each with its own ``QueueConfig``. Naming ``"default"`` here
+    replaces ``workers`` and ``max_pending``."""
+    shutdown_timeout: float
+    """[8] The whole budget, in seconds, of ``aclose()``: jobs get until
+    ``shutdown_timeout - cancel_grace`` to finish, are then cancelled, and get the rest to
+    clean up. The process exits within it whatever the jobs do, unless one blocks the event
+    loop (the deadline is a timer on that loop)."""
+    cancel_grace: float | None
+    """The part of ``shutdown_timeout`` kept for cancelled jobs' cleanup; by default a quarter
+    of it, at most one second."""
+    on_error: ErrorHook | None
+    """Called as ``on_error(job, exception)`` on the event loop when a job fails for good
+    (after its last retry), after the failure is logged. Its own exceptions are logged and
+    ignored."""
+    keep_failed: int
+    """[1,000] How many failed and dead jobs ``failures()`` keeps."""
+    periodic: Iterable[Periodic]
+    """Jobs to run on a schedule, from ``start()`` on (see ``Periodic``)."""
+    max_scheduled: int
+    """[100,000] How many delayed and retry-waiting jobs may wait at once;
+    ``enqueue_in``/``enqueue_at`` raise ``QueueFull`` past it."""
+    clock: Clock | None
+    """The clock every delay, schedule, backoff and timeout reads; tests pass
+    ``backburner.testing.ManualClock()`` to move time themselves."""
+    loop_lag_warning: float | None
+    """[None: off] Seconds; when set, a watchdog thread logs a WARNING naming the job (or task)
+    that has kept the event loop from running for longer than this."""
+    platform_grace: float | Auto | None
+    """["auto"] Seconds the platform waits after SIGTERM before SIGKILL. If the server's
+    graceful shutdown plus ``shutdown_timeout`` exceeds it, ``start()`` logs a WARNING.
+    ``"auto"``: 30 on Heroku (``DYNO`` is set), else no check; None: no check."""
+    server_shutdown_timeout: float | Auto
+    """["auto"] Seconds the server may spend on open requests before the lifespan shutdown.
+    ``"auto"``: uvicorn's ``--timeout-graceful-shutdown`` when uvicorn runs this process,
+    else 0."""
+    journal: str | os.PathLike[str] | JournalConfig | None
+    """An SQLite file (or a ``JournalConfig``) that makes jobs durable: each is written there
+    before ``enqueue`` returns, and unfinished jobs run again after a restart or a crash (at
+    least once). Jobs must then be ``@job`` functions with JSON arguments."""
+    durability: Durability | None
+    """With ``journal``: ``"normal"`` (the default) survives the process being killed;
+    ``"power"`` also survives the machine losing power, slower."""
+    engine: Engine | None
+    """A remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every queue without an
+    engine of its own (``QueueConfig(engine=...)``) sends its jobs to, to run on the engine's
+    workers in other processes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,11 @@ class QueueStats:
         """The counters as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def configured(cls, name: str, workers: int, *, paused: bool, engine: str) -> QueueStats:
+        """A queue not open yet: its configured size, nothing counted."""
+        return cls(name, workers, 0, workers, 0, 0, 0, 0, 0, 0, paused=paused, engine=engine)
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutorStats:

@@ -32,9 +32,10 @@ from typing import Any, overload
 from ._callables import plan_call
 from ._context import current_executor_var, interceptor
 from ._errortext import error_line, log_failure
-from ._executor import Backburner, current_executor
+from ._executor import Backburner
 from ._job import Job
 from ._options import options_of
+from ._proxy import current_executor
 from ._status import JobStatus
 
 __all__ = ["ManualClock", "RecordedJobs", "fake", "inline", "join"]

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from backburner import JournalConfig
-from backburner.journal._writer import ClaimedRow, Journal
+from backburner._journal._writer import ClaimedRow, Journal
 
 from ._uvicorn import Serve, Uvicorn
 

@@ -23,7 +23,8 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from .._errors import NotRunning
-from .._executor import Backburner, current_executor
+from .._executor import Backburner
+from .._proxy import current_executor
 from .._status import JobStatus
 from ._api import ACTIONS, ActionError, Views
 from ._auth import AuthCallable, BasicAuth, Guard

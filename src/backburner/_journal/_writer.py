@@ -38,7 +38,7 @@ from ._config import SYNCHRONOUS, JournalConfig
 from ._file import open_file
 from ._owners import (
     ClaimedRow,
-    Housekeeping,
+    Owners,
     Recoverer,
     local_boot_id,
     local_host,
@@ -72,15 +72,15 @@ _BUSY_WARNING_AFTER = 10.0
 class Batch:
     """The operations of one commit; who waits for them, and how it went."""
 
-    __slots__ = ("_futures", "done", "error")
+    __slots__ = ("done", "error", "futures")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
-        self._futures: list[asyncio.Future[None]] = []
+        self.futures: list[asyncio.Future[None]] = []
 
 
-class Journal(Housekeeping):
+class Journal:
     """One process's handle on a journal file: its writer thread, its owner id, its claims."""
 
     def __init__(
@@ -119,9 +119,19 @@ class Journal(Housekeeping):
         self._thread: threading.Thread | None = None
         self._closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._last_housekeeping = time.monotonic()
+        self._owners = Owners(self)  # heartbeats, claims, retention: on this writer's thread
 
     def __repr__(self) -> str:
         return f"<Journal {self.path} owner={self.owner}>"
+
+    @property
+    def connection(self) -> sqlite3.Connection | None:
+        """The open connection, on the writer's thread (None before open and once closed)."""
+        return self._connection
+
+    def count(self, rows: dict[str, int]) -> None:
+        """The rows by state, counted by the owners' side, for ``stats()``."""
+        self._rows = rows
 
     # Lifecycle (the event loop's side).
 
@@ -218,7 +228,7 @@ class Journal(Housekeeping):
             if self._refusal is not None:
                 return None
             self._ops.append((STARTED, params))
-            self._batch._futures.append(future)
+            self._batch.futures.append(future)
             self._cond.notify()
         return future
 
@@ -253,7 +263,7 @@ class Journal(Housekeeping):
             self._ops.append((kind, params))
             self._cond.notify()
 
-    def _reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
+    def reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
         """Mark claimed rows invalid, and give back those the queues had no room for."""
         now = self.wall()
         with self._cond:
@@ -280,7 +290,7 @@ class Journal(Housekeeping):
                 future = None
             else:
                 future = asyncio.get_running_loop().create_future()
-                batch._futures.append(future)
+                batch.futures.append(future)
         if future is not None:
             await future
         if batch.error is not None:
@@ -308,14 +318,14 @@ class Journal(Housekeeping):
             self._identity = (opened_file.st_dev, opened_file.st_ino)
             self._synchronous = self._connection.execute("PRAGMA synchronous").fetchone()[0]
             self._bulk = supports_bulk(self._connection)
-            self._heartbeat(first=True)
+            self._owners.heartbeat(first=True)
             self.periodic_last_run = dict(
                 self._connection.execute("SELECT name, last_run FROM periodic").fetchall()
             )
-            self._free_orphans()
-            self._claim()
-            self._prune()
-            self._count_rows()
+            self._owners.free_orphans()
+            self._owners.claim()
+            self._owners.prune()
+            self._owners.count_rows()
         except BaseException as exc:
             if self._connection is not None:
                 self._connection.close()
@@ -351,15 +361,15 @@ class Journal(Housekeeping):
                         break
                     self._cond.wait(remaining)
                 stopping = self._stopping
-            if not self._commit_queued() and stopping:
+            if not self.commit_queued() and stopping:
                 if self._connection is not None:  # (_file_is_ours closed it if its file went)
-                    self._shutdown()
+                    self._owners.release_all()
                 return
             if time.monotonic() >= next_round:
                 self._housekeeping()
                 next_round = time.monotonic() + heartbeat
 
-    def _commit_queued(self) -> bool:
+    def commit_queued(self) -> bool:
         """Commit what is queued, if anything; True if there was something."""
         with self._cond:
             ops, batch = self._ops, self._batch
@@ -376,7 +386,7 @@ class Journal(Housekeeping):
             batch.error = JournalError(f"{self._refusal}; the job was not written")
         else:
             try:
-                self._transaction(lambda connection: write_ops(connection, ops, self._bulk))
+                self.transaction(lambda connection: write_ops(connection, ops, self._bulk))
             except Exception as exc:
                 logger.error(
                     "could not write %d jobs to the journal %s: %s", len(ops), self.path, exc
@@ -385,7 +395,7 @@ class Journal(Housekeeping):
         with self._cond:
             self._uncommitted -= inserts
             batch.done.set()
-            futures, batch._futures = batch._futures, []
+            futures, batch.futures = batch.futures, []
         _resolve_all(futures)
 
     def _fail_waiting(self, error: JournalError) -> None:
@@ -396,10 +406,10 @@ class Journal(Housekeeping):
             batch, self._ops = self._batch, []
             batch.error = error
             batch.done.set()
-            futures, batch._futures = batch._futures, []
+            futures, batch.futures = batch.futures, []
         _resolve_all(futures)
 
-    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+    def transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``body`` in ``BEGIN IMMEDIATE``; wait out other processes' locks, however long."""
         connection = self._connection
         assert connection is not None
@@ -465,14 +475,14 @@ class Journal(Housekeeping):
         if self._refusal is not None or not self._file_is_ours():
             return  # nothing more to say to a file that is not ours
         try:
-            self._heartbeat(first=False)
-            self._free_orphans()
-            self._claim()
+            self._owners.heartbeat(first=False)
+            self._owners.free_orphans()
+            self._owners.claim()
             if time.monotonic() - self._last_housekeeping >= _HOUSEKEEPING_EVERY:
                 self._last_housekeeping = time.monotonic()
-                self._prune()
-                self._checkpoint()
-                self._count_rows()
+                self._owners.prune()
+                self._owners.checkpoint()
+                self._owners.count_rows()
         except Exception:
             logger.exception("the journal %s's housekeeping failed; trying again later", self.path)
 

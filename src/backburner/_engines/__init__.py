@@ -7,7 +7,8 @@ the executor needs no case for it. The engine itself is reached through the ``En
 
 from ._remote import RemoteHooks as RemoteHooks
 from ._remote import RemoteQueue as RemoteQueue
+from ._remote import check_overlap as check_overlap
 from ._remote import close_engines as close_engines
 from ._remote import open_engines as open_engines
 
-__all__ = ["RemoteHooks", "RemoteQueue", "close_engines", "open_engines"]
+__all__ = ["RemoteHooks", "RemoteQueue", "check_overlap", "close_engines", "open_engines"]

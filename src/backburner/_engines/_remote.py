@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._clock import Clock
@@ -32,18 +32,34 @@ from .._errors import BrokerUnavailable, NotRunning, QueueFull
 from .._job import Job, JobHooks, describe_callable
 from .._jsonargs import check_json_arguments
 from .._options import options_of
+from .._periodic import Periodic
 from .._ports import Engine, QueueHost
 from .._registry import name_of
 from .._stats import QueueStats
 from .._status import JobStatus
 
-__all__ = ["RemoteHooks", "RemoteQueue", "close_engines", "open_engines"]
+__all__ = ["RemoteHooks", "RemoteQueue", "check_overlap", "close_engines", "open_engines"]
 
 logger = logging.getLogger("backburner")
 
 _PENDING, _SENT, _CANCELLED = JobStatus.PENDING, JobStatus.SENT, JobStatus.CANCELLED
 _SUCCEEDED, _FAILED, _DEAD = JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DEAD
 _FIRST_PAUSE, _MAX_PAUSE = 0.05, 1.0  # between tries of a send that failed
+
+
+def check_overlap(
+    periodic: Iterable[tuple[Periodic, str]], engine_of: Callable[[str], Engine | None]
+) -> None:
+    """Refuse a periodic job without ``overlap`` on a remote queue: its runs end elsewhere."""
+    for spec, queue in periodic:
+        engine = engine_of(queue)
+        if engine is not None and not spec.overlap:
+            raise ValueError(
+                f"periodic job {spec.label!r} is for queue {queue!r}, which sends its "
+                f"jobs to {engine.name}: this process cannot see when a run ends there, so "
+                f"overlap=False cannot be kept. Give Periodic(..., overlap=True), or put it "
+                f"on a local queue"
+            )
 
 
 async def open_engines(queues: Iterable[object]) -> None:
