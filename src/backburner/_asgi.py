@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._context import current_executor_var
+from ._context import current_executor_var, request_enqueue_var
 from ._errors import QueueFull
 from ._executor import Backburner
 
@@ -88,6 +88,7 @@ class BackburnerMiddleware:
         elif not isinstance(executor, Backburner):
             raise TypeError(f"executor must be a Backburner, got {type(executor).__name__}")
         self.executor = executor
+        self.enqueue = executor.enqueue  # bound once: each request hands it to `background`
         self.queue_full_retry_after: int | None = None
         self.refusals = _Refusals()
         try:
@@ -102,12 +103,14 @@ class BackburnerMiddleware:
         if self.config_error is not None:
             raise self.config_error
         token = current_executor_var.set(self.executor)
+        fast = request_enqueue_var.set(self.enqueue)
         try:
             if scope["type"] == "http" and self.queue_full_retry_after is not None:
                 await self._http(scope, receive, send, self.queue_full_retry_after)
             else:
                 await self.app(scope, receive, send)
         finally:
+            request_enqueue_var.reset(fast)
             current_executor_var.reset(token)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, retry_after: int) -> None:

@@ -23,12 +23,19 @@ __all__ = [
     "executor_closed",
     "executor_opened",
     "open_executors",
+    "request_enqueue_var",
     "running_executors",
 ]
 
 # The executors are held as plain objects: this module sits below the executor (it cannot
 # name its class); the executor's module gives `current_executor()` its type.
 current_executor_var: contextvars.ContextVar[object] = contextvars.ContextVar("backburner_executor")
+
+#: The bound ``enqueue`` of the executor serving the current request, set by the middleware
+#: beside ``current_executor_var``: ``background.enqueue``'s fast path reads only this.
+request_enqueue_var: contextvars.ContextVar[Callable[..., Any]] = contextvars.ContextVar(
+    "backburner_enqueue"
+)
 
 #: Executors between start() and the end of aclose(), in start order.
 running_executors: dict[object, None] = {}

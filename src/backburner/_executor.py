@@ -108,7 +108,7 @@ class Backburner(EnqueueMethods):
         unique = UniqueKeys()
         self._outcomes = Outcomes(self._failures, unique, self.on_error, self._busy)
         self._admission = Admission(unique, self._check_schedule_room)
-        self._periodic = PeriodicJobs(self._submit_periodic)
+        self._periodic = PeriodicJobs(self._submit)
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
@@ -450,14 +450,6 @@ class Backburner(EnqueueMethods):
     def trigger(self, name: str) -> Job[Any] | None:
         """Run the periodic job ``name`` now; None if its last run is still going."""
         return self._periodic.trigger(name)
-
-    def _submit_periodic(self, spec: Periodic) -> Job[Any]:
-        changes = None
-        if spec.options is not None:
-            changes = {
-                name: getattr(spec.options, name) for name in spec.options.__dataclass_fields__
-            }
-        return self._submit(spec.fn, spec.args, dict(spec.kwargs), changes, None)
 
     # The dead list.
 

@@ -224,12 +224,19 @@ class PeriodicRunner:
         )
 
 
+#: How the executor enqueues a run: ``submit(fn, args, kwargs, option changes, run_at)``.
+Submit = Callable[
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any], "dict[str, Any] | None", None],
+    Job[Any],
+]
+
+
 class PeriodicJobs:
     """The periodic jobs of one executor, by name: registered, started, stopped, triggered."""
 
-    def __init__(self, submit: Callable[[Periodic], Job[Any]]) -> None:
-        """``submit(spec)`` enqueues one run of ``spec`` (through the executor's admission)."""
-        self._submit = submit
+    def __init__(self, submit: Submit) -> None:
+        """Each run goes through ``submit`` (the executor's admission), with its options."""
+        self._enqueue = submit
         self._runners: dict[str, PeriodicRunner] = {}
         self._scheduler: Scheduler | None = None
         #: With a journal: one tick, one process (set while the journal is open).
@@ -245,6 +252,13 @@ class PeriodicJobs:
         self._runners[spec.label] = runner
         if self._scheduler is not None:
             runner.start(self._scheduler, self.gate)
+
+    def _submit(self, spec: Periodic) -> Job[Any]:
+        changes = None
+        if spec.options is not None:
+            fields = spec.options.__dataclass_fields__
+            changes = {name: getattr(spec.options, name) for name in fields}
+        return self._enqueue(spec.fn, spec.args, dict(spec.kwargs), changes, None)
 
     def start(self, scheduler: Scheduler) -> None:
         """Schedule every job's first tick (a journal's gate first fires a tick all missed)."""

@@ -10,10 +10,10 @@ descriptors (no ``__getattr__``) that look the current executor up at each use.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, Protocol, TypeVar, cast, overload
 
 from . import _context
-from ._context import interceptor
+from ._context import interceptor, request_enqueue_var
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning
 from ._executor import Backburner
@@ -32,6 +32,53 @@ def current_executor() -> Backburner:
     Raises ``NotRunning`` saying what to do when there is none (or several, and no context).
     """
     return cast(Backburner, _context.current_executor())
+
+
+class _EnqueueFn(Protocol):
+    """``Backburner.enqueue``'s signature, for the bound method ``background.enqueue`` gives."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    @overload
+    def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Job[T]: ...
+
+
+class _Enqueue:
+    """``background.enqueue`` is the current executor's own ``enqueue``: the same fast path.
+
+    The descriptor hands out the executor's bound method, so the call itself goes straight to
+    it: nothing is repacked. In a request the middleware has put that method in a context
+    variable, so finding it is one read; elsewhere (a job, a thread) the executor is found as
+    ``current_executor()`` finds it.
+    """
+
+    __doc__ = Backburner.enqueue.__doc__
+
+    @overload
+    def __get__(self, proxy: None, owner: type[Any]) -> _Enqueue: ...
+    @overload
+    def __get__(self, proxy: BackgroundProxy, owner: type[Any]) -> _EnqueueFn: ...
+    def __get__(self, proxy: BackgroundProxy | None, owner: type[Any]) -> _Enqueue | _EnqueueFn:
+        if proxy is None:
+            return self
+        enqueue = request_enqueue_var.get(None)  # in a request: its app's executor's
+        if enqueue is None:
+            return _target().enqueue
+        return enqueue
+
+    def __repr__(self) -> str:
+        return "<background.enqueue: Backburner.enqueue of the current executor>"
+
+
+def _target() -> Backburner:
+    try:
+        return current_executor()
+    except NotRunning:
+        if interceptor:  # a testing mode catches jobs even where no executor runs
+            return _detached
+        raise
 
 
 class _Forward(Generic[P, R]):
@@ -98,27 +145,14 @@ class BackgroundProxy(EnqueueMethods):
     __slots__ = ()
 
     def _enqueue_target(self) -> Backburner:
-        try:
-            return current_executor()
-        except NotRunning:
-            if interceptor:  # a testing mode catches jobs even where no executor runs
-                return _detached
-            raise
+        return _target()
 
     @property
     def executor(self) -> Backburner:
         """The executor this proxy stands for here and now."""
         return current_executor()
 
-    @overload
-    def enqueue(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Job[T]: ...
-    @overload
-    def enqueue(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Job[T]: ...
-    def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
-        """``Backburner.enqueue`` on the current executor: the same fast path."""
-        return self._enqueue_target().enqueue(fn, *args, **kwargs)
+    enqueue = _Enqueue()  # the executor's own, bound: see _Enqueue
 
     # Backburner's methods, in its order (test_public_api checks that none is missing).
     add_periodic = _Forward(Backburner.add_periodic)
