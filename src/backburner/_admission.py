@@ -58,8 +58,9 @@ class Admission:
         ``DuplicateJob``. ``status``: what a job with a ``run_at`` is until then (a recovered
         retry waits as ``retrying``). Any thread.
         """
+        queue.check(job, run_at)  # what the queue (an engine) can never take: before anything
         store = None if stored else self.store
-        record = None if store is None else store.check(job, run_at)  # before anything else
+        record = None if store is None else store.check(job, run_at)
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
             if retry:
                 raise DuplicateJob(job.unique_key, holder)
@@ -92,6 +93,7 @@ class Admission:
         ``loop`` is the queue's: from another loop (another thread), the wait for room runs
         there. A remote queue returns once its broker has the job.
         """
+        queue.check(job, None)
         store = self.store
         record = None if store is None else store.check(job, None)
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:

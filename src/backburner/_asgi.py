@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._context import current_executor_var, request_enqueue_var
+from ._context import current_executor_var, name_executor, request_enqueue_var
 from ._errors import QueueFull
 from ._executor import Backburner
 
@@ -74,8 +74,8 @@ class BackburnerMiddleware:
         # would read as "lifespan unsupported" and the server would run with no executor. A bad
         # setting is kept and reported as a failed startup instead (uvicorn then exits 3).
         self.config_error: Exception | None = None
-        if executor is not None and settings:
-            raise TypeError(
+        if executor is not None and settings:  # reported at startup, as a bad setting is
+            self.config_error = TypeError(
                 f"BackburnerMiddleware takes executor= or the executor's settings "
                 f"({', '.join(sorted(settings))}), not both: give them to Backburner(...)"
             )
@@ -102,16 +102,15 @@ class BackburnerMiddleware:
             return
         if self.config_error is not None:
             raise self.config_error
-        token = current_executor_var.set(self.executor)
-        fast = request_enqueue_var.set(self.enqueue)
+        tokens = name_executor(self.executor, self.enqueue)
         try:
             if scope["type"] == "http" and self.queue_full_retry_after is not None:
                 await self._http(scope, receive, send, self.queue_full_retry_after)
             else:
                 await self.app(scope, receive, send)
         finally:
-            request_enqueue_var.reset(fast)
-            current_executor_var.reset(token)
+            request_enqueue_var.reset(tokens[1])
+            current_executor_var.reset(tokens[0])
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, retry_after: int) -> None:
         started = False
@@ -269,14 +268,15 @@ class _Lifespan:
             await receive()
             await self._send_startup_failed(f"BackburnerMiddleware: {self.config_error}")
             return
-        token = current_executor_var.set(self.executor)  # the app's startup may enqueue
+        tokens = name_executor(self.executor, self.executor.enqueue)  # startup may enqueue
         app_error: Exception | None = None
         try:
             await self.app(scope, self._app_receive, self._app_send)
         except Exception as exc:
             app_error = exc
         finally:
-            current_executor_var.reset(token)
+            request_enqueue_var.reset(tokens[1])
+            current_executor_var.reset(tokens[0])
         await self._finish(app_error)
         self.refusals.flush_all()  # the counts of the last second, whose timers may never fire
 

@@ -22,6 +22,7 @@ __all__ = [
     "current_executor_var",
     "executor_closed",
     "executor_opened",
+    "name_executor",
     "open_executors",
     "request_enqueue_var",
     "running_executors",
@@ -31,11 +32,20 @@ __all__ = [
 # name its class); the executor's module gives `current_executor()` its type.
 current_executor_var: contextvars.ContextVar[object] = contextvars.ContextVar("backburner_executor")
 
-#: The bound ``enqueue`` of the executor serving the current request, set by the middleware
-#: beside ``current_executor_var``: ``background.enqueue``'s fast path reads only this.
+#: The bound ``enqueue`` of the executor ``current_executor_var`` names, set with it wherever it
+#: is set (a request, a job, ``async with bg:``): ``background.enqueue``'s fast path reads it.
 request_enqueue_var: contextvars.ContextVar[Callable[..., Any]] = contextvars.ContextVar(
     "backburner_enqueue"
 )
+
+Tokens = tuple["contextvars.Token[object]", "contextvars.Token[Callable[..., Any]]"]
+
+
+def name_executor(executor: object, enqueue: Callable[..., Any]) -> Tokens:
+    """Make ``executor`` the one ``background`` means in the current context, and its bound
+    ``enqueue`` the one ``background.enqueue`` calls; the tokens undo it."""
+    return current_executor_var.set(executor), request_enqueue_var.set(enqueue)
+
 
 #: Executors between start() and the end of aclose(), in start order.
 running_executors: dict[object, None] = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import enum
 import logging
@@ -24,7 +23,15 @@ from . import _context
 from ._admission import Admission
 from ._budget import warn_if_over_budget
 from ._callables import _plans, plan_call
-from ._context import current_executor_var, executor_closed, executor_opened, interceptor
+from ._context import (
+    Tokens,
+    current_executor_var,
+    executor_closed,
+    executor_opened,
+    interceptor,
+    name_executor,
+    request_enqueue_var,
+)
 from ._engines import RemoteQueue, check_overlap, close_engines, open_engines
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown
@@ -95,7 +102,6 @@ class Backburner(EnqueueMethods):
         self.queue_configs: Mapping[str, QueueConfig] = checked.queue_configs
         self.shutdown_timeout = checked.shutdown_timeout
         self.cancel_grace = checked.cancel_grace
-        self.on_error = checked.on_error
         self.max_scheduled = checked.max_scheduled
         self.clock = checked.clock
         self.loop_lag_warning = checked.loop_lag_warning
@@ -106,7 +112,7 @@ class Backburner(EnqueueMethods):
         self.engine: Engine | None = checked.engine
         self._failures = FailedJobs(checked.keep_failed)
         unique = UniqueKeys()
-        self._outcomes = Outcomes(self._failures, unique, self.on_error, self._busy)
+        self._outcomes = Outcomes(self._failures, unique, checked.on_error, self._busy)
         self._admission = Admission(unique, self._check_schedule_room)
         self._periodic = PeriodicJobs(self._submit)
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
@@ -121,13 +127,24 @@ class Backburner(EnqueueMethods):
         self._queues: dict[str, Queue] = {}
         self._closed: asyncio.Event | None = None
         self._report = ShutdownReport()
-        self._context_token: contextvars.Token[object] | None = None
+        self._context_tokens: Tokens | None = None
         #: The event loop the executor runs on, from ``open()`` on.
         self.loop: asyncio.AbstractEventLoop | None = None
         #: The scheduler of delayed, periodic and retrying jobs, from ``open()`` on.
         self.scheduler: Scheduler | None = None
         for spec in checked.periodic:
             self.add_periodic(spec)
+
+    @property
+    def on_error(self) -> ErrorHook | None:
+        """Called as ``on_error(job, exception)`` when a job fails for good; may be set."""
+        return self._outcomes.on_error
+
+    @on_error.setter
+    def on_error(self, hook: ErrorHook | None) -> None:
+        if hook is not None and not callable(hook):
+            raise TypeError(f"on_error must be callable as on_error(job, exc), got {hook!r}")
+        self._outcomes.on_error = hook
 
     def __repr__(self) -> str:
         queues = ", ".join(f"{n}={c.workers}" for n, c in self.queue_configs.items())
@@ -236,6 +253,7 @@ class Backburner(EnqueueMethods):
             name, config.workers, config.max_pending,
             host=self._outcomes, loop=self.loop, scheduler=self.scheduler,
             guarded=self.journal_config is not None, paused=name in self._pauses.names,
+            refusal=self._refusal,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -329,14 +347,15 @@ class Backburner(EnqueueMethods):
     async def __aenter__(self) -> Backburner:
         await self.start()
         # Inside `async with bg:`, `background` means bg (and jobs enqueued here carry it).
-        self._context_token = current_executor_var.set(self)
+        self._context_tokens = name_executor(self, self.enqueue)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        token, self._context_token = self._context_token, None
-        if token is not None:
+        tokens, self._context_tokens = self._context_tokens, None
+        if tokens is not None:
             with contextlib.suppress(ValueError):  # exited in another context than entered
-                current_executor_var.reset(token)
+                current_executor_var.reset(tokens[0])
+                request_enqueue_var.reset(tokens[1])
         await self.aclose()
 
     # Enqueueing (the public methods are in EnqueueMethods): every path ends in admission.
@@ -373,7 +392,7 @@ class Backburner(EnqueueMethods):
         # context is current, not in every job's first step; enqueues inside the executor's
         # scope (a request, `async with bg:`) need nothing, and neither does any enqueue while
         # this is the only open executor (`_alone`): `current_executor()` finds it then.
-        job.context.run(current_executor_var.set, self)
+        job.context.run(name_executor, self, self.enqueue)
 
     def _submit(
         self,
@@ -421,6 +440,9 @@ class Backburner(EnqueueMethods):
                 f"no queue named {name!r}; this executor has {sorted(self._queues)}. "
                 f"Declare it with Backburner(queues={{{name!r}: QueueConfig(...)}})"
             ) from None
+
+    def _refusal(self) -> NotRunning | None:
+        return None if self._accepting else self._not_running()
 
     def _not_running(self) -> NotRunning:
         if self._state is _State.DRAINING:

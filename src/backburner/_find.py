@@ -25,11 +25,14 @@ def find_held(queues: Iterable[Queue], failures: FailedJobs, job_id: str) -> Job
     """The running or failed job with this id: O(running jobs + failed ones). Loop thread."""
     if not isinstance(job_id, str):
         raise TypeError(f"job_id must be a job's id (a str), got {type(job_id).__name__}")
+    failed = failures.get(job_id)  # first: one lookup, and a dead list page asks for each row
+    if failed is not None:
+        return failed
     for queue in queues:
         for job in queue.running_jobs():
             if job.id == job_id:
                 return job
-    return failures.get(job_id)
+    return None
 
 
 def find_waiting(

@@ -367,15 +367,19 @@ class Job(Generic[T]):
         self._status, self._result, self._exception = ended.status, ended.result, ended.exception
         self.finished_at, self._owner, self.run_at = ended.finished_at, ended.owner, ended.run_at
         self.context = None  # type: ignore[assignment]  # as it was: an ended job's is gone
+        if self.hooks is not None:  # a journal wrote it reopened: it has ended after all
+            self.hooks.finished(self, ended.status, ended.exception)
 
     def _settled(self, status: JobStatus, exc: BaseException | None) -> None:
-        if self.hooks is not None:
-            self.hooks.finished(self, status, exc)
-        if self.unique_key is not None and self._owner is not None:
-            self._owner.release_unique(self)
-        waiters, self._waiters = self._waiters, None
-        for future in waiters or ():
-            _wake(future)
+        try:
+            if self.hooks is not None:
+                self.hooks.finished(self, status, exc)
+        finally:  # whatever a hook does, the key is freed and the awaiters woken
+            if self.unique_key is not None and self._owner is not None:
+                self._owner.release_unique(self)
+            waiters, self._waiters = self._waiters, None
+            for future in waiters or ():
+                _wake(future)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

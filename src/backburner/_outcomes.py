@@ -18,7 +18,7 @@ from ._failures import FailedJobs
 from ._job import Job
 from ._unique import UniqueKeys
 
-__all__ = ["ErrorHook", "Outcomes"]
+__all__ = ["ErrorHook", "Outcomes", "call_on_error"]
 
 logger = logging.getLogger("backburner")
 
@@ -67,17 +67,7 @@ class Outcomes:
             {"backburner_job_id": job.id, "backburner_job_name": job.name},
         )
         self.failures.add(job)
-        if self.on_error is not None:
-            try:
-                self.on_error(job, exc)
-            except Exception as hook_error:
-                log_failure(
-                    logging.ERROR,
-                    "on_error hook failed for job %s: %s",
-                    (job.id, error_line(hook_error)),
-                    hook_error,
-                    {"backburner_job_id": job.id},
-                )
+        call_on_error(self.on_error, job, exc)
 
     def late_end(self, job: Job[Any], error: BaseException | None) -> None:
         """Say that a job given up on (abandoned, timed out) ended after all."""
@@ -117,3 +107,19 @@ class Outcomes:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def call_on_error(hook: ErrorHook | None, job: Job[Any], exc: BaseException) -> None:
+    """Call ``hook(job, exc)``; its own exception is logged and goes no further."""
+    if hook is None:
+        return
+    try:
+        hook(job, exc)
+    except Exception as hook_error:
+        log_failure(
+            logging.ERROR,
+            "on_error hook failed for job %s: %s",
+            (job.id, error_line(hook_error)),
+            hook_error,
+            {"backburner_job_id": job.id},
+        )

@@ -55,6 +55,10 @@ class Queue(Protocol):
 
     # Admission: any thread.
 
+    def check(self, job: Job[Any], run_at: float | None) -> None:
+        """Refuse (``TypeError``, ``ValueError``) a job this queue can never take."""
+        ...
+
     def submit(self, job: Job[Any]) -> None:
         """Accept ``job`` or raise ``QueueFull``. Never blocks, never waits for the loop."""
         ...

@@ -49,9 +49,10 @@ class _Enqueue:
     """``background.enqueue`` is the current executor's own ``enqueue``: the same fast path.
 
     The descriptor hands out the executor's bound method, so the call itself goes straight to
-    it: nothing is repacked. In a request the middleware has put that method in a context
-    variable, so finding it is one read; elsewhere (a job, a thread) the executor is found as
-    ``current_executor()`` finds it.
+    it: nothing is repacked. Wherever the current executor is named (a request, a job that
+    carries its executor, ``async with bg:``) that method is in a context variable beside it,
+    so finding it is one read; elsewhere (a thread the app started) the executor is found
+    when the call comes, as ``current_executor()`` finds it.
     """
 
     __doc__ = Backburner.enqueue.__doc__
@@ -63,13 +64,25 @@ class _Enqueue:
     def __get__(self, proxy: BackgroundProxy | None, owner: type[Any]) -> _Enqueue | _EnqueueFn:
         if proxy is None:
             return self
-        enqueue = request_enqueue_var.get(None)  # in a request: its app's executor's
-        if enqueue is None:
-            return _target().enqueue
-        return enqueue
+        enqueue = request_enqueue_var.get(None)  # in a request or job: its executor's
+        return _enqueue_anywhere if enqueue is None else enqueue
 
     def __repr__(self) -> str:
         return "<background.enqueue: Backburner.enqueue of the current executor>"
+
+
+def _find_and_enqueue(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
+    """``enqueue`` where no executor was named: found now (or caught by a testing mode)."""
+    try:
+        executor = current_executor()
+    except NotRunning:
+        if interceptor:  # a testing mode catches jobs even where no executor runs
+            return interceptor[-1](None, fn, args, kwargs, None, None)
+        raise
+    return executor.enqueue(fn, *args, **kwargs)
+
+
+_enqueue_anywhere = cast(_EnqueueFn, _find_and_enqueue)
 
 
 def _target() -> Backburner:

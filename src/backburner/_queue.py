@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._errors import JobTimeout, NotRunning, QueueFull, ShuttingDown
+from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
 from ._stats import QueueStats
@@ -79,7 +79,6 @@ class JobQueue:
         "_busy",
         "_cancelled",
         "_cancelled_in_deque",
-        "_closing",
         "_dead",
         "_deferred",
         "_dispatching",
@@ -96,6 +95,7 @@ class JobQueue:
         "_pending",
         "_processed",
         "_pump_scheduled",
+        "_refusal",
         "_retrying",
         "_room_waiters",
         "_running",
@@ -122,11 +122,14 @@ class JobQueue:
         scheduler: Scheduler,
         guarded: bool = False,
         paused: bool = False,
+        refusal: Callable[[], Exception | None] = lambda: None,
     ) -> None:
         """A queue on ``loop`` (made on its thread), reporting to ``host``.
 
         ``guarded``: every job takes the guarded path (a journal records each attempt);
-        ``paused``: accept jobs but start none until ``resume()``.
+        ``paused``: accept jobs but start none until ``resume()``; ``refusal()``: why the
+        executor accepts no more jobs now (None while it does), asked by ``asubmit`` each time
+        it wakes.
         """
         self.name = name
         self.workers = workers
@@ -146,7 +149,7 @@ class JobQueue:
         self._limiter = anyio.CapacityLimiter(workers)
         self._threads = ThreadPool(name)
         self._scheduler = scheduler
-        self._closing = False  # shutdown began: asubmit() stops waiting for room
+        self._refusal = refusal
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
         self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
@@ -241,6 +244,9 @@ class JobQueue:
                 self._last_full_warning, self._deferred = now, 0
             self.submit_at(job, self._scheduler.clock.now() + _FULL_RETRY_DELAY, status)
 
+    def check(self, job: Job[Any], run_at: float | None) -> None:
+        """Nothing to refuse: a local queue runs any callable (checked at enqueue)."""
+
     async def asubmit(self, job: Job[Any]) -> None:
         """Accept ``job``, waiting for room while the queue is full. Loop thread only.
 
@@ -251,11 +257,10 @@ class JobQueue:
                 self.submit(job)
                 return
             except QueueFull:
-                if self._closing:
-                    raise ShuttingDown(
-                        "the executor is shutting down and accepts no new jobs"
-                    ) from None
                 await self.wait_for_room()
+            refused = self._refusal()
+            if refused is not None:  # it began to shut down while this waited
+                raise refused
 
     async def wait_for_room(self) -> None:
         """Wait until a waiting job leaves the queue (or the executor stops). Loop thread only."""
@@ -603,7 +608,6 @@ class JobQueue:
 
     def stop_accepting_waiters(self) -> None:
         """Wake every ``aenqueue`` waiting for room, so it sees that the executor is stopping."""
-        self._closing = True
         self._wake_room_waiters(len(self._room_waiters))
 
     def take_pending(self) -> list[Job[Any]]:
@@ -622,14 +626,16 @@ class JobQueue:
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
         """Mark ``jobs`` (this queue's, taken from a closed scheduler) cancelled."""
+        dropped = []
         with self._lock:
             for job in jobs:
-                status = job.try_cancel_waiting()
-                if status is _SCHEDULED or status is _RETRYING:
+                status = job.status
+                if (status is _SCHEDULED or status is _RETRYING) and job.try_cancel_waiting():
                     self._retrying -= status is _RETRYING
                     self._scheduled -= 1
                     self._cancelled += 1
-        for job in jobs:
+                    dropped.append(job)
+        for job in dropped:  # (a running job's timeout entry is no waiting job: left alone)
             job.finish(_CANCELLED, exc=job.exception())
 
     def running_jobs(self) -> list[Job[Any]]:

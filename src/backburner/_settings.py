@@ -191,7 +191,7 @@ _DEFAULTS: dict[str, Any] = {
 
 def _unknown(name: str) -> str:
     close = difflib.get_close_matches(name, BackburnerSettings.__annotations__, n=1)
-    hint = f": did you mean {close[0]!r}?" if close else ""
+    hint = f": did you mean {close[0]!r}?" if close else "."
     return (
         f"backburner has no setting {name!r}{hint} The settings are "
         f"{', '.join(sorted(BackburnerSettings.__annotations__))}"

@@ -15,6 +15,8 @@ from ._status import JobStatus
 
 __all__ = ["ShutdownReport", "drain"]
 
+_TIMED = (JobStatus.SCHEDULED, JobStatus.RETRYING)
+
 logger = logging.getLogger("backburner")
 
 
@@ -139,7 +141,8 @@ def report(
 
 
 def _drop_scheduled(queues: Sequence[Queue], scheduler: Scheduler) -> list[Job[Any]]:
-    jobs = [job for job in scheduler.close() if isinstance(job, Job)]
+    # The jobs waiting for their time; a running job's timeout is an entry too (not one).
+    jobs = [job for job in scheduler.close() if isinstance(job, Job) and job.status in _TIMED]
     for queue in queues:
         queue.drop_scheduled([job for job in jobs if job.queue == queue.name])
     return jobs

@@ -30,11 +30,12 @@ from datetime import datetime, timezone
 from typing import Any, overload
 
 from ._callables import plan_call
-from ._context import current_executor_var, interceptor
+from ._context import interceptor, name_executor
 from ._errortext import error_line, log_failure
 from ._executor import Backburner
 from ._job import Job
 from ._options import options_of
+from ._outcomes import call_on_error
 from ._proxy import current_executor
 from ._status import JobStatus
 
@@ -92,10 +93,14 @@ class RecordedJobs(Sequence[Job[Any]]):
     their ``run_at``; ``run_all()`` runs them too, without waiting.
     """
 
-    def __init__(self, jobs: list[Job[Any]], executors: dict[int, Backburner | None]) -> None:
+    def __init__(
+        self,
+        jobs: list[Job[Any]] | None = None,
+        executors: dict[int, Backburner | None] | None = None,
+    ) -> None:
         """A view of what a ``fake()`` records into ``jobs`` (and each job's executor)."""
-        self._jobs = jobs
-        self._executors = executors
+        self._jobs = [] if jobs is None else jobs
+        self._executors = {} if executors is None else executors
 
     @overload
     def __getitem__(self, index: int) -> Job[Any]: ...
@@ -214,7 +219,7 @@ def _make_job(
 def _run_inline(job: Job[Any], executor: Backburner | None, raise_errors: bool) -> None:
     context = job.context
     if executor is not None:
-        context.run(current_executor_var.set, executor)
+        context.run(name_executor, executor, executor.enqueue)
     job.become_due()  # a recorded scheduled job runs now, as any other
     job.try_start()
     job.started_at = time.time()
@@ -229,9 +234,7 @@ def _run_inline(job: Job[Any], executor: Backburner | None, raise_errors: bool) 
             exc,
             {"backburner_job_id": job.id, "backburner_job_name": job.name},
         )
-        on_error = None if executor is None else executor.on_error
-        if on_error is not None:
-            on_error(job, exc)
+        call_on_error(None if executor is None else executor.on_error, job, exc)
         if raise_errors:
             raise
     else:

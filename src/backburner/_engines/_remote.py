@@ -112,10 +112,12 @@ class RemoteHooks(JobHooks):
         succeeded, value, attempts = await self.engine.outcome(job)
         if job.status is _SENT:  # another waiter may have got there first
             job.attempt = attempts
+            sent_at = job.finished_at  # its end here: when the broker took it
             if succeeded:
                 job.finish(_SUCCEEDED, value)
             else:  # as a local queue says it: dead once it had retries, and used them
                 job.finish(_DEAD if job.options.retries > 0 else _FAILED, exc=value)
+            job.finished_at = sent_at
 
     def where(self) -> str:
         """The engine's name."""
@@ -199,6 +201,10 @@ class RemoteQueue:
         """Nothing to resume: a remote queue is never paused."""
 
     # Admission: any thread.
+
+    def check(self, job: Job[Any], run_at: float | None) -> None:
+        """Refuse what the engine cannot carry (before a key is claimed or anything sent)."""
+        self._check(job, run_at)
 
     def submit(self, job: Job[Any]) -> None:
         """Check ``job`` and put it in the send buffer, or raise. Never waits for the network."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _find
 from .._executor import Backburner
 from .._find import holds_job
 from .._history import Sample
@@ -114,7 +115,7 @@ def find_waiting(executor: Backburner, job_id: str) -> Job[Any] | None:
 
     Any thread, so the dashboard runs it off the event loop.
     """
-    return executor.find_job(job_id)
+    return _find.find_waiting(executor.queues().values(), executor.scheduler, job_id)
 
 
 def wait_totals(executor: Backburner) -> dict[str, tuple[int, float]]:
