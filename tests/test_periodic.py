@@ -12,6 +12,8 @@ import pytest
 from backburner import Backburner, Periodic
 from backburner.testing import ManualClock
 
+from .jobs import noop
+
 pytestmark = pytest.mark.anyio
 
 runs: list[float] = []
@@ -154,16 +156,13 @@ async def test_trigger_runs_a_periodic_job_now() -> None:
 def test_bad_periodic_jobs_are_refused_where_they_are_written(
     kwargs: dict[str, object], message: str
 ) -> None:
-    async def noop() -> None:
+    async def takes_nothing() -> None:  # so that args=(1,) is refused
         pass
 
     with pytest.raises((TypeError, ValueError), match=message):
-        Periodic(noop, **kwargs)  # type: ignore[arg-type]
+        Periodic(takes_nothing, **kwargs)  # type: ignore[arg-type]
 
 
 def test_two_periodic_jobs_with_one_name_are_refused() -> None:
-    async def noop() -> None:
-        pass
-
     with pytest.raises(ValueError, match="already registered"):
         Backburner(periodic=[Periodic(noop, every=1), Periodic(noop, every=2)])

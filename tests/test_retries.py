@@ -25,6 +25,8 @@ from backburner import (
 )
 from backburner.testing import ManualClock
 
+from .jobs import Gate
+
 pytestmark = pytest.mark.anyio
 
 
@@ -176,23 +178,19 @@ async def test_retrying_a_unique_job_by_hand_never_runs_it_beside_a_live_duplica
 
 
 async def test_a_retry_by_hand_that_finds_the_queue_full_leaves_the_job_as_it_was() -> None:
-    gate = asyncio.Event()
-
-    async def blocked() -> None:
-        await gate.wait()
-
+    gate = Gate()
     async with Backburner(workers=1, max_pending=1) as bg:
         dead = bg.enqueue(Flaky(failures=1))
         with pytest.raises(ConnectionError):
             await dead
-        bg.enqueue(blocked)
-        bg.enqueue(blocked)  # the worker busy, the one waiting place taken
+        bg.enqueue(gate.hold)
+        bg.enqueue(gate.hold)  # the worker busy, the one waiting place taken
         with pytest.raises(QueueFull):
             bg.retry(dead)
         assert bg.failures() == [dead]
         assert dead.status is JobStatus.FAILED
         assert isinstance(dead.exception(), ConnectionError)
-        gate.set()
+        gate.opened.set()
         await bg.join()
         assert await bg.retry(dead) == 2
 
