@@ -187,7 +187,8 @@ async def test_enqueue_is_safe_from_many_threads_at_once() -> None:
         threads = [threading.Thread(target=flood) for _ in range(8)]
         for thread in threads:
             thread.start()
-        await anyio.to_thread.run_sync(lambda: [t.join() for t in threads])
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join)
         await bg.join()
     assert done == 16_000
     assert bg.stats().total.processed == 16_000

@@ -186,7 +186,8 @@ async def test_enqueue_from_other_threads_is_committed_by_the_writer(path: Path)
         threads = [threading.Thread(target=enqueue_many, args=(i * 100,)) for i in range(4)]
         for thread in threads:
             thread.start()
-        await asyncio.to_thread(lambda: [t.join() for t in threads])
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
         await bg.join()
     assert sorted(v for _, v in journal_jobs.calls) == list(range(400))
     assert rows(path, "count(*)") == [(400,)]

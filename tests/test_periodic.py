@@ -24,8 +24,17 @@ def clear() -> None:
     runs.clear()
 
 
-def at(*fields: int, tz: timezone | ZoneInfo = timezone.utc) -> float:
-    return datetime(*fields, tzinfo=tz).timestamp()  # type: ignore[misc]
+def at(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    *,
+    tz: timezone | ZoneInfo = timezone.utc,
+) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp()
 
 
 async def test_every_n_seconds_fires_on_its_grid_and_stats_show_the_next_run() -> None:

@@ -153,12 +153,14 @@ async def test_retrying_a_unique_job_by_hand_never_runs_it_beside_a_live_duplica
             raise ConnectionError("the account service is down")
         await gate.wait()
 
-    unique = {"unique": lambda user, fail: f"sync:{user}"}
+    def key(user: str, fail: bool) -> str:
+        return f"sync:{user}"
+
     async with Backburner() as bg:
-        dead = bg.options(**unique).enqueue(sync_account, "ada", True)
+        dead = bg.options(unique=key).enqueue(sync_account, "ada", True)
         with pytest.raises(ConnectionError):
             await dead
-        live = bg.options(**unique).enqueue(sync_account, "ada", False)  # holds the key now
+        live = bg.options(unique=key).enqueue(sync_account, "ada", False)  # holds the key now
         await anyio.wait_all_tasks_blocked()
         with pytest.raises(DuplicateJob, match="sync:ada") as info:
             bg.retry(dead)
@@ -343,7 +345,8 @@ async def test_unique_keys_collapse_concurrent_enqueues_from_many_tasks_and_thre
         async with anyio.create_task_group() as tg:
             for _ in range(4):
                 tg.start_soon(from_task)
-        await anyio.to_thread.run_sync(lambda: [t.join() for t in threads])
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join)
         assert len({id(h) for h in handles}) == 1
         assert bg.stats().total.processed + bg.stats().total.busy + bg.stats().total.pending == 1
         gate.set()

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backburner import Backburner, JobStatus, QueueConfig, QueueFull, ShuttingDown
-from backburner._scheduler import Scheduler
+from backburner._scheduler import Scheduler, Timer
 from backburner.dashboard._inspect import history, pending_jobs, running_jobs, timed_jobs
 from backburner.testing import ManualClock
 
@@ -331,7 +331,12 @@ async def test_the_soonest_walk_visits_only_what_it_lists_and_stops_at_its_bound
     assert len(asked) == 60  # every entry visited is listed: O(k), not O(n)
     assert [timer.arg for _, timer in found] == list(range(99_999, 99_939, -1))
     asked.clear()
-    found, complete = scheduler.soonest(lambda t: asked.append(1) or t.arg < 0, 10, 500)
+
+    def refuse(timer: Timer) -> bool:
+        asked.append(1)
+        return bool(timer.arg < 0)
+
+    found, complete = scheduler.soonest(refuse, 10, 500)
     assert (found, complete, len(asked)) == ([], False, 500)
     scheduler.close()
 

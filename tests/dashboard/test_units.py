@@ -110,7 +110,8 @@ async def test_insecure_local_refuses_a_client_on_another_machine(
 async def test_an_auth_callable_must_answer_true_exactly(
     bg: Backburner, answer: object, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = dashboard(bg, auth=lambda request: answer)
+    # Answers that are not a bool, on purpose: the dashboard must refuse them.
+    app = dashboard(bg, auth=lambda request: answer)  # type: ignore[arg-type,return-value]
     async with _client(app) as client:
         status = (await client.get("/api/session")).status_code
     assert status == (200 if answer is True else 403)
