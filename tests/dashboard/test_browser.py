@@ -28,8 +28,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from ..e2e._uvicorn import ROOT, Serve, Uvicorn, running
+from ..e2e._uvicorn import Serve, Uvicorn, running
 from ..e2e.apps._payloads import PAYLOADS, XSS_QUEUE
+from ..processes import ROOT
 from .conftest import PASSWORD, USER, control
 
 pytestmark = pytest.mark.e2e

@@ -15,6 +15,7 @@ from taskiq_redis import ListRedisScheduleSource, RedisStreamBroker
 from backburner import Backburner, BrokerUnavailable, JobStatus, Periodic, QueueConfig, job
 from backburner.taskiq import TaskiqEngine, redis_engine
 
+from ..processes import free_port
 from .conftest import Remote
 from .jobs import add, echo, flaky, stamp
 
@@ -198,8 +199,6 @@ async def test_a_periodic_job_on_a_remote_queue_must_allow_overlap(remote: Remot
 
 
 async def test_an_unreachable_broker_fails_the_start(remote: Remote) -> None:
-    from ._processes import free_port
-
     engine = redis_engine(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     bg = Backburner(engine=engine)
     with pytest.raises(BrokerUnavailable, match=r"cannot start taskiq RedisStreamBroker.*URL"):
