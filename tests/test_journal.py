@@ -63,6 +63,7 @@ from .journal_jobs import (
     record_sync,
     tick,
 )
+from .logs import when_logged
 
 pytestmark = pytest.mark.anyio
 
@@ -185,7 +186,8 @@ async def test_enqueue_from_other_threads_is_committed_by_the_writer(path: Path)
         threads = [threading.Thread(target=enqueue_many, args=(i * 100,)) for i in range(4)]
         for thread in threads:
             thread.start()
-        await asyncio.to_thread(lambda: [t.join() for t in threads])
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
         await bg.join()
     assert sorted(v for _, v in journal_jobs.calls) == list(range(400))
     assert rows(path, "count(*)") == [(400,)]
@@ -924,19 +926,11 @@ async def test_two_executors_of_one_process_never_take_each_others_jobs(path: Pa
     assert rows(path, "id, state") == [(job.id, "succeeded") for job in held]
 
 
-class _Warnings(logging.Handler):
-    """Sets ``seen`` at the first WARNING whose text holds ``needle``."""
-
-    def __init__(self, needle: str) -> None:
-        super().__init__(logging.WARNING)
-        self.needle = needle
-        self.seen = threading.Event()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.needle in record.getMessage():
-            self.messages.append(record.getMessage())
-            self.seen.set()
+def _taken_for_dead(record: logging.LogRecord) -> bool:
+    return (
+        record.levelno >= logging.WARNING
+        and "was taken for dead by another process" in record.getMessage()
+    )
 
 
 @pytest.mark.parametrize(
@@ -952,29 +946,27 @@ class _Warnings(logging.Handler):
     ids=["released", "adopted", "forgotten"],
 )
 async def test_a_process_that_finds_its_jobs_taken_says_so_at_warning(
-    path: Path, takeover: str, said: str
+    path: Path, takeover: str, said: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What another host's process does to an owner it presumes dead, seen at the next beat."""
-    warnings = _Warnings("was taken for dead by another process")
-    logger = logging.getLogger("backburner")
-    logger.addHandler(warnings)
     bg = Backburner(journal=JournalConfig(path, lease=1.0, heartbeat=0.05))
-    try:
-        await bg.open()
-        bg.enqueue(record, 1)  # held by this process
-        stats = bg.stats().journal
-        assert stats is not None
-        connection = sqlite3.connect(path)
-        with connection:
-            for statement in takeover.split(";"):
-                connection.execute(statement, {"me": stats.owner})
-        connection.close()
-        assert await asyncio.to_thread(warnings.seen.wait, 30)
-    finally:
-        await bg.aclose()
-        logger.removeHandler(warnings)
-    assert said in warnings.messages[0]
-    assert "Jobs it held may run twice" in warnings.messages[0]
+    with when_logged(_taken_for_dead) as taken:
+        try:
+            await bg.open()
+            bg.enqueue(record, 1)  # held by this process
+            stats = bg.stats().journal
+            assert stats is not None
+            connection = sqlite3.connect(path)
+            with connection:
+                for statement in takeover.split(";"):
+                    connection.execute(statement, {"me": stats.owner})
+            connection.close()
+            assert await asyncio.to_thread(taken.seen.wait, 30)
+        finally:
+            await bg.aclose()
+    messages = [r.getMessage() for r in caplog.records if _taken_for_dead(r)]
+    assert said in messages[0]
+    assert "Jobs it held may run twice" in messages[0]
 
 
 # The middleware.

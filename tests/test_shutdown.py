@@ -17,6 +17,8 @@ import pytest
 
 from backburner import Backburner, JobCancelled, JobStatus, ShuttingDown
 
+from .logs import when_logged
+
 pytestmark = pytest.mark.anyio
 
 MARGIN = 2.0  # seconds of slack on any deadline: shared CI machines stall
@@ -110,33 +112,23 @@ async def test_a_job_that_swallows_cancellation_is_abandoned_and_does_not_hold_s
 
 async def test_a_sync_job_still_in_its_thread_is_abandoned_and_its_late_end_is_logged() -> None:
     started, release = threading.Event(), threading.Event()
-    late_report = asyncio.Event()
-
-    class LateReport(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "after it was given up" in record.getMessage():
-                late_report.set()  # emitted on the loop's thread
 
     def blocking() -> None:
         started.set()
         release.wait(30)
 
-    handler = LateReport()
-    logging.getLogger("backburner").addHandler(handler)
-    bg = Backburner(shutdown_timeout=0.4)
-    await bg.start()
-    job = bg.enqueue(blocking)
-    await anyio.to_thread.run_sync(started.wait, 10)
-    began = time.monotonic()
-    report = await bg.aclose()
-    assert time.monotonic() - began < 0.4 + MARGIN
-    assert report.abandoned == (job,)
-    assert job.status is JobStatus.ABANDONED
-    release.set()
-    try:
-        await late_report.wait()
-    finally:
-        logging.getLogger("backburner").removeHandler(handler)
+    with when_logged(lambda record: "after it was given up" in record.getMessage()) as late:
+        bg = Backburner(shutdown_timeout=0.4)
+        await bg.start()
+        job = bg.enqueue(blocking)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        began = time.monotonic()
+        report = await bg.aclose()
+        assert time.monotonic() - began < 0.4 + MARGIN
+        assert report.abandoned == (job,)
+        assert job.status is JobStatus.ABANDONED
+        release.set()
+        assert await anyio.to_thread.run_sync(late.seen.wait, 30)  # logged from the loop
 
 
 async def test_a_cancelled_job_gets_the_cancel_grace_to_clean_up() -> None:

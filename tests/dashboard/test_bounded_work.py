@@ -12,17 +12,14 @@ import httpx
 import pytest
 
 from backburner import Backburner, QueueConfig
-from backburner.dashboard import _inspect
-from backburner.dashboard import dashboard
+from backburner.dashboard import _inspect, dashboard
 from backburner.testing import ManualClock
+
+from ..jobs import noop
 
 pytestmark = pytest.mark.anyio
 
 AUTH = ("admin", "pw")
-
-
-async def noop(*args: Any) -> None:
-    pass
 
 
 def _client(app: Any) -> httpx.AsyncClient:
