@@ -581,3 +581,13 @@ async def test_a_job_cancelled_right_after_enqueue_ends_and_frees_its_slot() -> 
         assert bg.stats().total.busy == 0
         assert bg.stats().total.cancelled == 1
         assert await bg.enqueue(add, 1, 2) == 3  # the one worker is free again
+
+
+async def test_an_on_error_hook_set_after_the_executor_was_made_is_called() -> None:
+    seen: list[BaseException] = []
+    bg = Backburner()
+    bg.on_error = lambda job, exc: seen.append(exc)
+    async with bg:
+        with pytest.raises(ValueError, match="late hook"):
+            await bg.enqueue(fail, "late hook")
+    assert [str(exc) for exc in seen] == ["late hook"]

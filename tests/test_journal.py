@@ -33,6 +33,7 @@ from starlette.types import Message
 from backburner import (
     Backburner,
     BackburnerMiddleware,
+    DuplicateJob,
     JobStatus,
     JournalConfig,
     JournalError,
@@ -1073,3 +1074,28 @@ async def test_shutdown_keeps_its_deadline_while_another_process_holds_the_journ
     async with Backburner(journal=path) as again:  # the job was not lost for all that
         await again.join()
     assert journal_jobs.calls == [("record", 1)]
+
+
+async def test_a_manual_retry_refused_for_its_unique_key_leaves_the_job_failed_on_disk(
+    path: Path,
+) -> None:
+    journal_jobs.key_free["k"] = asyncio.Event()
+    async with Backburner(journal=path) as bg:
+        failed = bg.enqueue(journal_jobs.fails_keyed, "k")
+        with pytest.raises(journal_jobs.Flaky):
+            await failed
+        holder = bg.enqueue(journal_jobs.holds_key, "k")
+        with pytest.raises(DuplicateJob):
+            bg.retry(failed)
+        assert bg.failures() == [failed]
+        journal_jobs.key_free["k"].set()
+        await holder
+    with sqlite3.connect(path) as connection:
+        (state,) = connection.execute(
+            "SELECT state FROM jobs WHERE name = 'tests.fails_keyed'"
+        ).fetchone()
+    assert state == "failed"
+    journal_jobs.calls.clear()
+    async with Backburner(journal=path) as bg:  # a restart does not run it again
+        await bg.join()
+    assert ("fails_keyed", "k") not in journal_jobs.calls

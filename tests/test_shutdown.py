@@ -15,8 +15,10 @@ from typing import Any
 import anyio
 import pytest
 
-from backburner import Backburner, JobCancelled, JobStatus, ShuttingDown
+from backburner import Backburner, JobCancelled, JobStatus, NotRunning, ShuttingDown
+from backburner import job as as_job
 
+from .jobs import noop
 from .logs import when_logged
 
 pytestmark = pytest.mark.anyio
@@ -202,3 +204,34 @@ async def test_zero_shutdown_timeout_cancels_at_once() -> None:
     report = await bg.aclose()
     results.append(report.cancelled)
     assert results == [(job,)]
+
+
+async def test_an_aenqueue_waiting_for_room_is_refused_when_shutdown_begins() -> None:
+    bg = Backburner(workers=1, max_pending=1)
+    await bg.start()
+    bg.pause("default")  # nothing starts: the queue stays full
+    bg.enqueue(noop)
+    bg.enqueue(noop)
+    waiting = asyncio.create_task(bg.aenqueue(noop))
+    await anyio.wait_all_tasks_blocked()
+    await bg.aclose()
+    with pytest.raises(NotRunning, match="shut down"):
+        await waiting
+
+
+async def test_a_running_job_with_a_timeout_is_reported_once_as_what_it_became() -> None:
+    started = asyncio.Event()
+
+    @as_job(timeout=30)
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    bg = Backburner(shutdown_timeout=1)
+    await bg.start()
+    running = bg.enqueue(slow)
+    await started.wait()
+    report = await bg.aclose()
+    assert running not in report.scheduled  # its timeout is no scheduled job
+    assert report.cancelled == (running,)
+    assert running.status is JobStatus.CANCELLED
