@@ -63,7 +63,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy --strict src
 	$(BIN)/mypy --strict demo_app
-	$(BIN)/mypy --strict tests/typing
+	$(BIN)/mypy --strict tests
 
 # The docs site, built strictly (a broken link or reference fails) into build/site (see
 # mkdocs.yml). NO_MKDOCS_2_WARNING quiets Material's banner about its end of life (May 2027).

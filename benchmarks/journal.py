@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from backburner import Backburner, job
-from backburner._journal_owners import local_host
+from backburner._journal._owners import local_host
 
 
 @job(name="bench.noop")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Literal
 
 import pytest
+
+PHASES: tuple[Literal["setup", "call", "teardown"], ...] = ("setup", "call", "teardown")
 
 
 @pytest.fixture(
@@ -34,28 +37,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(method="thread"))
 
 
-class _ErrorRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(autouse=True)
-def asyncio_logs_no_errors() -> Iterator[None]:
+def asyncio_logs_no_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Fail a test in which asyncio logged an error.
 
     "Task exception was never retrieved", "Task was destroyed but it is pending" and exceptions
     in callbacks reach only asyncio's logger, never the test: each one is a backburner bug.
     """
-    handler = _ErrorRecords()
-    logger = logging.getLogger("asyncio")
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-    messages = [record.getMessage() for record in handler.records]
+    yield
+    # caplog keeps each phase's records apart; this runs in the teardown phase.
+    records = [record for when in PHASES for record in caplog.get_records(when)]
+    messages = [
+        record.getMessage()
+        for record in records
+        if record.levelno >= logging.ERROR and record.name.split(".")[0] == "asyncio"
+    ]
     assert not messages, f"asyncio logged errors: {messages}"

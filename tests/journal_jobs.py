@@ -84,3 +84,19 @@ async def blocks(key: str) -> None:
 
 async def not_registered(value: int) -> int:
     return value
+
+
+#: Released by a test to let ``holds_key`` end.
+key_free: dict[str, asyncio.Event] = {}
+
+
+@job(name="tests.fails_keyed", unique=lambda key: f"keyed:{key}")
+async def fails_keyed(key: str) -> None:
+    calls.append(("fails_keyed", key))
+    raise Flaky(f"{key} fails")
+
+
+@job(name="tests.holds_key", unique=lambda key: f"keyed:{key}")
+async def holds_key(key: str) -> None:
+    calls.append(("holds_key", key))
+    await key_free[key].wait()

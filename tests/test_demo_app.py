@@ -16,11 +16,10 @@ import re
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -31,7 +30,6 @@ import anyio
 import httpx
 import pytest
 import uvicorn
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Page
@@ -42,9 +40,10 @@ from demo_app import Demo
 from demo_app.__main__ import parse_args, usable_port
 from demo_app.digest import DIGEST_TO
 
+from .processes import ROOT, ChildProcess, free_port
+
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
 #: The pretend mail service's delay: long enough that inline mode is plainly slower.
 MAIL_DELAY = 0.1
 FIRST_TEN = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]
@@ -857,77 +856,58 @@ def test_the_command_line_refuses_bad_values(
     assert "python -m demo_app: error:" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+class DemoProcess(ChildProcess):
+    """``python -m demo_app ARGS`` with no DEMO_ variable but those in ``env``."""
 
+    def __init__(self, output: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
+        environ = {
+            name: value for name, value in os.environ.items() if not name.startswith("DEMO_")
+        }
+        environ.update(env or {})
+        super().__init__([sys.executable, "-m", "demo_app", *args], output, env=environ)
 
-class DemoProcess:
-    """``python -m demo_app`` as a subprocess, and the lines it printed so far."""
-
-    def __init__(self, process: anyio.abc.Process) -> None:
-        assert process.stdout is not None
-        self.process = process
-        self.lines = BufferedByteReceiveStream(process.stdout)
-        self.output: list[str] = []
-
-    async def read_until(self, text: str) -> None:
-        while not any(text in line for line in self.output):
-            self.output.append((await self.lines.receive_until(b"\n", 65536)).decode())
-
-    async def stop(self) -> None:
+    def ctrl_c(self) -> None:
         """Ctrl+C, as a person would, and the clean exit that follows."""
-        self.process.send_signal(signal.SIGINT)
-        with anyio.fail_after(15):
-            await self.read_until("Finished server process")
-            assert await self.process.wait() == 0
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.output)
+        self.send(signal.SIGINT)
+        code, _ = self.wait_exit(within=15)
+        assert code == 0, self.tail()
+        assert "Finished server process" in self.output()
 
 
-@contextlib.asynccontextmanager
-async def demo_process(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[DemoProcess]:
-    """Run ``python -m demo_app ARGS`` (no DEMO_ variable but those in ``env``) until it has
-    printed that it listens; kill it if the block fails; show its output if a test fails."""
-    environ = {name: value for name, value in os.environ.items() if not name.startswith("DEMO_")}
-    environ.update(env or {}, PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "demo_app", *args]
-    async with await anyio.open_process(
-        command, cwd=ROOT, env=environ, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    ) as process:
-        demo = DemoProcess(process)
-        try:
-            with anyio.fail_after(15):
-                await demo.read_until("Uvicorn running on")  # logged once it listens
-            yield demo
-        finally:
-            if process.returncode is None:
-                process.kill()
-            print(demo.text)  # pytest shows it if the test fails
+@contextlib.contextmanager
+def demo_process(
+    tmp_path: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[DemoProcess]:
+    """Run the demo until it has printed that it listens; kill it at the end of the block (it
+    is gone already if the test pressed Ctrl+C); show its output if a test fails."""
+    demo = DemoProcess(tmp_path / "demo.log", *args, env=env)
+    try:
+        demo.wait_for_output("Uvicorn running on", 15)  # logged once it listens
+        yield demo
+    finally:
+        demo.kill()
+        print(demo.output())  # pytest shows it if the test fails
 
 
 @pytest.mark.e2e
-async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c() -> None:
-    port = _free_port()
+async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
     # No digest: its ticks are on the minute, so one could come in the middle of the test.
     quiet = {"DEMO_DIGEST_EVERY": "off"}
-    async with demo_process("--port", str(port), "--mail-delay", "0.05", env=quiet) as demo:
+    args = ("--port", str(port), "--mail-delay", "0.05")
+    with demo_process(tmp_path, *args, env=quiet) as demo:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", verify=TLS) as client:
             response = await client.post("/signup", data={"email": "cli@example.com"})
             assert response.status_code == 303
-            printed = re.search(r"user 'demo', password '([\w-]+)'", demo.text)
-            assert printed, demo.output
+            printed = re.search(r"user 'demo', password '([\w-]+)'", demo.output())
+            assert printed, demo.tail()
             dashboard = await client.get("/backburner/", auth=("demo", printed[1]))
             assert dashboard.status_code == 200
             [mail] = await mail_to(client, "cli@example.com")
             assert mail["subject"] == "Welcome to the backburner demo"
-        await demo.stop()
+        demo.ctrl_c()
 
-    text = demo.text
+    text = demo.output()
     assert f"serving on http://127.0.0.1:{port}/" in text
     assert re.search(r"mail catcher: SMTP on 127\.0\.0\.1:\d+", text)
     assert "started, queues default (workers=4" in text
@@ -941,24 +921,25 @@ async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c() -> None:
 
 
 @pytest.mark.e2e
-async def test_on_a_busy_port_the_demo_serves_on_a_free_one_and_says_which() -> None:
+async def test_on_a_busy_port_the_demo_serves_on_a_free_one_and_says_which(
+    tmp_path: Path,
+) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        async with demo_process(env={"DEMO_PORT": str(taken)}) as demo:
-            said = re.search(
-                rf"port {taken} is busy .*, so the demo uses port (\d+) instead", demo.text
-            )
-            assert said, demo.output
+        with demo_process(tmp_path, env={"DEMO_PORT": str(taken)}) as demo:
+            text = demo.output()
+            said = re.search(rf"port {taken} is busy .*, so the demo uses port (\d+) instead", text)
+            assert said, demo.tail()
             port = int(said[1])
             assert port != taken
-            assert f"DEMO_PORT={port} make demo" in demo.text
-            assert f"serving on http://127.0.0.1:{port}/" in demo.text
-            assert f"Uvicorn running on http://127.0.0.1:{port}" in demo.text
+            assert f"DEMO_PORT={port} make demo" in text
+            assert f"serving on http://127.0.0.1:{port}/" in text
+            assert f"Uvicorn running on http://127.0.0.1:{port}" in text
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", verify=TLS) as client:
                 assert (await client.get("/")).status_code == 200
-            await demo.stop()
+            demo.ctrl_c()
 
 
 def test_a_port_that_cannot_be_had_for_another_reason_ends_with_a_message() -> None:

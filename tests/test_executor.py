@@ -30,21 +30,15 @@ from backburner import (
 from backburner._context import current_executor_var
 from backburner._errortext import MESSAGE_CHARS, TRACEBACK_CHARS, cut
 
+from .jobs import add, fail, noop
+
 pytestmark = pytest.mark.anyio
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
-async def add(a: int, b: int) -> int:
-    return a + b
-
-
 def multiply(a: int, b: int) -> int:
     return a * b
-
-
-async def fail(message: str) -> None:
-    raise ValueError(message)
 
 
 async def test_await_job_gives_an_async_jobs_result() -> None:
@@ -193,7 +187,8 @@ async def test_enqueue_is_safe_from_many_threads_at_once() -> None:
         threads = [threading.Thread(target=flood) for _ in range(8)]
         for thread in threads:
             thread.start()
-        await anyio.to_thread.run_sync(lambda: [t.join() for t in threads])
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join)
         await bg.join()
     assert done == 16_000
     assert bg.stats().total.processed == 16_000
@@ -576,9 +571,6 @@ async def test_a_context_naming_a_closed_executor_gives_way_to_the_running_one()
 async def test_a_job_cancelled_right_after_enqueue_ends_and_frees_its_slot() -> None:
     # On the loop, with a worker free, enqueue starts the job's task at once; cancelling it
     # before its first step must still end the job and give the slot back.
-    async def noop() -> None:
-        pass
-
     async with Backburner(workers=1) as bg:
         job = bg.enqueue(noop)
         assert job.cancel()
@@ -589,3 +581,13 @@ async def test_a_job_cancelled_right_after_enqueue_ends_and_frees_its_slot() -> 
         assert bg.stats().total.busy == 0
         assert bg.stats().total.cancelled == 1
         assert await bg.enqueue(add, 1, 2) == 3  # the one worker is free again
+
+
+async def test_an_on_error_hook_set_after_the_executor_was_made_is_called() -> None:
+    seen: list[BaseException] = []
+    bg = Backburner()
+    bg.on_error = lambda job, exc: seen.append(exc)
+    async with bg:
+        with pytest.raises(ValueError, match="late hook"):
+            await bg.enqueue(fail, "late hook")
+    assert [str(exc) for exc in seen] == ["late hook"]

@@ -33,6 +33,7 @@ from starlette.types import Message
 from backburner import (
     Backburner,
     BackburnerMiddleware,
+    DuplicateJob,
     JobStatus,
     JournalConfig,
     JournalError,
@@ -41,8 +42,8 @@ from backburner import (
     QueueFull,
     job,
 )
-from backburner._journal_file import SCHEMA_VERSION
-from backburner._journal_owners import (
+from backburner._journal._file import SCHEMA_VERSION
+from backburner._journal._owners import (
     _process_state,
     boot_clock,
     local_boot_id,
@@ -63,6 +64,7 @@ from .journal_jobs import (
     record_sync,
     tick,
 )
+from .logs import when_logged
 
 pytestmark = pytest.mark.anyio
 
@@ -185,7 +187,8 @@ async def test_enqueue_from_other_threads_is_committed_by_the_writer(path: Path)
         threads = [threading.Thread(target=enqueue_many, args=(i * 100,)) for i in range(4)]
         for thread in threads:
             thread.start()
-        await asyncio.to_thread(lambda: [t.join() for t in threads])
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
         await bg.join()
     assert sorted(v for _, v in journal_jobs.calls) == list(range(400))
     assert rows(path, "count(*)") == [(400,)]
@@ -251,7 +254,7 @@ def test_json_arguments_are_accepted_and_come_back_equal_after_a_restart(value: 
 @settings(max_examples=60, deadline=None)
 @given(bad=_NOT_JSON, as_keyword=st.booleans(), nested=st.booleans())
 def test_a_non_json_argument_is_refused_naming_it(bad: Any, as_keyword: bool, nested: bool) -> None:
-    from backburner._durable import check_arguments
+    from backburner._journal._store import check_arguments
 
     value = {"inner": [bad]} if nested else bad
     args, kwargs = ((), {"value": value}) if as_keyword else ((1, value), {})
@@ -924,19 +927,11 @@ async def test_two_executors_of_one_process_never_take_each_others_jobs(path: Pa
     assert rows(path, "id, state") == [(job.id, "succeeded") for job in held]
 
 
-class _Warnings(logging.Handler):
-    """Sets ``seen`` at the first WARNING whose text holds ``needle``."""
-
-    def __init__(self, needle: str) -> None:
-        super().__init__(logging.WARNING)
-        self.needle = needle
-        self.seen = threading.Event()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.needle in record.getMessage():
-            self.messages.append(record.getMessage())
-            self.seen.set()
+def _taken_for_dead(record: logging.LogRecord) -> bool:
+    return (
+        record.levelno >= logging.WARNING
+        and "was taken for dead by another process" in record.getMessage()
+    )
 
 
 @pytest.mark.parametrize(
@@ -952,29 +947,27 @@ class _Warnings(logging.Handler):
     ids=["released", "adopted", "forgotten"],
 )
 async def test_a_process_that_finds_its_jobs_taken_says_so_at_warning(
-    path: Path, takeover: str, said: str
+    path: Path, takeover: str, said: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What another host's process does to an owner it presumes dead, seen at the next beat."""
-    warnings = _Warnings("was taken for dead by another process")
-    logger = logging.getLogger("backburner")
-    logger.addHandler(warnings)
     bg = Backburner(journal=JournalConfig(path, lease=1.0, heartbeat=0.05))
-    try:
-        await bg.open()
-        bg.enqueue(record, 1)  # held by this process
-        stats = bg.stats().journal
-        assert stats is not None
-        connection = sqlite3.connect(path)
-        with connection:
-            for statement in takeover.split(";"):
-                connection.execute(statement, {"me": stats.owner})
-        connection.close()
-        assert await asyncio.to_thread(warnings.seen.wait, 30)
-    finally:
-        await bg.aclose()
-        logger.removeHandler(warnings)
-    assert said in warnings.messages[0]
-    assert "Jobs it held may run twice" in warnings.messages[0]
+    with when_logged(_taken_for_dead) as taken:
+        try:
+            await bg.open()
+            bg.enqueue(record, 1)  # held by this process
+            stats = bg.stats().journal
+            assert stats is not None
+            connection = sqlite3.connect(path)
+            with connection:
+                for statement in takeover.split(";"):
+                    connection.execute(statement, {"me": stats.owner})
+            connection.close()
+            assert await asyncio.to_thread(taken.seen.wait, 30)
+        finally:
+            await bg.aclose()
+    messages = [r.getMessage() for r in caplog.records if _taken_for_dead(r)]
+    assert said in messages[0]
+    assert "Jobs it held may run twice" in messages[0]
 
 
 # The middleware.
@@ -1081,3 +1074,28 @@ async def test_shutdown_keeps_its_deadline_while_another_process_holds_the_journ
     async with Backburner(journal=path) as again:  # the job was not lost for all that
         await again.join()
     assert journal_jobs.calls == [("record", 1)]
+
+
+async def test_a_manual_retry_refused_for_its_unique_key_leaves_the_job_failed_on_disk(
+    path: Path,
+) -> None:
+    journal_jobs.key_free["k"] = asyncio.Event()
+    async with Backburner(journal=path) as bg:
+        failed = bg.enqueue(journal_jobs.fails_keyed, "k")
+        with pytest.raises(journal_jobs.Flaky):
+            await failed
+        holder = bg.enqueue(journal_jobs.holds_key, "k")
+        with pytest.raises(DuplicateJob):
+            bg.retry(failed)
+        assert bg.failures() == [failed]
+        journal_jobs.key_free["k"].set()
+        await holder
+    with sqlite3.connect(path) as connection:
+        (state,) = connection.execute(
+            "SELECT state FROM jobs WHERE name = 'tests.fails_keyed'"
+        ).fetchone()
+    assert state == "failed"
+    journal_jobs.calls.clear()
+    async with Backburner(journal=path) as bg:  # a restart does not run it again
+        await bg.join()
+    assert ("fails_keyed", "k") not in journal_jobs.calls

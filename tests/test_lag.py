@@ -19,32 +19,35 @@ import pytest
 
 from backburner import Backburner, BackburnerMiddleware
 
+from .logs import Watch, when_logged
+
 pytestmark = pytest.mark.anyio
 
 THRESHOLD = 0.1
 BOUND = 10.0  # no block here lasts longer, whatever happens
 
 
-class LagRecords(logging.Handler):
-    """Keeps the lag monitor's records; ``warned`` is set by the first warning."""
+def is_lag(record: logging.LogRecord) -> bool:
+    return hasattr(record, "backburner_lag")
 
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-        self.warned = threading.Event()
-        self.resumed = threading.Event()
-        self.warned_at = 0.0  # time.monotonic() of the first warning
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not hasattr(record, "backburner_lag"):
-            return
-        self.records.append(record)
-        if record.levelno == logging.WARNING:
-            if not self.warned.is_set():
-                self.warned_at = time.monotonic()
-            self.warned.set()
-        else:
-            self.resumed.set()
+class Lag:
+    """The lag monitor's records (kept by caplog); ``warned`` is set by the first warning."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture, warned: Watch, resumed: Watch) -> None:
+        self._caplog = caplog
+        self._warned = warned
+        self.warned = warned.seen
+        self.resumed = resumed.seen
+
+    @property
+    def warned_at(self) -> float:
+        """time.monotonic() of the first warning."""
+        return self._warned.seen_at
+
+    @property
+    def records(self) -> list[logging.LogRecord]:
+        return [r for r in self._caplog.records if is_lag(r)]
 
     @property
     def warnings(self) -> list[logging.LogRecord]:
@@ -52,17 +55,13 @@ class LagRecords(logging.Handler):
 
 
 @pytest.fixture
-def lag() -> Iterator[LagRecords]:
-    handler = LagRecords()
-    logger = logging.getLogger("backburner")
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+def lag(caplog: pytest.LogCaptureFixture) -> Iterator[Lag]:
+    caplog.set_level(logging.INFO, "backburner")
+    with (
+        when_logged(lambda r: is_lag(r) and r.levelno == logging.WARNING) as warned,
+        when_logged(lambda r: is_lag(r) and r.levelno != logging.WARNING) as resumed,
+    ):
+        yield Lag(caplog, warned, resumed)
 
 
 def monitor_threads() -> list[threading.Thread]:
@@ -70,7 +69,7 @@ def monitor_threads() -> list[threading.Thread]:
 
 
 async def test_an_async_job_that_blocks_the_loop_is_named_while_it_blocks(
-    lag: LagRecords,
+    lag: Lag,
 ) -> None:
     def hog_the_loop(label: str) -> tuple[bool, float]:
         began = time.monotonic()
@@ -96,7 +95,7 @@ async def test_an_async_job_that_blocks_the_loop_is_named_while_it_blocks(
 
 
 async def test_one_warning_per_block_then_one_line_when_the_loop_runs_again(
-    lag: LagRecords,
+    lag: Lag,
 ) -> None:
     async def hog() -> None:
         assert lag.warned.wait(BOUND)
@@ -111,7 +110,7 @@ async def test_one_warning_per_block_then_one_line_when_the_loop_runs_again(
     assert resumed.backburner_lag > 4 * THRESHOLD  # type: ignore[attr-defined]
 
 
-async def test_a_block_by_a_task_that_is_no_job_names_the_task(lag: LagRecords) -> None:
+async def test_a_block_by_a_task_that_is_no_job_names_the_task(lag: Lag) -> None:
     async with Backburner(loop_lag_warning=THRESHOLD):
         assert lag.warned.wait(BOUND)  # this test's own task blocks the loop
     [record] = lag.warnings
@@ -120,7 +119,7 @@ async def test_a_block_by_a_task_that_is_no_job_names_the_task(lag: LagRecords) 
     assert not hasattr(record, "backburner_job_id")
 
 
-async def test_sync_jobs_in_threads_do_not_trip_the_monitor(lag: LagRecords) -> None:
+async def test_sync_jobs_in_threads_do_not_trip_the_monitor(lag: Lag) -> None:
     gate = threading.Event()
 
     def waits() -> None:
@@ -187,7 +186,7 @@ async def test_a_huge_threshold_is_accepted_and_never_overflows_a_timer() -> Non
 
 
 async def test_a_job_blocking_the_loop_in_its_cleanup_at_shutdown_is_named(
-    lag: LagRecords,
+    lag: Lag,
 ) -> None:
     started = asyncio.Event()
 

@@ -432,3 +432,14 @@ async def test_a_bad_queue_full_retry_after_fails_startup_naming_it(
     assert startup["type"] == "lifespan.startup.failed"
     assert f"queue_full_retry_after {message}" in startup["message"]
     await server.finished()
+
+
+async def test_an_executor_given_with_settings_fails_the_startup_saying_so() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the app's lifespan is not reached")
+
+    server = Server(BackburnerMiddleware(app, executor=Backburner(), workers=2))
+    message = await server.startup()
+    assert message["type"] == "lifespan.startup.failed"
+    assert "executor= or the executor's settings (workers), not both" in message["message"]
+    assert await server.finished() == ["lifespan.startup.failed"]

@@ -12,6 +12,8 @@ import pytest
 from backburner import Backburner, Periodic
 from backburner.testing import ManualClock
 
+from .jobs import noop
+
 pytestmark = pytest.mark.anyio
 
 runs: list[float] = []
@@ -22,8 +24,17 @@ def clear() -> None:
     runs.clear()
 
 
-def at(*fields: int, tz: timezone | ZoneInfo = timezone.utc) -> float:
-    return datetime(*fields, tzinfo=tz).timestamp()  # type: ignore[misc]
+def at(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    *,
+    tz: timezone | ZoneInfo = timezone.utc,
+) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp()
 
 
 async def test_every_n_seconds_fires_on_its_grid_and_stats_show_the_next_run() -> None:
@@ -154,16 +165,13 @@ async def test_trigger_runs_a_periodic_job_now() -> None:
 def test_bad_periodic_jobs_are_refused_where_they_are_written(
     kwargs: dict[str, object], message: str
 ) -> None:
-    async def noop() -> None:
+    async def takes_nothing() -> None:  # so that args=(1,) is refused
         pass
 
     with pytest.raises((TypeError, ValueError), match=message):
-        Periodic(noop, **kwargs)  # type: ignore[arg-type]
+        Periodic(takes_nothing, **kwargs)  # type: ignore[arg-type]
 
 
 def test_two_periodic_jobs_with_one_name_are_refused() -> None:
-    async def noop() -> None:
-        pass
-
     with pytest.raises(ValueError, match="already registered"):
         Backburner(periodic=[Periodic(noop, every=1), Periodic(noop, every=2)])

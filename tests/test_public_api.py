@@ -42,12 +42,15 @@ EXPORTS = {
     "job",
     "BackburnerError",
     "BackburnerMiddleware",
+    "BackburnerSettings",
     "BackgroundProxy",
     "BrokerUnavailable",
+    "Engine",
     "Enqueuer",
     "ExecutorStats",
     "Job",
     "JobCancelled",
+    "JobHooks",
     "JobStatus",
     "NotRunning",
     "QueueConfig",
@@ -199,3 +202,37 @@ def test_background_says_what_it_forwards() -> None:
     find_job: Any = BackgroundProxy.find_job
     assert find_job.__doc__ == Backburner.find_job.__doc__
     assert "Backburner.find_job" in repr(find_job)
+
+
+def test_background_in_a_job_means_the_executor_running_that_job() -> None:
+    # Inside a request of one app, a job of another executor: background, there, is that
+    # other executor, for enqueue as for everything else.
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from backburner import BackburnerMiddleware
+
+    from .jobs import noop
+
+    other = Backburner()
+    seen: dict[str, object] = {}
+
+    async def in_other() -> None:
+        seen["executor"] = background.executor
+        seen["also"] = background.find_job(background.enqueue(noop).id)
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        async with other:
+            await other.enqueue(in_other)
+            await other.join()
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/", endpoint)], middleware=[Middleware(BackburnerMiddleware)])
+    with TestClient(app) as client:
+        assert client.get("/").text == "ok"
+    assert seen["executor"] is other
+    assert seen["also"] is not None  # the job went to `other`, where find_job finds it

@@ -25,6 +25,8 @@ from backburner import (
 )
 from backburner.testing import ManualClock
 
+from .jobs import Gate
+
 pytestmark = pytest.mark.anyio
 
 
@@ -151,12 +153,14 @@ async def test_retrying_a_unique_job_by_hand_never_runs_it_beside_a_live_duplica
             raise ConnectionError("the account service is down")
         await gate.wait()
 
-    unique = {"unique": lambda user, fail: f"sync:{user}"}
+    def key(user: str, fail: bool) -> str:
+        return f"sync:{user}"
+
     async with Backburner() as bg:
-        dead = bg.options(**unique).enqueue(sync_account, "ada", True)
+        dead = bg.options(unique=key).enqueue(sync_account, "ada", True)
         with pytest.raises(ConnectionError):
             await dead
-        live = bg.options(**unique).enqueue(sync_account, "ada", False)  # holds the key now
+        live = bg.options(unique=key).enqueue(sync_account, "ada", False)  # holds the key now
         await anyio.wait_all_tasks_blocked()
         with pytest.raises(DuplicateJob, match="sync:ada") as info:
             bg.retry(dead)
@@ -176,23 +180,19 @@ async def test_retrying_a_unique_job_by_hand_never_runs_it_beside_a_live_duplica
 
 
 async def test_a_retry_by_hand_that_finds_the_queue_full_leaves_the_job_as_it_was() -> None:
-    gate = asyncio.Event()
-
-    async def blocked() -> None:
-        await gate.wait()
-
+    gate = Gate()
     async with Backburner(workers=1, max_pending=1) as bg:
         dead = bg.enqueue(Flaky(failures=1))
         with pytest.raises(ConnectionError):
             await dead
-        bg.enqueue(blocked)
-        bg.enqueue(blocked)  # the worker busy, the one waiting place taken
+        bg.enqueue(gate.hold)
+        bg.enqueue(gate.hold)  # the worker busy, the one waiting place taken
         with pytest.raises(QueueFull):
             bg.retry(dead)
         assert bg.failures() == [dead]
         assert dead.status is JobStatus.FAILED
         assert isinstance(dead.exception(), ConnectionError)
-        gate.set()
+        gate.opened.set()
         await bg.join()
         assert await bg.retry(dead) == 2
 
@@ -345,7 +345,8 @@ async def test_unique_keys_collapse_concurrent_enqueues_from_many_tasks_and_thre
         async with anyio.create_task_group() as tg:
             for _ in range(4):
                 tg.start_soon(from_task)
-        await anyio.to_thread.run_sync(lambda: [t.join() for t in threads])
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join)
         assert len({id(h) for h in handles}) == 1
         assert bg.stats().total.processed + bg.stats().total.busy + bg.stats().total.pending == 1
         gate.set()

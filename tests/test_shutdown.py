@@ -15,7 +15,11 @@ from typing import Any
 import anyio
 import pytest
 
-from backburner import Backburner, JobCancelled, JobStatus, ShuttingDown
+from backburner import Backburner, JobCancelled, JobStatus, NotRunning, ShuttingDown
+from backburner import job as as_job
+
+from .jobs import noop
+from .logs import when_logged
 
 pytestmark = pytest.mark.anyio
 
@@ -98,7 +102,7 @@ async def test_a_job_that_swallows_cancellation_is_abandoned_and_does_not_hold_s
     assert report.abandoned == (job,)
     assert job.status is JobStatus.ABANDONED
     # In a server the process ends here; in this test, let the job go so the loop can close.
-    task = job._task
+    task = job.task
     assert task is not None
     let_go = True
     task.cancel()
@@ -110,33 +114,23 @@ async def test_a_job_that_swallows_cancellation_is_abandoned_and_does_not_hold_s
 
 async def test_a_sync_job_still_in_its_thread_is_abandoned_and_its_late_end_is_logged() -> None:
     started, release = threading.Event(), threading.Event()
-    late_report = asyncio.Event()
-
-    class LateReport(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "after it was given up" in record.getMessage():
-                late_report.set()  # emitted on the loop's thread
 
     def blocking() -> None:
         started.set()
         release.wait(30)
 
-    handler = LateReport()
-    logging.getLogger("backburner").addHandler(handler)
-    bg = Backburner(shutdown_timeout=0.4)
-    await bg.start()
-    job = bg.enqueue(blocking)
-    await anyio.to_thread.run_sync(started.wait, 10)
-    began = time.monotonic()
-    report = await bg.aclose()
-    assert time.monotonic() - began < 0.4 + MARGIN
-    assert report.abandoned == (job,)
-    assert job.status is JobStatus.ABANDONED
-    release.set()
-    try:
-        await late_report.wait()
-    finally:
-        logging.getLogger("backburner").removeHandler(handler)
+    with when_logged(lambda record: "after it was given up" in record.getMessage()) as late:
+        bg = Backburner(shutdown_timeout=0.4)
+        await bg.start()
+        job = bg.enqueue(blocking)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        began = time.monotonic()
+        report = await bg.aclose()
+        assert time.monotonic() - began < 0.4 + MARGIN
+        assert report.abandoned == (job,)
+        assert job.status is JobStatus.ABANDONED
+        release.set()
+        assert await anyio.to_thread.run_sync(late.seen.wait, 30)  # logged from the loop
 
 
 async def test_a_cancelled_job_gets_the_cancel_grace_to_clean_up() -> None:
@@ -210,3 +204,34 @@ async def test_zero_shutdown_timeout_cancels_at_once() -> None:
     report = await bg.aclose()
     results.append(report.cancelled)
     assert results == [(job,)]
+
+
+async def test_an_aenqueue_waiting_for_room_is_refused_when_shutdown_begins() -> None:
+    bg = Backburner(workers=1, max_pending=1)
+    await bg.start()
+    bg.pause("default")  # nothing starts: the queue stays full
+    bg.enqueue(noop)
+    bg.enqueue(noop)
+    waiting = asyncio.create_task(bg.aenqueue(noop))
+    await anyio.wait_all_tasks_blocked()
+    await bg.aclose()
+    with pytest.raises(NotRunning, match="shut down"):
+        await waiting
+
+
+async def test_a_running_job_with_a_timeout_is_reported_once_as_what_it_became() -> None:
+    started = asyncio.Event()
+
+    @as_job(timeout=30)
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    bg = Backburner(shutdown_timeout=1)
+    await bg.start()
+    running = bg.enqueue(slow)
+    await started.wait()
+    report = await bg.aclose()
+    assert running not in report.scheduled  # its timeout is no scheduled job
+    assert report.cancelled == (running,)
+    assert running.status is JobStatus.CANCELLED

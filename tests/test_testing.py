@@ -23,7 +23,16 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from backburner import Backburner, BackburnerMiddleware, JobStatus, QueueConfig, background
+from backburner import (
+    Backburner,
+    BackburnerMiddleware,
+    Job,
+    JobStatus,
+    NotRunning,
+    QueueConfig,
+    background,
+    job,
+)
 from backburner import testing as bb_testing
 
 sent: list[str] = []
@@ -360,3 +369,34 @@ def test_the_readmes_fixture_recipe_passes_as_written(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout, run.stdout
+
+
+@job(queue="mail")
+def send_mail(to: str) -> str:
+    return to
+
+
+def test_fake_records_jobs_for_any_queue_where_no_executor_runs() -> None:
+    with bb_testing.fake() as recorded:
+        background.enqueue(send_mail, "ada@example.com")
+    assert [(job.queue, job.args) for job in recorded] == [("mail", ("ada@example.com",))]
+
+
+def test_background_enqueue_is_there_to_look_at_where_no_executor_runs() -> None:
+    assert callable(background.enqueue)  # found only when called (and then refused)
+    with pytest.raises(NotRunning):
+        background.enqueue(send_mail, "ada@example.com")
+
+
+def failing() -> None:
+    raise KeyError("the job's own error")
+
+
+@pytest.mark.anyio
+async def test_inline_contains_an_on_error_hook_that_raises() -> None:
+    def hook(job: Job[Any], exc: BaseException) -> None:
+        raise RuntimeError("the hook's error")
+
+    async with Backburner(on_error=hook) as bg:
+        with bb_testing.inline(raise_errors=False):
+            assert bg.enqueue(failing).status is JobStatus.FAILED

@@ -14,7 +14,6 @@
 from ._asgi import BackburnerMiddleware as BackburnerMiddleware
 from ._asgi import queue_full_handler as queue_full_handler
 from ._clock import Clock as Clock
-from ._config import QueueConfig as QueueConfig
 from ._enqueue import Enqueuer as Enqueuer
 from ._errors import BackburnerError as BackburnerError
 from ._errors import BrokerUnavailable as BrokerUnavailable
@@ -27,16 +26,20 @@ from ._errors import QueueFull as QueueFull
 from ._errors import ShuttingDown as ShuttingDown
 from ._executor import Backburner as Backburner
 from ._job import Job as Job
+from ._job import JobHooks as JobHooks
 from ._journal import JournalConfig as JournalConfig
-from ._journal import JournalStats as JournalStats
 from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
-from ._periodic import PeriodicStats as PeriodicStats
+from ._ports import Engine as Engine
 from ._proxy import BackgroundProxy as BackgroundProxy
 from ._proxy import background as background
+from ._settings import BackburnerSettings as BackburnerSettings
+from ._settings import QueueConfig as QueueConfig
 from ._shutdown import ShutdownReport as ShutdownReport
 from ._stats import ExecutorStats as ExecutorStats
+from ._stats import JournalStats as JournalStats
+from ._stats import PeriodicStats as PeriodicStats
 from ._stats import QueueStats as QueueStats
 from ._status import JobStatus as JobStatus
 
@@ -44,14 +47,17 @@ __all__ = [
     "Backburner",
     "BackburnerError",
     "BackburnerMiddleware",
+    "BackburnerSettings",
     "BackgroundProxy",
     "BrokerUnavailable",
     "Clock",
     "DuplicateJob",
+    "Engine",
     "Enqueuer",
     "ExecutorStats",
     "Job",
     "JobCancelled",
+    "JobHooks",
     "JobOptions",
     "JobStatus",
     "JobTimeout",

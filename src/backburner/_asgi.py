@@ -23,27 +23,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._budget import Auto
-from ._clock import Clock
-from ._config import QueueConfig
-from ._context import current_executor_var
+from ._context import current_executor_var, name_executor, request_enqueue_var
 from ._errors import QueueFull
-from ._executor import Backburner, ErrorHook
-from ._journal import Durability, JournalConfig
-from ._periodic import Periodic
-from ._remote import Engine
+from ._executor import Backburner
 
 if TYPE_CHECKING:  # (imported when used: `import backburner` stays light)
     from starlette.requests import Request
     from starlette.responses import Response
+    from typing_extensions import Unpack
+
+    from ._settings import BackburnerSettings
 
 __all__ = ["BackburnerMiddleware", "queue_full_handler"]
 
@@ -71,55 +66,29 @@ class BackburnerMiddleware:
         app: ASGIApp,
         *,
         executor: Backburner | None = None,
-        workers: int = 4,
-        max_pending: int = 10_000,
-        queues: Mapping[str, QueueConfig] | None = None,
-        shutdown_timeout: float = 8.0,
-        cancel_grace: float | None = None,
-        on_error: ErrorHook | None = None,
-        keep_failed: int = 1000,
-        periodic: Iterable[Periodic] = (),
-        max_scheduled: int = 100_000,
-        clock: Clock | None = None,
-        loop_lag_warning: float | None = None,
-        platform_grace: float | Auto | None = "auto",
-        server_shutdown_timeout: float | Auto = "auto",
-        journal: str | os.PathLike[str] | JournalConfig | None = None,
-        durability: Durability | None = None,
-        engine: Engine | None = None,
         queue_full_retry_after: int | None = 1,
+        **settings: Unpack[BackburnerSettings],
     ) -> None:
         self.app = app
         # Starlette builds its middleware inside the first lifespan call, where an exception
         # would read as "lifespan unsupported" and the server would run with no executor. A bad
         # setting is kept and reported as a failed startup instead (uvicorn then exits 3).
         self.config_error: Exception | None = None
+        if executor is not None and settings:  # reported at startup, as a bad setting is
+            self.config_error = TypeError(
+                f"BackburnerMiddleware takes executor= or the executor's settings "
+                f"({', '.join(sorted(settings))}), not both: give them to Backburner(...)"
+            )
         if executor is None:
             try:
-                executor = Backburner(
-                    workers=workers,
-                    max_pending=max_pending,
-                    queues=queues,
-                    shutdown_timeout=shutdown_timeout,
-                    cancel_grace=cancel_grace,
-                    on_error=on_error,
-                    keep_failed=keep_failed,
-                    periodic=periodic,
-                    max_scheduled=max_scheduled,
-                    clock=clock,
-                    loop_lag_warning=loop_lag_warning,
-                    platform_grace=platform_grace,
-                    server_shutdown_timeout=server_shutdown_timeout,
-                    journal=journal,
-                    durability=durability,
-                    engine=engine,
-                )
+                executor = Backburner(**settings)
             except (TypeError, ValueError) as exc:
                 self.config_error = exc
                 executor = Backburner()
         elif not isinstance(executor, Backburner):
             raise TypeError(f"executor must be a Backburner, got {type(executor).__name__}")
         self.executor = executor
+        self.enqueue = executor.enqueue  # bound once: each request hands it to `background`
         self.queue_full_retry_after: int | None = None
         self.refusals = _Refusals()
         try:
@@ -133,14 +102,15 @@ class BackburnerMiddleware:
             return
         if self.config_error is not None:
             raise self.config_error
-        token = current_executor_var.set(self.executor)
+        tokens = name_executor(self.executor, self.enqueue)
         try:
             if scope["type"] == "http" and self.queue_full_retry_after is not None:
                 await self._http(scope, receive, send, self.queue_full_retry_after)
             else:
                 await self.app(scope, receive, send)
         finally:
-            current_executor_var.reset(token)
+            request_enqueue_var.reset(tokens[1])
+            current_executor_var.reset(tokens[0])
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, retry_after: int) -> None:
         started = False
@@ -298,14 +268,15 @@ class _Lifespan:
             await receive()
             await self._send_startup_failed(f"BackburnerMiddleware: {self.config_error}")
             return
-        token = current_executor_var.set(self.executor)  # the app's startup may enqueue
+        tokens = name_executor(self.executor, self.executor.enqueue)  # startup may enqueue
         app_error: Exception | None = None
         try:
             await self.app(scope, self._app_receive, self._app_send)
         except Exception as exc:
             app_error = exc
         finally:
-            current_executor_var.reset(token)
+            request_enqueue_var.reset(tokens[1])
+            current_executor_var.reset(tokens[0])
         await self._finish(app_error)
         self.refusals.flush_all()  # the counts of the last second, whose timers may never fire
 

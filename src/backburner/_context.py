@@ -12,56 +12,72 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import NotRunning
-
-if TYPE_CHECKING:
-    from ._executor import Backburner
-    from ._job import Job
+from ._job import Job
 
 __all__ = [
     "current_executor",
     "current_executor_var",
     "executor_closed",
     "executor_opened",
+    "name_executor",
     "open_executors",
+    "request_enqueue_var",
     "running_executors",
 ]
 
-current_executor_var: contextvars.ContextVar[Backburner] = contextvars.ContextVar(
-    "backburner_executor"
+# The executors are held as plain objects: this module sits below the executor (it cannot
+# name its class); the executor's module gives `current_executor()` its type.
+current_executor_var: contextvars.ContextVar[object] = contextvars.ContextVar("backburner_executor")
+
+#: The bound ``enqueue`` of the executor ``current_executor_var`` names, set with it wherever it
+#: is set (a request, a job, ``async with bg:``): ``background.enqueue``'s fast path reads it.
+request_enqueue_var: contextvars.ContextVar[Callable[..., Any]] = contextvars.ContextVar(
+    "backburner_enqueue"
 )
 
-#: Executors between start() and the end of aclose(), in start order.
-running_executors: dict[Backburner, None] = {}
+Tokens = tuple["contextvars.Token[object]", "contextvars.Token[Callable[..., Any]]"]
 
-#: Executors between open() and the end of aclose(). While only one is open, the jobs it runs
-#: need not carry it in their context (`current_executor()` finds it anyway), which saves a
-#: context variable read on every enqueue: see `Backburner._alone`.
-open_executors: dict[Backburner, None] = {}
+
+def name_executor(executor: object, enqueue: Callable[..., Any]) -> Tokens:
+    """Make ``executor`` the one ``background`` means in the current context, and its bound
+    ``enqueue`` the one ``background.enqueue`` calls; the tokens undo it."""
+    return current_executor_var.set(executor), request_enqueue_var.set(enqueue)
+
+
+#: Executors between start() and the end of aclose(), in start order.
+running_executors: dict[object, None] = {}
+
+#: Executors between open() and the end of aclose(), each with the callable that tells it
+#: whether it is the only one open. While it is, the jobs it runs need not carry it in their
+#: context (`current_executor()` finds it anyway), which saves a context variable read on
+#: every enqueue.
+open_executors: dict[object, Callable[[bool], None]] = {}
 _open_lock = threading.Lock()
 
 
-def executor_opened(executor: Backburner) -> None:
+def executor_opened(executor: object, set_alone: Callable[[bool], None]) -> None:
     """Count ``executor`` as open, and tell every open executor whether it is alone."""
     with _open_lock:
-        open_executors[executor] = None
+        open_executors[executor] = set_alone
         _update_alone()
 
 
-def executor_closed(executor: Backburner) -> None:
+def executor_closed(executor: object) -> None:
     """Count ``executor`` as closed, and tell the others whether they are now alone."""
     with _open_lock:
-        open_executors.pop(executor, None)
-        executor._alone = False
+        set_alone = open_executors.pop(executor, None)
+        if set_alone is not None:
+            set_alone(False)
         _update_alone()
 
 
 def _update_alone() -> None:
     alone = len(open_executors) == 1
-    for executor in open_executors:
-        executor._alone = alone
+    for set_alone in open_executors.values():
+        set_alone(alone)
 
 
 #: Set by ``backburner.testing``: called instead of queueing, for every enqueue in the process.
@@ -69,7 +85,7 @@ def _update_alone() -> None:
 #: Called as (executor or None, fn, args, kwargs, option changes or None, run_at or None).
 Interceptor = Callable[
     [
-        "Backburner | None",
+        "object | None",
         Callable[..., Any],
         tuple[Any, ...],
         dict[str, Any],
@@ -81,7 +97,7 @@ Interceptor = Callable[
 interceptor: list[Interceptor] = []
 
 
-def current_executor() -> Backburner:
+def current_executor() -> object:
     """The executor of the request or job being handled, else the only one running here.
 
     An executor named by the context but closed since (a test's, say) gives way to the only

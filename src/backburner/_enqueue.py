@@ -10,16 +10,42 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from ._config import MAX_SECONDS, too_long
+from ._checks import MAX_SECONDS, too_long
+from ._clock import Clock
 from ._job import Job
 from ._options import DEFAULT_OPTIONS, UniqueKey
 
-if TYPE_CHECKING:
-    from ._executor import Backburner
 
-__all__ = ["EnqueueMethods", "Enqueuer"]
+class Target(Protocol):
+    """What the enqueue family needs of whoever takes the jobs (the executor).
+
+    Its two entry points are the friends of this module: every call of the family ends in one
+    of them, with the function, its arguments, the option changes, and a time for delayed jobs.
+    """
+
+    clock: Clock
+
+    def _submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        changes: dict[str, Any] | None,
+        run_at: float | None,
+    ) -> Job[Any]: ...
+
+    async def _asubmit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        changes: dict[str, Any] | None,
+    ) -> Job[Any]: ...
+
+
+__all__ = ["EnqueueMethods", "Enqueuer", "Target"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,7 +58,7 @@ class EnqueueMethods:
 
     __slots__ = ()
 
-    def _enqueue_target(self) -> Backburner:
+    def _enqueue_target(self) -> Target:
         raise NotImplementedError
 
     def _option_changes(self) -> dict[str, Any] | None:
@@ -173,11 +199,11 @@ class Enqueuer(EnqueueMethods):
 
     __slots__ = ("_changes", "_target")
 
-    def __init__(self, target: Callable[[], Backburner], changes: dict[str, Any]) -> None:
+    def __init__(self, target: Callable[[], Target], changes: dict[str, Any]) -> None:
         self._target = target
         self._changes = changes
 
-    def _enqueue_target(self) -> Backburner:
+    def _enqueue_target(self) -> Target:
         return self._target()
 
     def _option_changes(self) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ._clock import Clock, TimerHandle
 
 if TYPE_CHECKING:
-    from ._queue import JobQueue
+    from ._ports import Queue as JobQueue
     from ._stats import QueueStats
 
 __all__ = ["History", "Sample"]

@@ -11,18 +11,16 @@ import secrets
 import time
 from collections.abc import Callable, Generator
 from contextvars import copy_context
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import JobCancelled
 from ._options import DEFAULT_OPTIONS, JobOptions
 from ._status import JobStatus
 
-if TYPE_CHECKING:
-    from ._scheduler import Timer
-
 __all__ = ["Job"]
 
-_PENDING = JobStatus.PENDING
+_PENDING, _RUNNING, _SUCCEEDED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED
+_SCHEDULED, _RETRYING, _CANCELLED = JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.CANCELLED
 _now = time.time  # (module globals: one lookup less each, for every job made)
 
 T = TypeVar("T")
@@ -38,6 +36,14 @@ _arg_repr.maxother = 40
 _arg_repr.maxlist = _arg_repr.maxtuple = _arg_repr.maxdict = _arg_repr.maxset = 4
 
 
+class Timer(Protocol):
+    """An entry of a scheduler, holding the job until its time: it can be taken back."""
+
+    def cancel(self) -> None:
+        """Make sure the call does not happen (if it has not happened yet)."""
+        ...
+
+
 class JobOwner(Protocol):
     """What a job needs of the queue that holds it."""
 
@@ -50,6 +56,55 @@ class JobOwner(Protocol):
         ...
 
 
+class JobHooks:
+    """What a feature adds to the life of its jobs: a journal records it, an engine settles it.
+
+    A plain job has none (``job.hooks is None``), so it pays nothing for them. Every method
+    here does nothing; a feature overrides what it needs. One object serves all the jobs of
+    an executor (or of a queue): the job is passed in.
+    """
+
+    __slots__ = ()
+
+    #: True if every attempt must be reported (``began``): the queue then takes its guarded
+    #: path for these jobs, not its shortest one.
+    guarded = False
+
+    def began(self, job: Job[Any]) -> asyncio.Future[None] | None:
+        """An attempt begins: what to await before the job's code runs, or None.
+
+        A journal commits the start first, so that a job that kills its process counts.
+        """
+        return None
+
+    def will_retry(self, job: Job[Any]) -> None:
+        """A failed attempt is to be tried again at ``job.run_at``."""
+
+    def reopened(self, job: Job[Any]) -> None:
+        """A failed job was made pending again by a manual retry."""
+
+    def finished(self, job: Job[Any], status: JobStatus, exc: BaseException | None) -> None:
+        """The job reached an end state here."""
+
+    async def settle(self, job: Job[Any]) -> None:
+        """Awaited by ``await job`` once the job's part here is over (``sent``, say)."""
+
+    def where(self) -> str:
+        """Where the job runs, for messages: "this process", or an engine's name."""
+        return "this process"
+
+
+class Ended(NamedTuple):
+    """A finished job's end, as ``Job.reopen`` found it: what ``Job.restore`` puts back."""
+
+    status: JobStatus
+    result: Any
+    exception: BaseException | None
+    finished_at: float | None
+    owner: JobOwner | None
+    run_at: float | None
+
+
 class Job(Generic[T]):
     """A job that was accepted: its identity, its status and, once it ends, its outcome.
 
@@ -60,13 +115,11 @@ class Job(Generic[T]):
 
     __slots__ = (
         "_exception",
+        "_id",
         "_owner",
-        "_ready_at",
         "_result",
         "_seq",
         "_status",
-        "_task",
-        "_timer",
         "_waiters",
         "args",
         "attempt",
@@ -74,17 +127,21 @@ class Job(Generic[T]):
         "enqueued_at",
         "finished_at",
         "fn",
+        "hooks",
         "is_async",
         "kwargs",
         "options",
         "queue",
+        "ready_at",
         "run_at",
         "started_at",
+        "task",
+        "timer",
         "unique_key",
     )
-    # Wall time a job with a run_at became ready to start. Set only where run_at is (so never
-    # on a plain job's path: no store per enqueue); read only when run_at is not None.
-    _ready_at: float
+    #: Wall time a job with a ``run_at`` became ready to start (its wait for a worker counts
+    #: from then). Set only where ``run_at`` is, so never on a plain job's path.
+    ready_at: float
 
     def __init__(
         self,
@@ -96,8 +153,11 @@ class Job(Generic[T]):
         owner: JobOwner | None,
         options: JobOptions = DEFAULT_OPTIONS,
         unique_key: str | None = None,
+        hooks: JobHooks | None = None,
+        job_id: str | None = None,
     ) -> None:
         self._seq = next(_sequence)
+        self._id = job_id
         #: The function the job calls, and what it is called with.
         self.fn = fn
         self.args = args
@@ -121,18 +181,26 @@ class Job(Generic[T]):
         self.run_at: float | None = None
         #: The key that makes the job unique, if ``options.unique`` gave one.
         self.unique_key = unique_key
+        #: What a journal or a remote engine adds to the job's life; None for a plain job.
+        self.hooks = hooks
         self._owner = owner
-        self._timer: Timer | None = None
+        #: The scheduler's entry that holds a scheduled or retrying job until its time.
+        self.timer: Timer | None = None
+        #: The task running the job, from the moment it takes a worker.
+        self.task: asyncio.Task[None] | None = None
         self._status = _PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] | None = None
 
     @property
     def id(self) -> str:
-        """A short id, unique across the processes of a deployment, used in every log line."""
-        return f"{_PROCESS_TAG}-{self._seq}"
+        """A short id, unique across the processes of a deployment, used in every log line.
+
+        Made when first asked for (most jobs are never asked), or given: a job a journal
+        recovered keeps the id it had.
+        """
+        return self._id or f"{_PROCESS_TAG}-{self._seq}"
 
     @property
     def name(self) -> str:
@@ -159,6 +227,12 @@ class Job(Generic[T]):
         if status is JobStatus.FAILED or status is JobStatus.DEAD:
             assert self._exception is not None
             raise self._exception
+        if status is JobStatus.SENT:
+            where = "a remote engine" if self.hooks is None else self.hooks.where()
+            raise RuntimeError(
+                f"job {self.id} ({self.name}) was sent to {where} and runs on its workers: "
+                f"'await job' fetches its result from the broker's result backend"
+            )
         if status.finished:
             raise JobCancelled(f"job {self.id} ({self.name}) was {status.value}")
         raise RuntimeError(
@@ -182,14 +256,18 @@ class Job(Generic[T]):
         return self._owner.cancel_job(self)
 
     async def wait(self) -> None:
-        """Wait until the job reaches an end state, without raising its outcome."""
-        if self._status.finished:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(future)
-        await future
+        """Wait until the job reaches an end state, without raising its outcome.
+
+        A job sent to a remote engine waits for the send, then for its result there.
+        """
+        if not self._status.finished:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(future)
+            await future
+        if self.hooks is not None:
+            await self.hooks.settle(self)
 
     def __await__(self) -> Generator[Any, None, T]:
         yield from self.wait().__await__()
@@ -207,44 +285,101 @@ class Job(Generic[T]):
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.name} queue={self.queue!r} status={self._status.value}>"
 
-    # What follows is for the queue that runs the job, not for users.
+    # The runner's side: for the queues that run jobs, not for users. Like the methods of
+    # ``concurrent.futures.Future`` meant for executors, these move the job through its
+    # states; a queue calls them under its own lock where other threads may race it.
 
-    def _began(self) -> asyncio.Future[None] | None:
-        """An attempt begins. (A hook: a journaled job records it; a plain job does nothing.)
+    def try_start(self) -> bool:
+        """Pending → running; False (and nothing changes) if it is no longer pending."""
+        if self._status is _PENDING:
+            self._status = _RUNNING
+            return True
+        return False
 
-        A future to await before the job's code runs, or None: a journaled job's start is
-        committed first (see ``DurableJob``).
+    def hold_until(self, when: float, status: JobStatus) -> None:
+        """Wait for clock time ``when`` as ``status`` (scheduled or retrying)."""
+        self._status = status
+        self.run_at, self.ready_at = when, self.enqueued_at
+
+    def become_due(self) -> JobStatus | None:
+        """Scheduled or retrying → pending, returning which it was; None if neither (cancelled)."""
+        status = self._status
+        if status is not _SCHEDULED and status is not _RETRYING:
+            return None
+        self._status = _PENDING
+        self.timer = None
+        self.ready_at = _now()  # it waits for a worker from now
+        return status
+
+    def try_cancel_waiting(self) -> JobStatus | None:
+        """Pending, scheduled or retrying → cancelled (not yet finished: see ``finish``).
+
+        Returns the status it had; None if it was in none of these (running, or ended).
         """
+        status = self._status
+        if status is _PENDING or status is _SCHEDULED or status is _RETRYING:
+            self._status = _CANCELLED
+            return status
+        return None
 
-    def _will_retry(self) -> None:
-        """A failed attempt is to be retried at ``run_at``. (A hook, like ``_began``.)"""
+    def succeed(self, result: Any) -> None:
+        """Running → succeeded with ``result``: wake every task awaiting the job."""
+        self._status = _SUCCEEDED
+        self._result = result
+        self._exception = None  # the error of an earlier attempt, if it was retried
+        self.finished_at = _now()
+        if self._waiters is not None or self.unique_key is not None or self.hooks is not None:
+            self._settled(_SUCCEEDED, None)
 
-    def _reopen(self, owner: JobOwner) -> None:
-        """Make a failed job pending again, for a retry asked for by hand."""
-        self._owner = owner
-        self._status = JobStatus.PENDING
-        self._result = self._exception = None
-        self.finished_at = None
-        self.context = contextvars.copy_context()
+    def keep_error(self, exc: BaseException) -> None:
+        """Record the error of a failed attempt that will be retried (visible meanwhile)."""
+        self._exception = exc
 
-    def _finish(
+    def finish(
         self, status: JobStatus, result: Any = None, exc: BaseException | None = None
     ) -> None:
         """Record the end state and wake every task awaiting the job."""
         self._status = status
         self._result = result
         self._exception = exc
-        self.finished_at = time.time()
-        # _task stays: an abandoned job's task may run on, and must stay referenced.
-        self._settled()
+        self.finished_at = _now()
+        # The task stays: an abandoned job's task may run on, and must stay referenced.
+        self._settled(status, exc)
 
-    def _settled(self) -> None:
-        """Free the job's unique key and wake every task awaiting it: it has ended."""
-        if self.unique_key is not None and self._owner is not None:
-            self._owner.release_unique(self)
-        waiters, self._waiters = self._waiters, None
-        for future in waiters or ():
-            _wake(future)
+    def reopen(self, owner: JobOwner, run_at: float) -> Ended:
+        """A finished job → pending again, for a retry asked for by hand; returns its end."""
+        ended = Ended(
+            self._status, self._result, self._exception, self.finished_at, self._owner, self.run_at
+        )
+        self._owner = owner
+        self._status = _PENDING
+        self._result = self._exception = None
+        self.finished_at = None
+        self.context = contextvars.copy_context()
+        # Ready now: its wait for a worker counts from here.
+        self.run_at, self.ready_at = run_at, _now()
+        if self.hooks is not None:
+            self.hooks.reopened(self)
+        return ended
+
+    def restore(self, ended: Ended) -> None:
+        """Undo ``reopen``: the job is as it ended (its retry was refused)."""
+        self._status, self._result, self._exception = ended.status, ended.result, ended.exception
+        self.finished_at, self._owner, self.run_at = ended.finished_at, ended.owner, ended.run_at
+        self.context = None  # type: ignore[assignment]  # as it was: an ended job's is gone
+        if self.hooks is not None:  # a journal wrote it reopened: it has ended after all
+            self.hooks.finished(self, ended.status, ended.exception)
+
+    def _settled(self, status: JobStatus, exc: BaseException | None) -> None:
+        try:
+            if self.hooks is not None:
+                self.hooks.finished(self, status, exc)
+        finally:  # whatever a hook does, the key is freed and the awaiters woken
+            if self.unique_key is not None and self._owner is not None:
+                self._owner.release_unique(self)
+            waiters, self._waiters = self._waiters, None
+            for future in waiters or ():
+                _wake(future)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

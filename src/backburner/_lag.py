@@ -153,7 +153,7 @@ class LagMonitor:
             except RuntimeError:
                 continue
             for job in jobs:
-                if job._task is task:
+                if job.task is task:
                     return job
             return None
         return None

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from ._config import DEFAULT_QUEUE, check_queue_name, check_timeout
+from ._checks import DEFAULT_QUEUE, check_queue_name, check_timeout
 from ._registry import register
 
 __all__ = ["MAX_RETRIES", "JobOptions", "job", "options_of"]

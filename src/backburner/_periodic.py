@@ -23,11 +23,12 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any, Protocol
 
 from ._callables import plan_call
-from ._config import check_timeout
+from ._checks import check_timeout
 from ._errors import NotRunning, QueueFull
 from ._job import Job, describe_callable
 from ._options import JobOptions
 from ._scheduler import Scheduler, Timer
+from ._stats import PeriodicStats
 
 __all__ = ["Periodic", "PeriodicRunner", "PeriodicStats"]
 
@@ -99,21 +100,6 @@ class Periodic:
             return next(CronSim(self.cron, start)).timestamp()
         except CronSimError as exc:
             raise ValueError(f"bad cron expression {self.cron!r}: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class PeriodicStats:
-    """A periodic job's schedule and record, as ``stats().periodic`` shows it."""
-
-    name: str
-    schedule: str
-    queue: str
-    #: Clock times (seconds since the epoch); None before the first run / after shutdown.
-    next_run: float | None
-    last_run: float | None
-    runs: int
-    #: Ticks skipped because the previous run was still going (or its queue was full).
-    skipped: int
 
 
 def _zone(name: str) -> tzinfo:
@@ -235,4 +221,77 @@ class PeriodicRunner:
             last_run=self.last_run,
             runs=self.runs,
             skipped=self.skipped,
+        )
+
+
+#: How the executor enqueues a run: ``submit(fn, args, kwargs, option changes, run_at)``.
+Submit = Callable[
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any], "dict[str, Any] | None", None],
+    Job[Any],
+]
+
+
+class PeriodicJobs:
+    """The periodic jobs of one executor, by name: registered, started, stopped, triggered."""
+
+    def __init__(self, submit: Submit) -> None:
+        """Each run goes through ``submit`` (the executor's admission), with its options."""
+        self._enqueue = submit
+        self._runners: dict[str, PeriodicRunner] = {}
+        self._scheduler: Scheduler | None = None
+        #: With a journal: one tick, one process (set while the journal is open).
+        self.gate: TickGate | None = None
+
+    def add(self, spec: Periodic, queue: str) -> None:
+        """Register ``spec`` for ``queue``; it starts with the others (at once, if running)."""
+        if spec.label in self._runners:
+            raise ValueError(
+                f"a periodic job named {spec.label!r} is already registered: give name=..."
+            )
+        runner = PeriodicRunner(spec, queue, self._submit)
+        self._runners[spec.label] = runner
+        if self._scheduler is not None:
+            runner.start(self._scheduler, self.gate)
+
+    def _submit(self, spec: Periodic) -> Job[Any]:
+        changes = None
+        if spec.options is not None:
+            fields = spec.options.__dataclass_fields__
+            changes = {name: getattr(spec.options, name) for name in fields}
+        return self._enqueue(spec.fn, spec.args, dict(spec.kwargs), changes, None)
+
+    def start(self, scheduler: Scheduler) -> None:
+        """Schedule every job's first tick (a journal's gate first fires a tick all missed)."""
+        self._scheduler = scheduler
+        for runner in self._runners.values():
+            runner.start(scheduler, self.gate)
+
+    def stop(self) -> None:
+        """Take back every job's next tick."""
+        self._scheduler = None
+        for runner in self._runners.values():
+            runner.stop()
+
+    def trigger(self, name: str) -> Job[Any] | None:
+        """Run ``name`` now; None if its last run is still going (and overlap is off)."""
+        try:
+            runner = self._runners[name]
+        except KeyError:
+            raise ValueError(
+                f"no periodic job named {name!r}; there are {sorted(self._runners)}"
+            ) from None
+        return runner.trigger()
+
+    def specs(self) -> list[tuple[Periodic, str]]:
+        """Every registered job and its queue."""
+        return [(runner.spec, runner.queue) for runner in self._runners.values()]
+
+    def stats(self) -> tuple[PeriodicStats, ...]:
+        """Each job's schedule and record."""
+        return tuple(runner.stats() for runner in self._runners.values())
+
+    def describe(self) -> str:
+        """For the startup log line: ``; periodic name schedule`` for each."""
+        return "".join(
+            f"; periodic {r.spec.label} {r.spec.schedule}" for r in self._runners.values()
         )

@@ -9,20 +9,89 @@ descriptors (no ``__getattr__``) that look the current executor up at each use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, Protocol, TypeVar, cast, overload
 
-from ._context import current_executor, interceptor
+from . import _context
+from ._context import interceptor, request_enqueue_var
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning
 from ._executor import Backburner
 from ._job import Job
 
-__all__ = ["BackgroundProxy", "background"]
+__all__ = ["BackgroundProxy", "background", "current_executor"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+def current_executor() -> Backburner:
+    """The executor of the request or job being handled, else the only one running here.
+
+    Raises ``NotRunning`` saying what to do when there is none (or several, and no context).
+    """
+    return cast(Backburner, _context.current_executor())
+
+
+class _EnqueueFn(Protocol):
+    """``Backburner.enqueue``'s signature, for the bound method ``background.enqueue`` gives."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    @overload
+    def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Job[T]: ...
+
+
+class _Enqueue:
+    """``background.enqueue`` is the current executor's own ``enqueue``: the same fast path.
+
+    The descriptor hands out the executor's bound method, so the call itself goes straight to
+    it: nothing is repacked. Wherever the current executor is named (a request, a job that
+    carries its executor, ``async with bg:``) that method is in a context variable beside it,
+    so finding it is one read; elsewhere (a thread the app started) the executor is found
+    when the call comes, as ``current_executor()`` finds it.
+    """
+
+    __doc__ = Backburner.enqueue.__doc__
+
+    @overload
+    def __get__(self, proxy: None, owner: type[Any]) -> _Enqueue: ...
+    @overload
+    def __get__(self, proxy: BackgroundProxy, owner: type[Any]) -> _EnqueueFn: ...
+    def __get__(self, proxy: BackgroundProxy | None, owner: type[Any]) -> _Enqueue | _EnqueueFn:
+        if proxy is None:
+            return self
+        enqueue = request_enqueue_var.get(None)  # in a request or job: its executor's
+        return _enqueue_anywhere if enqueue is None else enqueue
+
+    def __repr__(self) -> str:
+        return "<background.enqueue: Backburner.enqueue of the current executor>"
+
+
+def _find_and_enqueue(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job[Any]:
+    """``enqueue`` where no executor was named: found now (or caught by a testing mode)."""
+    try:
+        executor = current_executor()
+    except NotRunning:
+        if interceptor:  # a testing mode catches jobs even where no executor runs
+            return interceptor[-1](None, fn, args, kwargs, None, None)
+        raise
+    return executor.enqueue(fn, *args, **kwargs)
+
+
+_enqueue_anywhere = cast(_EnqueueFn, _find_and_enqueue)
+
+
+def _target() -> Backburner:
+    try:
+        return current_executor()
+    except NotRunning:
+        if interceptor:  # a testing mode catches jobs even where no executor runs
+            return _detached
+        raise
 
 
 class _Forward(Generic[P, R]):
@@ -89,17 +158,14 @@ class BackgroundProxy(EnqueueMethods):
     __slots__ = ()
 
     def _enqueue_target(self) -> Backburner:
-        try:
-            return current_executor()
-        except NotRunning:
-            if interceptor:  # a testing mode catches jobs even where no executor runs
-                return _detached
-            raise
+        return _target()
 
     @property
     def executor(self) -> Backburner:
         """The executor this proxy stands for here and now."""
         return current_executor()
+
+    enqueue = _Enqueue()  # the executor's own, bound: see _Enqueue
 
     # Backburner's methods, in its order (test_public_api checks that none is missing).
     add_periodic = _Forward(Backburner.add_periodic)
@@ -114,6 +180,7 @@ class BackgroundProxy(EnqueueMethods):
     resume = _Forward(Backburner.resume)
     paused = _Forward(Backburner.paused)
     find_job = _Forward(Backburner.find_job)
+    queues = _Forward(Backburner.queues)
     join = _Forward(Backburner.join)
 
     # And its attributes.
@@ -131,6 +198,7 @@ class BackgroundProxy(EnqueueMethods):
     engine = _Read(lambda executor: executor.engine)
     loop = _Read(lambda executor: executor.loop)
     scheduler = _Read(lambda executor: executor.scheduler)
+    history = _Read(lambda executor: executor.history)
 
     def __repr__(self) -> str:
         return "<backburner.background proxy>"

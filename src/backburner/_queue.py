@@ -34,8 +34,8 @@ from ._status import JobStatus
 from ._threads import ThreadPool
 
 if TYPE_CHECKING:
-    from ._executor import Backburner
-    from ._scheduler import Timer
+    from ._ports import QueueHost
+    from ._scheduler import Scheduler, Timer
 
 __all__ = ["JobQueue"]
 
@@ -82,10 +82,10 @@ class JobQueue:
         "_dead",
         "_deferred",
         "_dispatching",
-        "_executor",
         "_failed",
         "_guarded",
         "_held_slots",
+        "_host",
         "_last_full_warning",
         "_limiter",
         "_lock",
@@ -95,6 +95,7 @@ class JobQueue:
         "_pending",
         "_processed",
         "_pump_scheduled",
+        "_refusal",
         "_retrying",
         "_room_waiters",
         "_running",
@@ -110,13 +111,31 @@ class JobQueue:
         "workers",
     )
 
-    def __init__(self, name: str, workers: int, max_pending: int, executor: Backburner) -> None:
+    def __init__(
+        self,
+        name: str,
+        workers: int,
+        max_pending: int,
+        *,
+        host: QueueHost,
+        loop: asyncio.AbstractEventLoop,
+        scheduler: Scheduler,
+        guarded: bool = False,
+        paused: bool = False,
+        refusal: Callable[[], Exception | None] = lambda: None,
+    ) -> None:
+        """A queue on ``loop`` (made on its thread), reporting to ``host``.
+
+        ``guarded``: every job takes the guarded path (a journal records each attempt);
+        ``paused``: accept jobs but start none until ``resume()``; ``refusal()``: why the
+        executor accepts no more jobs now (None while it does), asked by ``asubmit`` each time
+        it wakes.
+        """
         self.name = name
         self.workers = workers
         self.max_pending = max_pending
-        self._executor = executor
-        assert executor.loop is not None, "queues are made by Backburner.open()"
-        self._loop = executor.loop
+        self._host = host
+        self._loop = loop
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
         self._pending: deque[Job[Any]] = deque()
@@ -129,8 +148,8 @@ class JobQueue:
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._limiter = anyio.CapacityLimiter(workers)
         self._threads = ThreadPool(name)
-        assert executor.scheduler is not None
-        self._scheduler = executor.scheduler
+        self._scheduler = scheduler
+        self._refusal = refusal
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
         self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
@@ -138,11 +157,11 @@ class JobQueue:
         self._deferred = 0  # due jobs that found the queue full since the last warning
         self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
-        # A journaled job records each attempt and its end (DurableJob's hooks): every job
-        # of a journaled executor takes `_run_guarded`, which calls them.
-        self._guarded = executor.journal_config is not None
+        # A journaled job records each attempt and its end (its hooks): every job of a
+        # journaled executor takes `_run_guarded`, which calls them.
+        self._guarded = guarded
         # Paused by Backburner.pause(): accepts jobs, starts none (see pause()).
-        self._paused = name in executor._paused_queues
+        self._paused = paused
         # Jobs started, and the seconds they waited in all (for the dashboard's history).
         self._started = 0
         self._waited = 0.0
@@ -195,19 +214,16 @@ class JobQueue:
         with self._lock:
             self._scheduled += 1
             self._retrying += status is _RETRYING
-            job._status = status
-        job.run_at, job._ready_at = when, job.enqueued_at  # _ready_at: see _due
-        job._timer = self._scheduler.call_at(when, self._due, job)
+            job.hold_until(when, status)
+        job.timer = self._scheduler.call_at(when, self._due, job)
 
     def _due(self, job: Job[Any]) -> None:
         with self._lock:
-            if job._status is not _SCHEDULED and job._status is not _RETRYING:
+            status = job.become_due()  # it waits for a worker from now (see _start)
+            if status is None:
                 return  # cancelled meanwhile (counted out then)
             self._scheduled -= 1
-            self._retrying -= job._status is _RETRYING
-            status, job._status = job._status, _PENDING
-        # When it became ready: a job with a run_at waits for a worker from then (see _start).
-        job._timer, job._ready_at = None, time.time()
+            self._retrying -= status is _RETRYING
         try:
             self.submit(job)
         except QueueFull:
@@ -227,6 +243,24 @@ class JobQueue:
                 )
                 self._last_full_warning, self._deferred = now, 0
             self.submit_at(job, self._scheduler.clock.now() + _FULL_RETRY_DELAY, status)
+
+    def check(self, job: Job[Any], run_at: float | None) -> None:
+        """Nothing to refuse: a local queue runs any callable (checked at enqueue)."""
+
+    async def asubmit(self, job: Job[Any]) -> None:
+        """Accept ``job``, waiting for room while the queue is full. Loop thread only.
+
+        Raises ``ShuttingDown`` if shutdown begins while it waits.
+        """
+        while True:
+            try:
+                self.submit(job)
+                return
+            except QueueFull:
+                await self.wait_for_room()
+            refused = self._refusal()
+            if refused is not None:  # it began to shut down while this waited
+                raise refused
 
     async def wait_for_room(self) -> None:
         """Wait until a waiting job leaves the queue (or the executor stops). Loop thread only."""
@@ -268,8 +302,7 @@ class JobQueue:
         pending = self._pending
         while pending:
             job = pending.popleft()
-            if job._status is _PENDING:
-                job._status = _RUNNING
+            if job.try_start():
                 self._waiting -= 1
                 return job
             self._cancelled_in_deque -= 1
@@ -280,15 +313,15 @@ class JobQueue:
         job.started_at = now = time.time()
         self._started += 1  # (these two feed the dashboard's wait-time history)
         # Plain jobs (no run_at) waited from enqueue; others from when they became ready.
-        self._waited += now - (job.enqueued_at if job.run_at is None else job._ready_at)
+        self._waited += now - (job.enqueued_at if job.run_at is None else job.ready_at)
         self._running.add(job)
         if _TASK_TAKES_CONTEXT:
             # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
-            job._task = self._loop.create_task(  # type: ignore[call-arg]
+            job.task = self._loop.create_task(  # type: ignore[call-arg]
                 self._run(job), context=job.context
             )
         else:  # pragma: no cover - 3.10 has no context= here; the task takes a copy of it
-            job._task = job.context.run(self._loop.create_task, self._run(job))
+            job.task = job.context.run(self._loop.create_task, self._run(job))
 
     async def _run(self, job: Job[Any]) -> None:
         # Every job runs through here. The common case (an async job without a timeout, no
@@ -307,26 +340,22 @@ class JobQueue:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
-            if job._status is _RUNNING:
-                # Job._finish(_SUCCEEDED, result), inlined: the result of every job comes here.
+            if job.status is _RUNNING:
                 self._processed += 1
-                job._status = _SUCCEEDED
-                job._result = result
-                job._exception = None  # the error of an earlier attempt, if it was retried
-                job.finished_at = now = time.time()
-                if job._waiters is not None or job.unique_key is not None:
-                    job._settled()
+                job.succeed(result)
+                now = job.finished_at  # the successor starts now: one clock read saved
             else:
-                self._executor._report_late_end(job, None)
+                self._host.late_end(job, None)
         finally:
             self._running.discard(job)
-            if job._status._final:
+            if job.done():
                 job.context = None  # type: ignore[assignment]  # let its context values go
             self._free_slot(now)
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
-        began = job._began()  # a journaled job's start, on its way to disk
+        hooks = job.hooks  # a journaled job's: its start goes to disk first
+        began = None if hooks is None else hooks.began(job)
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
@@ -352,7 +381,7 @@ class JobQueue:
             self._succeeded(job, result)
         finally:
             self._running.discard(job)
-            if job._status._final:
+            if job.done():
                 job.context = None  # type: ignore[assignment]  # let its context values go
             if deadline is not None:
                 deadline.cancel()
@@ -365,11 +394,11 @@ class JobQueue:
             self._free_slot()
 
     def _succeeded(self, job: Job[Any], result: Any) -> None:
-        if job._status is _RUNNING:
+        if job.status is _RUNNING:
             self._processed += 1
-            job._finish(_SUCCEEDED, result)
+            job.succeed(result)
         else:  # abandoned at shutdown: its end changes nothing
-            self._executor._report_late_end(job, None)
+            self._host.late_end(job, None)
 
     def _arm_timeout(self, job: Job[Any], timeout: float) -> Timer:
         return self._scheduler.call_at(self._scheduler.clock.now() + timeout, self._expire, job)
@@ -385,7 +414,7 @@ class JobQueue:
         # scheduler closes, shutdown reports it with the other scheduled jobs.
         if job.attempt <= options.retries and isinstance(exc, options.retry_on):
             delay = options.retry_delay(job.attempt)
-            job._exception = exc  # the last error, visible while the job waits
+            job.keep_error(exc)  # the last error, visible while the job waits
             logger.warning(
                 "job %s failed (attempt %d of %d): %s; retrying in %.2fs",
                 job.describe(attempt=False),
@@ -396,25 +425,26 @@ class JobQueue:
                 extra={"backburner_job_id": job.id},
             )
             self.submit_at(job, self._scheduler.clock.now() + delay, _RETRYING)
-            job._will_retry()
+            if job.hooks is not None:
+                job.hooks.will_retry(job)
             return
         dead = options.retries > 0
         if dead:
             self._dead += 1
-        job._finish(_DEAD if dead else _FAILED, exc=exc)
-        self._executor._report_failure(job, exc)
+        job.finish(_DEAD if dead else _FAILED, exc=exc)
+        self._host.job_failed(job, exc)
 
     def _expire(self, job: Job[Any]) -> None:
-        if job._status is _RUNNING and job._task is not None:
+        if job.status is _RUNNING and job.task is not None:
             self._timed_out.add(job)
-            self._cancel_task(job, job._task)
+            self._cancel_task(job, job.task)
 
     def _end(
         self, job: Job[Any], status: JobStatus, result: Any = None, exc: BaseException | None = None
     ) -> None:
-        if job._status is not _RUNNING:  # abandoned at shutdown: its end changes nothing
+        if job.status is not _RUNNING:  # abandoned at shutdown: its end changes nothing
             if status is _SUCCEEDED or status is _FAILED:
-                self._executor._report_late_end(job, exc)
+                self._host.late_end(job, exc)
             return
         if status is _FAILED and exc is not None:
             self._failed_attempt(job, exc)  # retried, or failed for good and reported
@@ -423,7 +453,7 @@ class JobQueue:
             self._cancelled += 1
         else:
             self._processed += 1
-        job._finish(status, result, exc)
+        job.finish(status, result, exc)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
         # The limiter token is held until the thread really returns, even if the job is
@@ -444,7 +474,7 @@ class JobQueue:
                 if job in self._held_slots:  # a timed-out job's slot, held for its thread
                     self._held_slots.discard(job)
                     self._free_slot()
-                self._executor._report_late_end(job, error)
+                self._host.late_end(job, error)
             else:
                 future.set_result((result, error))
 
@@ -472,7 +502,7 @@ class JobQueue:
                 pending = self._pending
                 while pending:
                     job = pending.popleft()
-                    if job._status is _PENDING:
+                    if job._status is _PENDING:  # job.try_start(), inlined (a friend)
                         job._status = _RUNNING
                         self._waiting -= 1
                         successor = job
@@ -487,58 +517,54 @@ class JobQueue:
                 now = time.time()
             successor.started_at = now
             self._started += 1
-            ready = successor.enqueued_at if successor.run_at is None else successor._ready_at
+            ready = successor.enqueued_at if successor.run_at is None else successor.ready_at
             self._waited += now - ready
             self._running.add(successor)
             if _TASK_TAKES_CONTEXT:
-                successor._task = self._loop.create_task(  # type: ignore[call-arg]
+                successor.task = self._loop.create_task(  # type: ignore[call-arg]
                     self._run(successor), context=successor.context
                 )
             else:  # pragma: no cover
-                successor._task = successor.context.run(
-                    self._loop.create_task, self._run(successor)
-                )
+                successor.task = successor.context.run(self._loop.create_task, self._run(successor))
             if self._room_waiters:
                 self._wake_room_waiters(1)
-        elif self._executor._idle_waiters:
-            self._executor._job_ended()
+        else:
+            self._host.job_ended()
 
     def release_unique(self, job: Job[Any]) -> None:
         """Free the key of a unique job that ended."""
-        self._executor._release_unique(job)
+        self._host.release_unique(job)
 
     # Cancellation: any thread.
 
     def cancel_job(self, job: Job[Any]) -> bool:
         """Cancel a pending job, or ask a running async job to stop (see ``Job.cancel``)."""
         with self._lock:
-            status = job._status
+            status = job.try_cancel_waiting()
             if status is _PENDING:
-                job._status = _CANCELLED
                 self._waiting -= 1
                 self._cancelled_in_deque += 1
                 self._cancelled += 1
-            elif status is _SCHEDULED or status is _RETRYING:
-                job._status = _CANCELLED
+            elif status is not None:  # scheduled or retrying
                 self._scheduled -= 1
                 self._retrying -= status is _RETRYING
                 self._cancelled += 1
-            elif status is not _RUNNING or not job.is_async:
+            elif job.status is not _RUNNING or not job.is_async:
                 return False  # finished, or a thread we cannot interrupt
         if status is _SCHEDULED or status is _RETRYING:
-            if job._timer is not None:
-                job._timer.cancel()
-            job._finish(_CANCELLED)
+            if job.timer is not None:
+                job.timer.cancel()
+            job.finish(_CANCELLED)
         elif status is _PENDING:
-            job._finish(_CANCELLED)
+            job.finish(_CANCELLED)
             self._call_soon(self._after_pending_cancel)
         else:
             self._call_soon(self._cancel_running, job)
         return True
 
     def _cancel_running(self, job: Job[Any]) -> None:
-        if job._task is not None:
-            self._cancel_task(job, job._task)
+        if job.task is not None:
+            self._cancel_task(job, job.task)
 
     def _cancel_task(self, job: Job[Any], task: asyncio.Task[None]) -> None:
         task.cancel()
@@ -548,7 +574,7 @@ class JobQueue:
         task.add_done_callback(functools.partial(self._cancelled_before_start, job))
 
     def _cancelled_before_start(self, job: Job[Any], task: asyncio.Task[None]) -> None:
-        if job._status is not _RUNNING or job._task is not task or job not in self._running:
+        if job.status is not _RUNNING or job.task is not task or job not in self._running:
             return
         self._end(job, _CANCELLED)
         self._running.discard(job)
@@ -560,10 +586,10 @@ class JobQueue:
             if self._cancelled_in_deque > _COMPACT_AFTER and self._cancelled_in_deque * 2 > len(
                 self._pending
             ):
-                self._pending = deque(j for j in self._pending if j._status is _PENDING)
+                self._pending = deque(j for j in self._pending if j.status is _PENDING)
                 self._cancelled_in_deque = 0
         self._wake_room_waiters(1)
-        self._executor._job_ended()
+        self._host.job_ended()
 
     def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
         if threading.get_ident() == self._loop_thread:
@@ -588,29 +614,29 @@ class JobQueue:
         """Stop dispatching; remove and return every waiting job, marked cancelled."""
         self._dispatching = False  # an abandoned job that ends later must not start another
         with self._lock:
-            jobs = [job for job in self._pending if job._status is _PENDING]
-            for job in jobs:
-                job._status = _CANCELLED
+            jobs = [job for job in self._pending if job.try_cancel_waiting() is not None]
             self._pending.clear()
             self._cancelled_in_deque = 0
             self._waiting = 0
             self._cancelled += len(jobs)
         for job in jobs:
-            job._finish(_CANCELLED)
+            job.finish(_CANCELLED)
             job.context = None  # type: ignore[assignment]
         return jobs
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
         """Mark ``jobs`` (this queue's, taken from a closed scheduler) cancelled."""
+        dropped = []
         with self._lock:
             for job in jobs:
-                if job._status is _SCHEDULED or job._status is _RETRYING:
-                    self._retrying -= job._status is _RETRYING
-                    job._status = _CANCELLED
+                status = job.status
+                if (status is _SCHEDULED or status is _RETRYING) and job.try_cancel_waiting():
+                    self._retrying -= status is _RETRYING
                     self._scheduled -= 1
                     self._cancelled += 1
-        for job in jobs:
-            job._finish(_CANCELLED, exc=job._exception)
+                    dropped.append(job)
+        for job in dropped:  # (a running job's timeout entry is no waiting job: left alone)
+            job.finish(_CANCELLED, exc=job.exception())
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
@@ -624,10 +650,10 @@ class JobQueue:
         """
         tasks = []
         for job in self._running:
-            if job._task is not None:
-                tasks.append(job._task)
+            if job.task is not None:
+                tasks.append(job.task)
                 if job.is_async:
-                    self._cancel_task(job, job._task)
+                    self._cancel_task(job, job.task)
         return tasks
 
     def abandon_running(self) -> list[Job[Any]]:
@@ -640,12 +666,12 @@ class JobQueue:
         """
         jobs = [job for job in self._running if not job.done()]
         for job in jobs:
-            job._finish(_ABANDONED)
-            if job._task is not None:
+            job.finish(_ABANDONED)
+            if job.task is not None:
                 if job.is_async:
-                    _forget_task(job._task)
+                    _forget_task(job.task)
                 else:
-                    job._task.cancel()
+                    job.task.cancel()
         self._cancelled += len(jobs)
         return jobs
 
@@ -676,13 +702,23 @@ class JobQueue:
         """Start no more jobs; running ones finish. ``submit`` still accepts jobs."""
         self._paused = True
         self._dispatching = False  # the gate submit, _pump and _free_slot already read
-        self._executor._job_ended()  # a join() waiting only for this queue's waiting jobs ends
+        self._host.job_ended()  # a join() waiting only for this queue's waiting jobs ends
 
     def resume(self, dispatch: bool) -> None:
         """Undo ``pause()``; with ``dispatch``, start the waiting jobs now."""
         self._paused = False
         if dispatch:
             self.start()
+
+    def timed_counts(self) -> tuple[int, int]:
+        """Jobs waiting here for their time: (scheduled and retrying, of them retrying)."""
+        return self._scheduled, self._retrying
+
+    async def open(self) -> None:
+        """Nothing to connect: a local queue runs its jobs here."""
+
+    async def close(self) -> None:
+        """Nothing to disconnect."""
 
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
@@ -694,7 +730,7 @@ class JobQueue:
         O(offset + limit) under the admission lock: callers bound both.
         """
         with self._lock:
-            live = (job for job in self._pending if job._status is _PENDING)
+            live = (job for job in self._pending if job.status is _PENDING)
             stop = None if limit is None else offset + limit
             return list(itertools.islice(live, offset, stop))
 

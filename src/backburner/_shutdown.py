@@ -1,14 +1,21 @@
-"""What a shutdown left undone, as one value and one log record."""
+"""Shutdown: draining the queues within a deadline, and what it left undone as one report."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._job import Job
+from ._ports import Queue
+from ._scheduler import Scheduler
+from ._status import JobStatus
 
-__all__ = ["ShutdownReport"]
+__all__ = ["ShutdownReport", "drain"]
+
+_TIMED = (JobStatus.SCHEDULED, JobStatus.RETRYING)
 
 logger = logging.getLogger("backburner")
 
@@ -77,3 +84,65 @@ class ShutdownReport:
                 ]
             },
         )
+
+
+async def drain(
+    queues: Sequence[Queue],
+    scheduler: Scheduler,
+    *,
+    deadline: float,
+    cancel_grace: float,
+    wait_idle: Callable[[float], Awaitable[None]] | None,
+    keep_unfinished: Callable[[], None] | None = None,
+) -> tuple[list[Job[Any]], list[Job[Any]], list[Job[Any]]]:
+    """Run the queues down by loop time ``deadline``; return what was left undone.
+
+    Until ``deadline - cancel_grace`` jobs run and waiting jobs keep starting (``wait_idle``,
+    None if the executor never started); then waiting, scheduled and retrying jobs are
+    dropped and running ones cancelled, and get the rest of the budget to clean up; what
+    still runs then is abandoned. ``keep_unfinished`` (a journal's) is called before anything
+    is cut short. Returns (scheduled, not started, ran: cancelled or abandoned).
+    """
+    loop = asyncio.get_running_loop()
+    for queue in queues:
+        queue.stop_accepting_waiters()
+    if wait_idle is not None:
+        await wait_idle(deadline - cancel_grace)
+    if keep_unfinished is not None:
+        keep_unfinished()  # what shutdown cuts short stays in the journal
+    scheduled = _drop_scheduled(queues, scheduler)
+    not_started = [job for queue in queues for job in queue.take_pending()]
+    running = [job for queue in queues for job in queue.running_jobs()]
+    tasks = [task for queue in queues for task in queue.cancel_running()]
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+    for queue in queues:
+        queue.abandon_running()  # ignored their cancellation: leave them, say so
+    scheduled += _drop_scheduled(queues, scheduler)  # retries failing jobs asked for meanwhile
+    return scheduled, not_started, running
+
+
+def report(
+    scheduled: list[Job[Any]],
+    not_started: list[Job[Any]],
+    ran: list[Job[Any]],
+    elapsed: float,
+    journal: str | None,
+) -> ShutdownReport:
+    """The report of a ``drain``."""
+    return ShutdownReport(
+        scheduled=tuple(scheduled),
+        not_started=tuple(not_started),
+        cancelled=tuple(j for j in ran if j.status is JobStatus.CANCELLED),
+        abandoned=tuple(j for j in ran if j.status is JobStatus.ABANDONED),
+        elapsed=elapsed,
+        journal=journal,
+    )
+
+
+def _drop_scheduled(queues: Sequence[Queue], scheduler: Scheduler) -> list[Job[Any]]:
+    # The jobs waiting for their time; a running job's timeout is an entry too (not one).
+    jobs = [job for job in scheduler.close() if isinstance(job, Job) and job.status in _TIMED]
+    for queue in queues:
+        queue.drop_scheduled([job for job in jobs if job.queue == queue.name])
+    return jobs

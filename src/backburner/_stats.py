@@ -1,17 +1,53 @@
-"""Snapshots of an executor's counters, as frozen dataclasses."""
+"""Snapshots of an executor's counters, as frozen dataclasses: a leaf every layer may import."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._journal import JournalStats
-    from ._periodic import PeriodicStats
+__all__ = ["ExecutorStats", "JournalStats", "PeriodicStats", "QueueStats"]
 
-__all__ = ["ExecutorStats", "QueueStats"]
+
+@dataclass(frozen=True, slots=True)
+class PeriodicStats:
+    """A periodic job's schedule and record, as ``stats().periodic`` shows it."""
+
+    name: str
+    schedule: str
+    queue: str
+    #: Clock times (seconds since the epoch); None before the first run / after shutdown.
+    next_run: float | None
+    last_run: float | None
+    runs: int
+    #: Ticks skipped because the previous run was still going (or its queue was full).
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    """The journal as ``stats().journal`` shows it."""
+
+    path: str
+    durability: str
+    #: SQLite's ``PRAGMA synchronous`` on the connection: 1 (NORMAL) or 2 (FULL).
+    synchronous: int
+    #: This process's owner id (host:pid:nonce).
+    owner: str
+    #: Jobs accepted but not yet committed: what a crash now would lose of enqueues that
+    #: have not returned yet (a returned enqueue is always committed).
+    lag: int
+    #: Rows by state (queued, running, succeeded, ...), counted at open and every minute.
+    rows: dict[str, int]
+    #: Why the journal stopped writing (its file was deleted or replaced, its writer
+    #: failed): it accepts no more jobs. None while it works.
+    problem: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """True while the journal accepts and writes jobs (``problem`` is None)."""
+        return self.problem is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +83,11 @@ class QueueStats:
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def configured(cls, name: str, workers: int, *, paused: bool, engine: str) -> QueueStats:
+        """A queue not open yet: its configured size, nothing counted."""
+        return cls(name, workers, 0, workers, 0, 0, 0, 0, 0, 0, paused=paused, engine=engine)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,10 +37,11 @@ from taskiq.kicker import AsyncKicker
 from taskiq.middlewares import SimpleRetryMiddleware, SmartRetryMiddleware
 from taskiq.result_backends.dummy import DummyResultBackend
 
-from ._config import QueueConfig, check_timeout
+from ._checks import check_timeout
 from ._errors import BrokerUnavailable
 from ._options import JobOptions, options_of
 from ._registry import registered
+from ._settings import QueueConfig
 
 if TYPE_CHECKING:
     from taskiq import TaskiqMessage, TaskiqState

@@ -30,10 +30,13 @@ from datetime import datetime, timezone
 from typing import Any, overload
 
 from ._callables import plan_call
-from ._context import current_executor, current_executor_var, interceptor
+from ._context import interceptor, name_executor
+from ._errortext import error_line, log_failure
 from ._executor import Backburner
 from ._job import Job
 from ._options import options_of
+from ._outcomes import call_on_error
+from ._proxy import current_executor
 from ._status import JobStatus
 
 __all__ = ["ManualClock", "RecordedJobs", "fake", "inline", "join"]
@@ -90,9 +93,14 @@ class RecordedJobs(Sequence[Job[Any]]):
     their ``run_at``; ``run_all()`` runs them too, without waiting.
     """
 
-    def __init__(self) -> None:
-        self._jobs: list[Job[Any]] = []
-        self._executors: dict[int, Backburner | None] = {}
+    def __init__(
+        self,
+        jobs: list[Job[Any]] | None = None,
+        executors: dict[int, Backburner | None] | None = None,
+    ) -> None:
+        """A view of what a ``fake()`` records into ``jobs`` (and each job's executor)."""
+        self._jobs = [] if jobs is None else jobs
+        self._executors = {} if executors is None else executors
 
     @overload
     def __getitem__(self, index: int) -> Job[Any]: ...
@@ -133,18 +141,14 @@ class RecordedJobs(Sequence[Job[Any]]):
         self._jobs.clear()
         self._executors.clear()
 
-    def _record(self, job: Job[Any], executor: Backburner | None) -> None:
-        self._jobs.append(job)
-        self._executors[id(job)] = executor
-
 
 class _FakeOwner:
     """Lets ``job.cancel()`` work on a recorded job."""
 
     def cancel_job(self, job: Job[Any]) -> bool:
-        if job.status not in _WAITING:
+        if job.try_cancel_waiting() is None:
             return False
-        job._finish(JobStatus.CANCELLED)
+        job.finish(JobStatus.CANCELLED)
         return True
 
     def release_unique(self, job: Job[Any]) -> None:
@@ -158,7 +162,9 @@ def fake() -> Iterator[RecordedJobs]:
     Arguments are checked as usual, so a call that would fail for real fails here too.
     The jobs stay pending until ``run_all()`` or ``cancel()``.
     """
-    recorded = RecordedJobs()
+    jobs: list[Job[Any]] = []
+    executors: dict[int, Backburner | None] = {}
+    recorded = RecordedJobs(jobs, executors)
     owner = _FakeOwner()
 
     def record(
@@ -171,9 +177,9 @@ def fake() -> Iterator[RecordedJobs]:
     ) -> Job[Any]:
         job = _make_job(executor, fn, args, kwargs, changes, owner=owner)
         if run_at is not None:
-            job._status = JobStatus.SCHEDULED
-            job.run_at = run_at
-        recorded._record(job, executor)
+            job.hold_until(run_at, JobStatus.SCHEDULED)
+        jobs.append(job)
+        executors[id(job)] = executor
         return job
 
     with _intercepting(record):
@@ -213,21 +219,26 @@ def _make_job(
 def _run_inline(job: Job[Any], executor: Backburner | None, raise_errors: bool) -> None:
     context = job.context
     if executor is not None:
-        context.run(current_executor_var.set, executor)
-    job._status = JobStatus.RUNNING
+        context.run(name_executor, executor, executor.enqueue)
+    job.become_due()  # a recorded scheduled job runs now, as any other
+    job.try_start()
     job.started_at = time.time()
     try:
         result = context.run(_call, job)
     except Exception as exc:
-        job._finish(JobStatus.FAILED, exc=exc)
-        if executor is not None:
-            executor._report_failure(job, exc)
-        else:
-            logger.error("job %s failed", job.describe(), exc_info=exc)
+        job.finish(JobStatus.FAILED, exc=exc)
+        log_failure(
+            logging.ERROR,
+            "job %s failed (run inline): %s",
+            (job.describe(attempt=False), error_line(exc)),
+            exc,
+            {"backburner_job_id": job.id, "backburner_job_name": job.name},
+        )
+        call_on_error(None if executor is None else executor.on_error, job, exc)
         if raise_errors:
             raise
     else:
-        job._finish(JobStatus.SUCCEEDED, result)
+        job.succeed(result)
 
 
 def _call(job: Job[Any]) -> Any:

@@ -11,17 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from backburner import Backburner, QueueConfig, _inspect
-from backburner.dashboard import dashboard
+from backburner import Backburner, QueueConfig
+from backburner.dashboard import _inspect, dashboard
 from backburner.testing import ManualClock
+
+from ..jobs import noop
 
 pytestmark = pytest.mark.anyio
 
 AUTH = ("admin", "pw")
-
-
-async def noop(*args: Any) -> None:
-    pass
 
 
 def _client(app: Any) -> httpx.AsyncClient:

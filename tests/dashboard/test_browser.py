@@ -18,10 +18,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    expect,
+    sync_playwright,
+)
 
-from ..e2e._uvicorn import ROOT, Serve, Uvicorn, running
+from ..e2e._uvicorn import Serve, Uvicorn, running
 from ..e2e.apps._payloads import PAYLOADS, XSS_QUEUE
+from ..processes import ROOT
 from .conftest import PASSWORD, USER, control
 
 pytestmark = pytest.mark.e2e
@@ -60,14 +69,16 @@ class Watched:
         self.page = context.new_page()
         self.page.set_default_timeout(10_000)
         self.problems: list[str] = []
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        self.page.on(
-            "console",
-            lambda message: (
-                message.type == "error" and self.problems.append(f"console: {message.text}")
-            ),
-        )
+        self.page.on("pageerror", self._page_error)
+        self.page.on("console", self._console)
         self.page.on("dialog", lambda dialog: dialog.accept())
+
+    def _page_error(self, error: Error) -> None:
+        self.problems.append(f"page error: {error}")
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.problems.append(f"console: {message.text}")
 
     def open(self, server: Uvicorn, path: str, updates: int = 1) -> Page:
         """Go to ``path`` and wait until the script has rendered ``updates`` API answers."""
@@ -379,7 +390,7 @@ def assert_focus_kept(watched: Watched, updates: int = 2) -> dict[str, Any]:
     """``updates`` later, the same element has the focus, the page has not scrolled, and the
     element still shows in its table's box (whose content may have narrowed a little: a
     "finished 59 s ago" became "1 min 0 s ago")."""
-    marked = watched.page.evaluate(FOCUS, True)
+    marked: dict[str, Any] = watched.page.evaluate(FOCUS, True)
     assert marked["inBox"]
     watched.wait_updates(watched.counter("updated") + updates)
     now = watched.page.evaluate(FOCUS, False)

@@ -22,6 +22,7 @@ from backburner.dashboard._redact import QUERY_SECRETS, SecretNames, scrub_text
 
 from ..e2e._uvicorn import Uvicorn
 from ..e2e.apps._payloads import PAYLOADS, XSS_QUEUE
+from ..jobs import noop
 from .conftest import PASSWORD, USER, control
 
 # Tests against the real server are marked e2e one by one: the redaction matrices at the end
@@ -521,11 +522,7 @@ def test_hidden_fields_url_passwords_query_tokens_and_bearer_credentials_never_s
 
 def _shown(*args: Any, fn: Any = None, **kwargs: Any) -> list[str]:
     """The arguments as the dashboard shows them, with the default ``redact`` names."""
-
-    async def job(*args: Any, **kwargs: Any) -> None:
-        pass
-
-    handle: Job[Any] = Job(fn or job, args, kwargs, "default", True, None)
+    handle: Job[Any] = Job(fn or noop, args, kwargs, "default", True, None)
     return Presenter(DEFAULT_REDACT, None).arguments(handle)
 
 

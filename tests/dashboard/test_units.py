@@ -27,6 +27,8 @@ from backburner.dashboard._metrics import escape_label
 from backburner.dashboard._present import DEFAULT_REDACT, MASK, Presenter
 from backburner.testing import ManualClock
 
+from ..jobs import Gate, echo, fail, noop
+
 pytestmark = pytest.mark.anyio
 
 AUTH = ("admin", "pw")
@@ -35,14 +37,6 @@ SAME_ORIGIN = {
     "Sec-Fetch-Site": "same-origin",
     "Accept": "application/json",
 }
-
-
-async def noop(*args: Any, **kwargs: Any) -> None:
-    pass
-
-
-async def fail(message: str) -> None:
-    raise ValueError(message)
 
 
 def _client(app: Any, client: tuple[str, int] = ("127.0.0.1", 5000)) -> httpx.AsyncClient:
@@ -116,7 +110,8 @@ async def test_insecure_local_refuses_a_client_on_another_machine(
 async def test_an_auth_callable_must_answer_true_exactly(
     bg: Backburner, answer: object, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = dashboard(bg, auth=lambda request: answer)
+    # Answers that are not a bool, on purpose: the dashboard must refuse them.
+    app = dashboard(bg, auth=lambda request: answer)  # type: ignore[arg-type,return-value]
     async with _client(app) as client:
         status = (await client.get("/api/session")).status_code
     assert status == (200 if answer is True else 403)
@@ -231,13 +226,9 @@ async def test_an_action_on_a_stopped_executor_is_a_conflict() -> None:
 
 
 async def test_the_job_page_covers_each_place_a_job_can_be(bg: Backburner) -> None:
-    gate = asyncio.Event()
-
-    async def hold() -> None:
-        await gate.wait()
-
+    gate = Gate()
     async with _client(dashboard(bg, auth=AUTH)) as client:
-        running = bg.options(queue="mail").enqueue(hold)
+        running = bg.options(queue="mail").enqueue(gate.hold)
         pending = bg.options(queue="mail").enqueue(noop)
         scheduled = bg.enqueue_in(600, noop)
         await asyncio.sleep(0)
@@ -247,7 +238,7 @@ async def test_the_job_page_covers_each_place_a_job_can_be(bg: Backburner) -> No
         listed = (await client.get("/api/scheduled", auth=AUTH)).json()
         assert [job["id"] for job in listed["jobs"]] == [scheduled.id]
         assert listed["jobs"][0]["run_at"] == scheduled.run_at
-        gate.set()
+        gate.opened.set()
         await bg.join()
         # Finished, but this dashboard showed it: its page still tells how it ended.
         data = (await client.get(f"/api/jobs/{pending.id}", auth=AUTH)).json()["job"]
@@ -570,7 +561,7 @@ async def test_history_is_keyed_by_whole_queue_names_and_cut_by_the_executors_cl
     ) as bg:
         bg.options(queue=long).enqueue(noop)
         await bg.join()
-        clock.advance(bg._history.interval)
+        clock.advance(bg.history.interval)
         async with _client(dashboard(bg, auth=AUTH)) as client:
             data = (await client.get("/api/overview", auth=AUTH)).json()
     assert [queue["name"] in data["history"] for queue in data["queues"]] == [True, True]
@@ -709,10 +700,6 @@ async def lookup(user: str) -> dict[str, Any]:
 
 async def issue_token(user: str) -> str:
     return "t0k3n-hunter22"
-
-
-async def echo(value: Any) -> Any:
-    return value
 
 
 async def test_a_succeeded_jobs_return_value_is_shown_redacted_and_cut(bg: Backburner) -> None:

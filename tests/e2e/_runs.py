@@ -72,7 +72,7 @@ class Run:
 
     def drained(self) -> int:
         """How many jobs were pending or running when the drain began (from its INFO line)."""
-        match = re.search(r"draining (\d+) jobs", self.server.stderr())
+        match = re.search(r"draining (\d+) jobs", self.server.output())
         assert match, f"no drain line{self.server.tail()}"
         return int(match[1])
 

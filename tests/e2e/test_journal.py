@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backburner._journal import ClaimedRow, Journal, JournalConfig
+from backburner import JournalConfig
+from backburner._journal._writer import ClaimedRow, Journal
 
 from ._uvicorn import Serve, Uvicorn
 
@@ -98,7 +99,7 @@ def _kill_and_restart(serve: Serve, tmp_path: Path, rng: random.Random) -> None:
         server.wait_exit(within=10)
         check = integrity(journal)
         assert check == "ok", f"integrity_check after kill {kill + 1}: {check}"
-        assert "database is locked" not in server.stderr(), server.tail()
+        assert "database is locked" not in server.output(), server.tail()
     final = serve("journaled", settings=settings)
     final.wait_ready()
     with final.client() as client:
@@ -159,11 +160,11 @@ def test_processes_sharing_a_journal_never_run_a_job_twice_while_its_owner_lives
         assert server.wait_exit(within=10)[0] == -signal.SIGTERM
     for server in servers:
         server.assert_no_errors()
-        assert "locked" not in server.stderr()
+        assert "locked" not in server.output()
     runs = Counter(completed(results))
     assert [n for n, c in runs.items() if c > 1] == []
     assert set(runs) == expected
-    assert "kept in the journal" in first.stderr()
+    assert "kept in the journal" in first.output()
 
 
 @pytest.mark.parametrize("kind", ["async", "sync"])
@@ -228,7 +229,7 @@ def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
     for server in (heir, spare):
         server.send(signal.SIGTERM)
         assert server.wait_exit(within=10)[0] == -signal.SIGTERM
-        assert "locked" not in server.stderr()
+        assert "locked" not in server.output()
     runs = Counter(completed(results))
     assert set(runs) == set(range(2000))
     # What ran twice is what the victim ran after its writer's last commit: its running job
@@ -291,7 +292,7 @@ def test_a_clock_step_in_another_process_takes_no_job_of_a_live_owner(
     assert f":{owner.process.pid}:" in holders[0][0]
     owner.send(signal.SIGTERM)
     assert owner.wait_exit(within=10)[0] == -signal.SIGTERM
-    assert "taken for dead" not in owner.stderr()
+    assert "taken for dead" not in owner.output()
 
 
 @pytest.mark.parametrize(
@@ -322,7 +323,7 @@ def test_a_bad_journal_fails_startup_with_exit_3_and_says_what_to_do(
     server = serve("journaled", settings=settings)
     code, _ = server.wait_exit(within=15)
     assert code == STARTUP_FAILURE, server.tail()
-    stderr = server.stderr()
+    stderr = server.output()
     assert message in stderr
     assert "backburner could not start" in stderr
     assert "Application startup failed" in stderr
@@ -357,7 +358,7 @@ def test_uvicorn_workers_share_one_journal_and_run_each_job_once(
         pids.add(answer.json()["pid"])
     server.send(signal.SIGTERM)
     server.wait_exit(within=20)
-    assert "locked" not in server.stderr()
+    assert "locked" not in server.output()
     results = Path(str(settings["results"]))
     finisher = serve("journaled", settings={**settings, "job_ms": 1})
     finisher.wait_ready()
@@ -369,7 +370,7 @@ def test_uvicorn_workers_share_one_journal_and_run_each_job_once(
     finisher.wait_exit(within=10)
     for process in (server, finisher):
         process.assert_no_errors()
-        assert "locked" not in process.stderr()
+        assert "locked" not in process.output()
     runs = Counter(completed(results))
     assert set(runs) == expected
     assert [n for n, c in runs.items() if c > 1] == []

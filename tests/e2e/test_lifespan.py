@@ -25,7 +25,7 @@ def failed_startup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Uvicorn
 
 def test_an_app_whose_startup_raises_exits_3_with_its_message(failed_startup: Uvicorn) -> None:
     assert failed_startup.exit_code == STARTUP_FAILURE
-    stderr = failed_startup.stderr()
+    stderr = failed_startup.output()
     assert "e2e: the database at db.invalid is unreachable" in stderr
     assert "Application startup failed" in stderr
 
@@ -47,7 +47,7 @@ def test_a_bad_middleware_setting_exits_3_naming_the_setting(serve: Serve) -> No
     server = serve("bad_settings")
     code, _ = server.wait_exit(within=15)
     assert code == STARTUP_FAILURE
-    assert "BackburnerMiddleware: workers must be at least 1" in server.stderr()
+    assert "BackburnerMiddleware: workers must be at least 1" in server.output()
 
 
 def test_without_lifespan_an_endpoint_that_enqueues_gets_a_clear_error(serve: Serve) -> None:
@@ -79,7 +79,7 @@ def test_on_heroku_a_shutdown_budget_over_30s_is_warned_about_at_startup(serve: 
     assert "uvicorn's --timeout-graceful-shutdown 25s + shutdown_timeout 8s = 33s" in message
     assert "over Heroku's (DYNO is set) 30s before SIGKILL" in message
     assert "lower shutdown_timeout to 5s or less" in message
-    assert "WARNING" in server.stderr()
+    assert "WARNING" in server.output()
 
 
 def test_within_the_platforms_grace_there_is_no_warning(serve: Serve) -> None:

@@ -129,7 +129,7 @@ def test_no_child_was_killed_by_the_health_check_while_jobs_ran(
 ) -> None:
     assert len(startups(four_workers["after_busy"])) == CHILDREN  # no child started again
     assert len(startups(four_workers["events"])) == CHILDREN
-    stderr = four_workers["server"].stderr()
+    stderr = four_workers["server"].output()
     assert "died" not in stderr
     busy_pids = {event["pid"] for event in named(four_workers["after_busy"], "finished")}
     assert busy_pids == set(four_workers["busy"])
@@ -263,7 +263,7 @@ def test_a_child_restarted_at_its_request_limit_drains_and_reports_in_time(serve
         last_request = max(e["t"] for e in named(own, "enqueued"))
         [shutdown] = named(own, "app shutdown")
         assert shutdown["t"] - last_request < RESTART["shutdown_timeout"] + MARGIN
-    assert "died" in server.stderr()  # the parent saw the child go and replaced it
+    assert "died" in server.output()  # the parent saw the child go and replaced it
     server.send(signal.SIGTERM)
     code, _ = server.wait_exit(within=RESTART["shutdown_timeout"] + MARGIN)
     assert code == 0

@@ -257,7 +257,7 @@ def test_a_job_raising_systemexit_or_keyboardinterrupt_fails_alone(serve: Serve)
     assert run.exit_code == -signal.SIGTERM
     assert run.status_by_key == {"swallows-cancel": "abandoned"}
     assert position(run.events, "report") < position(run.events, "app shutdown")
-    assert "never retrieved" not in server.stderr()
+    assert "never retrieved" not in server.output()
 
 
 def test_a_job_that_stops_the_event_loop_ends_the_process_without_a_drain(serve: Serve) -> None:
@@ -273,7 +273,7 @@ def test_a_job_that_stops_the_event_loop_ends_the_process_without_a_drain(serve:
 
     events = server.events()
     assert code == 1
-    assert "RuntimeError: Event loop stopped before Future completed." in server.stderr()
+    assert "RuntimeError: Event loop stopped before Future completed." in server.output()
     assert named(events, "cleanup started"), "the running job was not cancelled"
     assert not named(events, "report")
     assert not named(events, "app shutdown")

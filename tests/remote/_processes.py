@@ -1,42 +1,23 @@
 """Real parts for the remote engine's tests: a ``redis-server``, ``taskiq worker`` and scheduler.
 
-Each is a subprocess of the test run, on 127.0.0.1, in a temporary directory, always stopped at
-the end. Every wait polls for an event (a line in a log, a port that answers) with a deadline;
-none sleeps to let something happen.
+Each is a ``ChildProcess`` (``tests/processes.py``) of the test run, on 127.0.0.1, its output in
+a temporary directory, always stopped at the end. Each is ready once its output says so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..e2e._uvicorn import free_port
+from ..processes import ChildProcess, free_port
 
-__all__ = ["RedisServer", "TaskiqProcess", "free_port", "wait_for"]
+__all__ = ["RedisServer", "TaskiqProcess"]
 
-ROOT = Path(__file__).resolve().parents[2]  # where `taskiq worker tests.remote.worker_app:...`
 REDIS_SERVER = "/usr/bin/redis-server"
-POLL = 0.02
 START_DEADLINE = 30.0
-
-
-def wait_for(path: Path, text: str, process: subprocess.Popen[bytes], what: str) -> None:
-    """Poll the log at ``path`` until it holds ``text``; fail if ``process`` exits first."""
-    deadline = time.monotonic() + START_DEADLINE
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(POLL)
-    log = path.read_text(errors="replace") if path.exists() else ""
-    raise AssertionError(f"{what} did not get ready (exit {process.poll()}):\n{log[-3000:]}")
 
 
 class RedisServer:
@@ -53,13 +34,12 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.persistent = persistent
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ChildProcess | None = None
         self._starts = 0
 
     def start(self) -> None:
         """Start it (again, on the same port and data) and wait until it takes commands."""
         self._starts += 1
-        log = self.workdir / f"redis-{self._starts}.log"
         persistence = ["--appendonly", "yes", "--appendfsync", "always"]
         if not self.persistent:
             persistence = ["--appendonly", "no"]
@@ -70,23 +50,24 @@ class RedisServer:
             "--dir", str(self.workdir),
             "--save", "",
             *persistence,
-            "--logfile", str(log),
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for(log, "Ready to accept connections", self.process, "redis-server")
+        # With no --logfile, redis-server logs to its stdout: the output file.
+        self.process = ChildProcess(command, self.workdir / f"redis-{self._starts}.log")
+        try:
+            self.process.wait_for_output("Ready to accept connections", START_DEADLINE)
+        except BaseException:
+            self.stop()
+            raise
 
-    def stop(self, sig: int = signal.SIGKILL) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """Stop it (by default as a crash would: SIGKILL) and wait for the process to end."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
+        if self.process is not None:
+            self.process.stop(sig, grace=30)
         self.process = None
 
 
-class TaskiqProcess:
-    """``taskiq worker|scheduler <target>`` against ``redis_url``.
+class TaskiqProcess(ChildProcess):
+    """``taskiq worker|scheduler <target>`` against ``redis_url``, ready once it says so.
 
     The target is by default ``tests.remote.worker_app:broker`` (or ``:scheduler``).
     """
@@ -101,40 +82,15 @@ class TaskiqProcess:
         target: str | None = None,
     ) -> None:
         self.kind = kind
-        self.log = workdir / f"taskiq-{kind}.log"
         if target is None:
             name = "broker" if kind == "worker" else "scheduler"
             target = f"tests.remote.worker_app:{name}"
         command = [sys.executable, "-m", "taskiq", kind, target, *args]
-        full_env = {
-            **os.environ,
-            "BACKBURNER_TEST_REDIS_URL": redis_url,
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,  # its worker processes go with it
-            )
+        full_env = {**os.environ, "BACKBURNER_TEST_REDIS_URL": redis_url, **(env or {})}
+        super().__init__(command, workdir / f"taskiq-{kind}.log", env=full_env)
         ready = "Listening started." if kind == "worker" else "Startup completed."
-        wait_for(self.log, ready, self.process, f"taskiq {kind}")
-
-    def stop(self) -> None:
-        """SIGTERM the process group, then SIGKILL whatever of it is left (worker children)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def output(self) -> str:
-        """What it logged so far."""
-        return self.log.read_text(errors="replace")
+        try:
+            self.wait_for_output(ready, START_DEADLINE)
+        except BaseException:  # the caller has no process to stop yet
+            self.kill()
+            raise

@@ -15,6 +15,7 @@ from taskiq_redis import ListRedisScheduleSource, RedisStreamBroker
 from backburner import Backburner, BrokerUnavailable, JobStatus, Periodic, QueueConfig, job
 from backburner.taskiq import TaskiqEngine, redis_engine
 
+from ..processes import free_port
 from .conftest import Remote
 from .jobs import add, echo, flaky, stamp
 
@@ -111,7 +112,9 @@ async def test_a_delayed_job_whose_minute_passed_unseen_is_still_sent(remote: Re
     task_id = f"late-{secrets.token_hex(4)}"
     due = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=90)
     async with Backburner(engine=engine):  # opens the broker and the schedule source
-        kicker = AsyncKicker(task_name="remote.add", broker=engine.broker, labels={})
+        kicker: AsyncKicker[[int, int], int] = AsyncKicker(
+            task_name="remote.add", broker=engine.broker, labels={}
+        )
         await kicker.with_task_id(task_id).schedule_by_time(engine.schedule_source, due, 5, 6)
         task = AsyncTaskiqTask(task_id, engine.broker.result_backend)
         # The scheduler ticks each second; a lost job would never come.
@@ -132,7 +135,8 @@ async def test_sync_enqueue_returns_pending_and_the_job_is_sent_soon_after(remot
         handle = bg.enqueue(add, 3, 4)
         assert handle.status is JobStatus.PENDING
         await bg.join()  # until every job was sent
-        assert handle.status is JobStatus.SENT
+        # mypy keeps its narrowing from the PENDING assertion above across the await.
+        assert handle.status is JobStatus.SENT  # type: ignore[comparison-overlap]
         assert handle.done()  # this process's part is over
         assert await handle == 7
 
@@ -195,8 +199,6 @@ async def test_a_periodic_job_on_a_remote_queue_must_allow_overlap(remote: Remot
 
 
 async def test_an_unreachable_broker_fails_the_start(remote: Remote) -> None:
-    from ._processes import free_port
-
     engine = redis_engine(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     bg = Backburner(engine=engine)
     with pytest.raises(BrokerUnavailable, match=r"cannot start taskiq RedisStreamBroker.*URL"):

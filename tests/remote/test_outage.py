@@ -107,7 +107,8 @@ async def test_redis_stopping_mid_run_gives_clear_errors_and_loses_no_acknowledg
             assert all(job.status is JobStatus.SENT for job in buffered)
             assert hasty_bg.retry(given_up) is given_up  # sent again, by hand
             await hasty_bg.join()
-            assert given_up.status is JobStatus.SENT
+            # mypy keeps its narrowing from the FAILED assertion above across the awaits.
+            assert given_up.status is JobStatus.SENT  # type: ignore[comparison-overlap]
 
             everything = acknowledged | {f"buffered-{n}" for n in range(10)} | {"given-up"}
             await run_until_recorded(bg, Path(path), everything, worker)
@@ -137,6 +138,7 @@ async def test_jobs_a_dead_worker_took_are_delivered_again(tmp_path: Path) -> No
                 taken = await client.xreadgroup(
                     broker.consumer_group_name, "dead-worker", {queue: ">"}, count=100
                 )
+            assert isinstance(taken, list)  # RESP2: [stream, messages] pairs
             assert sum(len(messages) for _, messages in taken) == len(held)
 
             env = {

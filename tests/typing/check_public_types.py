@@ -1,4 +1,4 @@
-"""Checked by `mypy --strict tests/typing` (make typecheck): the public API's types hold."""
+"""Checked by `mypy --strict tests` (make typecheck): the public API's types hold."""
 
 from __future__ import annotations
 

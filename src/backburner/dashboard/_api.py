@@ -13,11 +13,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .. import _inspect
 from .._errors import BackburnerError
 from .._executor import Backburner
 from .._job import Job
 from .._status import JobStatus
+from . import _inspect
 from ._present import Presenter, printable, truncate
 
 __all__ = ["ACTIONS", "ActionError", "Views"]
@@ -69,9 +69,9 @@ class Views:
             "running": bg.running,
             "queues": [_queue(q.as_dict()) for q in stats.queues.values()],
             "total": _queue(stats.total.as_dict()),
-            "failures": len(bg._failures),
+            "failures": len(bg.failures()),
             "periodic": len(stats.periodic),
-            "interval": bg._history.interval,
+            "interval": bg.history.interval,
             "minutes": minutes,
             "history": {
                 # Whole names: the page finds a queue's chart by the queue's name.
@@ -100,7 +100,7 @@ class Views:
     def dead(self, bg: Backburner, queue: str | None, offset: int, limit: int) -> dict[str, Any]:
         """``failures()``, the newest first."""
         if queue is not None:
-            bg._check_queue_name(queue)
+            _inspect.check_queue(bg, queue)
         failures = [j for j in reversed(bg.failures()) if queue is None or j.queue == queue]
         return self._listing(
             bg, failures[offset : offset + limit], len(failures), offset, limit, queue
@@ -160,9 +160,7 @@ class Views:
         return {
             "now": time.time(),
             "jobs": [
-                self.present.job(
-                    job, in_failures=bg._failures.get(job.id) is not None, journaled=journaled
-                )
+                self.present.job(job, in_failures=_in_failures(bg, job), journaled=journaled)
                 for job in jobs
             ],
             "total": total,
@@ -292,4 +290,7 @@ def _queue(counters: dict[str, Any]) -> dict[str, Any]:
 
 
 def _in_failures(bg: Backburner, job: Job[Any]) -> bool:
-    return job.status in (JobStatus.FAILED, JobStatus.DEAD) and bg._failures.get(job.id) is job
+    return (
+        job.status in (JobStatus.FAILED, JobStatus.DEAD)
+        and bg.find_job(job.id, waiting=False) is job
+    )

@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from .._context import current_executor
 from .._errors import NotRunning
 from .._executor import Backburner
+from .._proxy import current_executor
 from .._status import JobStatus
 from ._api import ACTIONS, ActionError, Views
 from ._auth import AuthCallable, BasicAuth, Guard
@@ -57,80 +57,53 @@ _HEADERS = [(name.lower().encode(), value.encode()) for name, value in SECURITY_
 _HEADER_NAMES = {name for name, _ in _HEADERS}
 
 
-def dashboard(
-    executor: Backburner | None = None,
-    *,
-    auth: BasicAuth | tuple[str, str] | AuthCallable | None = None,
-    insecure_local: bool = False,
-    read_only: bool = False,
-    allowed_hosts: Iterable[str] | None = None,
-    redact: Iterable[str] = DEFAULT_REDACT,
-    redact_hook: RedactHook | None = None,
-    redact_text: RedactText | None = None,
-    poll_interval: float = 2.0,
-    title: str = "backburner",
-) -> Dashboard:
-    """The dashboard, to mount: ``app.mount("/backburner", dashboard(auth=("admin", pw)))``.
-
-    :param executor: the executor to show; by default the one ``background`` finds (the app's
-        ``BackburnerMiddleware``, for a request that passes through it). The dashboard never
-        starts or stops it.
-    :param auth: who may see it: ``(username, password)`` or a ``BasicAuth`` for HTTP Basic,
-        or a callable ``auth(request) -> bool`` (sync or async) for your own sessions. Without
-        it every request is refused (403).
-    :param insecure_local: for development only: no credentials, but only clients on this
-        machine (127.0.0.1, ::1) and only ``localhost`` host names. Not with ``auth``.
-    :param read_only: show everything, offer no action, and refuse every action (403).
-    :param allowed_hosts: the host names (``*.example.com`` patterns too) this dashboard
-        answers; other ``Host`` headers get 400. By default any, or with ``insecure_local``
-        only ``localhost``, ``127.0.0.1`` and ``::1``.
-    :param redact: argument names whose values are masked wherever arguments show, matched as
-        parts of a name (whole words for names of 4 letters or fewer), ignoring case, ``-``
-        and ``_`` (keyword arguments, positional ones by parameter name, keys of dicts passed
-        as arguments, fields of dataclasses, query parameters written in strings). Besides,
-        dataclass fields declared ``repr=False``, URL passwords and ``Authorization``,
-        ``Bearer`` and ``Basic`` credentials written in strings are always masked.
-    :param redact_hook: ``redact_hook(job, args, kwargs) -> (args, kwargs)``, what to show of a
-        job's arguments after ``redact`` masked them (mask more, or replace objects).
-    :param redact_text: ``redact_text(job, text) -> text``, what to show of a job's error
-        message, traceback, unique key and return value, after the values ``redact`` masked
-        in its arguments were masked there too (error text can hold anything: a query, a
-        token, a path).
-    :param poll_interval: seconds between live updates of an open page (1 to 60; a page's
-        ``?poll=`` overrides it within the same bounds, ``?poll=0`` stops them).
-    :param title: the name in the page title and header.
-    """
-    return Dashboard(
-        executor,
-        auth=auth,
-        insecure_local=insecure_local,
-        read_only=read_only,
-        allowed_hosts=allowed_hosts,
-        redact=redact,
-        redact_hook=redact_hook,
-        redact_text=redact_text,
-        poll_interval=poll_interval,
-        title=title,
-    )
-
-
 class Dashboard:
-    """The dashboard's ASGI app (see ``dashboard()``)."""
+    """The dashboard's ASGI app: ``dashboard(...)`` makes one (see ``__init__``)."""
 
     def __init__(
         self,
-        executor: Backburner | None,
+        executor: Backburner | None = None,
         *,
-        auth: BasicAuth | tuple[str, str] | AuthCallable | None,
-        insecure_local: bool,
-        read_only: bool,
-        allowed_hosts: Iterable[str] | None,
-        redact: Iterable[str],
-        redact_hook: RedactHook | None,
+        auth: BasicAuth | tuple[str, str] | AuthCallable | None = None,
+        insecure_local: bool = False,
+        read_only: bool = False,
+        allowed_hosts: Iterable[str] | None = None,
+        redact: Iterable[str] = DEFAULT_REDACT,
+        redact_hook: RedactHook | None = None,
         redact_text: RedactText | None = None,
-        poll_interval: float,
-        title: str,
+        poll_interval: float = 2.0,
+        title: str = "backburner",
     ) -> None:
+        """The dashboard, to mount: ``app.mount("/backburner", dashboard(auth=("admin", pw)))``.
+
+        :param executor: the executor to show; by default the one ``background`` finds (the app's
+            ``BackburnerMiddleware``, for a request that passes through it). The dashboard never
+            starts or stops it.
+        :param auth: who may see it: ``(username, password)`` or a ``BasicAuth`` for HTTP Basic,
+            or a callable ``auth(request) -> bool`` (sync or async) for your own sessions. Without
+            it every request is refused (403).
+        :param insecure_local: for development only: no credentials, but only clients on this
+            machine (127.0.0.1, ::1) and only ``localhost`` host names. Not with ``auth``.
+        :param read_only: show everything, offer no action, and refuse every action (403).
+        :param allowed_hosts: the host names (``*.example.com`` patterns too) this dashboard
+            answers; other ``Host`` headers get 400. By default any, or with ``insecure_local``
+            only ``localhost``, ``127.0.0.1`` and ``::1``.
+        :param redact: argument names whose values are masked wherever arguments show, matched as
+            parts of a name (whole words for names of 4 letters or fewer), ignoring case, ``-``
+            and ``_`` (keyword arguments, positional ones by parameter name, keys of dicts passed
+            as arguments, fields of dataclasses, query parameters written in strings). Besides,
+            dataclass fields declared ``repr=False``, URL passwords and ``Authorization``,
+            ``Bearer`` and ``Basic`` credentials written in strings are always masked.
+        :param redact_hook: ``redact_hook(job, args, kwargs) -> (args, kwargs)``, what to show of a
+            job's arguments after ``redact`` masked them (mask more, or replace objects).
+        :param redact_text: ``redact_text(job, text) -> text``, what to show of a job's error
+            message, traceback, unique key and return value, after the values ``redact`` masked
+            in its arguments were masked there too (error text can hold anything: a query, a
+            token, a path).
+        :param poll_interval: seconds between live updates of an open page (1 to 60; a page's
+            ``?poll=`` overrides it within the same bounds, ``?poll=0`` stops them).
+        :param title: the name in the page title and header.
+        """
         try:
             import jinja2
         except ImportError:  # pragma: no cover - the extra is installed in development
@@ -498,3 +471,8 @@ def _utc(timestamp: float | None) -> str:
         return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):
         return "-"
+
+
+#: The dashboard, to mount: ``app.mount("/backburner", dashboard(auth=("admin", pw)))``. The
+#: same as ``Dashboard(...)``: its settings are declared once, on ``Dashboard.__init__``.
+dashboard = Dashboard

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .._executor import Backburner
-from .._inspect import wait_totals
+from ._inspect import wait_totals
 from ._present import printable
 
 __all__ = ["CONTENT_TYPE", "render_metrics"]

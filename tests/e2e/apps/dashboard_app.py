@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from backburner import BackburnerMiddleware, Periodic, QueueConfig, background
+from backburner import BackburnerMiddleware, Job, Periodic, QueueConfig, background
 from backburner.dashboard import BasicAuth, dashboard
 
 from ._payloads import PAYLOADS, XSS_QUEUE
@@ -106,6 +106,7 @@ async def control(request: Request) -> Response:
     what = request.path_params["what"]
     params = request.query_params
     queue = params.get("queue", "default")
+    job: Job[Any]  # the branches enqueue jobs of different result types
     if what == "hold":
         job = background.options(queue=queue).enqueue(hold, params["key"])
     elif what == "release":

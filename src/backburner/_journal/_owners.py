@@ -16,7 +16,7 @@ every claim it made has lapsed; silence is measured on ``CLOCK_BOOTTIME`` when i
 kernel (no clock step moves that clock), else on the wall clock. A process that finds it was
 taken for dead says so at WARNING: the jobs it held may run twice.
 
-``Housekeeping`` is the part of ``Journal`` that does this; it runs only on the writer thread.
+``Owners`` does this for a ``Journal`` (its ``Writer``), only on the writer thread.
 """
 
 from __future__ import annotations
@@ -32,15 +32,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from ._journal_file import BUSY_TIMEOUT_MS
+from ._file import BUSY_TIMEOUT_MS
 
 if TYPE_CHECKING:
-    from ._journal import JournalConfig
+    from ._config import JournalConfig
 
 __all__ = [
     "ClaimedRow",
-    "Housekeeping",
+    "Owners",
     "Recoverer",
+    "Writer",
     "boot_clock",
     "local_boot_id",
     "local_host",
@@ -86,53 +87,83 @@ class Recoverer(Protocol):
         ...
 
 
-class Housekeeping:
-    """The owner's side of a journal: heartbeat, reaper, claims, retention, release."""
+class Writer(Protocol):
+    """What the owner's side needs of the journal's writer (it runs on the writer's thread)."""
 
+    #: This process's owner id (host:pid:nonce), and where it runs.
     owner: str
     host: str
     boot_id: str | None
     process_start: int | None
+    #: Wall time (heartbeats, leases); a test steps it to play a clock step.
     wall: Callable[[], float]
     config: JournalConfig
     path: Path
     recoverer: Recoverer
-    _connection: sqlite3.Connection | None
-    _rows: dict[str, int]
 
-    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
-        raise NotImplementedError
+    @property
+    def connection(self) -> sqlite3.Connection | None:
+        """The open connection (None once closed)."""
+        ...
 
-    def _commit_queued(self) -> bool:
-        raise NotImplementedError
+    def transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``body`` in ``BEGIN IMMEDIATE``, waiting out other processes' locks."""
+        ...
 
-    def _reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
-        raise NotImplementedError
+    def commit_queued(self) -> bool:
+        """Commit the operations queued meanwhile; False if there were none."""
+        ...
 
-    def _heartbeat(self, first: bool) -> None:
+    def reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
+        """Queue the rows recovery could not take: invalid ones marked, unplaced ones freed."""
+        ...
+
+    def count(self, rows: dict[str, int]) -> None:
+        """The rows by state, for ``stats()``."""
+        ...
+
+
+class Owners:
+    """The owner's side of a journal: heartbeat, reaper, claims, retention, release.
+
+    Composed into the ``Journal`` (its ``Writer``), whose thread calls every method here.
+    """
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    def heartbeat(self, first: bool) -> None:
         """Say this owner lives; if another process took it for dead meanwhile, say so."""
-        now, boot_now = self.wall(), boot_clock()
+        me = self.writer
+        now, boot_now = me.wall(), boot_clock()
 
         def beat(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
             row: tuple[Any, ...] | None = connection.execute(
-                "SELECT released, adopted_by FROM owners WHERE owner = ?", (self.owner,)
+                "SELECT released, adopted_by FROM owners WHERE owner = ?", (self.writer.owner,)
             ).fetchone()
             if row is None:
                 connection.execute(
                     "INSERT INTO owners (owner, heartbeat, started_at, boot_id, boot_beat, "
                     "process_start) VALUES (?, ?, ?, ?, ?, ?)",
-                    (self.owner, now, now, self.boot_id, boot_now, self.process_start),
+                    (
+                        self.writer.owner,
+                        now,
+                        now,
+                        self.writer.boot_id,
+                        boot_now,
+                        self.writer.process_start,
+                    ),
                 )
             else:
                 # Alive after all: what is still in its name is its own again.
                 connection.execute(
                     "UPDATE owners SET heartbeat = ?, boot_beat = ?, released = 0, "
                     "adopted_by = NULL WHERE owner = ?",
-                    (now, boot_now, self.owner),
+                    (now, boot_now, self.writer.owner),
                 )
             return row
 
-        row = self._transaction(beat)
+        row = self.writer.transaction(beat)
         if first:
             return
         if row is None:
@@ -147,28 +178,28 @@ class Housekeeping:
             "this process (%s) was taken for dead by another process sharing the journal %s: "
             "%s. Its heartbeat came later than lease=%.1fs (a stalled machine or process?). "
             "Jobs it held may run twice.",
-            self.owner,
-            self.path,
+            self.writer.owner,
+            self.writer.path,
             taken,
-            self.config.lease,
+            self.writer.config.lease,
         )
 
     def _dead_owners(self, connection: sqlite3.Connection, now: float) -> list[str]:
         """Owners presumed dead (see the module's docstring)."""
         dead = []
-        lease = self.config.lease
+        lease = self.writer.config.lease
         boot_now = boot_clock()
         for owner, heartbeat, boot_id, boot_beat, started in connection.execute(
             "SELECT owner, heartbeat, boot_id, boot_beat, process_start FROM owners "
             "WHERE owner != ? AND released = 0 AND adopted_by IS NULL",
-            (self.owner,),
+            (self.writer.owner,),
         ).fetchall():
             alive = self._process_alive(str(owner), boot_id, started)
             if alive is not None:
                 if not alive:
                     dead.append(owner)  # certainly dead: its claims need not lapse
                 continue
-            if boot_now is not None and boot_beat is not None and boot_id == self.boot_id:
+            if boot_now is not None and boot_beat is not None and boot_id == self.writer.boot_id:
                 silent = boot_beat < boot_now - lease  # one kernel: a clock no step moves
             else:
                 silent = heartbeat < now - lease
@@ -184,9 +215,13 @@ class Housekeeping:
     def _process_alive(self, owner: str, boot_id: str | None, started: int | None) -> bool | None:
         """Whether ``owner``'s process lives, if this host can tell; None if it cannot."""
         parts = owner.rsplit(":", 2)
-        if len(parts) != 3 or parts[0] != self.host or not parts[1].isdigit():
+        if len(parts) != 3 or parts[0] != self.writer.host or not parts[1].isdigit():
             return None  # another host or pid namespace: its heartbeat tells
-        if boot_id is not None and self.boot_id is not None and boot_id != self.boot_id:
+        if (
+            boot_id is not None
+            and self.writer.boot_id is not None
+            and boot_id != self.writer.boot_id
+        ):
             return False  # this host has restarted since
         pid = int(parts[1])
         if pid == os.getpid():
@@ -205,7 +240,7 @@ class Housekeeping:
             return None  # no start time to tell a reused pid by: its heartbeat tells
         return start == started  # else its pid went to another process
 
-    def _free_orphans(self) -> None:
+    def free_orphans(self) -> None:
         """Free the jobs of dead owners; mark dead the jobs that keep killing their process.
 
         An owner found dead is marked ``released``: its unfinished rows are free from then on,
@@ -213,8 +248,8 @@ class Housekeeping:
         running when it died are touched: each counts a crash, and past ``max_attempts`` the
         job is dead.
         """
-        now = self.wall()
-        limit = self.config.max_attempts
+        now = self.writer.wall()
+        limit = self.writer.config.max_attempts
 
         def free(connection: sqlite3.Connection) -> list[tuple[str, str, int]]:
             poisoned: list[tuple[str, str, int]] = []
@@ -248,67 +283,67 @@ class Housekeeping:
             )
             return poisoned
 
-        for job_id, name, crashes in self._transaction(free):
+        for job_id, name, crashes in self.writer.transaction(free):
             logger.error(
                 "job %s (%s) is dead: its process died during each of its last %d attempts; "
                 "it stays in the journal %s and will not run again",
                 job_id,
                 name,
                 crashes,
-                self.path,
+                self.writer.path,
                 extra={"backburner_job_id": job_id, "backburner_job_name": name},
             )
 
-    def _claim(self) -> None:
+    def claim(self) -> None:
         """Claim free jobs, up to the room the queues have, a chunk per transaction.
 
         The jobs are rebuilt and queued here, on this thread, not on the event loop's: SQLite
         releases the GIL for every row it steps through, and each time it is taken back it
         may wait for a busy loop thread for up to ``sys.getswitchinterval()``.
         """
-        due_room, delayed_room = self.recoverer.room()
+        due_room, delayed_room = self.writer.recoverer.room()
         left = dict(due_room)
         delayed_left = [delayed_room]
-        assert self._connection is not None
+        assert self.writer.connection is not None
         released = [
             row[0]
-            for row in self._connection.execute("SELECT owner FROM owners WHERE released = 1")
+            for row in self.writer.connection.execute("SELECT owner FROM owners WHERE released = 1")
         ]
         # Rows nobody holds, then those of each released owner: each an index range, in the
         # order the jobs were accepted.
         for source in [None, *released]:
             if source is not None:
-                adopted = self._transaction(
+                adopted = self.writer.transaction(
                     functools.partial(
                         self._adopt,
                         source=source,
                         left=left,
                         delayed_left=delayed_left,
-                        clock_now=self.recoverer.clock_now(),
+                        clock_now=self.writer.recoverer.clock_now(),
                     )
                 )
                 if adopted is not None:
                     self._deliver(adopted)
-                    self._commit_queued()
+                    self.writer.commit_queued()
                     continue
             while True:
                 limit = min(_CLAIM_CHUNK, sum(left.values()) + delayed_left[0])
                 if limit <= 0:
                     return
-                chosen, seen = self._transaction(
+                chosen, seen = self.writer.transaction(
                     functools.partial(
                         self._claim_chunk,
                         source=source,
                         limit=limit,
                         left=left,
                         delayed_left=delayed_left,
-                        clock_now=self.recoverer.clock_now(),
-                        lease_until=self.wall() + self.config.lease,
+                        clock_now=self.writer.recoverer.clock_now(),
+                        lease_until=self.writer.wall() + self.writer.config.lease,
                     )
                 )
                 if chosen:
                     self._deliver(chosen)
-                self._commit_queued()  # enqueues waiting for their commit go first
+                self.writer.commit_queued()  # enqueues waiting for their commit go first
                 if seen < limit or not chosen:
                     break  # this source is exhausted (or holds nothing this process can take)
 
@@ -352,7 +387,8 @@ class Housekeeping:
         if delayed < 0 or any(value < 0 for value in room.values()):
             return None  # one queue lacks the room: claim row by row instead
         connection.execute(
-            "UPDATE owners SET released = 0, adopted_by = ? WHERE owner = ?", (self.owner, source)
+            "UPDATE owners SET released = 0, adopted_by = ? WHERE owner = ?",
+            (self.writer.owner, source),
         )
         left.update(room)
         delayed_left[0] = delayed
@@ -400,25 +436,25 @@ class Housekeeping:
             # Every row read is taken (the usual case): one statement for them all.
             connection.execute(
                 claim + f"{held} AND finished_at IS NULL AND rowid <= ?",
-                (self.owner, lease_until, *params, rows[-1][0]),
+                (self.writer.owner, lease_until, *params, rows[-1][0]),
             )
         else:
             connection.executemany(
-                claim + "rowid = ?", [(self.owner, lease_until, *r) for r in rowids]
+                claim + "rowid = ?", [(self.writer.owner, lease_until, *r) for r in rowids]
             )
         return chosen, len(rows)
 
     def _deliver(self, rows: list[ClaimedRow]) -> None:
-        invalid, unplaced = self.recoverer.deliver(rows)
+        invalid, unplaced = self.writer.recoverer.deliver(rows)
         if invalid or unplaced:
-            self._reject(invalid, unplaced)
+            self.writer.reject(invalid, unplaced)
 
-    def _prune(self) -> int:
+    def prune(self) -> int:
         """Delete finished jobs older than ``keep_finished``, a chunk per transaction."""
-        cutoff = self.wall() - self.config.keep_finished
+        cutoff = self.writer.wall() - self.writer.config.keep_finished
         pruned = 0
         while True:
-            count: int = self._transaction(
+            count: int = self.writer.transaction(
                 lambda connection: (
                     connection.execute(
                         "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs "
@@ -430,15 +466,15 @@ class Housekeeping:
             pruned += count
             if count < _PRUNE_CHUNK:
                 return pruned
-            self._commit_queued()  # enqueues waiting for their commit go first
+            self.writer.commit_queued()  # enqueues waiting for their commit go first
 
-    def _checkpoint(self) -> None:
+    def checkpoint(self) -> None:
         """Copy the WAL into the file and truncate it, if no other process is in the way.
 
         Without a busy timeout: TRUNCATE waits for every reader, and commits wait behind it.
         A checkpoint that cannot finish now is done at a later round.
         """
-        connection = self._connection
+        connection = self.writer.connection
         assert connection is not None
         connection.execute("PRAGMA busy_timeout=0")
         try:
@@ -447,13 +483,13 @@ class Housekeeping:
         finally:
             connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
-    def _count_rows(self) -> None:
+    def count_rows(self) -> None:
         """Count the rows by state for ``stats()``, a range of rowids at a time.
 
         A week of history may be millions of rows: queued commits are served between ranges,
         so an enqueue never waits for more than one range's count.
         """
-        connection = self._connection
+        connection = self.writer.connection
         assert connection is not None
         last = connection.execute("SELECT max(rowid) FROM jobs").fetchone()[0] or 0
         counts: dict[str, int] = {}
@@ -463,17 +499,17 @@ class Housekeeping:
                 (start, start + _COUNT_CHUNK - 1),
             ):
                 counts[str(state)] = counts.get(str(state), 0) + count
-            self._commit_queued()
-        self._rows = counts
+            self.writer.commit_queued()
+        self.writer.count(counts)
 
-    def _shutdown(self) -> None:
+    def release_all(self) -> None:
         """Release every unfinished job this process holds, in one transaction; close.
 
         The rows are not rewritten: the owner row is marked released, which frees them all
         (and the few that were running are marked queued), so that a shutdown with 100,000
         jobs waiting costs a few rows, well within the shutdown's deadline.
         """
-        connection = self._connection
+        connection = self.writer.connection
         assert connection is not None
         try:
 
@@ -481,32 +517,34 @@ class Housekeeping:
                 connection.execute(
                     "UPDATE jobs SET state = 'queued' "
                     "WHERE owner = ? AND state = 'running' AND finished_at IS NULL",
-                    (self.owner,),
+                    (self.writer.owner,),
                 )
                 count: int = connection.execute(
                     "SELECT count(*) FROM jobs WHERE finished_at IS NULL AND (owner = ? OR "
                     "owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
-                    (self.owner, self.owner),
+                    (self.writer.owner, self.writer.owner),
                 ).fetchone()[0]
                 connection.execute(
                     "UPDATE owners SET released = 1, adopted_by = NULL, heartbeat = ? "
                     "WHERE owner = ? OR adopted_by = ?",
-                    (self.wall(), self.owner, self.owner),
+                    (self.writer.wall(), self.writer.owner, self.writer.owner),
                 )
                 if count == 0:
-                    connection.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
+                    connection.execute("DELETE FROM owners WHERE owner = ?", (self.writer.owner,))
                 return count
 
-            released = self._transaction(release)
+            released = self.writer.transaction(release)
             if released:
                 logger.info(
                     "%d unfinished jobs kept in the journal %s for the next start",
                     released,
-                    self.path,
+                    self.writer.path,
                 )
-            self._checkpoint()
+            self.checkpoint()
         except Exception:
-            logger.exception("could not release this process's jobs in the journal %s", self.path)
+            logger.exception(
+                "could not release this process's jobs in the journal %s", self.writer.path
+            )
         finally:
             connection.close()
 

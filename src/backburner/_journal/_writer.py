@@ -29,23 +29,23 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ._config import check_count, check_timeout
-from ._errors import JournalError
-from ._journal_file import open_file
-from ._journal_owners import (
+from .._errors import JournalError
+from .._stats import JournalStats
+from ._config import SYNCHRONOUS, JournalConfig
+from ._file import open_file
+from ._owners import (
     ClaimedRow,
-    Housekeeping,
+    Owners,
     Recoverer,
     local_boot_id,
     local_host,
     open_here,
     process_start,
 )
-from ._journal_sql import (
+from ._sql import (
     DELETE,
     FINISH,
     INSERT,
@@ -63,93 +63,24 @@ __all__ = ["Batch", "ClaimedRow", "Journal", "JournalConfig", "JournalStats", "R
 
 logger = logging.getLogger("backburner")
 
-Durability = Literal["normal", "power"]
-_SYNCHRONOUS = {"normal": "NORMAL", "power": "FULL"}
 
 # How often the WAL is checkpointed, finished jobs are pruned and rows counted, at most.
 _HOUSEKEEPING_EVERY = 60.0
 _BUSY_WARNING_AFTER = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class JournalConfig:
-    """Where the journal is and how it behaves: ``Backburner(journal=JournalConfig(...))``.
-
-    ``Backburner(journal="jobs.sqlite3")`` is ``JournalConfig("jobs.sqlite3")``: these defaults.
-    """
-
-    #: The SQLite file; created (mode 0600) if missing. Every process of an app shares it.
-    path: str | os.PathLike[str]
-    #: "normal": a committed job survives the process being killed (SQLite WAL,
-    #: synchronous=NORMAL). "power": it also survives the machine losing power
-    #: (synchronous=FULL: every commit waits for the disk).
-    durability: Durability = "normal"
-    #: Seconds a claim holds. A process whose heartbeat is older than this is presumed dead,
-    #: and its jobs go to another process once their lease has expired too.
-    lease: float = 30.0
-    #: Seconds between heartbeats (and rounds of housekeeping); less than half of ``lease``.
-    heartbeat: float = 5.0
-    #: A job that was running every time its process died this many times is marked dead.
-    max_attempts: int = 3
-    #: Seconds finished jobs stay in the journal (their history) before they are pruned.
-    keep_finished: float = 7 * 24 * 3600.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.path, (str, os.PathLike)) or not os.fspath(self.path):
-            raise TypeError(f"journal must be a file path, got {self.path!r}")
-        if self.durability not in _SYNCHRONOUS:
-            raise ValueError(
-                f"durability must be 'normal' (survives a crash of the process) or 'power' "
-                f"(survives a power loss too), got {self.durability!r}"
-            )
-        lease = check_timeout("lease", self.lease)
-        heartbeat = check_timeout("heartbeat", self.heartbeat)
-        if heartbeat <= 0 or heartbeat * 2 > lease:
-            raise ValueError(
-                f"heartbeat ({self.heartbeat}s) must be more than 0 and at most half of lease "
-                f"({self.lease}s): a live process must renew its claim well before it lapses"
-            )
-        check_count("max_attempts", self.max_attempts, "crashes a job may cause before it is dead")
-        check_timeout("keep_finished", self.keep_finished)
-
-
-@dataclass(frozen=True, slots=True)
-class JournalStats:
-    """The journal as ``stats().journal`` shows it."""
-
-    path: str
-    durability: str
-    #: SQLite's ``PRAGMA synchronous`` on the connection: 1 (NORMAL) or 2 (FULL).
-    synchronous: int
-    #: This process's owner id (host:pid:nonce).
-    owner: str
-    #: Jobs accepted but not yet committed: what a crash now would lose of enqueues that
-    #: have not returned yet (a returned enqueue is always committed).
-    lag: int
-    #: Rows by state (queued, running, succeeded, ...), counted at open and every minute.
-    rows: dict[str, int]
-    #: Why the journal stopped writing (its file was deleted or replaced, its writer
-    #: failed): it accepts no more jobs. None while it works.
-    problem: str | None = None
-
-    @property
-    def healthy(self) -> bool:
-        """True while the journal accepts and writes jobs (``problem`` is None)."""
-        return self.problem is None
-
-
 class Batch:
     """The operations of one commit; who waits for them, and how it went."""
 
-    __slots__ = ("_futures", "done", "error")
+    __slots__ = ("done", "error", "futures")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
-        self._futures: list[asyncio.Future[None]] = []
+        self.futures: list[asyncio.Future[None]] = []
 
 
-class Journal(Housekeeping):
+class Journal:
     """One process's handle on a journal file: its writer thread, its owner id, its claims."""
 
     def __init__(
@@ -188,9 +119,19 @@ class Journal(Housekeeping):
         self._thread: threading.Thread | None = None
         self._closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._last_housekeeping = time.monotonic()
+        self._owners = Owners(self)  # heartbeats, claims, retention: on this writer's thread
 
     def __repr__(self) -> str:
         return f"<Journal {self.path} owner={self.owner}>"
+
+    @property
+    def connection(self) -> sqlite3.Connection | None:
+        """The open connection, on the writer's thread (None before open and once closed)."""
+        return self._connection
+
+    def count(self, rows: dict[str, int]) -> None:
+        """The rows by state, counted by the owners' side, for ``stats()``."""
+        self._rows = rows
 
     # Lifecycle (the event loop's side).
 
@@ -287,7 +228,7 @@ class Journal(Housekeeping):
             if self._refusal is not None:
                 return None
             self._ops.append((STARTED, params))
-            self._batch._futures.append(future)
+            self._batch.futures.append(future)
             self._cond.notify()
         return future
 
@@ -322,7 +263,7 @@ class Journal(Housekeeping):
             self._ops.append((kind, params))
             self._cond.notify()
 
-    def _reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
+    def reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
         """Mark claimed rows invalid, and give back those the queues had no room for."""
         now = self.wall()
         with self._cond:
@@ -349,7 +290,7 @@ class Journal(Housekeeping):
                 future = None
             else:
                 future = asyncio.get_running_loop().create_future()
-                batch._futures.append(future)
+                batch.futures.append(future)
         if future is not None:
             await future
         if batch.error is not None:
@@ -371,20 +312,20 @@ class Journal(Housekeeping):
 
     def _run(self, opened: concurrent.futures.Future[None]) -> None:
         try:
-            synchronous = _SYNCHRONOUS[self.config.durability]
+            synchronous = SYNCHRONOUS[self.config.durability]
             self._connection = open_file(self.path, synchronous)
             opened_file = os.stat(self.path)  # (SQLite has it open: the same file)
             self._identity = (opened_file.st_dev, opened_file.st_ino)
             self._synchronous = self._connection.execute("PRAGMA synchronous").fetchone()[0]
             self._bulk = supports_bulk(self._connection)
-            self._heartbeat(first=True)
+            self._owners.heartbeat(first=True)
             self.periodic_last_run = dict(
                 self._connection.execute("SELECT name, last_run FROM periodic").fetchall()
             )
-            self._free_orphans()
-            self._claim()
-            self._prune()
-            self._count_rows()
+            self._owners.free_orphans()
+            self._owners.claim()
+            self._owners.prune()
+            self._owners.count_rows()
         except BaseException as exc:
             if self._connection is not None:
                 self._connection.close()
@@ -420,15 +361,15 @@ class Journal(Housekeeping):
                         break
                     self._cond.wait(remaining)
                 stopping = self._stopping
-            if not self._commit_queued() and stopping:
+            if not self.commit_queued() and stopping:
                 if self._connection is not None:  # (_file_is_ours closed it if its file went)
-                    self._shutdown()
+                    self._owners.release_all()
                 return
             if time.monotonic() >= next_round:
                 self._housekeeping()
                 next_round = time.monotonic() + heartbeat
 
-    def _commit_queued(self) -> bool:
+    def commit_queued(self) -> bool:
         """Commit what is queued, if anything; True if there was something."""
         with self._cond:
             ops, batch = self._ops, self._batch
@@ -445,7 +386,7 @@ class Journal(Housekeeping):
             batch.error = JournalError(f"{self._refusal}; the job was not written")
         else:
             try:
-                self._transaction(lambda connection: write_ops(connection, ops, self._bulk))
+                self.transaction(lambda connection: write_ops(connection, ops, self._bulk))
             except Exception as exc:
                 logger.error(
                     "could not write %d jobs to the journal %s: %s", len(ops), self.path, exc
@@ -454,7 +395,7 @@ class Journal(Housekeeping):
         with self._cond:
             self._uncommitted -= inserts
             batch.done.set()
-            futures, batch._futures = batch._futures, []
+            futures, batch.futures = batch.futures, []
         _resolve_all(futures)
 
     def _fail_waiting(self, error: JournalError) -> None:
@@ -465,10 +406,10 @@ class Journal(Housekeeping):
             batch, self._ops = self._batch, []
             batch.error = error
             batch.done.set()
-            futures, batch._futures = batch._futures, []
+            futures, batch.futures = batch.futures, []
         _resolve_all(futures)
 
-    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+    def transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``body`` in ``BEGIN IMMEDIATE``; wait out other processes' locks, however long."""
         connection = self._connection
         assert connection is not None
@@ -534,14 +475,14 @@ class Journal(Housekeeping):
         if self._refusal is not None or not self._file_is_ours():
             return  # nothing more to say to a file that is not ours
         try:
-            self._heartbeat(first=False)
-            self._free_orphans()
-            self._claim()
+            self._owners.heartbeat(first=False)
+            self._owners.free_orphans()
+            self._owners.claim()
             if time.monotonic() - self._last_housekeeping >= _HOUSEKEEPING_EVERY:
                 self._last_housekeeping = time.monotonic()
-                self._prune()
-                self._checkpoint()
-                self._count_rows()
+                self._owners.prune()
+                self._owners.checkpoint()
+                self._owners.count_rows()
         except Exception:
             logger.exception("the journal %s's housekeeping failed; trying again later", self.path)
 

@@ -24,30 +24,21 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from ._config import QueueConfig
-from ._errors import BrokerUnavailable, QueueFull
-from ._job import Job, describe_callable
-from ._jsonargs import check_json_arguments
-from ._options import JobOptions, options_of
-from ._queue import JobQueue
-from ._registry import name_of
-from ._stats import QueueStats
-from ._status import JobStatus
+from .._clock import Clock
+from .._errors import BrokerUnavailable, NotRunning, QueueFull
+from .._job import Job, JobHooks, describe_callable
+from .._jsonargs import check_json_arguments
+from .._options import options_of
+from .._periodic import Periodic
+from .._ports import Engine, QueueHost
+from .._registry import name_of
+from .._stats import QueueStats
+from .._status import JobStatus
 
-if TYPE_CHECKING:
-    from ._executor import Backburner
-
-__all__ = [
-    "Engine",
-    "RemoteJob",
-    "RemoteQueue",
-    "close_engines",
-    "engine_of",
-    "make_queue",
-    "open_engines",
-]
+__all__ = ["RemoteHooks", "RemoteQueue", "check_overlap", "close_engines", "open_engines"]
 
 logger = logging.getLogger("backburner")
 
@@ -56,63 +47,23 @@ _SUCCEEDED, _FAILED, _DEAD = JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DE
 _FIRST_PAUSE, _MAX_PAUSE = 0.05, 1.0  # between tries of a send that failed
 
 
-@runtime_checkable
-class Engine(Protocol):
-    """What an executor needs of a remote engine (``backburner.taskiq.TaskiqEngine`` is one)."""
-
-    #: For stats and logs: what carries the jobs ("taskiq RedisStreamBroker", say).
-    name: str
-    #: Seconds one send may take before it counts as failed.
-    send_timeout: float
-    #: Seconds a job from sync ``enqueue`` keeps being tried before it fails.
-    retry_sends_for: float
-
-    async def open(self) -> None:
-        """Connect (the broker's client startup); called by each executor that uses it."""
-        ...
-
-    async def close(self) -> None:
-        """Disconnect; called once per ``open()``."""
-        ...
-
-    def check(self, label: str, options: JobOptions, delayed: bool) -> None:
-        """Raise ``ValueError`` for what the engine cannot honour (before anything is sent)."""
-        ...
-
-    async def send(self, job: Job[Any], task_name: str, due: float | None) -> None:
-        """Hand the job to the broker (at wall-clock time ``due``, if given); raise on failure."""
-        ...
-
-    async def outcome(self, job: Job[Any]) -> tuple[bool, Any, int]:
-        """Wait for the job's result: ``(succeeded, value or exception, attempts made)``."""
-        ...
-
-
-def engine_of(config: QueueConfig, default: Engine | None) -> Engine | None:
-    """The engine a queue's jobs go to: its own, else the executor's; None runs them here."""
-    return config.engine if config.engine is not None else default
-
-
-def make_queue(
-    name: str, config: QueueConfig, default_engine: Engine | None, executor: Backburner
-) -> JobQueue:
-    """The queue ``open()`` makes for ``config``: a ``RemoteQueue`` if it has an engine."""
-    engine = engine_of(config, default_engine)
-    if engine is None:
-        return JobQueue(name, config.workers, config.max_pending, executor)
-    for runner in executor._periodic.values():
-        if runner.queue == name and not runner.spec.overlap:
+def check_overlap(
+    periodic: Iterable[tuple[Periodic, str]], engine_of: Callable[[str], Engine | None]
+) -> None:
+    """Refuse a periodic job without ``overlap`` on a remote queue: its runs end elsewhere."""
+    for spec, queue in periodic:
+        engine = engine_of(queue)
+        if engine is not None and not spec.overlap:
             raise ValueError(
-                f"periodic job {runner.spec.label!r} is for queue {name!r}, which sends its "
+                f"periodic job {spec.label!r} is for queue {queue!r}, which sends its "
                 f"jobs to {engine.name}: this process cannot see when a run ends there, so "
-                f"overlap=False cannot be kept. Give Periodic(..., overlap=True), or put it on "
-                f"a local queue"
+                f"overlap=False cannot be kept. Give Periodic(..., overlap=True), or put it "
+                f"on a local queue"
             )
-    return RemoteQueue(name, config.workers, config.max_pending, executor, engine)
 
 
-async def open_engines(queues: dict[str, JobQueue]) -> None:
-    """Open every engine the executor's remote queues use (each once)."""
+async def open_engines(queues: Iterable[object]) -> None:
+    """Open every engine the remote queues among ``queues`` use (each once)."""
     opened: list[Engine] = []
     try:
         for engine in _engines(queues):
@@ -124,7 +75,7 @@ async def open_engines(queues: dict[str, JobQueue]) -> None:
         raise
 
 
-async def close_engines(queues: dict[str, JobQueue]) -> None:
+async def close_engines(queues: Iterable[object]) -> None:
     """Close every engine ``open_engines`` opened."""
     for engine in _engines(queues):
         try:
@@ -133,86 +84,80 @@ async def close_engines(queues: dict[str, JobQueue]) -> None:
             logger.exception("closing %s failed", engine.name)
 
 
-def _engines(queues: dict[str, JobQueue]) -> list[Engine]:
+def _engines(queues: Iterable[object]) -> list[Engine]:
     engines: dict[int, Engine] = {}
-    for queue in queues.values():
+    for queue in queues:
         if isinstance(queue, RemoteQueue):
             engines.setdefault(id(queue.engine), queue.engine)
     return list(engines.values())
 
 
-class RemoteJob(Job[Any]):
-    """A job sent to a remote engine: ``sent`` once the broker has it; its end is over there.
+class RemoteHooks(JobHooks):
+    """What a job sent to a remote engine adds: ``await job`` asks the engine for its result.
 
-    Its id is the engine's task id. ``await job`` waits for the send, then for the result
-    through the engine's result backend (or raises ``RuntimeError`` saying there is none).
+    The job is ``sent`` once the broker has it: this process's part is over. ``await job``
+    waits for the send, then for the result through the engine's result backend (or raises
+    ``RuntimeError`` saying there is none). Its id is the engine's task id.
     """
 
-    # No slots of its own: a Job made by the executor becomes a RemoteJob in place
-    # (``__class__`` assignment needs the same layout), so the enqueue path stays one path.
-    __slots__ = ()
+    __slots__ = ("engine",)
 
-    async def wait(self) -> None:
-        """Wait until the job was sent, then until its result is known (see the class)."""
-        await Job.wait(self)
-        if self._status is not _SENT:
-            return  # it failed to be sent, or was cancelled before
-        owner = self._owner
-        assert isinstance(owner, RemoteQueue)
-        succeeded, value, attempts = await owner.engine.outcome(self)
-        if self._status is _SENT:  # another waiter may have got there first
-            self.attempt = attempts
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def settle(self, job: Job[Any]) -> None:
+        """Once the job was sent, wait for its outcome on the engine's workers."""
+        if job.status is not _SENT:
+            return  # it failed to be sent, was cancelled before, or was settled already
+        succeeded, value, attempts = await self.engine.outcome(job)
+        if job.status is _SENT:  # another waiter may have got there first
+            job.attempt = attempts
+            sent_at = job.finished_at  # its end here: when the broker took it
             if succeeded:
-                self._status, self._result = _SUCCEEDED, value
+                job.finish(_SUCCEEDED, value)
             else:  # as a local queue says it: dead once it had retries, and used them
-                self._exception = value
-                self._status = _DEAD if self.options.retries > 0 else _FAILED
+                job.finish(_DEAD if job.options.retries > 0 else _FAILED, exc=value)
+            job.finished_at = sent_at
 
-    def result(self) -> Any:
-        """The job's value once ``await job`` fetched it; see ``Job.result``."""
-        if self._status is _SENT:
-            raise RuntimeError(
-                f"job {self.id} ({self.name}) was sent to {self._engine_name()} and runs on its "
-                f"workers: 'await job' fetches its result from the broker's result backend"
-            )
-        return Job.result(self)
-
-    def _engine_name(self) -> str:
-        owner = self._owner
-        return owner.engine.name if isinstance(owner, RemoteQueue) else "a remote engine"
+    def where(self) -> str:
+        """The engine's name."""
+        return self.engine.name
 
 
-class RemoteQueue(JobQueue):
+class RemoteQueue:
     """A queue whose jobs are sent to ``engine``; its ``workers`` are concurrent sends.
 
-    It offers the executor the methods of a ``JobQueue`` (admission, cancellation, shutdown,
-    stats) without one of its workers or threads: nothing runs here but the sending.
+    It offers the executor what any queue does (the ``Queue`` port: admission, cancellation,
+    shutdown, stats) without workers or threads: nothing runs here but the sending.
     """
 
     def __init__(
-        self, name: str, workers: int, max_pending: int, executor: Backburner, engine: Engine
+        self,
+        name: str,
+        workers: int,
+        max_pending: int,
+        engine: Engine,
+        *,
+        host: QueueHost,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
     ) -> None:
-        # Not JobQueue.__init__: none of its slots, threads or scheduler are used here.
         self.name = name
         self.workers = workers
         self.max_pending = max_pending
         self.engine = engine
-        self._executor = executor
-        assert executor.loop is not None, "queues are made by Backburner.open()"
-        self._loop = executor.loop
+        self.hooks = RemoteHooks(engine)
+        self._host = host
+        self._clock = clock
+        self._loop = loop
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
         self._buffer: deque[tuple[Job[Any], str, float | None]] = deque()
-        self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._wakeup = asyncio.Event()
         self._senders: list[asyncio.Task[None]] = []
         self._in_flight: dict[Job[Any], None] = {}  # ordered: jobs being sent now
         self._enqueued = self._sent = self._send_failed = self._cancelled = 0
         self._last_error: BaseException | None = None
-        # What the dashboard and the inspection functions read of a local queue: a remote
-        # queue schedules nothing here (the engine holds delayed jobs) and starts no job.
-        self._scheduled = self._retrying = 0
-        self._paused = False
 
     def __repr__(self) -> str:
         return f"<RemoteQueue {self.name!r} -> {self.engine.name}>"
@@ -233,7 +178,33 @@ class RemoteQueue(JobQueue):
         """No job starts here: their waits are the engine's to count."""
         return 0, 0.0
 
+    def timed_counts(self) -> tuple[int, int]:
+        """Nothing waits for its time here: the engine holds delayed jobs and retries."""
+        return 0, 0
+
+    # Lifecycle: loop thread.
+
+    async def open(self) -> None:
+        """Nothing: ``open_engines`` connects each engine once, for all its queues."""
+
+    async def close(self) -> None:
+        """Nothing: ``close_engines`` disconnects each engine once."""
+
+    def pause(self) -> None:
+        """Refused: the engine's workers run the jobs, so pause them there."""
+        raise ValueError(
+            f"queue {self.name!r} sends its jobs to {self.engine.name}, whose workers run "
+            f"them: pause them there (a remote queue has no workers here to hold)"
+        )
+
+    def resume(self, dispatch: bool) -> None:
+        """Nothing to resume: a remote queue is never paused."""
+
     # Admission: any thread.
+
+    def check(self, job: Job[Any], run_at: float | None) -> None:
+        """Refuse what the engine cannot carry (before a key is claimed or anything sent)."""
+        self._check(job, run_at)
 
     def submit(self, job: Job[Any]) -> None:
         """Check ``job`` and put it in the send buffer, or raise. Never waits for the network."""
@@ -247,11 +218,22 @@ class RemoteQueue(JobQueue):
         with self._lock:
             if len(self._buffer) >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending, self._full_message())
-            job.__class__ = RemoteJob
-            job._status = _PENDING
-            self._buffer.append((job, task_name, due))
+            job.hooks = self.hooks
+            item = (job, task_name, due)
+            self._buffer.append(item)
             self._enqueued += 1
-        self._call_soon(self._wakeup.set)
+        if threading.get_ident() == self._loop_thread:
+            self._wakeup.set()
+        else:
+            try:
+                self._loop.call_soon_threadsafe(self._wakeup.set)
+            except RuntimeError:  # the loop has closed under us: take the job back, say so
+                with self._lock:
+                    self._buffer.remove(item)
+                    self._enqueued -= 1
+                raise NotRunning(
+                    "the executor's event loop has closed; it accepts no jobs"
+                ) from None
 
     def _full_message(self) -> str:
         cause = ""
@@ -264,10 +246,10 @@ class RemoteQueue(JobQueue):
             f"cannot take it"
         )
 
-    async def asubmit(self, job: Job[Any]) -> Job[Any]:
+    async def asubmit(self, job: Job[Any]) -> None:
         """``aenqueue``: check, send now, return once the broker has the job (or raise)."""
         task_name, due = self._check(job, None)
-        job.__class__ = RemoteJob
+        job.hooks = self.hooks
         with self._lock:
             self._enqueued += 1
         if asyncio.get_running_loop() is self._loop:
@@ -275,27 +257,26 @@ class RemoteQueue(JobQueue):
         else:  # awaited on another loop: the broker's connections live on the executor's
             sending = self._send_now(job, task_name, due)
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(sending, self._loop))
-        return job
 
     async def _send_now(self, job: Job[Any], task_name: str, due: float | None) -> None:
         self._in_flight[job] = None
         try:
             await asyncio.wait_for(self.engine.send(job, task_name, due), self.engine.send_timeout)
         except asyncio.CancelledError:
-            job._finish(_CANCELLED)
+            job.finish(_CANCELLED)
             raise
         except Exception as exc:
             self._send_failed += 1
             self._last_error = exc
-            job._finish(_FAILED, exc=exc)
+            job.finish(_FAILED, exc=exc)
             raise self._unavailable(job, exc) from exc
         else:
             self._sent += 1
             self._last_error = None
-            job._finish(_SENT)
+            job.finish(_SENT)
         finally:
             del self._in_flight[job]
-            self._executor._job_ended()
+            self._host.job_ended()
 
     def _check(self, job: Job[Any], when: float | None) -> tuple[str, float | None]:
         fn = job.fn
@@ -325,7 +306,7 @@ class RemoteQueue(JobQueue):
         self.engine.check(label, options, when is not None)
         due = None
         if when is not None:  # the executor's clock time, as wall-clock time for the broker
-            due = time.time() + max(0.0, when - self._executor.clock.now())
+            due = time.time() + max(0.0, when - self._clock.now())
         return task_name, due
 
     def _unavailable(self, job: Job[Any], exc: BaseException) -> BrokerUnavailable:
@@ -353,16 +334,15 @@ class RemoteQueue(JobQueue):
                 await self._wakeup.wait()
                 continue
             job, task_name, due = item
-            self._wake_room_waiters(1)
-            if job._status is not _PENDING:  # cancelled while it waited
-                self._executor._job_ended()
+            if job.status is not _PENDING:  # cancelled while it waited
+                self._host.job_ended()
                 continue
             self._in_flight[job] = None
             try:
                 await self._deliver(job, task_name, due)
             finally:
                 del self._in_flight[job]
-                self._executor._job_ended()
+                self._host.job_ended()
 
     async def _deliver(self, job: Job[Any], task_name: str, due: float | None) -> None:
         give_up = time.monotonic() + self.engine.retry_sends_for
@@ -373,7 +353,7 @@ class RemoteQueue(JobQueue):
                     self.engine.send(job, task_name, due), self.engine.send_timeout
                 )
             except asyncio.CancelledError:
-                job._finish(_CANCELLED)  # cut short by shutdown: the broker may have it or not
+                job.finish(_CANCELLED)  # cut short by shutdown: the broker may have it or not
                 raise
             except Exception as exc:
                 if self._last_error is None:
@@ -397,7 +377,7 @@ class RemoteQueue(JobQueue):
                     logger.info("sending to %s works again", self.engine.name)
                 self._last_error = None
                 self._sent += 1
-                job._finish(_SENT)
+                job.finish(_SENT)
                 return
 
     def _fail(self, job: Job[Any], exc: BaseException) -> None:
@@ -408,33 +388,36 @@ class RemoteQueue(JobQueue):
             f"failures(): retry(job) sends it again once the broker is back"
         )
         error.__cause__ = exc
-        job._finish(_FAILED, exc=error)
-        self._executor._report_failure(job, error)
+        job.finish(_FAILED, exc=error)
+        self._host.job_failed(job, error)
 
     # Cancellation: any thread.
 
     def cancel_job(self, job: Job[Any]) -> bool:
         """Cancel a job still waiting to be sent; a job sent (or being sent) is out of reach."""
         with self._lock:
-            if job._status is not _PENDING or job in self._in_flight:
+            if job in self._in_flight or job.try_cancel_waiting() is None:
                 return False
-            job._status = _CANCELLED
             self._cancelled += 1
-        job._finish(_CANCELLED)
+        job.finish(_CANCELLED)
         return True
 
+    def release_unique(self, job: Job[Any]) -> None:
+        """Nothing to free: a remote queue refuses unique jobs at enqueue."""
+
     # Shutdown: loop thread only.
+
+    def stop_accepting_waiters(self) -> None:
+        """Nothing waits for room here: ``aenqueue`` sends its job itself."""
 
     def take_pending(self) -> list[Job[Any]]:
         """Remove and return every job not sent yet, marked cancelled."""
         with self._lock:
-            jobs = [job for job, _, _ in self._buffer if job._status is _PENDING]
+            jobs = [job for job, _, _ in self._buffer if job.try_cancel_waiting() is not None]
             self._buffer.clear()
-            for job in jobs:
-                job._status = _CANCELLED
             self._cancelled += len(jobs)
         for job in jobs:
-            job._finish(_CANCELLED)
+            job.finish(_CANCELLED)
         return jobs
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:

@@ -1,56 +1,28 @@
-"""Settings, checked when they are given: a bad value fails at the line that wrote it."""
+"""Setting checks, shared by every module that takes a setting: a bad value fails where written.
+
+Each check refuses with the builtin exception a user expects (``TypeError`` for the wrong kind,
+``ValueError`` for a bad value) and a message that names the setting and what it means.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._remote import Engine
+__all__ = [
+    "DEFAULT_QUEUE",
+    "MAX_SECONDS",
+    "check_count",
+    "check_queue_name",
+    "check_timeout",
+    "too_long",
+]
 
-__all__ = ["MAX_SECONDS", "QueueConfig", "check_timeout"]
-
+#: The queue a job goes to unless ``@job(queue=...)`` or ``options(queue=...)`` says otherwise.
 DEFAULT_QUEUE = "default"
 
 #: The longest span of time any setting, delay or option may give, in seconds: ten years (of
 #: 365 days). Longer is a mistake (a unit mixed up, ``1e300``), not a plan for this process.
 MAX_SECONDS = 10 * 365 * 24 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class QueueConfig:
-    """The size of one named queue: ``workers`` jobs at once, ``max_pending`` more waiting.
-
-    Give each kind of work its own queue so that one cannot starve another (mail must not wait
-    behind image resizing)::
-
-        Backburner(queues={"mail": QueueConfig(workers=2), "images": QueueConfig(workers=4)})
-
-    With ``engine=`` (a ``backburner.taskiq.TaskiqEngine``) the queue's jobs are sent to that
-    engine's broker and run on its workers, other processes: ``workers`` is then how many
-    sends run at once and ``max_pending`` how many jobs may wait to be sent.
-    """
-
-    workers: int = 4
-    max_pending: int = 10_000
-    engine: Engine | None = None
-
-    def __post_init__(self) -> None:
-        check_count("workers", self.workers, "the number of jobs this queue runs at once")
-        check_count("max_pending", self.max_pending, "how many jobs may wait for a worker")
-        check_engine(self.engine)
-
-
-def check_engine(engine: object) -> None:
-    """Refuse anything but None or a remote engine (such as ``TaskiqEngine``)."""
-    from ._remote import Engine  # here: _remote imports this module
-
-    if engine is not None and not isinstance(engine, Engine):
-        raise TypeError(
-            f"engine must be a remote engine such as backburner.taskiq.TaskiqEngine(broker), "
-            f"got {type(engine).__name__} {engine!r}"
-        )
 
 
 def check_count(name: str, value: object, meaning: str) -> None:

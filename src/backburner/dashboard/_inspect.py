@@ -1,25 +1,35 @@
 """Looking inside a running executor: the jobs running, waiting, scheduled and retrying.
 
-What the dashboard lists, in one place. Every function here takes the executor, reads it
-without changing it, and is bounded by the caller's ``offset`` and ``limit`` except where it
-says O(n); none is on the per-job path.
+What the dashboard lists, in one place. Every function here takes the executor and reads it
+through its public surface (``queues()``, ``scheduler``, ``find_job``, ``history``) without
+changing it, bounded by the caller's ``offset`` and ``limit`` except where it says O(n);
+none is on the per-job path.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._job import Job
-from ._queue import JobQueue
-from ._scheduler import Timer
-from ._status import JobStatus
+from .. import _find
+from .._executor import Backburner
+from .._find import holds_job
+from .._history import Sample
+from .._job import Job
+from .._ports import Queue
+from .._scheduler import Timer
+from .._status import JobStatus
 
-if TYPE_CHECKING:
-    from ._executor import Backburner
-    from ._history import Sample
-
-__all__ = ["find_job", "history", "pending_jobs", "running_jobs", "timed_jobs", "wait_totals"]
+__all__ = [
+    "check_queue",
+    "find_held",
+    "find_waiting",
+    "history",
+    "pending_jobs",
+    "running_jobs",
+    "timed_jobs",
+    "wait_totals",
+]
 
 _TIMED = (JobStatus.SCHEDULED, JobStatus.RETRYING)
 #: The most heap entries one timed listing visits (more when it lists more than half this).
@@ -30,7 +40,7 @@ def running_jobs(executor: Backburner, queue: str | None = None) -> list[Job[Any
     """The jobs holding a worker now (of one queue, or all), the longest-running first."""
     jobs = [job for q in _queues(executor, queue) for job in q.running_jobs()]
     # A job whose task has not run yet has no start time: it goes last.
-    jobs.sort(key=lambda job: (job.started_at or math.inf, job._seq))
+    jobs.sort(key=lambda job: (job.started_at or math.inf, job.enqueued_at))
     return jobs
 
 
@@ -76,19 +86,18 @@ def timed_jobs(
         raise ValueError(f"status must be JobStatus.SCHEDULED or JobStatus.RETRYING, got {status}")
     queues = _queues(executor, queue)  # checks the name
     retrying = status is JobStatus.RETRYING
-    total = sum(q._retrying if retrying else q._scheduled - q._retrying for q in queues)
+    counts = [q.timed_counts() for q in queues]
+    total = sum(retries if retrying else timed - retries for timed, retries in counts)
     scheduler = executor.scheduler
     if total <= offset or limit <= 0 or scheduler is None:
         return [], total, True
 
     def accept(timer: Timer) -> bool:
-        # A queue's _due holds a job until its time; other entries are ticks and timeouts.
-        job = timer.arg
+        # Entries that hold a job until its time; others are ticks and timeouts.
         return (
-            getattr(timer.callback, "__func__", None) is JobQueue._due
-            and isinstance(job, Job)
-            and job._status is status
-            and (queue is None or job.queue == queue)
+            holds_job(timer)
+            and timer.arg.status is status
+            and (queue is None or timer.arg.queue == queue)
         )
 
     wanted = offset + limit
@@ -96,67 +105,44 @@ def timed_jobs(
     return [timer.arg for _, timer in found[offset:]], total, complete
 
 
-def find_job(executor: Backburner, job_id: str) -> Job[Any] | None:
-    """The job with this id if the executor still holds it: running, waiting, scheduled,
-    retrying, or in ``failures()``. O(running + waiting + scheduled jobs)."""
-    return find_held(executor, job_id) or find_waiting(executor, job_id)
-
-
 def find_held(executor: Backburner, job_id: str) -> Job[Any] | None:
     """The running or failed job with this id: O(running jobs + ``keep_failed``). Loop thread."""
-    if not isinstance(job_id, str):
-        raise TypeError(f"job_id must be a job's id (a str), got {type(job_id).__name__}")
-    for queue in executor._queues.values():
-        for job in queue.running_jobs():
-            if job.id == job_id:
-                return job
-    return executor._failures.get(job_id)
+    return executor.find_job(job_id, waiting=False)
 
 
 def find_waiting(executor: Backburner, job_id: str) -> Job[Any] | None:
     """The waiting, scheduled or retrying job with this id: O(waiting + scheduled jobs).
 
-    Any thread (each queue's and the scheduler's lock is held only to copy what they hold),
-    so the dashboard runs it off the event loop.
+    Any thread, so the dashboard runs it off the event loop.
     """
-    for queue in executor._queues.values():
-        for job in queue.waiting_jobs():
-            if job._status is JobStatus.PENDING and job.id == job_id:
-                return job
-    for _, job in _timed_entries(executor):
-        if job.id == job_id and job._status in _TIMED:
-            return job
-    return None
+    return _find.find_waiting(executor.queues().values(), executor.scheduler, job_id)
 
 
 def wait_totals(executor: Backburner) -> dict[str, tuple[int, float]]:
     """Per queue: jobs started since the executor started, and the seconds they waited."""
     totals = {name: (0, 0.0) for name in executor.queue_configs}
-    for name, queue in executor._queues.items():
+    for name, queue in executor.queues().items():
         totals[name] = queue.wait_totals()
     return totals
 
 
 def history(executor: Backburner) -> dict[str, list[Sample]]:
     """Each queue's activity over the last minutes, oldest first (see ``_history.History``)."""
-    return executor._history.series()
+    return executor.history.series()
 
 
-def _queues(executor: Backburner, name: str | None) -> list[JobQueue]:
+def check_queue(executor: Backburner, name: str) -> None:
+    """Raise ``ValueError`` if the executor has no queue ``name``."""
+    if name not in executor.queue_configs:
+        raise ValueError(
+            f"no queue named {name!r}; this executor has {sorted(executor.queue_configs)}"
+        )
+
+
+def _queues(executor: Backburner, name: str | None) -> list[Queue]:
+    queues = executor.queues()
     if name is None:
-        return list(executor._queues.values())
-    executor._check_queue_name(name)
-    queue = executor._queues.get(name)
+        return list(queues.values())
+    check_queue(executor, name)
+    queue = queues.get(name)
     return [] if queue is None else [queue]
-
-
-def _timed_entries(executor: Backburner) -> list[tuple[float, Job[Any]]]:
-    scheduler = executor.scheduler
-    if scheduler is None:
-        return []
-    return [
-        (when, timer.arg)
-        for when, timer in scheduler.entries()
-        # A queue's _due holds a job until its time; other entries are ticks and timeouts.
-        if getattr(timer.callback, "__func__", None) is JobQueue._due and isinstance(timer.arg, Job)
-    ]

@@ -11,31 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backburner import Backburner, JobStatus, QueueConfig, QueueFull, ShuttingDown
-from backburner._inspect import history, pending_jobs, running_jobs, timed_jobs
-from backburner._scheduler import Scheduler
+from backburner._scheduler import Scheduler, Timer
+from backburner.dashboard._inspect import history, pending_jobs, running_jobs, timed_jobs
 from backburner.testing import ManualClock
 
+from ..jobs import Gate, echo, fail, noop
+
 pytestmark = pytest.mark.anyio
-
-
-async def noop(value: int = 0) -> int:
-    return value
-
-
-async def fail(message: str) -> None:
-    raise ValueError(message)
-
-
-class Gate:
-    """Jobs that run until the test opens the gate, and tell when they have started."""
-
-    def __init__(self) -> None:
-        self.opened = asyncio.Event()
-        self.started = asyncio.Event()
-
-    async def hold(self) -> None:
-        self.started.set()
-        await self.opened.wait()
 
 
 # Pause and resume.
@@ -44,7 +26,7 @@ class Gate:
 async def test_a_paused_queue_accepts_jobs_and_starts_none_until_resumed() -> None:
     async with Backburner(workers=2) as bg:
         bg.pause("default")
-        jobs = [bg.enqueue(noop, n) for n in range(3)]
+        jobs = [bg.enqueue(echo, n) for n in range(3)]
         await asyncio.sleep(0)  # a loop turn in which an unpaused queue would start them
         assert [job.status for job in jobs] == [JobStatus.PENDING] * 3
         stats = bg.stats().queues["default"]
@@ -58,7 +40,7 @@ async def test_pausing_lets_running_jobs_finish_and_starts_no_more() -> None:
     gate = Gate()
     async with Backburner(workers=1) as bg:
         running = bg.enqueue(gate.hold)
-        waiting = bg.enqueue(noop, 7)
+        waiting = bg.enqueue(echo, 7)
         await gate.started.wait()
         bg.pause("default")
         gate.opened.set()
@@ -72,8 +54,8 @@ async def test_pausing_lets_running_jobs_finish_and_starts_no_more() -> None:
 async def test_pausing_one_queue_leaves_the_others_running() -> None:
     async with Backburner(queues={"mail": QueueConfig(workers=1)}) as bg:
         bg.pause("mail")
-        held = bg.options(queue="mail").enqueue(noop, 1)
-        assert await bg.enqueue(noop, 2) == 2
+        held = bg.options(queue="mail").enqueue(echo, 1)
+        assert await bg.enqueue(echo, 2) == 2
         assert held.status is JobStatus.PENDING
         assert bg.paused() == frozenset({"mail"})
 
@@ -82,7 +64,7 @@ async def test_a_paused_queue_still_takes_due_scheduled_jobs_without_starting_th
     clock = ManualClock()
     async with Backburner(clock=clock) as bg:
         bg.pause("default")
-        job = bg.enqueue_in(5, noop, 3)
+        job = bg.enqueue_in(5, echo, 3)
         clock.advance(5)
         assert job.status is JobStatus.PENDING
         bg.resume("default")
@@ -95,9 +77,9 @@ async def test_a_paused_queue_is_bounded_by_max_pending() -> None:
         bg.pause("default")
         # One job more than max_pending fits: the free worker's slot counts as room.
         for n in range(3):
-            bg.enqueue(noop, n)
+            bg.enqueue(echo, n)
         with pytest.raises(QueueFull):
-            bg.enqueue(noop, 3)
+            bg.enqueue(echo, 3)
         bg.resume("default")
         await bg.join()
 
@@ -119,12 +101,12 @@ async def test_starting_the_executor_keeps_a_pause_set_before_or_across_a_restar
     bg.pause("default")  # before start: the queue starts paused
     assert bg.stats().queues["default"].paused
     async with bg:
-        job = bg.enqueue(noop, 1)
+        job = bg.enqueue(echo, 1)
         await asyncio.sleep(0)
         assert job.status is JobStatus.PENDING
     async with bg:  # started again: still paused
         assert bg.stats().queues["default"].paused
-        again = bg.enqueue(noop, 2)
+        again = bg.enqueue(echo, 2)
         await asyncio.sleep(0)
         assert again.status is JobStatus.PENDING
         bg.resume("default")
@@ -161,7 +143,7 @@ async def test_pause_from_another_thread_takes_effect_on_the_loop() -> None:
         assert bg.paused() == frozenset({"default"})
         await asyncio.to_thread(bg.resume, "default")
         await asyncio.sleep(0)
-        assert await bg.enqueue(noop, 5) == 5
+        assert await bg.enqueue(echo, 5) == 5
 
 
 # Listings and find_job.
@@ -172,9 +154,9 @@ async def test_running_and_pending_listings_in_start_order_with_totals() -> None
     async with Backburner(workers=1, queues={"mail": QueueConfig(workers=1)}) as bg:
         busy = bg.enqueue(gate.hold)
         await gate.started.wait()
-        waiting = [bg.enqueue(noop, n) for n in range(5)]
+        waiting = [bg.enqueue(echo, n) for n in range(5)]
         waiting[1].cancel()
-        mail = bg.options(queue="mail").enqueue(noop, 9)
+        mail = bg.options(queue="mail").enqueue(echo, 9)
         assert running_jobs(bg, "default") == [busy]
         assert set(running_jobs(bg)) <= {busy, mail}
         jobs, total = pending_jobs(bg, "default", offset=1, limit=2)
@@ -189,8 +171,8 @@ async def test_running_and_pending_listings_in_start_order_with_totals() -> None
 async def test_scheduled_and_retrying_listings_soonest_first() -> None:
     clock = ManualClock()
     async with Backburner(clock=clock) as bg:
-        late = bg.enqueue_in(60, noop, 1)
-        soon = bg.enqueue_in(10, noop, 2)
+        late = bg.enqueue_in(60, echo, 1)
+        soon = bg.enqueue_in(10, echo, 2)
         retrying = bg.options(retries=2, backoff=30, jitter=0).enqueue(fail, "again")
         await bg.join()
         assert retrying.status is JobStatus.RETRYING
@@ -236,7 +218,7 @@ async def test_history_samples_throughput_failures_and_wait_per_interval() -> No
     clock = ManualClock(start=1_000_000.0)
     async with Backburner(clock=clock, queues={"mail": QueueConfig()}) as bg:
         for n in range(3):
-            bg.enqueue(noop, n)
+            bg.enqueue(echo, n)
         bg.enqueue(fail, "x")
         await bg.join()
         clock.advance(5)  # one sampling interval
@@ -319,7 +301,7 @@ def test_the_soonest_walk_matches_a_sort_of_the_live_accepted_entries(
 ) -> None:
     async def check() -> None:
         scheduler = Scheduler(ManualClock(), asyncio.get_running_loop())
-        timers = [scheduler.call_at(when, noop, i) for i, when in enumerate(whens)]
+        timers = [scheduler.call_at(when, lambda arg: None, i) for i, when in enumerate(whens)]
         for i in cancelled & set(range(len(timers))):
             timers[i].cancel()
         live = sorted(
@@ -336,7 +318,7 @@ def test_the_soonest_walk_matches_a_sort_of_the_live_accepted_entries(
 async def test_the_soonest_walk_visits_only_what_it_lists_and_stops_at_its_bound() -> None:
     scheduler = Scheduler(ManualClock(), asyncio.get_running_loop())
     for i in range(100_000):
-        scheduler.call_at(1000.0 - i / 1000, noop, i)
+        scheduler.call_at(1000.0 - i / 1000, lambda arg: None, i)
     asked: list[int] = []
 
     def accept(timer: Any) -> bool:
@@ -349,7 +331,12 @@ async def test_the_soonest_walk_visits_only_what_it_lists_and_stops_at_its_bound
     assert len(asked) == 60  # every entry visited is listed: O(k), not O(n)
     assert [timer.arg for _, timer in found] == list(range(99_999, 99_939, -1))
     asked.clear()
-    found, complete = scheduler.soonest(lambda t: asked.append(1) or t.arg < 0, 10, 500)
+
+    def refuse(timer: Timer) -> bool:
+        asked.append(1)
+        return bool(timer.arg < 0)
+
+    found, complete = scheduler.soonest(refuse, 10, 500)
     assert (found, complete, len(asked)) == ([], False, 500)
     scheduler.close()
 
@@ -359,7 +346,7 @@ async def test_timed_listings_of_a_big_schedule_walk_only_the_soonest(
 ) -> None:
     async with Backburner(clock=ManualClock(), max_scheduled=10**6) as bg:
         for i in range(100_000):
-            bg.enqueue_in(3600 + i, noop, i)
+            bg.enqueue_in(3600 + i, echo, i)
         assert bg.scheduler is not None
         walk = bg.scheduler.soonest
         visits: list[int] = []
@@ -390,29 +377,29 @@ async def test_timed_listings_of_a_big_schedule_walk_only_the_soonest(
 async def test_retrying_counts_follow_every_way_a_retry_comes_and_goes() -> None:
     clock = ManualClock()
     async with Backburner(clock=clock) as bg:
-        queue = bg._queues["default"]
+        queue = bg.queues()["default"]
         first = bg.options(retries=3, backoff=30, jitter=0).enqueue(fail, "a")
         second = bg.options(retries=3, backoff=30, jitter=0).enqueue(fail, "b")
         bg.enqueue_in(600, noop)
         await bg.join()
-        assert (queue._scheduled, queue._retrying) == (3, 2)
+        assert queue.timed_counts() == (3, 2)
         assert timed_jobs(bg, JobStatus.RETRYING)[1:] == (2, True)
         assert timed_jobs(bg, JobStatus.SCHEDULED)[1:] == (1, True)
         second.cancel()
-        assert (queue._scheduled, queue._retrying) == (2, 1)
+        assert queue.timed_counts() == (2, 1)
         clock.advance(30)  # the first comes due, fails again, waits again
         await bg.join()
         assert first.status is JobStatus.RETRYING
-        assert (queue._scheduled, queue._retrying) == (2, 1)
+        assert queue.timed_counts() == (2, 1)
     # Closing drops what was still scheduled: nothing is left counted.
-    assert (queue._scheduled, queue._retrying) == (0, 0)
+    assert queue.timed_counts() == (0, 0)
 
 
 async def test_the_wait_counter_only_goes_up_whichever_way_a_job_becomes_ready() -> None:
     clock = ManualClock(start=0.0)
     gate = Gate()
     async with Backburner(clock=clock, workers=1) as bg:
-        queue = bg._queues["default"]
+        queue = bg.queues()["default"]
         seen = [queue.wait_totals()[1]]
 
         def look() -> None:
@@ -432,7 +419,7 @@ async def test_the_wait_counter_only_goes_up_whichever_way_a_job_becomes_ready()
         await bg.join()
         look()
         for i in range(50):
-            bg.enqueue_in(1, noop, i).enqueued_at -= 3600
+            bg.enqueue_in(1, echo, i).enqueued_at -= 3600
         clock.advance(1)
         look()
         await bg.join()

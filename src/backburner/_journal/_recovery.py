@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
-from ._callables import plan_call
-from ._durable import DurableJob, _unregistered, check_arguments, job_class_for
-from ._errors import BackburnerError, QueueFull
-from ._job import Job, describe_callable
-from ._journal import ClaimedRow, Journal, JournalConfig
-from ._options import JobOptions, options_of
-from ._periodic import Periodic
-from ._registry import lookup, name_of
-from ._status import JobStatus
+from .._admission import Admission
+from .._callables import plan_call
+from .._clock import Clock
+from .._errors import BackburnerError, QueueFull
+from .._job import Job, describe_callable
+from .._options import JobOptions, options_of
+from .._periodic import Periodic
+from .._ports import Queue
+from .._registry import lookup, name_of
+from .._status import JobStatus
+from ._store import DurableHooks, JournalStore, check_arguments, unregistered
+from ._writer import ClaimedRow, Journal, JournalConfig
 
-if TYPE_CHECKING:
-    from ._executor import Backburner
-    from ._queue import JobQueue
-
-__all__ = ["open_journal"]
+__all__ = ["OpenJournal", "open_journal"]
 
 logger = logging.getLogger("backburner")
 
@@ -35,29 +34,45 @@ _SCHEDULED, _RETRYING = JobStatus.SCHEDULED, JobStatus.RETRYING
 _MISSED_TICKS_SCANNED = 10_000
 
 
-async def open_journal(executor: Backburner, config: JournalConfig) -> Journal:
-    """Open the journal for ``executor``; its unfinished jobs go back into the queues."""
-    for runner in executor._periodic.values():
-        _check_periodic(runner.spec)
-    journal = Journal(config, _Recoverer(executor))
-    executor._job_class = job_class_for(journal)  # recovery rebuilds jobs of this class
-    try:
-        await journal.open()
-    except BaseException:
-        executor._job_class = Job
-        raise
-    executor._tick_gate = _TickGate(journal)
-    return journal
+class OpenJournal(NamedTuple):
+    """A journal opened for an executor: the file's writer, the store, the periodic gate."""
+
+    journal: Journal
+    store: JournalStore
+    gate: TickGate
+
+
+async def open_journal(
+    config: JournalConfig,
+    *,
+    queues: Mapping[str, Queue],
+    admission: Admission,
+    clock: Clock,
+    schedule_room: Callable[[], int],
+    periodic: Iterable[Periodic],
+) -> OpenJournal:
+    """Open the journal at ``config``; its unfinished jobs go back into ``queues`` first.
+
+    ``schedule_room()`` is how many more jobs may wait for their time. Every job is admitted
+    through ``admission`` (its row already written: ``stored``).
+    """
+    for spec in periodic:
+        _check_periodic(spec)
+    recoverer = _Recoverer(queues, admission, clock, schedule_room)
+    journal = Journal(config, recoverer)
+    store = recoverer.store = JournalStore(journal)
+    await journal.open()
+    return OpenJournal(journal, store, TickGate(journal))
 
 
 def _check_periodic(spec: Periodic) -> None:
     label = describe_callable(spec.fn)
     if name_of(spec.fn) is None or "<" in label:
-        raise TypeError(f"periodic job {spec.label!r}: {_unregistered(spec.fn, label)}")
+        raise TypeError(f"periodic job {spec.label!r}: {unregistered(spec.fn, label)}")
     check_arguments(label, spec.args, dict(spec.kwargs))
 
 
-class _TickGate:
+class TickGate:
     """Periodic ticks through the journal: each fired once, by one process, even across restarts."""
 
     def __init__(self, journal: Journal) -> None:
@@ -86,31 +101,38 @@ class _TickGate:
 class _Recoverer:
     """Hands jobs claimed from the journal to the executor's queues (from the writer thread)."""
 
-    def __init__(self, executor: Backburner) -> None:
-        self.executor = executor
+    store: JournalStore  # set once the journal exists
+
+    def __init__(
+        self,
+        queues: Mapping[str, Queue],
+        admission: Admission,
+        clock: Clock,
+        schedule_room: Callable[[], int],
+    ) -> None:
+        self.queues = queues
+        self.admission = admission
+        self.clock = clock
+        self.schedule_room = schedule_room
 
     def room(self) -> tuple[dict[str, int], int]:
-        executor = self.executor
         due = {}
-        for name, queue in executor._queues.items():
+        for name, queue in self.queues.items():
             stats = queue.stats()
             due[name] = max(0, queue.max_pending + stats.idle - stats.pending)
-        scheduler = executor.scheduler
-        waiting = len(scheduler) if scheduler is not None else 0
-        return due, max(0, executor.max_scheduled - waiting)
+        return due, max(0, self.schedule_room())
 
     def clock_now(self) -> float:
-        return self.executor.clock.now()
+        return self.clock.now()
 
     def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
-        executor = self.executor
-        job_class = executor._job_class
-        now = executor.clock.now()
+        hooks = self.store.hooks
+        now = self.clock.now()
         functions: dict[str, tuple[Callable[..., Any], JobOptions, bool]] = {}
         invalid: list[tuple[str, str]] = []
         unplaced: list[str] = []
         delayed = 0
-        queues = executor._queues
+        queues = self.queues
         decoded = _decode_all([row.payload for row in rows])
         for row, payload in zip(rows, decoded, strict=True):
             # The common row, rebuilt inline (a restart may rebuild 100,000): a function met
@@ -125,12 +147,22 @@ class _Recoverer:
                     or row.unique_key is not None
                     or type(args) is not list
                 ):
-                    job, queue = self._rebuild(row, payload, job_class, functions)
+                    job, queue = self._rebuild(row, payload, hooks, functions)
                 else:
                     fn, options, is_async = known
-                    job = job_class(fn, tuple(args), None, queue.name, is_async, queue, options)
-                    job._stored_id = row.id  # type: ignore[attr-defined]
+                    job = Job(
+                        fn, tuple(args), None, queue.name, is_async, queue, options,
+                        hooks=hooks, job_id=row.id,
+                    )  # fmt: skip
                     job.attempt = row.attempt
+                due = row.run_at if row.run_at is not None and row.run_at > now else None
+                status = _RETRYING if row.attempt else _SCHEDULED
+                admitted = self.admission.admit(job, queue, due, stored=True, status=status)
+                if admitted is not job:
+                    raise ValueError(f"job {admitted.id} holds its unique key {row.unique_key!r}")
+            except QueueFull:
+                unplaced.append(row.id)
+                continue
             except (TypeError, ValueError, BackburnerError) as exc:
                 invalid.append((row.id, str(exc)))
                 logger.error(
@@ -141,15 +173,7 @@ class _Recoverer:
                     extra={"backburner_job_id": row.id, "backburner_job_name": row.name},
                 )
                 continue
-            try:
-                if row.run_at is not None and row.run_at > now:
-                    queue.submit_at(job, row.run_at, _RETRYING if row.attempt else _SCHEDULED)
-                    delayed += 1
-                else:
-                    queue.submit(job)
-            except QueueFull:
-                executor._unique.release(job)
-                unplaced.append(row.id)
+            delayed += due is not None
         taken = len(rows) - len(invalid) - len(unplaced)
         if taken:
             logger.info(
@@ -161,9 +185,9 @@ class _Recoverer:
         self,
         row: ClaimedRow,
         payload: Any,
-        job_class: Callable[..., Job[Any]],
+        hooks: DurableHooks,
         functions: dict[str, tuple[Callable[..., Any], JobOptions, bool]],
-    ) -> tuple[Job[Any], JobQueue]:
+    ) -> tuple[Job[Any], Queue]:
         known = functions.get(row.name)
         if known is None:
             entry = lookup(row.name)
@@ -178,10 +202,10 @@ class _Recoverer:
                 plan_call(entry.fn).is_async,
             )
         fn, options, is_async = known
-        queue = self.executor._queues.get(row.queue)
+        queue = self.queues.get(row.queue)
         if queue is None:
             raise ValueError(
-                f"this executor has no queue {row.queue!r} (it has {sorted(self.executor._queues)})"
+                f"this executor has no queue {row.queue!r} (it has {sorted(self.queues)})"
             )
         if isinstance(payload, Exception):
             raise ValueError(f"its stored arguments cannot be read: {payload}")
@@ -192,16 +216,11 @@ class _Recoverer:
         changes = payload.get("options")
         if changes:
             options = options.replace(**changes)
-        job = job_class(
-            fn, tuple(args), kwargs, queue.name, is_async, queue, options, row.unique_key
-        )
-        assert isinstance(job, DurableJob)
-        job._stored_id = row.id
+        job: Job[Any] = Job(
+            fn, tuple(args), kwargs, queue.name, is_async, queue, options, row.unique_key,
+            hooks=hooks, job_id=row.id,
+        )  # fmt: skip
         job.attempt = row.attempt
-        if row.unique_key is not None:
-            holder = self.executor._unique.claim(job)
-            if holder is not None:
-                raise ValueError(f"job {holder.id} holds its unique key {row.unique_key!r}")
         return job, queue
 
 

@@ -14,14 +14,14 @@ import re
 import sqlite3
 from pathlib import Path
 
-from ._errors import JournalError
+from .._errors import JournalError
 
 __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "open_file"]
 
 #: ``PRAGMA application_id``: "bbjl", so a journal is told from any other SQLite file.
 APPLICATION_ID = 0x62626A6C
 SCHEMA_VERSION = 2
-BUSY_TIMEOUT_MS = 5000  # then Journal._transaction retries, however long
+BUSY_TIMEOUT_MS = 5000  # then Journal.transaction retries, however long
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
 _WHAT_TO_DO = (

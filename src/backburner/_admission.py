@@ -1,0 +1,124 @@
+"""Admission: the one way a job enters a queue, whoever sends it.
+
+``enqueue``, ``aenqueue``, ``enqueue_in``/``enqueue_at``, a manual ``retry``, a periodic tick,
+a job recovered from a journal and a job for a remote engine all come through here, so every
+one of them gets the same sequence and the same undoing when a step refuses:
+
+1. claim the job's unique key (a live job holding it is returned, or ``DuplicateJob``);
+2. with a journal, write the job down and wait for the commit (durable mode);
+3. hand the job to its queue: now, or at its time through the scheduler;
+
+and if step 2 or 3 raises, the key is freed and the written row taken back, so that a refused
+job leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import DuplicateJob, JournalError
+from ._job import Job
+from ._ports import JobStore, Queue
+from ._status import JobStatus
+from ._unique import UniqueKeys
+
+__all__ = ["Admission"]
+
+_SCHEDULED = JobStatus.SCHEDULED
+
+
+class Admission:
+    """Admits jobs to queues: unique keys, the job store (if any), the schedule's room."""
+
+    def __init__(self, unique: UniqueKeys, check_schedule_room: Callable[[], None]) -> None:
+        """``check_schedule_room()`` raises ``QueueFull`` when no more jobs may wait for their
+        time (``max_scheduled``)."""
+        self.unique = unique
+        self.check_schedule_room = check_schedule_room
+        #: The journal of a durable executor, from ``open()`` to the end of ``aclose()``.
+        self.store: JobStore | None = None
+
+    def admit(
+        self,
+        job: Job[Any],
+        queue: Queue,
+        run_at: float | None = None,
+        *,
+        stored: bool = False,
+        retry: bool = False,
+        status: JobStatus = _SCHEDULED,
+    ) -> Job[Any]:
+        """Admit ``job`` to ``queue`` now (``run_at`` None) or at clock time ``run_at``.
+
+        Returns the job, or the live job that holds its unique key. ``stored``: the job is
+        already in the journal (recovered, or retried by hand): nothing is written. ``retry``:
+        a job retried by hand never returns another job holding its key, it raises
+        ``DuplicateJob``. ``status``: what a job with a ``run_at`` is until then (a recovered
+        retry waits as ``retrying``). Any thread.
+        """
+        queue.check(job, run_at)  # what the queue (an engine) can never take: before anything
+        store = None if stored else self.store
+        record = None if store is None else store.check(job, run_at)
+        if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
+            if retry:
+                raise DuplicateJob(job.unique_key, holder)
+            return holder
+        try:
+            if run_at is not None:  # refused before anything is written, not written then deleted
+                self.check_schedule_room()
+            if store is not None:
+                store.accept(record)
+        except BaseException:
+            self.unique.release(job)
+            raise
+        try:
+            if run_at is None:
+                queue.submit(job)
+            else:
+                queue.submit_at(job, run_at, status)
+        except BaseException:
+            self.unique.release(job)
+            if store is not None:
+                store.retract(job, wait=True)
+            raise
+        return job
+
+    async def aadmit(
+        self, job: Job[Any], queue: Queue, loop: asyncio.AbstractEventLoop
+    ) -> Job[Any]:
+        """Like ``admit`` now, for ``aenqueue``: wait for the commit and for room, not raise.
+
+        ``loop`` is the queue's: from another loop (another thread), the wait for room runs
+        there. A remote queue returns once its broker has the job.
+        """
+        queue.check(job, None)
+        store = self.store
+        record = None if store is None else store.check(job, None)
+        if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
+            return holder
+        try:
+            if store is not None:
+                await store.aaccept(record)
+        except JournalError:
+            self.unique.release(job)
+            raise
+        except BaseException:  # cancelled while its commit was on the way: take it back
+            self.unique.release(job)
+            if store is not None:
+                store.retract(job, wait=False)
+            raise
+        try:
+            if loop is asyncio.get_running_loop():
+                await queue.asubmit(job)
+            else:  # awaited on another event loop: the job waits for room on its queue's
+                await asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(queue.asubmit(job), loop)
+                )
+        except BaseException:
+            self.unique.release(job)
+            if store is not None:
+                store.retract(job, wait=False)
+            raise
+        return job

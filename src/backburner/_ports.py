@@ -1,0 +1,211 @@
+"""The ports: what each part of backburner needs of the others, as Protocols.
+
+Mechanisms and features are given their collaborators through these, never through a
+back-reference to the executor, so that imports run one way (``docs/architecture.md``):
+
+* ``QueueHost``: what a queue needs of whoever holds it (the executor): to hear that a job
+  ended, failed for good or ended after it was given up, and to free a unique key.
+* ``Queue``: what the executor needs of any queue, local (``JobQueue``) or remote (a queue
+  whose jobs an ``Engine`` runs elsewhere): admission, dispatch, shutdown, stats, inspection.
+* ``JobStore``: what durable mode needs (a journal): write a job down before it is queued,
+  take it back if queueing failed, and the hooks that record its attempts and its end.
+* ``Engine``: a remote engine (``backburner.taskiq.TaskiqEngine`` is one), public: other
+  engines implement it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol, runtime_checkable
+
+from ._job import Job, JobHooks
+from ._options import JobOptions
+from ._stats import QueueStats
+from ._status import JobStatus
+
+__all__ = ["Engine", "JobStore", "Queue", "QueueHost"]
+
+
+class QueueHost(Protocol):
+    """What a queue needs of the executor that holds it. Loop thread unless said otherwise."""
+
+    def job_ended(self) -> None:
+        """A job left the queue (ended, or was cancelled while waiting): ``join()`` may end."""
+        ...
+
+    def job_failed(self, job: Job[Any], exc: BaseException) -> None:
+        """``job`` failed for good (no retry left): report it once, keep it in the dead list."""
+        ...
+
+    def late_end(self, job: Job[Any], error: BaseException | None) -> None:
+        """A job given up on (abandoned, timed out) ended after all: say so."""
+        ...
+
+    def release_unique(self, job: Job[Any]) -> None:
+        """``job`` ended: free its unique key. Any thread."""
+        ...
+
+
+class Queue(Protocol):
+    """What the executor needs of a queue, local or remote."""
+
+    name: str
+    workers: int
+    max_pending: int
+
+    # Admission: any thread.
+
+    def check(self, job: Job[Any], run_at: float | None) -> None:
+        """Refuse (``TypeError``, ``ValueError``) a job this queue can never take."""
+        ...
+
+    def submit(self, job: Job[Any]) -> None:
+        """Accept ``job`` or raise ``QueueFull``. Never blocks, never waits for the loop."""
+        ...
+
+    def submit_at(self, job: Job[Any], when: float, status: JobStatus) -> None:
+        """Hold ``job`` until clock time ``when`` (``status``: scheduled or retrying)."""
+        ...
+
+    async def asubmit(self, job: Job[Any]) -> None:
+        """Accept ``job``, waiting for room (or, for a remote queue, until the broker has it)."""
+        ...
+
+    def cancel_job(self, job: Job[Any]) -> bool:
+        """Cancel a job of this queue wherever it is (see ``Job.cancel``)."""
+        ...
+
+    def release_unique(self, job: Job[Any]) -> None:
+        """Free the unique key of a job of this queue that ended."""
+        ...
+
+    # Lifecycle: loop thread.
+
+    async def open(self) -> None:
+        """Connect what the queue needs (a remote engine's broker); nothing for a local one."""
+        ...
+
+    async def close(self) -> None:
+        """Undo ``open()``."""
+        ...
+
+    def start(self) -> None:
+        """Begin running (or sending) jobs, those accepted before now first."""
+        ...
+
+    def pause(self) -> None:
+        """Start no more jobs; running ones finish; jobs are still accepted."""
+        ...
+
+    def resume(self, dispatch: bool) -> None:
+        """Undo ``pause()``; with ``dispatch``, start the waiting jobs now."""
+        ...
+
+    # Shutdown: loop thread.
+
+    def stop_accepting_waiters(self) -> None:
+        """Wake every ``asubmit`` waiting for room, so it sees that the executor stops."""
+        ...
+
+    def take_pending(self) -> list[Job[Any]]:
+        """Stop dispatching; remove and return every waiting job, marked cancelled."""
+        ...
+
+    def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
+        """Mark ``jobs`` (this queue's, taken from a closed scheduler) cancelled."""
+        ...
+
+    def running_jobs(self) -> list[Job[Any]]:
+        """The jobs holding a slot now."""
+        ...
+
+    def cancel_running(self) -> list[asyncio.Task[None]]:
+        """Cancel what runs; return the tasks to wait for."""
+        ...
+
+    def abandon_running(self) -> list[Job[Any]]:
+        """Mark what still runs at the deadline abandoned, and return it."""
+        ...
+
+    def outstanding(self) -> int:
+        """Jobs waiting or running: what ``join()`` waits for."""
+        ...
+
+    # Watching: any thread.
+
+    def stats(self) -> QueueStats:
+        """A snapshot of the queue's counters."""
+        ...
+
+    def timed_counts(self) -> tuple[int, int]:
+        """Jobs waiting for their time here: (scheduled and retrying, of them retrying)."""
+        ...
+
+    def pending_jobs(self, offset: int = 0, limit: int | None = None) -> list[Job[Any]]:
+        """Waiting jobs in the order they will start."""
+        ...
+
+    def waiting_jobs(self) -> list[Job[Any]]:
+        """A copy of the waiting jobs, cancelled ones included."""
+        ...
+
+    def wait_totals(self) -> tuple[int, float]:
+        """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
+        ...
+
+
+class JobStore(Protocol):
+    """What durable mode needs of a journal: write a job down before it is queued."""
+
+    @property
+    def hooks(self) -> JobHooks:
+        """The hooks each job of a journaled executor holds (its attempts and end are written)."""
+        ...
+
+    def check(self, job: Job[Any], run_at: float | None) -> object:
+        """Refuse (``TypeError``) a job the store cannot keep; return what ``accept`` writes."""
+        ...
+
+    def accept(self, record: object) -> None:
+        """Write the job down; return once it is committed (this thread waits)."""
+        ...
+
+    async def aaccept(self, record: object) -> None:
+        """Write the job down; return once it is committed (this task waits)."""
+        ...
+
+    def retract(self, job: Job[Any], *, wait: bool) -> None:
+        """Take back a job written down whose queueing failed after all."""
+        ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What an executor needs of a remote engine (``backburner.taskiq.TaskiqEngine`` is one)."""
+
+    #: For stats and logs: what carries the jobs ("taskiq RedisStreamBroker", say).
+    name: str
+    #: Seconds one send may take before it counts as failed.
+    send_timeout: float
+    #: Seconds a job from sync ``enqueue`` keeps being tried before it fails.
+    retry_sends_for: float
+
+    async def open(self) -> None:
+        """Connect (the broker's client startup); called by each executor that uses it."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect; called once per ``open()``."""
+        ...
+
+    def check(self, label: str, options: JobOptions, delayed: bool) -> None:
+        """Raise ``ValueError`` for what the engine cannot honour (before anything is sent)."""
+        ...
+
+    async def send(self, job: Job[Any], task_name: str, due: float | None) -> None:
+        """Hand the job to the broker (at wall-clock time ``due``, if given); raise on failure."""
+        ...
+
+    async def outcome(self, job: Job[Any]) -> tuple[bool, Any, int]:
+        """Wait for the job's result: ``(succeeded, value or exception, attempts made)``."""
+        ...
