@@ -1090,10 +1090,13 @@ async def test_a_manual_retry_refused_for_its_unique_key_leaves_the_job_failed_o
         assert bg.failures() == [failed]
         journal_jobs.key_free["k"].set()
         await holder
-    with sqlite3.connect(path) as connection:
+    connection = sqlite3.connect(path)
+    try:
         (state,) = connection.execute(
             "SELECT state FROM jobs WHERE name = 'tests.fails_keyed'"
         ).fetchone()
+    finally:
+        connection.close()
     assert state == "failed"
     journal_jobs.calls.clear()
     async with Backburner(journal=path) as bg:  # a restart does not run it again
