@@ -40,6 +40,7 @@ from demo_app import Demo
 from demo_app.__main__ import parse_args, usable_port
 from demo_app.digest import DIGEST_TO
 
+from .browsers import launch
 from .processes import ROOT, ChildProcess, free_port
 
 pytestmark = pytest.mark.anyio
@@ -511,11 +512,7 @@ def test_the_dashboard_of_the_demo_draws_its_charts_in_a_browser(served: Served)
             client.post("/signup", data={"email": f"shot{n}@example.com"})
             client.post("/fibtastic", data={"email": f"fib{n}@example.com", "n": str(20 + n)})
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+        browser = launch(playwright)
         try:
             context = browser.new_context(
                 http_credentials={"username": "demo", "password": served.demo.dashboard_password},
@@ -762,11 +759,7 @@ def test_a_job_id_on_the_demo_opens_the_jobs_page_on_the_dashboard_in_a_browser(
         assert failing.job is not None
         assert signed_up.reminder is not None
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"],
-            )  # fmt: skip
+            browser = launch(playwright)
             try:
                 context = browser.new_context(
                     http_credentials={"username": "demo", "password": demo.dashboard_password},

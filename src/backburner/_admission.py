@@ -79,9 +79,7 @@ class Admission:
             else:
                 queue.submit_at(job, run_at, status)
         except BaseException:
-            self.unique.release(job)
-            if store is not None:
-                store.retract(job, wait=True)
+            self._take_back(job, store, wait=True)
             raise
         return job
 
@@ -105,9 +103,7 @@ class Admission:
             self.unique.release(job)
             raise
         except BaseException:  # cancelled while its commit was on the way: take it back
-            self.unique.release(job)
-            if store is not None:
-                store.retract(job, wait=False)
+            self._take_back(job, store, wait=False)
             raise
         try:
             if loop is asyncio.get_running_loop():
@@ -117,8 +113,12 @@ class Admission:
                     asyncio.run_coroutine_threadsafe(queue.asubmit(job), loop)
                 )
         except BaseException:
-            self.unique.release(job)
-            if store is not None:
-                store.retract(job, wait=False)
+            self._take_back(job, store, wait=False)
             raise
         return job
+
+    def _take_back(self, job: Job[Any], store: JobStore | None, *, wait: bool) -> None:
+        """Undo an admission that a later step refused: free the key, delete the row."""
+        self.unique.release(job)
+        if store is not None:
+            store.retract(job, wait=wait)

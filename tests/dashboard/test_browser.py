@@ -28,6 +28,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from ..browsers import launch
 from ..e2e._uvicorn import Serve, Uvicorn, running
 from ..e2e.apps._payloads import PAYLOADS, XSS_QUEUE
 from ..processes import ROOT
@@ -35,15 +36,6 @@ from .conftest import PASSWORD, USER, control
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAGES = ("/", "/busy", "/pending", "/scheduled", "/retries", "/dead", "/periodic")
 # Collects CSP violations before any page script runs (init scripts are exempt from the CSP).
 WATCH_CSP = """
@@ -57,7 +49,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch(playwright)
         yield browser
         browser.close()
 
