@@ -1,9 +1,9 @@
 """Is a job's call plain JSON? The check every out-of-process store of jobs makes at enqueue.
 
-A journal (``_durable.py``) and a remote engine (``_remote.py``) both keep a job as its
-registered name and its arguments in JSON, so an argument that would not come back from JSON
-as it went in (a tuple, a ``datetime``, a model object, ``nan``) must fail at ``enqueue``,
-naming the argument, not at recovery or on a worker in another process.
+A journal (``_journal/_store.py``) and a remote engine (``_engines/_remote.py``) both keep a
+job as its registered name and its arguments in JSON, so an argument that would not come back
+from JSON as it went in (a tuple, a ``datetime``, a model object, ``nan``) must fail at
+``enqueue``, naming the argument, not at recovery or on a worker in another process.
 
 """
 

@@ -326,7 +326,7 @@ class JobQueue:
     async def _run(self, job: Job[Any]) -> None:
         # Every job runs through here. The common case (an async job without a timeout, no
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
-        # already names its executor for `background`: see Backburner._bind.)
+        # already names its executor for `background`, bound at enqueue.)
         job.attempt += 1
         if self._guarded or not job.is_async or job.options.timeout is not None:
             await self._run_guarded(job)
