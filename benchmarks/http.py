@@ -105,14 +105,19 @@ def free_port() -> int:
 class Server:
     """``uvicorn benchmarks.http_app:app`` on a free port; stopped by SIGTERM, or killed."""
 
-    def __init__(self, workdir: Path, workers: int, loop: str) -> None:
+    def __init__(self, workdir: Path, options: argparse.Namespace) -> None:
         self.port = free_port()
         self.counts_path = workdir / f"counts-{self.port}.json"
         self.log_path = workdir / f"uvicorn-{self.port}.log"
         command = [sys.executable, "-m", "uvicorn", "benchmarks.http_app:app"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]
-        command += ["--log-level", "warning", "--loop", loop, "--http", "httptools"]
-        env = {**os.environ, "BENCH_COUNTS": str(self.counts_path), "BENCH_WORKERS": str(workers)}
+        command += ["--log-level", "warning", "--loop", options.loop, "--http", "httptools"]
+        env = {
+            **os.environ,
+            "BENCH_COUNTS": str(self.counts_path),
+            "BENCH_WORKERS": str(options.job_workers),
+            "BENCH_MAX_PENDING": str(options.max_pending),
+        }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
@@ -171,7 +176,7 @@ def wrk(url: str, lua: Path, seconds: int, connections: int, threads: int) -> di
 
 
 def load(route: str, options: argparse.Namespace, workdir: Path, lua: Path) -> Sample:
-    server = Server(workdir, options.job_workers, options.loop)
+    server = Server(workdir, options)
     try:
         rss_start = server.rss_mb()
         gc_start = server.get("/gc")
@@ -214,7 +219,7 @@ def load(route: str, options: argparse.Namespace, workdir: Path, lua: Path) -> S
 
 def loop_health(options: argparse.Namespace, workdir: Path, lua: Path) -> tuple[float, float]:
     """p99 of ``/noop`` (ms) with one connection: idle, and while 100 sync jobs of 0.5 s run."""
-    server = Server(workdir, options.job_workers, options.loop)
+    server = Server(workdir, options)
     try:
         idle = wrk(f"{server.url}/noop", lua, 3, 1, 1)
         server.get("/sleepers?count=100&seconds=0.5", method="POST")
@@ -343,6 +348,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--job-workers", type=int, default=64, help="jobs run at once by backburner and the pool"
     )
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=1_000_000,
+        help="the queues' bound; the default is more than a load on this machine fills, since a "
+        "full queue's fast 503s would flatter the route that filled first",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="repeats; figures are medians")
     parser.add_argument(
         "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="uvicorn's event loop"
@@ -355,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     info["server"] = f"uvicorn --loop {options.loop} --http httptools"
     info["job workers"] = str(options.job_workers)
+    info["max pending"] = f"{options.max_pending:,}"
     info["load"] = f"wrk -t{options.threads} -c{options.connections} -d{options.duration}s"
     samples: list[Sample] = []
     health: list[tuple[float, float]] = []

@@ -15,9 +15,10 @@
 The job is ``await asyncio.sleep(0.05)`` (a call to a slow API, say); backburner and the pool
 run ``BENCH_WORKERS`` (64) at once, so they finish at most 1,280 jobs a second and a faster
 load builds a backlog, as a burst of traffic would. ``/enqueue``, ``/pool`` and ``/taskpool``
-answer 503 when their queue is full. ``/counts`` tells the load generator's driver what was
-accepted and done; the app's shutdown (which runs after backburner's drain) writes the final
-counts and backburner's shutdown report to ``BENCH_COUNTS``. ``/gc`` answers how many garbage
+answer 503 when their queue (``BENCH_MAX_PENDING`` jobs) is full. ``/counts`` tells the load
+generator's driver what was accepted and done; the app's shutdown (which runs after
+backburner's drain) writes the final counts and backburner's shutdown report to
+``BENCH_COUNTS``. ``/gc`` answers how many garbage
 collections the process has run so far and how long they took in all (timed by a
 ``gc.callbacks`` hook installed at import), so the driver can take the difference over a load.
 
@@ -48,7 +49,7 @@ from benchmarks._baselines import TaskPerJob
 
 JOB_SECONDS = 0.05
 WORKERS = int(os.environ.get("BENCH_WORKERS", 64))  # jobs at once, in backburner and the pool
-MAX_PENDING = 100_000
+MAX_PENDING = int(os.environ.get("BENCH_MAX_PENDING", 1_000_000))  # in backburner and the pools
 SHUTDOWN_TIMEOUT = 8.0
 
 counts = {"accepted": 0, "refused": 0, "done": 0}
