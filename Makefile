@@ -97,7 +97,7 @@ test-versions:
 bench: setup
 	$(BIN)/python benchmarks/core.py
 
-# uvicorn under wrk (Debian's package): ~4 minutes; `--quick` for a smoke run.
+# uvicorn under wrk (Debian's package): ~10 minutes; `--quick` for a smoke run.
 bench-http: setup system-deps
 	$(BIN)/python benchmarks/http.py
 

@@ -4,16 +4,23 @@
 - ``/enqueue``: ``background.enqueue(job)`` through ``BackburnerMiddleware``.
 - ``/pool``: ``put_nowait`` into a hand-written pool: an ``asyncio.Queue`` and the same number
   of worker tasks, started with the app, with no shutdown handling (what one writes by hand).
+  Each worker awaits the job itself: no task, no context of its own.
+- ``/taskpool``: the same pool, but each job runs as its own ``Task`` in the ``contextvars``
+  context captured at enqueue (``_baselines.TaskPerJob``, baseline (a) of ``core.py``): the
+  isolation backburner gives, at the least it can cost. No shutdown handling either.
 - ``/background``: Starlette's ``BackgroundTasks``: the job runs after the response, inside the
   request's own task.
 - ``/inline``: the request awaits the job itself.
 
 The job is ``await asyncio.sleep(0.05)`` (a call to a slow API, say); backburner and the pool
 run ``BENCH_WORKERS`` (64) at once, so they finish at most 1,280 jobs a second and a faster
-load builds a backlog, as a burst of traffic would. ``/enqueue`` and
-``/pool`` answer 503 when their queue is full. ``/counts`` tells the load generator's driver
-what was accepted and done; the app's shutdown (which runs after backburner's drain) writes
-the final counts and backburner's shutdown report to ``BENCH_COUNTS``.
+load builds a backlog, as a burst of traffic would. ``/enqueue``, ``/pool`` and ``/taskpool``
+answer 503 when their queue (``BENCH_MAX_PENDING`` jobs) is full. ``/counts`` tells the load
+generator's driver what was accepted and done; the app's shutdown (which runs after
+backburner's drain) writes the final counts and backburner's shutdown report to
+``BENCH_COUNTS``. ``/gc`` answers how many garbage
+collections the process has run so far and how long they took in all (timed by a
+``gc.callbacks`` hook installed at import), so the driver can take the difference over a load.
 
 ``/sleepers?count=&seconds=`` enqueues sync jobs on the ``sync`` queue (20 threads), for the
 loop-health row: how fast ``/noop`` answers while they run.
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import time
@@ -37,10 +45,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from backburner import Backburner, BackburnerMiddleware, QueueConfig, QueueFull, background
+from benchmarks._baselines import TaskPerJob
 
 JOB_SECONDS = 0.05
 WORKERS = int(os.environ.get("BENCH_WORKERS", 64))  # jobs at once, in backburner and the pool
-MAX_PENDING = 100_000
+MAX_PENDING = int(os.environ.get("BENCH_MAX_PENDING", 1_000_000))  # in backburner and the pools
 SHUTDOWN_TIMEOUT = 8.0
 
 counts = {"accepted": 0, "refused": 0, "done": 0}
@@ -67,6 +76,28 @@ async def pool_worker(queue: asyncio.Queue[Work]) -> None:
         fn, args = await queue.get()
         with contextlib.suppress(Exception):  # a job's failure must not kill the worker
             await fn(*args)
+
+
+task_pool: TaskPerJob | None = None
+
+
+# Garbage collections, timed from the process's start: /gc answers the running totals.
+
+gc_totals = {"collections": 0, "seconds": 0.0, "gen0": 0, "gen1": 0, "gen2": 0}
+_gc_started = 0.0
+
+
+def _time_gc(phase: str, info: dict[str, int]) -> None:
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    gc_totals["seconds"] += time.perf_counter() - _gc_started
+    gc_totals["collections"] += 1
+    gc_totals[f"gen{info['generation']}"] += 1
+
+
+gc.callbacks.append(_time_gc)
 
 
 # Routes.
@@ -101,6 +132,17 @@ async def put_in_pool(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def put_in_task_pool(request: Request) -> Response:
+    assert task_pool is not None
+    try:
+        task_pool.enqueue(job, counts["accepted"])
+    except asyncio.QueueFull:
+        counts["refused"] += 1
+        return PlainTextResponse("full", status_code=503)
+    counts["accepted"] += 1
+    return PlainTextResponse("ok")
+
+
 async def background_task(request: Request) -> Response:
     counts["accepted"] += 1
     return PlainTextResponse("ok", background=BackgroundTask(job, counts["accepted"]))
@@ -123,6 +165,10 @@ async def current_counts(request: Request) -> Response:
     return JSONResponse({**counts, "stats": background.stats().total.as_dict()})
 
 
+async def gc_counts(request: Request) -> Response:
+    return JSONResponse(gc_totals)
+
+
 executor = Backburner(
     workers=WORKERS,
     max_pending=MAX_PENDING,
@@ -133,11 +179,13 @@ executor = Backburner(
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    global pool
+    global pool, task_pool
     pool = asyncio.Queue(MAX_PENDING)
     workers = [asyncio.create_task(pool_worker(pool)) for _ in range(WORKERS)]
+    task_pool = TaskPerJob(workers=WORKERS, max_pending=MAX_PENDING)
+    await task_pool.start()
     yield
-    # Runs after backburner's drain; the pool gets no such step: what it holds now is lost.
+    # Runs after backburner's drain; the pools get no such step: what they hold now is lost.
     report = await executor.aclose()  # closed already: returns the report it logged
     path = os.environ.get("BENCH_COUNTS")
     if path:
@@ -152,10 +200,12 @@ app = Starlette(
         Route("/noop", noop),
         Route("/enqueue", enqueue),
         Route("/pool", put_in_pool),
+        Route("/taskpool", put_in_task_pool),
         Route("/background", background_task),
         Route("/inline", inline),
         Route("/sleepers", sleepers, methods=["POST"]),
         Route("/counts", current_counts),
+        Route("/gc", gc_counts),
     ],
     lifespan=lifespan,
 )
