@@ -81,14 +81,6 @@ class Queue(Protocol):
 
     # Lifecycle: loop thread.
 
-    async def open(self) -> None:
-        """Connect what the queue needs (a remote engine's broker); nothing for a local one."""
-        ...
-
-    async def close(self) -> None:
-        """Undo ``open()``."""
-        ...
-
     def start(self) -> None:
         """Begin running (or sending) jobs, those accepted before now first."""
         ...

@@ -714,12 +714,6 @@ class JobQueue:
         """Jobs waiting here for their time: (scheduled and retrying, of them retrying)."""
         return self._scheduled, self._retrying
 
-    async def open(self) -> None:
-        """Nothing to connect: a local queue runs its jobs here."""
-
-    async def close(self) -> None:
-        """Nothing to disconnect."""
-
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
         return self._started, self._waited

@@ -182,13 +182,7 @@ class RemoteQueue:
         """Nothing waits for its time here: the engine holds delayed jobs and retries."""
         return 0, 0
 
-    # Lifecycle: loop thread.
-
-    async def open(self) -> None:
-        """Nothing: ``open_engines`` connects each engine once, for all its queues."""
-
-    async def close(self) -> None:
-        """Nothing: ``close_engines`` disconnects each engine once."""
+    # Steering: a remote queue has none here.
 
     def pause(self) -> None:
         """Refused: the engine's workers run the jobs, so pause them there."""
