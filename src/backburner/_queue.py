@@ -353,7 +353,9 @@ class JobQueue:
         finally:
             self._running.discard(job)
             if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             self._free_slot(now)
 
     async def _run_guarded(self, job: Job[Any]) -> None:
@@ -386,7 +388,9 @@ class JobQueue:
         finally:
             self._running.discard(job)
             if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             if deadline is not None:
                 deadline.cancel()
                 timed_out = job in self._timed_out

@@ -737,8 +737,8 @@ async def test_no_return_value_for_a_job_that_did_not_succeed_or_with_results_hi
         assert shown["result"] is None
     bg.resume("mail")
     await bg.join()
-    shown = Presenter((), None, show_results=True)
-    assert shown.job(waiting, in_failures=False, detail=True)["result"] == "1"
+    showing = Presenter((), None, show_results=True)
+    assert showing.job(waiting, in_failures=False, detail=True)["result"] == "1"
     hidden = Presenter((), None)  # the default
     assert hidden.job(waiting, in_failures=False, detail=True)["result"] is None
 
