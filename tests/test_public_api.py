@@ -119,7 +119,7 @@ def test_the_dashboard_package_exports_its_names_and_ships_its_files() -> None:
         assert files.joinpath(name).is_file(), name
 
 
-# `background` has the executor's public surface, so that the README's "the same methods" holds.
+# `background` has the executor's public surface, so that the docs' "the same methods" holds.
 
 #: The executor's lifecycle belongs to whoever opened it (the middleware), not to `background`.
 LIFECYCLE = {"open", "start", "aclose"}
