@@ -67,7 +67,26 @@ def test_the_package_exports_exactly_the_documented_names() -> None:
     assert set(backburner.__all__) == EXPORTS
     public = {name for name in vars(backburner) if not name.startswith("_")}
     # The public submodules show up as attributes once something imports them.
-    assert public - {"testing", "dashboard", "taskiq"} == EXPORTS
+    submodules = {"testing", "dashboard", "taskiq", "logs", "health", "prometheus"}
+    assert public - submodules == EXPORTS
+
+
+def test_the_operations_modules_export_their_names_each_with_a_docstring() -> None:
+    import backburner.health
+    import backburner.logs
+    import backburner.prometheus
+
+    expected = {
+        backburner.logs: {
+            "FIELDS", "JobContextFilter", "add_job_context", "current_job", "install_fallback"
+        },
+        backburner.health: {"HealthApp", "health_app"},
+        backburner.prometheus: {"BackburnerCollector", "metrics_app"},
+    }  # fmt: skip
+    for module, names in expected.items():
+        assert set(module.__all__) == names, module.__name__
+        for name in names - {"FIELDS"}:
+            assert (getattr(module, name).__doc__ or "").strip(), f"{module.__name__}.{name}"
 
 
 def test_exported_classes_say_they_belong_to_backburner() -> None:
