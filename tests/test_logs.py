@@ -82,7 +82,7 @@ async def test_a_record_from_a_sync_job_carries_the_job_on_its_thread(records: R
         job = bg.enqueue(logs_sync, 2)
         await job
     record = records.by_message("sync 2")
-    assert record.threadName.startswith("backburner-")  # logged on the job's own thread
+    assert (record.threadName or "").startswith("backburner-")  # logged on the job's own thread
     assert fields(record)["job_id"] == job.id
     assert fields(record)["job_name"] == "logs_sync"
 

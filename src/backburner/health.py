@@ -85,6 +85,9 @@ class _Heartbeat:
         self._schedule(loop)
 
     def check(self, loop: asyncio.AbstractEventLoop) -> Check:
+        late = loop.time() - self.expected  # a beat still to run, late already: a block too
+        if late > self.limit:
+            self.last_block = (loop.time(), late)
         block = self.last_block
         if block is not None and loop.time() - block[0] < BLOCK_REMEMBERED:
             ago = loop.time() - block[0]

@@ -9,10 +9,10 @@ code):
       from prometheus_client import REGISTRY
       REGISTRY.register(BackburnerCollector(bg))
 
-* an app without one mounts ``metrics_app()`` where its scraper looks (behind whatever
+* an app without one routes its scraper's path to ``metrics_app()`` (behind whatever
   guards the app's other internal endpoints)::
 
-      app.mount("/metrics", metrics_app(bg))
+      Route("/metrics", metrics_app(bg))     # a Starlette route to an ASGI app
 
 The collector reads the executor at each scrape: O(queues + periodic jobs), nothing per job.
 """
