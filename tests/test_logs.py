@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -263,3 +267,50 @@ def test_the_fallback_handler_is_not_added_when_logging_is_configured() -> None:
     assert logging.root.handlers
     assert not install_fallback()
     assert not logging.getLogger("backburner").handlers
+
+
+def run_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (no logging configured, as under a bare uvicorn);
+    its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stderr
+
+
+def test_the_fallback_handler_steps_aside_when_logging_is_configured_later() -> None:
+    err = run_python(
+        """
+        import logging
+        from backburner.logs import install_fallback
+
+        log = logging.getLogger("backburner")
+        assert install_fallback()
+        assert not install_fallback()  # once is enough
+        log.info("before")
+        logging.basicConfig(format="configured %(levelname)s %(message)s")
+        log.warning("after")
+        """
+    )
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert re.fullmatch(r"INFO: +\d{4}-\d\d-\d\d [\d:,]+ backburner: before", lines[0]), err
+    assert lines[1] == "configured WARNING after"  # once: not also through the fallback
+
+
+def test_a_null_handler_on_the_logger_turns_the_fallback_off() -> None:
+    err = run_python(
+        """
+        import logging
+        from backburner.logs import install_fallback
+
+        logging.getLogger("backburner").addHandler(logging.NullHandler())
+        assert not install_fallback()
+        logging.getLogger("backburner").warning("silenced")
+        """
+    )
+    assert err == ""
