@@ -43,7 +43,11 @@ for names, floor in (
     ),
     ("_journal _engines", FEATURES),
     ("_settings _executor", EXECUTOR),
-    ("__init__ _proxy _asgi testing taskiq dashboard logs health prometheus", INTEGRATIONS),
+    (
+        "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
+        "prometheus",
+        INTEGRATIONS,
+    ),
 ):
     for name in names.split():
         FLOORS[name] = floor
