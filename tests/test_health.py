@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from backburner import Backburner, BackburnerMiddleware
+from backburner import Backburner, BackburnerMiddleware, Job, JobOptions, QueueConfig
 from backburner.health import HealthApp, health_app
 from backburner.testing import ManualClock
 
@@ -58,7 +58,7 @@ async def test_ready_fails_while_starting_and_passes_once_running() -> None:
     async with bg:
         status, body = await probe(probes, "/ready")
         assert (status, failing(body)) == (200, {})
-        assert set(body["checks"]) == {"loop", "scheduler", "executor", "queues"}
+        assert set(body["checks"]) == {"loop", "scheduler", "workers", "executor", "queues"}
         assert all(set(check) == {"status", "reason"} for check in body["checks"].values())
 
 
@@ -193,6 +193,46 @@ async def test_a_journal_that_stopped_writing_fails_both_probes(
             status, body = await probe(probes, path_asked)
             assert status == 503
             assert "was deleted or renamed" in failing(body)["journal"]
+
+
+class CancellingEngine:
+    """A remote engine whose client cancels its own send: the sender task ends with it."""
+
+    name = "a broker whose client cancels itself"
+    send_timeout = 5.0
+    retry_sends_for = 5.0
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def check(self, label: str, options: JobOptions, delayed: bool) -> None:
+        pass
+
+    async def send(self, job: Job[Any], task_name: str, due: float | None) -> None:
+        raise asyncio.CancelledError  # as a client torn down under the send would
+
+    async def outcome(self, job: Job[Any]) -> tuple[bool, Any, int]:
+        raise NotImplementedError
+
+
+async def test_live_fails_when_a_remote_queue_lost_its_senders() -> None:
+    async with Backburner(
+        workers=2, queues={"remote": QueueConfig(workers=1, engine=CancellingEngine())}
+    ) as bg:
+        probes = health_app(bg)
+        status, body = await probe(probes, "/live")
+        assert (status, body["checks"]["workers"]["status"]) == (200, "ok")
+        job = bg.options(queue="remote").enqueue(journal_jobs.record, 1)
+        await job.wait()  # cancelled with its send; its sender task ended with it
+        status, body = await probe(probes, "/live")
+        assert status == 503
+        assert failing(body) == {
+            "workers": "1 of the 1 sender tasks of queue 'remote' ended (1 cancelled, 0 raised): "
+            "its jobs are no longer sent to a broker whose client cancels itself"
+        }
 
 
 def test_mounted_under_the_middleware_it_finds_the_executor_and_answers_only_its_paths() -> None:

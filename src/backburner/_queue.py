@@ -723,6 +723,10 @@ class JobQueue:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
         return self._started, self._waited
 
+    def problem(self) -> None:
+        """None: no worker here can die (each job is a task of its own, a slot only a count)."""
+        return None
+
     def pending_jobs(self, offset: int = 0, limit: int | None = None) -> list[Job[Any]]:
         """Waiting jobs in the order they will start, cancelled ones skipped. Any thread.
 

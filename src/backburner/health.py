@@ -4,10 +4,12 @@
 
     app.mount("/health", health_app(bg))     # GET /health/live, GET /health/ready
 
-``GET /live`` answers 503 when something died that only a restart brings back: the journal's
-writer stopped (or its file went away), the scheduler fell behind its own timers, or the event
-loop was blocked past ``max_loop_block`` within the last minute. ``GET /ready`` answers 503
-when this process should get no traffic for now: the executor is starting or shutting down
+``GET /live`` answers 503 when something died that only a restart brings back: a queue's
+worker ended (a remote queue's sender task; a local queue has no long-lived worker to lose:
+each job is a task of its own), the journal's writer stopped (or its file went away), the
+scheduler fell behind its own timers, or the event loop was blocked past ``max_loop_block``
+within the last minute. ``GET /ready`` answers 503 when this process should get no traffic
+for now: the executor is starting or shutting down
 (from the moment the drain begins), the journal cannot be written or lags, a queue has had
 waiting jobs but started none for ``stall_after`` seconds; and whenever ``/live`` would.
 
@@ -164,6 +166,8 @@ class HealthApp:
         bg = self._executor()
         if bg is not None:
             checks["scheduler"] = self._scheduler_check(bg)
+            lost = [problem for q in bg.queues().values() if (problem := q.problem()) is not None]
+            checks["workers"] = _check(not lost, "; ".join(lost) or "every queue's workers run")
             journal = bg.stats().journal
             if journal is not None and journal.problem is not None:
                 checks["journal"] = _check(False, journal.problem)
