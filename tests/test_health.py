@@ -53,7 +53,7 @@ async def test_ready_fails_while_starting_and_passes_once_running() -> None:
     probes = health_app(bg)
     status, body = await probe(probes, "/ready")
     assert (status, body["status"]) == (503, "failing")
-    assert failing(body) == {"executor": "starting"}
+    assert failing(body) == {"executor": "starting"}  # (bg given, not running yet)
     assert (await probe(probes, "/live"))[0] == 200  # nothing died: it has not started
     async with bg:
         status, body = await probe(probes, "/ready")

@@ -292,14 +292,19 @@ def test_the_fallback_handler_steps_aside_when_logging_is_configured_later() -> 
         assert install_fallback()
         assert not install_fallback()  # once is enough
         log.info("before")
+        own = logging.StreamHandler()
+        own.setFormatter(logging.Formatter("own %(levelname)s %(message)s"))
+        log.addHandler(own)
+        log.warning("own handler")
+        log.removeHandler(own)
         logging.basicConfig(format="configured %(levelname)s %(message)s")
         log.warning("after")
         """
     )
     lines = err.splitlines()
-    assert len(lines) == 2, err
+    assert len(lines) == 3, err
     assert re.fullmatch(r"INFO: +\d{4}-\d\d-\d\d [\d:,]+ backburner: before", lines[0]), err
-    assert lines[1] == "configured WARNING after"  # once: not also through the fallback
+    assert lines[1:] == ["own WARNING own handler", "configured WARNING after"]  # once each
 
 
 def test_a_null_handler_on_the_logger_turns_the_fallback_off() -> None:

@@ -132,8 +132,6 @@ class HealthApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # a lifespan or websocket scope: nothing for us
-            if scope["type"] == "lifespan":
-                await _refuse_lifespan(receive, send)
             return
         path = scope.get("path", "")
         root = scope.get("root_path", "")
@@ -178,7 +176,9 @@ class HealthApp:
         checks = self.live()
         bg = self._executor()
         if bg is None:
-            checks["executor"] = _check(False, "starting: no backburner executor runs yet")
+            checks["executor"] = _check(
+                False, "starting: no backburner executor runs yet (or several: pass bg)"
+            )
             return checks
         checks["executor"] = self._running_check(bg)
         stats = bg.stats()
@@ -235,17 +235,6 @@ class HealthApp:
                 + ", ".join(stalled),
             )
         return _check(True, "every queue with waiting jobs starts them")
-
-
-async def _refuse_lifespan(receive: Receive, send: Send) -> None:
-    # Served on its own (not mounted), the app has no startup or shutdown to do.
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def health_app(

@@ -118,9 +118,9 @@ class _Fallback(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler ``install_fallback`` adds: it steps aside once logging is configured."""
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # Configured after startup (dictConfig, basicConfig): the root's handlers write the
-        # record when it propagates there, so writing it here too would print it twice.
-        if logging.root.handlers:
+        # Configured after startup (dictConfig, basicConfig, a handler added to our logger):
+        # that handler writes the record, so writing it here too would print it twice.
+        if logging.root.handlers or len(logger.handlers) > 1:
             return False
         return super().handle(record)
 
