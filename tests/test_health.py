@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -233,6 +234,30 @@ async def test_live_fails_when_a_remote_queue_lost_its_senders() -> None:
             "workers": "1 of the 1 sender tasks of queue 'remote' ended (1 cancelled, 0 raised): "
             "its jobs are no longer sent to a broker whose client cancels itself"
         }
+
+
+async def test_ready_fails_while_more_jobs_than_max_journal_lag_wait_to_be_written(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    async with Backburner(journal=path) as bg:
+        probes = health_app(bg, max_journal_lag=0)
+        await bg.enqueue(journal_jobs.record, "before")
+        # Another connection holds the write lock: the writer's commit waits for it.
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            held = asyncio.create_task(bg.aenqueue(journal_jobs.record, "held"))
+            await anyio.wait_all_tasks_blocked()  # queued for the writer, waiting for its commit
+            status, body = await probe(probes, "/ready")
+            assert status == 503
+            assert failing(body) == {"journal": "1 jobs wait to be written (max_journal_lag=0)"}
+            assert (await probe(probes, "/live"))[0] == 200  # slow is not dead
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        await held
+        assert (await probe(probes, "/ready"))[0] == 200
 
 
 def test_mounted_under_the_middleware_it_finds_the_executor_and_answers_only_its_paths() -> None:
