@@ -14,8 +14,6 @@
 from ._asgi import BackburnerMiddleware as BackburnerMiddleware
 from ._asgi import queue_full_handler as queue_full_handler
 from ._clock import Clock as Clock
-from ._current import CurrentJob as CurrentJob
-from ._current import current_job as current_job
 from ._enqueue import Enqueuer as Enqueuer
 from ._errors import BackburnerError as BackburnerError
 from ._errors import BrokerUnavailable as BrokerUnavailable
@@ -28,6 +26,8 @@ from ._errors import NotRunning as NotRunning
 from ._errors import QueueFull as QueueFull
 from ._errors import ShuttingDown as ShuttingDown
 from ._executor import Backburner as Backburner
+from ._handle import CurrentJob as CurrentJob
+from ._handle import current_job as current_job
 from ._info import JobInfo as JobInfo
 from ._job import Job as Job
 from ._job import JobHooks as JobHooks

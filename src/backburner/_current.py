@@ -1,171 +1,57 @@
-"""``current_job()``: the running job's own handle, from inside its code.
+"""Which job the current code runs in: for log records (``backburner.logs``), found at no cost
+to the job's path.
 
-How the running job is found, without any work on a plain job's path:
-
-* an async job runs as its own task (``Job.task``): the first ``current_job()`` of an attempt
-  looks for that task among the running jobs of the open executors (O(running jobs), a few
-  dozen at most), then keeps the handle in a context variable of the job's own context, so
-  that later calls are one read and one comparison;
-* a sync job runs on a thread in a copy of its context, in which its queue sets
-  ``running_job_var`` (one ``ContextVar.set`` beside the thread handoff); the testing modes
-  set it for the jobs they run inline.
-
-A job's context is copied into the jobs it enqueues, so a handle found there is checked to be
-this task's (or, on a thread, this job's attempt) before it is trusted.
+An async job runs as the task of its queue's runner coroutine, which holds the job: the job
+of the current task is read from that coroutine when asked (a log record), so nothing is set
+per job. A sync job's function runs on a thread, where no task is current: its queue sets
+``thread_job_var`` in the copy of the context the thread runs in (that path already copies a
+context and hands the call to a thread; one more ``set`` costs nothing there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
-import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+from types import CodeType
+from typing import Any
 
-from ._context import open_executors
-from ._errors import NotInJob
-from ._info import NO_META
 from ._job import Job
-from ._ports import Queue
-from ._progress import NUMBERS, Progress, ProgressCell, check_report
 
-__all__ = ["CurrentJob", "current_job", "running_job_var"]
+__all__ = ["current_job", "register_runner", "thread_job_var"]
 
-#: The job whose code runs in this context when no task tells it: a sync job's thread, a job
-#: run inline by ``backburner.testing``.
-running_job_var: contextvars.ContextVar[Job[Any]] = contextvars.ContextVar("backburner_job")
+#: The job a sync job's thread runs (set in the context the thread runs in).
+thread_job_var: contextvars.ContextVar[Job[Any]] = contextvars.ContextVar("backburner_job")
 
-# (whose it is: the task, or on a thread the job; the attempt; the handle)
-_handle_var: contextvars.ContextVar[tuple[object, int, CurrentJob]] = contextvars.ContextVar(
-    "backburner_handle"
-)
-_current_task = asyncio.current_task
-_now = time.time
-_INF = math.inf
+# The code of each coroutine that runs a job as its task, and the name of its argument that
+# holds the job (a queue registers its runner when its module is imported).
+_runners: dict[CodeType, str] = {}
 
 
-class _Holder(Protocol):
-    """An open executor, as seen from here: its queues."""
-
-    def queues(self) -> Mapping[str, Queue]: ...
-
-
-class CurrentJob:
-    """The running job, from inside its own code: its identity, and a way to report progress.
-
-    Got from ``backburner.current_job()``; one per attempt. ``set_progress`` may be called from
-    the job's task or its thread (a sync job), as often as the job likes: each call costs well
-    under a microsecond and only the latest report is kept.
-    """
-
-    __slots__ = ("_cell", "_job")
-
-    def __init__(self, job: Job[Any]) -> None:
-        self._job = job
-        self._cell: ProgressCell = job.progress_cell()
-
-    @property
-    def id(self) -> str:
-        """The job's id (``Job.id``): what ``lookup`` and the dashboard find it by."""
-        return self._job.id
-
-    @property
-    def name(self) -> str:
-        """The function's qualified name."""
-        return self._job.name
-
-    @property
-    def queue(self) -> str:
-        """The name of the queue the job runs on."""
-        return self._job.queue
-
-    @property
-    def attempt(self) -> int:
-        """The number of this attempt: 1 for the first, 2 for the first retry, ..."""
-        return self._cell.attempt
-
-    @property
-    def meta(self) -> Mapping[str, Any]:
-        """What ``options(meta={...})`` gave at enqueue, read-only (empty if nothing)."""
-        meta = self._job.options.meta
-        return NO_META if meta is None else meta
-
-    @property
-    def progress(self) -> Progress | None:
-        """The latest report of this attempt, or None before the first."""
-        return self._cell.snapshot()
-
-    def set_progress(
-        self, done: float, total: float | None = None, message: str | None = None
-    ) -> None:
-        """Say how far the job has come: ``done`` out of ``total`` (None: unknown), and what
-        it is doing (``message``).
-
-        Never blocks and wakes nobody: the latest report is kept for whoever looks
-        (``lookup``, the dashboard). ``done`` and ``total`` are finite numbers, 0 or more,
-        ``done`` at most ``total``; ``message`` a str. Anything else raises ``TypeError`` or
-        ``ValueError`` here. The ETA (``Progress.eta``) comes from the rate since this
-        attempt's first report.
-        """
-        # The common case checked inline (an exact int or float, finite, in order): a call in
-        # a tight loop must stay well under a microsecond. Anything else takes check_report,
-        # which converts what it accepts and refuses the rest.
-        if (
-            type(done) not in NUMBERS
-            or not 0 <= done < _INF
-            or (total is not None and (type(total) not in NUMBERS or not done <= total < _INF))
-            or (message is not None and type(message) is not str)
-        ):
-            done, total, message = check_report(done, total, message)
-        now = _now()
-        cell = self._cell
-        cell.latest = (done, total, message, now)  # one assignment: atomic for any reader
-        if cell.first is None:
-            cell.first = (done, now)
-
-    def __repr__(self) -> str:
-        job = self._job
-        return f"<CurrentJob {job.id} {job.name} queue={job.queue!r} attempt={self.attempt}>"
+def register_runner(code: CodeType, argument: str) -> None:
+    """Record that a task running ``code`` runs the job held by its argument ``argument``."""
+    if argument not in code.co_varnames[: code.co_argcount]:
+        raise ValueError(f"{code.co_name} has no argument {argument!r}")
+    _runners[code] = argument
 
 
-def current_job() -> CurrentJob:
-    """The handle of the job whose code is running: in an async job, or a sync job's thread.
+def current_job() -> Job[Any] | None:
+    """The job whose code is running here (on its task or its thread), or None.
 
-    Raises ``NotInJob`` anywhere else (a request handler, a task or thread the application
-    started itself, code run before or after any job).
+    The task's runner first: a job enqueued from a sync job's thread copies that thread's
+    context, ``thread_job_var`` included, and must not be taken for its parent.
     """
     try:
-        task = _current_task()
-    except RuntimeError:  # no event loop in this thread: a sync job's, or none
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop runs in this thread: a sync job's, or none
         task = None
-    cached = _handle_var.get(None)
     if task is not None:
-        if cached is not None and cached[0] is task:
-            return cached[2]
-        job = _job_of_task(task)
-    else:
-        job = None
-    if job is None:
-        job = running_job_var.get(None)
-        if job is None or job.done():
-            raise NotInJob(
-                "current_job() is for the code of a running job (an async job on the event "
-                "loop, or a sync job on its thread), and no job runs this code. Call it in "
-                "the job's function, or pass what it needs to the code that is not a job's"
-            )
-        if cached is not None and cached[0] is job and cached[1] == job.attempt:
-            return cached[2]
-    handle = CurrentJob(job)
-    _handle_var.set((job if task is None else task, job.attempt, handle))
-    return handle
-
-
-def _job_of_task(task: asyncio.Task[Any]) -> Job[Any] | None:
-    for executor in list(open_executors):
-        holder: _Holder = executor  # type: ignore[assignment]
-        for queue in list(holder.queues().values()):
-            for job in queue.running_jobs():
-                if job.task is task:
-                    return job
-    return None
+        coro = task.get_coro()
+        code = getattr(coro, "cr_code", None)
+        argument = _runners.get(code) if code is not None else None
+        frame = getattr(coro, "cr_frame", None)
+        if argument is not None and frame is not None:
+            found = frame.f_locals.get(argument)
+            if isinstance(found, Job):
+                return found
+    # A sync job's thread; or a job run inline by backburner.testing, on a task of its own.
+    return thread_job_var.get(None)
