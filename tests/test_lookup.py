@@ -375,3 +375,22 @@ def test_with_the_system_clock_keeping_a_job_runs_no_python_code() -> None:
     # deque's append), whatever the store does when someone looks.
     store = KeptResults(10, 600.0, 65536, SystemClock())
     assert isinstance(store.keep, types.BuiltinMethodType)
+
+
+async def test_jobs_cancelled_while_waiting_or_dropped_at_shutdown_are_found_cancelled() -> None:
+    gate = Gate()
+    clock = ManualClock()
+    bg = Backburner(workers=1, clock=clock, shutdown_timeout=1, cancel_grace=0.5)
+    await bg.start()
+    bg.enqueue(gate.hold)
+    await gate.started.wait()
+    cancelled, dropped = bg.enqueue(noop), bg.enqueue(noop)
+    later = bg.enqueue_in(60, noop)
+    assert cancelled.cancel()
+    gate.opened.set()
+    bg.pause("default")  # the rest waits until shutdown drops it
+    await bg.aclose()
+    for handle in (cancelled, dropped, later):
+        info = await bg.lookup(handle.id)  # the executor has closed: what it kept still answers
+        assert info is not None
+        assert info.status is JobStatus.CANCELLED
