@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import threading
 import types
 from typing import Any
 
@@ -21,7 +22,7 @@ from backburner import (
     job,
 )
 from backburner._clock import SystemClock
-from backburner._results import KeptResults
+from backburner._results import KeptResults, result_size
 from backburner.testing import ManualClock
 
 from .jobs import Gate, add, echo, fail, noop
@@ -394,3 +395,11 @@ async def test_jobs_cancelled_while_waiting_or_dropped_at_shutdown_are_found_can
         info = await bg.lookup(handle.id)  # the executor has closed: what it kept still answers
         assert info is not None
         assert info.status is JobStatus.CANCELLED
+
+
+def test_a_results_size_is_counted_only_up_to_a_little_past_the_limit() -> None:
+    huge = list(range(1_000_000))  # about 5 MB pickled: counting stops within a frame
+    assert result_size(huge, 1000) < 200_000
+    assert result_size([1, 2, 3], 1000) < 100
+    assert result_size("x" * 5000, 1000) == 5000
+    assert result_size(threading.Lock(), 1000) > 0  # not picklable: its own size

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import pickle
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -117,17 +118,17 @@ class KeptResults:
         result = job.result()
         if type(result) in _SMALL:
             return True
-        size = result_size(result)
+        size = result_size(result, self.max_bytes)
         if size <= self.max_bytes:
             return True
         if job.name not in self._warned:
             self._warned.add(job.name)
             logger.warning(
-                "job %s returned a result of about %d bytes, more than max_result_bytes=%d: "
+                "job %s returned a result of more than max_result_bytes=%d (%d bytes or more): "
                 "lookup() keeps its status, not its result (said once per job name)",
                 job.describe(),
-                size,
                 self.max_bytes,
+                size,
                 extra={"backburner_job_id": job.id},
             )
         return False
@@ -254,15 +255,35 @@ def info_of(
     )
 
 
-def result_size(value: object) -> int:
-    """About how many bytes ``value`` takes: its length for text and bytes, else its pickle's
-    (its repr's if it cannot be pickled)."""
+def result_size(value: object, limit: int) -> int:
+    """About how many bytes ``value`` takes, counted up to a little past ``limit``: its length
+    for text and bytes, else its pickle's (pickling stops once past ``limit``, so a huge
+    result costs no more than a small one), else ``sys.getsizeof``."""
     if type(value) in _TEXT:
         return len(value)  # type: ignore[arg-type]
+    sink = _Sink(limit)
     try:
-        return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-    except Exception:
-        try:
-            return len(repr(value))
-        except Exception:
-            return 0
+        pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    except _TooLarge:
+        return sink.size
+    except Exception:  # it cannot be pickled: its own size, at least
+        return sys.getsizeof(value)
+    return sink.size
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Sink:
+    """A file that counts what is written to it, and stops the writer past its limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise _TooLarge
+        return len(data)
