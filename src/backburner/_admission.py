@@ -20,7 +20,7 @@ from typing import Any
 
 from ._errors import DuplicateJob, JournalError
 from ._job import Job
-from ._ports import JobStore, Queue
+from ._ports import JobStore, JobTracer, Queue
 from ._status import JobStatus
 from ._unique import UniqueKeys
 
@@ -39,6 +39,8 @@ class Admission:
         self.check_schedule_room = check_schedule_room
         #: The journal of a durable executor, from ``open()`` to the end of ``aclose()``.
         self.store: JobStore | None = None
+        #: With tracing on: the span around each admission (the enqueue's PRODUCER span).
+        self.tracer: JobTracer | None = None
 
     def admit(
         self,
@@ -58,6 +60,20 @@ class Admission:
         ``DuplicateJob``. ``status``: what a job with a ``run_at`` is until then (a recovered
         retry waits as ``retrying``). Any thread.
         """
+        if self.tracer is not None:
+            with self.tracer.publishing(job, run_at, stored):
+                return self._admit(job, queue, run_at, stored, retry, status)
+        return self._admit(job, queue, run_at, stored, retry, status)
+
+    def _admit(
+        self,
+        job: Job[Any],
+        queue: Queue,
+        run_at: float | None,
+        stored: bool,
+        retry: bool,
+        status: JobStatus,
+    ) -> Job[Any]:
         queue.check(job, run_at)  # what the queue (an engine) can never take: before anything
         store = None if stored else self.store
         record = None if store is None else store.check(job, run_at)
@@ -91,6 +107,14 @@ class Admission:
         ``loop`` is the queue's: from another loop (another thread), the wait for room runs
         there. A remote queue returns once its broker has the job.
         """
+        if self.tracer is not None:
+            with self.tracer.publishing(job, None, False):
+                return await self._aadmit(job, queue, loop)
+        return await self._aadmit(job, queue, loop)
+
+    async def _aadmit(
+        self, job: Job[Any], queue: Queue, loop: asyncio.AbstractEventLoop
+    ) -> Job[Any]:
         queue.check(job, None)
         store = self.store
         record = None if store is None else store.check(job, None)
