@@ -41,9 +41,9 @@ for names, floor in (
         "_shutdown _budget _context _outcomes _find _enqueue _steering",
         MECHANISMS,
     ),
-    ("_journal _engines", FEATURES),
+    ("_journal _engines _otel", FEATURES),
     ("_settings _executor", EXECUTOR),
-    ("__init__ _proxy _asgi testing taskiq dashboard", INTEGRATIONS),
+    ("__init__ _proxy _asgi testing taskiq dashboard otel", INTEGRATIONS),
 ):
     for name in names.split():
         FLOORS[name] = floor

@@ -42,7 +42,7 @@ from ._job import Job
 from ._journal import Journal, JournalConfig, open_journal
 from ._lag import LagMonitor
 from ._options import options_of
-from ._otel import open_telemetry
+from ._otel import Tracing
 from ._outcomes import ErrorHook, Outcomes
 from ._periodic import Periodic, PeriodicJobs
 from ._ports import Engine, Queue
@@ -57,6 +57,7 @@ from ._unique import UniqueKeys
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ._otel._spans import JobTelemetry
     from ._settings import BackburnerSettings
 
 __all__ = ["Backburner", "ErrorHook"]
@@ -112,8 +113,9 @@ class Backburner(EnqueueMethods):
         unique = UniqueKeys()
         self._outcomes = Outcomes(self._failures, unique, checked.on_error, self._busy)
         self._admission = Admission(unique, self._check_schedule_room)
-        #: OpenTelemetry spans and metrics (``tracing=``); None: off, or not installed.
-        self.telemetry = self._admission.tracer = open_telemetry(checked.tracing, self)
+        self._tracing = Tracing(checked.tracing)
+        #: OpenTelemetry's spans and metrics from ``open()`` on (``tracing=``); None: none.
+        self.telemetry: JobTelemetry | None = None
         self._periodic = PeriodicJobs(self._submit)
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
@@ -225,6 +227,7 @@ class Backburner(EnqueueMethods):
             ) from None
         self.scheduler = Scheduler(self.clock, loop)
         check_overlap(self._periodic.specs(), self._engine_of)
+        self.telemetry = self._admission.tracer = self._tracing.open(self)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
         await open_engines(self._queues.values())  # a remote queue's broker connects now
         self._closed = asyncio.Event()

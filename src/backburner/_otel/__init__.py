@@ -1,12 +1,13 @@
 """OpenTelemetry for jobs: a span at enqueue, a span per attempt, metrics (``pip install
 'backburner[otel]'``).
 
-Nothing here imports ``opentelemetry`` until an executor is made with tracing on (the
-default) and the package is installed: ``open_telemetry`` returns None otherwise, and the
-executor then runs exactly as it does without this layer (its shortest enqueue and run paths,
-no hooks). With it, ``Admission`` asks ``JobTelemetry.publishing`` for a PRODUCER span around
-each enqueue, and every job holds ``TracedHooks``, which open a CONSUMER span per attempt and
-record the attempt's duration. ``_spans.py`` holds the spans, ``_meters.py`` the instruments.
+Nothing here imports ``opentelemetry`` until an executor opens with tracing on (the
+default); ``Tracing.open`` gives it None if the package is not installed or no provider is
+configured, and the executor then runs exactly as it does without this layer (its shortest
+enqueue and run paths, no hooks). With it, ``Admission`` asks ``JobTelemetry.publishing``
+for a PRODUCER span around each enqueue, and every job holds ``TracedHooks``, which open a
+CONSUMER span per attempt and record the attempt's duration. ``_spans.py`` holds the
+spans, ``_meters.py`` the instruments.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ._spans import JobTelemetry, Observed
+from ._buckets import BOUNDS
 
-__all__ = ["Telemetry", "check_tracing", "open_telemetry"]
+if TYPE_CHECKING:
+    from ._meters import Observed
+    from ._spans import JobTelemetry
+
+__all__ = ["BOUNDS", "Telemetry", "Tracing", "check_tracing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +49,35 @@ def check_tracing(value: object) -> bool | Telemetry:
     )
 
 
-def open_telemetry(setting: bool | Telemetry, observed: Observed) -> JobTelemetry | None:
-    """The telemetry of an executor, or None: tracing is off, or opentelemetry-api is missing.
+class Tracing:
+    """One executor's ``tracing`` setting, made into its telemetry each time it opens."""
 
-    ``observed`` is what the metrics read when a reader collects them (the executor).
-    """
-    if setting is False:
-        return None
-    try:
-        from ._spans import JobTelemetry
-    except ImportError:  # opentelemetry-api is not installed: nothing to trace with
-        return None
-    config = setting if isinstance(setting, Telemetry) else Telemetry()
-    return JobTelemetry(config.tracer_provider, config.meter_provider, observed)
+    __slots__ = ("_telemetry", "setting")
+
+    def __init__(self, setting: bool | Telemetry) -> None:
+        self.setting = setting
+        self._telemetry: JobTelemetry | None = None
+
+    def open(self, observed: Observed) -> JobTelemetry | None:
+        """The executor's telemetry, or None: nothing to trace with, so no cost per job.
+
+        None when tracing is off, when opentelemetry-api is not installed, and with
+        ``tracing=True`` while no tracer or meter provider has been configured (the API's
+        default ones drop everything: traced jobs would pay for nothing). ``observed`` is
+        what the metrics read when a reader collects them (the executor).
+        """
+        if self.setting is False:
+            return None
+        if self._telemetry is None:
+            try:
+                from ._spans import JobTelemetry, configured
+            except ImportError:  # opentelemetry-api is not installed
+                return None
+            if isinstance(self.setting, Telemetry):
+                config = self.setting
+            elif configured():
+                config = Telemetry()
+            else:
+                return None
+            self._telemetry = JobTelemetry(config.tracer_provider, config.meter_provider, observed)
+        return self._telemetry

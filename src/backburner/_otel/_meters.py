@@ -8,37 +8,18 @@ attempt, by the traced hooks.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-if TYPE_CHECKING:
-    from ._spans import Observed
+from .._job import Job
+from .._ports import Queue
+from .._stats import ExecutorStats
+from ._buckets import BOUNDS, Durations
 
-__all__ = ["BOUNDS", "Durations", "JobMeters"]
-
-#: The histogram's bucket bounds, in seconds: from a fast job's millisecond to ten minutes.
-BOUNDS = (
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-    600.0,
-)
+__all__ = ["JobMeters", "Observed"]
 
 # (instrument, kind, QueueStats field, unit, description): the Prometheus families, by queue.
 _QUEUE_INSTRUMENTS = (
@@ -78,34 +59,20 @@ _QUEUE_INSTRUMENTS = (
 )
 
 
-class Durations:
-    """Attempt durations per queue in fixed buckets (``BOUNDS``): a Prometheus histogram."""
+class Observed(Protocol):
+    """What the metrics read when a reader collects them: the executor's public surface."""
 
-    __slots__ = ("queues",)
+    def stats(self) -> ExecutorStats:
+        """Counters per queue and the periodic jobs' records."""
+        ...
 
-    def __init__(self) -> None:
-        #: queue -> [count per bucket (the last: past every bound), sum of seconds, count].
-        self.queues: dict[str, list[Any]] = {}
+    def queues(self) -> Mapping[str, Queue]:
+        """The open queues by name."""
+        ...
 
-    def record(self, queue: str, seconds: float) -> None:
-        """One attempt of ``queue`` took ``seconds``. Loop thread."""
-        entry = self.queues.get(queue)
-        if entry is None:
-            entry = self.queues[queue] = [[0] * (len(BOUNDS) + 1), 0.0, 0]
-        entry[0][bisect.bisect_left(BOUNDS, seconds)] += 1
-        entry[1] += seconds
-        entry[2] += 1
-
-    def snapshot(self) -> dict[str, tuple[list[int], float, int]]:
-        """Per queue: the cumulative count at each bound then +Inf, the sum and the count."""
-        result = {}
-        for queue, (buckets, total, count) in list(self.queues.items()):
-            cumulative, running = [], 0
-            for value in list(buckets):
-                running += value
-                cumulative.append(running)
-            result[queue] = (cumulative, total, count)
-        return result
+    def failures(self) -> list[Job[Any]]:
+        """The dead list."""
+        ...
 
 
 class JobMeters:

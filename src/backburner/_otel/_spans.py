@@ -13,12 +13,11 @@ journal with it, and sent in the message to a remote engine.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -32,32 +31,15 @@ from opentelemetry.trace import (
 
 from .._errortext import error_line
 from .._job import Job, JobHooks
-from .._ports import Queue
-from .._stats import ExecutorStats
 from .._status import JobStatus
-from ._meters import Durations, JobMeters
+from ._buckets import Durations
+from ._meters import JobMeters, Observed
 
-__all__ = ["JobTelemetry", "Observed", "TracedHooks", "parse_traceparent"]
+__all__ = ["JobTelemetry", "Observed", "TracedHooks", "configured", "parse_traceparent"]
 
 _SYSTEM = "backburner"
 _RETRYING, _ABANDONED = JobStatus.RETRYING, JobStatus.ABANDONED
 _LIBRARY = "backburner"
-
-
-class Observed(Protocol):
-    """What the metrics read when a reader collects them: the executor's public surface."""
-
-    def stats(self) -> ExecutorStats:
-        """Counters per queue and the periodic jobs' records."""
-        ...
-
-    def queues(self) -> Mapping[str, Queue]:
-        """The open queues by name."""
-        ...
-
-    def failures(self) -> list[Job[Any]]:
-        """The dead list."""
-        ...
 
 
 class JobTelemetry:
@@ -226,6 +208,14 @@ def parse_traceparent(traceparent: str | None) -> SpanContext | None:
         return None
     context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
     return context if context.is_valid else None
+
+
+def configured() -> bool:
+    """True once the app has set a global tracer or meter provider (the SDK's, say)."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return True
+    # The API's stand-in until one is set has no public class to test against.
+    return type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
 
 
 def _version() -> str:
