@@ -145,9 +145,10 @@ class Job(Generic[T]):
     ready_at: float
     #: While tracing is on (and only then: never on an untraced job's path): the W3C
     #: ``traceparent`` of the job's enqueue span (None without one), which a journal stores
-    #: and a remote engine sends; and that span's context if the first attempt continues its
-    #: trace, else None (the attempt starts its own trace, linked to it).
-    trace: tuple[str | None, Any]
+    #: and a remote engine sends; that span's context (None if only the traceparent is
+    #: known: a recovered job); and True if the first attempt continues that span's trace
+    #: (False: every attempt starts its own trace, linked to it).
+    trace: tuple[str | None, Any, bool]
 
     def __init__(
         self,

@@ -156,7 +156,7 @@ class _Recoverer:
                     )  # fmt: skip
                     job.attempt = row.attempt
                 if row.trace is not None:  # its attempts here link to its enqueue span
-                    job.trace = (row.trace, None)
+                    job.trace = (row.trace, None, False)
                 due = row.run_at if row.run_at is not None and row.run_at > now else None
                 status = _RETRYING if row.attempt else _SCHEDULED
                 admitted = self.admission.admit(job, queue, due, stored=True, status=status)

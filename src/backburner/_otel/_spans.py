@@ -39,6 +39,7 @@ __all__ = ["JobTelemetry", "Observed", "TracedHooks", "configured", "parse_trace
 
 _SYSTEM = "backburner"
 _RETRYING, _ABANDONED = JobStatus.RETRYING, JobStatus.ABANDONED
+_SUCCEEDED = JobStatus.SUCCEEDED
 _LIBRARY = "backburner"
 
 
@@ -72,7 +73,7 @@ class JobTelemetry:
         job.hooks = self.hooks_for(job.hooks)
         if stored:
             if not hasattr(job, "trace"):  # recovered from a row written without tracing
-                job.trace = (None, None)
+                job.trace = (None, None, False)
             return nullcontext()
         in_trace = trace.get_current_span().get_span_context().is_valid
         span = self.tracer.start_span(
@@ -82,21 +83,20 @@ class JobTelemetry:
         )
         context = span.get_span_context()
         if context.is_valid:
-            child = in_trace and run_at is None
-            job.trace = (_traceparent(context), context if child else None)
-        else:  # no SDK configured: nothing to continue or link to
-            job.trace = (None, None)
+            job.trace = (_traceparent(context), context, in_trace and run_at is None)
+        else:  # a provider that records nothing: nothing to continue or link to
+            job.trace = (None, None, False)
         return span
 
     def began(self, job: Job[Any]) -> None:
         """An attempt begins, in the job's own context: its span becomes the current one."""
-        traceparent, parent = job.trace
-        if parent is not None and job.attempt == 1:
-            context = trace.set_span_in_context(NonRecordingSpan(parent))
+        traceparent, enqueued, continues = job.trace
+        if continues and job.attempt == 1:
+            context = trace.set_span_in_context(NonRecordingSpan(enqueued))
             links = None
-        else:
+        else:  # (a recovered job knows its enqueue span by its traceparent alone)
             context = _NO_PARENT
-            linked = parse_traceparent(traceparent)
+            linked = enqueued if enqueued is not None else parse_traceparent(traceparent)
             links = None if linked is None else [Link(linked)]
         attributes = _attributes(job, "process")
         attributes["backburner.attempt"] = job.attempt
@@ -126,7 +126,8 @@ class JobTelemetry:
             span.set_attribute("error.type", type(exc).__qualname__)
         elif outcome is _ABANDONED:
             span.set_status(Status(StatusCode.ERROR, "abandoned: still running at the deadline"))
-        span.set_attribute("backburner.outcome", outcome.value)
+        if outcome is not _SUCCEEDED:  # (each attribute costs the SDK a lock and a check)
+            span.set_attribute("backburner.outcome", outcome.value)
         span.end()
         self.meters.record(job.queue, duration, outcome.value)
 
@@ -186,7 +187,6 @@ def _attributes(job: Job[Any], operation: str) -> dict[str, Any]:
         "messaging.destination.name": job.queue,
         "messaging.message.id": job.id,
         "messaging.operation": operation,
-        "messaging.operation.name": operation,
         "backburner.job.name": job.name,
     }
 
