@@ -198,10 +198,9 @@ class Backburner(EnqueueMethods):
     def _state(self, state: _State) -> None:
         self._state_now = state
         self._accepting = state is _State.OPEN or state is _State.RUNNING
-        # enqueue()'s inlined path: in-memory untraced jobs only (a journal writes each one
-        # first, tracing opens a span around admission).
-        untraced = self.telemetry is None
-        self._fast_enqueue = self._accepting and self.journal_config is None and untraced
+        # enqueue()'s inlined path: plain jobs only (no journal to write, no span to open).
+        plain = self.journal_config is None and self.telemetry is None
+        self._fast_enqueue = self._accepting and plain
 
     def _set_alone(self, alone: bool) -> None:
         self._alone = alone
