@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from backburner import Backburner, Job, JobStatus, JobTimeout, Periodic, QueueConfig
+from backburner import Backburner, JobStatus, JobTimeout, Periodic, QueueConfig
 from backburner._journal._file import _MIGRATIONS
 from backburner.dashboard._metrics import render_metrics
 from backburner.otel import Telemetry
@@ -349,14 +349,37 @@ def test_the_tracing_setting_is_checked_where_it_is_written() -> None:
         Backburner(tracing="yes")  # type: ignore[arg-type]
 
 
-def test_a_taskiq_message_carries_the_enqueue_spans_traceparent() -> None:
-    from backburner.taskiq import _labels
+async def test_a_taskiq_message_carries_the_enqueue_spans_traceparent(otel: Otel) -> None:
+    from taskiq import InMemoryBroker, TaskiqMessage, TaskiqMiddleware
 
-    traced: Job[Any] = Job(noop, (), None, "default", True, None)
-    traced.trace = ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None, False)
-    assert _labels(traced)["traceparent"] == traced.trace[0]
-    untraced: Job[Any] = Job(noop, (), None, "default", True, None)
-    assert "traceparent" not in _labels(untraced)
+    from backburner.taskiq import TaskiqEngine
+
+    class Sent(TaskiqMiddleware):
+        """Keeps the labels of every message the broker sends."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.labels: list[dict[str, Any]] = []
+
+        def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+            self.labels.append(dict(message.labels))
+            return message
+
+    sent = Sent()
+    broker = InMemoryBroker()
+    broker.add_middlewares(sent)
+    engine = TaskiqEngine(broker)
+    engine.register_jobs()
+    async with Backburner(engine=engine, tracing=otel.telemetry) as bg:
+        with otel.tracer.start_as_current_span("request"):
+            handle = bg.enqueue(journal_jobs.record, 5)
+        assert await handle == 5
+    context = otel.one("publish default").context
+    (labels,) = sent.labels
+    assert labels["traceparent"] == (
+        f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    )
+    assert otel.finished("process default") == []  # it ran on the engine's side
 
 
 def test_the_core_runs_without_opentelemetry_installed() -> None:
