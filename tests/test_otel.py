@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from backburner import Backburner, JobStatus, JobTimeout, Periodic, QueueConfig
+from backburner import Backburner, JobStatus, JobTimeout, Periodic, QueueConfig, job
 from backburner._journal._file import _MIGRATIONS
 from backburner.dashboard._metrics import render_metrics
 from backburner.otel import Telemetry
@@ -229,6 +229,8 @@ async def test_a_periodic_tick_starts_its_own_trace_whoever_armed_the_scheduler(
     assert publish.context.trace_id != request.get_span_context().trace_id
     assert process.parent is None
     assert _linked(process) == [publish.context.span_id]
+    (runs,) = otel.metric("backburner.periodic.runs")
+    assert (runs.attributes, runs.value) == ({"backburner.periodic.name": "tick"}, 1)
 
 
 async def test_a_job_recovered_from_the_journal_links_to_its_enqueue_span(
@@ -349,37 +351,45 @@ def test_the_tracing_setting_is_checked_where_it_is_written() -> None:
         Backburner(tracing="yes")  # type: ignore[arg-type]
 
 
+@job(name="tests.otel.sent_through_taskiq")
+async def sent_through_taskiq(value: int) -> int:
+    return value
+
+
 async def test_a_taskiq_message_carries_the_enqueue_spans_traceparent(otel: Otel) -> None:
-    from taskiq import InMemoryBroker, TaskiqMessage, TaskiqMiddleware
+    from collections.abc import AsyncGenerator
+
+    from taskiq import AsyncBroker, BrokerMessage
 
     from backburner.taskiq import TaskiqEngine
 
-    class Sent(TaskiqMiddleware):
-        """Keeps the labels of every message the broker sends."""
+    class Recording(AsyncBroker):
+        """A broker that keeps what it is sent (no worker: the message is what is tested)."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.labels: list[dict[str, Any]] = []
+            self.sent: list[BrokerMessage] = []
 
-        def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
-            self.labels.append(dict(message.labels))
-            return message
+        async def kick(self, message: BrokerMessage) -> None:
+            self.sent.append(message)
 
-    sent = Sent()
-    broker = InMemoryBroker()
-    broker.add_middlewares(sent)
-    engine = TaskiqEngine(broker)
-    engine.register_jobs()
-    async with Backburner(engine=engine, tracing=otel.telemetry) as bg:
+        async def listen(self) -> AsyncGenerator[bytes, None]:  # pragma: no cover
+            raise NotImplementedError
+            yield b""
+
+    broker = Recording()
+    async with Backburner(engine=TaskiqEngine(broker), tracing=otel.telemetry) as bg:
         with otel.tracer.start_as_current_span("request"):
-            handle = bg.enqueue(journal_jobs.record, 5)
-        assert await handle == 5
+            handle = bg.enqueue(sent_through_taskiq, 5)
+        await bg.join()
+    assert handle.status is JobStatus.SENT
     context = otel.one("publish default").context
-    (labels,) = sent.labels
-    assert labels["traceparent"] == (
+    (message,) = broker.sent
+    assert message.task_id == handle.id
+    assert message.labels["traceparent"] == (
         f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
     )
-    assert otel.finished("process default") == []  # it ran on the engine's side
+    assert otel.finished("process default") == []  # it runs on the engine's workers
 
 
 def test_the_core_runs_without_opentelemetry_installed() -> None:
