@@ -43,7 +43,7 @@ for names, floor in (
     ),
     ("_journal _engines _otel", FEATURES),
     ("_settings _executor", EXECUTOR),
-    ("__init__ _proxy _asgi testing taskiq dashboard otel", INTEGRATIONS),
+    ("__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin otel", INTEGRATIONS),
 ):
     for name in names.split():
         FLOORS[name] = floor
