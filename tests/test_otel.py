@@ -224,13 +224,13 @@ async def test_a_periodic_tick_starts_its_own_trace_whoever_armed_the_scheduler(
         with otel.tracer.start_as_current_span("request") as request:
             clock.advance(60)
         await bg.join()
+        (runs,) = otel.metric("backburner.periodic.runs")
+        assert (runs.attributes, runs.value) == ({"backburner.periodic.name": "tick"}, 1)
     publish, process = otel.one("publish default"), otel.one("process default")
     assert publish.parent is None
     assert publish.context.trace_id != request.get_span_context().trace_id
     assert process.parent is None
     assert _linked(process) == [publish.context.span_id]
-    (runs,) = otel.metric("backburner.periodic.runs")
-    assert (runs.attributes, runs.value) == ({"backburner.periodic.name": "tick"}, 1)
 
 
 async def test_a_job_recovered_from_the_journal_links_to_its_enqueue_span(
@@ -308,6 +308,27 @@ async def test_the_counters_and_a_duration_histogram_go_to_the_meter(otel: Otel)
     assert 'backburner_job_duration_seconds_bucket{queue="default",le="+Inf"} 2' in text
     assert 'backburner_job_duration_seconds_count{queue="mail"} 1' in text
     assert "# TYPE backburner_job_duration_seconds histogram" in text
+
+
+async def test_executors_sharing_a_meter_provider_are_each_observed_while_running(
+    otel: Otel, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = Backburner(tracing=otel.telemetry, queues={"a": QueueConfig()})
+    second = Backburner(tracing=otel.telemetry, queues={"b": QueueConfig()})
+    async with first, second:
+        await first.options(queue="a").enqueue(noop)
+        await second.options(queue="b").enqueue(noop)
+        processed = {
+            p.attributes["messaging.destination.name"]: p.value
+            for p in otel.metric("backburner.jobs.processed")
+        }
+        assert processed == {"default": 0, "a": 1, "b": 1}
+    async with Backburner(tracing=otel.telemetry, queues={"c": QueueConfig()}):
+        queues = {
+            p.attributes["messaging.destination.name"] for p in otel.metric("backburner.workers")
+        }
+        assert queues == {"default", "c"}  # the closed executors are no longer observed
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
 
 
 async def test_a_job_cancelled_before_it_ran_has_no_attempt_span(otel: Otel) -> None:

@@ -3,11 +3,15 @@ families, and the attempts' durations as a histogram (kept here for Prometheus t
 
 The counters and gauges are observable instruments: a reader's collection reads
 ``stats()``, so they cost the jobs nothing. Only the duration histogram is recorded per
-attempt, by the traced hooks.
+attempt, by the traced hooks. A meter provider gets one set of instruments, whichever
+executors use it (an SDK refuses a second instrument of a name): they observe every running
+executor of the process that uses that provider (a test suite makes many, one at a time).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -17,9 +21,9 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from .._job import Job
 from .._ports import Queue
 from .._stats import ExecutorStats
-from ._buckets import BOUNDS, Durations
+from ._buckets import BOUNDS
 
-__all__ = ["JobMeters", "Observed"]
+__all__ = ["JobMeters", "Observed", "meters_for"]
 
 # (instrument, kind, QueueStats field, unit, description): the Prometheus families, by queue.
 _QUEUE_INSTRUMENTS = (
@@ -62,6 +66,11 @@ _QUEUE_INSTRUMENTS = (
 class Observed(Protocol):
     """What the metrics read when a reader collects them: the executor's public surface."""
 
+    @property
+    def running(self) -> bool:
+        """True while it runs: only running executors are observed."""
+        ...
+
     def stats(self) -> ExecutorStats:
         """Counters per queue and the periodic jobs' records."""
         ...
@@ -75,14 +84,29 @@ class Observed(Protocol):
         ...
 
 
-class JobMeters:
-    """The instruments of one executor, on the given meter provider (or the global one)."""
+# A provider's instruments live as long as it does (a test suite's providers come and go).
+_by_provider: weakref.WeakKeyDictionary[Any, JobMeters] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
 
-    def __init__(self, meter_provider: Any, observed: Observed, version: str) -> None:
-        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+
+def meters_for(meter_provider: Any, observed: Observed, version: str) -> JobMeters:
+    """The instruments on ``meter_provider`` (None: the global one), now observing ``observed``."""
+    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    with _lock:
+        meters = _by_provider.get(provider)
+        if meters is None:
+            meters = _by_provider[provider] = JobMeters(provider, version)
+    meters.observed.add(observed)
+    return meters
+
+
+class JobMeters:
+    """The instruments on one meter provider, observing the executors that use it."""
+
+    def __init__(self, provider: Any, version: str) -> None:
         meter = provider.get_meter("backburner", version)
-        self.observed = observed
-        self.durations = Durations()
+        #: The executors read at each collection (running ones only); weakly held.
+        self.observed: weakref.WeakSet[Observed] = weakref.WeakSet()
         self.histogram = meter.create_histogram(
             "backburner.job.duration",
             unit="s",
@@ -126,36 +150,42 @@ class JobMeters:
         )  # fmt: skip
 
     def record(self, queue: str, seconds: float, outcome: str) -> None:
-        """One attempt ended: into the histogram (by queue and outcome) and the Prometheus one."""
+        """One attempt ended: into the histogram, by queue and outcome."""
         self.histogram.record(
             seconds, {"messaging.destination.name": queue, "backburner.outcome": outcome}
         )
-        self.durations.record(queue, seconds)
+
+    def _running(self) -> list[Observed]:
+        return [executor for executor in list(self.observed) if executor.running]
 
     def _queue_field(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterator[Observation]:
-            for queue in self.observed.stats().queues.values():
-                yield Observation(int(getattr(queue, field)), _queue(queue.name))
+            for executor in self._running():
+                for queue in executor.stats().queues.values():
+                    yield Observation(int(getattr(queue, field)), _queue(queue.name))
 
         return observe
 
     def _started(self, options: CallbackOptions) -> Iterator[Observation]:
-        for name, queue in list(self.observed.queues().items()):
-            yield Observation(queue.wait_totals()[0], _queue(name))
+        for executor in self._running():
+            for name, queue in list(executor.queues().items()):
+                yield Observation(queue.wait_totals()[0], _queue(name))
 
     def _waited(self, options: CallbackOptions) -> Iterator[Observation]:
-        for name, queue in list(self.observed.queues().items()):
-            yield Observation(max(0.0, queue.wait_totals()[1]), _queue(name))
+        for executor in self._running():
+            for name, queue in list(executor.queues().items()):
+                yield Observation(max(0.0, queue.wait_totals()[1]), _queue(name))
 
     def _kept(self, options: CallbackOptions) -> Iterator[Observation]:
-        yield Observation(len(self.observed.failures()))
+        for executor in self._running():
+            yield Observation(len(executor.failures()))
 
     def _periodic(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterator[Observation]:
-            for periodic in self.observed.stats().periodic:
-                yield Observation(
-                    getattr(periodic, field), {"backburner.periodic.name": periodic.name}
-                )
+            for executor in self._running():
+                for periodic in executor.stats().periodic:
+                    name = {"backburner.periodic.name": periodic.name}
+                    yield Observation(getattr(periodic, field), name)
 
         return observe
 

@@ -33,7 +33,7 @@ from .._errortext import error_line
 from .._job import Job, JobHooks
 from .._status import JobStatus
 from ._buckets import Durations
-from ._meters import JobMeters, Observed
+from ._meters import Observed, meters_for
 
 __all__ = ["JobTelemetry", "Observed", "TracedHooks", "configured", "parse_traceparent"]
 
@@ -49,9 +49,9 @@ class JobTelemetry:
     def __init__(self, tracer_provider: Any, meter_provider: Any, observed: Observed) -> None:
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.tracer = provider.get_tracer(_LIBRARY, _version())
-        self.meters = JobMeters(meter_provider, observed, _version())
+        self.meters = meters_for(meter_provider, observed, _version())
         #: Each queue's attempt durations, for the dashboard's Prometheus histogram.
-        self.durations: Durations = self.meters.durations
+        self.durations = Durations()
         self._hooks: dict[int, TracedHooks] = {}
         # A span open per running attempt. (Keyed by job: a job's slots stay as they are.)
         self._attempts: dict[Job[Any], Span] = {}
@@ -130,6 +130,7 @@ class JobTelemetry:
             span.set_attribute("backburner.outcome", outcome.value)
         span.end()
         self.meters.record(job.queue, duration, outcome.value)
+        self.durations.record(job.queue, duration)
 
 
 class TracedHooks(JobHooks):
