@@ -25,6 +25,7 @@ from backburner import Backburner, JobStatus, JobTimeout, Periodic, QueueConfig,
 from backburner._journal._file import _MIGRATIONS
 from backburner.dashboard._metrics import render_metrics
 from backburner.otel import Telemetry
+from backburner.prometheus import BackburnerCollector
 from backburner.testing import ManualClock
 
 from . import journal_jobs
@@ -305,6 +306,9 @@ async def test_the_counters_and_a_duration_histogram_go_to_the_meter(otel: Otel)
         }
         assert all(point.count == 1 for point in durations.values())
         text = render_metrics(bg)
+        families = {family.name: family for family in BackburnerCollector(bg).collect()}
+    # The Prometheus histogram, in the dashboard's text and in the prometheus_client collector.
+    assert families["backburner_job_duration_seconds"].type == "histogram"
     assert 'backburner_job_duration_seconds_bucket{queue="default",le="+Inf"} 2' in text
     assert 'backburner_job_duration_seconds_count{queue="mail"} 1' in text
     assert "# TYPE backburner_job_duration_seconds histogram" in text

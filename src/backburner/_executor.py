@@ -57,7 +57,6 @@ from ._unique import UniqueKeys
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._otel._spans import JobTelemetry
     from ._settings import BackburnerSettings
 
 __all__ = ["Backburner", "ErrorHook"]
@@ -115,7 +114,7 @@ class Backburner(EnqueueMethods):
         self._admission = Admission(unique, self._check_schedule_room)
         self._tracing = Tracing(checked.tracing)
         #: OpenTelemetry's spans and metrics from ``open()`` on (``tracing=``); None: none.
-        self.telemetry: JobTelemetry | None = None
+        self.telemetry = self._tracing.telemetry
         self._periodic = PeriodicJobs(self._submit)
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).

@@ -52,11 +52,12 @@ def check_tracing(value: object) -> bool | Telemetry:
 class Tracing:
     """One executor's ``tracing`` setting, made into its telemetry each time it opens."""
 
-    __slots__ = ("_telemetry", "setting")
+    __slots__ = ("setting", "telemetry")
 
     def __init__(self, setting: bool | Telemetry) -> None:
         self.setting = setting
-        self._telemetry: JobTelemetry | None = None
+        #: Made at the first ``open`` that finds something to trace with; then kept.
+        self.telemetry: JobTelemetry | None = None
 
     def open(self, observed: Observed) -> JobTelemetry | None:
         """The executor's telemetry, or None: nothing to trace with, so no cost per job.
@@ -68,7 +69,7 @@ class Tracing:
         """
         if self.setting is False:
             return None
-        if self._telemetry is None:
+        if self.telemetry is None:
             try:
                 from ._spans import JobTelemetry, configured
             except ImportError:  # opentelemetry-api is not installed
@@ -79,5 +80,5 @@ class Tracing:
                 config = Telemetry()
             else:
                 return None
-            self._telemetry = JobTelemetry(config.tracer_provider, config.meter_provider, observed)
-        return self._telemetry
+            self.telemetry = JobTelemetry(config.tracer_provider, config.meter_provider, observed)
+        return self.telemetry
