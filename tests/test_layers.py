@@ -45,11 +45,11 @@ for names, floor in (
         "_results _lookup",
         MECHANISMS,
     ),
-    ("_journal _engines", FEATURES),
+    ("_journal _engines _otel", FEATURES),
     ("_settings _executor", EXECUTOR),
     (
         "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
-        "prometheus",
+        "prometheus otel",
         INTEGRATIONS,
     ),
 ):

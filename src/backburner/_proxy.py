@@ -201,6 +201,7 @@ class BackgroundProxy(EnqueueMethods):
     scheduler = _Read(lambda executor: executor.scheduler)
     history = _Read(lambda executor: executor.history)
     results = _Read(lambda executor: executor.results)
+    telemetry = _Read(lambda executor: executor.telemetry)
 
     def __repr__(self) -> str:
         return "<backburner.background proxy>"
