@@ -403,3 +403,16 @@ def test_a_results_size_is_counted_only_up_to_a_little_past_the_limit() -> None:
     assert result_size([1, 2, 3], 1000) < 100
     assert result_size("x" * 5000, 1000) == 5000
     assert result_size(threading.Lock(), 1000) > 0  # not picklable: its own size
+
+
+def sync_noop() -> None:
+    pass
+
+
+async def test_a_kept_job_holds_neither_its_context_nor_its_task() -> None:
+    async with Backburner() as bg:
+        jobs = [bg.enqueue(noop), bg.enqueue(sync_noop), bg.options(timeout=5).enqueue(noop)]
+        for handle in jobs:
+            await handle
+        await bg.join()  # (each job's task ends right after the job is woken)
+        assert [(handle.context, handle.task) for handle in jobs] == [(None, None)] * 3
