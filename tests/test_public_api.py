@@ -60,6 +60,10 @@ EXPORTS = {
     "ShuttingDown",
     "background",
     "queue_full_handler",
+    "ConcurrencyLimit",
+    "RateLimit",
+    "Snooze",
+    "LimitStats",
 }
 
 

@@ -41,6 +41,7 @@ from ._history import History
 from ._job import Job
 from ._journal import Journal, JournalConfig, open_journal
 from ._lag import LagMonitor
+from ._limits import Limits
 from ._options import options_of
 from ._outcomes import ErrorHook, Outcomes
 from ._periodic import Periodic, PeriodicJobs
@@ -113,12 +114,13 @@ class Backburner(EnqueueMethods):
         self._failures = FailedJobs(checked.keep_failed)
         unique = UniqueKeys()
         self._outcomes = Outcomes(self._failures, unique, checked.on_error, self._busy)
-        self._admission = Admission(unique, self._check_schedule_room)
+        self._admission = Admission(unique, self._check_schedule_room, self.clock)
         self._periodic = PeriodicJobs(self._submit)
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
         self._lag: LagMonitor | None = None
+        self._limits: Limits | None = None
         self._journal: Journal | None = None
         self._state_now = _State.CREATED
         self._accepting = False  # open or running: read on every enqueue, so a plain bool
@@ -178,7 +180,7 @@ class Backburner(EnqueueMethods):
             plan = plan_call(fn)
         options = plan.options
         queue = self._queues.get(options.queue) if self._fast_enqueue else None
-        if queue is None or options.unique is not None:
+        if queue is None or not options.plain:
             return self._submit(fn, args, kwargs, None, None)
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
@@ -222,6 +224,7 @@ class Backburner(EnqueueMethods):
                 "no asyncio event loop is running here"
             ) from None
         self.scheduler = Scheduler(self.clock, loop)
+        self._limits = Limits(self.scheduler)
         check_overlap(self._periodic.specs(), self._engine_of)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
         await open_engines(self._queues.values())  # a remote queue's broker connects now
@@ -253,7 +256,7 @@ class Backburner(EnqueueMethods):
             name, config.workers, config.max_pending,
             host=self._outcomes, loop=self.loop, scheduler=self.scheduler,
             guarded=self.journal_config is not None, paused=name in self._pauses.names,
-            refusal=self._refusal,
+            refusal=self._refusal, limits=self._limits,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -540,6 +543,8 @@ class Backburner(EnqueueMethods):
         stats = ExecutorStats.of(queues, self._periodic.stats())
         if self._journal is not None:
             stats = dataclasses.replace(stats, journal=self._journal.stats())
+        if self._limits is not None:
+            stats = dataclasses.replace(stats, limits=self._limits.stats())
         return stats
 
     def queues(self) -> Mapping[str, Queue]:

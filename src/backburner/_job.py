@@ -14,6 +14,7 @@ from contextvars import copy_context
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import JobCancelled
+from ._limitdefs import LimitTicket
 from ._options import DEFAULT_OPTIONS, JobOptions
 from ._status import JobStatus
 
@@ -21,6 +22,7 @@ __all__ = ["Job"]
 
 _PENDING, _RUNNING, _SUCCEEDED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED
 _SCHEDULED, _RETRYING, _CANCELLED = JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.CANCELLED
+_BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
 _now = time.time  # (module globals: one lookup less each, for every job made)
 
 T = TypeVar("T")
@@ -130,6 +132,7 @@ class Job(Generic[T]):
         "hooks",
         "is_async",
         "kwargs",
+        "limit_ticket",
         "options",
         "queue",
         "ready_at",
@@ -142,6 +145,9 @@ class Job(Generic[T]):
     #: Wall time a job with a ``run_at`` became ready to start (its wait for a worker counts
     #: from then). Set only where ``run_at`` is, so never on a plain job's path.
     ready_at: float
+    #: A limited job's keys and the limit holding it (``_limits``): set at admission, only on
+    #: jobs whose options have ``limits``, so never on a plain job's path.
+    limit_ticket: LimitTicket
 
     def __init__(
         self,
@@ -211,6 +217,14 @@ class Job(Generic[T]):
     def status(self) -> JobStatus:
         """Where the job is now (see ``JobStatus``)."""
         return self._status
+
+    @property
+    def held_by(self) -> str | None:
+        """The name of the limit holding the job (``blocked`` or ``throttled``), else None."""
+        ticket = getattr(self, "limit_ticket", None)
+        if ticket is None or ticket.held_by is None or not self._status.held:
+            return None
+        return ticket.held_by.name
 
     def done(self) -> bool:
         """True once the job has reached an end state."""
@@ -301,6 +315,17 @@ class Job(Generic[T]):
         self._status = status
         self.run_at, self.ready_at = when, self.enqueued_at
 
+    def hold(self, status: JobStatus) -> None:
+        """Pending → held by a limit (blocked or throttled)."""
+        self._status = status
+
+    def unhold(self) -> bool:
+        """Held by a limit → pending; False (and nothing changes) if it is no longer held."""
+        if self._status is _BLOCKED or self._status is _THROTTLED:
+            self._status = _PENDING
+            return True
+        return False
+
     def become_due(self) -> JobStatus | None:
         """Scheduled or retrying → pending, returning which it was; None if neither (cancelled)."""
         status = self._status
@@ -312,12 +337,12 @@ class Job(Generic[T]):
         return status
 
     def try_cancel_waiting(self) -> JobStatus | None:
-        """Pending, scheduled or retrying → cancelled (not yet finished: see ``finish``).
+        """Pending, held, scheduled or retrying → cancelled (not yet finished: see ``finish``).
 
         Returns the status it had; None if it was in none of these (running, or ended).
         """
         status = self._status
-        if status is _PENDING or status is _SCHEDULED or status is _RETRYING:
+        if status is _PENDING or status is _SCHEDULED or status is _RETRYING or status.held:
             self._status = _CANCELLED
             return status
         return None

@@ -71,6 +71,14 @@ class Queue(Protocol):
         """Accept ``job``, waiting for room (or, for a remote queue, until the broker has it)."""
         ...
 
+    def submit_limited(self, job: Job[Any]) -> None:
+        """``submit`` for a job with limits: it waits for a worker, or a limit holds it."""
+        ...
+
+    def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
+        """Debounce: a job waiting for its time takes these arguments and waits until ``when``."""
+        ...
+
     def cancel_job(self, job: Job[Any]) -> bool:
         """Cancel a job of this queue wherever it is (see ``Job.cancel``)."""
         ...
@@ -139,6 +147,10 @@ class Queue(Protocol):
 
     def waiting_jobs(self) -> list[Job[Any]]:
         """A copy of the waiting jobs, cancelled ones included."""
+        ...
+
+    def held_jobs(self) -> list[Job[Any]]:
+        """The jobs a limit holds (blocked or throttled), oldest first."""
         ...
 
     def wait_totals(self) -> tuple[int, float]:

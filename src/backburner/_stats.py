@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExecutorStats", "JournalStats", "PeriodicStats", "QueueStats"]
+__all__ = ["ExecutorStats", "JournalStats", "LimitStats", "PeriodicStats", "QueueStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,32 @@ class PeriodicStats:
     runs: int
     #: Ticks skipped because the previous run was still going (or its queue was full).
     skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStats:
+    """One ``ConcurrencyLimit`` or ``RateLimit`` as ``stats().limits`` shows it, all keys."""
+
+    name: str
+    #: "concurrency" or "rate"; "process" or "host".
+    kind: str
+    scope: str
+    #: Jobs per key at once (concurrency), or starts per key per window (rate).
+    max: int
+    #: The rate window in seconds; None for a concurrency limit.
+    per: float | None
+    #: Concurrency: jobs holding a slot (waiting for a worker or running); rate: starts in
+    #: the current window. Over every key.
+    running: int
+    #: Jobs the limit holds now (blocked or throttled).
+    held: int
+    #: Keys with something counted or held.
+    keys: int
+    #: Clock time the next throttled job may go (a window opens, a back-off ends); None if
+    #: none waits for a time (a blocked job waits for a running one to end).
+    next_free: float | None
+    #: Clock time a ``Snooze(limit=...)`` holds the whole limit until; None if it does not.
+    backoff_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +126,8 @@ class ExecutorStats:
     periodic: tuple[PeriodicStats, ...] = ()
     #: The journal's lag and rows, for an executor with ``journal=``; else None.
     journal: JournalStats | None = None
+    #: Each limit the executor's jobs have used: its running, held and next free slot.
+    limits: tuple[LimitStats, ...] = ()
 
     @classmethod
     def of(
@@ -134,6 +162,7 @@ class ExecutorStats:
             "total": self.total.as_dict(),
             "periodic": [dataclasses.asdict(p) for p in self.periodic],
             "journal": None if self.journal is None else dataclasses.asdict(self.journal),
+            "limits": [dataclasses.asdict(limit) for limit in self.limits],
         }
 
 

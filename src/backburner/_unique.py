@@ -29,7 +29,8 @@ class UniqueKeys:
         with self._lock:
             holder = self._holders.get(key)
             if holder is not None and not holder.done():
-                if job.options.on_duplicate == "raise":
+                waits = job.options.debounce is not None and holder.run_at is not None
+                if job.options.on_duplicate == "raise" and not waits:
                     raise DuplicateJob(key, holder)
                 return holder
             self._holders[key] = job

@@ -1,0 +1,334 @@
+"""The limits' counts: which jobs may go to their queue's workers now, and which are held.
+
+A limited job passes this gate on its way into its queue (``JobQueue.submit_limited``), at
+enqueue and again before each retry. If every limit it has lets it go, it takes a token of
+each (a concurrency slot, a start in a rate window) and goes to its queue's waiting jobs; if
+one refuses, it is held in that limit's bucket for its key, in enqueue order, as ``blocked``
+(a concurrency limit: it waits for a token back) or ``throttled`` (a rate window, or a limit
+backing off: one scheduler entry per bucket wakes it). A held job holds no worker, so jobs
+with other keys run past it. Its concurrency tokens come back when its attempt ends, and the
+bucket's held jobs then go, oldest first.
+
+One lock guards the counts; it is taken after a queue's lock, never before (the gate calls
+the queues only once it has let the lock go). Plain jobs never come here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from ._job import Job
+from ._limitdefs import ConcurrencyLimit, Limit, LimitTicket, RateLimit
+from ._scheduler import Scheduler
+from ._stats import LimitStats
+from ._status import JobStatus
+
+__all__ = ["Limits", "make_ticket"]
+
+_BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
+# Every this many entries, buckets with nothing left in them are dropped (keys seen once).
+_SWEEP_EVERY = 1024
+
+
+class _Bucket:
+    """One key of one limit: its tokens taken, its recent starts, its held jobs."""
+
+    __slots__ = ("held", "running", "starts", "timer", "wake_at")
+
+    def __init__(self) -> None:
+        self.running = 0  # concurrency tokens taken (jobs waiting for a worker or running)
+        self.starts: deque[float] = deque()  # clock times of the starts in the rate window
+        self.held: deque[Job[Any]] = deque()  # cancelled ones are skipped when reached
+        self.timer: Any = None  # the scheduler entry that wakes a throttled bucket
+        self.wake_at: float | None = None
+
+
+class _LimitState:
+    __slots__ = ("backoff_until", "buckets", "held", "limit")
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit = limit
+        self.buckets: dict[str | None, _Bucket] = {}
+        self.held = 0  # live held jobs, over every bucket
+        self.backoff_until = 0.0  # a Snooze(limit=...) holds every job of the limit till then
+
+
+def make_ticket(job: Job[Any]) -> None:
+    """Compute a limited job's keys from its arguments (raising at the call site if a key
+    function fails) and give it its ticket."""
+    name = job.name
+    keys = tuple(
+        limit.key_for(name, job.args, job.kwargs or {}) for limit in job.options.limits
+    )
+    job.limit_ticket = LimitTicket(keys, _unset_admit)
+
+
+def _unset_admit(job: Any) -> None:  # pragma: no cover - the queue sets it before use
+    raise RuntimeError("a limited job was let go before its queue took it")
+
+
+class Limits:
+    """The executor's limits: every ``ConcurrencyLimit`` and ``RateLimit`` its jobs named."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self._clock = scheduler.clock
+        self._lock = threading.Lock()
+        self._states: dict[Limit, _LimitState] = {}
+        self._entries = 0
+        self._closed = False  # from shutdown's take_held on: nothing more is let go
+
+    # Entering and leaving: any thread.
+
+    def enter(self, job: Job[Any]) -> bool:
+        """Take the job's tokens and return True, or hold it (blocked or throttled)."""
+        with self._lock:
+            self._entries += 1
+            if self._entries % _SWEEP_EVERY == 0:
+                self._sweep()
+            refused = self._try_take(job, None)
+            if refused is None:
+                return True
+            self._hold(job, *refused)
+            return False
+
+    def release(self, job: Job[Any]) -> None:
+        """The job's attempt ended (or it was cancelled): give its tokens back."""
+        admitted: list[Job[Any]] = []
+        with self._lock:
+            ticket = job.limit_ticket
+            if not ticket.holding:
+                return
+            ticket.holding = False
+            for limit, key in zip(job.options.limits, ticket.keys, strict=True):
+                if isinstance(limit, ConcurrencyLimit):
+                    state = self._states[limit]
+                    bucket = state.buckets[key]
+                    bucket.running -= 1
+                    if bucket.held and not self._closed:
+                        admitted += self._drain(state, bucket)
+        _admit_all(admitted)
+
+    def cancel_held(self, job: Job[Any]) -> bool:
+        """Cancel a held job (True), or False if it is held no longer."""
+        with self._lock:
+            if not job.status.held:
+                return False
+            job.try_cancel_waiting()  # left in its bucket's deque: skipped when reached
+            held_by = job.limit_ticket.held_by
+            if held_by is not None:
+                self._states[held_by].held -= 1
+            return True
+
+    def back_off(self, limit: Limit, until: float) -> None:
+        """Hold every job of ``limit`` (all keys) until clock time ``until`` (a Snooze)."""
+        with self._lock:
+            state = self._state(limit)
+            state.backoff_until = max(state.backoff_until, until)
+
+    def take_held(self, queue: str) -> list[Job[Any]]:
+        """Shutdown: let no more jobs go; return the held jobs of ``queue``, cancelled."""
+        taken = []
+        with self._lock:
+            self._closed = True
+            for state in self._states.values():
+                for bucket in state.buckets.values():
+                    keep: deque[Job[Any]] = deque()
+                    for job in bucket.held:
+                        if job.queue != queue:
+                            keep.append(job)
+                        elif job.try_cancel_waiting() is not None:
+                            state.held -= 1
+                            taken.append(job)
+                    bucket.held = keep
+                    if bucket.timer is not None and not keep:
+                        bucket.timer.cancel()
+                        bucket.timer = bucket.wake_at = None
+        return sorted(taken, key=lambda job: job.enqueued_at)
+
+    def reopen(self) -> None:
+        """The executor starts again after a shutdown: let jobs go again."""
+        with self._lock:
+            self._closed = False
+
+    # Watching: any thread.
+
+    def stats(self) -> tuple[LimitStats, ...]:
+        """Each limit's counts, in the order the limits were first used."""
+        now = self._clock.now()
+        with self._lock:
+            return tuple(_stats_of(state, now) for state in self._states.values())
+
+    def held_jobs(self) -> list[Job[Any]]:
+        """Every job a limit holds now, oldest first."""
+        with self._lock:
+            jobs = [
+                job
+                for state in self._states.values()
+                for bucket in state.buckets.values()
+                for job in bucket.held
+                if job.status.held
+            ]
+        return sorted(jobs, key=lambda job: job.enqueued_at)
+
+    # Under the lock.
+
+    def _state(self, limit: Limit) -> _LimitState:
+        state = self._states.get(limit)
+        if state is None:
+            state = self._states[limit] = _LimitState(limit)
+        return state
+
+    def _try_take(
+        self, job: Job[Any], draining: _Bucket | None
+    ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
+        """Take a token of each of the job's limits, or return the first that refuses:
+        (its state, its bucket, the status to hold the job as, when to look again)."""
+        ticket = job.limit_ticket
+        now = self._clock.now()
+        found = []
+        for limit, key in zip(job.options.limits, ticket.keys, strict=True):
+            state = self._state(limit)
+            bucket = state.buckets.get(key)
+            if bucket is None:
+                bucket = state.buckets[key] = _Bucket()
+            found.append((limit, bucket))
+            refusal = _refusal(limit, state, bucket, now)
+            if bucket is not draining:
+                held = bucket.held
+                while held and not held[0].status.held:  # cancelled while held
+                    held.popleft()
+                if refusal is None and held:
+                    # Others of this key wait already: the newcomer waits behind them.
+                    status = _THROTTLED if bucket.wake_at is not None else _BLOCKED
+                    return state, bucket, status, None
+            if refusal is not None:
+                status, when = refusal
+                return state, bucket, status, when
+        for limit, bucket in found:
+            if isinstance(limit, ConcurrencyLimit):
+                bucket.running += 1
+            else:
+                bucket.starts.append(now)
+        ticket.holding = True
+        return None
+
+    def _hold(
+        self,
+        job: Job[Any],
+        state: _LimitState,
+        bucket: _Bucket,
+        status: JobStatus,
+        when: float | None,
+    ) -> None:
+        job.hold(status)
+        job.limit_ticket.held_by = state.limit
+        bucket.held.append(job)
+        state.held += 1
+        if when is not None:
+            self._arm(state, bucket, when)
+
+    def _arm(self, state: _LimitState, bucket: _Bucket, when: float) -> None:
+        if bucket.timer is not None and bucket.wake_at is not None and bucket.wake_at <= when:
+            return
+        if bucket.timer is not None:
+            bucket.timer.cancel()
+        bucket.wake_at = when
+        bucket.timer = self._scheduler.call_at(when, self._wake, (state, bucket))
+
+    def _wake(self, arg: tuple[_LimitState, _Bucket]) -> None:
+        # A throttled bucket's time came (scheduler, loop thread): let go what it allows.
+        state, bucket = arg
+        with self._lock:
+            bucket.timer = bucket.wake_at = None
+            admitted = [] if self._closed else self._drain(state, bucket)
+        _admit_all(admitted)
+
+    def _drain(self, state: _LimitState, bucket: _Bucket) -> list[Job[Any]]:
+        """Let the bucket's held jobs go, oldest first, while its limits allow."""
+        admitted = []
+        held = bucket.held
+        while held:
+            job = held[0]
+            if not job.status.held:  # cancelled while held
+                held.popleft()
+                continue
+            refused = self._try_take(job, bucket)
+            if refused is not None and refused[1] is bucket:
+                if refused[3] is not None:
+                    self._arm(state, bucket, refused[3])
+                break
+            held.popleft()
+            state.held -= 1
+            if refused is None:
+                job.unhold()
+                job.limit_ticket.held_by = None
+                admitted.append(job)
+            else:  # another of its limits holds it now
+                self._hold(job, *refused)
+        return admitted
+
+    def _sweep(self) -> None:
+        now = self._clock.now()
+        for state in self._states.values():
+            per = state.limit.per if isinstance(state.limit, RateLimit) else 0.0
+            idle = [
+                key
+                for key, bucket in state.buckets.items()
+                if not bucket.running
+                and not bucket.held
+                and bucket.timer is None
+                and (not bucket.starts or bucket.starts[-1] <= now - per)
+            ]
+            for key in idle:
+                del state.buckets[key]
+
+
+def _refusal(
+    limit: Limit, state: _LimitState, bucket: _Bucket, now: float
+) -> tuple[JobStatus, float | None] | None:
+    """Why ``limit`` holds a job of ``bucket`` now (status, when to look again), or None."""
+    if state.backoff_until > now:
+        return _THROTTLED, state.backoff_until
+    if isinstance(limit, ConcurrencyLimit):
+        return (_BLOCKED, None) if bucket.running >= limit.max else None
+    assert isinstance(limit, RateLimit)
+    starts = bucket.starts
+    horizon = now - limit.per
+    while starts and starts[0] <= horizon:
+        starts.popleft()
+    if len(starts) >= limit.limit:
+        return _THROTTLED, starts[0] + limit.per
+    return None
+
+
+def _admit_all(jobs: list[Job[Any]]) -> None:
+    for job in jobs:
+        job.limit_ticket.admit(job)
+
+
+def _stats_of(state: _LimitState, now: float) -> LimitStats:
+    limit = state.limit
+    buckets = state.buckets.values()
+    if isinstance(limit, ConcurrencyLimit):
+        size, per = limit.max, None
+        running = sum(bucket.running for bucket in buckets)
+    else:
+        assert isinstance(limit, RateLimit)
+        size, per = limit.limit, limit.per
+        running = sum(1 for b in buckets for start in b.starts if start > now - limit.per)
+    wakes = [b.wake_at for b in buckets if b.wake_at is not None]
+    return LimitStats(
+        name=limit.name,
+        kind=limit.kind,
+        scope=limit.scope,
+        max=size,
+        per=per,
+        running=running,
+        held=state.held,
+        keys=len(state.buckets),
+        next_free=min(wakes) if wakes else None,
+        backoff_until=state.backoff_until if state.backoff_until > now else None,
+    )
