@@ -178,7 +178,7 @@ class LimitTicket:
     written by ``_limits.Limits`` under its lock.
     """
 
-    __slots__ = ("admit", "held_by", "holding", "keys")
+    __slots__ = ("admit", "held_by", "holding", "keys", "reserved")
 
     def __init__(self, keys: tuple[str | None, ...], admit: Callable[[Any], None]) -> None:
         #: One key per limit of ``job.options.limits``, in that order.
@@ -189,3 +189,5 @@ class LimitTicket:
         self.held_by: Limit | None = None
         #: True while the job counts against its limits (from release to its attempt's end).
         self.holding = False
+        #: The rate windows' entries this job holds until it starts (``_limits``).
+        self.reserved: list[Any] = []

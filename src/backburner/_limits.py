@@ -15,6 +15,7 @@ the queues only once it has let the lock go). Plain jobs never come here.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from typing import Any
@@ -39,7 +40,10 @@ class _Bucket:
 
     def __init__(self) -> None:
         self.running = 0  # concurrency tokens taken (jobs waiting for a worker or running)
-        self.starts: deque[float] = deque()  # clock times of the starts in the rate window
+        # The starts in the rate window, oldest first, as [clock time]: a job let go counts
+        # from then (as +inf, never leaving the window) until it starts, then from its start:
+        # so a job that waits for a worker is never counted earlier than it runs.
+        self.starts: deque[list[float]] = deque()
         self.held: deque[Job[Any]] = deque()  # cancelled ones are skipped when reached
         self.timer: Any = None  # the scheduler entry that wakes a throttled bucket
         self.wake_at: float | None = None
@@ -102,6 +106,7 @@ class Limits:
             if not ticket.holding:
                 return
             ticket.holding = False
+            self._stamp(job)  # cancelled before it started: it counts as a start now
             for limit, key in zip(job.options.limits, ticket.keys, strict=True):
                 if isinstance(limit, ConcurrencyLimit):
                     state = self._states[limit]
@@ -110,6 +115,23 @@ class Limits:
                     if bucket.held and not self._closed:
                         admitted += self._drain(state, bucket)
         _admit_all(admitted)
+
+    def started(self, job: Job[Any]) -> None:
+        """The job's attempt starts now: its rate windows count it from now on."""
+        with self._lock:
+            self._stamp(job)
+
+    def _stamp(self, job: Job[Any]) -> None:
+        reserved, job.limit_ticket.reserved = job.limit_ticket.reserved, []
+        if not reserved:
+            return
+        now = self._clock.now()
+        for limit, bucket, entry in reserved:
+            entry[0] = now
+            if bucket.held and bucket.timer is None:
+                first = bucket.starts[0][0]
+                if first != math.inf:
+                    self._arm(self._states[limit], bucket, first + limit.per)
 
     def cancel_held(self, job: Job[Any]) -> bool:
         """Cancel a held job (True), or False if it is held no longer."""
@@ -207,12 +229,16 @@ class Limits:
             if refusal is not None:
                 status, when = refusal
                 return state, bucket, status, when
+        reserved = []
         for limit, bucket in found:
             if isinstance(limit, ConcurrencyLimit):
                 bucket.running += 1
             else:
-                bucket.starts.append(now)
+                entry = [math.inf]
+                bucket.starts.append(entry)
+                reserved.append((limit, bucket, entry))
         ticket.holding = True
+        ticket.reserved = reserved
         return None
 
     def _hold(
@@ -280,7 +306,7 @@ class Limits:
                 if not bucket.running
                 and not bucket.held
                 and bucket.timer is None
-                and (not bucket.starts or bucket.starts[-1] <= now - per)
+                and (not bucket.starts or bucket.starts[-1][0] <= now - per)
             ]
             for key in idle:
                 del state.buckets[key]
@@ -297,10 +323,11 @@ def _refusal(
     assert isinstance(limit, RateLimit)
     starts = bucket.starts
     horizon = now - limit.per
-    while starts and starts[0] <= horizon:
+    while starts and starts[0][0] <= horizon:
         starts.popleft()
     if len(starts) >= limit.limit:
-        return _THROTTLED, starts[0] + limit.per
+        first = starts[0][0]  # +inf: it waits for a worker; its start will look again
+        return _THROTTLED, None if first == math.inf else first + limit.per
     return None
 
 
@@ -318,7 +345,7 @@ def _stats_of(state: _LimitState, now: float) -> LimitStats:
     else:
         assert isinstance(limit, RateLimit)
         size, per = limit.limit, limit.per
-        running = sum(1 for b in buckets for start in b.starts if start > now - limit.per)
+        running = sum(1 for b in buckets for start in b.starts if start[0] > now - limit.per)
     wakes = [b.wake_at for b in buckets if b.wake_at is not None]
     return LimitStats(
         name=limit.name,

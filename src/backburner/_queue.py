@@ -419,6 +419,9 @@ class JobQueue:
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
+        if job.options.limits:  # its rate windows count it from its start
+            assert self._limits is not None
+            self._limits.started(job)
         try:
             if began is not None:
                 await began  # committed before the job's code runs: a crash in it counts
