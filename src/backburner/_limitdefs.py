@@ -47,7 +47,7 @@ class Limit:
     def _default_name(self) -> str:
         raise NotImplementedError
 
-    def key_for(self, fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    def key_for(self, fn: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """The bucket of a call: the key, or what the key function returns for the call.
 
         Raises ``TypeError`` naming the limit if the key function fails or returns neither a
@@ -57,18 +57,23 @@ class Limit:
         if key is None or isinstance(key, str):
             return key
         try:
-            value = key(*args, **kwargs)
+            value = key(*args, **kwargs) if kwargs else key(*args)
         except Exception as exc:
             raise TypeError(
-                f"the key function of limit {self.name!r} failed for {fn_name}: "
+                f"the key function of limit {self.name!r} failed for {_name(fn)}: "
                 f"{type(exc).__name__}: {exc}; it is called with the job's arguments"
             ) from exc
         if value is not None and not isinstance(value, str):
             raise TypeError(
                 f"the key function of limit {self.name!r} must return a str (or None), got "
-                f"{value!r} for {fn_name}"
+                f"{value!r} for {_name(fn)}"
             )
         return value
+
+
+def _name(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else repr(fn)
 
 
 class ConcurrencyLimit(Limit):
@@ -190,4 +195,4 @@ class LimitTicket:
         #: True while the job counts against its limits (from release to its attempt's end).
         self.holding = False
         #: The rate windows' entries this job holds until it starts (``_limits``).
-        self.reserved: list[Any] = []
+        self.reserved: list[Any] | tuple[()] = ()

@@ -33,6 +33,11 @@ _BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
 _SWEEP_EVERY = 1024
 
 
+# Shared empty deques of a new bucket, replaced (never appended to) when it needs its own.
+_NO_STARTS: deque[list[float]] = deque(maxlen=0)
+_NO_JOBS: deque[Job[Any]] = deque(maxlen=0)
+
+
 class _Bucket:
     """One key of one limit: its tokens taken, its recent starts, its held jobs."""
 
@@ -43,8 +48,10 @@ class _Bucket:
         # The starts in the rate window, oldest first, as [clock time]: a job let go counts
         # from then (as +inf, never leaving the window) until it starts, then from its start:
         # so a job that waits for a worker is never counted earlier than it runs.
-        self.starts: deque[list[float]] = deque()
-        self.held: deque[Job[Any]] = deque()  # cancelled ones are skipped when reached
+        # (Both deques made when first needed: most buckets of a concurrency limit never
+        # hold a job, and a bucket is made for each new key.)
+        self.starts: deque[list[float]] = _NO_STARTS
+        self.held: deque[Job[Any]] = _NO_JOBS  # cancelled ones are skipped when reached
         self.timer: Any = None  # the scheduler entry that wakes a throttled bucket
         self.wake_at: float | None = None
 
@@ -62,10 +69,8 @@ class _LimitState:
 def make_ticket(job: Job[Any]) -> None:
     """Compute a limited job's keys from its arguments (raising at the call site if a key
     function fails) and give it its ticket."""
-    name = job.name
-    keys = tuple(
-        limit.key_for(name, job.args, job.kwargs or {}) for limit in job.options.limits
-    )
+    fn, args, kwargs = job.fn, job.args, job.kwargs or {}
+    keys = tuple([limit.key_for(fn, args, kwargs) for limit in job.options.limits])
     job.limit_ticket = LimitTicket(keys, _unset_admit)
 
 
@@ -122,7 +127,7 @@ class Limits:
             self._stamp(job)
 
     def _stamp(self, job: Job[Any]) -> None:
-        reserved, job.limit_ticket.reserved = job.limit_ticket.reserved, []
+        reserved, job.limit_ticket.reserved = job.limit_ticket.reserved, ()
         if not reserved:
             return
         now = self._clock.now()
@@ -157,6 +162,8 @@ class Limits:
             self._closed = True
             for state in self._states.values():
                 for bucket in state.buckets.values():
+                    if not bucket.held:
+                        continue
                     keep: deque[Job[Any]] = deque()
                     for job in bucket.held:
                         if job.queue != queue:
@@ -212,14 +219,14 @@ class Limits:
         now = self._clock.now()
         found = []
         for limit, key in zip(job.options.limits, ticket.keys, strict=True):
-            state = self._state(limit)
+            state = self._states.get(limit) or self._state(limit)
             bucket = state.buckets.get(key)
             if bucket is None:
                 bucket = state.buckets[key] = _Bucket()
             found.append((limit, bucket))
             refusal = _refusal(limit, state, bucket, now)
-            if bucket is not draining:
-                held = bucket.held
+            held = bucket.held
+            if held and bucket is not draining:
                 while held and not held[0].status.held:  # cancelled while held
                     held.popleft()
                 if refusal is None and held:
@@ -229,14 +236,16 @@ class Limits:
             if refusal is not None:
                 status, when = refusal
                 return state, bucket, status, when
-        reserved = []
+        reserved: list[Any] | tuple[()] = ()
         for limit, bucket in found:
             if isinstance(limit, ConcurrencyLimit):
                 bucket.running += 1
             else:
                 entry = [math.inf]
+                if bucket.starts is _NO_STARTS:
+                    bucket.starts = deque()
                 bucket.starts.append(entry)
-                reserved.append((limit, bucket, entry))
+                reserved = [*reserved, (limit, bucket, entry)]
         ticket.holding = True
         ticket.reserved = reserved
         return None
@@ -251,6 +260,8 @@ class Limits:
     ) -> None:
         job.hold(status)
         job.limit_ticket.held_by = state.limit
+        if bucket.held is _NO_JOBS:
+            bucket.held = deque()
         bucket.held.append(job)
         state.held += 1
         if when is not None:
@@ -281,6 +292,11 @@ class Limits:
             if not job.status.held:  # cancelled while held
                 held.popleft()
                 continue
+            own = _refusal(state.limit, state, bucket, self._clock.now())
+            if own is not None:  # (the common case, checked first: no room here yet)
+                if own[1] is not None:
+                    self._arm(state, bucket, own[1])
+                break
             refused = self._try_take(job, bucket)
             if refused is not None and refused[1] is bucket:
                 if refused[3] is not None:

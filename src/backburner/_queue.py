@@ -267,25 +267,37 @@ class JobQueue:
         but is not in the deque, so it holds no worker and jobs behind it start.
         """
         assert self._limits is not None
-        with self._lock:
+        job.limit_ticket.admit = self._to_pending
+        with self._lock:  # (the gate's lock is taken inside a queue's, never the other way)
             if self._waiting - (self.workers - self._busy) >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
-        job.limit_ticket.admit = self._to_pending
-        if self._limits.enter(job):
-            self._to_pending(job)
+            if not self._limits.enter(job):
+                return  # held: its limit hands it to _to_pending when it lets it go
+            self._pending.append(job)
+            if not self._dispatching:
+                return
+            if threading.get_ident() != self._loop_thread:
+                if self._pump_scheduled:
+                    return
+                self._pump_scheduled = True
+                self._loop.call_soon_threadsafe(self._pump)
+                return
+        self._pump()
 
     def _to_pending(self, job: Job[Any]) -> None:
         # A limited job its limits let go (already counted in _waiting): to the deque.
         with self._lock:
             self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
-        if not self._dispatching:
-            return
-        self._call_soon(self._pump_if_idle)
-
-    def _pump_if_idle(self) -> None:
-        if not self._pump_scheduled:
-            self._pump()
+            if not self._dispatching:
+                return
+            if threading.get_ident() != self._loop_thread:
+                if self._pump_scheduled:
+                    return
+                self._pump_scheduled = True
+                self._loop.call_soon_threadsafe(self._pump)
+                return
+        self._pump()
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
         """Debounce: a job still waiting for its time takes these arguments and waits until
@@ -419,7 +431,7 @@ class JobQueue:
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
-        if job.options.limits:  # its rate windows count it from its start
+        if job.options.limits and job.limit_ticket.reserved:  # rate windows count its start
             assert self._limits is not None
             self._limits.started(job)
         try:
