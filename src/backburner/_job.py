@@ -224,7 +224,8 @@ class Job(Generic[T]):
         ticket = getattr(self, "limit_ticket", None)
         if ticket is None or ticket.held_by is None or not self._status.held:
             return None
-        return ticket.held_by.name
+        name: str = ticket.held_by.name
+        return name
 
     def done(self) -> bool:
         """True once the job has reached an end state."""

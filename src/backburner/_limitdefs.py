@@ -92,7 +92,7 @@ class ConcurrencyLimit(Limit):
 
     def __init__(
         self,
-        max: int,  # noqa: A002 - the issue's public name
+        max: int,
         key: LimitKey = None,
         name: str | None = None,
         *,
@@ -152,7 +152,7 @@ class RateLimit(Limit):
         return f"RateLimit({self.limit}, per={self.per:g}, key={self.key!r}, name={self.name!r})"
 
 
-class Snooze(Exception):  # noqa: N818 - a request, like arq's Retry, not an error
+class Snooze(Exception):
     """Raised inside a job: run it again in ``seconds``, without counting a failed attempt.
 
     For an upstream that answered 429 with ``Retry-After``. With ``limit=`` (a limit the job

@@ -15,6 +15,7 @@ the queues only once it has let the lock go). Plain jobs never come here.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections import deque
@@ -190,17 +191,23 @@ class Limits:
         with self._lock:
             return tuple(_stats_of(state, now) for state in self._states.values())
 
-    def held_jobs(self) -> list[Job[Any]]:
-        """Every job a limit holds now, oldest first."""
+    def held_jobs(self, queue: str | None = None, limit: int | None = None) -> list[Job[Any]]:
+        """The jobs a limit holds now (of ``queue``, or all), oldest first, at most ``limit``.
+
+        O(keys holding jobs, and ``limit`` jobs from each) under the lock.
+        """
         with self._lock:
             jobs = [
                 job
                 for state in self._states.values()
                 for bucket in state.buckets.values()
-                for job in bucket.held
-                if job.status.held
+                if bucket.held
+                for job in itertools.islice(
+                    (j for j in bucket.held if j.status.held and queue in (None, j.queue)), limit
+                )
             ]
-        return sorted(jobs, key=lambda job: job.enqueued_at)
+        jobs.sort(key=lambda job: job.enqueued_at)
+        return jobs if limit is None else jobs[:limit]
 
     # Under the lock.
 

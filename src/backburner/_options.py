@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -111,7 +110,9 @@ class JobOptions:
         limits = tuple(limits)
         for limit in limits:
             if not isinstance(limit, Limit):
-                raise TypeError(f"limits takes ConcurrencyLimit and RateLimit objects, got {limit!r}")
+                raise TypeError(
+                    f"limits takes ConcurrencyLimit and RateLimit objects, got {limit!r}"
+                )
         if len(set(map(id, limits))) != len(limits):
             raise ValueError(f"limits names the same limit twice: {limits!r}")
         object.__setattr__(self, "limits", limits)

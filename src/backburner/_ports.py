@@ -149,8 +149,8 @@ class Queue(Protocol):
         """A copy of the waiting jobs, cancelled ones included."""
         ...
 
-    def held_jobs(self) -> list[Job[Any]]:
-        """The jobs a limit holds (blocked or throttled), oldest first."""
+    def held_jobs(self, limit: int | None = None) -> list[Job[Any]]:
+        """The jobs a limit holds (blocked or throttled), oldest first, at most ``limit``."""
         ...
 
     def wait_totals(self) -> tuple[int, float]:

@@ -224,9 +224,9 @@ class JobQueue:
 
     def _due(self, job: Job[Any]) -> None:
         with self._lock:
-            if job.options.debounce is not None and job.run_at is not None:
-                if job.run_at > self._scheduler.clock.now():
-                    return  # pushed back since this entry was made: its new entry will do
+            debounced = job.options.debounce is not None
+            if debounced and (job.run_at or 0.0) > self._scheduler.clock.now():
+                return  # pushed back since this entry was made (debounce): its new one will do
             status = job.become_due()  # it waits for a worker from now (see _start)
             if status is None:
                 return  # cancelled meanwhile (counted out then)
@@ -312,11 +312,9 @@ class JobQueue:
             job.timer = self._scheduler.call_at(when, self._due, job)
         return True
 
-    def held_jobs(self) -> list[Job[Any]]:
-        """The jobs of this queue a limit holds, oldest first. Any thread."""
-        if self._limits is None:
-            return []
-        return [job for job in self._limits.held_jobs() if job.queue == self.name]
+    def held_jobs(self, limit: int | None = None) -> list[Job[Any]]:
+        """The jobs of this queue a limit holds, oldest first (at most ``limit``). Any thread."""
+        return [] if self._limits is None else self._limits.held_jobs(self.name, limit)
 
     async def asubmit(self, job: Job[Any]) -> None:
         """Accept ``job``, waiting for room while the queue is full. Loop thread only.

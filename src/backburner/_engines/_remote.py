@@ -214,7 +214,7 @@ class RemoteQueue:
         """Never reached: ``check`` refuses debounced jobs."""
         return False
 
-    def held_jobs(self) -> list[Job[Any]]:
+    def held_jobs(self, limit: int | None = None) -> list[Job[Any]]:
         """No limit holds anything here."""
         return []
 
