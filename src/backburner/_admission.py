@@ -149,6 +149,12 @@ class Admission:
                     f"the processes share, and this executor has none. Give "
                     f"Backburner(journal=...) or drop scope='host'"
                 )
+            if host:  # (not counted per process instead: that would hold nothing for the box)
+                raise ValueError(
+                    f"limits {host} have scope='host', which is not available yet: counting "
+                    f"starts across the processes sharing the journal is still to be built. "
+                    f"Drop scope='host' (each process then counts its own)"
+                )
             make_ticket(job)
         if options.debounce is not None:
             if self.store is not None:
