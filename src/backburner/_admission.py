@@ -25,8 +25,9 @@ from typing import Any
 from ._clock import Clock
 from ._errors import DuplicateJob, JournalError
 from ._job import Job
-from ._limits import make_ticket
+from ._limits import Limits, make_ticket
 from ._ports import JobStore, Queue
+from ._scheduler import Scheduler
 from ._status import JobStatus
 from ._unique import UniqueKeys
 
@@ -48,6 +49,13 @@ class Admission:
         self.clock = clock
         #: The journal of a durable executor, from ``open()`` to the end of ``aclose()``.
         self.store: JobStore | None = None
+        #: The limits' gate that limited jobs pass on their way to a queue, from ``open()``.
+        self.limits: Limits | None = None
+
+    def open_limits(self, scheduler: Scheduler) -> None:
+        """A new gate for the limits, each time the executor opens (nothing held carries over:
+        shutdown reported every held job)."""
+        self.limits = Limits(scheduler)
 
     def admit(
         self,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import logging
 import types
@@ -41,7 +40,6 @@ from ._history import History
 from ._job import Job
 from ._journal import Journal, JournalConfig, open_journal
 from ._lag import LagMonitor
-from ._limits import Limits
 from ._options import options_of
 from ._outcomes import ErrorHook, Outcomes
 from ._periodic import Periodic, PeriodicJobs
@@ -120,7 +118,6 @@ class Backburner(EnqueueMethods):
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
         self._lag: LagMonitor | None = None
-        self._limits: Limits | None = None
         self._journal: Journal | None = None
         self._state_now = _State.CREATED
         self._accepting = False  # open or running: read on every enqueue, so a plain bool
@@ -224,7 +221,7 @@ class Backburner(EnqueueMethods):
                 "no asyncio event loop is running here"
             ) from None
         self.scheduler = Scheduler(self.clock, loop)
-        self._limits = Limits(self.scheduler)
+        self._admission.open_limits(self.scheduler)
         check_overlap(self._periodic.specs(), self._engine_of)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
         await open_engines(self._queues.values())  # a remote queue's broker connects now
@@ -256,7 +253,7 @@ class Backburner(EnqueueMethods):
             name, config.workers, config.max_pending,
             host=self._outcomes, loop=self.loop, scheduler=self.scheduler,
             guarded=self.journal_config is not None, paused=name in self._pauses.names,
-            refusal=self._refusal, limits=self._limits,
+            refusal=self._refusal, limits=self._admission.limits,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -540,12 +537,9 @@ class Backburner(EnqueueMethods):
             )
             for name, config in self.queue_configs.items()
         ]
-        stats = ExecutorStats.of(queues, self._periodic.stats())
-        if self._journal is not None:
-            stats = dataclasses.replace(stats, journal=self._journal.stats())
-        if self._limits is not None:
-            stats = dataclasses.replace(stats, limits=self._limits.stats())
-        return stats
+        journal = None if self._journal is None else self._journal.stats()
+        limits = () if self._admission.limits is None else self._admission.limits.stats()
+        return ExecutorStats.of(queues, self._periodic.stats(), journal, limits)
 
     def queues(self) -> Mapping[str, Queue]:
         """The open queues by name (empty before ``open()``): for looking inside, read-only."""

@@ -131,9 +131,13 @@ class ExecutorStats:
 
     @classmethod
     def of(
-        cls, queues: list[QueueStats], periodic: tuple[PeriodicStats, ...] = ()
+        cls,
+        queues: list[QueueStats],
+        periodic: tuple[PeriodicStats, ...] = (),
+        journal: JournalStats | None = None,
+        limits: tuple[LimitStats, ...] = (),
     ) -> ExecutorStats:
-        """Sum the queues' snapshots into a total."""
+        """Sum the queues' snapshots into a total; the journal's and the limits' beside."""
         fields = (
             "workers",
             "busy",
@@ -153,6 +157,8 @@ class ExecutorStats:
             queues={q.name: q for q in queues},
             total=QueueStats(name="total", engine=_engines(queues), **sums),
             periodic=periodic,
+            journal=journal,
+            limits=limits,
         )
 
     def as_dict(self) -> dict[str, Any]:
