@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,67 @@ async def test_a_retry_gives_its_slot_back_while_it_waits_and_passes_the_limit_a
         await first
     assert calls == ["flaky", "other", "flaky"]
     assert first.attempt == 2
+
+
+async def test_a_timed_out_sync_job_gives_its_limits_back_so_its_retry_can_start() -> None:
+    clock = ManualClock()
+    release = threading.Event()
+    attempts: list[int] = []
+
+    @job(limits=[ConcurrencyLimit(1)], timeout=5, retries=1, backoff=1, jitter=0)
+    def stuck() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            release.wait(60)  # its thread runs on past the timeout
+        return "second"
+
+    try:
+        async with Backburner(workers=2, clock=clock) as bg:
+            handle = bg.enqueue(stuck)
+            while not attempts:
+                await asyncio.sleep(0.001)
+            clock.advance(5)  # the first attempt times out; its retry is due a second later
+            await settle()
+            assert handle.status is JobStatus.RETRYING
+            release.set()  # its thread returns: its worker slot is free again
+            while bg.stats().queues["default"].busy:
+                await asyncio.sleep(0.001)
+            clock.advance(1)
+            assert await handle == "second"  # it passed its limit again: no token leaked
+    finally:
+        release.set()
+
+
+async def test_cancelling_a_limited_job_waiting_for_a_worker_lets_the_next_of_its_key_go() -> None:
+    gate = Gate()
+    limit = ConcurrencyLimit(1, key=lambda n: "k")
+
+    async def work(n: int) -> int:
+        return n
+
+    async with Backburner(workers=1) as bg:
+        bg.enqueue(gate.hold)  # the only worker is busy
+        await gate.started.wait()
+        waiting = bg.options(limits=[limit]).enqueue(work, 1)  # its token taken, no worker
+        held = bg.options(limits=[limit]).enqueue(work, 2)
+        assert (waiting.status, held.status) == (JobStatus.PENDING, JobStatus.BLOCKED)
+        assert waiting.cancel()
+        assert held.status is JobStatus.PENDING
+        gate.opened.set()
+        assert await held == 2
+
+
+async def test_aenqueue_of_a_limited_job_returns_it_held() -> None:
+    gate = Gate()
+    limit = ConcurrencyLimit(1)
+    async with Backburner() as bg:
+        first = await bg.options(limits=[limit]).aenqueue(gate.hold)
+        await gate.started.wait()
+        second = await bg.options(limits=[limit]).aenqueue(_echo, 2)
+        assert second.status is JobStatus.BLOCKED
+        gate.opened.set()
+        await first
+        assert await second == 2
 
 
 # RateLimit.

@@ -456,6 +456,11 @@ class JobQueue:
             self._running.discard(job)
             if job.done():
                 job.context = None  # type: ignore[assignment]  # let its context values go
+            if job.options.limits:  # its tokens back first: a job of its key may start next
+                # (A timed-out sync job's too, though its thread runs on: its attempt has
+                # ended, and its retry must find its tokens free.)
+                assert self._limits is not None
+                self._limits.release(job)
             if deadline is not None:
                 deadline.cancel()
                 timed_out = job in self._timed_out
@@ -464,9 +469,6 @@ class JobQueue:
                     # A timed-out sync job's thread runs on: its slot stays taken until then.
                     self._held_slots.add(job)
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
-            if job.options.limits:  # its tokens back first: a job of its key may start next
-                assert self._limits is not None
-                self._limits.release(job)
             self._free_slot()
 
     def _succeeded(self, job: Job[Any], result: Any) -> None:
