@@ -184,26 +184,27 @@ async def test_a_retry_gives_its_slot_back_while_it_waits_and_passes_the_limit_a
 async def test_a_timed_out_sync_job_gives_its_limits_back_so_its_retry_can_start() -> None:
     clock = ManualClock()
     release = threading.Event()
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
     attempts: list[int] = []
 
     @job(limits=[ConcurrencyLimit(1)], timeout=5, retries=1, backoff=1, jitter=0)
     def stuck() -> str:
         attempts.append(1)
         if len(attempts) == 1:
+            loop.call_soon_threadsafe(started.set)
             release.wait(60)  # its thread runs on past the timeout
         return "second"
 
     try:
         async with Backburner(workers=2, clock=clock) as bg:
             handle = bg.enqueue(stuck)
-            while not attempts:
-                await asyncio.sleep(0.001)
+            await started.wait()
             clock.advance(5)  # the first attempt times out; its retry is due a second later
             await settle()
             assert handle.status is JobStatus.RETRYING
-            release.set()  # its thread returns: its worker slot is free again
-            while bg.stats().queues["default"].busy:
-                await asyncio.sleep(0.001)
+            release.set()
+            await bg.join()  # its thread has returned: its worker slot is free again
             clock.advance(1)
             assert await handle == "second"  # it passed its limit again: no token leaked
     finally:

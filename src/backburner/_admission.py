@@ -25,7 +25,7 @@ from typing import Any
 from ._clock import Clock
 from ._errors import DuplicateJob, JournalError
 from ._job import Job
-from ._limits import Limits, make_ticket
+from ._limits import Limits, keys_of
 from ._ports import JobStore, Queue
 from ._scheduler import Scheduler
 from ._status import JobStatus
@@ -77,8 +77,9 @@ class Admission:
         """
         queue.check(job, run_at)  # what the queue (an engine) can never take: before anything
         options = job.options
+        keys = None
         if options.limits or options.debounce is not None:
-            run_at = self._special(job, run_at)
+            run_at, keys = self._special(job, run_at)
         store = None if stored else self.store
         record = None if store is None else store.check(job, run_at)
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
@@ -96,6 +97,9 @@ class Admission:
             self.unique.release(job)
             raise
         try:
+            if keys is not None:
+                assert self.limits is not None
+                self.limits.register(job, keys)  # what its limits count it under, till it ends
             if run_at is None:
                 if options.limits:
                     queue.submit_limited(job)
@@ -119,8 +123,7 @@ class Admission:
         queue.check(job, None)
         if job.options.debounce is not None:  # it waits for its time: nothing to wait for
             return self.admit(job, queue)
-        if job.options.limits:
-            self._special(job, None)
+        keys = self._special(job, None)[1] if job.options.limits else None
         store = self.store
         record = None if store is None else store.check(job, None)
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
@@ -135,6 +138,9 @@ class Admission:
             self._take_back(job, store, wait=False)
             raise
         try:
+            if keys is not None:
+                assert self.limits is not None
+                self.limits.register(job, keys)
             if loop is asyncio.get_running_loop():
                 await queue.asubmit(job)
             else:  # awaited on another event loop: the job waits for room on its queue's
@@ -146,9 +152,12 @@ class Admission:
             raise
         return job
 
-    def _special(self, job: Job[Any], run_at: float | None) -> float | None:
-        """A limited or debounced job's checks and keys; returns when it is due."""
+    def _special(
+        self, job: Job[Any], run_at: float | None
+    ) -> tuple[float | None, tuple[str | None, ...] | None]:
+        """A limited or debounced job's checks; returns when it is due and its limits' keys."""
         options = job.options
+        keys = None
         if options.limits:
             host = [limit.name for limit in options.limits if limit.scope == "host"]
             if host and self.store is None:
@@ -163,7 +172,7 @@ class Admission:
                     f"starts across the processes sharing the journal is still to be built. "
                     f"Drop scope='host' (each process then counts its own)"
                 )
-            make_ticket(job)
+            keys = keys_of(job)
         if options.debounce is not None:
             if self.store is not None:
                 raise ValueError(
@@ -172,10 +181,12 @@ class Admission:
                 )
             if run_at is None:
                 run_at = self.clock.now() + options.debounce
-        return run_at
+        return run_at, keys
 
     def _take_back(self, job: Job[Any], store: JobStore | None, *, wait: bool) -> None:
         """Undo an admission that a later step refused: free the key, delete the row."""
         self.unique.release(job)
+        if job.options.limits and self.limits is not None:
+            self.limits.forget(job)
         if store is not None:
             store.retract(job, wait=wait)

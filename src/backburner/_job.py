@@ -14,7 +14,6 @@ from contextvars import copy_context
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import JobCancelled
-from ._limitdefs import LimitTicket
 from ._options import DEFAULT_OPTIONS, JobOptions
 from ._status import JobStatus
 
@@ -55,6 +54,10 @@ class JobOwner(Protocol):
 
     def release_unique(self, job: Job[Any]) -> None:
         """Free the job's unique key: it has ended."""
+        ...
+
+    def held_by(self, job: Job[Any]) -> str | None:
+        """The name of the limit holding the job, if one does."""
         ...
 
 
@@ -132,7 +135,6 @@ class Job(Generic[T]):
         "hooks",
         "is_async",
         "kwargs",
-        "limit_ticket",
         "options",
         "queue",
         "ready_at",
@@ -145,9 +147,6 @@ class Job(Generic[T]):
     #: Wall time a job with a ``run_at`` became ready to start (its wait for a worker counts
     #: from then). Set only where ``run_at`` is, so never on a plain job's path.
     ready_at: float
-    #: A limited job's keys and the limit holding it (``_limits``): set at admission, only on
-    #: jobs whose options have ``limits``, so never on a plain job's path.
-    limit_ticket: LimitTicket
 
     def __init__(
         self,
@@ -221,11 +220,9 @@ class Job(Generic[T]):
     @property
     def held_by(self) -> str | None:
         """The name of the limit holding the job (``blocked`` or ``throttled``), else None."""
-        ticket = getattr(self, "limit_ticket", None)
-        if ticket is None or ticket.held_by is None or not self._status.held:
+        if not self._status.held or self._owner is None:
             return None
-        name: str = ticket.held_by.name
-        return name
+        return self._owner.held_by(self)
 
     def done(self) -> bool:
         """True once the job has reached an end state."""

@@ -19,6 +19,7 @@ import itertools
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ._job import Job
@@ -27,9 +28,10 @@ from ._scheduler import Scheduler
 from ._stats import LimitStats
 from ._status import JobStatus
 
-__all__ = ["Limits", "make_ticket"]
+__all__ = ["Limits", "keys_of"]
 
 _BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
+_Admitted = tuple[Job[Any], Callable[[Job[Any]], None]]
 # Every this many entries, buckets with nothing left in them are dropped (keys seen once).
 _SWEEP_EVERY = 1024
 
@@ -67,12 +69,11 @@ class _LimitState:
         self.backoff_until = 0.0  # a Snooze(limit=...) holds every job of the limit till then
 
 
-def make_ticket(job: Job[Any]) -> None:
-    """Compute a limited job's keys from its arguments (raising at the call site if a key
-    function fails) and give it its ticket."""
+def keys_of(job: Job[Any]) -> tuple[str | None, ...]:
+    """A limited job's keys, one per limit, from its arguments (raising at the call site if a
+    key function fails)."""
     fn, args, kwargs = job.fn, job.args, job.kwargs or {}
-    keys = tuple([limit.key_for(fn, args, kwargs) for limit in job.options.limits])
-    job.limit_ticket = LimitTicket(keys, _unset_admit)
+    return tuple([limit.key_for(fn, args, kwargs) for limit in job.options.limits])
 
 
 def _unset_admit(job: Any) -> None:  # pragma: no cover - the queue sets it before use
@@ -87,14 +88,36 @@ class Limits:
         self._clock = scheduler.clock
         self._lock = threading.Lock()
         self._states: dict[Limit, _LimitState] = {}
+        # Each limited job's ticket, from admission until it ends (kept here, not on the job:
+        # a plain job pays not even a slot for limits).
+        self._tickets: dict[Job[Any], LimitTicket] = {}
         self._entries = 0
         self._closed = False  # from shutdown's take_held on: nothing more is let go
 
     # Entering and leaving: any thread.
 
-    def enter(self, job: Job[Any]) -> bool:
-        """Take the job's tokens and return True, or hold it (blocked or throttled)."""
+    def register(self, job: Job[Any], keys: tuple[str | None, ...]) -> None:
+        """Admission: the job counts under these keys (one per limit) until it ends."""
         with self._lock:
+            self._tickets[job] = LimitTicket(keys, _unset_admit)
+
+    def forget(self, job: Job[Any]) -> None:
+        """Admission took the job back: it never entered."""
+        with self._lock:
+            self._tickets.pop(job, None)
+
+    def held_by(self, job: Job[Any]) -> str | None:
+        """The name of the limit holding ``job`` now, or None."""
+        with self._lock:
+            ticket = self._tickets.get(job)
+            held_by = None if ticket is None or not job.status.held else ticket.held_by
+            return None if held_by is None else held_by.name
+
+    def enter(self, job: Job[Any], admit: Callable[[Job[Any]], None]) -> bool:
+        """Take the job's tokens and return True, or hold it (blocked or throttled) until its
+        limits let it go, then ``admit(job)`` (its queue's)."""
+        with self._lock:
+            self._tickets[job].admit = admit
             self._entries += 1
             if self._entries % _SWEEP_EVERY == 0:
                 self._sweep()
@@ -106,13 +129,17 @@ class Limits:
 
     def release(self, job: Job[Any]) -> None:
         """The job's attempt ended (or it was cancelled): give its tokens back."""
-        admitted: list[Job[Any]] = []
+        admitted: list[_Admitted] = []
         with self._lock:
-            ticket = job.limit_ticket
+            ticket = self._tickets.get(job)
+            if ticket is None:
+                return
+            if job.done():
+                del self._tickets[job]  # it has ended: nothing more to count it under
             if not ticket.holding:
                 return
             ticket.holding = False
-            self._stamp(job)  # cancelled before it started: it counts as a start now
+            self._stamp(ticket)  # cancelled before it started: it counts as a start now
             for limit, key in zip(job.options.limits, ticket.keys, strict=True):
                 if isinstance(limit, ConcurrencyLimit):
                     state = self._states[limit]
@@ -125,10 +152,12 @@ class Limits:
     def started(self, job: Job[Any]) -> None:
         """The job's attempt starts now: its rate windows count it from now on."""
         with self._lock:
-            self._stamp(job)
+            ticket = self._tickets.get(job)
+            if ticket is not None and ticket.reserved:
+                self._stamp(ticket)
 
-    def _stamp(self, job: Job[Any]) -> None:
-        reserved, job.limit_ticket.reserved = job.limit_ticket.reserved, ()
+    def _stamp(self, ticket: LimitTicket) -> None:
+        reserved, ticket.reserved = ticket.reserved, ()
         if not reserved:
             return
         now = self._clock.now()
@@ -145,9 +174,9 @@ class Limits:
             if not job.status.held:
                 return False
             job.try_cancel_waiting()  # left in its bucket's deque: skipped when reached
-            held_by = job.limit_ticket.held_by
-            if held_by is not None:
-                self._states[held_by].held -= 1
+            ticket = self._tickets.pop(job)
+            if ticket.held_by is not None:
+                self._states[ticket.held_by].held -= 1
             return True
 
     def back_off(self, limit: Limit, until: float) -> None:
@@ -171,6 +200,7 @@ class Limits:
                             keep.append(job)
                         elif job.try_cancel_waiting() is not None:
                             state.held -= 1
+                            self._tickets.pop(job, None)
                             taken.append(job)
                     bucket.held = keep
                     if bucket.timer is not None and not keep:
@@ -222,7 +252,7 @@ class Limits:
     ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
         """Take a token of each of the job's limits, or return the first that refuses:
         (its state, its bucket, the status to hold the job as, when to look again)."""
-        ticket = job.limit_ticket
+        ticket = self._tickets[job]
         now = self._clock.now()
         found = []
         for limit, key in zip(job.options.limits, ticket.keys, strict=True):
@@ -266,7 +296,7 @@ class Limits:
         when: float | None,
     ) -> None:
         job.hold(status)
-        job.limit_ticket.held_by = state.limit
+        self._tickets[job].held_by = state.limit
         if bucket.held is _NO_JOBS:
             bucket.held = deque()
         bucket.held.append(job)
@@ -290,9 +320,10 @@ class Limits:
             admitted = [] if self._closed else self._drain(state, bucket)
         _admit_all(admitted)
 
-    def _drain(self, state: _LimitState, bucket: _Bucket) -> list[Job[Any]]:
-        """Let the bucket's held jobs go, oldest first, while its limits allow."""
-        admitted = []
+    def _drain(self, state: _LimitState, bucket: _Bucket) -> list[_Admitted]:
+        """Let the bucket's held jobs go, oldest first, while its limits allow; returns them
+        with their queue's way in, to call once the lock is let go."""
+        admitted: list[_Admitted] = []
         held = bucket.held
         while held:
             job = held[0]
@@ -313,8 +344,9 @@ class Limits:
             state.held -= 1
             if refused is None:
                 job.unhold()
-                job.limit_ticket.held_by = None
-                admitted.append(job)
+                ticket = self._tickets[job]
+                ticket.held_by = None
+                admitted.append((job, ticket.admit))
             else:  # another of its limits holds it now
                 self._hold(job, *refused)
         return admitted
@@ -354,9 +386,9 @@ def _refusal(
     return None
 
 
-def _admit_all(jobs: list[Job[Any]]) -> None:
-    for job in jobs:
-        job.limit_ticket.admit(job)
+def _admit_all(admitted: list[_Admitted]) -> None:
+    for job, admit in admitted:
+        admit(job)
 
 
 def _stats_of(state: _LimitState, now: float) -> LimitStats:

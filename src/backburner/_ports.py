@@ -87,6 +87,10 @@ class Queue(Protocol):
         """Free the unique key of a job of this queue that ended."""
         ...
 
+    def held_by(self, job: Job[Any]) -> str | None:
+        """The name of the limit holding a job of this queue, if one does."""
+        ...
+
     # Lifecycle: loop thread.
 
     def start(self) -> None:

@@ -267,12 +267,11 @@ class JobQueue:
         but is not in the deque, so it holds no worker and jobs behind it start.
         """
         assert self._limits is not None
-        job.limit_ticket.admit = self._to_pending
         with self._lock:  # (the gate's lock is taken inside a queue's, never the other way)
             if self._waiting - (self.workers - self._busy) >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
-            if not self._limits.enter(job):
+            if not self._limits.enter(job, self._to_pending):
                 return  # held: its limit hands it to _to_pending when it lets it go
             self._pending.append(job)
             if not self._dispatching:
@@ -429,7 +428,7 @@ class JobQueue:
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
-        if job.options.limits and job.limit_ticket.reserved:  # rate windows count its start
+        if job.options.limits:  # its rate windows count it from its start
             assert self._limits is not None
             self._limits.started(job)
         try:
@@ -628,6 +627,10 @@ class JobQueue:
     def release_unique(self, job: Job[Any]) -> None:
         """Free the key of a unique job that ended."""
         self._host.release_unique(job)
+
+    def held_by(self, job: Job[Any]) -> str | None:
+        """The name of the limit holding ``job``, if one does. Any thread."""
+        return None if self._limits is None else self._limits.held_by(job)
 
     # Cancellation: any thread.
 

@@ -417,6 +417,10 @@ class RemoteQueue:
     def release_unique(self, job: Job[Any]) -> None:
         """Nothing to free: a remote queue refuses unique jobs at enqueue."""
 
+    def held_by(self, job: Job[Any]) -> str | None:
+        """No limit holds a job here: a remote queue refuses limited jobs at enqueue."""
+        return None
+
     # Shutdown: loop thread only.
 
     def stop_accepting_waiters(self) -> None:
