@@ -94,7 +94,8 @@ async def test_one_key_with_a_hundred_waiting_never_occupies_more_than_one_worke
             bg.options(limits=[limit]).enqueue(work, bg)
         stats = bg.stats()
         assert stats.limits[0].held == 100
-        assert stats.queues["default"].busy == 1
+        default = stats.queues["default"]
+        assert (default.busy, default.pending, default.held) == (1, 100, 100)
         await bg.join()
     assert len(busy) == 101
     assert max(busy) == 1
@@ -659,6 +660,8 @@ async def test_the_dashboard_lists_limits_and_held_jobs_and_a_job_page_names_its
             page = (await client.get("/", auth=("a", "pw"))).text
             assert "one-at-a-time" in page
             assert held.id in page
+            pending = (await client.get("/api/pending", auth=("a", "pw"))).json()
+            assert (pending["total"], pending["jobs"]) == (0, [])  # held: listed apart
             job_page = (await client.get(f"/jobs/{held.id}", auth=("a", "pw"))).text
             assert "Held by" in job_page
             assert "blocked" in job_page

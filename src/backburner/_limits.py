@@ -91,6 +91,7 @@ class Limits:
         # Each limited job's ticket, from admission until it ends (kept here, not on the job:
         # a plain job pays not even a slot for limits).
         self._tickets: dict[Job[Any], LimitTicket] = {}
+        self._held_in: dict[str, int] = {}  # held jobs by queue name
         self._entries = 0
         self._closed = False  # from shutdown's take_held on: nothing more is let go
 
@@ -177,6 +178,7 @@ class Limits:
             ticket = self._tickets.pop(job)
             if ticket.held_by is not None:
                 self._states[ticket.held_by].held -= 1
+                self._held_in[job.queue] -= 1
             return True
 
     def back_off(self, limit: Limit, until: float) -> None:
@@ -200,6 +202,7 @@ class Limits:
                             keep.append(job)
                         elif job.try_cancel_waiting() is not None:
                             state.held -= 1
+                            self._held_in[queue] -= 1
                             self._tickets.pop(job, None)
                             taken.append(job)
                     bucket.held = keep
@@ -220,6 +223,10 @@ class Limits:
         now = self._clock.now()
         with self._lock:
             return tuple(_stats_of(state, now) for state in self._states.values())
+
+    def held_count(self, queue: str) -> int:
+        """How many of ``queue``'s jobs a limit holds now."""
+        return self._held_in.get(queue, 0)
 
     def held_jobs(self, queue: str | None = None, limit: int | None = None) -> list[Job[Any]]:
         """The jobs a limit holds now (of ``queue``, or all), oldest first, at most ``limit``.
@@ -301,6 +308,7 @@ class Limits:
             bucket.held = deque()
         bucket.held.append(job)
         state.held += 1
+        self._held_in[job.queue] = self._held_in.get(job.queue, 0) + 1
         if when is not None:
             self._arm(state, bucket, when)
 
@@ -342,6 +350,7 @@ class Limits:
                 break
             held.popleft()
             state.held -= 1
+            self._held_in[job.queue] -= 1
             if refused is None:
                 job.unhold()
                 ticket = self._tickets[job]

@@ -803,6 +803,7 @@ class JobQueue:
             cancelled=self._cancelled,
             dead=self._dead,
             paused=self._paused,
+            held=0 if self._limits is None else self._limits.held_count(self.name),
         )
 
     # Steering and inspection (the dashboard's needs): loop thread unless said otherwise.

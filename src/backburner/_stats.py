@@ -85,7 +85,7 @@ class QueueStats:
     workers: int
     busy: int
     idle: int
-    #: Jobs accepted and waiting for a free worker.
+    #: Jobs accepted and waiting for a free worker, ``held`` ones included.
     pending: int
     #: Jobs waiting for their time: delayed ones, and failed ones waiting to retry.
     scheduled: int
@@ -105,6 +105,8 @@ class QueueStats:
     enqueued: int = 0
     sent: int = 0
     send_failed: int = 0
+    #: Of the pending jobs, those a limit holds (blocked or throttled): they hold no worker.
+    held: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
@@ -151,6 +153,7 @@ class ExecutorStats:
             "enqueued",
             "sent",
             "send_failed",
+            "held",
         )
         sums = {field: sum(getattr(q, field) for q in queues) for field in fields}
         return cls(

@@ -61,7 +61,8 @@ def pending_jobs(
     side, so there is no single order across them).
     """
     queues = _queues(executor, queue)
-    counts = [q.stats().pending for q in queues]  # read once: the total and the pages agree
+    # Read once, so the total and the pages agree (held jobs are listed apart: not here).
+    counts = [(s := q.stats()).pending - s.held for q in queues]
     total = sum(counts)
     jobs: list[Job[Any]] = []
     for q, waiting in zip(queues, counts, strict=True):
