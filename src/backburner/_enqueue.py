@@ -171,6 +171,7 @@ class EnqueueMethods:
         on_duplicate: Literal["return", "raise"] = _UNSET,
         limits: Iterable[Limit] = _UNSET,
         debounce: float | None = _UNSET,
+        log_args: bool = _UNSET,
     ) -> Enqueuer:
         """Enqueue with options for these calls: ``bg.options(queue="mail").enqueue(send, to)``.
 
@@ -191,6 +192,7 @@ class EnqueueMethods:
                 ("on_duplicate", on_duplicate),
                 ("limits", limits),
                 ("debounce", debounce),
+                ("log_args", log_args),
             )
             if value is not _UNSET
         }

@@ -65,6 +65,9 @@ class JobOptions:
     #: Seconds (with ``unique``): the job waits this long before it runs, and another
     #: enqueue of its key meanwhile replaces its arguments and starts the wait again.
     debounce: float | None = None
+    #: False: backburner's own log lines (failures, retries, the shutdown report) show the
+    #: call as ``fn(...)``, never its arguments (a password, a token, personal data).
+    log_args: bool = True
     #: Computed: the job takes the queue's guarded path (a timeout or limits to keep).
     guarded: bool = field(init=False, repr=False, compare=False)
     #: Computed: nothing to do at admission but queue it (no key, no limits).
@@ -98,6 +101,8 @@ class JobOptions:
                 f"unique must be a key (str) or a function of the job's arguments returning "
                 f"one, got {self.unique!r}"
             )
+        if not isinstance(self.log_args, bool):
+            raise TypeError(f"log_args must be True or False, got {self.log_args!r}")
         if self.on_duplicate not in ("return", "raise"):
             raise ValueError(f"on_duplicate must be 'return' or 'raise', got {self.on_duplicate!r}")
 
@@ -172,6 +177,7 @@ def job(
     limits: Iterable[Limit] = (),
     debounce: float | None = None,
     name: str | None = None,
+    log_args: bool = True,
 ) -> Callable[[F], F]:
     """Declare a function's job options once, where it is defined.
 
@@ -181,6 +187,7 @@ def job(
     It also registers the function by ``name`` (by default ``module:qualname``), the name a
     journal stores: a journaled executor (``Backburner(journal=...)``) runs only registered
     functions. Give ``name`` to keep it stable when the function moves or is renamed.
+    ``log_args=False`` keeps the job's arguments out of backburner's own log lines.
     """
     options = JobOptions(
         queue=queue,
@@ -194,6 +201,7 @@ def job(
         on_duplicate=on_duplicate,
         limits=limits,  # type: ignore[arg-type]  # any iterable: kept as a tuple
         debounce=debounce,
+        log_args=log_args,
     )
 
     def attach(fn: F) -> F:
