@@ -17,6 +17,7 @@ from backburner import (
     ConcurrencyLimit,
     DuplicateJob,
     JobStatus,
+    QueueConfig,
     RateLimit,
     Snooze,
     job,
@@ -242,6 +243,58 @@ async def test_aenqueue_of_a_limited_job_returns_it_held() -> None:
         gate.opened.set()
         await first
         assert await second == 2
+
+
+async def test_one_limit_holds_jobs_across_queues_and_each_starts_on_its_own_queue() -> None:
+    gate = Gate()
+    shared = ConcurrencyLimit(1)
+    async with Backburner(workers=1, queues={"mail": QueueConfig(workers=1)}) as bg:
+        first = bg.options(limits=[shared]).enqueue(gate.hold)
+        await gate.started.wait()
+        mail = bg.options(limits=[shared], queue="mail").enqueue(_echo, "mail")
+        assert mail.status is JobStatus.BLOCKED
+        assert bg.stats().queues["mail"].held == 1
+        gate.opened.set()
+        await first
+        assert await mail == "mail"
+
+
+async def test_a_paused_queue_keeps_the_jobs_its_limit_lets_go_until_it_resumes() -> None:
+    gate = Gate()
+    limit = ConcurrencyLimit(1)
+    async with Backburner(workers=2) as bg:
+        first = bg.options(limits=[limit]).enqueue(gate.hold)
+        await gate.started.wait()
+        second = bg.options(limits=[limit]).enqueue(_echo, 2)
+        bg.pause("default")
+        gate.opened.set()
+        await first
+        assert second.status is JobStatus.PENDING  # let go by its limit, held by the pause
+        bg.resume("default")
+        assert await second == 2
+
+
+async def test_a_unique_limited_job_returns_its_holder_and_frees_its_key_at_its_end() -> None:
+    gate = Gate()
+    limit = ConcurrencyLimit(1)
+
+    @job(limits=[limit], unique=lambda n: f"n:{n}")
+    async def once(n: int) -> int:
+        if n == 0:
+            await gate.hold()
+        return n
+
+    async with Backburner(workers=2) as bg:
+        blocker = bg.enqueue(once, 0)
+        await gate.started.wait()
+        held = bg.enqueue(once, 1)
+        assert bg.enqueue(once, 1) is held  # the held job holds its key
+        gate.opened.set()
+        await blocker
+        assert await held == 1
+        again = bg.enqueue(once, 1)
+        assert again is not held
+        assert await again == 1
 
 
 # RateLimit.
