@@ -4,7 +4,7 @@
 a job recovered from a journal and a job for a remote engine all come through here, so every
 one of them gets the same sequence and the same undoing when a step refuses:
 
-0. compute a limited job's keys (``_limits.make_ticket``): a key function that fails raises
+0. compute a limited job's keys (``keys_of``): a key function that fails raises
    here, at the call site;
 1. claim the job's unique key (a live job holding it is returned, or ``DuplicateJob``; a
    debounced job still waiting takes the new arguments and waits again instead);
