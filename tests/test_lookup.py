@@ -415,4 +415,5 @@ async def test_a_kept_job_holds_neither_its_context_nor_its_task() -> None:
         for handle in jobs:
             await handle
         await bg.join()  # (each job's task ends right after the job is woken)
-        assert [(handle.context, handle.task) for handle in jobs] == [(None, None)] * 3
+        held = [(handle.context, handle.task) for handle in jobs]
+        assert held == [(None, None)] * 3  # type: ignore[comparison-overlap]  # (typed as set)

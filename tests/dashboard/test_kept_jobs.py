@@ -12,7 +12,7 @@ import pytest
 
 from backburner import Backburner, Progress, current_job, job
 from backburner.dashboard import dashboard
-from backburner.dashboard._present import MASK, progress_text
+from backburner.dashboard._present import MASK, Presenter, progress_text
 from backburner.testing import ManualClock
 
 from ..jobs import Gate, echo
@@ -129,3 +129,14 @@ async def test_an_expired_jobs_page_says_expired_then_it_is_not_found() -> None:
 def test_show_results_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="show_results must be a bool, got 1"):
         dashboard(auth=AUTH, show_results=1)  # type: ignore[arg-type]
+
+
+async def test_a_snapshot_is_shown_with_every_field_a_job_is_shown_with() -> None:
+    # The job page and its script read the same fields whichever way the job was found.
+    async with Backburner() as bg:
+        done = bg.enqueue(echo, "x")
+        await done
+        presenter = Presenter((), None)
+        info = await bg.lookup(done.id)
+    assert info is not None
+    assert presenter.info(info).keys() == presenter.job(done, in_failures=False, detail=True).keys()

@@ -50,7 +50,13 @@ _PROGRESS_CHARS = 200  # a progress report, its message included
 # What a job page shows for the arguments of a job known only by its snapshot.
 _NOT_KEPT = "(not kept once the job ended)"
 _TRACEBACK_CHARS = 20_000
-_CANCELLABLE = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
+_CANCELLABLE = (
+    JobStatus.PENDING,
+    JobStatus.BLOCKED,
+    JobStatus.THROTTLED,
+    JobStatus.SCHEDULED,
+    JobStatus.RETRYING,
+)
 
 _builtin_repr = repr  # (a name of its own: the tests watch what it is given)
 
@@ -185,6 +191,8 @@ class Presenter:
                 self._text(job, _error_line(exc, 10 * _ERROR_CHARS), secrets), _ERROR_CHARS
             ),
             "in_failures": in_failures,
+            # The limit that holds a blocked or throttled job, else None.
+            "held_by": None if job.held_by is None else truncate(job.held_by, _NAME_CHARS),
             "can_cancel": status in _CANCELLABLE or (status is JobStatus.RUNNING and job.is_async),
             "progress": self._progress(job, secrets),
         }
@@ -221,6 +229,7 @@ class Presenter:
             "args": [_NOT_KEPT],
             "error": None,
             "in_failures": False,
+            "held_by": None,
             "can_cancel": False,
             "progress": None,
             "traceback": None,
