@@ -33,15 +33,25 @@ def _bytes_per_job(bg: Backburner) -> float:
     return (grown - JOBS * 8) / JOBS  # less the test's own list of handles
 
 
-async def test_a_waiting_plain_job_holds_at_most_320_bytes() -> None:
-    # Its handle (a Job of 19 slots), its context copy, its two timestamps' objects and its
+async def test_a_waiting_plain_job_holds_at_most_290_bytes() -> None:
+    # Its handle (a Job of 19 slots), its context copy, its enqueue time's float and its
     # place in the deque: fields few jobs set (a given id, a key, hooks, a timer, awaiters)
-    # live in a record only those jobs get.
+    # live in a record only those jobs get, and its id's number is drawn when first asked.
     gate = Gate()
     async with Backburner(workers=1, max_pending=JOBS) as bg:
         bg.enqueue(gate.hold)
         await gate.started.wait()
         try:
-            assert _bytes_per_job(bg) <= 320
+            assert _bytes_per_job(bg) <= 290
         finally:
             gate.opened.set()
+
+
+async def test_a_jobs_id_is_drawn_once_whoever_asks_first() -> None:
+    async with Backburner() as bg:
+        first, second = bg.enqueue(noop), bg.enqueue(noop)
+        later = second.id  # asked first: numbered first
+        assert first.id != later
+        assert second.id == later
+        await bg.join()
+        assert second.id == later  # and kept once the job ended

@@ -28,8 +28,11 @@ T = TypeVar("T")
 
 # Job ids are "<process tag>-<sequence>": unique within the process, and (the tag being random)
 # across the processes of one deployment, cheap to make, and short enough to read in a log line.
+# The number is drawn when the id is first asked for, under this lock (two threads may ask at
+# once): most jobs are never asked, and a waiting job then holds no number (32 bytes an int).
 _PROCESS_TAG = f"{os.getpid():x}{secrets.token_hex(2)}"
 _sequence = itertools.count(1)
+_sequence_lock = threading.Lock()
 
 _arg_repr = reprlib.Repr()
 _arg_repr.maxstring = 40
@@ -173,7 +176,7 @@ class Job(Generic[T]):
         hooks: JobHooks | None = None,
         job_id: str | None = None,
     ) -> None:
-        self._seq = next(_sequence)
+        self._seq: int | None = None  # drawn by `id`, when first asked for
         # A given id, a unique key, hooks: kept aside (see _Rare); a plain job has none.
         self._rare: _Rare | None = None
         if job_id is not None or unique_key is not None or hooks is not None:
@@ -261,11 +264,20 @@ class Job(Generic[T]):
         """A short id, unique across the processes of a deployment, used in every log line.
 
         Made when first asked for (most jobs are never asked), or given: a job a journal
-        recovered keeps the id it had.
+        recovered keeps the id it had. Ids are numbered in the order they are first asked
+        for, which for most code is the order of enqueueing (a journal asks at once).
         """
         rare = self._rare
         given = None if rare is None else rare.given_id
-        return given or f"{_PROCESS_TAG}-{self._seq}"
+        if given:
+            return given
+        seq = self._seq
+        if seq is None:
+            with _sequence_lock:
+                seq = self._seq
+                if seq is None:
+                    seq = self._seq = next(_sequence)
+        return f"{_PROCESS_TAG}-{seq}"
 
     @property
     def name(self) -> str:
