@@ -340,7 +340,7 @@ class JobQueue:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
-            if job.status is _RUNNING:
+            if job._status is _RUNNING:  # (a friend: no property call on every job's path)
                 self._processed += 1
                 job.succeed(result)
                 now = job.finished_at  # the successor starts now: one clock read saved
@@ -348,7 +348,7 @@ class JobQueue:
                 self._host.late_end(job, None)
         finally:
             self._running.discard(job)
-            if job.done():
+            if now is not None or job.done():  # (it succeeded if `now` is set)
                 job.context = None  # type: ignore[assignment]  # let its context values go
             self._free_slot(now)
 
