@@ -33,8 +33,8 @@ def _bytes_per_job(bg: Backburner) -> float:
     return (grown - JOBS * 8) / JOBS  # less the test's own list of handles
 
 
-async def test_a_waiting_plain_job_holds_at_most_276_bytes() -> None:
-    # Its handle (a Job of 18 slots), its context copy, its enqueue time's float and its
+async def test_a_waiting_plain_job_holds_at_most_284_bytes() -> None:
+    # Its handle (a Job of 19 slots), its context copy, its enqueue time's float and its
     # place in the deque: fields few jobs set (a given id, a key, hooks, a timer, awaiters)
     # live in a record only those jobs get, and its id's number is drawn when first asked.
     gate = Gate()
@@ -42,7 +42,7 @@ async def test_a_waiting_plain_job_holds_at_most_276_bytes() -> None:
         bg.enqueue(gate.hold)
         await gate.started.wait()
         try:
-            assert _bytes_per_job(bg) <= 276
+            assert _bytes_per_job(bg) <= 284
         finally:
             gate.opened.set()
 
