@@ -61,6 +61,10 @@ EXPORTS = {
     "ShuttingDown",
     "background",
     "queue_full_handler",
+    "ConcurrencyLimit",
+    "RateLimit",
+    "Snooze",
+    "LimitStats",
 }
 
 
