@@ -58,6 +58,8 @@ EXPORTS = {
     "QueueStats",
     "ShutdownReport",
     "ShuttingDown",
+    "YieldStats",
+    "YieldToRequests",
     "background",
     "queue_full_handler",
 }

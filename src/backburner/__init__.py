@@ -32,6 +32,7 @@ from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
 from ._ports import Engine as Engine
+from ._pressure import YieldToRequests as YieldToRequests
 from ._proxy import BackgroundProxy as BackgroundProxy
 from ._proxy import background as background
 from ._settings import BackburnerSettings as BackburnerSettings
@@ -41,6 +42,7 @@ from ._stats import ExecutorStats as ExecutorStats
 from ._stats import JournalStats as JournalStats
 from ._stats import PeriodicStats as PeriodicStats
 from ._stats import QueueStats as QueueStats
+from ._stats import YieldStats as YieldStats
 from ._status import JobStatus as JobStatus
 
 __all__ = [
@@ -72,6 +74,8 @@ __all__ = [
     "QueueStats",
     "ShutdownReport",
     "ShuttingDown",
+    "YieldStats",
+    "YieldToRequests",
     "background",
     "job",
     "queue_full_handler",

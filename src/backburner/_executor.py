@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import logging
 import types
@@ -45,6 +44,7 @@ from ._options import options_of
 from ._outcomes import ErrorHook, Outcomes
 from ._periodic import Periodic, PeriodicJobs
 from ._ports import Engine, Queue
+from ._pressure import Yielding
 from ._queue import JobQueue
 from ._scheduler import Scheduler
 from ._settings import QueueConfig, Settings
@@ -92,11 +92,8 @@ class Backburner(EnqueueMethods):
     def __init__(self, **settings: Unpack[BackburnerSettings]) -> None:
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
-        The keywords are ``BackburnerSettings``: ``workers``, ``max_pending``, ``queues``,
-        ``shutdown_timeout``, ``cancel_grace``, ``on_error``, ``keep_failed``, ``periodic``,
-        ``max_scheduled``, ``clock``, ``loop_lag_warning``, ``platform_grace``,
-        ``server_shutdown_timeout``, ``journal``, ``durability``, ``engine``; each is
-        described there. A bad value or an unknown keyword raises here, saying why.
+        The keywords are ``BackburnerSettings`` (``workers``, ``max_pending``, ``queues``...),
+        each described there. A bad value or an unknown keyword raises here, saying why.
         """
         checked = Settings.check(settings)
         self.queue_configs: Mapping[str, QueueConfig] = checked.queue_configs
@@ -118,6 +115,8 @@ class Backburner(EnqueueMethods):
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
+        #: Starts fewer jobs while requests are pressed (``yield_to_requests``; else idle).
+        self.yielding = Yielding(checked.yield_to_requests, self.clock)
         self._lag: LagMonitor | None = None
         self._journal: Journal | None = None
         self._state_now = _State.CREATED
@@ -269,6 +268,7 @@ class Backburner(EnqueueMethods):
         assert self.loop is not None
         self._periodic.start(self.scheduler)
         self.history.start(self.clock, self.loop, self._queues.values)
+        self.yielding.start(self.loop, self._queues.values)
         logger.info(
             "started, queues %s%s",
             ", ".join(
@@ -308,6 +308,7 @@ class Backburner(EnqueueMethods):
         queues = list(self._queues.values())
         self._periodic.stop()
         self.history.stop()
+        self.yielding.stop()  # every worker back: the drain needs them
         if was_running:
             logger.info(
                 "draining %d jobs (shutdown_timeout=%.1fs)",
@@ -537,10 +538,8 @@ class Backburner(EnqueueMethods):
             )
             for name, config in self.queue_configs.items()
         ]
-        stats = ExecutorStats.of(queues, self._periodic.stats())
-        if self._journal is not None:
-            stats = dataclasses.replace(stats, journal=self._journal.stats())
-        return stats
+        journal = None if self._journal is None else self._journal.stats()
+        return ExecutorStats.of(queues, self._periodic.stats(), journal, self.yielding.stats())
 
     def queues(self) -> Mapping[str, Queue]:
         """The open queues by name (empty before ``open()``): for looking inside, read-only."""

@@ -23,6 +23,7 @@ from ._lag import check_lag_threshold
 from ._outcomes import ErrorHook
 from ._periodic import Periodic
 from ._ports import Engine
+from ._pressure import YieldToRequests, check_yield_setting
 
 __all__ = ["BackburnerSettings", "QueueConfig", "Settings", "check_engine"]
 
@@ -84,6 +85,12 @@ class BackburnerSettings(TypedDict, total=False):
     """A remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every queue without an
     engine of its own (``QueueConfig(engine=...)``) sends its jobs to, to run on the engine's
     workers in other processes."""
+    yield_to_requests: bool | YieldToRequests
+    """[False] True (or ``YieldToRequests(target_lag=..., target_latency=..., floor=...)``):
+    while requests feel the process is busy (the event loop runs late, or requests are slow
+    to answer), each queue starts fewer jobs, down to ``floor``, and gets its workers back
+    when the pressure goes. Running jobs are never cancelled. The request latency is what
+    ``BackburnerMiddleware`` sees; the loop's lag is watched either way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,7 @@ class Settings:
     server_shutdown_timeout: float | Auto
     journal_config: JournalConfig | None
     engine: Engine | None
+    yield_to_requests: YieldToRequests | None
 
     @classmethod
     def check(cls, given: Mapping[str, Any]) -> Settings:
@@ -166,6 +174,7 @@ class Settings:
             server_shutdown_timeout=check_server_timeout(settings["server_shutdown_timeout"]),
             journal_config=journal,
             engine=engine,
+            yield_to_requests=check_yield_setting(settings["yield_to_requests"]),
         )
 
 
@@ -186,6 +195,7 @@ _DEFAULTS: dict[str, Any] = {
     "journal": None,
     "durability": None,
     "engine": None,
+    "yield_to_requests": False,
 }
 
 

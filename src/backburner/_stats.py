@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExecutorStats", "JournalStats", "PeriodicStats", "QueueStats"]
+__all__ = ["ExecutorStats", "JournalStats", "PeriodicStats", "QueueStats", "YieldStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,26 @@ class JournalStats:
     def healthy(self) -> bool:
         """True while the journal accepts and writes jobs (``problem`` is None)."""
         return self.problem is None
+
+
+@dataclass(frozen=True, slots=True)
+class YieldStats:
+    """Yielding to requests as ``stats().yielding`` shows it (``yield_to_requests=True``)."""
+
+    #: "calm" (every worker in use), "yielding" (requests were pressed at the last decision:
+    #: fewer jobs start) or "recovering" (calm again; workers come back one at a time).
+    state: str
+    #: The last decision's signal, as a multiple of its target: past 1.0, fewer jobs start.
+    pressure: float
+    #: Seconds: the worst loop lag, and the mean time requests took to their response's
+    #: start (None: no request was answered), over the last decision's interval.
+    lag: float
+    latency: float | None
+    #: Each local queue's effective workers: how many of its jobs may run at once now.
+    effective_workers: Mapping[str, int]
+    target_lag: float
+    target_latency: float | None
+    floor: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +120,16 @@ class ExecutorStats:
     periodic: tuple[PeriodicStats, ...] = ()
     #: The journal's lag and rows, for an executor with ``journal=``; else None.
     journal: JournalStats | None = None
+    #: Yielding to requests, for an executor with ``yield_to_requests``; else None.
+    yielding: YieldStats | None = None
 
     @classmethod
     def of(
-        cls, queues: list[QueueStats], periodic: tuple[PeriodicStats, ...] = ()
+        cls,
+        queues: list[QueueStats],
+        periodic: tuple[PeriodicStats, ...] = (),
+        journal: JournalStats | None = None,
+        yielding: YieldStats | None = None,
     ) -> ExecutorStats:
         """Sum the queues' snapshots into a total."""
         fields = (
@@ -125,15 +151,19 @@ class ExecutorStats:
             queues={q.name: q for q in queues},
             total=QueueStats(name="total", engine=_engines(queues), **sums),
             periodic=periodic,
+            journal=journal,
+            yielding=yielding,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The counters as a JSON-ready dict: ``queues``, ``total`` and ``periodic``."""
+        """The counters as a JSON-ready dict: ``queues``, ``total``, ``periodic``, ``journal``
+        and ``yielding``."""
         return {
             "queues": {name: q.as_dict() for name, q in self.queues.items()},
             "total": self.total.as_dict(),
             "periodic": [dataclasses.asdict(p) for p in self.periodic],
             "journal": None if self.journal is None else dataclasses.asdict(self.journal),
+            "yielding": None if self.yielding is None else dataclasses.asdict(self.yielding),
         }
 
 
