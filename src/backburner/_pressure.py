@@ -191,7 +191,9 @@ class Yielding:
                 queue.set_effective_workers(count)
             self._effective[queue.name] = count
             short = short or count < queue.workers
-        self._set_state("yielding" if over else "recovering" if short else "calm")
+        # Yielding from the first cut until the cooldown is over; then giving workers back.
+        pressed = over or now - self._last_over < self.cooldown
+        self._set_state("calm" if not short else "yielding" if pressed else "recovering")
 
     def _set_state(self, state: str) -> None:
         if state == self._state:
@@ -217,7 +219,11 @@ class Yielding:
             pressure=self._pressure,
             lag=self._seen_lag,
             latency=self._seen_latency,
-            effective_workers=dict(self._effective),
+            effective_workers={
+                queue.name: self._effective.get(queue.name, queue.workers)
+                for queue in self._queues()
+                if isinstance(queue, Throttled)
+            },
             target_lag=self.config.target_lag,
             target_latency=self.config.target_latency,
             floor=self.config.floor,

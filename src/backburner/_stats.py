@@ -54,8 +54,8 @@ class JournalStats:
 class YieldStats:
     """Yielding to requests as ``stats().yielding`` shows it (``yield_to_requests=True``)."""
 
-    #: "calm" (every worker in use), "yielding" (requests were pressed at the last decision:
-    #: fewer jobs start) or "recovering" (calm again; workers come back one at a time).
+    #: "calm" (every queue has all its workers), "yielding" (requests were pressed within
+    #: the last second: fewer jobs start) or "recovering" (workers come back one at a time).
     state: str
     #: The last decision's signal, as a multiple of its target: past 1.0, fewer jobs start.
     pressure: float
