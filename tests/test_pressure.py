@@ -62,7 +62,9 @@ class Controlled:
         self.queues = queues
 
     def step(self, lag: float = CALM, *latencies: float) -> None:
-        """One interval in which the loop ran ``lag`` late and these requests were answered."""
+        """One interval in which a request came, the loop ran ``lag`` late, and these requests
+        were answered."""
+        self.yielding.request_arrived()
         self.yielding.lag(lag)
         for seconds in latencies:
             self.yielding.request_answered(seconds)
@@ -180,6 +182,15 @@ async def test_slow_requests_press_when_a_latency_target_is_set() -> None:
     assert stats.latency == pytest.approx(0.155)
     assert stats.pressure == pytest.approx(1.55)
     control.yielding.stop()
+
+
+async def test_the_loops_lag_does_not_press_while_no_request_comes(eight: Controlled) -> None:
+    for _ in range(5):
+        eight.yielding.lag(OVER)  # jobs slow each other down; no request is there to feel it
+        eight.clock.advance(STEP)
+    assert eight.counts() == [8]
+    eight.step(OVER)
+    assert eight.counts() == [4]
 
 
 async def test_slow_requests_do_not_press_without_a_latency_target(eight: Controlled) -> None:
@@ -345,6 +356,7 @@ async def test_the_executor_drives_only_its_local_queues_and_gives_them_back_at_
         queues={"mail": QueueConfig(workers=4)}, workers=2, clock=clock, yield_to_requests=config
     )
     async with bg:
+        bg.yielding.request_arrived()
         bg.yielding.lag(OVER)
         clock.advance(STEP)
         stats = bg.stats().yielding

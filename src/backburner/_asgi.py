@@ -121,7 +121,10 @@ class BackburnerMiddleware:
     ) -> None:
         started = False
         yielding = self.yielding
-        began = time.monotonic() if yielding is not None else 0.0
+        began = 0.0
+        if yielding is not None:
+            yielding.request_arrived()
+            began = time.monotonic()
 
         async def watched_send(message: Message) -> None:
             nonlocal started

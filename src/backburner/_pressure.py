@@ -7,7 +7,9 @@ number of jobs each local queue may *start*:
 
 * two signals: the event loop's lag (a heartbeat on the loop every ``beat`` seconds, and how
   late it runs: what any request waiting for the loop waits too), and the mean time requests
-  took to their response's start (``BackburnerMiddleware`` reports each one);
+  took to their response's start (``BackburnerMiddleware`` reports each one). The lag counts
+  only in an interval in which a request came or was answered: with no request to feel it,
+  jobs slowing each other down is no reason to start fewer of them;
 * every ``interval`` seconds (on the executor's clock) one decision, AIMD like TCP's: the
   pressure is the worse of the two signals as a multiple of its target; past 1, each queue's
   effective workers halve (never below ``floor``); under ``calm`` (a hysteresis band, so a
@@ -130,8 +132,10 @@ class Yielding:
         self.calm = calm
         self._queues: Callable[[], Iterable[object]] = tuple
         self._effective: dict[str, int] = {}
-        # The signals since the last decision: the latest lag, and the requests' sum and count.
+        # The signals since the last decision: the worst lag, requests come, and the answered
+        # ones' time to their response's start (sum and count).
         self._lag = 0.0
+        self._arrived = 0
         self._latency_sum = 0.0
         self._requests = 0
         # What the last decision saw and did.
@@ -152,6 +156,10 @@ class Yielding:
         if seconds > self._lag:
             self._lag = seconds
 
+    def request_arrived(self) -> None:
+        """A request came in (the middleware's report): the loop's lag matters now."""
+        self._arrived += 1
+
     def request_answered(self, seconds: float) -> None:
         """A request took ``seconds`` to its response's start (the middleware's report)."""
         self._latency_sum += seconds
@@ -166,11 +174,12 @@ class Yielding:
         if config is None:
             return
         latency = self._latency_sum / self._requests if self._requests else None
-        pressure = self._lag / config.target_lag
+        felt = self._arrived or self._requests  # no request: nobody felt the lag
+        pressure = self._lag / config.target_lag if felt else 0.0
         if latency is not None and config.target_latency is not None:
             pressure = max(pressure, latency / config.target_latency)
         self._pressure, self._seen_lag, self._seen_latency = pressure, self._lag, latency
-        self._lag, self._latency_sum, self._requests = 0.0, 0.0, 0
+        self._lag, self._arrived, self._latency_sum, self._requests = 0.0, 0, 0.0, 0
         over = pressure > 1.0
         give_back = pressure < self.calm and now - self._last_over >= self.cooldown
         if over:
@@ -240,7 +249,7 @@ class Yielding:
             return
         self._loop, self._queues = loop, queues
         self._effective.clear()
-        self._lag, self._latency_sum, self._requests = 0.0, 0.0, 0
+        self._lag, self._arrived, self._latency_sum, self._requests = 0.0, 0, 0.0, 0
         self._pressure, self._seen_lag, self._seen_latency = 0.0, 0.0, None
         self._state, self._last_over = "calm", -math.inf
         if self.beat is not None:  # (None: the lag is only what `lag()` is told, in tests)

@@ -766,6 +766,7 @@ async def test_the_overview_shows_yielding_to_requests_when_it_is_on() -> None:
     clock = ManualClock()
     config = YieldToRequests(target_lag=0.01)
     async with Backburner(workers=4, clock=clock, yield_to_requests=config) as bg:
+        bg.yielding.request_arrived()
         bg.yielding.lag(0.05)  # five times the target: the next decision halves the workers
         clock.advance(bg.yielding.interval)
         async with _client(dashboard(bg, auth=AUTH)) as client:
