@@ -111,7 +111,10 @@ class Yielding:
     """The AIMD controller over each local queue's effective workers (see the module).
 
     With ``config`` None (``yield_to_requests`` off) it does nothing: ``start`` arms no timer,
-    ``stats`` is None, and the middleware reports no request to it.
+    ``stats`` is None, and the middleware reports no request to it. ``interval``: seconds of
+    the clock between decisions; ``beat``: seconds between heartbeats (None: none, the lag is
+    only what ``lag()`` is told); ``cooldown``: seconds without pressure before a worker comes
+    back; ``calm``: the fraction of the target under which the signals count as calm.
     """
 
     def __init__(
