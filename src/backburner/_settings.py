@@ -89,8 +89,8 @@ class BackburnerSettings(TypedDict, total=False):
     """[False] True (or ``YieldToRequests(target_lag=..., target_latency=..., floor=...)``):
     while requests feel the process is busy (the event loop runs late, or requests are slow
     to answer), each queue starts fewer jobs, down to ``floor``, and gets its workers back
-    when the pressure goes. Running jobs are never cancelled. The request latency is what
-    ``BackburnerMiddleware`` sees; the loop's lag is watched either way."""
+    when the pressure goes. Running jobs are never cancelled. Needs ``BackburnerMiddleware``:
+    it reports the requests, and the loop's lag counts only while requests come."""
 
 
 @dataclass(frozen=True, slots=True)
