@@ -904,6 +904,8 @@ async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c(tmp_path: Path
     assert f"serving on http://127.0.0.1:{port}/" in text
     assert re.search(r"mail catcher: SMTP on 127\.0\.0\.1:\d+", text)
     assert "started, queues default (workers=4" in text
+    # demo_app/logging.json: time, level and logger on every line, and the job it came from.
+    assert re.search(r"(?m)^INFO: +\S+ \S+ backburner \[job -\]: started, queues default", text)
     # The sign-up's reminder, 30 s away by default, is dropped at Ctrl+C, and said so.
     assert re.search(
         r"with 1 unfinished jobs .* 1 scheduled or waiting to retry\):\n"

@@ -38,12 +38,16 @@ for names, floor in (
     ("_ports", PORTS),
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
-        "_shutdown _budget _context _outcomes _find _enqueue _steering _pressure",
+        "_shutdown _budget _context _outcomes _find _enqueue _steering _current _pressure",
         MECHANISMS,
     ),
     ("_journal _engines", FEATURES),
     ("_settings _executor", EXECUTOR),
-    ("__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin", INTEGRATIONS),
+    (
+        "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
+        "prometheus",
+        INTEGRATIONS,
+    ),
 ):
     for name in names.split():
         FLOORS[name] = floor

@@ -77,6 +77,24 @@ def test_the_package_exports_exactly_the_documented_names() -> None:
     assert public == EXPORTS
 
 
+def test_the_operations_modules_export_their_names_each_with_a_docstring() -> None:
+    import backburner.health
+    import backburner.logs
+    import backburner.prometheus
+
+    expected = {
+        backburner.logs: {
+            "FIELDS", "JobContextFilter", "add_job_context", "current_job", "install_fallback"
+        },
+        backburner.health: {"HealthApp", "health_app"},
+        backburner.prometheus: {"BackburnerCollector", "metrics_app"},
+    }  # fmt: skip
+    for module, names in expected.items():
+        assert set(module.__all__) == names, module.__name__
+        for name in names - {"FIELDS"}:
+            assert (getattr(module, name).__doc__ or "").strip(), f"{module.__name__}.{name}"
+
+
 def test_exported_classes_say_they_belong_to_backburner() -> None:
     for name in backburner.__all__:
         obj = getattr(backburner, name)

@@ -168,6 +168,7 @@ class EnqueueMethods:
         timeout: float | None = _UNSET,
         unique: UniqueKey = _UNSET,
         on_duplicate: Literal["return", "raise"] = _UNSET,
+        log_args: bool = _UNSET,
     ) -> Enqueuer:
         """Enqueue with options for these calls: ``bg.options(queue="mail").enqueue(send, to)``.
 
@@ -186,6 +187,7 @@ class EnqueueMethods:
                 ("timeout", timeout),
                 ("unique", unique),
                 ("on_duplicate", on_duplicate),
+                ("log_args", log_args),
             )
             if value is not _UNSET
         }

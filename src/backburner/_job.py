@@ -275,12 +275,17 @@ class Job(Generic[T]):
 
     def describe(self, *, attempt: bool = True) -> str:
         """One line for logs and shutdown reports: id, call with truncated arguments, queue,
-        and the attempt after the first (``attempt=False``: for a line that says it itself)."""
-        parts = [_arg_repr.repr(arg) for arg in self.args]
-        if self.kwargs:
-            parts += [f"{key}={_arg_repr.repr(value)}" for key, value in self.kwargs.items()]
+        and the attempt after the first (``attempt=False``: for a line that says it itself).
+        A job declared ``@job(log_args=False)`` shows its call as ``name(...)``."""
+        if self.options.log_args:
+            parts = [_arg_repr.repr(arg) for arg in self.args]
+            if self.kwargs:
+                parts += [f"{key}={_arg_repr.repr(value)}" for key, value in self.kwargs.items()]
+            call = ", ".join(parts)
+        else:
+            call = "..."
         shown = f" attempt={self.attempt}" if attempt and self.attempt > 1 else ""
-        return f"{self.id} {self.name}({', '.join(parts)}) queue={self.queue!r}{shown}"
+        return f"{self.id} {self.name}({call}) queue={self.queue!r}{shown}"
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.name} queue={self.queue!r} status={self._status.value}>"

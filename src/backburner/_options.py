@@ -58,6 +58,9 @@ class JobOptions:
     unique: UniqueKey = None
     #: What a duplicate gets: the existing job ("return") or a ``DuplicateJob`` error ("raise").
     on_duplicate: Literal["return", "raise"] = "return"
+    #: False: backburner's own log lines (failures, retries, the shutdown report) show the
+    #: call as ``fn(...)``, never its arguments (a password, a token, personal data).
+    log_args: bool = True
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
@@ -84,6 +87,8 @@ class JobOptions:
                 f"unique must be a key (str) or a function of the job's arguments returning "
                 f"one, got {self.unique!r}"
             )
+        if not isinstance(self.log_args, bool):
+            raise TypeError(f"log_args must be True or False, got {self.log_args!r}")
         if self.on_duplicate not in ("return", "raise"):
             raise ValueError(f"on_duplicate must be 'return' or 'raise', got {self.on_duplicate!r}")
 
@@ -134,6 +139,7 @@ def job(
     unique: UniqueKey = None,
     on_duplicate: Literal["return", "raise"] = "return",
     name: str | None = None,
+    log_args: bool = True,
 ) -> Callable[[F], F]:
     """Declare a function's job options once, where it is defined.
 
@@ -143,6 +149,7 @@ def job(
     It also registers the function by ``name`` (by default ``module:qualname``), the name a
     journal stores: a journaled executor (``Backburner(journal=...)``) runs only registered
     functions. Give ``name`` to keep it stable when the function moves or is renamed.
+    ``log_args=False`` keeps the job's arguments out of backburner's own log lines.
     """
     options = JobOptions(
         queue=queue,
@@ -154,6 +161,7 @@ def job(
         timeout=timeout,
         unique=unique,
         on_duplicate=on_duplicate,
+        log_args=log_args,
     )
 
     def attach(fn: F) -> F:

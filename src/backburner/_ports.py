@@ -145,6 +145,10 @@ class Queue(Protocol):
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
         ...
 
+    def problem(self) -> str | None:
+        """Why the queue can no longer do its work (a worker of it ended), or None."""
+        ...
+
 
 class JobStore(Protocol):
     """What durable mode needs of a journal: write a job down before it is queued."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._current import register_runner, thread_job_var
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
@@ -357,6 +358,9 @@ class JobQueue:
                 job.context = None  # type: ignore[assignment]  # let its context values go
             self._free_slot(now)
 
+    # Log records find the job of the current task in this coroutine (see _current.py).
+    register_runner(_run.__code__, "job")
+
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
         hooks = job.hooks  # a journaled job's: its start goes to disk first
@@ -484,6 +488,7 @@ class JobQueue:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
+        context.run(thread_job_var.set, job)  # where log records find their job (_current.py)
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future
@@ -733,6 +738,10 @@ class JobQueue:
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
         return self._started, self._waited
+
+    def problem(self) -> None:
+        """None: no worker here can die (each job is a task of its own, a slot only a count)."""
+        return None
 
     def pending_jobs(self, offset: int = 0, limit: int | None = None) -> list[Job[Any]]:
         """Waiting jobs in the order they will start, cancelled ones skipped. Any thread.
