@@ -101,7 +101,7 @@ bench: setup
 bench-http: setup system-deps
 	$(BIN)/python benchmarks/http.py
 
-# /noop under wrk while jobs burn CPU, yield_to_requests on and off: ~6 minutes.
+# /noop under wrk while jobs burn CPU, yield_to_requests on and off: ~8 minutes.
 bench-yielding: setup system-deps
 	$(BIN)/python benchmarks/yielding.py
 

@@ -7,10 +7,11 @@ mean little). It needs ``wrk`` (Debian's package).
 The app is ``benchmarks/yielding_app.py``: 4 workers (``--job-workers``) run jobs of 10 steps of
 about 5 ms of pure-Python work each, awaiting between steps; each job enqueues its successor, so
 every worker stays busy. Each run starts a fresh uvicorn (``--loop asyncio --http httptools``,
-no access log) on a free loopback port. Five cases:
+no access log) on a free loopback port. Six cases:
 
 - **no jobs**: ``wrk -t1 -c<connections>`` on ``/noop``, nothing else running;
 - **jobs, yielding off** / **jobs, yielding on**: the same load while the jobs burn;
+- **jobs, yielding on, floor 0**: the same with ``floor=0``: jobs may stop starting altogether;
 - **no requests, yielding off** / **on**: the jobs alone for ``--duration`` seconds.
 
 Latency percentiles are wrk's (a ``done()`` Lua hook prints them). Jobs done are counted by the
@@ -59,13 +60,14 @@ done = function(summary, latency, requests)
 end
 """
 
-#: case -> (jobs burning, yielding on, requests)
-CASES = {
-    "no jobs": (False, False, True),
-    "jobs, yielding off": (True, False, True),
-    "jobs, yielding on": (True, True, True),
-    "no requests, yielding off": (True, False, False),
-    "no requests, yielding on": (True, True, False),
+#: case -> (jobs burning, yielding on, requests, floor: None for --floor)
+CASES: dict[str, tuple[bool, bool, bool, int | None]] = {
+    "no jobs": (False, False, True, None),
+    "jobs, yielding off": (True, False, True, None),
+    "jobs, yielding on": (True, True, True, None),
+    "jobs, yielding on, floor 0": (True, True, True, 0),
+    "no requests, yielding off": (True, False, False, None),
+    "no requests, yielding on": (True, True, False, None),
 }
 
 
@@ -149,12 +151,12 @@ def wrk(url: str, lua: Path, seconds: int, connections: int) -> dict[str, int]:
 
 
 def run(case: str, options: argparse.Namespace, workdir: Path, lua: Path) -> Sample:
-    jobs, yielding, requests = CASES[case]
+    jobs, yielding, requests, floor = CASES[case]
     env = {
         "BENCH_WORKERS": str(options.job_workers),
         "BENCH_YIELD": "on" if yielding else "off",
         "BENCH_TARGET_LAG": str(options.target_lag),
-        "BENCH_FLOOR": str(options.floor),
+        "BENCH_FLOOR": str(options.floor if floor is None else floor),
         "BENCH_LOOPS": str(options.loops),
     }
     server = Server(workdir, env)
@@ -224,10 +226,12 @@ def report(samples: list[Sample], info: dict[str, str]) -> None:
     if errors:
         print(f"\nwrk counted {errors} errors in all")
     base, off, on = by["no jobs"], by["jobs, yielding off"], by["jobs, yielding on"]
+    on0 = by["jobs, yielding on, floor 0"]
     print()
     p99: Callable[[Sample], float] = lambda s: s.p99_ms  # noqa: E731
     jobs_per_s: Callable[[Sample], float] = lambda s: s.jobs_per_s  # noqa: E731
     print(f"/noop p99, yielding on / no jobs: {ratio(on, base, p99)} (target <= 1.5x)")
+    print(f"/noop p99, yielding on with floor 0 / no jobs: {ratio(on0, base, p99)}")
     print(f"/noop p99, yielding off / no jobs: {ratio(off, base, p99)}")
     print(f"/noop p99, yielding off / on: {ratio(off, on, p99)}")
     print(
@@ -236,8 +240,8 @@ def report(samples: list[Sample], info: dict[str, str]) -> None:
         f"(target >= 0.9x)"
     )
     print(
-        f"jobs/s under the load, yielding on / off: {ratio(on, off, jobs_per_s)} "
-        f"(what yielding gives the requests)"
+        f"jobs/s under the load, yielding on / off: {ratio(on, off, jobs_per_s)}; with floor 0: "
+        f"{ratio(on0, off, jobs_per_s)} (what yielding gives the requests)"
     )
 
 
