@@ -200,6 +200,7 @@ class BackgroundProxy(EnqueueMethods):
     scheduler = _Read(lambda executor: executor.scheduler)
     history = _Read(lambda executor: executor.history)
     yielding = _Read(lambda executor: executor.yielding)
+    telemetry = _Read(lambda executor: executor.telemetry)
 
     def __repr__(self) -> str:
         return "<backburner.background proxy>"

@@ -20,10 +20,11 @@ from ._checks import DEFAULT_QUEUE, check_count, check_queue_name, check_timeout
 from ._clock import Clock, SystemClock
 from ._journal import Durability, JournalConfig
 from ._lag import check_lag_threshold
+from ._otel import Telemetry, check_tracing
 from ._outcomes import ErrorHook
 from ._periodic import Periodic
 from ._ports import Engine
-from ._pressure import YieldToRequests, check_yield_setting
+from ._pressure import Yielding, YieldToRequests, check_yield_setting
 
 __all__ = ["BackburnerSettings", "QueueConfig", "Settings", "check_engine"]
 
@@ -91,6 +92,11 @@ class BackburnerSettings(TypedDict, total=False):
     to answer), each queue starts fewer jobs, down to ``floor``, and gets its workers back
     when the pressure goes. Running jobs are never cancelled. Needs ``BackburnerMiddleware``:
     it reports the requests, and the loop's lag counts only while requests come."""
+    tracing: bool | Telemetry
+    """[True] OpenTelemetry spans and metrics, when ``opentelemetry-api`` is installed
+    (``backburner[otel]``): a PRODUCER span at each enqueue, a CONSUMER span per attempt,
+    the executor's counters and a job-duration histogram, through the global providers (or
+    those of a ``backburner.otel.Telemetry``). False: none of it, and no cost per job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +116,9 @@ class Settings:
     server_shutdown_timeout: float | Auto
     journal_config: JournalConfig | None
     engine: Engine | None
-    yield_to_requests: YieldToRequests | None
+    #: The controller of ``yield_to_requests``, on the executor's clock (idle when it is off).
+    yielding: Yielding
+    tracing: bool | Telemetry
 
     @classmethod
     def check(cls, given: Mapping[str, Any]) -> Settings:
@@ -148,6 +156,7 @@ class Settings:
                 f"clock must have now() and call_at(when, callback, loop), like "
                 f"backburner.testing.ManualClock(); got {type(clock).__name__} {clock!r}"
             )
+        clock = clock if clock is not None else SystemClock()
         engine = settings["engine"]
         check_engine(engine)
         journal = _journal_config(settings["journal"], settings["durability"])
@@ -166,7 +175,7 @@ class Settings:
             keep_failed=settings["keep_failed"],
             periodic=tuple(settings["periodic"]),
             max_scheduled=settings["max_scheduled"],
-            clock=clock if clock is not None else SystemClock(),
+            clock=clock,
             loop_lag_warning=check_lag_threshold(settings["loop_lag_warning"]),
             platform_grace=check_budget_setting(
                 "platform_grace", settings["platform_grace"], none_allowed=True
@@ -174,7 +183,8 @@ class Settings:
             server_shutdown_timeout=check_server_timeout(settings["server_shutdown_timeout"]),
             journal_config=journal,
             engine=engine,
-            yield_to_requests=check_yield_setting(settings["yield_to_requests"]),
+            yielding=Yielding(check_yield_setting(settings["yield_to_requests"]), clock),
+            tracing=check_tracing(settings["tracing"]),
         )
 
 
@@ -196,6 +206,7 @@ _DEFAULTS: dict[str, Any] = {
     "durability": None,
     "engine": None,
     "yield_to_requests": False,
+    "tracing": True,
 }
 
 
