@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backburner import Backburner, JobStatus, QueueConfig, YieldToRequests
+from backburner import (
+    Backburner,
+    ConcurrencyLimit,
+    JobStatus,
+    QueueConfig,
+    YieldToRequests,
+    job,
+)
 from backburner._pressure import Yielding
 from backburner.testing import ManualClock
 
@@ -347,6 +354,31 @@ async def test_sync_jobs_count_against_the_effective_workers() -> None:
         release.set()
         await bg.join()
     assert all(job.status is JobStatus.SUCCEEDED for job in jobs)
+
+
+async def test_a_job_its_concurrency_limit_lets_go_still_waits_for_the_effective_count() -> None:
+    holds = Holds()
+
+    @job(limits=[ConcurrencyLimit(1, key=lambda name, key: key)])
+    async def keyed(name: str, key: str) -> str:
+        return await holds.hold(name)
+
+    async with Backburner(workers=3) as bg:
+        queue = bg.queues()["default"]
+        a0, b0 = bg.enqueue(keyed, "a0", "a"), bg.enqueue(keyed, "b0", "b")
+        await wait_until(lambda: len(holds.started) == 2)
+        queue.set_effective_workers(1)  # type: ignore[attr-defined]
+        a1 = bg.enqueue(keyed, "a1", "a")  # held by its key's limit, not by a worker
+        assert [a1.status] == [JobStatus.BLOCKED]
+        holds.release("a0")
+        await a0  # its key is free: a1 leaves its limit, and waits for a worker
+        await wait_until(lambda: a1.status is not JobStatus.BLOCKED)
+        assert [a1.status] == [JobStatus.PENDING]  # b0 runs, and the count is one
+        holds.release("b0")
+        await b0
+        await wait_until(lambda: a1.status is JobStatus.RUNNING)
+        holds.release("a1")
+        assert await a1 == "a1"
 
 
 async def test_the_executor_drives_only_its_local_queues_and_gives_them_back_at_shutdown() -> None:

@@ -63,6 +63,10 @@ EXPORTS = {
     "YieldToRequests",
     "background",
     "queue_full_handler",
+    "ConcurrencyLimit",
+    "RateLimit",
+    "Snooze",
+    "LimitStats",
 }
 
 
