@@ -38,7 +38,8 @@ for names, floor in (
     ("_ports", PORTS),
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
-        "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits",
+        "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits "
+        "_pressure",
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),

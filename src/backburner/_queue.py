@@ -85,6 +85,7 @@ class JobQueue:
         "_dead",
         "_deferred",
         "_dispatching",
+        "_effective",
         "_failed",
         "_guarded",
         "_held_slots",
@@ -148,6 +149,8 @@ class JobQueue:
         self._waiting = 0  # live jobs in _pending: cancelled ones no longer count
         self._cancelled_in_deque = 0
         self._busy = 0  # jobs holding a slot; guarded by _lock, read by admission
+        # Jobs start while fewer than this run: `workers`, unless yielding to requests lowers it.
+        self._effective = workers
         self._running: set[Job[Any]] = set()  # strong references: no task lost to the GC
         self._dispatching = False
         self._pump_scheduled = False
@@ -185,7 +188,9 @@ class JobQueue:
             # A job that can take a free slot at once is not waiting: only the excess counts.
             if self._waiting - free >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
-            start_now = on_loop and free > 0 and self._dispatching and not self._pending
+            start_now = (
+                on_loop and self._busy < self._effective and self._dispatching and not self._pending
+            )
             if start_now:
                 job._status = _RUNNING
                 self._busy += 1
@@ -358,7 +363,7 @@ class JobQueue:
         started = 0
         while True:
             with self._lock:
-                job = self._take_next() if self._busy < self.workers else None
+                job = self._take_next() if self._busy < self._effective else None
                 if job is None:
                     break
                 self._busy += 1
@@ -597,7 +602,7 @@ class JobQueue:
         lock = self._lock
         lock.acquire()  # (not `with`: see submit)
         try:
-            if self._dispatching:
+            if self._dispatching and self._busy <= self._effective:  # (its own slot counts in busy)
                 pending = self._pending
                 while pending:
                     job = pending.popleft()
@@ -629,6 +634,17 @@ class JobQueue:
                 self._wake_room_waiters(1)
         else:
             self._host.job_ended()
+
+    def set_effective_workers(self, count: int) -> None:
+        """Start jobs only while fewer than ``count`` (at most ``workers``) run. Loop thread.
+
+        Yielding to requests lowers it while requests are pressed: running jobs go on, and
+        the slot of one that ends is not handed on while the queue is over ``count``.
+        """
+        raised = count > self._effective
+        self._effective = min(count, self.workers)
+        if raised:
+            self._pump()
 
     def release_unique(self, job: Job[Any]) -> None:
         """Free the key of a unique job that ended."""
