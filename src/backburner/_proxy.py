@@ -189,6 +189,7 @@ class BackgroundProxy(EnqueueMethods):
     resume = _Forward(Backburner.resume)
     paused = _Forward(Backburner.paused)
     find_job = _Forward(Backburner.find_job)
+    lookup = _Forward(Backburner.lookup)
     queues = _Forward(Backburner.queues)
     join = _Forward(Backburner.join)
 
@@ -208,6 +209,7 @@ class BackgroundProxy(EnqueueMethods):
     loop = _Read(lambda executor: executor.loop)
     scheduler = _Read(lambda executor: executor.scheduler)
     history = _Read(lambda executor: executor.history)
+    results = _Read(lambda executor: executor.results)
     yielding = _Read(lambda executor: executor.yielding)
     telemetry = _Read(lambda executor: executor.telemetry)
 

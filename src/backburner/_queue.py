@@ -90,6 +90,7 @@ class JobQueue:
         "_guarded",
         "_held_slots",
         "_host",
+        "_keep",
         "_last_full_warning",
         "_limiter",
         "_limits",
@@ -142,6 +143,7 @@ class JobQueue:
         self.workers = workers
         self.max_pending = max_pending
         self._host = host
+        self._keep = host.keep  # every job that ends is handed to it (one call, O(1))
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
@@ -419,13 +421,16 @@ class JobQueue:
             if job._status is _RUNNING:  # (a friend: no property call on every job's path)
                 self._processed += 1
                 job.succeed(result)
+                self._keep(job)
                 now = job.finished_at  # the successor starts now: one clock read saved
             else:
                 self._host.late_end(job, None)
         finally:
             self._running.discard(job)
             if now is not None or job.done():  # (it succeeded if `now` is set)
-                job.context = None  # type: ignore[assignment]  # let its context values go
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             self._free_slot(now)
 
     # Log records find the job of the current task in this coroutine (see _current.py).
@@ -464,7 +469,9 @@ class JobQueue:
         finally:
             self._running.discard(job)
             if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             if job.options.limits:  # its tokens back first: a job of its key may start next
                 # (A timed-out sync job's too, though its thread runs on: its attempt has
                 # ended, and its retry must find its tokens free.)
@@ -484,6 +491,7 @@ class JobQueue:
         if job.status is _RUNNING:
             self._processed += 1
             job.succeed(result)
+            self._keep(job)
         else:  # abandoned at shutdown: its end changes nothing
             self._host.late_end(job, None)
 
@@ -522,6 +530,7 @@ class JobQueue:
         if dead:
             self._dead += 1
         job.finish(_DEAD if dead else _FAILED, exc=exc)
+        self._keep(job)
         self._host.job_failed(job, exc)
 
     def _snooze(self, job: Job[Any], snooze: Snooze) -> None:
@@ -557,6 +566,7 @@ class JobQueue:
         else:
             self._processed += 1
         job.finish(status, result, exc)
+        self._keep(job)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
         # The limiter token is held until the thread really returns, even if the job is
@@ -681,11 +691,13 @@ class JobQueue:
             if job.timer is not None:
                 job.timer.cancel()
             job.finish(_CANCELLED)
+            self._keep(job)
         elif status is _PENDING:
             if job.options.limits:  # it held its limits' tokens while it waited
                 assert self._limits is not None
                 self._limits.release(job)
             job.finish(_CANCELLED)
+            self._keep(job)
             self._call_soon(self._after_pending_cancel)
         else:
             self._call_soon(self._cancel_running, job)
@@ -753,6 +765,7 @@ class JobQueue:
         for job in jobs:
             job.finish(_CANCELLED)
             job.context = None  # type: ignore[assignment]
+            self._keep(job)
         return jobs
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
@@ -768,6 +781,7 @@ class JobQueue:
                     dropped.append(job)
         for job in dropped:  # (a running job's timeout entry is no waiting job: left alone)
             job.finish(_CANCELLED, exc=job.exception())
+            self._keep(job)
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
@@ -798,6 +812,7 @@ class JobQueue:
         jobs = [job for job in self._running if not job.done()]
         for job in jobs:
             job.finish(_ABANDONED)
+            self._keep(job)
             if job.task is not None:
                 if job.is_async:
                     _forget_task(job.task)
