@@ -38,7 +38,7 @@ for names, floor in (
     ("_ports", PORTS),
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
-        "_shutdown _budget _context _outcomes _find _enqueue _steering",
+        "_shutdown _budget _context _outcomes _find _enqueue _steering _coordination",
         MECHANISMS,
     ),
     ("_journal _engines", FEATURES),

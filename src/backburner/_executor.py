@@ -32,9 +32,10 @@ from ._context import (
     name_executor,
     request_enqueue_var,
 )
+from ._coordination import Coordination, open_coordination
 from ._engines import RemoteQueue, check_overlap, close_engines, open_engines
 from ._enqueue import EnqueueMethods
-from ._errors import NotRunning, QueueFull, ShuttingDown
+from ._errors import NotRunning, QueueFull, ShuttingDown, not_running
 from ._failures import FailedJobs
 from ._find import find_held, find_waiting
 from ._history import History
@@ -108,6 +109,8 @@ class Backburner(EnqueueMethods):
         self.platform_grace = checked.platform_grace
         self.server_shutdown_timeout = checked.server_shutdown_timeout
         self.journal_config: JournalConfig | None = checked.journal_config
+        #: The ``coordination=`` directory of this app's processes (True: the default).
+        self.coordination = checked.coordination
         #: The remote engine of every queue without its own; None: jobs run in this process.
         self.engine: Engine | None = checked.engine
         self._failures = FailedJobs(checked.keep_failed)
@@ -120,6 +123,7 @@ class Backburner(EnqueueMethods):
         self.history = History()
         self._lag: LagMonitor | None = None
         self._journal: Journal | None = None
+        self._box: Coordination | None = None  # this app's processes on this host
         self._state_now = _State.CREATED
         self._accepting = False  # open or running: read on every enqueue, so a plain bool
         self._fast_enqueue = False  # see the _state setter
@@ -237,6 +241,7 @@ class Backburner(EnqueueMethods):
             )
             self._journal, self._admission.store = opened.journal, opened.store
             self._periodic.gate = opened.gate
+        self._box = open_coordination(self.coordination, self._periodic, self._journal is None)
         self._state = _State.OPEN
         executor_opened(self, self._set_alone)
 
@@ -269,6 +274,8 @@ class Backburner(EnqueueMethods):
         assert self.loop is not None
         self._periodic.start(self.scheduler)
         self.history.start(self.clock, self.loop, self._queues.values)
+        if self._box is not None:
+            self._box.check_later(self.loop)
         logger.info(
             "started, queues %s%s",
             ", ".join(
@@ -336,6 +343,8 @@ class Backburner(EnqueueMethods):
             await journal.close(max(1.0, deadline - loop.time()))
             self._journal = self._admission.store = self._periodic.gate = None
         await close_engines(self._queues.values())
+        if self._box is not None:
+            self._box.close()
         self._state = _State.CLOSED
         _context.running_executors.pop(self, None)
         executor_closed(self)
@@ -445,15 +454,7 @@ class Backburner(EnqueueMethods):
         return None if self._accepting else self._not_running()
 
     def _not_running(self) -> NotRunning:
-        if self._state is _State.DRAINING:
-            return ShuttingDown("the executor is shutting down and accepts no new jobs")
-        if self._state is _State.CLOSED:
-            return NotRunning("the executor has shut down and accepts no jobs")
-        return NotRunning(
-            "the executor has not started, so a job would never run: run the app with its "
-            "lifespan (uvicorn's default; not --lifespan off; a TestClient inside "
-            "'with TestClient(app):'), or use 'async with Backburner() as bg'"
-        )
+        return not_running(self._state.value)
 
     # Periodic jobs.
 

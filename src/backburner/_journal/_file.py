@@ -20,7 +20,7 @@ __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "open_file"]
 
 #: ``PRAGMA application_id``: "bbjl", so a journal is told from any other SQLite file.
 APPLICATION_ID = 0x62626A6C
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 5000  # then Journal.transaction retries, however long
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
@@ -68,6 +68,18 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE owners ADD COLUMN boot_id TEXT;  -- the kernel's boot id; NULL off Linux
     ALTER TABLE owners ADD COLUMN boot_beat REAL;  -- last heartbeat on CLOCK_BOOTTIME
     ALTER TABLE owners ADD COLUMN process_start INTEGER;  -- its process's start (/proc), if known
+    """,
+    # 3: the processes of a box act as one: unique keys held here, who fired each tick, each
+    # process's stats, cancel requests for a job another process runs.
+    """
+    UPDATE jobs SET unique_key = NULL WHERE unique_key IS NOT NULL AND finished_at IS NULL
+        AND rowid NOT IN (SELECT min(rowid) FROM jobs WHERE unique_key IS NOT NULL
+        AND finished_at IS NULL GROUP BY unique_key);  -- older duplicates run, keyless
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs(unique_key)
+        WHERE unique_key IS NOT NULL AND finished_at IS NULL;
+    ALTER TABLE periodic ADD COLUMN fired_by INTEGER;  -- the pid that fired last_run
+    ALTER TABLE owners ADD COLUMN snapshot TEXT;  -- JSON: its queues' stats at its heartbeat
+    ALTER TABLE jobs ADD COLUMN cancel_requested REAL;  -- wall time another process asked
     """,
 )
 

@@ -19,7 +19,7 @@ from .._clock import Clock
 from .._errors import BackburnerError, QueueFull
 from .._job import Job, describe_callable
 from .._options import JobOptions, options_of
-from .._periodic import Periodic
+from .._periodic import Claim, Periodic
 from .._ports import Queue
 from .._registry import lookup, name_of
 from .._status import JobStatus
@@ -78,10 +78,11 @@ class TickGate:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
 
-    def claim(self, name: str, tick: float) -> bool:
+    def claim(self, name: str, tick: float) -> Claim:
+        """Whether this process fires the tick (the first to move it up in the journal)."""
         # Blocks the loop for one commit, once per tick: ticks are rare, and a tick's job
         # must not be enqueued by two processes.
-        return self.journal.claim_tick(name, tick)
+        return Claim(*self.journal.claim_tick(name, tick))
 
     def missed(self, spec: Periodic, now: float) -> float | None:
         last = self.journal.periodic_last_run.get(spec.label)

@@ -50,8 +50,9 @@ SQL = {
     UNCLAIM: "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND "
     "(owner = ? OR owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
     # A tick is claimed once: by the first process to move last_run up to it.
-    TICK: "INSERT INTO periodic (name, last_run) VALUES (?, ?) ON CONFLICT (name) "
-    "DO UPDATE SET last_run = excluded.last_run WHERE last_run < excluded.last_run",
+    TICK: "INSERT INTO periodic (name, last_run, fired_by) VALUES (?, ?, ?) ON CONFLICT (name) "
+    "DO UPDATE SET last_run = excluded.last_run, fired_by = excluded.fired_by "
+    "WHERE last_run < excluded.last_run",
 }
 
 
@@ -107,8 +108,11 @@ def write_ops(
         if kind != run_kind and run:
             flush()
         if kind == TICK:
-            name, tick, outcome = params
-            outcome.append(connection.execute(SQL[TICK], (name, tick)).rowcount)
+            name, tick, pid, outcome = params
+            outcome.append(connection.execute(SQL[TICK], (name, tick, pid)).rowcount)
+            outcome += connection.execute(
+                "SELECT fired_by FROM periodic WHERE name = ?", (name,)
+            ).fetchone()
             run_kind = -1
             continue
         run_kind = kind

@@ -244,17 +244,19 @@ class Journal:
         """Record that a failed job was sent again by hand (``retry()``): unfinished again."""
         self._add(REOPEN, (self.owner, self.wall() + self.config.lease, job_id))
 
-    def claim_tick(self, name: str, tick: float) -> bool:
-        """Blocking: True if this process is the first to fire periodic job ``name`` at ``tick``."""
-        outcome: list[int] = []
+    def claim_tick(self, name: str, tick: float) -> tuple[bool, int | None]:
+        """Blocking: whether this process is the first to fire periodic job ``name`` at
+        ``tick``, and the pid of the process that fired the latest tick."""
+        outcome: list[int | None] = []
         with self._cond:
             if self._refusal is not None:
-                return False  # (said at ERROR when it stopped)
-            self._ops.append((TICK, (name, tick, outcome)))
+                return False, None  # (said at ERROR when it stopped)
+            self._ops.append((TICK, (name, tick, os.getpid(), outcome)))
             batch = self._batch
             self._cond.notify()
         self.wait(batch)
-        return bool(outcome and outcome[0])
+        won, fired_by = [*outcome, 0, None][:2]
+        return bool(won), fired_by
 
     def _add(self, kind: int, params: tuple[Any, ...]) -> None:
         with self._cond:
