@@ -47,6 +47,7 @@ __all__ = [
     "coordination_for",
     "default_directory",
     "open_coordination",
+    "tick_file",
 ]
 
 logger = logging.getLogger("backburner")
@@ -164,7 +165,7 @@ class Coordination:
 
     def claim_tick(self, name: str, tick: float) -> Claim:
         """Whether this process fires periodic job ``name``'s ``tick``; never waits."""
-        path = self.directory / "ticks" / _file_name(name)
+        path = tick_file(self.directory, name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
@@ -261,10 +262,12 @@ class FileTickGate:
         return None
 
 
-def _file_name(name: str) -> str:
-    """A periodic job's name as a file name: readable, and unique through a hash."""
+def tick_file(directory: Path, name: str) -> Path:
+    """The file of periodic job ``name``'s ticks: its name made safe, and unique by a hash."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
-    return f"{safe}-{hashlib.blake2b(name.encode(), digest_size=6).hexdigest()}"
+    return (
+        directory / "ticks" / f"{safe}-{hashlib.blake2b(name.encode(), digest_size=6).hexdigest()}"
+    )
 
 
 def _held(path: Path) -> bool:
