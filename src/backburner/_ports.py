@@ -158,12 +158,13 @@ class JobStore(Protocol):
         """Refuse (``TypeError``) a job the store cannot keep; return what ``accept`` writes."""
         ...
 
-    def accept(self, record: object) -> None:
-        """Write the job down; return once it is committed (this thread waits)."""
+    def accept(self, job: Job[Any], record: object) -> Job[Any] | None:
+        """Write the job down; return once it is committed (this thread waits). If a job of
+        another process holds its unique key, nothing is written: a handle on it is returned."""
         ...
 
-    async def aaccept(self, record: object) -> None:
-        """Write the job down; return once it is committed (this task waits)."""
+    async def aaccept(self, job: Job[Any], record: object) -> Job[Any] | None:
+        """Write the job down; return once it is committed (this task waits); see ``accept``."""
         ...
 
     def retract(self, job: Job[Any], *, wait: bool) -> None:

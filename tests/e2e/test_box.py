@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from ._uvicorn import Event, Serve, Uvicorn
@@ -94,3 +93,54 @@ def test_a_periodic_job_fires_once_per_tick_across_the_workers(
         assert f"{WORKERS} processes of this app" in warned[-1]
         assert len(warned) == len(set(warned)) <= 2
     server.assert_no_errors()
+
+
+def spread_posts(server: Uvicorn, path: str, count: int) -> list[dict[str, Any]]:
+    """``POST path`` ``count`` times, each on a new connection (the kernel picks the worker)."""
+    answers = []
+    for _ in range(count):
+        with server.client() as client:
+            answer = client.post(path)
+            answer.raise_for_status()
+            answers.append(answer.json())
+    return answers
+
+
+def test_a_unique_job_enqueued_from_many_requests_runs_once(serve: Serve, tmp_path: Path) -> None:
+    """24 requests across the workers, one key: one job, run once, every answer names it."""
+    server = box(serve, tmp_path, journal=True, job_ms=10_000, every=3600)
+    answers = spread_posts(server, "/unique?key=once", 24)
+    assert len({answer["id"] for answer in answers}) == 1, answers
+    assert len({answer["pid"] for answer in answers}) > 1, "one worker took every request"
+    events = server.wait_for(
+        "the job's end", lambda events: bool(named(events, "unique done")), timeout=30
+    )
+    assert len(named(events, "unique ran")) == 1
+    again = spread_posts(server, "/unique?key=once", 1)[0]  # its end freed the key
+    assert again["id"] != answers[0]["id"]
+    server.assert_no_errors()
+
+
+def test_a_killed_worker_holding_a_unique_key_does_not_keep_it(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """SIGKILL the worker running a unique job: another takes the job over, runs it to its end,
+    and the key is free again."""
+    server = box(serve, tmp_path, journal=True, job_ms=4000, every=3600)
+    held = spread_posts(server, "/unique?key=kill", 1)[0]
+    ran = server.wait_for("the job's start", lambda events: bool(named(events, "unique ran")))
+    victim = named(ran, "unique ran")[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    events = server.wait_for(
+        "the job taken over and finished by another worker",
+        lambda events: any(e["pid"] != victim for e in named(events, "unique done")),
+        timeout=60,
+    )
+    assert named(events, "unique ran")[0]["pid"] == victim
+    assert all(e["pid"] != victim for e in named(events, "unique ran")[1:])
+    deadline = time.monotonic() + 30
+    while True:  # its end is committed a moment after the job's last event
+        again = spread_posts(server, "/unique?key=kill", 1)[0]
+        if again["id"] != held["id"] or time.monotonic() > deadline:
+            break
+    assert again["id"] != held["id"], "the key stayed held after its job ended"

@@ -35,7 +35,7 @@ from typing import Any
 from .._errors import JournalError
 from .._stats import JournalStats
 from ._config import SYNCHRONOUS, JournalConfig
-from ._file import open_file
+from ._file import BUSY_TIMEOUT_MS, open_file
 from ._owners import (
     ClaimedRow,
     Owners,
@@ -49,6 +49,7 @@ from ._sql import (
     DELETE,
     FINISH,
     INSERT,
+    INSERT_UNIQUE,
     INVALID,
     REOPEN,
     RETRY,
@@ -119,6 +120,9 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._last_housekeeping = time.monotonic()
+        # Reads for other processes' jobs: a connection of their own, off the loop's thread.
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
         self._owners = Owners(self)  # heartbeats, claims, retention: on this writer's thread
 
     def __repr__(self) -> str:
@@ -182,10 +186,12 @@ class Journal:
 
     # Operations: any thread.
 
-    def insert(self, row: tuple[Any, ...]) -> Batch:
+    def insert(self, row: tuple[Any, ...], holder: list[tuple[str]] | None = None) -> Batch:
         """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at).
 
-        Raises ``JournalError`` at once if the journal can write nothing more.
+        A row with a unique key is written only if no unfinished job holds the key: else the
+        holder's id is appended to ``holder`` (which a row with a key must be given). Raises
+        ``JournalError`` at once if the journal can write nothing more.
         """
         job_id, name, queue, payload, run_at, unique_key, enqueued_at = row
         params = (
@@ -202,7 +208,11 @@ class Journal:
         with self._cond:
             if self._refusal is not None:
                 raise JournalError(f"{self._refusal}; the job was not written")
-            self._ops.append((INSERT, params))
+            if unique_key is None:
+                self._ops.append((INSERT, params))
+            else:
+                assert holder is not None
+                self._ops.append((INSERT_UNIQUE, (*params, holder)))
             self._uncommitted += 1
             self._cond.notify()
             return self._batch
@@ -298,6 +308,28 @@ class Journal:
         if batch.error is not None:
             raise batch.error
 
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Blocking: the rows of a read-only query (any thread but the event loop's)."""
+        with self._read_lock:
+            if self._reader is None:
+                if self._refusal is not None:
+                    raise JournalError(self._refusal)
+                self._reader = sqlite3.connect(self.path, check_same_thread=False)
+                self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                self._reader.execute("PRAGMA query_only=1")
+            rows: list[tuple[Any, ...]] = self._reader.execute(sql, params).fetchall()
+            return rows
+
+    async def aread(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query, read in a thread while the loop runs on."""
+        return await asyncio.to_thread(self.read, sql, params)
+
+    def _close_reader(self) -> None:
+        with self._read_lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
     def stats(self) -> JournalStats:
         """This journal's lag and rows (no I/O: the rows are counted by the writer)."""
         return JournalStats(
@@ -350,6 +382,7 @@ class Journal:
             self._fail_waiting(JournalError(f"the journal {self.path} has stopped"))
         finally:
             open_here.discard(self.owner)
+            self._close_reader()
             self._closed.set_result(None)
 
     def _serve(self) -> None:
@@ -382,7 +415,7 @@ class Journal:
         return True
 
     def _commit(self, ops: list[tuple[int, tuple[Any, ...]]], batch: Batch) -> None:
-        inserts = sum(1 for kind, _ in ops if kind == INSERT)
+        inserts = sum(1 for kind, _ in ops if kind in (INSERT, INSERT_UNIQUE))
         if self._refusal is not None or not self._file_is_ours():
             # (A stat() a commit: a few microseconds against the commit's hundreds.)
             batch.error = JournalError(f"{self._refusal}; the job was not written")
