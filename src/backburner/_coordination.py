@@ -46,6 +46,7 @@ __all__ = [
     "FileTickGate",
     "coordination_for",
     "default_directory",
+    "live_processes",
     "open_coordination",
     "tick_file",
 ]
@@ -149,18 +150,9 @@ class Coordination:
     def processes(self) -> list[int]:
         """The pids of the app's live processes, this one included (sorted); the files of
         dead ones are removed on the way."""
-        pids = {self.pid} if self.is_open else set()
-        procs = self.directory / "procs"
-        try:
-            names = os.listdir(procs)
-        except OSError:
-            return sorted(pids)
-        for name in names:
-            pid = name.partition(".")[0]
-            if name.startswith(".") or not pid.isdigit() or name == self._name:
-                continue
-            if _held(procs / name):
-                pids.add(int(pid))
+        pids = set(live_processes(self.directory, but=self._name))
+        if self.is_open:
+            pids.add(self.pid)
         return sorted(pids)
 
     def claim_tick(self, name: str, tick: float) -> Claim:
@@ -224,6 +216,24 @@ class Coordination:
             ", ".join(map(str, pids)),
             " or ".join(uses),
         )
+
+
+def live_processes(directory: Path, but: str = "") -> list[int]:
+    """The pids of the live processes of the app whose directory this is (their files but
+    ``but`` held; those of dead ones are removed on the way), sorted."""
+    procs = directory / "procs"
+    try:
+        names = os.listdir(procs)
+    except OSError:
+        return []
+    pids = set()
+    for name in names:
+        pid = name.partition(".")[0]
+        if name.startswith(".") or not pid.isdigit() or name == but:
+            continue
+        if _held(procs / name):
+            pids.add(int(pid))
+    return sorted(pids)
 
 
 def unshared() -> list[str]:

@@ -144,3 +144,54 @@ def test_a_killed_worker_holding_a_unique_key_does_not_keep_it(
         if again["id"] != held["id"] or time.monotonic() > deadline:
             break
     assert again["id"] != held["id"], "the key stayed held after its job ended"
+
+
+def test_the_dashboard_overview_lists_every_process_and_their_totals(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """With a journal: whichever worker answers, its overview shows all three (a browser)."""
+    from playwright.sync_api import sync_playwright
+
+    from ..browsers import launch
+
+    server = box(serve, tmp_path, journal=True, every=3600, heartbeat=0.2, lease=2)
+    pids = set()
+    with server.client() as client:
+        for _ in range(WORKERS * 10):
+            pids.add(client.get("/whoami", headers={"Connection": "close"}).json()["pid"])
+    server.wait_until(  # each has written a heartbeat since it started
+        "every worker in the journal's overview",
+        lambda: _processes_listed(server) == WORKERS,
+        timeout=30,
+    )
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.base_url}/bb/")
+            rows = page.locator("#processes tbody tr")
+            assert rows.count() == WORKERS
+            shown = {int(pid) for pid in rows.evaluate_all("rows => rows.map(r => r.dataset.pid)")}
+            assert len(shown) == WORKERS
+            assert pids <= shown  # (the kernel may have sent every request to fewer of them)
+            assert page.locator("#processes tfoot").inner_text().startswith(f"{WORKERS} processes")
+            assert page.locator("#processes .badge", has_text="this one").count() == 1
+        finally:
+            browser.close()
+    server.assert_no_errors()
+
+
+def test_without_a_journal_the_dashboard_says_it_shows_one_process_of_several(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = box(serve, tmp_path, journal=False, every=3600)
+    with server.client() as client:
+        page = client.get("/bb/").text
+    assert f"of the {WORKERS} processes of this app on this host" in page
+    assert "journal=" in page
+
+
+def _processes_listed(server: Uvicorn) -> int:
+    with server.client() as client:
+        box = client.get("/bb/api/overview").json().get("box") or {}
+    return len(box.get("processes", []))

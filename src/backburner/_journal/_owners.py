@@ -86,6 +86,10 @@ class Recoverer(Protocol):
         """Submit the jobs; return those that are invalid (id, why) and those with no room."""
         ...
 
+    def snapshot(self) -> str:
+        """This process's queues now, as JSON, written with each heartbeat (for a dashboard)."""
+        ...
+
 
 class Writer(Protocol):
     """What the owner's side needs of the journal's writer (it runs on the writer's thread)."""
@@ -136,6 +140,7 @@ class Owners:
         """Say this owner lives; if another process took it for dead meanwhile, say so."""
         me = self.writer
         now, boot_now = me.wall(), boot_clock()
+        snapshot = me.recoverer.snapshot()  # (read here, on this thread: never the loop's)
 
         def beat(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
             row: tuple[Any, ...] | None = connection.execute(
@@ -144,7 +149,7 @@ class Owners:
             if row is None:
                 connection.execute(
                     "INSERT INTO owners (owner, heartbeat, started_at, boot_id, boot_beat, "
-                    "process_start) VALUES (?, ?, ?, ?, ?, ?)",
+                    "process_start, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         self.writer.owner,
                         now,
@@ -152,14 +157,15 @@ class Owners:
                         self.writer.boot_id,
                         boot_now,
                         self.writer.process_start,
+                        snapshot,
                     ),
                 )
             else:
                 # Alive after all: what is still in its name is its own again.
                 connection.execute(
                     "UPDATE owners SET heartbeat = ?, boot_beat = ?, released = 0, "
-                    "adopted_by = NULL WHERE owner = ?",
-                    (now, boot_now, self.writer.owner),
+                    "adopted_by = NULL, snapshot = ? WHERE owner = ?",
+                    (now, boot_now, snapshot, self.writer.owner),
                 )
             return row
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -125,6 +126,20 @@ class _Recoverer:
 
     def clock_now(self) -> float:
         return self.clock.now()
+
+    def snapshot(self) -> str:
+        queues = {}
+        for name, queue in self.queues.items():
+            stats = queue.stats()  # (any thread: a few counters read under the GIL)
+            queues[name] = {
+                "workers": stats.workers,
+                "busy": stats.busy,
+                "pending": stats.pending,
+                "scheduled": stats.scheduled,
+                "processed": stats.processed,
+                "failed": stats.failed,
+            }
+        return json.dumps({"pid": os.getpid(), "queues": queues}, separators=(",", ":"))
 
     def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
         hooks = self.store.hooks

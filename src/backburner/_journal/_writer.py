@@ -65,6 +65,12 @@ __all__ = ["Batch", "ClaimedRow", "Journal", "JournalConfig", "JournalStats", "R
 logger = logging.getLogger("backburner")
 
 
+# The longest the writer waits for more operations before a commit, when the last commit
+# woke several waiters (threads or tasks, each likely to send another job at once): a commit
+# then carries the jobs of all of them, not one or two (group commit, as PostgreSQL's
+# commit_delay with commit_siblings). A lone waiter never waits for company.
+_GATHER = 0.0003
+_GATHER_AT_MOST = 64
 # How often the WAL is checkpointed, finished jobs are pruned and rows counted, at most.
 _HOUSEKEEPING_EVERY = 60.0
 _BUSY_WARNING_AFTER = 10.0
@@ -73,12 +79,13 @@ _BUSY_WARNING_AFTER = 10.0
 class Batch:
     """The operations of one commit; who waits for them, and how it went."""
 
-    __slots__ = ("done", "error", "futures")
+    __slots__ = ("done", "error", "futures", "threads")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.futures: list[asyncio.Future[None]] = []
+        self.threads = 0  # threads blocked until it is committed
 
 
 class Journal:
@@ -104,6 +111,8 @@ class Journal:
         self._ops: list[tuple[int, tuple[Any, ...]]] = []
         self._batch = Batch()
         self._uncommitted = 0  # inserts queued, not yet committed
+        self._company = 0  # waiters the last commit woke: how many operations to wait for
+        self._gathering = False
         self._stopping = False
         # Why nothing more is written (None while writing): the writer has ended, or the
         # file is not the one it opened any more. Enqueues raise JournalError with it.
@@ -214,14 +223,14 @@ class Journal:
                 assert holder is not None
                 self._ops.append((INSERT_UNIQUE, (*params, holder)))
             self._uncommitted += 1
-            self._cond.notify()
+            self._notify()
             return self._batch
 
     def delete(self, job_id: str) -> Batch:
         """Take back a row whose job was not accepted after all (its queue was full)."""
         with self._cond:
             self._ops.append((DELETE, (job_id,)))
-            self._cond.notify()
+            self._notify()
             return self._batch
 
     def started(self, job_id: str, attempt: int) -> asyncio.Future[None] | None:
@@ -239,7 +248,7 @@ class Journal:
                 return None
             self._ops.append((STARTED, params))
             self._batch.futures.append(future)
-            self._cond.notify()
+            self._notify()
         return future
 
     def retrying(self, job_id: str, run_at: float, attempt: int, error: str | None) -> None:
@@ -263,7 +272,7 @@ class Journal:
                 return False, None  # (said at ERROR when it stopped)
             self._ops.append((TICK, (name, tick, os.getpid(), outcome)))
             batch = self._batch
-            self._cond.notify()
+            self._notify()
         self.wait(batch)
         won, fired_by = [*outcome, 0, None][:2]
         return bool(won), fired_by
@@ -273,7 +282,7 @@ class Journal:
             if self._refusal is not None:
                 return  # a late end (an abandoned thread returned): its row stays released
             self._ops.append((kind, params))
-            self._cond.notify()
+            self._notify()
 
     def reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
         """Mark claimed rows invalid, and give back those the queues had no room for."""
@@ -283,12 +292,14 @@ class Journal:
                 return
             self._ops += [(INVALID, (now, why, job_id)) for job_id, why in invalid]
             self._ops += [(UNCLAIM, (job_id, self.owner, self.owner)) for job_id in unplaced]
-            self._cond.notify()
+            self._notify()
 
     def wait(self, batch: Batch) -> None:
         """Block this thread until ``batch`` is committed; raise ``JournalError`` if it failed."""
         if threading.current_thread() is self._thread:
             return  # enqueued by the writer itself (a log handler, say): committed right after
+        with self._cond:
+            batch.threads += 1
         while not batch.done.wait(1.0):
             if self._thread is None or not self._thread.is_alive():
                 raise JournalError(f"the journal {self.path} has stopped; the job was not written")
@@ -395,6 +406,7 @@ class Journal:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
+                self._gather()
                 stopping = self._stopping
             if not self.commit_queued() and stopping:
                 if self._connection is not None:  # (_file_is_ours closed it if its file went)
@@ -403,6 +415,21 @@ class Journal:
             if time.monotonic() >= next_round:
                 self._housekeeping()
                 next_round = time.monotonic() + heartbeat
+
+    def _gather(self) -> None:
+        """Under the lock, with operations queued: wait briefly for the other waiters' jobs."""
+        if self._company <= 1 or len(self._ops) >= self._company:
+            return
+        self._gathering = True  # operations wake the writer only once all are in
+        try:
+            self._cond.wait(_GATHER)
+        finally:
+            self._gathering = False
+
+    def _notify(self) -> None:
+        """Under the lock: an operation was queued; wake the writer (unless it gathers more)."""
+        if not self._gathering or len(self._ops) >= self._company:
+            self._cond.notify()
 
     def commit_queued(self) -> bool:
         """Commit what is queued, if anything; True if there was something."""
@@ -431,6 +458,7 @@ class Journal:
             self._uncommitted -= inserts
             batch.done.set()
             futures, batch.futures = batch.futures, []
+            self._company = min(_GATHER_AT_MOST, batch.threads + len(futures))
         _resolve_all(futures)
 
     def _fail_waiting(self, error: JournalError) -> None:

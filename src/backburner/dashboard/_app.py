@@ -28,6 +28,7 @@ from .._proxy import current_executor
 from .._status import JobStatus
 from ._api import ACTIONS, ActionError, Views
 from ._auth import AuthCallable, BasicAuth, Guard
+from ._box import box_view
 from ._metrics import CONTENT_TYPE, render_metrics
 from ._params import (
     LIMIT,
@@ -219,7 +220,10 @@ class Dashboard:
         self, name: str, view: Callable[[Request, Backburner], dict[str, Any]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def page(request: Request) -> Response:
-            data = view(request, self._executor())
+            bg = self._executor()
+            data = view(request, bg)
+            if name == "overview":  # every process of the app on this host
+                data["box"] = await box_view(bg)
             return self._render(request, f"{name}.html", name, data)
 
         return page
@@ -228,7 +232,11 @@ class Dashboard:
         self, view: Callable[[Request, Backburner], dict[str, Any]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def api(request: Request) -> Response:
-            return SafeJSONResponse(view(request, self._executor()))
+            bg = self._executor()
+            data = view(request, bg)
+            if view == self._overview:
+                data["box"] = await box_view(bg)
+            return SafeJSONResponse(data)
 
         return api
 
