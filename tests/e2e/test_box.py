@@ -6,6 +6,7 @@ of the process that wrote them, so a test sees which process ran what.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ._uvicorn import Event, Serve, Uvicorn
@@ -195,3 +197,70 @@ def _processes_listed(server: Uvicorn) -> int:
     with server.client() as client:
         box = client.get("/bb/api/overview").json().get("box") or {}
     return len(box.get("processes", []))
+
+
+def client_of_another_worker(server: Uvicorn, not_pid: int) -> httpx.Client:
+    """A client whose (kept-alive) connection is served by a worker other than ``not_pid``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        client = server.client()
+        if client.get("/whoami").json()["pid"] != not_pid:
+            return client
+        client.close()
+    raise AssertionError(f"every connection went to worker {not_pid}")
+
+
+SAME_ORIGIN = {"Accept": "application/json"}
+
+
+def test_another_workers_job_is_shown_and_cancelled_through_the_journal(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A job page asked of any worker finds the job; a cancel asked of another worker is a
+    request its owner picks up within a second."""
+    server = box(serve, tmp_path, journal=True, job_ms=60_000, every=3600, heartbeat=0.5)
+    held = spread_posts(server, "/unique?key=far", 1)[0]
+    server.wait_for("the job's start", lambda events: bool(named(events, "unique ran")))
+    with contextlib.closing(client_of_another_worker(server, held["pid"])) as client:
+        shown = client.get(f"/bb/api/jobs/{held['id']}").json()["job"]
+        assert shown["elsewhere"] is True
+        assert shown["process"] == held["pid"]
+        assert shown["status"] == "running"
+        page = client.get(f"/bb/jobs/{held['id']}").text
+        assert f"pid {held['pid']}, another process sharing the journal" in page
+        headers = {**SAME_ORIGIN, "Origin": server.base_url}
+        asked = client.post("/bb/api/actions/cancel", data={"job": held["id"]}, headers=headers)
+        assert asked.status_code == 200, asked.text
+        assert "asked it to cancel" in asked.json()["message"]
+        asked_at = time.monotonic()
+
+        def cancelled() -> bool:
+            job = client.get(f"/bb/api/jobs/{held['id']}").json()["job"]
+            return bool(job["status"] == "cancelled")
+
+        server.wait_until("the job cancelled by its owner", cancelled, timeout=30)
+        assert time.monotonic() - asked_at < 5  # (within a second, and its commit; margin)
+    assert not named(server.events(), "unique done")
+
+
+def test_a_dead_job_of_another_worker_is_listed_and_retried_from_any_worker(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = box(serve, tmp_path, journal=True, every=3600, heartbeat=0.2)
+    with server.client() as client:
+        failed = client.post("/fail", params={"number": 7}).json()
+    server.wait_for("the job's failure", lambda events: bool(named(events, "fails ran")))
+    with contextlib.closing(client_of_another_worker(server, failed["pid"])) as client:
+
+        def listed() -> bool:
+            return f'data-id="{failed["id"]}"' in client.get("/bb/dead").text
+
+        server.wait_until("the dead job in the other worker's dead list", listed)
+        assert "In the other processes" in client.get("/bb/dead").text
+        headers = {**SAME_ORIGIN, "Origin": server.base_url}
+        sent = client.post("/bb/api/actions/retry", data={"job": failed["id"]}, headers=headers)
+        assert sent.status_code == 200, sent.text
+        assert "sent to run again" in sent.json()["message"]
+    server.wait_for(
+        "the job run again", lambda events: len(named(events, "fails ran")) == 2, timeout=30
+    )

@@ -80,6 +80,7 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE periodic ADD COLUMN fired_by INTEGER;  -- the pid that fired last_run
     ALTER TABLE owners ADD COLUMN snapshot TEXT;  -- JSON: its queues' stats at its heartbeat
     ALTER TABLE jobs ADD COLUMN cancel_requested REAL;  -- wall time another process asked
+    CREATE INDEX jobs_cancel_requested ON jobs(owner) WHERE cancel_requested IS NOT NULL;
     """,
 )
 

@@ -90,6 +90,10 @@ class Recoverer(Protocol):
         """This process's queues now, as JSON, written with each heartbeat (for a dashboard)."""
         ...
 
+    def cancel(self, job_ids: set[str]) -> None:
+        """Cancel the jobs with these ids that this process holds (another process asked)."""
+        ...
+
 
 class Writer(Protocol):
     """What the owner's side needs of the journal's writer (it runs on the writer's thread)."""
@@ -454,6 +458,23 @@ class Owners:
         invalid, unplaced = self.writer.recoverer.deliver(rows)
         if invalid or unplaced:
             self.writer.reject(invalid, unplaced)
+
+    def cancel_requests(self) -> None:
+        """Cancel the jobs this process holds that another process asked to cancel."""
+
+        def take(connection: sqlite3.Connection) -> set[str]:
+            rows = connection.execute(
+                "SELECT id FROM jobs WHERE cancel_requested IS NOT NULL AND (owner = ? OR "
+                "owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
+                (self.writer.owner, self.writer.owner),
+            ).fetchall()
+            connection.executemany("UPDATE jobs SET cancel_requested = NULL WHERE id = ?", rows)
+            return {row[0] for row in rows}
+
+        asked = self.writer.transaction(take)
+        if asked:
+            logger.info("cancelling %d jobs another process asked to cancel", len(asked))
+            self.writer.recoverer.cancel(asked)
 
     def prune(self) -> int:
         """Delete finished jobs older than ``keep_finished``, a chunk per transaction."""

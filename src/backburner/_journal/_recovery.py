@@ -127,6 +127,12 @@ class _Recoverer:
     def clock_now(self) -> float:
         return self.clock.now()
 
+    def cancel(self, job_ids: set[str]) -> None:
+        for queue in self.queues.values():
+            for job in [*queue.running_jobs(), *queue.waiting_jobs()]:
+                if job.id in job_ids:
+                    job.cancel()  # (any thread)
+
     def snapshot(self) -> str:
         queues = {}
         for name, queue in self.queues.items():

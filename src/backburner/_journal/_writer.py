@@ -45,6 +45,7 @@ from ._owners import (
     open_here,
     process_start,
 )
+from ._shared import CANCEL_POLL
 from ._sql import (
     DELETE,
     FINISH,
@@ -399,10 +400,11 @@ class Journal:
     def _serve(self) -> None:
         heartbeat = self.config.heartbeat
         next_round = time.monotonic() + heartbeat
+        next_look = time.monotonic() + CANCEL_POLL  # for cancel requests: more often
         while True:
             with self._cond:
                 while not self._ops and not self._stopping:
-                    remaining = next_round - time.monotonic()
+                    remaining = min(next_round, next_look) - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
@@ -415,6 +417,9 @@ class Journal:
             if time.monotonic() >= next_round:
                 self._housekeeping()
                 next_round = time.monotonic() + heartbeat
+            if time.monotonic() >= next_look:
+                self._look_for_cancel_requests()
+                next_look = time.monotonic() + CANCEL_POLL
 
     def _gather(self) -> None:
         """Under the lock, with operations queued: wait briefly for the other waiters' jobs."""
@@ -533,6 +538,14 @@ class Journal:
             self._connection.close()
             self._connection = None
         return False
+
+    def _look_for_cancel_requests(self) -> None:
+        if self._refusal is not None or self._connection is None:
+            return
+        try:
+            self._owners.cancel_requests()
+        except Exception:
+            logger.exception("the journal %s: could not read cancel requests", self.path)
 
     def _housekeeping(self) -> None:
         if self._refusal is not None or not self._file_is_ours():

@@ -19,8 +19,17 @@ import anyio.to_thread
 
 from .._coordination import coordination_for, live_processes
 from .._executor import Backburner
+from .._journal._shared import (
+    JobRow,
+    dead_rows,
+    discard_row,
+    find_row,
+    request_cancel,
+    retry_row,
+)
+from ._api import ActionError
 
-__all__ = ["box_view"]
+__all__ = ["act_elsewhere", "box_view", "dead_elsewhere", "journal_row"]
 
 _OWNERS = (
     "SELECT owner, started_at, heartbeat, snapshot FROM owners "
@@ -90,3 +99,46 @@ def _durable(rows: list[tuple[Any, ...]], me: str, lease: float) -> dict[str, An
 def _pid(owner: str) -> int | None:
     parts = owner.rsplit(":", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+# Jobs of other processes, through the journal.
+
+
+async def journal_row(bg: Backburner, job_id: str) -> JobRow | None:
+    """The row of a job in this executor's journal (another process's, say); None without one."""
+    journal = bg.stats().journal
+    if journal is None:
+        return None
+    return await anyio.to_thread.run_sync(find_row, journal.path, job_id)
+
+
+async def dead_elsewhere(bg: Backburner, limit: int) -> list[JobRow]:
+    """The failed and dead jobs of the other processes sharing the journal, newest first."""
+    journal = bg.stats().journal
+    if journal is None:
+        return []
+    rows = await anyio.to_thread.run_sync(dead_rows, journal.path, limit)
+    return [row for row in rows if row.owner != journal.owner]
+
+
+async def act_elsewhere(bg: Backburner, action: str, job_id: str) -> str | None:
+    """Retry, discard or cancel another process's job through the journal; None if the job is
+    this process's (or there is no journal): the action is then done here."""
+    journal = bg.stats().journal
+    if journal is None or action not in ("retry", "discard", "cancel"):
+        return None
+    if action == "cancel":
+        if bg.find_job(job_id) is not None:
+            return None
+        if await anyio.to_thread.run_sync(request_cancel, journal.path, job_id, time.time()):
+            return f"Job {job_id} runs in another process: asked it to cancel the job."
+        raise ActionError(404, f"no job {job_id} is pending, scheduled or running")
+    if any(job.id == job_id for job in bg.failures()):
+        return None
+    if action == "retry":
+        if await anyio.to_thread.run_sync(retry_row, journal.path, job_id):
+            return f"Job {job_id} of another process sent to run again (by the first with room)."
+        raise ActionError(404, f"job {job_id} is not in the dead list (or its key is held)")
+    if await anyio.to_thread.run_sync(discard_row, journal.path, job_id):
+        return f"Job {job_id} of another process discarded."
+    raise ActionError(404, f"job {job_id} is not in the dead list")

@@ -6,7 +6,8 @@ Settings from the test: ``BB_E2E_JOURNAL`` (a journal's path; none: in memory), 
 ``XDG_RUNTIME_DIR`` (the test points it at its own folder).
 
 Each tick of the periodic job records the event ``tick`` (with the pid that ran it); each run of
-the unique job records ``unique ran``. ``POST /unique?key=K`` enqueues the unique job with key
+the unique job records ``unique ran``, each run of ``fails`` records ``fails ran`` (then fails).
+``POST /fail?number=N`` enqueues ``fails``; ``POST /unique?key=K`` enqueues the unique job with key
 ``K`` and answers its id and this process's pid; ``GET /whoami`` answers the pid.
 """
 
@@ -42,6 +43,13 @@ async def unique(key: str) -> None:
     record("unique done", key=key)
 
 
+@job(name="e2e.box.fails")
+async def fails(number: int) -> None:
+    """Fails every time: a job for the dead list."""
+    record("fails ran", number=number)
+    raise RuntimeError(f"job {number} fails")
+
+
 async def health(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
@@ -55,6 +63,11 @@ async def enqueue_unique(request: Request) -> JSONResponse:
     return JSONResponse({"id": held.id, "pid": os.getpid(), "status": held.status.value})
 
 
+async def enqueue_failing(request: Request) -> JSONResponse:
+    failing = await background.aenqueue(fails, int(request.query_params["number"]))
+    return JSONResponse({"id": failing.id, "pid": os.getpid()})
+
+
 async def stats(request: Request) -> JSONResponse:
     return JSONResponse({"pid": os.getpid(), **background.stats().as_dict()})
 
@@ -65,6 +78,7 @@ app = Starlette(
         Route("/health", health),
         Route("/whoami", whoami),
         Route("/unique", enqueue_unique, methods=["POST"]),
+        Route("/fail", enqueue_failing, methods=["POST"]),
         Route("/stats", stats),
     ]
 )
