@@ -1,4 +1,5 @@
-"""Unique keys held in the journal: one unfinished job per key across the processes sharing it.
+"""Unique keys held in the journal: one unfinished job per key across the processes sharing it;
+and ``lookup`` answered from the journal for another process's job.
 
 Two executors on one journal file play two processes (each is an owner of its own, as a second
 process would be); ``tests/e2e/test_box.py`` runs the same across real uvicorn workers.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from backburner import Backburner, DuplicateJob, JobStatus
 from backburner._journal._file import _MIGRATIONS, APPLICATION_ID, open_file
 
 from . import journal_jobs
-from .journal_jobs import holds_key, record
+from .journal_jobs import holds_key, record, reports
 
 pytestmark = pytest.mark.anyio
 
@@ -132,3 +134,73 @@ def test_a_journal_of_schema_2_with_duplicate_keys_keeps_the_oldest_holder(path:
             ("job-2", "other"),
             ("job-3", None),
         ]
+
+
+# lookup() from any process: the journal is the second place it asks.
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``condition`` (a deadline of 10 s): another process's writes arrive with its commits."""
+    for _ in range(1000):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never saw {what}")
+
+
+async def test_lookup_answers_for_another_processes_job_from_enqueue_to_its_result(
+    path: Path,
+) -> None:
+    journal_jobs.key_free["p"] = asyncio.Event()
+    async with Backburner(journal=path) as one, Backburner(journal=path) as two:
+        job = one.enqueue(reports, "p")
+        first = await two.lookup(job.id)
+        assert first is not None
+        assert first.status in (JobStatus.PENDING, JobStatus.RUNNING)
+        assert first.name == "reports"
+
+        async def reported() -> bool:
+            info = await two.lookup(job.id)
+            return info is not None and info.progress is not None
+
+        await until(reported, "its progress in the other process")  # (about once a second)
+        info = await two.lookup(job.id)
+        assert info is not None
+        assert info.status is JobStatus.RUNNING
+        assert info.progress is not None
+        assert (info.progress.done, info.progress.total) == (1, 3)
+        assert info.progress.message == "one of three"
+        assert info.started_at is not None
+        journal_jobs.key_free["p"].set()
+        await job
+
+        async def succeeded() -> bool:
+            info = await two.lookup(job.id)
+            return info is not None and info.status is JobStatus.SUCCEEDED
+
+        await until(succeeded, "its success in the other process")
+        info = await two.lookup(job.id)
+        assert info is not None
+        assert info.has_result
+        assert info.result == {"key": "p", "done": 3}
+        assert info.expires_at is not None
+        assert info.finished_at is not None
+        assert await two.lookup("no-such-job") is None
+
+
+async def test_another_processes_finished_job_expires_as_in_memory(path: Path) -> None:
+    journal_jobs.key_free["q"] = asyncio.Event()
+    journal_jobs.key_free["q"].set()
+    async with Backburner(journal=path) as one, Backburner(journal=path, result_ttl=1.0) as two:
+        job = one.enqueue(reports, "q")
+        await job
+
+        async def expired() -> bool:
+            info = await two.lookup(job.id)
+            return info is not None and info.status is JobStatus.EXPIRED
+
+        await until(expired, "its tombstone")
+        info = await two.lookup(job.id)
+        assert info is not None
+        assert not info.has_result
+        assert info.result is None

@@ -120,7 +120,9 @@ class Backburner(EnqueueMethods):
         self._failures = FailedJobs(checked.keep_failed)
         unique = UniqueKeys()
         c = checked
-        results = KeptResults(c.keep_results, c.result_ttl, c.max_result_bytes, self.clock)
+        results = self._kept = KeptResults(
+            c.keep_results, c.result_ttl, c.max_result_bytes, self.clock
+        )
         self._outcomes = Outcomes(self._failures, unique, c.on_error, self._busy, results)
         self._lookup = Lookup(results, self._failures, self)
         self._admission = Admission(unique, self._check_schedule_room)
@@ -245,9 +247,10 @@ class Backburner(EnqueueMethods):
                 clock=self.clock,
                 schedule_room=lambda: self.max_scheduled - len(self.scheduler or ()),
                 periodic=[spec for spec, _ in self._periodic.specs()],
+                results=self._kept,
             )
             self._journal, self._admission.store = opened.journal, opened.store
-            self._periodic.gate = opened.gate
+            self._periodic.gate, self._lookup.elsewhere = opened.gate, opened.lookup
         self._box = open_coordination(self.coordination, self._periodic, self._journal is None)
         self._state = _State.OPEN
         executor_opened(self, self._set_alone)
@@ -349,6 +352,7 @@ class Backburner(EnqueueMethods):
             # budget (and a second at least: a release is a few rows).
             await journal.close(max(1.0, deadline - loop.time()))
             self._journal = self._admission.store = self._periodic.gate = None
+            self._lookup.elsewhere = None
         await close_engines(self._queues.values())
         if self._box is not None:
             self._box.close()

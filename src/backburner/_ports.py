@@ -26,7 +26,7 @@ from ._options import JobOptions
 from ._stats import QueueStats
 from ._status import JobStatus
 
-__all__ = ["Engine", "JobStore", "Queue", "QueueHost", "ResultStore"]
+__all__ = ["Engine", "JobStore", "Queue", "QueueHost", "ResultStore", "SharedJobs"]
 
 
 class QueueHost(Protocol):
@@ -193,6 +193,15 @@ class ResultStore(Protocol):
 
     async def lookup(self, job_id: str) -> JobInfo | None:
         """The finished job (or its expired tombstone) with this id, or None if not kept."""
+        ...
+
+
+class SharedJobs(Protocol):
+    """Where ``lookup`` asks last, for a job this executor does not hold: the journal the
+    processes of an app share (the job may be another process's)."""
+
+    async def lookup(self, job_id: str) -> JobInfo | None:
+        """The job with this id as the shared place knows it, or None."""
         ...
 
 

@@ -264,3 +264,35 @@ def test_a_dead_job_of_another_worker_is_listed_and_retried_from_any_worker(
     server.wait_for(
         "the job run again", lambda events: len(named(events, "fails ran")) == 2, timeout=30
     )
+
+
+ORDER = ["pending", "running", "succeeded"]
+
+
+def test_a_status_polled_from_every_worker_is_right_from_enqueue_to_success(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Enqueue on one worker, poll on all: every answer finds the job, and its status and
+    progress only move forward, to success and its result."""
+    server = box(serve, tmp_path, journal=True, job_ms=400, every=3600, heartbeat=0.5)
+    with server.client() as client:
+        enqueued = client.post("/steps", params={"count": 6}).json()
+    answers: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while not answers or answers[-1]["status"] != "succeeded":
+        assert time.monotonic() < deadline, answers[-5:]
+        with server.client() as client:  # a new connection: any worker may answer
+            answer = client.get(f"/status/{enqueued['id']}")
+        assert answer.status_code == 200, (answer.json(), enqueued)
+        answers.append(answer.json())
+    statuses = [ORDER.index(a["status"]) for a in answers]
+    assert statuses == sorted(statuses), [a["status"] for a in answers]
+    progress = [a["progress"] for a in answers if a["status"] == "running" and a["progress"]]
+    assert progress, "no worker ever saw the job's progress"
+    assert progress == sorted(progress)  # (each worker's view is as fresh as the journal's)
+    assert {a["pid"] for a in answers} - {enqueued["pid"]}, "only the enqueuer answered"
+    assert answers[-1]["result"] == {"steps": 6}
+    for _ in range(WORKERS * 3):  # and every worker knows its result now
+        with server.client() as client:
+            assert client.get(f"/status/{enqueued['id']}").json()["result"] == {"steps": 6}
+    server.assert_no_errors()

@@ -264,6 +264,9 @@ class _Room:
     def cancel(self, job_ids: set[str]) -> None:
         pass
 
+    def progress_reports(self) -> list[tuple[str, str]]:
+        return []
+
 
 def test_a_clock_step_in_another_process_takes_no_job_of_a_live_owner(
     serve: Serve, tmp_path: Path

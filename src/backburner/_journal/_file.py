@@ -70,7 +70,8 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE owners ADD COLUMN process_start INTEGER;  -- its process's start (/proc), if known
     """,
     # 3: the processes of a box act as one: unique keys held here, who fired each tick, each
-    # process's stats, cancel requests for a job another process runs.
+    # process's stats, cancel requests for a job another process runs, and what lookup()
+    # answers from any process (a job's start, progress and kept result).
     """
     UPDATE jobs SET unique_key = NULL WHERE unique_key IS NOT NULL AND finished_at IS NULL
         AND rowid NOT IN (SELECT min(rowid) FROM jobs WHERE unique_key IS NOT NULL
@@ -81,6 +82,9 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE owners ADD COLUMN snapshot TEXT;  -- JSON: its queues' stats at its heartbeat
     ALTER TABLE jobs ADD COLUMN cancel_requested REAL;  -- wall time another process asked
     CREATE INDEX jobs_cancel_requested ON jobs(owner) WHERE cancel_requested IS NOT NULL;
+    ALTER TABLE jobs ADD COLUMN started_at REAL;  -- wall time its last attempt began
+    ALTER TABLE jobs ADD COLUMN progress TEXT;  -- JSON [done, total, message, at, rate]
+    ALTER TABLE jobs ADD COLUMN result TEXT;  -- JSON: a succeeded job's kept return value
     """,
 )
 

@@ -94,6 +94,10 @@ class Recoverer(Protocol):
         """Cancel the jobs with these ids that this process holds (another process asked)."""
         ...
 
+    def progress_reports(self) -> list[tuple[str, str]]:
+        """Running jobs' progress that changed, as (JSON, job id), each at most once a second."""
+        ...
+
 
 class Writer(Protocol):
     """What the owner's side needs of the journal's writer (it runs on the writer's thread)."""

@@ -17,6 +17,7 @@ __all__ = [
     "INSERT",
     "INSERT_UNIQUE",
     "INVALID",
+    "PROGRESS",
     "REOPEN",
     "RETRY",
     "SQL",
@@ -37,6 +38,7 @@ REOPEN = 6
 INVALID = 7
 UNCLAIM = 8
 INSERT_UNIQUE = 9
+PROGRESS = 10
 
 SQL = {
     INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
@@ -50,9 +52,12 @@ SQL = {
     # (OR IGNORE: a finished job made unfinished again while another holds its key stays
     # finished in the journal, rather than failing every write of its batch.)
     STARTED: "UPDATE OR IGNORE jobs SET state = 'running', attempt = ?, finished_at = NULL, "
-    "owner = ?, lease_until = ? WHERE id = ?",
+    "owner = ?, lease_until = ?, started_at = ?, progress = NULL WHERE id = ?",
     RETRY: "UPDATE jobs SET state = 'queued', run_at = ?, attempt = ?, error = ? WHERE id = ?",
-    FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ?, attempt = ? WHERE id = ?",
+    FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ?, attempt = ?, result = ?, "
+    "started_at = coalesce(?, started_at) WHERE id = ?",
+    # A running job's latest progress (JSON), at most about once a second per job.
+    PROGRESS: "UPDATE jobs SET progress = ? WHERE id = ? AND finished_at IS NULL",
     REOPEN: "UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = ?, "
     "lease_until = ? "
     "WHERE id = ?",
@@ -80,13 +85,17 @@ BULK_SQL = {
     f"{_field(8)} FROM json_each(?) AS v",
     DELETE: f"DELETE FROM jobs WHERE id IN (SELECT {_field(0)} FROM json_each(?) AS v)",
     STARTED: f"UPDATE OR IGNORE jobs SET state = 'running', attempt = {_field(0)}, "
-    f"finished_at = NULL, owner = {_field(1)}, lease_until = {_field(2)} FROM json_each(?) AS v "
-    f"WHERE jobs.id = {_field(3)}",
+    f"finished_at = NULL, owner = {_field(1)}, lease_until = {_field(2)}, "
+    f"started_at = {_field(3)}, progress = NULL FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(4)}",
     RETRY: f"UPDATE jobs SET state = 'queued', run_at = {_field(0)}, attempt = {_field(1)}, "
     f"error = {_field(2)} FROM json_each(?) AS v WHERE jobs.id = {_field(3)}",
     FINISH: f"UPDATE jobs SET state = {_field(0)}, finished_at = {_field(1)}, "
-    f"error = {_field(2)}, attempt = {_field(3)} FROM json_each(?) AS v "
-    f"WHERE jobs.id = {_field(4)}",
+    f"error = {_field(2)}, attempt = {_field(3)}, result = {_field(4)}, "
+    f"started_at = coalesce({_field(5)}, started_at) FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(6)}",
+    PROGRESS: f"UPDATE jobs SET progress = {_field(0)} FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(1)} AND finished_at IS NULL",
     REOPEN: f"UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = {_field(0)}, "
     f"lease_until = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
     INVALID: f"UPDATE jobs SET state = 'invalid', finished_at = {_field(0)}, "

@@ -57,13 +57,15 @@ _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 class DurableHooks(JobHooks):
     """What a journaled job adds: its attempts and its end are written to the journal."""
 
-    __slots__ = ("journal",)
+    __slots__ = ("journal", "max_result_bytes")
 
     # Every attempt is reported (its start committed first): such jobs take the guarded path.
     guarded = True
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, max_result_bytes: int = 65536) -> None:
         self.journal = journal
+        #: A result whose JSON is longer is not kept in the journal (nor is one not JSON).
+        self.max_result_bytes = max_result_bytes
 
     def began(self, job: Job[Any]) -> asyncio.Future[None] | None:
         """The attempt's start, on its way to disk: the job runs once it is committed."""
@@ -83,7 +85,12 @@ class DurableHooks(JobHooks):
         journal = self.journal
         if (status is _CANCELLED or status is _ABANDONED) and journal.keeping:
             return
-        journal.finished(job.id, status.value, _error_text(exc), job.attempt)
+        result = None
+        if status is _SUCCEEDED and job.options.keep_result:
+            result = _result_json(job, self.max_result_bytes)
+        journal.finished(
+            job.id, status.value, _error_text(exc), job.attempt, result, job.started_at
+        )
 
 
 class ElsewhereHooks(JobHooks):
@@ -91,7 +98,8 @@ class ElsewhereHooks(JobHooks):
 
     Its status here is ``sent``: this process's part is over. ``await job`` waits until the
     journal says it has ended, and takes its end from there (its result stays in the process
-    that ran it; a failure is a ``BackburnerError`` with its error text).
+    that ran it unless it was plain JSON; a failure is a ``BackburnerError`` with its error
+    text).
     """
 
     __slots__ = ("journal",)
@@ -112,7 +120,8 @@ class ElsewhereHooks(JobHooks):
         """Wait for the job's end in the journal."""
         while job.status is _SENT:
             rows = await self.journal.aread(
-                "SELECT state, error, attempt, finished_at FROM jobs WHERE id = ?", (job.id,)
+                "SELECT state, error, attempt, finished_at, result FROM jobs WHERE id = ?",
+                (job.id,),
             )
             if rows and rows[0][3] is None:
                 await asyncio.sleep(_ELSEWHERE_POLL)
@@ -122,10 +131,12 @@ class ElsewhereHooks(JobHooks):
             if not rows:  # taken back (its queue was full), or pruned long after its end
                 job.finish(_CANCELLED)
                 return
-            state, error, attempt, _ = rows[0]
+            state, error, attempt, _, result = rows[0]
             job.attempt = attempt
             status = _ENDS.get(state, _FAILED)  # (invalid: it could not run)
-            if status is _SUCCEEDED or status is _CANCELLED or status is _ABANDONED:
+            if status is _SUCCEEDED:
+                job.finish(status, None if result is None else json.loads(result))
+            elif status is _CANCELLED or status is _ABANDONED:
                 job.finish(status)
             else:
                 failure = BackburnerError(f"job {job.id} failed in another process: {error}")
@@ -143,9 +154,9 @@ class JournalStore:
     finished) follows its row, and a write that fails leaves nothing in the queue.
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, max_result_bytes: int = 65536) -> None:
         self.journal = journal
-        self.hooks = DurableHooks(journal)
+        self.hooks = DurableHooks(journal, max_result_bytes)
         self.elsewhere = ElsewhereHooks(journal)
 
     def check(self, job: Job[Any], run_at: float | None) -> tuple[Any, ...]:
@@ -235,6 +246,16 @@ def _option_changes(label: str, base: JobOptions, options: JobOptions) -> dict[s
             )
         changes[field] = dict(value) if field == "meta" else value  # (read-only: JSON wants a dict)
     return changes
+
+
+def _result_json(job: Job[Any], limit: int) -> str | None:
+    """The job's return value as JSON, for ``lookup`` from other processes; None if it is not
+    plain JSON or is longer than ``limit`` (it is then known only in its own process)."""
+    try:
+        text = _encode(job.result())
+    except (TypeError, ValueError):
+        return None
+    return text if len(text) <= limit else None
 
 
 def _error_text(exc: BaseException | None) -> str | None:

@@ -52,6 +52,7 @@ from ._sql import (
     INSERT,
     INSERT_UNIQUE,
     INVALID,
+    PROGRESS,
     REOPEN,
     RETRY,
     STARTED,
@@ -242,7 +243,8 @@ class Journal:
         counted a crash, and after ``max_attempts`` of them is dead. Starts queued meanwhile
         share the commit. None if nothing more can be written: the job runs unrecorded.
         """
-        params = (attempt, self.owner, self.wall() + self.config.lease, job_id)
+        now = self.wall()
+        params = (attempt, self.owner, now + self.config.lease, now, job_id)
         future = asyncio.get_running_loop().create_future()
         with self._cond:
             if self._refusal is not None:
@@ -256,9 +258,22 @@ class Journal:
         """Record that a failed job waits to retry at ``run_at``."""
         self._add(RETRY, (run_at, attempt, error, job_id))
 
-    def finished(self, job_id: str, state: str, error: str | None, attempt: int) -> None:
-        """Record a job's end state."""
-        self._add(FINISH, (state, self.wall(), error, attempt, job_id))
+    def finished(
+        self,
+        job_id: str,
+        state: str,
+        error: str | None,
+        attempt: int,
+        result: str | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        """Record a job's end state (and its kept result, as JSON)."""
+        self._add(FINISH, (state, self.wall(), error, attempt, result, started_at, job_id))
+
+    def progressed(self, reports: list[tuple[str, str]]) -> None:
+        """Record running jobs' latest progress: (JSON, job id) each."""
+        for report in reports:
+            self._add(PROGRESS, report)
 
     def reopened(self, job_id: str) -> None:
         """Record that a failed job was sent again by hand (``retry()``): unfinished again."""
@@ -540,10 +555,12 @@ class Journal:
         return False
 
     def _look_for_cancel_requests(self) -> None:
+        """Every ``CANCEL_POLL``: cancel requests of other processes; running jobs' progress."""
         if self._refusal is not None or self._connection is None:
             return
         try:
             self._owners.cancel_requests()
+            self.progressed(self.recoverer.progress_reports())
         except Exception:
             logger.exception("the journal %s: could not read cancel requests", self.path)
 

@@ -7,8 +7,11 @@ Settings from the test: ``BB_E2E_JOURNAL`` (a journal's path; none: in memory), 
 
 Each tick of the periodic job records the event ``tick`` (with the pid that ran it); each run of
 the unique job records ``unique ran``, each run of ``fails`` records ``fails ran`` (then fails).
-``POST /fail?number=N`` enqueues ``fails``; ``POST /unique?key=K`` enqueues the unique job with key
-``K`` and answers its id and this process's pid; ``GET /whoami`` answers the pid.
+
+Routes: ``POST /unique?key=K`` enqueues the unique job with key ``K`` (answers its id and this
+process's pid); ``POST /fail?number=N`` enqueues ``fails``; ``POST /steps?count=N`` a job of N
+steps that reports its progress; ``GET /status/ID`` answers ``lookup(ID)`` from whichever
+worker; ``GET /whoami`` answers the pid.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from backburner import BackburnerMiddleware, JournalConfig, Periodic, background, job
+from backburner import (
+    BackburnerMiddleware,
+    JournalConfig,
+    Periodic,
+    background,
+    current_job,
+    job,
+)
 from backburner.dashboard import dashboard
 
 from ._events import record, setting, watch_backburner_log
@@ -50,6 +60,15 @@ async def fails(number: int) -> None:
     raise RuntimeError(f"job {number} fails")
 
 
+@job(name="e2e.box.steps")
+async def steps(count: int) -> dict[str, int]:
+    """Takes ``count`` steps of ``BB_E2E_JOB_MS`` each, saying how far it is after each."""
+    for step in range(count):
+        current_job().set_progress(step, count, f"step {step}")
+        await asyncio.sleep(setting("job_ms", 500) / 1000)
+    return {"steps": count}
+
+
 async def health(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
@@ -68,6 +87,27 @@ async def enqueue_failing(request: Request) -> JSONResponse:
     return JSONResponse({"id": failing.id, "pid": os.getpid()})
 
 
+async def enqueue_steps(request: Request) -> JSONResponse:
+    stepping = await background.aenqueue(steps, int(request.query_params["count"]))
+    return JSONResponse({"id": stepping.id, "pid": os.getpid()})
+
+
+async def status(request: Request) -> JSONResponse:
+    """``lookup`` from this worker, whichever enqueued the job: 404 if it is not known."""
+    info = await background.lookup(request.path_params["job_id"])
+    if info is None:
+        return JSONResponse({"pid": os.getpid()}, status_code=404)
+    progress = None if info.progress is None else info.progress.done
+    return JSONResponse(
+        {
+            "pid": os.getpid(),
+            "status": info.status.value,
+            "progress": progress,
+            "result": info.result,
+        }
+    )
+
+
 async def stats(request: Request) -> JSONResponse:
     return JSONResponse({"pid": os.getpid(), **background.stats().as_dict()})
 
@@ -79,6 +119,8 @@ app = Starlette(
         Route("/whoami", whoami),
         Route("/unique", enqueue_unique, methods=["POST"]),
         Route("/fail", enqueue_failing, methods=["POST"]),
+        Route("/steps", enqueue_steps, methods=["POST"]),
+        Route("/status/{job_id}", status),
         Route("/stats", stats),
     ]
 )
