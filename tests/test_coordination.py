@@ -204,3 +204,27 @@ async def test_periodic_ticks_in_memory_go_through_the_directory(tmp_path: Path)
         assert runs == [1]
         assert bg.stats().periodic[0].fired_by == os.getpid()
         sibling.close()
+
+
+async def test_an_unsafe_directory_given_by_name_fails_the_start(tmp_path: Path) -> None:
+    (tmp_path / "box").mkdir(mode=0o700)
+    (tmp_path / "box").chmod(0o777)
+    with pytest.raises(PermissionError, match="writable by no one else"):
+        async with Backburner(coordination=tmp_path / "box"):
+            pass
+
+
+async def test_an_unsafe_default_directory_is_given_up_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone else made the default directory: it is not used, and the app still starts."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    mine = tmp_path / f"backburner-{os.getuid()}"
+    mine.mkdir(mode=0o700)
+    mine.chmod(0o777)
+    caplog.set_level(logging.WARNING, "backburner")
+    async with Backburner() as bg:
+        assert bg._box is None
+        assert await bg.aenqueue(unique_job, "k") is not None
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "no coordination between this app's processes" in warning.getMessage()

@@ -62,12 +62,28 @@ SIBLINGS_CHECK_AFTER = 3.0
 def open_coordination(
     setting: str | os.PathLike[str] | bool, periodic: PeriodicJobs, in_memory: bool
 ) -> Coordination | None:
-    """Open the ``coordination=`` directory for an executor; in memory, its ticks go through it."""
+    """Open the ``coordination=`` directory for an executor; in memory, its ticks go through it.
+
+    A directory given by name that cannot be used raises (``PermissionError`` if it is not
+    safe); the default one is then given up with a WARNING.
+    """
     coordination = coordination_for(setting)
-    if coordination is not None:
+    if coordination is None:
+        return None
+    try:
         coordination.open(in_memory=in_memory)
-        if in_memory:
-            periodic.gate = FileTickGate(coordination)
+    except OSError as exc:
+        if setting is not True:
+            raise  # a directory given by name: its problem is the app's to fix
+        # The default one: not worth failing the app for. Each process then fires every tick.
+        logger.warning(
+            "no coordination between this app's processes: %s. Periodic jobs fire in each "
+            "process; give coordination= a directory of your own, or a journal",
+            exc,
+        )
+        return None
+    if in_memory:
+        periodic.gate = FileTickGate(coordination)
     return coordination
 
 

@@ -237,6 +237,8 @@ class Backburner(EnqueueMethods):
         self.scheduler = Scheduler(self.clock, loop)
         check_overlap(self._periodic.specs(), self._engine_of)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
+        in_memory = self.journal_config is None  # (a bad coordination= fails before anything)
+        self._box = open_coordination(self.coordination, self._periodic, in_memory)
         await open_engines(self._queues.values())  # a remote queue's broker connects now
         self._closed = asyncio.Event()
         if self.journal_config is not None:  # unfinished jobs go back into the queues first
@@ -251,7 +253,6 @@ class Backburner(EnqueueMethods):
             )
             self._journal, self._admission.store = opened.journal, opened.store
             self._periodic.gate, self._lookup.elsewhere = opened.gate, opened.lookup
-        self._box = open_coordination(self.coordination, self._periodic, self._journal is None)
         self._state = _State.OPEN
         executor_opened(self, self._set_alone)
 

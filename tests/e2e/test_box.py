@@ -285,12 +285,16 @@ def test_a_status_polled_from_every_worker_is_right_from_enqueue_to_success(
             answer = client.get(f"/status/{enqueued['id']}")
         assert answer.status_code == 200, (answer.json(), enqueued)
         answers.append(answer.json())
-    statuses = [ORDER.index(a["status"]) for a in answers]
-    assert statuses == sorted(statuses), [a["status"] for a in answers]
-    progress = [a["progress"] for a in answers if a["status"] == "running" and a["progress"]]
-    assert progress, "no worker ever saw the job's progress"
-    assert progress == sorted(progress)  # (each worker's view is as fresh as the journal's)
-    assert {a["pid"] for a in answers} - {enqueued["pid"]}, "only the enqueuer answered"
+    # Each worker's answers only move forward (the job's own worker answers from memory, the
+    # others from the journal, up to a commit or a progress write behind: about a second).
+    for pid in {a["pid"] for a in answers}:
+        seen = [(ORDER.index(a["status"]), a["progress"] or 0) for a in answers if a["pid"] == pid]
+        assert seen == sorted(seen), (pid, seen)
+    elsewhere = [a for a in answers if a["pid"] != enqueued["pid"]]
+    assert any(a["status"] == "running" and a["progress"] for a in elsewhere), (
+        "no other worker ever saw the job's progress"
+    )
+    assert elsewhere, "only the enqueuer answered"
     assert answers[-1]["result"] == {"steps": 6}
     for _ in range(WORKERS * 3):  # and every worker knows its result now
         with server.client() as client:
