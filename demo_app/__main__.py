@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import argparse
 import errno
-import logging
 import os
 import secrets
 import socket
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 
 from .app import DASHBOARD_USER, create_app
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+#: The demo's logging, as ``uvicorn --log-config demo_app/logging.json`` would take it: every
+#: line with its time, level and logger, and the job a record came from (``JobContextFilter``).
+LOGGING_CONFIG = Path(__file__).with_name("logging.json")
 
 
 def _port(text: str) -> int:
@@ -143,11 +145,8 @@ def usable_port(host: str, port: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse the command line, set up logging, and serve until interrupted."""
+    """Parse the command line and serve until interrupted, logging as ``logging.json`` says."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-    for name in ("backburner", "demo_app"):
-        logging.getLogger(name).setLevel(logging.INFO)
     host = f"[{args.host}]" if ":" in args.host else args.host
     port = usable_port(args.host, args.port)  # for --port 0, the free port it picked
     if args.port not in (0, port):
@@ -173,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         reminder_delay=args.reminder_delay,
         retry_backoff=args.retry_backoff,
     )
-    uvicorn.run(app, host=args.host, port=port, lifespan="on", log_level="info")
+    uvicorn.run(app, host=args.host, port=port, lifespan="on", log_config=str(LOGGING_CONFIG))
 
 
 if __name__ == "__main__":

@@ -504,7 +504,7 @@ def console_errors(page: Page) -> list[str]:
 @pytest.mark.e2e  # drives Debian's Chromium
 def test_the_dashboard_of_the_demo_draws_its_charts_in_a_browser(served: Served) -> None:
     """Screenshot at test-artifacts/demo-dashboard.png; BB_UPDATE_SCREENSHOT=1 also writes
-    docs/dashboard.png, the README's picture."""
+    docs/dashboard.png, the dashboard guide's picture."""
     from playwright.sync_api import expect, sync_playwright
 
     with httpx.Client(base_url=served.url, verify=TLS) as client:
@@ -904,6 +904,8 @@ async def test_python_m_demo_app_serves_mails_and_stops_on_ctrl_c(tmp_path: Path
     assert f"serving on http://127.0.0.1:{port}/" in text
     assert re.search(r"mail catcher: SMTP on 127\.0\.0\.1:\d+", text)
     assert "started, queues default (workers=4" in text
+    # demo_app/logging.json: time, level and logger on every line, and the job it came from.
+    assert re.search(r"(?m)^INFO: +\S+ \S+ backburner \[job -\]: started, queues default", text)
     # The sign-up's reminder, 30 s away by default, is dropped at Ctrl+C, and said so.
     assert re.search(
         r"with 1 unfinished jobs .* 1 scheduled or waiting to retry\):\n"

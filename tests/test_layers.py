@@ -45,9 +45,13 @@ for names, floor in (
         "_coordination",
         MECHANISMS,
     ),
-    ("_journal _engines", FEATURES),
+    ("_journal _engines _otel", FEATURES),
     ("_settings _executor", EXECUTOR),
-    ("__init__ _proxy _asgi testing taskiq dashboard", INTEGRATIONS),
+    (
+        "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
+        "prometheus otel",
+        INTEGRATIONS,
+    ),
 ):
     for name in names.split():
         FLOORS[name] = floor

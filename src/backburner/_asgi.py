@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._context import current_executor_var, name_executor, request_enqueue_var
 from ._errors import QueueFull
 from ._executor import Backburner
+from .logs import install_fallback
 
 if TYPE_CHECKING:  # (imported when used: `import backburner` stays light)
     from starlette.requests import Request
@@ -287,6 +288,7 @@ class _Lifespan:
         message = await self.receive()
         if message["type"] == "lifespan.startup":
             self.app_got_startup = True
+            install_fallback()  # under a plain `uvicorn app:app`, our records reach stderr
             try:
                 await self.executor.open()
             except Exception as exc:

@@ -12,6 +12,10 @@ How the running job is found, without any work on a plain job's path:
 
 A job's context is copied into the jobs it enqueues, so a handle found there is checked to be
 this task's (or, on a thread, this job's attempt) before it is trusted.
+
+``job_here()`` is the same question asked for log records (``backburner.logs``), at no cost to
+the job's path either: an async job runs as the task of its queue's runner coroutine, which
+holds the job, so the job of the current task is read from that coroutine when asked.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextvars
 import math
 import time
 from collections.abc import Mapping
+from types import CodeType
 from typing import Any, Protocol
 
 from ._context import open_executors
@@ -30,7 +35,7 @@ from ._job import Job
 from ._ports import Queue
 from ._progress import NUMBERS, Progress, ProgressCell, check_report
 
-__all__ = ["CurrentJob", "current_job", "running_job_var"]
+__all__ = ["CurrentJob", "current_job", "job_here", "register_runner", "running_job_var"]
 
 #: The job whose code runs in this context when no task tells it: a sync job's thread, a job
 #: run inline by ``backburner.testing``.
@@ -169,3 +174,36 @@ def _job_of_task(task: asyncio.Task[Any]) -> Job[Any] | None:
                 if job.task is task:
                     return job
     return None
+
+
+# The code of each coroutine that runs a job as its task, and the name of its argument that
+# holds the job (a queue registers its runner when its module is imported).
+_runners: dict[CodeType, str] = {}
+
+
+def register_runner(code: CodeType, argument: str) -> None:
+    """Record that a task running ``code`` runs the job held by its argument ``argument``."""
+    if argument not in code.co_varnames[: code.co_argcount]:
+        raise ValueError(f"{code.co_name} has no argument {argument!r}")
+    _runners[code] = argument
+
+
+def job_here() -> Job[Any] | None:
+    """The job whose code is running here (on its task or its thread), or None: for logs."""
+    job = running_job_var.get(None)
+    if job is not None:
+        return job
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop runs in this thread
+        return None
+    if task is None:
+        return None
+    coro = task.get_coro()
+    code = getattr(coro, "cr_code", None)
+    argument = _runners.get(code) if code is not None else None
+    frame = getattr(coro, "cr_frame", None)
+    if argument is None or frame is None:
+        return None
+    found = frame.f_locals.get(argument)
+    return found if isinstance(found, Job) else None

@@ -170,6 +170,7 @@ class EnqueueMethods:
         on_duplicate: Literal["return", "raise"] = _UNSET,
         keep_result: bool = _UNSET,
         meta: Mapping[str, Any] | None = _UNSET,
+        log_args: bool = _UNSET,
     ) -> Enqueuer:
         """Enqueue with options for these calls: ``bg.options(queue="mail").enqueue(send, to)``.
 
@@ -191,6 +192,7 @@ class EnqueueMethods:
                 ("on_duplicate", on_duplicate),
                 ("keep_result", keep_result),
                 ("meta", meta),
+                ("log_args", log_args),
             )
             if value is not _UNSET
         }

@@ -139,6 +139,7 @@ class Job(Generic[T]):
         "started_at",
         "task",
         "timer",
+        "trace",
         "unique_key",
     )
     #: Wall time a job with a ``run_at`` became ready to start (its wait for a worker counts
@@ -146,6 +147,12 @@ class Job(Generic[T]):
     ready_at: float
     # Set by `progress_cell()` once the job reports progress: never on a plain job's path.
     _progress: ProgressCell
+    #: While tracing is on (and only then: never on an untraced job's path): the W3C
+    #: ``traceparent`` of the job's enqueue span (None without one), which a journal stores
+    #: and a remote engine sends; that span's context (None if only the traceparent is
+    #: known: a recovered job); and True if the first attempt continues that span's trace
+    #: (False: every attempt starts its own trace, linked to it).
+    trace: tuple[str | None, Any, bool]
 
     def __init__(
         self,
@@ -302,12 +309,17 @@ class Job(Generic[T]):
 
     def describe(self, *, attempt: bool = True) -> str:
         """One line for logs and shutdown reports: id, call with truncated arguments, queue,
-        and the attempt after the first (``attempt=False``: for a line that says it itself)."""
-        parts = [_arg_repr.repr(arg) for arg in self.args]
-        if self.kwargs:
-            parts += [f"{key}={_arg_repr.repr(value)}" for key, value in self.kwargs.items()]
+        and the attempt after the first (``attempt=False``: for a line that says it itself).
+        A job declared ``@job(log_args=False)`` shows its call as ``name(...)``."""
+        if self.options.log_args:
+            parts = [_arg_repr.repr(arg) for arg in self.args]
+            if self.kwargs:
+                parts += [f"{key}={_arg_repr.repr(value)}" for key, value in self.kwargs.items()]
+            call = ", ".join(parts)
+        else:
+            call = "..."
         shown = f" attempt={self.attempt}" if attempt and self.attempt > 1 else ""
-        return f"{self.id} {self.name}({', '.join(parts)}) queue={self.queue!r}{shown}"
+        return f"{self.id} {self.name}({call}) queue={self.queue!r}{shown}"
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.name} queue={self.queue!r} status={self._status.value}>"

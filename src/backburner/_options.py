@@ -69,6 +69,9 @@ class JobOptions:
     #: Plain JSON data about the job, kept with it and shown by ``lookup`` (who asked for it,
     #: say, so that a status page can check who may see it). Read-only once given.
     meta: Mapping[str, Any] | None = field(default=None, hash=False)
+    #: False: backburner's own log lines (failures, retries, the shutdown report) show the
+    #: call as ``fn(...)``, never its arguments (a password, a token, personal data).
+    log_args: bool = True
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
@@ -95,6 +98,8 @@ class JobOptions:
                 f"unique must be a key (str) or a function of the job's arguments returning "
                 f"one, got {self.unique!r}"
             )
+        if not isinstance(self.log_args, bool):
+            raise TypeError(f"log_args must be True or False, got {self.log_args!r}")
         if self.on_duplicate not in ("return", "raise"):
             raise ValueError(f"on_duplicate must be 'return' or 'raise', got {self.on_duplicate!r}")
         if not isinstance(self.keep_result, bool):
@@ -174,6 +179,7 @@ def job(
     on_duplicate: Literal["return", "raise"] = "return",
     keep_result: bool = True,
     name: str | None = None,
+    log_args: bool = True,
 ) -> Callable[[F], F]:
     """Declare a function's job options once, where it is defined.
 
@@ -186,6 +192,7 @@ def job(
 
     ``keep_result=False``: once the job succeeds, ``lookup`` tells its status but never keeps
     its return value (for values that must not linger in memory).
+    ``log_args=False`` keeps the job's arguments out of backburner's own log lines.
     """
     options = JobOptions(
         queue=queue,
@@ -198,6 +205,7 @@ def job(
         unique=unique,
         on_duplicate=on_duplicate,
         keep_result=keep_result,
+        log_args=log_args,
     )
 
     def attach(fn: F) -> F:

@@ -11,6 +11,7 @@ back-reference to the executor, so that imports run one way (``docs/architecture
   take it back if queueing failed, and the hooks that record its attempts and its end.
 * ``ResultStore``: where finished jobs are kept for ``lookup`` (in memory, ``_results.py``;
   a store shared by processes can answer for the others' jobs too).
+* ``JobTracer``: what tracing adds to admission: a span around each enqueue.
 * ``Engine``: a remote engine (``backburner.taskiq.TaskiqEngine`` is one), public: other
   engines implement it.
 """
@@ -18,6 +19,7 @@ back-reference to the executor, so that imports run one way (``docs/architecture
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from ._info import JobInfo
@@ -26,7 +28,7 @@ from ._options import JobOptions
 from ._stats import QueueStats
 from ._status import JobStatus
 
-__all__ = ["Engine", "JobStore", "Queue", "QueueHost", "ResultStore", "SharedJobs"]
+__all__ = ["Engine", "JobStore", "JobTracer", "Queue", "QueueHost", "ResultStore", "SharedJobs"]
 
 
 class QueueHost(Protocol):
@@ -51,6 +53,17 @@ class QueueHost(Protocol):
     def keep(self, job: Job[Any]) -> None:
         """``job`` reached an end state: keep it for ``lookup`` (a ``ResultStore``). Any
         thread; O(1), on every job's path."""
+        ...
+
+
+class JobTracer(Protocol):
+    """What tracing (``_otel/``) adds to admission. Any thread."""
+
+    def publishing(
+        self, job: Job[Any], run_at: float | None, stored: bool
+    ) -> AbstractContextManager[Any]:
+        """The span to admit ``job`` inside (``stored``: enqueued before; it gets none); it
+        also gives the job the hooks that trace its attempts."""
         ...
 
 
@@ -151,6 +164,10 @@ class Queue(Protocol):
 
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why the queue can no longer do its work (a worker of it ended), or None."""
         ...
 
 

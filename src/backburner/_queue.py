@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._current import running_job_var
+from ._current import register_runner, running_job_var
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
@@ -356,6 +356,9 @@ class JobQueue:
                 job.context = None  # type: ignore[assignment]  # let its context values go
             self._free_slot(now)
 
+    # Log records find the job of the current task in this coroutine (see _current.py).
+    register_runner(_run.__code__, "job")
+
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
         hooks = job.hooks  # a journaled job's: its start goes to disk first
@@ -486,7 +489,7 @@ class JobQueue:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
-        context.run(running_job_var.set, job)  # current_job() there finds it
+        context.run(running_job_var.set, job)  # current_job() and log records find it there
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future
@@ -730,6 +733,10 @@ class JobQueue:
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
         return self._started, self._waited
+
+    def problem(self) -> None:
+        """None: no worker here can die (each job is a task of its own, a slot only a count)."""
+        return None
 
     def pending_jobs(self, offset: int = 0, limit: int | None = None) -> list[Job[Any]]:
         """Waiting jobs in the order they will start, cancelled ones skipped. Any thread.

@@ -45,25 +45,37 @@ class ShutdownReport:
         return self.scheduled + self.not_started + self.cancelled + self.abandoned
 
     def log(self, shutdown_timeout: float) -> None:
-        """Write the report as one log record: a warning that lists every unfinished job."""
+        """Write the report as one log record: a warning that lists every unfinished job.
+
+        The text is for a terminal (a summary line, then one indented line per job); the same
+        facts are the record's ``extra`` fields, for JSON logs: ``backburner_elapsed``,
+        ``backburner_shutdown_timeout``, ``backburner_counts`` (jobs by what became of them),
+        ``backburner_journal`` and ``backburner_unfinished`` (id, name, queue, status and
+        ``kind`` of each job; never its arguments).
+        """
+        kinds = (
+            ("abandoned", self.abandoned),
+            ("cancelled", self.cancelled),
+            ("not started", self.not_started),
+            ("scheduled", self.scheduled),
+        )
+        extra = {
+            "backburner_elapsed": round(self.elapsed, 3),
+            "backburner_shutdown_timeout": shutdown_timeout,
+            "backburner_counts": {kind.replace(" ", "_"): len(jobs) for kind, jobs in kinds},
+            "backburner_journal": self.journal,
+        }
         if not self.unfinished:
-            logger.info("shut down in %.2fs; every accepted job finished", self.elapsed)
+            logger.info(
+                "shut down in %.2fs; every accepted job finished", self.elapsed, extra=extra
+            )
             return
         kept = (
             f"; they are kept in the journal {self.journal} and run at the next start"
             if self.journal is not None
             else ""
         )
-        lines = [
-            f"  {kind:<11} {job.describe()}"
-            for kind, jobs in (
-                ("abandoned", self.abandoned),
-                ("cancelled", self.cancelled),
-                ("not started", self.not_started),
-                ("scheduled", self.scheduled),
-            )
-            for job in jobs
-        ]
+        lines = [f"  {kind:<11} {job.describe()}" for kind, jobs in kinds for job in jobs]
         logger.warning(
             "shut down in %.2fs (shutdown_timeout=%.1fs) with %d unfinished jobs "
             "(%d abandoned still running, %d cancelled while running, %d never started, "
@@ -78,10 +90,18 @@ class ShutdownReport:
             kept,
             "\n".join(lines),
             extra={
+                **extra,
                 "backburner_unfinished": [
-                    {"id": job.id, "name": job.name, "queue": job.queue, "status": str(job.status)}
-                    for job in self.unfinished
-                ]
+                    {
+                        "id": job.id,
+                        "name": job.name,
+                        "queue": job.queue,
+                        "status": str(job.status),
+                        "kind": kind.replace(" ", "_"),
+                    }
+                    for kind, jobs in kinds
+                    for job in jobs
+                ],
             },
         )
 

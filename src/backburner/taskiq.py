@@ -22,7 +22,7 @@ enqueue the job must be registered, with JSON arguments, and with options the en
 retries (backburner's backoff, through a retry middleware this engine adds to the broker),
 ``timeout`` (taskiq's ``timeout`` label), delays and retry backoffs (taskiq's schedule source and
 ``taskiq scheduler``). ``unique=`` and per-call ``retry_on`` are refused. See "When you outgrow
-one process" in the README.
+one process" in the docs (docs/how-to/scaling-out.md).
 """
 
 from __future__ import annotations
@@ -280,6 +280,11 @@ def _labels(job: Job[Any]) -> dict[str, Any]:
         )
     if options.timeout is not None:
         labels["timeout"] = options.timeout
+    # The trace it was enqueued in (W3C, the key OpenTelemetry's propagator reads): taskiq's
+    # OpenTelemetryMiddleware on the workers continues it.
+    trace = getattr(job, "trace", None)
+    if trace is not None and trace[0] is not None:
+        labels["traceparent"] = trace[0]
     return labels
 
 

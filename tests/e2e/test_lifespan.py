@@ -38,7 +38,15 @@ def test_a_job_enqueued_by_a_failed_startup_never_runs_and_is_reported(
     reports = [event["unfinished"] for event in events if event["event"] == "report"]
     assert len(enqueued) == 1
     assert reports == [
-        [{"id": enqueued[0], "name": "never_runs", "queue": "default", "status": "cancelled"}]
+        [
+            {
+                "id": enqueued[0],
+                "name": "never_runs",
+                "queue": "default",
+                "status": "cancelled",
+                "kind": "not_started",
+            }
+        ]
     ]
     assert not [event for event in events if event["event"] == "started"]
 

@@ -178,6 +178,23 @@ class RemoteQueue:
         """No job starts here: their waits are the engine's to count."""
         return 0, 0.0
 
+    def problem(self) -> str | None:
+        """Why jobs are no longer sent: sender tasks that ended while running; else None.
+
+        A sender loops until shutdown cancels it; one that ended before (its engine raised
+        ``CancelledError`` or a ``BaseException`` from ``send``) sends nothing more. Its
+        exception is left unread: asyncio still reports it when the task is collected.
+        """
+        ended = [task for task in self._senders if task.done()]
+        if not ended:
+            return None
+        cancelled = sum(task.cancelled() for task in ended)
+        return (
+            f"{len(ended)} of the {len(self._senders)} sender tasks of queue {self.name!r} "
+            f"ended ({cancelled} cancelled, {len(ended) - cancelled} raised): its jobs are "
+            f"no longer sent to {self.engine.name}"
+        )
+
     def timed_counts(self) -> tuple[int, int]:
         """Nothing waits for its time here: the engine holds delayed jobs and retries."""
         return 0, 0

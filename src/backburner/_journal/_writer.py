@@ -198,13 +198,14 @@ class Journal:
     # Operations: any thread.
 
     def insert(self, row: tuple[Any, ...], holder: list[tuple[str]] | None = None) -> Batch:
-        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at).
+        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at,
+        trace).
 
         A row with a unique key is written only if no unfinished job holds the key: else the
         holder's id is appended to ``holder`` (which a row with a key must be given). Raises
         ``JournalError`` at once if the journal can write nothing more.
         """
-        job_id, name, queue, payload, run_at, unique_key, enqueued_at = row
+        job_id, name, queue, payload, run_at, unique_key, enqueued_at, trace = row
         params = (
             job_id,
             name,
@@ -215,6 +216,7 @@ class Journal:
             run_at,
             unique_key,
             enqueued_at,
+            trace,
         )
         with self._cond:
             if self._refusal is not None:

@@ -1,0 +1,159 @@
+"""Log records that carry their job: a ``logging.Filter``, a structlog processor, and the
+handler backburner adds under a server that configured no logging.
+
+``JobContextFilter`` gives every record it sees the attributes ``job_id``, ``job_name``,
+``queue``, ``attempt`` and ``trace_id``: the job's, for a record emitted by a job's code (its
+async code on the event loop, or a sync job's function on its thread), whichever logger wrote
+it; ``default`` (``"-"``) outside a job, so that a format string naming them never fails. Put it
+on a handler::
+
+    handler.addFilter(JobContextFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s [%(job_id)s %(job_name)s] %(message)s"))
+
+``trace_id`` is the current OpenTelemetry span's trace id (32 hex digits) if
+``opentelemetry`` is installed and a span is being recorded; else ``default``.
+
+For structlog, ``add_job_context`` is a processor adding the same keys to the event dict (only
+inside a job)::
+
+    structlog.configure(processors=[
+        structlog.contextvars.merge_contextvars,
+        backburner.logs.add_job_context,
+        structlog.processors.JSONRenderer(),
+    ])
+
+Finding the job costs nothing on the job's path: it is looked up when a record is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+from ._current import job_here as current_job
+from ._job import Job
+
+__all__ = ["FIELDS", "JobContextFilter", "add_job_context", "current_job", "install_fallback"]
+
+#: The attributes ``JobContextFilter`` sets on every record (and ``add_job_context`` adds).
+FIELDS = ("job_id", "job_name", "queue", "attempt", "trace_id")
+
+logger = logging.getLogger("backburner")
+
+_trace: Any = None  # opentelemetry.trace once imported; False if it is not installed
+
+
+def _trace_id() -> str | None:
+    """The current OpenTelemetry span's trace id as 32 hex digits, or None."""
+    global _trace
+    if _trace is None:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _trace = False
+        else:
+            _trace = trace
+    if _trace is False:
+        return None
+    context = _trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
+
+
+def _fields(job: Job[Any] | None, default: object) -> dict[str, object]:
+    trace_id = _trace_id()
+    if job is None:
+        fields = dict.fromkeys(FIELDS, default)
+    else:
+        fields = {
+            "job_id": job.id,
+            "job_name": job.name,
+            "queue": job.queue,
+            "attempt": job.attempt,
+            "trace_id": default,
+        }
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
+    return fields
+
+
+class JobContextFilter(logging.Filter):
+    """Adds ``job_id``, ``job_name``, ``queue``, ``attempt`` and ``trace_id`` to each record.
+
+    Inside a job they are the job's (``attempt`` counts from 1); elsewhere each is ``default``:
+    ``"-"`` reads well in text, ``None`` suits JSON. A record that already has one of these
+    attributes (given in ``extra=``) keeps it. The filter lets every record through.
+
+    In a ``dictConfig``: ``"filters": {"job": {"()": "backburner.logs.JobContextFilter"}}``,
+    then ``"filters": ["job"]`` on the handler.
+    """
+
+    def __init__(self, default: object = "-") -> None:
+        super().__init__()
+        self.default = default
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Set the attributes on ``record``; always True."""
+        for name, value in _fields(current_job(), self.default).items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
+
+
+def add_job_context(
+    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: inside a job, ``job_id``, ``job_name``, ``queue``, ``attempt``
+    (and ``trace_id`` when OpenTelemetry has a span) join the event dict, unless it has them."""
+    job = current_job()
+    if job is not None:
+        for name, value in _fields(job, None).items():
+            if value is not None:
+                event_dict.setdefault(name, value)
+    return event_dict
+
+
+class _Fallback(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``install_fallback`` adds: it steps aside once logging is configured."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Configured after startup (dictConfig, basicConfig, a handler added to our logger):
+        # that handler writes the record, so writing it here too would print it twice.
+        if logging.root.handlers or len(logger.handlers) > 1:
+            return False
+        return super().handle(record)
+
+
+def _formatter() -> logging.Formatter:
+    """uvicorn's own look (``INFO:     ...``, coloured on a terminal) with the time and the
+    logger's name; a plain formatter of the same shape where uvicorn is not installed."""
+    fmt = "%(levelprefix)s %(asctime)s %(name)s: %(message)s"
+    try:
+        from uvicorn.logging import DefaultFormatter
+    except ImportError:
+        return logging.Formatter("%(levelname)-9s %(asctime)s %(name)s: %(message)s")
+    return DefaultFormatter(fmt, use_colors=None)
+
+
+def install_fallback() -> bool:
+    """Give the ``backburner`` logger a handler of its own if nothing would write its records.
+
+    Under a plain ``uvicorn app:app``, uvicorn configures only its own loggers: backburner's
+    INFO records would go nowhere and its warnings out bare (no time, level or logger), through
+    Python's last-resort handler. So, when neither the ``backburner`` logger nor the root
+    logger has a handler, this adds one writing to stderr in uvicorn's style, and lets INFO
+    through if the logger's level is not set. It does nothing once logging is configured, and
+    the handler steps aside if it is configured later: no line is written twice.
+    ``BackburnerMiddleware`` calls it at startup. To turn it off, configure logging, or give
+    the logger any handler: ``logging.getLogger("backburner").addHandler(logging.NullHandler())``.
+    Returns True if it added the handler.
+    """
+    if logger.handlers or logging.root.handlers:
+        return False
+    handler = _Fallback(sys.stderr)
+    handler.setFormatter(_formatter())
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET and logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return True
