@@ -151,7 +151,7 @@ def test_the_default_directory_is_the_users_under_the_runtime_directory(
 
 def test_a_bad_setting_is_refused() -> None:
     with pytest.raises(TypeError, match="coordination must be a directory path, True"):
-        Backburner(coordination=3)  # type: ignore[typeddict-item]
+        Backburner(coordination=3)  # type: ignore[arg-type]
 
 
 @job(unique=lambda key: key)

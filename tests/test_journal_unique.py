@@ -51,8 +51,9 @@ async def test_a_key_another_process_holds_returns_a_handle_on_its_job(path: Pat
         journal_jobs.key_free["a"].set()
         await held
         await asyncio.wait_for(waiter, 10)
-        assert other.status is JobStatus.SUCCEEDED
-        assert await other is None  # (its result stays in the process that ran it)
+        ended: JobStatus = other.status  # (read again: the journal said so meanwhile)
+        assert ended is JobStatus.SUCCEEDED
+        assert other.result() is None  # (its JSON result, from the journal)
     assert journal_jobs.calls == [("holds_key", "a")]
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
