@@ -34,7 +34,8 @@ FLOOR_NAMES = {
 FLOORS: dict[str, int] = {}
 for names, floor in (
     (
-        "_errors _status _clock _registry _jsonargs _checks _stats _errortext _progress _info",
+        "_errors _status _clock _registry _jsonargs _checks _stats _errortext _progress _info "
+        "_limitdefs",
         LEAVES,
     ),
     ("_options _job _callables", JOB),
@@ -42,7 +43,7 @@ for names, floor in (
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
         "_shutdown _budget _context _outcomes _find _enqueue _steering _current _results _lookup "
-        "_coordination",
+        "_limits _coordination",
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),

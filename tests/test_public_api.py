@@ -66,6 +66,10 @@ EXPORTS = {
     "JobInfo",
     "NotInJob",
     "Progress",
+    "ConcurrencyLimit",
+    "RateLimit",
+    "Snooze",
+    "LimitStats",
 }
 
 

@@ -32,6 +32,9 @@ from ._info import JobInfo as JobInfo
 from ._job import Job as Job
 from ._job import JobHooks as JobHooks
 from ._journal import JournalConfig as JournalConfig
+from ._limitdefs import ConcurrencyLimit as ConcurrencyLimit
+from ._limitdefs import RateLimit as RateLimit
+from ._limitdefs import Snooze as Snooze
 from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
@@ -44,6 +47,7 @@ from ._settings import QueueConfig as QueueConfig
 from ._shutdown import ShutdownReport as ShutdownReport
 from ._stats import ExecutorStats as ExecutorStats
 from ._stats import JournalStats as JournalStats
+from ._stats import LimitStats as LimitStats
 from ._stats import PeriodicStats as PeriodicStats
 from ._stats import QueueStats as QueueStats
 from ._status import JobStatus as JobStatus
@@ -56,6 +60,7 @@ __all__ = [
     "BackgroundProxy",
     "BrokerUnavailable",
     "Clock",
+    "ConcurrencyLimit",
     "CurrentJob",
     "DuplicateJob",
     "Engine",
@@ -71,6 +76,7 @@ __all__ = [
     "JournalConfig",
     "JournalError",
     "JournalStats",
+    "LimitStats",
     "NotInJob",
     "NotRunning",
     "Periodic",
@@ -79,8 +85,10 @@ __all__ = [
     "QueueConfig",
     "QueueFull",
     "QueueStats",
+    "RateLimit",
     "ShutdownReport",
     "ShuttingDown",
+    "Snooze",
     "background",
     "current_job",
     "job",

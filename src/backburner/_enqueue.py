@@ -8,13 +8,14 @@ never from ``enqueue``'s keywords, so that no option can take a keyword from the
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ._checks import MAX_SECONDS, too_long
 from ._clock import Clock
 from ._job import Job
+from ._limitdefs import Limit
 from ._options import DEFAULT_OPTIONS, UniqueKey
 
 
@@ -170,6 +171,8 @@ class EnqueueMethods:
         on_duplicate: Literal["return", "raise"] = _UNSET,
         keep_result: bool = _UNSET,
         meta: Mapping[str, Any] | None = _UNSET,
+        limits: Iterable[Limit] = _UNSET,
+        debounce: float | None = _UNSET,
         log_args: bool = _UNSET,
     ) -> Enqueuer:
         """Enqueue with options for these calls: ``bg.options(queue="mail").enqueue(send, to)``.
@@ -192,6 +195,8 @@ class EnqueueMethods:
                 ("on_duplicate", on_duplicate),
                 ("keep_result", keep_result),
                 ("meta", meta),
+                ("limits", limits),
+                ("debounce", debounce),
                 ("log_args", log_args),
             )
             if value is not _UNSET

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExecutorStats", "JournalStats", "PeriodicStats", "QueueStats"]
+__all__ = ["ExecutorStats", "JournalStats", "LimitStats", "PeriodicStats", "QueueStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,32 @@ class PeriodicStats:
     #: The pid of the process that fired the latest tick: this one's, or (with a journal or a
     #: coordination directory) a sibling's that won it. None before any.
     fired_by: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStats:
+    """One ``ConcurrencyLimit`` or ``RateLimit`` as ``stats().limits`` shows it, all keys."""
+
+    name: str
+    #: "concurrency" or "rate"; "process" or "host".
+    kind: str
+    scope: str
+    #: Jobs per key at once (concurrency), or starts per key per window (rate).
+    max: int
+    #: The rate window in seconds; None for a concurrency limit.
+    per: float | None
+    #: Concurrency: jobs holding a slot (waiting for a worker or running); rate: starts in
+    #: the current window. Over every key.
+    running: int
+    #: Jobs the limit holds now (blocked or throttled).
+    held: int
+    #: Keys with something counted or held.
+    keys: int
+    #: Clock time the next throttled job may go (a window opens, a back-off ends); None if
+    #: none waits for a time (a blocked job waits for a running one to end).
+    next_free: float | None
+    #: Clock time a ``Snooze(limit=...)`` holds the whole limit until; None if it does not.
+    backoff_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +88,7 @@ class QueueStats:
     workers: int
     busy: int
     idle: int
-    #: Jobs accepted and waiting for a free worker.
+    #: Jobs accepted and waiting for a free worker, ``held`` ones included.
     pending: int
     #: Jobs waiting for their time: delayed ones, and failed ones waiting to retry.
     scheduled: int
@@ -82,6 +108,8 @@ class QueueStats:
     enqueued: int = 0
     sent: int = 0
     send_failed: int = 0
+    #: Of the pending jobs, those a limit holds (blocked or throttled): they hold no worker.
+    held: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
@@ -103,12 +131,18 @@ class ExecutorStats:
     periodic: tuple[PeriodicStats, ...] = ()
     #: The journal's lag and rows, for an executor with ``journal=``; else None.
     journal: JournalStats | None = None
+    #: Each limit the executor's jobs have used: its running, held and next free slot.
+    limits: tuple[LimitStats, ...] = ()
 
     @classmethod
     def of(
-        cls, queues: list[QueueStats], periodic: tuple[PeriodicStats, ...] = ()
+        cls,
+        queues: list[QueueStats],
+        periodic: tuple[PeriodicStats, ...] = (),
+        journal: JournalStats | None = None,
+        limits: tuple[LimitStats, ...] = (),
     ) -> ExecutorStats:
-        """Sum the queues' snapshots into a total."""
+        """Sum the queues' snapshots into a total; the journal's and the limits' beside."""
         fields = (
             "workers",
             "busy",
@@ -122,12 +156,15 @@ class ExecutorStats:
             "enqueued",
             "sent",
             "send_failed",
+            "held",
         )
         sums = {field: sum(getattr(q, field) for q in queues) for field in fields}
         return cls(
             queues={q.name: q for q in queues},
             total=QueueStats(name="total", engine=_engines(queues), **sums),
             periodic=periodic,
+            journal=journal,
+            limits=limits,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -137,6 +174,7 @@ class ExecutorStats:
             "total": self.total.as_dict(),
             "periodic": [dataclasses.asdict(p) for p in self.periodic],
             "journal": None if self.journal is None else dataclasses.asdict(self.journal),
+            "limits": [dataclasses.asdict(limit) for limit in self.limits],
         }
 
 

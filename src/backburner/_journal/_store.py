@@ -34,7 +34,7 @@ _SENT, _SUCCEEDED, _FAILED = JobStatus.SENT, JobStatus.SUCCEEDED, JobStatus.FAIL
 _ENDS = {status.value: status for status in JobStatus if status.finished}
 #: Seconds between two looks at the row of a job another process runs, while it is awaited.
 _ELSEWHERE_POLL = 0.25
-_FIELDS = tuple(field.name for field in dataclasses.fields(JobOptions))
+_FIELDS = tuple(field.name for field in dataclasses.fields(JobOptions) if field.init)
 # Options that are plain values, so a journal can store a per-call change to them.
 _STORABLE = frozenset(
     {

@@ -34,6 +34,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "trigger": ("name",),
     "cancel": ("job",),
 }
+_HELD_SHOWN = 20  # held jobs the overview lists (the oldest)
 _SEEN = 500  # finished jobs the dashboard showed and still describes on their own page
 _MISSES = 256  # ids looked up in vain, remembered...
 _MISS_TTL = 2.0  # ...this many seconds (an id a job was given is found by then)
@@ -74,6 +75,14 @@ class Views:
             "periodic": len(stats.periodic),
             "interval": bg.history.interval,
             "minutes": minutes,
+            "limits": [
+                {**asdict(limit), "name": truncate(printable(limit.name), 200)}
+                for limit in stats.limits
+            ],
+            "held": [
+                self.present.job(job, in_failures=False)
+                for job in _inspect.held_jobs(bg, _HELD_SHOWN)
+            ],
             "history": {
                 # Whole names: the page finds a queue's chart by the queue's name.
                 printable(name): [asdict(s) for s in samples if s.at >= since]
