@@ -59,6 +59,8 @@ EXPORTS = {
     "QueueStats",
     "ShutdownReport",
     "ShuttingDown",
+    "YieldStats",
+    "YieldToRequests",
     "background",
     "queue_full_handler",
     "current_job",

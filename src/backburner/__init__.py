@@ -39,6 +39,7 @@ from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
 from ._ports import Engine as Engine
+from ._pressure import YieldToRequests as YieldToRequests
 from ._progress import Progress as Progress
 from ._proxy import BackgroundProxy as BackgroundProxy
 from ._proxy import background as background
@@ -50,6 +51,7 @@ from ._stats import JournalStats as JournalStats
 from ._stats import LimitStats as LimitStats
 from ._stats import PeriodicStats as PeriodicStats
 from ._stats import QueueStats as QueueStats
+from ._stats import YieldStats as YieldStats
 from ._status import JobStatus as JobStatus
 
 __all__ = [
@@ -89,6 +91,8 @@ __all__ = [
     "ShutdownReport",
     "ShuttingDown",
     "Snooze",
+    "YieldStats",
+    "YieldToRequests",
     "background",
     "current_job",
     "job",

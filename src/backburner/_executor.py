@@ -129,6 +129,7 @@ class Backburner(EnqueueMethods):
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
+        self.yielding = checked.yielding  # fewer jobs start while requests press (or idle)
         self._lag: LagMonitor | None = None
         self._journal: Journal | None = None
         self._box: Coordination | None = None  # this app's processes on this host
@@ -290,6 +291,7 @@ class Backburner(EnqueueMethods):
         self.history.start(self.clock, self.loop, self._queues.values)
         if self._box is not None:
             self._box.check_later(self.loop)
+        self.yielding.start(self.loop, self._queues.values)
         logger.info(
             "started, queues %s%s",
             ", ".join(
@@ -329,6 +331,7 @@ class Backburner(EnqueueMethods):
         queues = list(self._queues.values())
         self._periodic.stop()
         self.history.stop()
+        self.yielding.stop()  # every worker back: the drain needs them
         if was_running:
             logger.info(
                 "draining %d jobs (shutdown_timeout=%.1fs)",
@@ -555,7 +558,8 @@ class Backburner(EnqueueMethods):
         ]
         journal = None if self._journal is None else self._journal.stats()
         limits = () if self._admission.limits is None else self._admission.limits.stats()
-        return ExecutorStats.of(queues, self._periodic.stats(), journal, limits)
+        yielding = self.yielding.stats()
+        return ExecutorStats.of(queues, self._periodic.stats(), journal, limits, yielding)
 
     def queues(self) -> Mapping[str, Queue]:
         """The open queues by name (empty before ``open()``): for looking inside, read-only."""

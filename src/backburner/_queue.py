@@ -85,6 +85,7 @@ class JobQueue:
         "_dead",
         "_deferred",
         "_dispatching",
+        "_effective",
         "_failed",
         "_guarded",
         "_held_slots",
@@ -150,6 +151,8 @@ class JobQueue:
         self._waiting = 0  # live jobs in _pending: cancelled ones no longer count
         self._cancelled_in_deque = 0
         self._busy = 0  # jobs holding a slot; guarded by _lock, read by admission
+        # Jobs start while fewer than this run: `workers`, unless yielding to requests lowers it.
+        self._effective = workers
         self._running: set[Job[Any]] = set()  # strong references: no task lost to the GC
         self._dispatching = False
         self._pump_scheduled = False
@@ -187,7 +190,9 @@ class JobQueue:
             # A job that can take a free slot at once is not waiting: only the excess counts.
             if self._waiting - free >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
-            start_now = on_loop and free > 0 and self._dispatching and not self._pending
+            start_now = (
+                on_loop and self._busy < self._effective and self._dispatching and not self._pending
+            )
             if start_now:
                 job._status = _RUNNING
                 self._busy += 1
@@ -360,7 +365,7 @@ class JobQueue:
         started = 0
         while True:
             with self._lock:
-                job = self._take_next() if self._busy < self.workers else None
+                job = self._take_next() if self._busy < self._effective else None
                 if job is None:
                     break
                 self._busy += 1
@@ -384,8 +389,9 @@ class JobQueue:
         # A job starts when it takes a slot and its task is made; it runs at the loop's next turn.
         job.started_at = now = time.time()
         self._started += 1  # (these two feed the dashboard's wait-time history)
-        # Plain jobs (no run_at) waited from enqueue; others from when they became ready.
-        self._waited += now - (job.enqueued_at if job.run_at is None else job.ready_at)
+        # Plain jobs waited from enqueue; others (a run_at) from when they became ready. (A job
+        # with no record of rare fields has no run_at: read as the friend it is, no call.)
+        self._waited += now - (job.enqueued_at if job._rare is None else job.ready_at)
         self._running.add(job)
         if _TASK_TAKES_CONTEXT:
             # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
@@ -412,7 +418,7 @@ class JobQueue:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
-            if job.status is _RUNNING:
+            if job._status is _RUNNING:  # (a friend: no property call on every job's path)
                 self._processed += 1
                 job.succeed(result)
                 self._keep(job)
@@ -421,7 +427,7 @@ class JobQueue:
                 self._host.late_end(job, None)
         finally:
             self._running.discard(job)
-            if job.done():
+            if now is not None or job.done():  # (it succeeded if `now` is set)
                 job.context = None  # type: ignore[assignment]  # let its context values go
             self._free_slot(now)
 
@@ -602,7 +608,7 @@ class JobQueue:
         lock = self._lock
         lock.acquire()  # (not `with`: see submit)
         try:
-            if self._dispatching:
+            if self._dispatching and self._busy <= self._effective:  # (its own slot counts in busy)
                 pending = self._pending
                 while pending:
                     job = pending.popleft()
@@ -621,7 +627,7 @@ class JobQueue:
                 now = time.time()
             successor.started_at = now
             self._started += 1
-            ready = successor.enqueued_at if successor.run_at is None else successor.ready_at
+            ready = successor.enqueued_at if successor._rare is None else successor.ready_at
             self._waited += now - ready
             self._running.add(successor)
             if _TASK_TAKES_CONTEXT:
@@ -634,6 +640,17 @@ class JobQueue:
                 self._wake_room_waiters(1)
         else:
             self._host.job_ended()
+
+    def set_effective_workers(self, count: int) -> None:
+        """Start jobs only while fewer than ``count`` (at most ``workers``) run. Loop thread.
+
+        Yielding to requests lowers it while requests are pressed: running jobs go on, and
+        the slot of one that ends is not handed on while the queue is over ``count``.
+        """
+        raised = count > self._effective
+        self._effective = min(count, self.workers)
+        if raised:
+            self._pump()
 
     def release_unique(self, job: Job[Any]) -> None:
         """Free the key of a unique job that ended."""

@@ -17,6 +17,7 @@ from .._errors import BackburnerError
 from .._executor import Backburner
 from .._job import Job
 from .._journal._shared import JobRow, rebuild
+from .._stats import YieldStats
 from .._status import JobStatus
 from . import _inspect
 from ._present import Presenter, printable, truncate
@@ -73,6 +74,7 @@ class Views:
             "total": _queue(stats.total.as_dict()),
             "failures": len(bg.failures()),
             "periodic": len(stats.periodic),
+            "yielding": None if stats.yielding is None else _yielding(stats.yielding),
             "interval": bg.history.interval,
             "minutes": minutes,
             "limits": [
@@ -318,6 +320,18 @@ def _queue(counters: dict[str, Any]) -> dict[str, Any]:
     # `name` stays whole (the pause and resume forms send it back); `label` is for showing.
     name = printable(str(counters["name"]))
     return {**counters, "name": name, "label": truncate(name, 200)}
+
+
+def _yielding(stats: YieldStats) -> dict[str, Any]:
+    # One line the page shows (and its script refreshes), and the figures for the API.
+    latency = "" if stats.latency is None else f", requests {stats.latency * 1000:.0f} ms"
+    allowed = stats.effective_workers.items()
+    queues = ", ".join(f"{truncate(printable(name), 60)} {count}" for name, count in allowed)
+    summary = (
+        f"{stats.state}: pressure {stats.pressure:.2f} times the target (loop lag "
+        f"{stats.lag * 1000:.0f} ms{latency}); workers allowed now: {queues or 'none open'}"
+    )
+    return {**asdict(stats), "summary": summary}
 
 
 def _in_failures(bg: Backburner, job: Job[Any]) -> bool:
