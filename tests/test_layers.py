@@ -43,7 +43,7 @@ for names, floor in (
     ),
     ("_journal _engines", FEATURES),
     ("_settings _executor", EXECUTOR),
-    ("__init__ _proxy _asgi testing taskiq dashboard", INTEGRATIONS),
+    ("__init__ _proxy _asgi testing taskiq dashboard status", INTEGRATIONS),
 ):
     for name in names.split():
         FLOORS[name] = floor

@@ -67,7 +67,7 @@ def test_the_package_exports_exactly_the_documented_names() -> None:
     assert set(backburner.__all__) == EXPORTS
     public = {name for name in vars(backburner) if not name.startswith("_")}
     # The public submodules show up as attributes once something imports them.
-    assert public - {"testing", "dashboard", "taskiq"} == EXPORTS
+    assert public - {"testing", "dashboard", "taskiq", "status"} == EXPORTS
 
 
 def test_exported_classes_say_they_belong_to_backburner() -> None:
@@ -236,3 +236,12 @@ def test_background_in_a_job_means_the_executor_running_that_job() -> None:
         assert client.get("/").text == "ok"
     assert seen["executor"] is other
     assert seen["also"] is not None  # the job went to `other`, where find_job finds it
+
+
+def test_the_status_package_exports_its_names() -> None:
+    import backburner.status as status_package
+
+    assert set(status_package.__all__) == {"Authorize", "StatusApp", "accepted", "status_app"}
+    assert status_package.StatusApp.__module__ == "backburner.status"
+    assert status_package.status_app.__doc__
+    assert status_package.accepted.__doc__
