@@ -60,6 +60,11 @@ EXPORTS = {
     "ShuttingDown",
     "background",
     "queue_full_handler",
+    "current_job",
+    "CurrentJob",
+    "JobInfo",
+    "NotInJob",
+    "Progress",
 }
 
 

@@ -14,6 +14,8 @@
 from ._asgi import BackburnerMiddleware as BackburnerMiddleware
 from ._asgi import queue_full_handler as queue_full_handler
 from ._clock import Clock as Clock
+from ._current import CurrentJob as CurrentJob
+from ._current import current_job as current_job
 from ._enqueue import Enqueuer as Enqueuer
 from ._errors import BackburnerError as BackburnerError
 from ._errors import BrokerUnavailable as BrokerUnavailable
@@ -21,10 +23,12 @@ from ._errors import DuplicateJob as DuplicateJob
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobTimeout as JobTimeout
 from ._errors import JournalError as JournalError
+from ._errors import NotInJob as NotInJob
 from ._errors import NotRunning as NotRunning
 from ._errors import QueueFull as QueueFull
 from ._errors import ShuttingDown as ShuttingDown
 from ._executor import Backburner as Backburner
+from ._info import JobInfo as JobInfo
 from ._job import Job as Job
 from ._job import JobHooks as JobHooks
 from ._journal import JournalConfig as JournalConfig
@@ -32,6 +36,7 @@ from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
 from ._ports import Engine as Engine
+from ._progress import Progress as Progress
 from ._proxy import BackgroundProxy as BackgroundProxy
 from ._proxy import background as background
 from ._settings import BackburnerSettings as BackburnerSettings
@@ -51,6 +56,7 @@ __all__ = [
     "BackgroundProxy",
     "BrokerUnavailable",
     "Clock",
+    "CurrentJob",
     "DuplicateJob",
     "Engine",
     "Enqueuer",
@@ -58,21 +64,25 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobHooks",
+    "JobInfo",
     "JobOptions",
     "JobStatus",
     "JobTimeout",
     "JournalConfig",
     "JournalError",
     "JournalStats",
+    "NotInJob",
     "NotRunning",
     "Periodic",
     "PeriodicStats",
+    "Progress",
     "QueueConfig",
     "QueueFull",
     "QueueStats",
     "ShutdownReport",
     "ShuttingDown",
     "background",
+    "current_job",
     "job",
     "queue_full_handler",
 ]

@@ -38,14 +38,17 @@ from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
 from ._find import find_held, find_waiting
 from ._history import History
+from ._info import JobInfo
 from ._job import Job
 from ._journal import Journal, JournalConfig, open_journal
 from ._lag import LagMonitor
+from ._lookup import Lookup
 from ._options import options_of
 from ._outcomes import ErrorHook, Outcomes
 from ._periodic import Periodic, PeriodicJobs
 from ._ports import Engine, Queue
 from ._queue import JobQueue
+from ._results import KeptResults
 from ._scheduler import Scheduler
 from ._settings import QueueConfig, Settings
 from ._shutdown import ShutdownReport, drain, report
@@ -93,7 +96,8 @@ class Backburner(EnqueueMethods):
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
         The keywords are ``BackburnerSettings``: ``workers``, ``max_pending``, ``queues``,
-        ``shutdown_timeout``, ``cancel_grace``, ``on_error``, ``keep_failed``, ``periodic``,
+        ``shutdown_timeout``, ``cancel_grace``, ``on_error``, ``keep_failed``, ``keep_results``,
+        ``result_ttl``, ``max_result_bytes``, ``periodic``,
         ``max_scheduled``, ``clock``, ``loop_lag_warning``, ``platform_grace``,
         ``server_shutdown_timeout``, ``journal``, ``durability``, ``engine``; each is
         described there. A bad value or an unknown keyword raises here, saying why.
@@ -112,7 +116,10 @@ class Backburner(EnqueueMethods):
         self.engine: Engine | None = checked.engine
         self._failures = FailedJobs(checked.keep_failed)
         unique = UniqueKeys()
-        self._outcomes = Outcomes(self._failures, unique, checked.on_error, self._busy)
+        c = checked
+        results = KeptResults(c.keep_results, c.result_ttl, c.max_result_bytes, self.clock)
+        self._outcomes = Outcomes(self._failures, unique, c.on_error, self._busy, results)
+        self._lookup = Lookup(results, self._failures, self)
         self._admission = Admission(unique, self._check_schedule_room)
         self._periodic = PeriodicJobs(self._submit)
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
@@ -559,6 +566,12 @@ class Backburner(EnqueueMethods):
         if found is None and waiting:
             found = find_waiting(queues, self.scheduler, job_id)
         return found
+
+    async def lookup(self, job_id: str) -> JobInfo | None:
+        """A snapshot of the job with this id in any state, or None if this executor knows
+        none: pending (with its ``position``), scheduled, running (with its ``progress``),
+        retrying, finished (kept ``result_ttl``: ``keep_results``), then ``expired``."""
+        return await self._lookup.lookup(job_id)
 
     # Steering.
 

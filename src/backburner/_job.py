@@ -15,6 +15,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import JobCancelled
 from ._options import DEFAULT_OPTIONS, JobOptions
+from ._progress import Progress, ProgressCell
 from ._status import JobStatus
 
 __all__ = ["Job"]
@@ -117,6 +118,7 @@ class Job(Generic[T]):
         "_exception",
         "_id",
         "_owner",
+        "_progress",
         "_result",
         "_seq",
         "_status",
@@ -142,6 +144,8 @@ class Job(Generic[T]):
     #: Wall time a job with a ``run_at`` became ready to start (its wait for a worker counts
     #: from then). Set only where ``run_at`` is, so never on a plain job's path.
     ready_at: float
+    # Set by `progress_cell()` once the job reports progress: never on a plain job's path.
+    _progress: ProgressCell
 
     def __init__(
         self,
@@ -211,6 +215,29 @@ class Job(Generic[T]):
     def status(self) -> JobStatus:
         """Where the job is now (see ``JobStatus``)."""
         return self._status
+
+    @property
+    def progress(self) -> Progress | None:
+        """The latest ``current_job().set_progress(...)`` report of this attempt (or the last
+        one), or None if it reported none."""
+        try:
+            cell = self._progress
+        except AttributeError:
+            return None
+        return cell.snapshot()
+
+    def progress_cell(self) -> ProgressCell:
+        """Where the running attempt reports its progress: made at its first report (for
+        ``current_job()``). A retry starts afresh, so its rate is its own."""
+        try:
+            cell = self._progress
+        except AttributeError:
+            pass
+        else:
+            if cell.attempt == self.attempt:
+                return cell
+        cell = self._progress = ProgressCell(self.attempt)
+        return cell
 
     def done(self) -> bool:
         """True once the job has reached an end state."""

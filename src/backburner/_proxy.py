@@ -180,6 +180,7 @@ class BackgroundProxy(EnqueueMethods):
     resume = _Forward(Backburner.resume)
     paused = _Forward(Backburner.paused)
     find_job = _Forward(Backburner.find_job)
+    lookup = _Forward(Backburner.lookup)
     queues = _Forward(Backburner.queues)
     join = _Forward(Backburner.join)
 

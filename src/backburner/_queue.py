@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._current import running_job_var
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
@@ -86,6 +87,7 @@ class JobQueue:
         "_guarded",
         "_held_slots",
         "_host",
+        "_keep",
         "_last_full_warning",
         "_limiter",
         "_lock",
@@ -135,6 +137,7 @@ class JobQueue:
         self.workers = workers
         self.max_pending = max_pending
         self._host = host
+        self._keep = host.keep  # every job that ends is handed to it (one call, O(1))
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
@@ -343,6 +346,7 @@ class JobQueue:
             if job.status is _RUNNING:
                 self._processed += 1
                 job.succeed(result)
+                self._keep(job)
                 now = job.finished_at  # the successor starts now: one clock read saved
             else:
                 self._host.late_end(job, None)
@@ -397,6 +401,7 @@ class JobQueue:
         if job.status is _RUNNING:
             self._processed += 1
             job.succeed(result)
+            self._keep(job)
         else:  # abandoned at shutdown: its end changes nothing
             self._host.late_end(job, None)
 
@@ -432,6 +437,7 @@ class JobQueue:
         if dead:
             self._dead += 1
         job.finish(_DEAD if dead else _FAILED, exc=exc)
+        self._keep(job)
         self._host.job_failed(job, exc)
 
     def _expire(self, job: Job[Any]) -> None:
@@ -454,6 +460,7 @@ class JobQueue:
         else:
             self._processed += 1
         job.finish(status, result, exc)
+        self._keep(job)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
         # The limiter token is held until the thread really returns, even if the job is
@@ -479,6 +486,7 @@ class JobQueue:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
+        context.run(running_job_var.set, job)  # current_job() there finds it
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future
@@ -555,8 +563,10 @@ class JobQueue:
             if job.timer is not None:
                 job.timer.cancel()
             job.finish(_CANCELLED)
+            self._keep(job)
         elif status is _PENDING:
             job.finish(_CANCELLED)
+            self._keep(job)
             self._call_soon(self._after_pending_cancel)
         else:
             self._call_soon(self._cancel_running, job)
@@ -622,6 +632,7 @@ class JobQueue:
         for job in jobs:
             job.finish(_CANCELLED)
             job.context = None  # type: ignore[assignment]
+            self._keep(job)
         return jobs
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
@@ -637,6 +648,7 @@ class JobQueue:
                     dropped.append(job)
         for job in dropped:  # (a running job's timeout entry is no waiting job: left alone)
             job.finish(_CANCELLED, exc=job.exception())
+            self._keep(job)
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
@@ -667,6 +679,7 @@ class JobQueue:
         jobs = [job for job in self._running if not job.done()]
         for job in jobs:
             job.finish(_ABANDONED)
+            self._keep(job)
             if job.task is not None:
                 if job.is_async:
                     _forget_task(job.task)

@@ -54,6 +54,15 @@ class BackburnerSettings(TypedDict, total=False):
     ignored."""
     keep_failed: int
     """[1,000] How many failed and dead jobs ``failures()`` keeps."""
+    keep_results: int
+    """[1,000] How many finished jobs ``lookup()`` remembers (0: none): each until
+    ``result_ttl`` after it ended, then as an ``expired`` tombstone as long again; past this
+    many, the oldest go first."""
+    result_ttl: float
+    """[600] Seconds a finished job stays findable by ``lookup()`` with its result."""
+    max_result_bytes: int
+    """[65,536] A return value larger than this (its pickle, or its repr) is not kept: the
+    job's status is, and one WARNING per job name says so."""
     periodic: Iterable[Periodic]
     """Jobs to run on a schedule, from ``start()`` on (see ``Periodic``)."""
     max_scheduled: int
@@ -95,6 +104,9 @@ class Settings:
     cancel_grace: float
     on_error: ErrorHook | None
     keep_failed: int
+    keep_results: int
+    result_ttl: float
+    max_result_bytes: int
     periodic: tuple[Periodic, ...]
     max_scheduled: int
     clock: Clock
@@ -132,6 +144,11 @@ class Settings:
         check_count(
             "max_scheduled", settings["max_scheduled"], "how many jobs may wait for their time"
         )
+        if settings["keep_results"] != 0:
+            check_count("keep_results", settings["keep_results"], "finished jobs lookup() keeps")
+        if check_timeout("result_ttl", settings["result_ttl"]) == 0:
+            raise ValueError("result_ttl must be more than 0 seconds (keep_results=0 keeps none)")
+        check_count("max_result_bytes", settings["max_result_bytes"], "the largest result kept")
         clock = settings["clock"]
         if clock is not None and not (
             callable(getattr(clock, "now", None)) and callable(getattr(clock, "call_at", None))
@@ -156,6 +173,9 @@ class Settings:
             cancel_grace=cancel_grace,
             on_error=on_error,
             keep_failed=settings["keep_failed"],
+            keep_results=settings["keep_results"],
+            result_ttl=float(settings["result_ttl"]),
+            max_result_bytes=settings["max_result_bytes"],
             periodic=tuple(settings["periodic"]),
             max_scheduled=settings["max_scheduled"],
             clock=clock if clock is not None else SystemClock(),
@@ -177,6 +197,9 @@ _DEFAULTS: dict[str, Any] = {
     "cancel_grace": None,
     "on_error": None,
     "keep_failed": 1000,
+    "keep_results": 1000,
+    "result_ttl": 600.0,
+    "max_result_bytes": 65_536,
     "periodic": (),
     "max_scheduled": 100_000,
     "clock": None,
