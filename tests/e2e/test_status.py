@@ -29,12 +29,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Uvicorn]:
         server = start("status", settings={"heartbeat": 1})
         server.wait_ready()
         yield server
-        server.assert_no_errors()
+        # (One test's job fails, on purpose: logged as an error. The app itself must not fail.)
+        assert "Exception in ASGI application" not in server.output(), server.tail()
 
 
 def sse(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
     """(event name, data as JSON) per event, ("comment", text) per comment line."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:
@@ -170,7 +171,8 @@ def test_a_client_that_goes_away_ends_its_stream_on_the_server(server: Uvicorn) 
     path = urlsplit(url).path
 
     with server.client() as client, client.stream("GET", url) as stream:
-        name, _ = next(sse(stream.iter_lines()))
+        events = sse(stream.iter_lines())  # (kept: a generator dropped closes the connection)
+        name, _ = next(events)
         assert name == "status"
         assert served(server, path) == []
     # The connection is closed; the job still waits for its step.

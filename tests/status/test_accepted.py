@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from backburner import Backburner, current_job
-from backburner.status import accepted, status_app
 from backburner.status import _accepted as accepted_module
+from backburner.status import accepted, status_app
 from backburner.testing import ManualClock
 
 from ..jobs import Gate, noop

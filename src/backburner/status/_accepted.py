@@ -63,7 +63,7 @@ def retry_after_of(job: Job[Any], bg: Backburner | None, bounds: tuple[float, fl
     except NotRunning:  # (a testing mode catches jobs where no executor runs: nothing to read)
         executor = None
     if executor is not None:
-        queue = executor.queues.get(job.queue)
+        queue = executor.queues().get(job.queue)
         if queue is not None:
             stats = queue.stats()
             paused, pending = stats.paused, stats.pending

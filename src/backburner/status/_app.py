@@ -26,6 +26,7 @@ from .._clock import Clock, SystemClock
 from .._errors import NotRunning
 from .._executor import Backburner
 from .._proxy import current_executor
+from .._status import JobStatus
 from ._accepted import eta_now
 from ._body import body_of, dumps
 from ._estimate import BOUNDS, check_bounds, pace_of, retry_after
@@ -168,7 +169,7 @@ class StatusApp:
             return _error(404, f"No job {job_id!r} is known here (never, or too long ago).")
         if not signed and not await self._authorized(request, info):
             return _error(403, refusal or "Not allowed to see this job.")
-        if info.status.value == "expired":
+        if info.status is JobStatus.EXPIRED:
             return Response(dumps(body_of(info)), 410, _HEADERS, _JSON)
         return bg, info
 
@@ -201,7 +202,7 @@ class StatusApp:
         return answer
 
     def _retry_after(self, bg: Backburner, info: JobInfo) -> int:
-        queue = bg.queues.get(info.queue)
+        queue = bg.queues().get(info.queue)
         pace, paused = None, False
         if queue is not None:
             stats = queue.stats()

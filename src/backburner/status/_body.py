@@ -7,7 +7,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._info import JobInfo, Progress
+    from .._info import JobInfo
+    from .._progress import Progress
 
 __all__ = ["body_of", "dumps"]
 

@@ -90,7 +90,7 @@ def retry_after(
 ) -> int:
     """The whole seconds to send in ``Retry-After`` for a job in ``status`` (see the module)."""
     low, high = bounds
-    if status.finished or status.value == "expired":
+    if status.finished:  # (an expired tombstone too)
         return 0
     seconds = _estimate(status, eta, running_for, position, due_in, pace, paused, high)
     if seconds is None or not math.isfinite(seconds):

@@ -102,7 +102,7 @@ class EventStream:
             if info is None:
                 await send(_body(event("end", None, event_id + 1)))
                 return
-            if info.status.finished or info.status.value == "expired":
+            if info.status.finished:  # (an expired tombstone too)
                 await send(_body(event("end", body_of(info), event_id + 1)))
                 return
             status, progress = (info.status, info.attempt), (info.progress, info.position)
