@@ -52,31 +52,61 @@ def accepted(
 
 
 def retry_after_of(job: Job[Any], bg: Backburner | None, bounds: tuple[float, float]) -> int:
-    """The ``Retry-After`` seconds for ``job``, from its handle and its queue's recent pace."""
-    status = job.status
-    if status.finished:
-        return 0
-    pace: Pace | None = None
-    paused, pending = False, 0
+    """The ``Retry-After`` seconds for ``job``, from its handle and its queue's recent pace.
+
+    A waiting job is taken to be last in line (``accepted`` answers the request that enqueued
+    it): its position is its queue's pending count less one, read in O(1).
+    """
     try:
         executor = bg if bg is not None else current_executor()
     except NotRunning:  # (a testing mode catches jobs where no executor runs: nothing to read)
         executor = None
-    if executor is not None:
-        queue = executor.queues().get(job.queue)
-        if queue is not None:
-            stats = queue.stats()
-            paused, pending = stats.paused, stats.pending
-            samples = executor.history.series().get(job.queue, ())
-            pace = pace_of(samples, stats.workers, executor.clock.now())
     due_in = None
     if job.run_at is not None and executor is not None:
         due_in = job.run_at - executor.clock.now()
+    return estimate(
+        executor,
+        job.status,
+        job.queue,
+        job.progress,
+        job.started_at,
+        position=None,
+        due_in=due_in,
+        bounds=bounds,
+    )
+
+
+def estimate(
+    executor: Backburner | None,
+    status: JobStatus,
+    queue_name: str,
+    progress: Progress | None,
+    started_at: float | None,
+    *,
+    position: int | None,
+    due_in: float | None,
+    bounds: tuple[float, float],
+) -> int:
+    """``retry_after`` for a job in ``status`` on ``queue_name``, with its queue's pace read
+    from ``executor`` (its history and stats); ``position`` None for a pending job: last."""
+    if status.finished:
+        return 0
+    pace: Pace | None = None
+    paused = False
+    queue = executor.queues().get(queue_name) if executor is not None else None
+    if executor is not None and queue is not None:
+        stats = queue.stats()
+        paused = stats.paused
+        if position is None and status is JobStatus.PENDING:
+            position = max(0, stats.pending - 1)
+        samples = executor.history.series().get(queue_name, ())
+        pace = pace_of(samples, stats.workers, executor.clock.now())
+    now = _now()
     return retry_after(
         status,
-        eta=eta_now(job.progress, _now()),
-        running_for=None if job.started_at is None else _now() - job.started_at,
-        position=max(0, pending - 1) if status is JobStatus.PENDING else None,
+        eta=eta_now(progress, now),
+        running_for=None if started_at is None else now - started_at,
+        position=position,
         due_in=due_in,
         pace=pace,
         paused=paused,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -27,9 +26,9 @@ from .._errors import NotRunning
 from .._executor import Backburner
 from .._proxy import current_executor
 from .._status import JobStatus
-from ._accepted import eta_now
+from ._accepted import estimate
 from ._body import body_of, dumps
-from ._estimate import BOUNDS, check_bounds, pace_of, retry_after
+from ._estimate import BOUNDS, check_bounds
 from ._events import HEADERS, EventStream
 from ._signing import URLSigner
 
@@ -138,7 +137,6 @@ class StatusApp:
             return found
         bg, info = found
         job_id = info.id
-        retry_ms = int(self.retry_bounds[0] * 1000) or 1000
 
         async def look_up() -> JobInfo | None:
             return await bg.lookup(job_id)
@@ -148,7 +146,6 @@ class StatusApp:
             look_up,
             interval=self.interval,
             heartbeat=self.heartbeat,
-            retry_ms=retry_ms,
             headers=[*HEADERS, (b"x-content-type-options", b"nosniff")],
         )
 
@@ -202,22 +199,15 @@ class StatusApp:
         return answer
 
     def _retry_after(self, bg: Backburner, info: JobInfo) -> int:
-        queue = bg.queues().get(info.queue)
-        pace, paused = None, False
-        if queue is not None:
-            stats = queue.stats()
-            paused = stats.paused
-            pace = pace_of(bg.history.series().get(info.queue, ()), stats.workers, bg.clock.now())
-        now = time.time()
-        eta = eta_now(info.progress, now)
-        running_for = None if info.started_at is None else now - info.started_at
-        return retry_after(
+        # (A snapshot has no due time: a scheduled job gets the estimate of the unknown.)
+        return estimate(
+            bg,
             info.status,
-            eta=eta,
-            running_for=running_for,
+            info.queue,
+            info.progress,
+            info.started_at,
             position=info.position,
-            pace=pace,
-            paused=paused,
+            due_in=None,
             bounds=self.retry_bounds,
         )
 

@@ -43,6 +43,9 @@ HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _HEARTBEAT = b": keep-alive\n\n"
+# How long a browser waits to connect again when a stream drops without its end event (the
+# server restarted, a proxy cut it): first thing on every stream.
+_RECONNECT = b"retry: 2000\n\n"
 
 
 def event(name: str, data: Any, event_id: int) -> bytes:
@@ -68,14 +71,12 @@ class EventStream:
         *,
         interval: float,
         heartbeat: float,
-        retry_ms: int,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         self.first = first
         self.look_up = look_up
         self.interval = interval
         self.heartbeat = heartbeat
-        self.retry_ms = retry_ms
         self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,7 +97,7 @@ class EventStream:
         sent_status: tuple[Any, ...] | None = None
         sent_progress: tuple[Any, ...] | None = None
         event_id = 0
-        await send(_body(b"retry: %d\n\n" % self.retry_ms))
+        await send(_body(_RECONNECT))
         quiet_since = time.monotonic()
         while True:
             if info is None:
