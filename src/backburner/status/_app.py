@@ -1,10 +1,11 @@
 """``status_app(...)``: the ASGI app that tells clients what became of their jobs.
 
-Every request passes, in order: the route (``GET /{id}``, ``GET /{id}/events``), the right
-to see that job, then the lookup's answer. The right comes from a valid signature in the
-URL, or from ``authorize(request, info)``; with neither, the answer is 403, saying how to
-allow. An id the executor does not know is 404 to whoever asks: ids are made in sequence,
-not secrets, and a job's existence is all a 404 or 403 tells.
+Every request passes, in order: the route (``GET /{id}``, ``GET /{id}/events``); the
+signature, if the URL has one; the lookup; ``authorize(request, info)``, if the signature did
+not let it in; then the answer. A request that neither a signature nor ``authorize`` can let
+in is refused (403) before the executor is asked anything, with a message saying how to allow.
+An id the executor does not know is 404 to whoever may ask: ids are made in sequence, not
+secrets, and whether one exists is all a 404 or a 403 tells.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ class StatusApp:
         except NotRunning as exc:
             return _error(503, f"No executor to ask: {exc}", {"Retry-After": "5"})
         if info is None:
-            return _error(404, f"No job {job_id!r} is known here (never, or too long ago).")
+            shown = job_id if len(job_id) <= 100 else job_id[:100] + "..."
+            return _error(404, f"No job {shown!r} is known here (never, or too long ago).")
         if not signed and not await self._authorized(request, info):
             return _error(403, refusal or "Not allowed to see this job.")
         if info.status is JobStatus.EXPIRED:
@@ -174,7 +176,8 @@ class StatusApp:
         """(True, None) for a valid signature; else (False, why not, if a URL was signed)."""
         expires, sig = request.query_params.get("expires"), request.query_params.get("sig")
         if expires is None and sig is None:
-            return False, None if self._signer is None or self.authorize else _UNSIGNED
+            unsigned_refused = self._signer is not None and self.authorize is None
+            return False, _UNSIGNED if unsigned_refused else None
         if self._signer is None:
             return False, "This status app takes no signed URLs (it was made without secret=)."
         refusal = self._signer.refusal(job_id, expires, sig, self.clock.now())
