@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import types
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from backburner import (
     current_job,
     job,
 )
+from backburner._clock import SystemClock
+from backburner._results import KeptResults
 from backburner.testing import ManualClock
 
 from .jobs import Gate, add, echo, fail, noop
@@ -184,15 +187,37 @@ async def test_a_finished_job_expires_after_its_ttl_then_is_forgotten_as_long_ag
         assert await bg.lookup(done.id) is None
 
 
-async def test_past_keep_results_the_oldest_become_tombstones_first() -> None:
+async def test_past_keep_results_the_oldest_are_forgotten_first() -> None:
     clock = ManualClock()
     async with Backburner(clock=clock, keep_results=3) as bg:
-        handles = [bg.enqueue(echo, n) for n in range(8)]
+        handles = [bg.enqueue(echo, n) for n in range(5)]
         await bg.join()
-        found = [await bg.lookup(h.id) for h in handles]
-        statuses = [info.status if info is not None else None for info in found]
-        # 3 kept, the 3 before them tombstones (as many as kept), the oldest forgotten.
-        assert statuses == [None, None] + [JobStatus.EXPIRED] * 3 + [JobStatus.SUCCEEDED] * 3
+        assert [await bg.lookup(h.id) is not None for h in handles] == [False, False] + [True] * 3
+        more = [bg.enqueue(echo, n) for n in range(2)]  # settled after a lookup: the same
+        await bg.join()
+        kept = [await bg.lookup(h.id) is not None for h in handles[2:] + more]
+        assert kept == [False, False, True, True, True]
+
+
+async def test_expired_tombstones_are_bounded_by_keep_results_too() -> None:
+    clock = ManualClock()
+    async with Backburner(clock=clock, keep_results=2, result_ttl=10) as bg:
+        old = [bg.enqueue(echo, n) for n in range(2)]
+        await bg.join()
+        assert all([await bg.lookup(h.id) is not None for h in old])
+        clock.advance(10)
+        newer = [bg.enqueue(echo, n) for n in range(2)]
+        await bg.join()
+        assert all([await bg.lookup(h.id) is not None for h in newer])
+        clock.advance(10)
+        statuses = [(await bg.lookup(h.id)) for h in old + newer]
+        # The old ones' tombstones were forgotten 20s after they ended; the newer are tombs.
+        assert [info.status if info else None for info in statuses] == [
+            None,
+            None,
+            JobStatus.EXPIRED,
+            JobStatus.EXPIRED,
+        ]
 
 
 async def test_keep_results_zero_keeps_no_finished_job() -> None:
@@ -343,3 +368,10 @@ async def test_lookup_from_another_event_loop_reads_the_queues_on_the_executors(
         assert found[0] is not None
         assert found[0].status is JobStatus.RUNNING
         gate.opened.set()
+
+
+def test_with_the_system_clock_keeping_a_job_runs_no_python_code() -> None:
+    # Every job that ends is kept: on the hot path, that must stay a C call (a bounded
+    # deque's append), whatever the store does when someone looks.
+    store = KeptResults(10, 600.0, 65536, SystemClock())
+    assert isinstance(store.keep, types.BuiltinMethodType)

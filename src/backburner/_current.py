@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -26,7 +28,7 @@ from ._errors import NotInJob
 from ._info import NO_META
 from ._job import Job
 from ._ports import Queue
-from ._progress import Progress, ProgressCell
+from ._progress import NUMBERS, Progress, ProgressCell, check_report
 
 __all__ = ["CurrentJob", "current_job", "running_job_var"]
 
@@ -39,6 +41,8 @@ _handle_var: contextvars.ContextVar[tuple[object, int, CurrentJob]] = contextvar
     "backburner_handle"
 )
 _current_task = asyncio.current_task
+_now = time.time
+_INF = math.inf
 
 
 class _Holder(Protocol):
@@ -104,7 +108,21 @@ class CurrentJob:
         ``ValueError`` here. The ETA (``Progress.eta``) comes from the rate since this
         attempt's first report.
         """
-        self._cell.report(done, total, message)
+        # The common case checked inline (an exact int or float, finite, in order): a call in
+        # a tight loop must stay well under a microsecond. Anything else takes check_report,
+        # which converts what it accepts and refuses the rest.
+        if (
+            type(done) not in NUMBERS
+            or not 0 <= done < _INF
+            or (total is not None and (type(total) not in NUMBERS or not done <= total < _INF))
+            or (message is not None and type(message) is not str)
+        ):
+            done, total, message = check_report(done, total, message)
+        now = _now()
+        cell = self._cell
+        cell.latest = (done, total, message, now)  # one assignment: atomic for any reader
+        if cell.first is None:
+            cell.first = (done, now)
 
     def __repr__(self) -> str:
         job = self._job

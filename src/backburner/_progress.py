@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import time
 from dataclasses import dataclass, field
 
-__all__ = ["Progress", "ProgressCell"]
+__all__ = ["NUMBERS", "Progress", "ProgressCell", "check_report"]
 
-_INF = math.inf
-_NUMBERS = frozenset({int, float})
-_now = time.time
+#: The types of ``done`` and ``total`` checked inline (anything else takes ``check_report``).
+NUMBERS = frozenset({int, float})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +60,8 @@ class Progress:
 
 
 class ProgressCell:
-    """Where one attempt of a job keeps its latest report. Written by the job, read by anyone."""
+    """Where one attempt of a job keeps its latest report. Written by the job (through
+    ``CurrentJob.set_progress``, which checks each report), read by anyone."""
 
     __slots__ = ("attempt", "first", "latest")
 
@@ -73,22 +72,6 @@ class ProgressCell:
         self.first: tuple[float, float] | None = None
         #: (done, total, message, at) of the latest report.
         self.latest: tuple[float, float | None, str | None, float] | None = None
-
-    def report(self, done: float, total: float | None, message: str | None) -> None:
-        """Keep this report (checked: see ``check_report``) as the latest. Any thread."""
-        # The common case checked inline (exact int or float, finite, in order): a call in a
-        # tight loop must stay well under a microsecond. Anything else takes check_report.
-        if (
-            type(done) not in _NUMBERS
-            or not 0 <= done < _INF
-            or (total is not None and (type(total) not in _NUMBERS or not done <= total < _INF))
-            or (message is not None and type(message) is not str)
-        ):
-            done, total, message = check_report(done, total, message)
-        now = _now()
-        self.latest = (done, total, message, now)
-        if self.first is None:
-            self.first = (done, now)
 
     def snapshot(self) -> Progress | None:
         """The latest report as a ``Progress``, or None before the first."""
@@ -130,4 +113,4 @@ def _number(name: str, value: object) -> float:
     number = float(value)
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"set_progress: {name} must be a finite number, 0 or more, got {value!r}")
-    return value if type(value) in _NUMBERS else number  # type: ignore[return-value]
+    return value if type(value) in NUMBERS else number  # type: ignore[return-value]

@@ -1,18 +1,23 @@
 """Finished jobs kept for ``lookup``: results for ``result_ttl``, then tombstones as long again.
 
-Every job that ends is handed to ``KeptResults.keep`` (the ``ResultStore`` port): on every
-job's path, so it does O(1) work and nothing a lookup does not need. It appends the job and
-the clock's time to a deque; the id index is built only when someone looks (each job is
-indexed at most once), and entries move on when the deque is touched:
+Every job that ends is handed to ``KeptResults.keep`` (the ``ResultStore`` port), on every
+job's path. So that path runs no Python code for it: with the system clock, ``keep`` is the
+``append`` of a deque bounded at ``keep_results``, which drops the oldest itself; the job's
+own ``finished_at`` is its time. Everything else waits until someone looks: a lookup first
+settles the jobs that ended since the last one (results checked against ``keep_result`` and
+``max_result_bytes``, ids indexed, each job once), then ages the kept ones:
 
-* a kept job is findable with its result (if kept: ``keep_result``, ``max_result_bytes``)
-  until ``result_ttl`` after it ended, or until ``keep_results`` newer ones push it out;
+* a kept job is findable with its result (if kept) until ``result_ttl`` after it ended;
 * then it is a tombstone (``JobStatus.EXPIRED``: its id, name, queue, times and ``meta``, no
   result, no error) until ``2 * result_ttl`` after it ended, at most ``keep_results`` of them;
 * then it is forgotten, and ``lookup`` answers None, as for an id that never was.
 
-So the memory held is bounded by ``keep_results`` jobs and as many small tombstones, oldest
-trimmed first, whatever the rate. Time is the executor's ``Clock`` (a ``ManualClock`` in tests).
+Past ``keep_results`` jobs, the oldest is forgotten without a tombstone: making one is work
+per job, which a steady load of more than ``keep_results`` jobs per ``result_ttl`` would pay
+on every job's path (raise ``keep_results`` to remember more). So the memory held is bounded
+whatever the rate: ``keep_results`` settled jobs, as many ended since the last lookup (a
+result not to be kept is let go when its job settles), and ``keep_results`` small tombstones.
+Time is the executor's ``Clock`` (a ``ManualClock`` in tests).
 """
 
 from __future__ import annotations
@@ -61,38 +66,50 @@ class _Tomb(NamedTuple):
 class KeptResults:
     """The in-memory ``ResultStore``: at most ``limit`` finished jobs and ``limit`` tombstones."""
 
+    #: ``job`` has just ended: remember it. Any thread; on every job's path, so with the
+    #: system clock it is a bounded deque's own ``append``: no Python code runs, and past
+    #: ``limit`` unsettled jobs the deque drops the oldest itself.
+    keep: Callable[[Job[Any]], None]
+
     def __init__(self, limit: int, ttl: float, max_bytes: int, clock: Clock) -> None:
         self.limit = limit
         self.ttl = ttl
         self.max_bytes = max_bytes
-        # The system clock's own function: one Python call less per job that ends.
-        self._now: Callable[[], float] = time.time if isinstance(clock, SystemClock) else clock.now
-        # (job, or its snapshot when its result is not kept; the clock time it ended)
+        # With the system clock a job's own `finished_at` is the clock's time it ended: no
+        # clock read per job. Any other clock (a ManualClock) is read as each job is kept.
+        self._wall = isinstance(clock, SystemClock)
+        self._now: Callable[[], float] = time.time if self._wall else clock.now
+        # Jobs that ended since the last lookup (with the system clock: jobs; else (job,
+        # time) pairs), settled when someone looks: results checked, stamps taken, ids
+        # indexed. Appends come from any thread, without a lock (a deque's append and
+        # popleft are atomic).
+        self._fresh: deque[Any] = deque(maxlen=limit)
+        self.keep = self._fresh.append if self._wall else self._keep_stamped
+        # (job, or its snapshot when its result is not kept; the time it ended), oldest
+        # first. The oldest `len(_ids)` are in `_index`, under the ids in `_ids`.
         self._kept: deque[tuple[Job[Any] | JobInfo, float]] = deque()
+        self._ids: deque[str] = deque()
         self._index: dict[str, tuple[Job[Any] | JobInfo, float]] = {}
-        self._indexed = 0  # the oldest entries of _kept that are in _index
         self._tombs: OrderedDict[str, _Tomb] = OrderedDict()
         self._warned: set[str] = set()  # job names told once that a result was too large
         self._lock = threading.Lock()
 
-    def keep(self, job: Job[Any]) -> None:
-        """Remember ``job``, which has just ended. Any thread; O(1)."""
-        limit = self.limit
-        if not limit:
-            return
-        stamp = self._now()
-        subject: Job[Any] | JobInfo = job
-        if job.status is _SUCCEEDED and not self._result_kept(job):
-            subject = info_of(job, expires_at=stamp + self.ttl, with_result=False)
-        kept = self._kept
-        lock = self._lock
-        lock.acquire()  # (not `with`: half the cost, on every job's path)
-        try:
-            kept.append((subject, stamp))
-            if len(kept) > limit or kept[0][1] + self.ttl <= stamp:
-                self._trim(stamp)
-        finally:
-            lock.release()
+    def _keep_stamped(self, job: Job[Any]) -> None:
+        self._fresh.append((job, self._now()))
+
+    def _settle(self) -> None:
+        # Under the lock: the fresh jobs join the kept ones; past the limit the oldest go.
+        fresh, kept, limit, ttl, wall = self._fresh, self._kept, self.limit, self.ttl, self._wall
+        while fresh:
+            entry = fresh.popleft()
+            job, stamp = (entry, entry.finished_at or 0.0) if wall else entry
+            if job.status is _SUCCEEDED and not self._result_kept(job):
+                kept.append((info_of(job, expires_at=stamp + ttl), stamp))
+            else:
+                kept.append((job, stamp))
+            if len(kept) > limit:
+                # The oldest is forgotten without a tombstone: see the module's docstring.
+                self._pop_oldest()
 
     def _result_kept(self, job: Job[Any]) -> bool:
         if not job.options.keep_result:
@@ -121,8 +138,8 @@ class KeptResults:
         A kept job that is no longer finished (retried by hand since) is not answered here.
         """
         with self._lock:
-            now = self._now()
-            self._trim(now)
+            self._settle()
+            self._expire(self._now())
             self._index_new()
             entry = self._index.get(job_id)
             tomb = None if entry is not None else self._tombs.get(job_id)
@@ -147,33 +164,42 @@ class KeptResults:
 
     def __len__(self) -> int:
         """Kept jobs, tombstones not counted."""
-        return len(self._kept)
+        with self._lock:
+            self._settle()
+            return len(self._kept)
 
     # Under the lock.
 
     def _index_new(self) -> None:
-        index = self._index
-        for entry in itertools.islice(self._kept, self._indexed, None):
-            index[entry[0].id] = entry  # a job finished again (retried) replaces its old entry
-        self._indexed = len(self._kept)
+        index, ids = self._index, self._ids
+        for entry in itertools.islice(self._kept, len(ids), None):
+            job_id = entry[0].id
+            index[job_id] = entry  # a job finished again (retried) replaces its old entry
+            ids.append(job_id)
 
-    def _trim(self, now: float) -> None:
-        kept, ttl, limit = self._kept, self.ttl, self.limit
-        while kept and (len(kept) > limit or kept[0][1] + ttl <= now):
-            entry = kept.popleft()
-            subject, stamp = entry
-            job_id = subject.id
-            if self._indexed:
-                self._indexed -= 1
-                if self._index.get(job_id) is entry:
-                    del self._index[job_id]
+    def _pop_oldest(self) -> tuple[tuple[Job[Any] | JobInfo, float], str | None]:
+        entry = self._kept.popleft()
+        if not self._ids:
+            return entry, None
+        job_id = self._ids.popleft()
+        if self._index.get(job_id) is entry:
+            del self._index[job_id]
+        return entry, job_id
+
+    def _expire(self, now: float) -> None:
+        kept, ttl = self._kept, self.ttl
+        while kept and kept[0][1] + ttl <= now:
+            (subject, stamp), job_id = self._pop_oldest()
             if isinstance(subject, Job) and not subject.done():
                 continue  # retried by hand since: it is live, and will be kept again
-            self._bury(subject, job_id, stamp + 2 * ttl)
+            self._bury(subject, job_id or subject.id, stamp + 2 * ttl)
+        self._forget_tombs(now)
+
+    def _forget_tombs(self, now: float) -> None:
         tombs = self._tombs
         while tombs:
             oldest = next(iter(tombs.values()))
-            if len(tombs) <= limit and oldest.forget_at > now:
+            if len(tombs) <= self.limit and oldest.forget_at > now:
                 break
             tombs.popitem(last=False)
 
