@@ -506,7 +506,7 @@ def console_errors(page: Page) -> list[str]:
 @pytest.mark.e2e  # drives Debian's Chromium
 def test_the_dashboard_of_the_demo_draws_its_charts_in_a_browser(served: Served) -> None:
     """Screenshot at test-artifacts/demo-dashboard.png; BB_UPDATE_SCREENSHOT=1 also writes
-    docs/dashboard.png, the README's picture."""
+    docs/dashboard.png, the dashboard guide's picture."""
     from playwright.sync_api import expect, sync_playwright
 
     with httpx.Client(base_url=served.url, verify=TLS) as client:

@@ -40,9 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 #: Markdown files outside docs/ whose python blocks run too, relative to the repository root.
-#: README.md joins once each of its blocks runs alone (issue 17's README rewrite): today most
-#: are fragments (`app`, `request`, `user`, `client` undefined; `...` bodies; no imports).
-EXTRA_DOCUMENTS: list[str] = []
+EXTRA_DOCUMENTS: list[str] = ["README.md"]
 
 #: Fence languages run as Python code; the first word of the info string, or `{.python ...}`.
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})

@@ -46,7 +46,7 @@ for names, floor in (
     ),
     ("_journal _engines", FEATURES),
     ("_settings _executor", EXECUTOR),
-    ("__init__ _proxy _asgi testing taskiq dashboard status", INTEGRATIONS),
+    ("__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin status", INTEGRATIONS),
 ):
     for name in names.split():
         FLOORS[name] = floor

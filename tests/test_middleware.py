@@ -27,6 +27,7 @@ from backburner import (
     background,
     queue_full_handler,
 )
+from backburner.fastapi import BackburnerDep, get_backburner
 
 pytestmark = pytest.mark.anyio
 
@@ -302,6 +303,40 @@ def test_fastapi_apps_use_the_same_middleware() -> None:
     with TestClient(app) as client:
         assert client.post("/signup", params={"email": "a@example.com"}).status_code == 200
     assert events == ["welcome a@example.com"]
+
+
+def test_the_fastapi_dependency_gives_the_requests_executor() -> None:
+    app = FastAPI()
+    app.add_middleware(BackburnerMiddleware, workers=1)
+
+    @app.post("/signup")
+    async def signup(email: str, bg: BackburnerDep) -> dict[str, str]:
+        job = bg.enqueue(record, f"welcome {email}")
+        await job
+        return {"job": job.id, "same": str(bg is background.executor)}
+
+    with TestClient(app) as client:
+        answer = client.post("/signup", params={"email": "a@example.com"}).json()
+    assert answer["same"] == "True"
+    assert events == ["welcome a@example.com"]
+
+
+async def test_the_fastapi_dependency_without_an_executor_says_what_is_missing() -> None:
+    with pytest.raises(NotRunning, match="BackburnerMiddleware"):
+        await get_backburner()
+
+
+def test_the_fastapi_dependency_can_be_overridden_in_tests() -> None:
+    app = FastAPI()
+    mine = Backburner(workers=1)
+
+    @app.get("/which")
+    async def which(bg: BackburnerDep) -> dict[str, bool]:
+        return {"mine": bg is mine}
+
+    app.dependency_overrides[get_backburner] = lambda: mine
+    with TestClient(app) as client:
+        assert client.get("/which").json() == {"mine": True}
 
 
 # A full queue: 503 Service Unavailable with Retry-After, not a 500 with a traceback.

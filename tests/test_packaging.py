@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from configparser import ConfigParser
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import Parser
@@ -113,6 +114,15 @@ def test_the_wheel_has_every_file_of_the_source_package(dist: Dist) -> None:
 
 
 # The metadata.
+
+
+def test_pytest_finds_the_fixtures_through_the_wheels_entry_point(dist: Dist) -> None:
+    with zipfile.ZipFile(dist.wheel) as wheel:
+        [name] = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        entry_points = ConfigParser()
+        entry_points.read_string(wheel.read(name).decode())
+
+    assert dict(entry_points["pytest11"]) == {"backburner": "backburner.pytest_plugin"}
 
 
 def test_the_version_is_the_one_in_the_package(dist: Dist) -> None:

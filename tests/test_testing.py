@@ -310,57 +310,39 @@ def test_inline_shows_a_failing_async_jobs_own_error_first_from_a_sync_endpoint(
     assert "no running event loop" not in text
 
 
-# The README's fixture recipe, run as it is written.
+# The tutorial's test files, run by pytest as they are written, beside the tutorial's app.py.
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-# The app the recipe imports as `myapp`: its job is still running when the test begins to wait.
-RECIPE_APP = """
-import asyncio
-
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-
-from backburner import BackburnerMiddleware, background
-
-outbox = []
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "tutorial"
+TITLED_BLOCK = re.compile(r'```python title="([\w.]+)"\n(.*?)```', flags=re.DOTALL)
 
 
-async def send_welcome_email(address):
-    await asyncio.sleep(0.01)  # some work, on the executor's loop
-    outbox.append(address)
+def tutorial_files() -> dict[str, str]:
+    """The blocks with a file name (``python title="app.py"``) of the tutorial's pages."""
+    files: dict[str, str] = {}
+    for page in sorted(DOCS.glob("*.md")):
+        for name, source in TITLED_BLOCK.findall(page.read_text(encoding="utf-8")):
+            assert name not in files, f"two blocks of the tutorial are named {name}"
+            files[name] = source
+    return files
 
 
-async def signup(request: Request) -> PlainTextResponse:
-    background.enqueue(send_welcome_email, (await request.json())["email"])
-    return PlainTextResponse("welcome")
-
-
-app = Starlette(routes=[Route("/signup", signup, methods=["POST"])])
-app.add_middleware(BackburnerMiddleware)
-"""
-
-
-def readme_fixture_recipe() -> str:
-    section = README.read_text(encoding="utf-8").split("\n## Testing your app\n", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
-    [recipe] = [block for block in blocks if "@pytest.fixture" in block]
-    return recipe
-
-
-def test_the_readmes_fixture_recipe_passes_as_written(tmp_path: Path) -> None:
-    (tmp_path / "myapp.py").write_text(RECIPE_APP, encoding="utf-8")
-    (tmp_path / "test_recipe.py").write_text(readme_fixture_recipe(), encoding="utf-8")
-    # Its own pytest run, strict like ours; a hang ends it through pytest-timeout.
+def test_the_tutorials_test_files_pass_as_written(tmp_path: Path) -> None:
+    files = tutorial_files()
+    tests = sorted(name for name in files if name.startswith("test_"))
+    assert "app.py" in files, sorted(files)
+    assert len(tests) >= 3, tests
+    for name, source in files.items():
+        (tmp_path / name).write_text(source, encoding="utf-8")
+    # Its own pytest run, strict like ours; a hang ends it through pytest-timeout. The
+    # fixtures come from the package's plugin, as they do for a user who installed it.
     (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nfilterwarnings = error\ntimeout = 60\naddopts = -p no:cacheprovider\n",
+        "[pytest]\nfilterwarnings = error\ntimeout = 60\n"
+        "addopts = -p no:cacheprovider -p no:randomly -p no:backburner "
+        "-p backburner.pytest_plugin --strict-markers\n",
         encoding="utf-8",
     )
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "test_recipe.py"],
+        [sys.executable, "-m", "pytest", "-q", *tests],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -368,7 +350,7 @@ def test_the_readmes_fixture_recipe_passes_as_written(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 passed" in run.stdout, run.stdout
+    assert "5 passed" in run.stdout, run.stdout
 
 
 @job(queue="mail")

@@ -22,7 +22,7 @@ enqueue the job must be registered, with JSON arguments, and with options the en
 retries (backburner's backoff, through a retry middleware this engine adds to the broker),
 ``timeout`` (taskiq's ``timeout`` label), delays and retry backoffs (taskiq's schedule source and
 ``taskiq scheduler``). ``unique=`` and per-call ``retry_on`` are refused. See "When you outgrow
-one process" in the README.
+one process" in the docs (docs/how-to/scaling-out.md).
 """
 
 from __future__ import annotations

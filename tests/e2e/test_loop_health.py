@@ -99,7 +99,7 @@ def test_an_async_job_blocking_the_loop_is_named_in_a_warning_within_a_second(
 def test_a_job_blocking_the_loop_in_its_cleanup_overruns_the_deadline_and_is_named(
     serve: Serve,
 ) -> None:
-    """What the README says of the deadline: a cancelled job whose ``finally`` blocks the loop
+    """What the docs (how-to/deploying.md) say of the deadline: a cancelled job whose ``finally`` blocks the loop
     (here for 3 s, with ``shutdown_timeout=1``) holds the shutdown as long, and the lag monitor
     names it while it does."""
     server = serve(

@@ -79,17 +79,18 @@ def test_a_fastapi_app_runs_jobs_with_the_same_middleware(serve: Serve) -> None:
     server = serve("fastapi_app")
     server.wait_ready()
     with server.client() as client:
-        for kind in ("async", "sync"):
+        for kind in ("async", "sync", "dependency"):
             client.post(f"/{kind}", params={"key": f"fastapi-{kind}"}).raise_for_status()
 
         def processed() -> int:
             total: int = client.get("/stats").json()["total"]["processed"]
             return total
 
-        server.wait_until("both jobs processed", lambda: processed() == 2)
+        server.wait_until("the three jobs processed", lambda: processed() == 3)
         stats = client.get("/stats").json()["total"]
     assert (stats["failed"], stats["pending"], stats["busy"]) == (0, 0, 0)
-    assert set(by_key(server.events(), "finished")) == {"fastapi-async", "fastapi-sync"}
+    finished = set(by_key(server.events(), "finished"))
+    assert finished == {"fastapi-async", "fastapi-sync", "fastapi-dependency"}
     server.send(signal.SIGTERM)
     code, _ = server.wait_exit(within=2.0 + MARGIN)
     assert code == -signal.SIGTERM

@@ -261,7 +261,7 @@ def test_a_job_raising_systemexit_or_keyboardinterrupt_fails_alone(serve: Serve)
 
 
 def test_a_job_that_stops_the_event_loop_ends_the_process_without_a_drain(serve: Serve) -> None:
-    """What the README says of ``loop.stop()`` in a job (a programming error): the server's
+    """What the docs (how-to/failures.md) say of ``loop.stop()`` in a job (a programming error): the server's
     ``asyncio.run`` fails, every task is cancelled, and the process exits 1 at once, with no
     drain, no report and no app shutdown."""
     server = serve("drain", settings={"workers": 2, "shutdown_timeout": 5.0, "cancel_grace": 1.0})

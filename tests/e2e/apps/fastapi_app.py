@@ -1,4 +1,5 @@
-"""A FastAPI app: the same middleware, an async and a sync route that enqueue, and the stats."""
+"""A FastAPI app: the same middleware, routes that enqueue (through `background`, and through the
+executor given as a dependency), and the stats."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
-from backburner import BackburnerMiddleware, background
+from backburner import Backburner, BackburnerMiddleware, background
+from backburner.fastapi import BackburnerDep
 
 from ._events import record, watch_backburner_log
 
@@ -45,6 +47,14 @@ async def enqueue_async(key: str) -> dict[str, str]:
 @app.post("/sync")
 def enqueue_sync(key: str) -> dict[str, str]:
     job = background.enqueue(greet_in_thread, key)
+    record("enqueued", key=key, id=job.id)
+    return {"id": job.id}
+
+
+@app.post("/dependency")
+async def enqueue_through_the_dependency(key: str, bg: BackburnerDep) -> dict[str, str]:
+    assert isinstance(bg, Backburner)
+    job = bg.enqueue(greet, key)
     record("enqueued", key=key, id=job.id)
     return {"id": job.id}
 
