@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from backburner import Backburner, current_job
+from backburner import Backburner, JobStatus, Progress, current_job
 from backburner.status import _accepted as accepted_module
 from backburner.status import accepted, status_app
+from backburner.status._accepted import estimate
 from backburner.testing import ManualClock
 
 from ..jobs import Gate, noop
@@ -125,30 +126,45 @@ async def test_a_finished_job_retries_after_zero_seconds() -> None:
     assert b'"status":"succeeded"' in answer.body
 
 
-async def test_a_running_job_retries_after_the_eta_of_its_progress(
+def test_a_running_job_retries_after_the_eta_of_its_progress(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Wall time, as progress reports read it: the test's own, moved by hand.
+    # 20 of 100 done at 2 a second: 40 s left at the report, 25 s left 15 s later.
+    progress = Progress(done=20, total=100, message=None, updated_at=1_000_000.0, rate=2.0)
     now = [1_000_000.0]
-    monkeypatch.setattr("backburner._progress._now", lambda: now[0])
     monkeypatch.setattr(accepted_module, "_now", lambda: now[0])
-    gate = Gate()
 
-    async def report() -> None:
-        current_job().set_progress(0, 100)
-        now[0] += 10
-        current_job().set_progress(20, 100)  # 2 a second: 80 left, 40 s
-        await gate.hold()
+    def seconds() -> int:
+        return estimate(
+            None, JobStatus.RUNNING, "default", progress, 999_990.0, position=None,
+            due_in=None, bounds=(1, 60),
+        )  # fmt: skip
 
-    async with Backburner() as bg:
-        job = bg.enqueue(report)
-        await gate.started.wait()
-        at_report = accepted(job, URL).headers["retry-after"]
-        now[0] += 15
-        later = accepted(job, URL).headers["retry-after"]
-        gate.opened.set()
+    at_report = seconds()
+    now[0] += 15
+    later = seconds()
+    now[0] += 30  # behind its own estimate: its rate tells nothing more
 
-    assert (at_report, later) == ("40", "25")
+    assert (at_report, later, seconds()) == (40, 25, 2)
+
+
+async def test_accepted_reads_the_progress_of_a_running_job() -> None:
+    reported, held = Gate(), Gate()
+
+    async def almost_done() -> None:
+        current_job().set_progress(10, 10)  # all done: nothing left to wait for
+        await reported.hold()
+
+    async with Backburner(workers=2) as bg:
+        job = bg.enqueue(almost_done)
+        silent = bg.enqueue(held.hold)  # no progress, no history: the default
+        await reported.started.wait()
+        await held.started.wait()
+        answers = accepted(job, URL), accepted(silent, URL)
+        reported.opened.set()
+        held.opened.set()
+
+    assert [answer.headers["retry-after"] for answer in answers] == ["1", "2"]
 
 
 @pytest.mark.parametrize(
