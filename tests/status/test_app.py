@@ -411,3 +411,19 @@ def test_the_app_says_how_it_lets_requests_in() -> None:
     assert repr(status_app()) == "<backburner StatusApp denying everyone>"
     assert "signed" in repr(status_app(secret=SECRET))
     assert JobStatus.EXPIRED.finished
+
+
+async def test_a_result_whose_repr_fails_is_named_by_its_type(bg: Backburner) -> None:
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    async def broken() -> Broken:
+        return Broken()
+
+    job = bg.enqueue(broken)
+    await bg.join()
+
+    body = (await read(bg, job.id)).json()
+
+    assert body["result"] == "<Broken object: its repr failed>"

@@ -63,5 +63,9 @@ def _result(value: Any) -> dict[str, Any]:
     try:
         dumps(value)
     except (TypeError, ValueError, RecursionError):
-        return {"result": repr(value), "result_is_repr": True}
+        try:
+            text = repr(value)
+        except Exception:  # a broken __repr__ must not break the status route
+            text = f"<{type(value).__name__} object: its repr failed>"
+        return {"result": text, "result_is_repr": True}
     return {"result": value, "result_is_repr": False}
