@@ -117,9 +117,10 @@ class Backburner(EnqueueMethods):
         self._failures = FailedJobs(checked.keep_failed)
         unique = UniqueKeys()
         c = checked
-        results = KeptResults(c.keep_results, c.result_ttl, c.max_result_bytes, self.clock)
-        self._outcomes = Outcomes(self._failures, unique, c.on_error, self._busy, results)
-        self._lookup = Lookup(results, self._failures, self)
+        #: Finished jobs kept for ``lookup`` (``keep_results``, ``result_ttl``).
+        self.results = KeptResults(c.keep_results, c.result_ttl, c.max_result_bytes, self.clock)
+        self._outcomes = Outcomes(self._failures, unique, c.on_error, self._busy, self.results)
+        self._lookup = Lookup(self.results, self._failures, self)
         self._admission = Admission(unique, self._check_schedule_room)
         self._periodic = PeriodicJobs(self._submit)
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)

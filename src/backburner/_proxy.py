@@ -200,6 +200,7 @@ class BackgroundProxy(EnqueueMethods):
     loop = _Read(lambda executor: executor.loop)
     scheduler = _Read(lambda executor: executor.scheduler)
     history = _Read(lambda executor: executor.history)
+    results = _Read(lambda executor: executor.results)
 
     def __repr__(self) -> str:
         return "<backburner.background proxy>"

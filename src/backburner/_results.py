@@ -137,6 +137,20 @@ class KeptResults:
 
         A kept job that is no longer finished (retried by hand since) is not answered here.
         """
+        found = self._find(job_id)
+        if found is None or isinstance(found, JobInfo):
+            return found
+        job, stamp = found
+        return info_of(job, expires_at=stamp + self.ttl, with_result=True)
+
+    def find(self, job_id: str) -> Job[Any] | JobInfo | None:
+        """The kept finished job with this id: the job itself, or a snapshot when that is all
+        that is kept (its result not kept, or its tombstone); None if neither. For pages that
+        show more of a job than ``lookup`` tells (the dashboard's)."""
+        found = self._find(job_id)
+        return found[0] if isinstance(found, tuple) else found
+
+    def _find(self, job_id: str) -> tuple[Job[Any], float] | JobInfo | None:
         with self._lock:
             self._settle()
             self._expire(self._now())
@@ -147,9 +161,7 @@ class KeptResults:
             subject, stamp = entry
             if isinstance(subject, JobInfo):
                 return subject
-            if not subject.done():
-                return None
-            return info_of(subject, expires_at=stamp + self.ttl, with_result=True)
+            return (subject, stamp) if subject.done() else None
         if tomb is not None:
             return JobInfo(
                 tomb.id, tomb.name, tomb.queue, _EXPIRED, tomb.attempt, None, tomb.enqueued_at,

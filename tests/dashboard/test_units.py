@@ -703,7 +703,7 @@ async def issue_token(user: str) -> str:
 
 
 async def test_a_succeeded_jobs_return_value_is_shown_redacted_and_cut(bg: Backburner) -> None:
-    async with _client(dashboard(bg, auth=AUTH)) as client:
+    async with _client(dashboard(bg, auth=AUTH, show_results=True)) as client:
         found = await _shown_then_finished(bg, client, lookup, "ada")
         token = await _shown_then_finished(bg, client, issue_token, "ada")
         big = await _shown_then_finished(bg, client, echo, "x" * 100_000)
@@ -737,8 +737,9 @@ async def test_no_return_value_for_a_job_that_did_not_succeed_or_with_results_hi
         assert shown["result"] is None
     bg.resume("mail")
     await bg.join()
-    assert Presenter((), None).job(waiting, in_failures=False, detail=True)["result"] == "1"
-    hidden = Presenter((), None, show_results=False)
+    shown = Presenter((), None, show_results=True)
+    assert shown.job(waiting, in_failures=False, detail=True)["result"] == "1"
+    hidden = Presenter((), None)  # the default
     assert hidden.job(waiting, in_failures=False, detail=True)["result"] is None
 
 

@@ -176,7 +176,7 @@ app = Starlette(
     routes=[
         Route("/health", health),
         Route("/control/{what}", control, methods=["POST"]),
-        Mount("/bb", dashboard(auth=(USER, PASSWORD), poll_interval=1)),
+        Mount("/bb", dashboard(auth=(USER, PASSWORD), poll_interval=1, show_results=True)),
         Mount("/ro", dashboard(auth=BasicAuth(USER, PASSWORD), read_only=True, poll_interval=1)),
         Mount("/none", dashboard()),
         Mount("/local", dashboard(insecure_local=True)),
