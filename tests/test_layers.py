@@ -50,7 +50,7 @@ for names, floor in (
     ("_settings _executor", EXECUTOR),
     (
         "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
-        "prometheus otel",
+        "prometheus otel status",
         INTEGRATIONS,
     ),
 ):
