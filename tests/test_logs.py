@@ -13,9 +13,10 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 
-from backburner import Backburner, JobStatus, QueueConfig
+from backburner import Backburner, Job, JobStatus, QueueConfig
 from backburner import job as as_job
 from backburner.logs import FIELDS, JobContextFilter, add_job_context, install_fallback
 from backburner.testing import ManualClock
@@ -99,6 +100,45 @@ async def test_concurrent_jobs_each_carry_their_own_id(records: Records) -> None
     for n in range(8):
         assert records.by_message(f"async {n}").job_id == jobs[n].id  # type: ignore[attr-defined]
         assert records.by_message(f"sync {n}").job_id == jobs[8 + n].id  # type: ignore[attr-defined]
+
+
+async def test_tasks_and_threads_an_async_job_starts_carry_the_job(records: Records) -> None:
+    async def child(how: str) -> None:
+        await asyncio.sleep(0)
+        app_log.info("child %s", how)
+
+    async def fans_out() -> None:
+        await asyncio.gather(child("gather"))
+        await asyncio.create_task(child("create_task"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child, "task group")
+        await asyncio.to_thread(app_log.info, "child to_thread")
+        await anyio.to_thread.run_sync(app_log.info, "child anyio thread")
+
+    async with Backburner() as bg:
+        job = bg.enqueue(fans_out)
+        await job
+    hows = ("gather", "create_task", "task group", "to_thread", "anyio thread")
+    for how in hows:
+        assert fields(records.by_message(f"child {how}"))["job_id"] == job.id, how
+
+
+async def test_a_follow_up_job_carries_its_own_id_and_the_enqueuer_none(
+    records: Records,
+) -> None:
+    follow_ups: list[Job[None]] = []
+
+    async def first() -> None:
+        follow_ups.append(bg.enqueue(logs_async, 3))
+        app_log.info("first")
+
+    async with Backburner() as bg:
+        job = bg.enqueue(first)
+        await bg.join()
+        app_log.info("enqueuer")
+    assert records.by_message("first").job_id == job.id  # type: ignore[attr-defined]
+    assert records.by_message("async 3").job_id == follow_ups[0].id  # type: ignore[attr-defined]
+    assert records.by_message("enqueuer").job_id == "-"  # type: ignore[attr-defined]
 
 
 async def test_a_retry_carries_its_attempt_and_backburner_own_lines_carry_the_job(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._current import register_runner, thread_job_var
+from ._current import job_var
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
@@ -328,6 +328,7 @@ class JobQueue:
         # Every job runs through here. The common case (an async job without a timeout, no
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
+        job_var.set(job)  # for log records, here and in the tasks and threads it starts
         job.attempt += 1
         if self._guarded or not job.is_async or job.options.timeout is not None:
             await self._run_guarded(job)
@@ -352,9 +353,6 @@ class JobQueue:
             if job.done():
                 job.context = None  # type: ignore[assignment]  # let its context values go
             self._free_slot(now)
-
-    # Log records find the job of the current task in this coroutine (see _current.py).
-    register_runner(_run.__code__, "job")
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
@@ -483,7 +481,6 @@ class JobQueue:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
-        context.run(thread_job_var.set, job)  # where log records find their job (_current.py)
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future

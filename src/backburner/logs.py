@@ -3,9 +3,9 @@ handler backburner adds under a server that configured no logging.
 
 ``JobContextFilter`` gives every record it sees the attributes ``job_id``, ``job_name``,
 ``queue``, ``attempt`` and ``trace_id``: the job's, for a record emitted by a job's code (its
-async code on the event loop, or a sync job's function on its thread), whichever logger wrote
-it; ``default`` (``"-"``) outside a job, so that a format string naming them never fails. Put it
-on a handler::
+async code on the event loop, a sync job's function on its thread, and the tasks and threads
+either starts), whichever logger wrote it; ``default`` (``"-"``) outside a job, so that a
+format string naming them never fails. Put it on a handler::
 
     handler.addFilter(JobContextFilter())
     handler.setFormatter(logging.Formatter("%(levelname)s [%(job_id)s %(job_name)s] %(message)s"))
@@ -22,7 +22,8 @@ inside a job)::
         structlog.processors.JSONRenderer(),
     ])
 
-Finding the job costs nothing on the job's path: it is looked up when a record is made.
+The job is a context variable set when each attempt starts, so the tasks and threads a job's
+code starts (``asyncio.gather``, a task group, ``asyncio.to_thread``) carry it too.
 """
 
 from __future__ import annotations
