@@ -359,3 +359,47 @@ def test_a_null_handler_on_the_logger_turns_the_fallback_off() -> None:
         """
     )
     assert err == ""
+
+
+def test_levels_set_by_logging_configured_later_hold_for_backburner_lines() -> None:
+    # The fallback let INFO through on its own; configured later, the root's level rules.
+    err = run_python(
+        """
+        import logging
+        from backburner.logs import install_fallback
+
+        log = logging.getLogger("backburner")
+        assert install_fallback()
+        log.info("fallback info")
+        logging.basicConfig(level=logging.WARNING, format="configured %(levelname)s %(message)s")
+        log.info("hidden: the root says WARNING")
+        log.warning("shown")
+        logging.getLogger().setLevel(logging.DEBUG)
+        log.debug("debug now")
+        """
+    )
+    lines = err.splitlines()
+    assert len(lines) == 3, err
+    assert lines[0].endswith("backburner: fallback info"), err
+    assert lines[1:] == ["configured WARNING shown", "configured DEBUG debug now"], err
+
+
+def test_an_app_that_configures_logging_in_its_lifespan_sets_backburner_level() -> None:
+    # The middleware adds the fallback before the app's startup; the app then says WARNING.
+    err = run_python(
+        """
+        import contextlib, logging
+        from starlette.applications import Starlette
+        from starlette.testclient import TestClient
+        from backburner import BackburnerMiddleware
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            logging.basicConfig(level=logging.WARNING, format="app %(levelname)s %(message)s")
+            yield
+
+        with TestClient(BackburnerMiddleware(Starlette(lifespan=lifespan))):
+            logging.getLogger("backburner").warning("running")
+        """
+    )
+    assert err.splitlines() == ["app WARNING running"], err  # no INFO "started", once each

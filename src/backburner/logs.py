@@ -115,15 +115,41 @@ def add_job_context(
     return event_dict
 
 
+# The level the fallback gives the logger: INFO's records pass, and a level no one else sets,
+# so it is known for ours (and given back) once logging is configured; a level the user set
+# on the logger, INFO included, is never touched.
+_FALLBACK_LEVEL = logging.INFO - 1
+
+
+def _configured() -> bool:
+    """Logging was configured: the root logger or ours has a handler besides the fallback."""
+    return bool(logging.root.handlers) or len(logger.handlers) > 1
+
+
 class _Fallback(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler ``install_fallback`` adds: it steps aside once logging is configured."""
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Configured after startup (dictConfig, basicConfig, a handler added to our logger):
         # that handler writes the record, so writing it here too would print it twice.
-        if logging.root.handlers or len(logger.handlers) > 1:
+        if _configured():
             return False
         return super().handle(record)
+
+
+class _LevelGiveBack(logging.Filter):
+    """On the logger while the fallback's level is set: once logging is configured, the level
+    goes back to NOTSET (the configuration's levels rule, DEBUG and WARNING alike), and the
+    record at hand is held to them too. Then the filter leaves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _configured():
+            return True
+        logger.removeFilter(self)
+        if logger.level != _FALLBACK_LEVEL:  # set since by the user: theirs
+            return True
+        logger.setLevel(logging.NOTSET)
+        return record.levelno >= logger.getEffectiveLevel()
 
 
 def _formatter() -> logging.Formatter:
@@ -145,7 +171,8 @@ def install_fallback() -> bool:
     Python's last-resort handler. So, when neither the ``backburner`` logger nor the root
     logger has a handler, this adds one writing to stderr in uvicorn's style, and lets INFO
     through if the logger's level is not set. It does nothing once logging is configured, and
-    the handler steps aside if it is configured later: no line is written twice.
+    the handler steps aside if it is configured later: no line is written twice, and the
+    logger's level goes back to unset, so the levels configured hold for its lines.
     ``BackburnerMiddleware`` calls it at startup. To turn it off, configure logging, or give
     the logger any handler: ``logging.getLogger("backburner").addHandler(logging.NullHandler())``.
     Returns True if it added the handler.
@@ -156,5 +183,6 @@ def install_fallback() -> bool:
     handler.setFormatter(_formatter())
     logger.addHandler(handler)
     if logger.level == logging.NOTSET and logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
+        logger.setLevel(_FALLBACK_LEVEL)
+        logger.addFilter(_LevelGiveBack())
     return True
