@@ -59,7 +59,8 @@ class JobOptions:
     #: What a duplicate gets: the existing job ("return") or a ``DuplicateJob`` error ("raise").
     on_duplicate: Literal["return", "raise"] = "return"
     #: False: backburner's own log lines (failures, retries, the shutdown report) show the
-    #: call as ``fn(...)``, never its arguments (a password, a token, personal data).
+    #: call as ``fn(...)``, never its arguments (a password, a token, personal data); the
+    #: dashboard masks them all.
     log_args: bool = True
 
     def __post_init__(self) -> None:
@@ -149,7 +150,8 @@ def job(
     It also registers the function by ``name`` (by default ``module:qualname``), the name a
     journal stores: a journaled executor (``Backburner(journal=...)``) runs only registered
     functions. Give ``name`` to keep it stable when the function moves or is renamed.
-    ``log_args=False`` keeps the job's arguments out of backburner's own log lines.
+    ``log_args=False`` keeps the job's arguments out of backburner's own log lines (the
+    dashboard masks them too).
     """
     options = JobOptions(
         queue=queue,
