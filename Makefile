@@ -94,8 +94,10 @@ test-versions:
 		$$venv/bin/pytest -q -m 'not e2e' || exit 1; \
 	done
 
+# The core benchmark (~90 s), then what tracing costs per job with the real SDK (~30 s).
 bench: setup
 	$(BIN)/python benchmarks/core.py
+	$(BIN)/python benchmarks/tracing.py
 
 # uvicorn under wrk (Debian's package): ~10 minutes; `--quick` for a smoke run.
 bench-http: setup system-deps

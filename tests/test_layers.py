@@ -41,11 +41,11 @@ for names, floor in (
         "_shutdown _budget _context _outcomes _find _enqueue _steering _current",
         MECHANISMS,
     ),
-    ("_journal _engines", FEATURES),
+    ("_journal _engines _otel", FEATURES),
     ("_settings _executor", EXECUTOR),
     (
         "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
-        "prometheus",
+        "prometheus otel",
         INTEGRATIONS,
     ),
 ):

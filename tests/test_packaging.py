@@ -158,7 +158,7 @@ def test_no_development_tool_or_demo_extra_is_published(dist: Dist) -> None:
         for requirement in metadata.get_all("Requires-Dist", [])
     }
 
-    assert {"cron", "dashboard", "taskiq"} <= extras
+    assert {"cron", "dashboard", "otel", "taskiq"} <= extras
     assert not extras & {"dev", "demo", "test", "docs"}
     assert not required & DEV_TOOLS
 

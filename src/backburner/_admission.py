@@ -20,7 +20,7 @@ from typing import Any
 
 from ._errors import DuplicateJob, JournalError
 from ._job import Job
-from ._ports import JobStore, Queue
+from ._ports import JobStore, JobTracer, Queue
 from ._status import JobStatus
 from ._unique import UniqueKeys
 
@@ -39,6 +39,8 @@ class Admission:
         self.check_schedule_room = check_schedule_room
         #: The journal of a durable executor, from ``open()`` to the end of ``aclose()``.
         self.store: JobStore | None = None
+        #: With tracing on: the span around each admission (the enqueue's PRODUCER span).
+        self.tracer: JobTracer | None = None
 
     def admit(
         self,
@@ -49,6 +51,7 @@ class Admission:
         stored: bool = False,
         retry: bool = False,
         status: JobStatus = _SCHEDULED,
+        traced: bool = False,
     ) -> Job[Any]:
         """Admit ``job`` to ``queue`` now (``run_at`` None) or at clock time ``run_at``.
 
@@ -56,8 +59,13 @@ class Admission:
         already in the journal (recovered, or retried by hand): nothing is written. ``retry``:
         a job retried by hand never returns another job holding its key, it raises
         ``DuplicateJob``. ``status``: what a job with a ``run_at`` is until then (a recovered
-        retry waits as ``retrying``). Any thread.
+        retry waits as ``retrying``). ``traced``: inside its enqueue span already. Any thread.
         """
+        if self.tracer is not None and not traced:  # (untraced: one test, no extra call)
+            with self.tracer.publishing(job, run_at, stored):
+                return self.admit(
+                    job, queue, run_at, stored=stored, retry=retry, status=status, traced=True
+                )
         queue.check(job, run_at)  # what the queue (an engine) can never take: before anything
         store = None if stored else self.store
         record = None if store is None else store.check(job, run_at)
@@ -84,13 +92,16 @@ class Admission:
         return job
 
     async def aadmit(
-        self, job: Job[Any], queue: Queue, loop: asyncio.AbstractEventLoop
+        self, job: Job[Any], queue: Queue, loop: asyncio.AbstractEventLoop, traced: bool = False
     ) -> Job[Any]:
         """Like ``admit`` now, for ``aenqueue``: wait for the commit and for room, not raise.
 
         ``loop`` is the queue's: from another loop (another thread), the wait for room runs
         there. A remote queue returns once its broker has the job.
         """
+        if self.tracer is not None and not traced:
+            with self.tracer.publishing(job, None, False):
+                return await self.aadmit(job, queue, loop, traced=True)
         queue.check(job, None)
         store = self.store
         record = None if store is None else store.check(job, None)

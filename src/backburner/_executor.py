@@ -42,6 +42,7 @@ from ._job import Job
 from ._journal import Journal, JournalConfig, open_journal
 from ._lag import LagMonitor
 from ._options import options_of
+from ._otel import Tracing
 from ._outcomes import ErrorHook, Outcomes
 from ._periodic import Periodic, PeriodicJobs
 from ._ports import Engine, Queue
@@ -92,11 +93,8 @@ class Backburner(EnqueueMethods):
     def __init__(self, **settings: Unpack[BackburnerSettings]) -> None:
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
-        The keywords are ``BackburnerSettings``: ``workers``, ``max_pending``, ``queues``,
-        ``shutdown_timeout``, ``cancel_grace``, ``on_error``, ``keep_failed``, ``periodic``,
-        ``max_scheduled``, ``clock``, ``loop_lag_warning``, ``platform_grace``,
-        ``server_shutdown_timeout``, ``journal``, ``durability``, ``engine``; each is
-        described there. A bad value or an unknown keyword raises here, saying why.
+        The keywords are ``BackburnerSettings`` (``workers``, ``queues``, ``journal``,
+        ``tracing``...), each described there. A bad value or an unknown keyword raises here.
         """
         checked = Settings.check(settings)
         self.queue_configs: Mapping[str, QueueConfig] = checked.queue_configs
@@ -114,6 +112,9 @@ class Backburner(EnqueueMethods):
         unique = UniqueKeys()
         self._outcomes = Outcomes(self._failures, unique, checked.on_error, self._busy)
         self._admission = Admission(unique, self._check_schedule_room)
+        self._tracing = Tracing(checked.tracing)
+        #: OpenTelemetry's spans and metrics from ``open()`` on (``tracing=``); None: none.
+        self.telemetry = self._tracing.telemetry
         self._periodic = PeriodicJobs(self._submit)
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
@@ -196,8 +197,9 @@ class Backburner(EnqueueMethods):
     def _state(self, state: _State) -> None:
         self._state_now = state
         self._accepting = state is _State.OPEN or state is _State.RUNNING
-        # enqueue()'s inlined path: in-memory jobs only (a journal writes each one first).
-        self._fast_enqueue = self._accepting and self.journal_config is None
+        # enqueue()'s inlined path: plain jobs only (no journal to write, no span to open).
+        plain = self.journal_config is None and self.telemetry is None
+        self._fast_enqueue = self._accepting and plain
 
     def _set_alone(self, alone: bool) -> None:
         self._alone = alone
@@ -223,6 +225,7 @@ class Backburner(EnqueueMethods):
             ) from None
         self.scheduler = Scheduler(self.clock, loop)
         check_overlap(self._periodic.specs(), self._engine_of)
+        self.telemetry = self._admission.tracer = self._tracing.open(self)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
         await open_engines(self._queues.values())  # a remote queue's broker connects now
         self._closed = asyncio.Event()
@@ -252,7 +255,8 @@ class Backburner(EnqueueMethods):
         return JobQueue(
             name, config.workers, config.max_pending,
             host=self._outcomes, loop=self.loop, scheduler=self.scheduler,
-            guarded=self.journal_config is not None, paused=name in self._pauses.names,
+            guarded=self.journal_config is not None or self.telemetry is not None,
+            paused=name in self._pauses.names,
             refusal=self._refusal,
         )  # fmt: skip
 

@@ -137,11 +137,18 @@ class Job(Generic[T]):
         "started_at",
         "task",
         "timer",
+        "trace",
         "unique_key",
     )
     #: Wall time a job with a ``run_at`` became ready to start (its wait for a worker counts
     #: from then). Set only where ``run_at`` is, so never on a plain job's path.
     ready_at: float
+    #: While tracing is on (and only then: never on an untraced job's path): the W3C
+    #: ``traceparent`` of the job's enqueue span (None without one), which a journal stores
+    #: and a remote engine sends; that span's context (None if only the traceparent is
+    #: known: a recovered job); and True if the first attempt continues that span's trace
+    #: (False: every attempt starts its own trace, linked to it).
+    trace: tuple[str | None, Any, bool]
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ back-reference to the executor, so that imports run one way (``docs/architecture
   whose jobs an ``Engine`` runs elsewhere): admission, dispatch, shutdown, stats, inspection.
 * ``JobStore``: what durable mode needs (a journal): write a job down before it is queued,
   take it back if queueing failed, and the hooks that record its attempts and its end.
+* ``JobTracer``: what tracing adds to admission: a span around each enqueue.
 * ``Engine``: a remote engine (``backburner.taskiq.TaskiqEngine`` is one), public: other
   engines implement it.
 """
@@ -16,6 +17,7 @@ back-reference to the executor, so that imports run one way (``docs/architecture
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from ._job import Job, JobHooks
@@ -23,7 +25,7 @@ from ._options import JobOptions
 from ._stats import QueueStats
 from ._status import JobStatus
 
-__all__ = ["Engine", "JobStore", "Queue", "QueueHost"]
+__all__ = ["Engine", "JobStore", "JobTracer", "Queue", "QueueHost"]
 
 
 class QueueHost(Protocol):
@@ -43,6 +45,17 @@ class QueueHost(Protocol):
 
     def release_unique(self, job: Job[Any]) -> None:
         """``job`` ended: free its unique key. Any thread."""
+        ...
+
+
+class JobTracer(Protocol):
+    """What tracing (``_otel/``) adds to admission. Any thread."""
+
+    def publishing(
+        self, job: Job[Any], run_at: float | None, stored: bool
+    ) -> AbstractContextManager[Any]:
+        """The span to admit ``job`` inside (``stored``: enqueued before; it gets none); it
+        also gives the job the hooks that trace its attempts."""
         ...
 
 

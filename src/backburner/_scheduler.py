@@ -9,6 +9,7 @@ outnumber live ones, when the heap is rebuilt (asyncio's own timer heap works th
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import logging
@@ -156,12 +157,11 @@ class Scheduler:
                     self._cancelled -= 1
                 else:
                     due.append(timer)
-        for timer in due:
-            timer.cancelled = True  # fired: a late cancel() must not count it again
-            try:
-                timer.callback(timer.arg)
-            except Exception:
-                logger.exception("a scheduled call failed: %r", timer.callback)
+        if due:
+            # In an empty context, not the one that armed the clock's timer (a request's,
+            # say): a periodic tick's job must not inherit a stranger's context variables
+            # (its trace among them).
+            contextvars.Context().run(_call_all, due)
         self._arm()
 
     def _note_cancelled(self) -> None:
@@ -171,3 +171,12 @@ class Scheduler:
                 self._heap = [entry for entry in self._heap if not entry[2].cancelled]
                 heapq.heapify(self._heap)
                 self._cancelled = 0
+
+
+def _call_all(due: list[Timer]) -> None:
+    for timer in due:
+        timer.cancelled = True  # fired: a late cancel() must not count it again
+        try:
+            timer.callback(timer.arg)
+        except Exception:
+            logger.exception("a scheduled call failed: %r", timer.callback)

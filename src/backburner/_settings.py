@@ -20,6 +20,7 @@ from ._checks import DEFAULT_QUEUE, check_count, check_queue_name, check_timeout
 from ._clock import Clock, SystemClock
 from ._journal import Durability, JournalConfig
 from ._lag import check_lag_threshold
+from ._otel import Telemetry, check_tracing
 from ._outcomes import ErrorHook
 from ._periodic import Periodic
 from ._ports import Engine
@@ -84,6 +85,11 @@ class BackburnerSettings(TypedDict, total=False):
     """A remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every queue without an
     engine of its own (``QueueConfig(engine=...)``) sends its jobs to, to run on the engine's
     workers in other processes."""
+    tracing: bool | Telemetry
+    """[True] OpenTelemetry spans and metrics, when ``opentelemetry-api`` is installed
+    (``backburner[otel]``): a PRODUCER span at each enqueue, a CONSUMER span per attempt,
+    the executor's counters and a job-duration histogram, through the global providers (or
+    those of a ``backburner.otel.Telemetry``). False: none of it, and no cost per job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,7 @@ class Settings:
     server_shutdown_timeout: float | Auto
     journal_config: JournalConfig | None
     engine: Engine | None
+    tracing: bool | Telemetry
 
     @classmethod
     def check(cls, given: Mapping[str, Any]) -> Settings:
@@ -166,6 +173,7 @@ class Settings:
             server_shutdown_timeout=check_server_timeout(settings["server_shutdown_timeout"]),
             journal_config=journal,
             engine=engine,
+            tracing=check_tracing(settings["tracing"]),
         )
 
 
@@ -186,6 +194,7 @@ _DEFAULTS: dict[str, Any] = {
     "journal": None,
     "durability": None,
     "engine": None,
+    "tracing": True,
 }
 
 

@@ -20,7 +20,7 @@ __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "open_file"]
 
 #: ``PRAGMA application_id``: "bbjl", so a journal is told from any other SQLite file.
 APPLICATION_ID = 0x62626A6C
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 5000  # then Journal.transaction retries, however long
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
@@ -68,6 +68,10 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE owners ADD COLUMN boot_id TEXT;  -- the kernel's boot id; NULL off Linux
     ALTER TABLE owners ADD COLUMN boot_beat REAL;  -- last heartbeat on CLOCK_BOOTTIME
     ALTER TABLE owners ADD COLUMN process_start INTEGER;  -- its process's start (/proc), if known
+    """,
+    # 3: the trace a job was enqueued in, so that its attempts after a restart link to it.
+    """
+    ALTER TABLE jobs ADD COLUMN trace TEXT;  -- W3C traceparent of its enqueue span; NULL: none
     """,
 )
 

@@ -69,6 +69,7 @@ class ClaimedRow(NamedTuple):
     run_at: float | None
     attempt: int
     unique_key: str | None
+    trace: str | None  # the W3C traceparent of its enqueue span, if it was traced
 
 
 class Recoverer(Protocol):
@@ -371,7 +372,7 @@ class Owners:
             return []  # adopted or forgotten meanwhile
         room_left = sum(left.values()) + delayed_left[0]
         rows = connection.execute(
-            "SELECT id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
+            "SELECT id, name, queue, payload, run_at, attempt, unique_key, trace FROM jobs "
             "WHERE owner = ? AND finished_at IS NULL ORDER BY rowid LIMIT ?",
             (source, room_left + 1),
         ).fetchall()
@@ -412,7 +413,7 @@ class Owners:
             held = "owner = ? AND owner IN (SELECT owner FROM owners WHERE released = 1)"
             params = (source,)
         rows = connection.execute(
-            "SELECT rowid, id, name, queue, payload, run_at, attempt, unique_key FROM jobs "
+            "SELECT rowid, id, name, queue, payload, run_at, attempt, unique_key, trace FROM jobs "
             f"WHERE {held} AND finished_at IS NULL ORDER BY rowid LIMIT ?",
             (*params, limit),
         ).fetchall()

@@ -155,6 +155,8 @@ class _Recoverer:
                         hooks=hooks, job_id=row.id,
                     )  # fmt: skip
                     job.attempt = row.attempt
+                if row.trace is not None:  # its attempts here link to its enqueue span
+                    job.trace = (row.trace, None, False)
                 due = row.run_at if row.run_at is not None and row.run_at > now else None
                 status = _RETRYING if row.attempt else _SCHEDULED
                 admitted = self.admission.admit(job, queue, due, stored=True, status=status)

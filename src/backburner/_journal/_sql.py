@@ -38,7 +38,7 @@ UNCLAIM = 8
 
 SQL = {
     INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
-    "attempt, unique_key, enqueued_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?)",
+    "attempt, unique_key, enqueued_at, trace) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?)",
     DELETE: "DELETE FROM jobs WHERE id = ?",
     STARTED: "UPDATE jobs SET state = 'running', attempt = ?, finished_at = NULL, owner = ?, "
     "lease_until = ? WHERE id = ?",
@@ -64,9 +64,9 @@ def _field(index: int) -> str:
 # retake can wait for the event loop's thread (up to sys.getswitchinterval(), 5 ms).
 BULK_SQL = {
     INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
-    f"attempt, unique_key, enqueued_at) SELECT {_field(0)}, {_field(1)}, {_field(2)}, "
+    f"attempt, unique_key, enqueued_at, trace) SELECT {_field(0)}, {_field(1)}, {_field(2)}, "
     f"{_field(3)}, 'queued', {_field(4)}, {_field(5)}, {_field(6)}, 0, {_field(7)}, "
-    f"{_field(8)} FROM json_each(?) AS v",
+    f"{_field(8)}, {_field(9)} FROM json_each(?) AS v",
     DELETE: f"DELETE FROM jobs WHERE id IN (SELECT {_field(0)} FROM json_each(?) AS v)",
     STARTED: f"UPDATE jobs SET state = 'running', attempt = {_field(0)}, finished_at = NULL, "
     f"owner = {_field(1)}, lease_until = {_field(2)} FROM json_each(?) AS v "

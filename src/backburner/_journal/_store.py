@@ -126,7 +126,11 @@ def _row(job: Job[Any], run_at: float | None) -> tuple[Any, ...]:
     changes = _option_changes(label, options_of(fn), job.options)
     if changes:
         payload["options"] = changes
-    return (job.id, name, job.queue, _encode(payload), run_at, job.unique_key, job.enqueued_at)
+    # A traced job's enqueue span (see Job.trace): its attempts after a restart link to it.
+    trace = getattr(job, "trace", None)
+    traceparent = None if trace is None else trace[0]
+    row = (job.id, name, job.queue, _encode(payload), run_at, job.unique_key, job.enqueued_at)
+    return (*row, traceparent)
 
 
 def unregistered(fn: Callable[..., Any], label: str) -> str:

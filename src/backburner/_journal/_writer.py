@@ -183,11 +183,12 @@ class Journal:
     # Operations: any thread.
 
     def insert(self, row: tuple[Any, ...]) -> Batch:
-        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at).
+        """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at,
+        trace).
 
         Raises ``JournalError`` at once if the journal can write nothing more.
         """
-        job_id, name, queue, payload, run_at, unique_key, enqueued_at = row
+        job_id, name, queue, payload, run_at, unique_key, enqueued_at, trace = row
         params = (
             job_id,
             name,
@@ -198,6 +199,7 @@ class Journal:
             run_at,
             unique_key,
             enqueued_at,
+            trace,
         )
         with self._cond:
             if self._refusal is not None:

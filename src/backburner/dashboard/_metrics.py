@@ -1,4 +1,6 @@
-"""The executor's counters in Prometheus' text format (version 0.0.4), per queue.
+"""The executor's counters in Prometheus' text format (version 0.0.4), per queue; with
+tracing on (``tracing=``, OpenTelemetry installed and configured), the attempts' durations
+as a histogram too.
 
 Counters start again at each executor start (as Prometheus expects of a process restart);
 ``rate()`` handles the reset.
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .._executor import Backburner
+from .._otel import BOUNDS
 from ._inspect import wait_totals
 from ._present import printable
 
@@ -101,7 +104,26 @@ def render_metrics(executor: Backburner) -> str:
             ((f'name="{escape_label(p.name)}"', p.skipped) for p in periodic),
         )
     )
+    if executor.telemetry is not None:  # recorded by the traced jobs' hooks (tracing=)
+        families.append(_durations(executor.telemetry.durations.snapshot()))
     return "\n".join(families) + "\n"
+
+
+def _durations(queues: dict[str, tuple[list[int], float, int]]) -> str:
+    name = "backburner_job_duration_seconds"
+    lines = [
+        f"# HELP {name} How long each job attempt ran, from taking a worker to its end.",
+        f"# TYPE {name} histogram",
+    ]
+    bounds = [*(_number(bound) for bound in BOUNDS), "+Inf"]
+    for queue, (cumulative, total, count) in queues.items():
+        label = _queue(queue)
+        lines += [
+            f'{name}_bucket{{{label},le="{bound}"}} {value}'
+            for bound, value in zip(bounds, cumulative, strict=True)
+        ]
+        lines += [f"{name}_sum{{{label}}} {_number(total)}", f"{name}_count{{{label}}} {count}"]
+    return "\n".join(lines)
 
 
 def _queue(name: str) -> str:

@@ -1,0 +1,194 @@
+"""The executor's metrics through an OpenTelemetry meter, mirroring the dashboard's Prometheus
+families, and the attempts' durations as a histogram (kept here for Prometheus too).
+
+The counters and gauges are observable instruments: a reader's collection reads
+``stats()``, so they cost the jobs nothing. Only the duration histogram is recorded per
+attempt, by the traced hooks. A meter provider gets one set of instruments, whichever
+executors use it (an SDK refuses a second instrument of a name): they observe every running
+executor of the process that uses that provider (a test suite makes many, one at a time).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from .._job import Job
+from .._ports import Queue
+from .._stats import ExecutorStats
+from ._buckets import BOUNDS
+
+__all__ = ["JobMeters", "Observed", "meters_for"]
+
+# (instrument, kind, QueueStats field, unit, description): the Prometheus families, by queue.
+_QUEUE_INSTRUMENTS = (
+    (
+        "backburner.jobs.processed",
+        "counter",
+        "processed",
+        "{job}",
+        "Job attempts that ran to an end.",
+    ),
+    ("backburner.jobs.failed", "counter", "failed", "{job}", "Job attempts that raised."),
+    (
+        "backburner.jobs.dead",
+        "counter",
+        "dead",
+        "{job}",
+        "Jobs that failed on every attempt allowed.",
+    ),
+    (
+        "backburner.jobs.cancelled",
+        "counter",
+        "cancelled",
+        "{job}",
+        "Jobs cancelled before or while running.",
+    ),
+    ("backburner.workers", "gauge", "workers", "{worker}", "Worker slots of the queue."),
+    ("backburner.workers.busy", "gauge", "busy", "{worker}", "Worker slots running a job now."),
+    ("backburner.jobs.pending", "gauge", "pending", "{job}", "Jobs waiting for a worker."),
+    (
+        "backburner.jobs.scheduled",
+        "gauge",
+        "scheduled",
+        "{job}",
+        "Jobs waiting for their time or for a retry.",
+    ),
+    ("backburner.queue.paused", "gauge", "paused", "1", "1 while the queue is paused, else 0."),
+)
+
+
+class Observed(Protocol):
+    """What the metrics read when a reader collects them: the executor's public surface."""
+
+    @property
+    def running(self) -> bool:
+        """True while it runs: only running executors are observed."""
+        ...
+
+    def stats(self) -> ExecutorStats:
+        """Counters per queue and the periodic jobs' records."""
+        ...
+
+    def queues(self) -> Mapping[str, Queue]:
+        """The open queues by name."""
+        ...
+
+    def failures(self) -> list[Job[Any]]:
+        """The dead list."""
+        ...
+
+
+# A provider's instruments live as long as it does (a test suite's providers come and go).
+_by_provider: weakref.WeakKeyDictionary[Any, JobMeters] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def meters_for(meter_provider: Any, observed: Observed, version: str) -> JobMeters:
+    """The instruments on ``meter_provider`` (None: the global one), now observing ``observed``."""
+    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    with _lock:
+        meters = _by_provider.get(provider)
+        if meters is None:
+            meters = _by_provider[provider] = JobMeters(provider, version)
+    meters.observed.add(observed)
+    return meters
+
+
+class JobMeters:
+    """The instruments on one meter provider, observing the executors that use it."""
+
+    def __init__(self, provider: Any, version: str) -> None:
+        meter = provider.get_meter("backburner", version)
+        #: The executors read at each collection (running ones only); weakly held.
+        self.observed: weakref.WeakSet[Observed] = weakref.WeakSet()
+        self.histogram = meter.create_histogram(
+            "backburner.job.duration",
+            unit="s",
+            description="How long each job attempt ran, from taking a worker to its end.",
+            explicit_bucket_boundaries_advisory=list(BOUNDS),
+        )
+        for name, kind, field, unit, description in _QUEUE_INSTRUMENTS:
+            make = (
+                meter.create_observable_counter
+                if kind == "counter"
+                else meter.create_observable_gauge
+            )
+            make(name, [self._queue_field(field)], unit, description)
+        meter.create_observable_counter(
+            "backburner.jobs.started",
+            [self._started],
+            "{job}",
+            "Jobs (attempts) that a worker started.",
+        )
+        meter.create_observable_counter(
+            "backburner.job.wait",
+            [self._waited],
+            "s",
+            "Seconds the started jobs waited for a worker, in all.",
+        )
+        meter.create_observable_gauge(
+            "backburner.failures.kept",
+            [self._kept],
+            "{job}",
+            "Failed and dead jobs kept for inspection.",
+        )
+        meter.create_observable_counter(
+            "backburner.periodic.runs",
+            [self._periodic("runs")],
+            "{run}",
+            "Runs of each periodic job.",
+        )
+        meter.create_observable_counter(
+            "backburner.periodic.skipped", [self._periodic("skipped")], "{run}",
+            "Ticks of each periodic job skipped (previous run still going, or queue full).",
+        )  # fmt: skip
+
+    def record(self, queue: str, seconds: float, outcome: str) -> None:
+        """One attempt ended: into the histogram, by queue and outcome."""
+        self.histogram.record(
+            seconds, {"messaging.destination.name": queue, "backburner.outcome": outcome}
+        )
+
+    def _running(self) -> list[Observed]:
+        return [executor for executor in list(self.observed) if executor.running]
+
+    def _queue_field(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterator[Observation]:
+            for executor in self._running():
+                for queue in executor.stats().queues.values():
+                    yield Observation(int(getattr(queue, field)), _queue(queue.name))
+
+        return observe
+
+    def _started(self, options: CallbackOptions) -> Iterator[Observation]:
+        for executor in self._running():
+            for name, queue in list(executor.queues().items()):
+                yield Observation(queue.wait_totals()[0], _queue(name))
+
+    def _waited(self, options: CallbackOptions) -> Iterator[Observation]:
+        for executor in self._running():
+            for name, queue in list(executor.queues().items()):
+                yield Observation(max(0.0, queue.wait_totals()[1]), _queue(name))
+
+    def _kept(self, options: CallbackOptions) -> Iterator[Observation]:
+        for executor in self._running():
+            yield Observation(len(executor.failures()))
+
+    def _periodic(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterator[Observation]:
+            for executor in self._running():
+                for periodic in executor.stats().periodic:
+                    name = {"backburner.periodic.name": periodic.name}
+                    yield Observation(getattr(periodic, field), name)
+
+        return observe
+
+
+def _queue(name: str) -> dict[str, str]:
+    return {"messaging.destination.name": name}
