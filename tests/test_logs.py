@@ -403,3 +403,26 @@ def test_an_app_that_configures_logging_in_its_lifespan_sets_backburner_level() 
         """
     )
     assert err.splitlines() == ["app WARNING running"], err  # no INFO "started", once each
+
+
+def test_a_dict_config_naming_the_backburner_logger_takes_it_over_level_included() -> None:
+    # dictConfig removes the fallback from the logger it configures; its level is the config's.
+    err = run_python(
+        """
+        import logging, logging.config
+        from backburner.logs import install_fallback
+
+        log = logging.getLogger("backburner")
+        assert install_fallback()
+        logging.config.dictConfig({
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"plain": {"format": "config %(levelname)s %(message)s"}},
+            "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "plain"}},
+            "loggers": {"backburner": {"handlers": ["h"]}},
+        })
+        log.info("hidden: no level configured, the root's WARNING holds")
+        log.warning("shown")
+        """
+    )
+    assert err.splitlines() == ["config WARNING shown"], err

@@ -122,8 +122,9 @@ _FALLBACK_LEVEL = logging.INFO - 1
 
 
 def _configured() -> bool:
-    """Logging was configured: the root logger or ours has a handler besides the fallback."""
-    return bool(logging.root.handlers) or len(logger.handlers) > 1
+    """Logging was configured: the root logger has a handler, or ours has another than the
+    fallback (or no longer the fallback: a ``dictConfig`` naming it removes its handlers)."""
+    return bool(logging.root.handlers) or [type(h) for h in logger.handlers] != [_Fallback]
 
 
 class _Fallback(logging.StreamHandler):  # type: ignore[type-arg]
