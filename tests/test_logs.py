@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import logging.handlers
+import queue
 import re
 import subprocess
 import sys
@@ -121,6 +123,27 @@ async def test_tasks_and_threads_an_async_job_starts_carry_the_job(records: Reco
     hows = ("gather", "create_task", "task group", "to_thread", "anyio thread")
     for how in hows:
         assert fields(records.by_message(f"child {how}"))["job_id"] == job.id, how
+
+
+async def test_a_filter_on_a_queue_handler_carries_the_job_to_the_listener_thread() -> None:
+    # As the docs say: on the QueueHandler (where the record is made), not behind the listener.
+    records = Records()
+    log_queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    queue_handler = logging.handlers.QueueHandler(log_queue)
+    queue_handler.addFilter(JobContextFilter())
+    listener = logging.handlers.QueueListener(log_queue, records)
+    app_log.addHandler(queue_handler)
+    app_log.setLevel(logging.INFO)
+    listener.start()
+    try:
+        async with Backburner() as bg:
+            job = bg.enqueue(logs_async, 4)
+            await job
+    finally:
+        app_log.removeHandler(queue_handler)
+        app_log.setLevel(logging.NOTSET)
+        listener.stop()  # writes what the queue still holds, then joins its thread
+    assert records.by_message("async 4").job_id == job.id  # type: ignore[attr-defined]
 
 
 async def test_a_follow_up_job_carries_its_own_id_and_the_enqueuer_none(

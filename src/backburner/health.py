@@ -252,7 +252,8 @@ def health_app(
     authentication applies: probes carry no credentials, and the body holds no job data.
 
     ``stall_after``: seconds a queue may hold waiting jobs without starting one before
-    ``/ready`` fails. ``max_loop_block``: seconds the event loop may be blocked before
+    ``/ready`` fails (above the longest job's run time: a queue busy with long jobs starts
+    none either). ``max_loop_block``: seconds the event loop may be blocked before
     ``/live`` fails (for a minute after). ``max_journal_lag``: jobs accepted but not yet
     written before ``/ready`` fails. ``scheduler_late``: seconds the scheduler's soonest call
     may be overdue before ``/live`` fails.

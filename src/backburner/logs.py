@@ -87,7 +87,8 @@ class JobContextFilter(logging.Filter):
     attributes (given in ``extra=``) keeps it. The filter lets every record through.
 
     In a ``dictConfig``: ``"filters": {"job": {"()": "backburner.logs.JobContextFilter"}}``,
-    then ``"filters": ["job"]`` on the handler.
+    then ``"filters": ["job"]`` on the handler. It reads the job where it runs: behind a
+    ``QueueHandler``, put it on the ``QueueHandler``, not on the listener's handlers.
     """
 
     def __init__(self, default: object = "-") -> None:
