@@ -449,3 +449,24 @@ def test_a_dict_config_naming_the_backburner_logger_takes_it_over_level_included
         """
     )
     assert err.splitlines() == ["config WARNING shown"], err
+
+
+def test_the_users_filters_on_the_logger_still_run_when_the_level_is_given_back() -> None:
+    err = run_python(
+        """
+        import logging
+        from backburner.logs import install_fallback
+
+        log = logging.getLogger("backburner")
+        assert install_fallback()
+
+        def redact(record):
+            record.msg = record.msg.replace("s3cret", "***")
+            return True
+
+        log.addFilter(redact)
+        logging.basicConfig(format="configured %(levelname)s %(message)s")
+        log.warning("token s3cret")  # the first record after configuring: the level goes back
+        """
+    )
+    assert err.splitlines() == ["configured WARNING token ***"], err

@@ -140,14 +140,19 @@ class _Fallback(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 class _LevelGiveBack(logging.Filter):
-    """On the logger while the fallback's level is set: once logging is configured, the level
-    goes back to NOTSET (the configuration's levels rule, DEBUG and WARNING alike), and the
-    record at hand is held to them too. Then the filter leaves."""
+    """On the logger with the fallback's level: once logging is configured, the level goes
+    back to NOTSET (the configuration's levels rule, DEBUG and WARNING alike), and the record
+    at hand is held to them too. Then it lets every record through. (It stays on the logger:
+    removing a filter while the logger iterates its filters would skip the next one.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given_back = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _configured():
+        if self.given_back or not _configured():
             return True
-        logger.removeFilter(self)
+        self.given_back = True
         if logger.level != _FALLBACK_LEVEL:  # set since by the user: theirs
             return True
         logger.setLevel(logging.NOTSET)
