@@ -116,10 +116,6 @@ def add_job_context(
     return event_dict
 
 
-# The level the fallback gives the logger: INFO's records pass, and a level no one else sets,
-# so it is known for ours (and given back) once logging is configured; a level the user set
-# on the logger, INFO included, is never touched.
-_FALLBACK_LEVEL = logging.INFO - 1
 
 
 def _configured() -> bool:
@@ -145,15 +141,16 @@ class _LevelGiveBack(logging.Filter):
     at hand is held to them too. Then it lets every record through. (It stays on the logger:
     removing a filter while the logger iterates its filters would skip the next one.)"""
 
-    def __init__(self) -> None:
+    def __init__(self, level: int) -> None:
         super().__init__()
+        self.level = level  # the one the fallback set
         self.given_back = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.given_back or not _configured():
             return True
         self.given_back = True
-        if logger.level != _FALLBACK_LEVEL:  # set since by the user: theirs
+        if logger.level != self.level:  # set since by the user: theirs
             return True
         logger.setLevel(logging.NOTSET)
         return record.levelno >= logger.getEffectiveLevel()
@@ -176,10 +173,12 @@ def install_fallback() -> bool:
     Under a plain ``uvicorn app:app``, uvicorn configures only its own loggers: backburner's
     INFO records would go nowhere and its warnings out bare (no time, level or logger), through
     Python's last-resort handler. So, when neither the ``backburner`` logger nor the root
-    logger has a handler, this adds one writing to stderr in uvicorn's style, and lets INFO
-    through if the logger's level is not set. It does nothing once logging is configured, and
-    the handler steps aside if it is configured later: no line is written twice, and the
-    logger's level goes back to unset, so the levels configured hold for its lines.
+    logger has a handler, this adds one writing to stderr in uvicorn's style, and, if the
+    logger's level is not set, lets through what uvicorn's ``--log-level`` does (INFO and up
+    by default; ``--log-level warning`` leaves INFO out). It does nothing once logging is
+    configured, and the handler steps aside if it is configured later: no line is written
+    twice, and the logger's level goes back to unset, so the levels configured hold for its
+    lines.
     ``BackburnerMiddleware`` calls it at startup. To turn it off, configure logging, or give
     the logger any handler: ``logging.getLogger("backburner").addHandler(logging.NullHandler())``.
     Returns True if it added the handler.
@@ -189,7 +188,20 @@ def install_fallback() -> bool:
     handler = _Fallback(sys.stderr)
     handler.setFormatter(_formatter())
     logger.addHandler(handler)
-    if logger.level == logging.NOTSET and logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(_FALLBACK_LEVEL)
-        logger.addFilter(_LevelGiveBack())
+    level = _server_level()
+    if logger.level == logging.NOTSET and logger.getEffectiveLevel() != level:
+        # One below the server's: its records pass, and no one else sets such a level, so
+        # it is known for ours (and given back) once logging is configured; a level the user
+        # set on the logger, INFO included, is never touched.
+        logger.setLevel(level - 1)
+        logger.addFilter(_LevelGiveBack(level - 1))
     return True
+
+
+def _server_level() -> int:
+    """The level of the server's own log: uvicorn's ``--log-level`` (gunicorn's uvicorn worker
+    sets it from gunicorn's), INFO when none is set or the server is not uvicorn."""
+    server = logging.Logger.manager.loggerDict.get("uvicorn.error")
+    if isinstance(server, logging.Logger) and server.level != logging.NOTSET:
+        return server.level
+    return logging.INFO

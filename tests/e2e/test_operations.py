@@ -53,6 +53,22 @@ def test_under_a_bare_uvicorn_backburner_lines_come_with_time_level_and_logger(
     server.assert_no_errors()
 
 
+def test_under_uvicorn_log_level_warning_backburner_info_lines_stay_out(serve: Serve) -> None:
+    server = serve("ops", args=["--log-level", "warning"])
+    server.wait_ready()
+    job_id = enqueue(server, "flaky", "k5")
+    server.wait_for(
+        "the retry's success", lambda events: any(e["event"] == "finished" for e in events)
+    )
+    server.send(signal.SIGTERM)
+    code, _ = server.wait_exit(within=15)
+    assert code == -signal.SIGTERM, server.tail()
+    ours = lines_matching(server, rf"\w+: +{TIME} backburner: ")
+    assert len(ours) == 1, server.tail()  # the retry's warning; "started" and "shut down" not
+    assert ours[0].startswith("WARNING:  "), server.tail()
+    assert f"job {job_id} flaky('k5') queue='default' failed (attempt 1 of 2)" in ours[0]
+
+
 def test_logging_configured_in_the_app_lifespan_has_its_levels_and_each_line_once(
     serve: Serve,
 ) -> None:
