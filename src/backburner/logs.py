@@ -116,8 +116,6 @@ def add_job_context(
     return event_dict
 
 
-
-
 def _configured() -> bool:
     """Logging was configured: the root logger has a handler, or ours has another than the
     fallback (or no longer the fallback: a ``dictConfig`` naming it removes its handlers)."""
