@@ -16,12 +16,20 @@ from typing import Any
 
 from ._job import Job
 
-__all__ = ["current_job", "job_var"]
+__all__ = ["current_attempt", "current_job", "job_var"]
 
-#: The job whose code runs in this context (set by its queue when the attempt starts).
-job_var: contextvars.ContextVar[Job[Any]] = contextvars.ContextVar("backburner_job")
+#: The job whose code runs in this context, and which attempt of it (set by its queue when
+#: the attempt starts): a thread or task of an earlier attempt may outlive it (a timed-out
+#: sync job's thread runs on), and must not say it is the retry's.
+job_var: contextvars.ContextVar[tuple[Job[Any], int]] = contextvars.ContextVar("backburner_job")
 
 
 def current_job() -> Job[Any] | None:
     """The job whose code is running here (its task, a task or thread it started), or None."""
+    found = job_var.get(None)
+    return None if found is None else found[0]
+
+
+def current_attempt() -> tuple[Job[Any], int] | None:
+    """The job whose code is running here and the attempt (from 1) this code belongs to."""
     return job_var.get(None)

@@ -330,10 +330,15 @@ class JobQueue:
         # Every job runs through here. The common case (an async job without a timeout, no
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
-        job_var.set(job)  # for log records, here and in the tasks and threads it starts
         job.attempt += 1
+        # For log records, here and in the tasks and threads this starts. Reset at the end:
+        # the task holds this context and the job its task, a cycle only the GC would free.
+        token = job_var.set((job, job.attempt))
         if self._guarded or not job.is_async or job.options.timeout is not None:
-            await self._run_guarded(job)
+            try:
+                await self._run_guarded(job)
+            finally:
+                job_var.reset(token)
             return
         now = None
         try:
@@ -351,6 +356,7 @@ class JobQueue:
             else:
                 self._host.late_end(job, None)
         finally:
+            job_var.reset(token)
             self._running.discard(job)
             if job.done():
                 job.context = None  # type: ignore[assignment]  # let its context values go

@@ -33,7 +33,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
-from ._current import current_job
+from ._current import current_attempt, current_job
 from ._job import Job
 
 __all__ = ["FIELDS", "JobContextFilter", "add_job_context", "current_job", "install_fallback"]
@@ -62,16 +62,17 @@ def _trace_id() -> str | None:
     return f"{context.trace_id:032x}" if context.is_valid else None
 
 
-def _fields(job: Job[Any] | None, default: object) -> dict[str, object]:
+def _fields(running: tuple[Job[Any], int] | None, default: object) -> dict[str, object]:
     trace_id = _trace_id()
-    if job is None:
+    if running is None:
         fields = dict.fromkeys(FIELDS, default)
     else:
+        job, attempt = running
         fields = {
             "job_id": job.id,
             "job_name": job.name,
             "queue": job.queue,
-            "attempt": job.attempt,
+            "attempt": attempt,
             "trace_id": default,
         }
     if trace_id is not None:
@@ -97,7 +98,7 @@ class JobContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Set the attributes on ``record``; always True."""
-        for name, value in _fields(current_job(), self.default).items():
+        for name, value in _fields(current_attempt(), self.default).items():
             if not hasattr(record, name):
                 setattr(record, name, value)
         return True
@@ -108,9 +109,9 @@ def add_job_context(
 ) -> MutableMapping[str, Any]:
     """A structlog processor: inside a job, ``job_id``, ``job_name``, ``queue``, ``attempt``
     (and ``trace_id`` when OpenTelemetry has a span) join the event dict, unless it has them."""
-    job = current_job()
-    if job is not None:
-        for name, value in _fields(job, None).items():
+    running = current_attempt()
+    if running is not None:
+        for name, value in _fields(running, None).items():
             if value is not None:
                 event_dict.setdefault(name, value)
     return event_dict
