@@ -7,13 +7,19 @@ uvicorn.run(app)`` to show how to serve without starting a server in the tests. 
 name the Markdown file and its line.
 
 Sybil finds the blocks (fences in lists, quotes and admonitions, with attributes such as
-``python title="app.py"``); running them is done here. A block that cannot run in the tests
-(it needs a broker, a secret, another machine) is skipped only by a marker just above it,
-whose reason pytest's summary prints::
+``python title="app.py"``); running them is done here. A block that cannot run here (it is a
+test file that another test runs under pytest, it needs another machine) is left out only by a
+marker just above it, which says where it runs instead; it makes no test item, so that a run
+under CI skips nothing::
 
-    <!-- skip: next needs a Redis server -->
+    <!-- skip: next is a test file: tests/test_testing.py runs it under pytest -->
 
-A marker without a reason, or with nothing to skip, fails the collection. ``pycon`` sessions
+A block that changes the process for good (it sets OpenTelemetry's global tracer provider)
+runs in a Python process of its own::
+
+    <!-- isolate: next sets the global tracer provider -->
+
+A marker without a reason, or with nothing after it, fails the collection. ``pycon`` sessions
 (``>>>``) are refused rather than left unrun: write them as ``python`` blocks with ``assert``.
 
 The docs site itself is built by ``make docs`` (``mkdocs build --strict``); one test here also
@@ -22,6 +28,7 @@ builds it, to check that the reference documents every public name.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -58,6 +65,7 @@ class Block:
     line: int  # of the opening fence, 1-based
     source: str
     skip_reason: str | None = None
+    isolate_reason: str | None = None
 
     def __str__(self) -> str:
         try:
@@ -75,19 +83,44 @@ class Block:
         module = types.ModuleType(MODULE_NAME)
         module.__file__ = str(self.path)
         sys.modules[MODULE_NAME] = module
+        if self.isolate_reason is not None:
+            self._run_in_own_process()
+            return
         try:
             exec(code, module.__dict__)
         finally:
             del sys.modules[MODULE_NAME]
 
+    def _run_in_own_process(self) -> None:
+        """The same, in a fresh interpreter: what the block changes dies with it."""
+        runner = (
+            "import sys, types\n"
+            f"module = types.ModuleType({MODULE_NAME!r})\n"
+            f"module.__file__ = {str(self.path)!r}\n"
+            f"sys.modules[{MODULE_NAME!r}] = module\n"
+            "source = sys.stdin.read()\n"
+            f"exec(compile(source, {str(self.path)!r}, 'exec', dont_inherit=True), "
+            "module.__dict__)\n"
+        )
+        run = subprocess.run(
+            [sys.executable, "-W", "error", "-c", runner],
+            input="\n" * self.line + self.source,
+            capture_output=True,
+            text=True,
+            timeout=100,
+            check=False,
+        )
+        assert run.returncode == 0, f"{self} failed in its own process:\n{run.stderr}"
+
 
 @dataclass(frozen=True)
-class _SkipMarker:
+class _Marker:
+    action: str  # "skip" or "isolate"
     reason: str
 
 
 _FENCES = FencedCodeBlockLexer(language=r".+", mapping={"language": "info", "source": "source"})
-_SKIPS = DirectiveInHTMLCommentLexer(directive="skip", arguments=r".*?")
+_MARKERS = DirectiveInHTMLCommentLexer(directive="skip|isolate", arguments=r".*?")
 
 
 def _language(info: str) -> str:
@@ -109,35 +142,38 @@ def _python_regions(document: Document) -> list[Region]:
     return regions
 
 
-def _skip_regions(document: Document) -> list[Region]:
+def _marker_regions(document: Document) -> list[Region]:
     regions = []
-    for region in _SKIPS(document):
+    for region in _MARKERS(document):
         where = f"{document.path}, {document.line_column(region.start)}"
+        kind = region.lexemes["directive"]
         action, _, reason = (region.lexemes["arguments"] or "").partition(" ")
         reason = reason.strip().strip("\"'").strip()
         if action != "next" or not reason:
-            raise ValueError(f"{where}: write a skip as <!-- skip: next REASON -->, with the "
-                             "reason the block cannot run in the tests")  # fmt: skip
-        regions.append(Region(region.start, region.end, parsed=_SkipMarker(reason)))
+            raise ValueError(f"{where}: write a {kind} as <!-- {kind}: next REASON -->, with the "
+                             f"reason the block cannot run here as it is")  # fmt: skip
+        regions.append(Region(region.start, region.end, parsed=_Marker(kind, reason)))
     return regions
 
 
 def collect(path: Path) -> list[Block]:
     """The python blocks of one Markdown file, in order, each with its skip reason if any."""
-    document = Document.parse(str(path), _python_regions, _skip_regions)
+    document = Document.parse(str(path), _python_regions, _marker_regions)
     blocks: list[Block] = []
-    reason: str | None = None
+    marker: _Marker | None = None
     for example in document.examples():
-        if isinstance(example.parsed, _SkipMarker):
-            if reason is not None:
-                raise ValueError(f"{path}:{example.line}: a second skip marker before a block")
-            reason = example.parsed.reason
+        if isinstance(example.parsed, _Marker):
+            if marker is not None:
+                raise ValueError(f"{path}:{example.line}: a second marker before a block")
+            marker = example.parsed
             continue
         line = example.line + example.parsed.line_offset
-        blocks.append(Block(path, line, str(example.parsed), reason))
-        reason = None
-    if reason is not None:
-        raise ValueError(f"{path}: a skip marker with no python block after it")
+        skip = marker.reason if marker and marker.action == "skip" else None
+        isolate = marker.reason if marker and marker.action == "isolate" else None
+        blocks.append(Block(path, line, str(example.parsed), skip, isolate))
+        marker = None
+    if marker is not None:
+        raise ValueError(f"{path}: a {marker.action} marker with no python block after it")
     return blocks
 
 
@@ -156,14 +192,12 @@ def _collect_or_nothing(path: Path) -> list[Block]:
 
 
 def _params() -> list[object]:
+    """Every block but those marked to run elsewhere (no skipped item: CI skips nothing)."""
     return [
-        pytest.param(
-            block, id=str(block), marks=pytest.mark.skip(reason=f"{block}: {block.skip_reason}")
-        )
-        if block.skip_reason
-        else pytest.param(block, id=str(block))
+        pytest.param(block, id=str(block))
         for path in documents()
         for block in _collect_or_nothing(path)
+        if not block.skip_reason
     ]
 
 
@@ -270,14 +304,44 @@ def test_a_skip_marker_with_a_reason_skips_only_the_next_block(tmp_path: Path) -
     assert run.skip_reason is None
 
 
+def test_an_isolated_block_runs_in_a_process_of_its_own(tmp_path: Path) -> None:
+    text = (
+        "<!-- isolate: next changes the process -->\n```python\nimport os, sys\n"
+        "import json\nassert __name__ == 'docs_example'\nprint(os.getpid())\n"
+        "json.dumps = None\n```\n"
+        "<!-- isolate: next fails -->\n```python\nraise RuntimeError('ran apart')\n```\n"
+    )
+    changes, fails = collect(_markdown(tmp_path, text))
+    assert changes.isolate_reason == "changes the process"
+
+    changes.run()
+
+    assert json.dumps is not None  # (the block broke its own process's json, not ours)
+    with pytest.raises(AssertionError, match="ran apart"):
+        fails.run()
+
+
+def test_a_block_marked_to_run_elsewhere_makes_no_test_item() -> None:
+    ran = {str(param.values[0]) for param in _params()}  # type: ignore[attr-defined]
+    marked = [str(b) for path in documents() for b in collect(path) if b.skip_reason]
+    assert marked, "the tutorial's test files are marked to run elsewhere"
+    assert not ran & set(marked)
+
+
 @pytest.mark.parametrize(
     "marker",
-    ["<!-- skip: next -->", '<!-- skip: next "" -->', "<!-- skip: start -->", "<!-- skip -->"],
+    [
+        "<!-- isolate: next -->",
+        "<!-- skip: next -->",
+        '<!-- skip: next "" -->',
+        "<!-- skip: start -->",
+        "<!-- skip -->",
+    ],
 )
 def test_a_skip_marker_needs_next_and_a_reason(tmp_path: Path, marker: str) -> None:
     path = _markdown(tmp_path, f"{marker}\n```python\nx\n```\n")
 
-    with pytest.raises(ValueError, match="skip: next REASON"):
+    with pytest.raises(ValueError, match=r"(skip|isolate): next REASON"):
         collect(path)
 
 

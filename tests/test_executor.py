@@ -478,6 +478,7 @@ async def test_stats_report_each_queue_and_the_total() -> None:
         "enqueued": 0,
         "sent": 0,
         "send_failed": 0,
+        "held": 0,
     }
     assert stats.queues["mail"].workers == 3
     assert (stats.total.workers, stats.total.processed, stats.total.failed) == (5, 2, 1)

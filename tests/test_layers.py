@@ -33,12 +33,13 @@ FLOOR_NAMES = {
 # Module (dotted, relative to the package) -> floor. A new module must be placed here.
 FLOORS: dict[str, int] = {}
 for names, floor in (
-    ("_errors _status _clock _registry _jsonargs _checks _stats _errortext", LEAVES),
+    ("_errors _status _clock _registry _jsonargs _checks _stats _errortext _limitdefs", LEAVES),
     ("_options _job _callables", JOB),
     ("_ports", PORTS),
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
-        "_shutdown _budget _context _outcomes _find _enqueue _steering _current",
+        "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits "
+        "_pressure",
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),

@@ -59,8 +59,14 @@ EXPORTS = {
     "QueueStats",
     "ShutdownReport",
     "ShuttingDown",
+    "YieldStats",
+    "YieldToRequests",
     "background",
     "queue_full_handler",
+    "ConcurrencyLimit",
+    "RateLimit",
+    "Snooze",
+    "LimitStats",
 }
 
 

@@ -28,10 +28,14 @@ from ._executor import Backburner as Backburner
 from ._job import Job as Job
 from ._job import JobHooks as JobHooks
 from ._journal import JournalConfig as JournalConfig
+from ._limitdefs import ConcurrencyLimit as ConcurrencyLimit
+from ._limitdefs import RateLimit as RateLimit
+from ._limitdefs import Snooze as Snooze
 from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
 from ._ports import Engine as Engine
+from ._pressure import YieldToRequests as YieldToRequests
 from ._proxy import BackgroundProxy as BackgroundProxy
 from ._proxy import background as background
 from ._settings import BackburnerSettings as BackburnerSettings
@@ -39,8 +43,10 @@ from ._settings import QueueConfig as QueueConfig
 from ._shutdown import ShutdownReport as ShutdownReport
 from ._stats import ExecutorStats as ExecutorStats
 from ._stats import JournalStats as JournalStats
+from ._stats import LimitStats as LimitStats
 from ._stats import PeriodicStats as PeriodicStats
 from ._stats import QueueStats as QueueStats
+from ._stats import YieldStats as YieldStats
 from ._status import JobStatus as JobStatus
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "BackgroundProxy",
     "BrokerUnavailable",
     "Clock",
+    "ConcurrencyLimit",
     "DuplicateJob",
     "Engine",
     "Enqueuer",
@@ -64,14 +71,19 @@ __all__ = [
     "JournalConfig",
     "JournalError",
     "JournalStats",
+    "LimitStats",
     "NotRunning",
     "Periodic",
     "PeriodicStats",
     "QueueConfig",
     "QueueFull",
     "QueueStats",
+    "RateLimit",
     "ShutdownReport",
     "ShuttingDown",
+    "Snooze",
+    "YieldStats",
+    "YieldToRequests",
     "background",
     "job",
     "queue_full_handler",

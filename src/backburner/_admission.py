@@ -4,9 +4,13 @@
 a job recovered from a journal and a job for a remote engine all come through here, so every
 one of them gets the same sequence and the same undoing when a step refuses:
 
-1. claim the job's unique key (a live job holding it is returned, or ``DuplicateJob``);
+0. compute a limited job's keys (``keys_of``): a key function that fails raises
+   here, at the call site;
+1. claim the job's unique key (a live job holding it is returned, or ``DuplicateJob``; a
+   debounced job still waiting takes the new arguments and waits again instead);
 2. with a journal, write the job down and wait for the commit (durable mode);
-3. hand the job to its queue: now, or at its time through the scheduler;
+3. hand the job to its queue: now (a limited job through its limits' gate: its queue's
+   ``submit_limited``), or at its time through the scheduler;
 
 and if step 2 or 3 raises, the key is freed and the written row taken back, so that a refused
 job leaves nothing behind.
@@ -18,9 +22,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from ._clock import Clock
 from ._errors import DuplicateJob, JournalError
 from ._job import Job
+from ._limits import Limits, keys_of
 from ._ports import JobStore, JobTracer, Queue
+from ._scheduler import Scheduler
 from ._status import JobStatus
 from ._unique import UniqueKeys
 
@@ -32,15 +39,25 @@ _SCHEDULED = JobStatus.SCHEDULED
 class Admission:
     """Admits jobs to queues: unique keys, the job store (if any), the schedule's room."""
 
-    def __init__(self, unique: UniqueKeys, check_schedule_room: Callable[[], None]) -> None:
+    def __init__(
+        self, unique: UniqueKeys, check_schedule_room: Callable[[], None], clock: Clock
+    ) -> None:
         """``check_schedule_room()`` raises ``QueueFull`` when no more jobs may wait for their
-        time (``max_scheduled``)."""
+        time (``max_scheduled``); ``clock`` says when a debounced job is due."""
         self.unique = unique
         self.check_schedule_room = check_schedule_room
+        self.clock = clock
         #: The journal of a durable executor, from ``open()`` to the end of ``aclose()``.
         self.store: JobStore | None = None
         #: With tracing on: the span around each admission (the enqueue's PRODUCER span).
         self.tracer: JobTracer | None = None
+        #: The limits' gate that limited jobs pass on their way to a queue, from ``open()``.
+        self.limits: Limits | None = None
+
+    def open_limits(self, scheduler: Scheduler) -> None:
+        """A new gate for the limits, each time the executor opens (nothing held carries over:
+        shutdown reported every held job)."""
+        self.limits = Limits(scheduler)
 
     def admit(
         self,
@@ -67,11 +84,17 @@ class Admission:
                     job, queue, run_at, stored=stored, retry=retry, status=status, traced=True
                 )
         queue.check(job, run_at)  # what the queue (an engine) can never take: before anything
+        options = job.options
+        keys = None
+        if options.limits or options.debounce is not None:
+            run_at, keys = self._special(job, run_at)
         store = None if stored else self.store
         record = None if store is None else store.check(job, run_at)
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
             if retry:
                 raise DuplicateJob(job.unique_key, holder)
+            if options.debounce is not None and run_at is not None:
+                queue.push_back(holder, job.args, job.kwargs, run_at)
             return holder
         try:
             if run_at is not None:  # refused before anything is written, not written then deleted
@@ -82,8 +105,14 @@ class Admission:
             self.unique.release(job)
             raise
         try:
+            if keys is not None:
+                assert self.limits is not None
+                self.limits.register(job, keys)  # what its limits count it under, till it ends
             if run_at is None:
-                queue.submit(job)
+                if options.limits:
+                    queue.submit_limited(job)
+                else:
+                    queue.submit(job)
             else:
                 queue.submit_at(job, run_at, status)
         except BaseException:
@@ -103,6 +132,9 @@ class Admission:
             with self.tracer.publishing(job, None, False):
                 return await self.aadmit(job, queue, loop, traced=True)
         queue.check(job, None)
+        if job.options.debounce is not None:  # it waits for its time: nothing to wait for
+            return self.admit(job, queue, traced=True)
+        keys = self._special(job, None)[1] if job.options.limits else None
         store = self.store
         record = None if store is None else store.check(job, None)
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
@@ -117,6 +149,9 @@ class Admission:
             self._take_back(job, store, wait=False)
             raise
         try:
+            if keys is not None:
+                assert self.limits is not None
+                self.limits.register(job, keys)
             if loop is asyncio.get_running_loop():
                 await queue.asubmit(job)
             else:  # awaited on another event loop: the job waits for room on its queue's
@@ -128,8 +163,41 @@ class Admission:
             raise
         return job
 
+    def _special(
+        self, job: Job[Any], run_at: float | None
+    ) -> tuple[float | None, tuple[str | None, ...] | None]:
+        """A limited or debounced job's checks; returns when it is due and its limits' keys."""
+        options = job.options
+        keys = None
+        if options.limits:
+            host = [limit.name for limit in options.limits if limit.scope == "host"]
+            if host and self.store is None:
+                raise ValueError(
+                    f"limits {host} have scope='host': they are counted in the journal that "
+                    f"the processes share, and this executor has none. Give "
+                    f"Backburner(journal=...) or drop scope='host'"
+                )
+            if host:  # (not counted per process instead: that would hold nothing for the box)
+                raise ValueError(
+                    f"limits {host} have scope='host', which is not available yet: counting "
+                    f"starts across the processes sharing the journal is still to be built. "
+                    f"Drop scope='host' (each process then counts its own)"
+                )
+            keys = keys_of(job)
+        if options.debounce is not None:
+            if self.store is not None:
+                raise ValueError(
+                    f"debounce is not available with a journal yet: {job.name} would need its "
+                    f"stored arguments rewritten at each enqueue"
+                )
+            if run_at is None:
+                run_at = self.clock.now() + options.debounce
+        return run_at, keys
+
     def _take_back(self, job: Job[Any], store: JobStore | None, *, wait: bool) -> None:
         """Undo an admission that a later step refused: free the key, delete the row."""
         self.unique.release(job)
+        if job.options.limits and self.limits is not None:
+            self.limits.forget(job)
         if store is not None:
             store.retract(job, wait=wait)

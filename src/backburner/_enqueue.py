@@ -8,13 +8,14 @@ never from ``enqueue``'s keywords, so that no option can take a keyword from the
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ._checks import MAX_SECONDS, too_long
 from ._clock import Clock
 from ._job import Job
+from ._limitdefs import Limit
 from ._options import DEFAULT_OPTIONS, UniqueKey
 
 
@@ -168,6 +169,8 @@ class EnqueueMethods:
         timeout: float | None = _UNSET,
         unique: UniqueKey = _UNSET,
         on_duplicate: Literal["return", "raise"] = _UNSET,
+        limits: Iterable[Limit] = _UNSET,
+        debounce: float | None = _UNSET,
         log_args: bool = _UNSET,
     ) -> Enqueuer:
         """Enqueue with options for these calls: ``bg.options(queue="mail").enqueue(send, to)``.
@@ -187,6 +190,8 @@ class EnqueueMethods:
                 ("timeout", timeout),
                 ("unique", unique),
                 ("on_duplicate", on_duplicate),
+                ("limits", limits),
+                ("debounce", debounce),
                 ("log_args", log_args),
             )
             if value is not _UNSET

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import logging
 import types
@@ -111,7 +110,7 @@ class Backburner(EnqueueMethods):
         self._failures = FailedJobs(checked.keep_failed)
         unique = UniqueKeys()
         self._outcomes = Outcomes(self._failures, unique, checked.on_error, self._busy)
-        self._admission = Admission(unique, self._check_schedule_room)
+        self._admission = Admission(unique, self._check_schedule_room, self.clock)
         self._tracing = Tracing(checked.tracing)
         #: OpenTelemetry's spans and metrics from ``open()`` on (``tracing=``); None: none.
         self.telemetry = self._tracing.telemetry
@@ -119,6 +118,7 @@ class Backburner(EnqueueMethods):
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
+        self.yielding = checked.yielding  # fewer jobs start while requests press (or idle)
         self._lag: LagMonitor | None = None
         self._journal: Journal | None = None
         self._state_now = _State.CREATED
@@ -179,7 +179,7 @@ class Backburner(EnqueueMethods):
             plan = plan_call(fn)
         options = plan.options
         queue = self._queues.get(options.queue) if self._fast_enqueue else None
-        if queue is None or options.unique is not None:
+        if queue is None or not options.plain:
             return self._submit(fn, args, kwargs, None, None)
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
@@ -224,6 +224,7 @@ class Backburner(EnqueueMethods):
                 "no asyncio event loop is running here"
             ) from None
         self.scheduler = Scheduler(self.clock, loop)
+        self._admission.open_limits(self.scheduler)
         check_overlap(self._periodic.specs(), self._engine_of)
         self.telemetry = self._admission.tracer = self._tracing.open(self)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
@@ -257,7 +258,7 @@ class Backburner(EnqueueMethods):
             host=self._outcomes, loop=self.loop, scheduler=self.scheduler,
             guarded=self.journal_config is not None or self.telemetry is not None,
             paused=name in self._pauses.names,
-            refusal=self._refusal,
+            refusal=self._refusal, limits=self._admission.limits,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -273,6 +274,7 @@ class Backburner(EnqueueMethods):
         assert self.loop is not None
         self._periodic.start(self.scheduler)
         self.history.start(self.clock, self.loop, self._queues.values)
+        self.yielding.start(self.loop, self._queues.values)
         logger.info(
             "started, queues %s%s",
             ", ".join(
@@ -312,6 +314,7 @@ class Backburner(EnqueueMethods):
         queues = list(self._queues.values())
         self._periodic.stop()
         self.history.stop()
+        self.yielding.stop()  # every worker back: the drain needs them
         if was_running:
             logger.info(
                 "draining %d jobs (shutdown_timeout=%.1fs)",
@@ -541,10 +544,10 @@ class Backburner(EnqueueMethods):
             )
             for name, config in self.queue_configs.items()
         ]
-        stats = ExecutorStats.of(queues, self._periodic.stats())
-        if self._journal is not None:
-            stats = dataclasses.replace(stats, journal=self._journal.stats())
-        return stats
+        journal = None if self._journal is None else self._journal.stats()
+        limits = () if self._admission.limits is None else self._admission.limits.stats()
+        yielding = self.yielding.stats()
+        return ExecutorStats.of(queues, self._periodic.stats(), journal, limits, yielding)
 
     def queues(self) -> Mapping[str, Queue]:
         """The open queues by name (empty before ``open()``): for looking inside, read-only."""

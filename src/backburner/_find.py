@@ -38,13 +38,13 @@ def find_held(queues: Iterable[Queue], failures: FailedJobs, job_id: str) -> Job
 def find_waiting(
     queues: Iterable[Queue], scheduler: Scheduler | None, job_id: str
 ) -> Job[Any] | None:
-    """The waiting, scheduled or retrying job with this id: O(waiting + scheduled jobs).
+    """The waiting (or held), scheduled or retrying job with this id: O(waiting + scheduled).
 
     Any thread (each queue's and the scheduler's lock is held only to copy what they hold).
     """
     for queue in queues:
         for job in queue.waiting_jobs():
-            if job.status is JobStatus.PENDING and job.id == job_id:
+            if (job.status is JobStatus.PENDING or job.status.held) and job.id == job_id:
                 return job
     for _, job in timed_entries(scheduler):
         if job.id == job_id and job.status in _TIMED:

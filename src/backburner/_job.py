@@ -21,6 +21,7 @@ __all__ = ["Job"]
 
 _PENDING, _RUNNING, _SUCCEEDED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED
 _SCHEDULED, _RETRYING, _CANCELLED = JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.CANCELLED
+_BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
 _now = time.time  # (module globals: one lookup less each, for every job made)
 
 T = TypeVar("T")
@@ -53,6 +54,10 @@ class JobOwner(Protocol):
 
     def release_unique(self, job: Job[Any]) -> None:
         """Free the job's unique key: it has ended."""
+        ...
+
+    def held_by(self, job: Job[Any]) -> str | None:
+        """The name of the limit holding the job, if one does."""
         ...
 
 
@@ -219,6 +224,13 @@ class Job(Generic[T]):
         """Where the job is now (see ``JobStatus``)."""
         return self._status
 
+    @property
+    def held_by(self) -> str | None:
+        """The name of the limit holding the job (``blocked`` or ``throttled``), else None."""
+        if not self._status.held or self._owner is None:
+            return None
+        return self._owner.held_by(self)
+
     def done(self) -> bool:
         """True once the job has reached an end state."""
         return self._status._final
@@ -313,6 +325,17 @@ class Job(Generic[T]):
         self._status = status
         self.run_at, self.ready_at = when, self.enqueued_at
 
+    def hold(self, status: JobStatus) -> None:
+        """Pending → held by a limit (blocked or throttled)."""
+        self._status = status
+
+    def unhold(self) -> bool:
+        """Held by a limit → pending; False (and nothing changes) if it is no longer held."""
+        if self._status is _BLOCKED or self._status is _THROTTLED:
+            self._status = _PENDING
+            return True
+        return False
+
     def become_due(self) -> JobStatus | None:
         """Scheduled or retrying → pending, returning which it was; None if neither (cancelled)."""
         status = self._status
@@ -324,12 +347,12 @@ class Job(Generic[T]):
         return status
 
     def try_cancel_waiting(self) -> JobStatus | None:
-        """Pending, scheduled or retrying → cancelled (not yet finished: see ``finish``).
+        """Pending, held, scheduled or retrying → cancelled (not yet finished: see ``finish``).
 
         Returns the status it had; None if it was in none of these (running, or ended).
         """
         status = self._status
-        if status is _PENDING or status is _SCHEDULED or status is _RETRYING:
+        if status is _PENDING or status is _SCHEDULED or status is _RETRYING or status.held:
             self._status = _CANCELLED
             return status
         return None

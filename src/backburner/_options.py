@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from ._checks import DEFAULT_QUEUE, check_queue_name, check_timeout
+from ._limitdefs import Limit
 from ._registry import register
 
 __all__ = ["MAX_RETRIES", "JobOptions", "job", "options_of"]
@@ -58,12 +59,25 @@ class JobOptions:
     unique: UniqueKey = None
     #: What a duplicate gets: the existing job ("return") or a ``DuplicateJob`` error ("raise").
     on_duplicate: Literal["return", "raise"] = "return"
+    #: ``ConcurrencyLimit`` and ``RateLimit`` objects that hold the job until they let it
+    #: start (see ``backburner.ConcurrencyLimit``). Given as any iterable, kept as a tuple.
+    limits: tuple[Limit, ...] = ()
+    #: Seconds (with ``unique``): the job waits this long before it runs, and another
+    #: enqueue of its key meanwhile replaces its arguments and starts the wait again.
+    debounce: float | None = None
     #: False: backburner's own log lines (failures, retries, the shutdown report) show the
     #: call as ``fn(...)``, never its arguments (a password, a token, personal data); the
     #: dashboard masks them all.
     log_args: bool = True
+    #: Computed: the job takes the queue's guarded path (a timeout or limits to keep).
+    guarded: bool = field(init=False, repr=False, compare=False)
+    #: Computed: nothing to do at admission but queue it (no key, no limits).
+    plain: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._check_limits()
+        object.__setattr__(self, "guarded", self.timeout is not None or bool(self.limits))
+        object.__setattr__(self, "plain", self.unique is None and not self.limits)
         check_queue_name(self.queue)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
             raise TypeError(f"retries must be an int, got {self.retries!r}")
@@ -93,14 +107,36 @@ class JobOptions:
         if self.on_duplicate not in ("return", "raise"):
             raise ValueError(f"on_duplicate must be 'return' or 'raise', got {self.on_duplicate!r}")
 
+    def _check_limits(self) -> None:
+        limits = self.limits
+        if not isinstance(limits, Iterable) or isinstance(limits, (str, Limit)):
+            raise TypeError(
+                f"limits must be a list of ConcurrencyLimit and RateLimit objects, got {limits!r}"
+            )
+        limits = tuple(limits)
+        for limit in limits:
+            if not isinstance(limit, Limit):
+                raise TypeError(
+                    f"limits takes ConcurrencyLimit and RateLimit objects, got {limit!r}"
+                )
+        if len(set(map(id, limits))) != len(limits):
+            raise ValueError(f"limits names the same limit twice: {limits!r}")
+        object.__setattr__(self, "limits", limits)
+        if self.debounce is not None:
+            if check_timeout("debounce", self.debounce) == 0:
+                raise ValueError("debounce must be more than 0 seconds (or None)")
+            if self.unique is None:
+                raise ValueError(
+                    "debounce needs unique=: the key tells which waiting job a new enqueue "
+                    "replaces (e.g. @job(unique=lambda doc_id: f'index:{doc_id}', debounce=2))"
+                )
+
     def replace(self, **changes: Any) -> JobOptions:
         """A copy with ``changes``, checked like the original; unknown names are refused."""
-        unknown = set(changes) - {field.name for field in dataclasses.fields(self)}
+        names = [f.name for f in dataclasses.fields(self) if f.init]
+        unknown = set(changes) - set(names)
         if unknown:
-            raise TypeError(
-                f"unknown job option(s) {sorted(unknown)}; the options are "
-                f"{[field.name for field in dataclasses.fields(self)]}"
-            )
+            raise TypeError(f"unknown job option(s) {sorted(unknown)}; the options are {names}")
         return dataclasses.replace(self, **changes)
 
     def retry_delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -139,6 +175,8 @@ def job(
     timeout: float | None = None,
     unique: UniqueKey = None,
     on_duplicate: Literal["return", "raise"] = "return",
+    limits: Iterable[Limit] = (),
+    debounce: float | None = None,
     name: str | None = None,
     log_args: bool = True,
 ) -> Callable[[F], F]:
@@ -163,6 +201,8 @@ def job(
         timeout=timeout,
         unique=unique,
         on_duplicate=on_duplicate,
+        limits=limits,  # type: ignore[arg-type]  # any iterable: kept as a tuple
+        debounce=debounce,
         log_args=log_args,
     )
 

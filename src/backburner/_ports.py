@@ -84,12 +84,24 @@ class Queue(Protocol):
         """Accept ``job``, waiting for room (or, for a remote queue, until the broker has it)."""
         ...
 
+    def submit_limited(self, job: Job[Any]) -> None:
+        """``submit`` for a job with limits: it waits for a worker, or a limit holds it."""
+        ...
+
+    def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
+        """Debounce: a job waiting for its time takes these arguments and waits until ``when``."""
+        ...
+
     def cancel_job(self, job: Job[Any]) -> bool:
         """Cancel a job of this queue wherever it is (see ``Job.cancel``)."""
         ...
 
     def release_unique(self, job: Job[Any]) -> None:
         """Free the unique key of a job of this queue that ended."""
+        ...
+
+    def held_by(self, job: Job[Any]) -> str | None:
+        """The name of the limit holding a job of this queue, if one does."""
         ...
 
     # Lifecycle: loop thread.
@@ -152,6 +164,10 @@ class Queue(Protocol):
 
     def waiting_jobs(self) -> list[Job[Any]]:
         """A copy of the waiting jobs, cancelled ones included."""
+        ...
+
+    def held_jobs(self, limit: int | None = None) -> list[Job[Any]]:
+        """The jobs a limit holds (blocked or throttled), oldest first, at most ``limit``."""
         ...
 
     def wait_totals(self) -> tuple[int, float]:

@@ -199,6 +199,7 @@ class BackgroundProxy(EnqueueMethods):
     loop = _Read(lambda executor: executor.loop)
     scheduler = _Read(lambda executor: executor.scheduler)
     history = _Read(lambda executor: executor.history)
+    yielding = _Read(lambda executor: executor.yielding)
     telemetry = _Read(lambda executor: executor.telemetry)
 
     def __repr__(self) -> str:

@@ -30,11 +30,13 @@ from ._current import job_var
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
+from ._limitdefs import Snooze
 from ._stats import QueueStats
 from ._status import JobStatus
 from ._threads import ThreadPool
 
 if TYPE_CHECKING:
+    from ._limits import Limits
     from ._ports import QueueHost
     from ._scheduler import Scheduler, Timer
 
@@ -83,12 +85,14 @@ class JobQueue:
         "_dead",
         "_deferred",
         "_dispatching",
+        "_effective",
         "_failed",
         "_guarded",
         "_held_slots",
         "_host",
         "_last_full_warning",
         "_limiter",
+        "_limits",
         "_lock",
         "_loop",
         "_loop_thread",
@@ -124,14 +128,16 @@ class JobQueue:
         guarded: bool = False,
         paused: bool = False,
         refusal: Callable[[], Exception | None] = lambda: None,
+        limits: Limits | None = None,
     ) -> None:
         """A queue on ``loop`` (made on its thread), reporting to ``host``.
 
         ``guarded``: every job takes the guarded path (a journal records each attempt);
         ``paused``: accept jobs but start none until ``resume()``; ``refusal()``: why the
         executor accepts no more jobs now (None while it does), asked by ``asubmit`` each time
-        it wakes.
+        it wakes; ``limits``: the executor's gate that limited jobs pass (``_limits``).
         """
+        self._limits = limits
         self.name = name
         self.workers = workers
         self.max_pending = max_pending
@@ -143,6 +149,8 @@ class JobQueue:
         self._waiting = 0  # live jobs in _pending: cancelled ones no longer count
         self._cancelled_in_deque = 0
         self._busy = 0  # jobs holding a slot; guarded by _lock, read by admission
+        # Jobs start while fewer than this run: `workers`, unless yielding to requests lowers it.
+        self._effective = workers
         self._running: set[Job[Any]] = set()  # strong references: no task lost to the GC
         self._dispatching = False
         self._pump_scheduled = False
@@ -182,7 +190,9 @@ class JobQueue:
             # A job that can take a free slot at once is not waiting: only the excess counts.
             if self._waiting - free >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
-            start_now = on_loop and free > 0 and self._dispatching and not self._pending
+            start_now = (
+                on_loop and self._busy < self._effective and self._dispatching and not self._pending
+            )
             if start_now:
                 job._status = _RUNNING
                 self._busy += 1
@@ -222,13 +232,19 @@ class JobQueue:
 
     def _due(self, job: Job[Any]) -> None:
         with self._lock:
+            debounced = job.options.debounce is not None
+            if debounced and (job.run_at or 0.0) > self._scheduler.clock.now():
+                return  # pushed back since this entry was made (debounce): its new one will do
             status = job.become_due()  # it waits for a worker from now (see _start)
             if status is None:
                 return  # cancelled meanwhile (counted out then)
             self._scheduled -= 1
             self._retrying -= status is _RETRYING
         try:
-            self.submit(job)
+            if job.options.limits:
+                self.submit_limited(job)
+            else:
+                self.submit(job)
         except QueueFull:
             # A due job counts against its queue's bounds. Nothing is dropped: it waits a
             # little in the scheduler and tries again. One warning per burst, not per job.
@@ -250,14 +266,72 @@ class JobQueue:
     def check(self, job: Job[Any], run_at: float | None) -> None:
         """Nothing to refuse: a local queue runs any callable (checked at enqueue)."""
 
+    # Limited jobs (not the plain path): any thread.
+
+    def submit_limited(self, job: Job[Any]) -> None:
+        """``submit`` for a job with limits: it waits for a worker, or is held by a limit.
+
+        A held job counts as waiting here (``max_pending``, ``join()``, shutdown's report)
+        but is not in the deque, so it holds no worker and jobs behind it start.
+        """
+        assert self._limits is not None
+        with self._lock:  # (the gate's lock is taken inside a queue's, never the other way)
+            if self._waiting - (self.workers - self._busy) >= self.max_pending:
+                raise QueueFull(self.name, self.max_pending)
+            self._waiting += 1
+            if not self._limits.enter(job, self._to_pending):
+                return  # held: its limit hands it to _to_pending when it lets it go
+            self._pending.append(job)
+            if not self._dispatching:
+                return
+            if threading.get_ident() != self._loop_thread:
+                if self._pump_scheduled:
+                    return
+                self._pump_scheduled = True
+                self._loop.call_soon_threadsafe(self._pump)
+                return
+        self._pump()
+
+    def _to_pending(self, job: Job[Any]) -> None:
+        # A limited job its limits let go (already counted in _waiting): to the deque.
+        with self._lock:
+            self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
+            if not self._dispatching:
+                return
+            if threading.get_ident() != self._loop_thread:
+                if self._pump_scheduled:
+                    return
+                self._pump_scheduled = True
+                self._loop.call_soon_threadsafe(self._pump)
+                return
+        self._pump()
+
+    def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
+        """Debounce: a job still waiting for its time takes these arguments and waits until
+        ``when``; False if it no longer waits (it keeps the arguments it had)."""
+        with self._lock:
+            if job.status is not _SCHEDULED:
+                return False
+            job.args, job.kwargs = args, kwargs or None
+            if job.timer is not None:
+                job.timer.cancel()
+            job.hold_until(when, _SCHEDULED)  # an entry already firing sees the new time
+            job.timer = self._scheduler.call_at(when, self._due, job)
+        return True
+
+    def held_jobs(self, limit: int | None = None) -> list[Job[Any]]:
+        """The jobs of this queue a limit holds, oldest first (at most ``limit``). Any thread."""
+        return [] if self._limits is None else self._limits.held_jobs(self.name, limit)
+
     async def asubmit(self, job: Job[Any]) -> None:
         """Accept ``job``, waiting for room while the queue is full. Loop thread only.
 
         Raises ``ShuttingDown`` if shutdown begins while it waits.
         """
+        submit = self.submit_limited if job.options.limits else self.submit
         while True:
             try:
-                self.submit(job)
+                submit(job)
                 return
             except QueueFull:
                 await self.wait_for_room()
@@ -291,7 +365,7 @@ class JobQueue:
         started = 0
         while True:
             with self._lock:
-                job = self._take_next() if self._busy < self.workers else None
+                job = self._take_next() if self._busy < self._effective else None
                 if job is None:
                     break
                 self._busy += 1
@@ -334,7 +408,7 @@ class JobQueue:
         # For log records, here and in the tasks and threads this starts. Reset at the end:
         # the task holds this context and the job its task, a cycle only the GC would free.
         token = job_var.set((job, job.attempt))
-        if self._guarded or not job.is_async or job.options.timeout is not None:
+        if self._guarded or not job.is_async or job.options.guarded:
             try:
                 await self._run_guarded(job)
             finally:
@@ -369,6 +443,9 @@ class JobQueue:
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         thread_left_running = False
+        if job.options.limits:  # its rate windows count it from its start
+            assert self._limits is not None
+            self._limits.started(job)
         try:
             if began is not None:
                 await began  # committed before the job's code runs: a crash in it counts
@@ -393,6 +470,11 @@ class JobQueue:
             self._running.discard(job)
             if job.done():
                 job.context = None  # type: ignore[assignment]  # let its context values go
+            if job.options.limits:  # its tokens back first: a job of its key may start next
+                # (A timed-out sync job's too, though its thread runs on: its attempt has
+                # ended, and its retry must find its tokens free.)
+                assert self._limits is not None
+                self._limits.release(job)
             if deadline is not None:
                 deadline.cancel()
                 timed_out = job in self._timed_out
@@ -417,6 +499,9 @@ class JobQueue:
         # Whatever a job raises fails that job alone: SystemExit, KeyboardInterrupt and other
         # BaseExceptions too (argparse or a library's sys.exit() inside a job must not end
         # the server, as they would if re-raised from a task). Only cancellation is no failure.
+        if isinstance(exc, Snooze):
+            self._snooze(job, exc)
+            return
         self._processed += 1
         self._failed += 1
         options = job.options
@@ -443,6 +528,19 @@ class JobQueue:
             self._dead += 1
         job.finish(_DEAD if dead else _FAILED, exc=exc)
         self._host.job_failed(job, exc)
+
+    def _snooze(self, job: Job[Any], snooze: Snooze) -> None:
+        # Not a failure: the attempt is not counted, and the job waits as a scheduled one.
+        job.attempt -= 1
+        when = self._scheduler.clock.now() + snooze.seconds
+        if snooze.limit is not None and self._limits is not None:
+            self._limits.back_off(snooze.limit, when)  # before this job's tokens come back
+        logger.info(
+            "job %s %s", job.describe(attempt=False), snooze, extra={"backburner_job_id": job.id}
+        )
+        self.submit_at(job, when, _SCHEDULED)
+        if job.hooks is not None:
+            job.hooks.will_retry(job)
 
     def _expire(self, job: Job[Any]) -> None:
         if job.status is _RUNNING and job.task is not None:
@@ -512,7 +610,7 @@ class JobQueue:
         lock = self._lock
         lock.acquire()  # (not `with`: see submit)
         try:
-            if self._dispatching:
+            if self._dispatching and self._busy <= self._effective:  # (its own slot counts in busy)
                 pending = self._pending
                 while pending:
                     job = pending.popleft()
@@ -545,14 +643,36 @@ class JobQueue:
         else:
             self._host.job_ended()
 
+    def set_effective_workers(self, count: int) -> None:
+        """Start jobs only while fewer than ``count`` (at most ``workers``) run. Loop thread.
+
+        Yielding to requests lowers it while requests are pressed: running jobs go on, and
+        the slot of one that ends is not handed on while the queue is over ``count``.
+        """
+        raised = count > self._effective
+        self._effective = min(count, self.workers)
+        if raised:
+            self._pump()
+
     def release_unique(self, job: Job[Any]) -> None:
         """Free the key of a unique job that ended."""
         self._host.release_unique(job)
+
+    def held_by(self, job: Job[Any]) -> str | None:
+        """The name of the limit holding ``job``, if one does. Any thread."""
+        return None if self._limits is None else self._limits.held_by(job)
 
     # Cancellation: any thread.
 
     def cancel_job(self, job: Job[Any]) -> bool:
         """Cancel a pending job, or ask a running async job to stop (see ``Job.cancel``)."""
+        if job.status.held and self._limits is not None and self._limits.cancel_held(job):
+            with self._lock:
+                self._waiting -= 1
+                self._cancelled += 1
+            job.finish(_CANCELLED)
+            self._call_soon(self._after_pending_cancel)
+            return True
         with self._lock:
             status = job.try_cancel_waiting()
             if status is _PENDING:
@@ -570,6 +690,9 @@ class JobQueue:
                 job.timer.cancel()
             job.finish(_CANCELLED)
         elif status is _PENDING:
+            if job.options.limits:  # it held its limits' tokens while it waited
+                assert self._limits is not None
+                self._limits.release(job)
             job.finish(_CANCELLED)
             self._call_soon(self._after_pending_cancel)
         else:
@@ -627,8 +750,10 @@ class JobQueue:
     def take_pending(self) -> list[Job[Any]]:
         """Stop dispatching; remove and return every waiting job, marked cancelled."""
         self._dispatching = False  # an abandoned job that ends later must not start another
+        held = [] if self._limits is None else self._limits.take_held(self.name)
         with self._lock:
             jobs = [job for job in self._pending if job.try_cancel_waiting() is not None]
+            jobs += held
             self._pending.clear()
             self._cancelled_in_deque = 0
             self._waiting = 0
@@ -708,6 +833,7 @@ class JobQueue:
             cancelled=self._cancelled,
             dead=self._dead,
             paused=self._paused,
+            held=0 if self._limits is None else self._limits.held_count(self.name),
         )
 
     # Steering and inspection (the dashboard's needs): loop thread unless said otherwise.
@@ -752,7 +878,8 @@ class JobQueue:
         A C-speed copy: the admission lock is held briefly, whatever the length.
         """
         with self._lock:
-            return list(self._pending)
+            pending = list(self._pending)
+        return pending + self.held_jobs()
 
 
 def _forget_task(task: asyncio.Task[None]) -> None:

@@ -24,6 +24,7 @@ from ._otel import Telemetry, check_tracing
 from ._outcomes import ErrorHook
 from ._periodic import Periodic
 from ._ports import Engine
+from ._pressure import Yielding, YieldToRequests, check_yield_setting
 
 __all__ = ["BackburnerSettings", "QueueConfig", "Settings", "check_engine"]
 
@@ -85,6 +86,12 @@ class BackburnerSettings(TypedDict, total=False):
     """A remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every queue without an
     engine of its own (``QueueConfig(engine=...)``) sends its jobs to, to run on the engine's
     workers in other processes."""
+    yield_to_requests: bool | YieldToRequests
+    """[False] True (or ``YieldToRequests(target_lag=..., target_latency=..., floor=...)``):
+    while requests feel the process is busy (the event loop runs late, or requests are slow
+    to answer), each queue starts fewer jobs, down to ``floor``, and gets its workers back
+    when the pressure goes. Running jobs are never cancelled. Needs ``BackburnerMiddleware``:
+    it reports the requests, and the loop's lag counts only while requests come."""
     tracing: bool | Telemetry
     """[True] OpenTelemetry spans and metrics, when ``opentelemetry-api`` is installed
     (``backburner[otel]``): a PRODUCER span at each enqueue, a CONSUMER span per attempt,
@@ -109,6 +116,8 @@ class Settings:
     server_shutdown_timeout: float | Auto
     journal_config: JournalConfig | None
     engine: Engine | None
+    #: The controller of ``yield_to_requests``, on the executor's clock (idle when it is off).
+    yielding: Yielding
     tracing: bool | Telemetry
 
     @classmethod
@@ -147,6 +156,7 @@ class Settings:
                 f"clock must have now() and call_at(when, callback, loop), like "
                 f"backburner.testing.ManualClock(); got {type(clock).__name__} {clock!r}"
             )
+        clock = clock if clock is not None else SystemClock()
         engine = settings["engine"]
         check_engine(engine)
         journal = _journal_config(settings["journal"], settings["durability"])
@@ -165,7 +175,7 @@ class Settings:
             keep_failed=settings["keep_failed"],
             periodic=tuple(settings["periodic"]),
             max_scheduled=settings["max_scheduled"],
-            clock=clock if clock is not None else SystemClock(),
+            clock=clock,
             loop_lag_warning=check_lag_threshold(settings["loop_lag_warning"]),
             platform_grace=check_budget_setting(
                 "platform_grace", settings["platform_grace"], none_allowed=True
@@ -173,6 +183,7 @@ class Settings:
             server_shutdown_timeout=check_server_timeout(settings["server_shutdown_timeout"]),
             journal_config=journal,
             engine=engine,
+            yielding=Yielding(check_yield_setting(settings["yield_to_requests"]), clock),
             tracing=check_tracing(settings["tracing"]),
         )
 
@@ -194,6 +205,7 @@ _DEFAULTS: dict[str, Any] = {
     "journal": None,
     "durability": None,
     "engine": None,
+    "yield_to_requests": False,
     "tracing": True,
 }
 

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExecutorStats", "JournalStats", "PeriodicStats", "QueueStats"]
+__all__ = [
+    "ExecutorStats",
+    "JournalStats",
+    "LimitStats",
+    "PeriodicStats",
+    "QueueStats",
+    "YieldStats",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +30,32 @@ class PeriodicStats:
     runs: int
     #: Ticks skipped because the previous run was still going (or its queue was full).
     skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStats:
+    """One ``ConcurrencyLimit`` or ``RateLimit`` as ``stats().limits`` shows it, all keys."""
+
+    name: str
+    #: "concurrency" or "rate"; "process" or "host".
+    kind: str
+    scope: str
+    #: Jobs per key at once (concurrency), or starts per key per window (rate).
+    max: int
+    #: The rate window in seconds; None for a concurrency limit.
+    per: float | None
+    #: Concurrency: jobs holding a slot (waiting for a worker or running); rate: starts in
+    #: the current window. Over every key.
+    running: int
+    #: Jobs the limit holds now (blocked or throttled).
+    held: int
+    #: Keys with something counted or held.
+    keys: int
+    #: Clock time the next throttled job may go (a window opens, a back-off ends); None if
+    #: none waits for a time (a blocked job waits for a running one to end).
+    next_free: float | None
+    #: Clock time a ``Snooze(limit=...)`` holds the whole limit until; None if it does not.
+    backoff_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +84,26 @@ class JournalStats:
 
 
 @dataclass(frozen=True, slots=True)
+class YieldStats:
+    """Yielding to requests as ``stats().yielding`` shows it (``yield_to_requests=True``)."""
+
+    #: "calm" (every queue has all its workers), "yielding" (requests were pressed within
+    #: the last second: fewer jobs start) or "recovering" (workers come back one at a time).
+    state: str
+    #: The last decision's signal, as a multiple of its target: past 1.0, fewer jobs start.
+    pressure: float
+    #: Seconds: the worst loop lag, and the mean time requests took to their response's
+    #: start (None: no request was answered), over the last decision's interval.
+    lag: float
+    latency: float | None
+    #: Each local queue's effective workers: how many of its jobs may run at once now.
+    effective_workers: Mapping[str, int]
+    target_lag: float
+    target_latency: float | None
+    floor: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """One queue's counters at one moment (like ``SuckerPunch::Queue.stats``)."""
 
@@ -59,7 +112,7 @@ class QueueStats:
     workers: int
     busy: int
     idle: int
-    #: Jobs accepted and waiting for a free worker.
+    #: Jobs accepted and waiting for a free worker, ``held`` ones included.
     pending: int
     #: Jobs waiting for their time: delayed ones, and failed ones waiting to retry.
     scheduled: int
@@ -79,6 +132,8 @@ class QueueStats:
     enqueued: int = 0
     sent: int = 0
     send_failed: int = 0
+    #: Of the pending jobs, those a limit holds (blocked or throttled): they hold no worker.
+    held: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
@@ -100,12 +155,21 @@ class ExecutorStats:
     periodic: tuple[PeriodicStats, ...] = ()
     #: The journal's lag and rows, for an executor with ``journal=``; else None.
     journal: JournalStats | None = None
+    #: Each limit the executor's jobs have used: its running, held and next free slot.
+    limits: tuple[LimitStats, ...] = ()
+    #: Yielding to requests, for an executor with ``yield_to_requests``; else None.
+    yielding: YieldStats | None = None
 
     @classmethod
     def of(
-        cls, queues: list[QueueStats], periodic: tuple[PeriodicStats, ...] = ()
+        cls,
+        queues: list[QueueStats],
+        periodic: tuple[PeriodicStats, ...] = (),
+        journal: JournalStats | None = None,
+        limits: tuple[LimitStats, ...] = (),
+        yielding: YieldStats | None = None,
     ) -> ExecutorStats:
-        """Sum the queues' snapshots into a total."""
+        """Sum the queues' snapshots into a total; the journal's and the limits' beside."""
         fields = (
             "workers",
             "busy",
@@ -119,21 +183,28 @@ class ExecutorStats:
             "enqueued",
             "sent",
             "send_failed",
+            "held",
         )
         sums = {field: sum(getattr(q, field) for q in queues) for field in fields}
         return cls(
             queues={q.name: q for q in queues},
             total=QueueStats(name="total", engine=_engines(queues), **sums),
             periodic=periodic,
+            journal=journal,
+            limits=limits,
+            yielding=yielding,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The counters as a JSON-ready dict: ``queues``, ``total`` and ``periodic``."""
+        """The counters as a JSON-ready dict: ``queues``, ``total``, ``periodic``, ``journal``
+        and ``yielding``."""
         return {
             "queues": {name: q.as_dict() for name, q in self.queues.items()},
             "total": self.total.as_dict(),
             "periodic": [dataclasses.asdict(p) for p in self.periodic],
             "journal": None if self.journal is None else dataclasses.asdict(self.journal),
+            "limits": [dataclasses.asdict(limit) for limit in self.limits],
+            "yielding": None if self.yielding is None else dataclasses.asdict(self.yielding),
         }
 
 

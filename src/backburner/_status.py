@@ -14,6 +14,12 @@ class JobStatus(str, enum.Enum):
     SCHEDULED = "scheduled"
     #: Accepted and waiting for a free worker of its queue.
     PENDING = "pending"
+    #: Held by a ``ConcurrencyLimit``: as many jobs with its key already run. It holds no
+    #: worker; it becomes pending when one of them ends (``Job.held_by`` names the limit).
+    BLOCKED = "blocked"
+    #: Held by a ``RateLimit`` (or a limit backing off after a ``Snooze``): it waits in the
+    #: scheduler, holding no worker, and becomes pending when the window allows.
+    THROTTLED = "throttled"
     #: A worker is running it.
     RUNNING = "running"
     #: It returned; ``await job`` gives the value.
@@ -36,6 +42,11 @@ class JobStatus(str, enum.Enum):
     #: Set on each member below: a plain attribute, read on every job's path (an enum
     #: property or a set lookup costs several times more on Python 3.10 and 3.11).
     _final: bool
+
+    @property
+    def held(self) -> bool:
+        """True for the statuses of a job a limit holds: blocked and throttled."""
+        return self is JobStatus.BLOCKED or self is JobStatus.THROTTLED
 
     @property
     def finished(self) -> bool:

@@ -7,8 +7,11 @@ from typing import Any
 
 from ._errors import DuplicateJob
 from ._job import Job
+from ._status import JobStatus
 
 __all__ = ["UniqueKeys"]
+
+_SCHEDULED = JobStatus.SCHEDULED
 
 
 class UniqueKeys:
@@ -29,7 +32,9 @@ class UniqueKeys:
         with self._lock:
             holder = self._holders.get(key)
             if holder is not None and not holder.done():
-                if job.options.on_duplicate == "raise":
+                # A debounced job still waiting for its time takes the new call instead.
+                waits = job.options.debounce is not None and holder.status is _SCHEDULED
+                if job.options.on_duplicate == "raise" and not waits:
                     raise DuplicateJob(key, holder)
                 return holder
             self._holders[key] = job

@@ -154,6 +154,9 @@ class _FakeOwner:
     def release_unique(self, job: Job[Any]) -> None:
         pass  # recorded jobs hold no keys
 
+    def held_by(self, job: Job[Any]) -> str | None:
+        return None  # no limit holds a recorded job
+
 
 @contextlib.contextmanager
 def fake() -> Iterator[RecordedJobs]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import signal
@@ -381,3 +382,34 @@ def test_uvicorn_workers_share_one_journal_and_run_each_job_once(
     ]
     assert finished_later, "the workers' shutdown left nothing for the next start: no test"
     assert pids  # (the kernel spreads connections as it likes: usually both workers took some)
+
+
+def test_held_jobs_of_a_killed_process_are_taken_over_and_still_held_by_their_limit(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A job a limit holds is a queued row like any waiting job: SIGKILL loses none of them,
+    and the process that takes them over keeps the limit (one at a time)."""
+    settings = journal_settings(tmp_path, job_ms=20, lease=2.0, heartbeat=0.5, workers=4)
+    victim, heir = (serve("journaled", settings=settings) for _ in range(2))
+    for server in (victim, heir):
+        server.wait_ready()
+    with victim.client() as client:
+        answer = client.post("/enqueue-limited", params={"start": 0, "count": 20}).json()
+    assert answer["statuses"] == ["running"] + ["blocked"] * 19
+    victim.send(signal.SIGKILL)
+    victim.wait_exit(within=10)
+    results = Path(str(settings["results"]))
+    heir.wait_until(
+        "every held job completed", lambda: set(range(20)) <= set(completed(results)), timeout=60
+    )
+    heir.send(signal.SIGTERM)
+    assert heir.wait_exit(within=10)[0] == -signal.SIGTERM
+    runs = [line.split() for line in results.read_text().splitlines()]
+    by_heir = sorted(
+        (float(began), float(ended))
+        for _, pid, began, ended in runs
+        if int(pid) != victim.process.pid
+    )
+    assert by_heir, "the heir ran none of them"
+    for (_, ended), (began, _) in itertools.pairwise(by_heir):
+        assert began >= ended, "two jobs of a ConcurrencyLimit(1) ran at once in the heir"

@@ -215,7 +215,25 @@ class RemoteQueue:
 
     def check(self, job: Job[Any], run_at: float | None) -> None:
         """Refuse what the engine cannot carry (before a key is claimed or anything sent)."""
+        if job.options.limits or job.options.debounce is not None:
+            raise ValueError(
+                f"queue {self.name!r} sends its jobs to {self.engine.name}: limits and "
+                f"debounce are kept by this process's workers, so {job.name} cannot have them "
+                f"there. Put it on a local queue"
+            )
         self._check(job, run_at)
+
+    def submit_limited(self, job: Job[Any]) -> None:
+        """Never reached: ``check`` refuses limited jobs."""
+        raise AssertionError("a remote queue takes no limited job")
+
+    def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
+        """Never reached: ``check`` refuses debounced jobs."""
+        return False
+
+    def held_jobs(self, limit: int | None = None) -> list[Job[Any]]:
+        """No limit holds anything here."""
+        return []
 
     def submit(self, job: Job[Any]) -> None:
         """Check ``job`` and put it in the send buffer, or raise. Never waits for the network."""
@@ -415,6 +433,10 @@ class RemoteQueue:
 
     def release_unique(self, job: Job[Any]) -> None:
         """Nothing to free: a remote queue refuses unique jobs at enqueue."""
+
+    def held_by(self, job: Job[Any]) -> str | None:
+        """No limit holds a job here: a remote queue refuses limited jobs at enqueue."""
+        return None
 
     # Shutdown: loop thread only.
 

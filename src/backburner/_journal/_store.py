@@ -30,7 +30,7 @@ __all__ = ["DurableHooks", "JournalStore", "check_arguments", "unregistered"]
 logger = logging.getLogger("backburner")
 
 _CANCELLED, _ABANDONED = JobStatus.CANCELLED, JobStatus.ABANDONED
-_FIELDS = tuple(field.name for field in dataclasses.fields(JobOptions))
+_FIELDS = tuple(field.name for field in dataclasses.fields(JobOptions) if field.init)
 # Options that are plain values, so a journal can store a per-call change to them.
 _STORABLE = frozenset(
     {"queue", "retries", "backoff", "backoff_max", "jitter", "timeout", "on_duplicate"}

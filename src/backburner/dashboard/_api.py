@@ -16,6 +16,7 @@ import anyio.to_thread
 from .._errors import BackburnerError
 from .._executor import Backburner
 from .._job import Job
+from .._stats import YieldStats
 from .._status import JobStatus
 from . import _inspect
 from ._present import Presenter, printable, truncate
@@ -33,6 +34,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "trigger": ("name",),
     "cancel": ("job",),
 }
+_HELD_SHOWN = 20  # held jobs the overview lists (the oldest)
 _SEEN = 500  # finished jobs the dashboard showed and still describes on their own page
 _MISSES = 256  # ids looked up in vain, remembered...
 _MISS_TTL = 2.0  # ...this many seconds (an id a job was given is found by then)
@@ -71,8 +73,17 @@ class Views:
             "total": _queue(stats.total.as_dict()),
             "failures": len(bg.failures()),
             "periodic": len(stats.periodic),
+            "yielding": None if stats.yielding is None else _yielding(stats.yielding),
             "interval": bg.history.interval,
             "minutes": minutes,
+            "limits": [
+                {**asdict(limit), "name": truncate(printable(limit.name), 200)}
+                for limit in stats.limits
+            ],
+            "held": [
+                self.present.job(job, in_failures=False)
+                for job in _inspect.held_jobs(bg, _HELD_SHOWN)
+            ],
             "history": {
                 # Whole names: the page finds a queue's chart by the queue's name.
                 printable(name): [asdict(s) for s in samples if s.at >= since]
@@ -287,6 +298,18 @@ def _queue(counters: dict[str, Any]) -> dict[str, Any]:
     # `name` stays whole (the pause and resume forms send it back); `label` is for showing.
     name = printable(str(counters["name"]))
     return {**counters, "name": name, "label": truncate(name, 200)}
+
+
+def _yielding(stats: YieldStats) -> dict[str, Any]:
+    # One line the page shows (and its script refreshes), and the figures for the API.
+    latency = "" if stats.latency is None else f", requests {stats.latency * 1000:.0f} ms"
+    allowed = stats.effective_workers.items()
+    queues = ", ".join(f"{truncate(printable(name), 60)} {count}" for name, count in allowed)
+    summary = (
+        f"{stats.state}: pressure {stats.pressure:.2f} times the target (loop lag "
+        f"{stats.lag * 1000:.0f} ms{latency}); workers allowed now: {queues or 'none open'}"
+    )
+    return {**asdict(stats), "summary": summary}
 
 
 def _in_failures(bg: Backburner, job: Job[Any]) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     "check_queue",
     "find_held",
     "find_waiting",
+    "held_jobs",
     "history",
     "pending_jobs",
     "running_jobs",
@@ -34,6 +35,13 @@ __all__ = [
 _TIMED = (JobStatus.SCHEDULED, JobStatus.RETRYING)
 #: The most heap entries one timed listing visits (more when it lists more than half this).
 MAX_VISITS = 40_000
+
+
+def held_jobs(executor: Backburner, limit: int) -> list[Job[Any]]:
+    """The jobs a limit holds (blocked or throttled), oldest first, at most ``limit``."""
+    jobs = [job for q in executor.queues().values() for job in q.held_jobs(limit)]
+    jobs.sort(key=lambda job: job.enqueued_at)
+    return jobs[:limit]
 
 
 def running_jobs(executor: Backburner, queue: str | None = None) -> list[Job[Any]]:
@@ -53,7 +61,8 @@ def pending_jobs(
     side, so there is no single order across them).
     """
     queues = _queues(executor, queue)
-    counts = [q.stats().pending for q in queues]  # read once: the total and the pages agree
+    # Read once, so the total and the pages agree (held jobs are listed apart: not here).
+    counts = [(s := q.stats()).pending - s.held for q in queues]
     total = sum(counts)
     jobs: list[Job[Any]] = []
     for q, waiting in zip(queues, counts, strict=True):

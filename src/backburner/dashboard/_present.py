@@ -45,7 +45,13 @@ _ARG_CHARS = 300  # one argument's repr, or the return value's
 _NAME_CHARS = 200  # a function's or a queue's name
 _ERROR_CHARS = 1000  # an exception's message
 _TRACEBACK_CHARS = 20_000
-_CANCELLABLE = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
+_CANCELLABLE = (
+    JobStatus.PENDING,
+    JobStatus.BLOCKED,
+    JobStatus.THROTTLED,
+    JobStatus.SCHEDULED,
+    JobStatus.RETRYING,
+)
 
 _builtin_repr = repr  # (a name of its own: the tests watch what it is given)
 
@@ -180,6 +186,8 @@ class Presenter:
                 self._text(job, _error_line(exc, 10 * _ERROR_CHARS), secrets), _ERROR_CHARS
             ),
             "in_failures": in_failures,
+            # The limit that holds a blocked or throttled job, else None.
+            "held_by": None if job.held_by is None else truncate(job.held_by, _NAME_CHARS),
             "can_cancel": status in _CANCELLABLE or (status is JobStatus.RUNNING and job.is_async),
         }
         if detail:

@@ -9,6 +9,9 @@ even from several processes, and nothing buffered for a SIGKILL to lose), ``BB_E
 ``POST /enqueue?start=S&count=N`` enqueues jobs S to S+N-1 and answers once all are committed.
 ``POST /enqueue-killer?kind=async|sync`` enqueues a job that records the event ``killer`` and
 SIGKILLs its own process (the answer may never come).
+``POST /enqueue-limited?start=S&count=N`` enqueues jobs S to S+N-1 of a job with
+``ConcurrencyLimit(1)``: one runs, the others are held; each appends
+``<number> <pid> <start> <end>``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from backburner import BackburnerMiddleware, JournalConfig, background, job
+from backburner import BackburnerMiddleware, ConcurrencyLimit, JournalConfig, background, job
 
 from ._events import record, setting, watch_backburner_log
 
@@ -38,6 +41,14 @@ async def record_number(number: int) -> None:
     """The side effect the test counts: one line per completed run."""
     await asyncio.sleep(_job_seconds)
     os.write(_results, f"{number} {os.getpid()} {time.time()}\n".encode())
+
+
+@job(name="e2e.record_limited", limits=[ConcurrencyLimit(1, name="one-at-a-time")])
+async def record_limited(number: int) -> None:
+    """One at a time in its process: its line says when it ran, to check that."""
+    began = time.time()
+    await asyncio.sleep(_job_seconds)
+    os.write(_results, f"{number} {os.getpid()} {began} {time.time()}\n".encode())
 
 
 @job(name="e2e.kills_its_process")
@@ -74,6 +85,13 @@ async def enqueue_sync(request: Request) -> JSONResponse:
     return JSONResponse({"ids": [j.id for j in jobs], "pid": os.getpid()})
 
 
+async def enqueue_limited(request: Request) -> JSONResponse:
+    start = int(request.query_params["start"])
+    count = int(request.query_params["count"])
+    jobs = [background.enqueue(record_limited, n) for n in range(start, start + count)]
+    return JSONResponse({"statuses": [str(j.status) for j in jobs], "pid": os.getpid()})
+
+
 async def enqueue_killer(request: Request) -> JSONResponse:
     sync = request.query_params["kind"] == "sync"
     killer = await background.aenqueue(kills_its_process_sync if sync else kills_its_process)
@@ -90,6 +108,7 @@ app = Starlette(
         Route("/enqueue", enqueue, methods=["POST"]),
         Route("/enqueue-sync", enqueue_sync, methods=["POST"]),
         Route("/enqueue-killer", enqueue_killer, methods=["POST"]),
+        Route("/enqueue-limited", enqueue_limited, methods=["POST"]),
         Route("/stats", stats),
     ]
 )

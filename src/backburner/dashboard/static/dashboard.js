@@ -264,6 +264,11 @@
       const key = node.getAttribute("data-total");
       setText(node, String(key === "failures" ? data.failures : data.total[key]));
     }
+    const yielding = document.querySelector("[data-yielding]");
+    if (yielding && data.yielding) {
+      setText(yielding, data.yielding.summary);
+      yielding.parentElement.setAttribute("data-yielding-state", data.yielding.state);
+    }
     const table = document.getElementById("queues");
     if (table) {
       const rows = [];

@@ -1,0 +1,425 @@
+"""The limits' counts: which jobs may go to their queue's workers now, and which are held.
+
+A limited job passes this gate on its way into its queue (``JobQueue.submit_limited``), at
+enqueue and again before each retry. If every limit it has lets it go, it takes a token of
+each (a concurrency slot, a start in a rate window) and goes to its queue's waiting jobs; if
+one refuses, it is held in that limit's bucket for its key, in enqueue order, as ``blocked``
+(a concurrency limit: it waits for a token back) or ``throttled`` (a rate window, or a limit
+backing off: one scheduler entry per bucket wakes it). A held job holds no worker, so jobs
+with other keys run past it. Its concurrency tokens come back when its attempt ends, and the
+bucket's held jobs then go, oldest first.
+
+One lock guards the counts; it is taken after a queue's lock, never before (the gate calls
+the queues only once it has let the lock go). Plain jobs never come here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._job import Job
+from ._limitdefs import ConcurrencyLimit, Limit, LimitTicket, RateLimit
+from ._scheduler import Scheduler
+from ._stats import LimitStats
+from ._status import JobStatus
+
+__all__ = ["Limits", "keys_of"]
+
+_BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
+_Admitted = tuple[Job[Any], Callable[[Job[Any]], None]]
+# Every this many entries, buckets with nothing left in them are dropped (keys seen once).
+_SWEEP_EVERY = 1024
+
+
+# Shared empty deques of a new bucket, replaced (never appended to) when it needs its own.
+_NO_STARTS: deque[list[float]] = deque(maxlen=0)
+_NO_JOBS: deque[Job[Any]] = deque(maxlen=0)
+
+
+class _Bucket:
+    """One key of one limit: its tokens taken, its recent starts, its held jobs."""
+
+    __slots__ = ("held", "running", "starts", "timer", "wake_at")
+
+    def __init__(self) -> None:
+        self.running = 0  # concurrency tokens taken (jobs waiting for a worker or running)
+        # The starts in the rate window, oldest first, as [clock time]: a job let go counts
+        # from then (as +inf, never leaving the window) until it starts, then from its start:
+        # so a job that waits for a worker is never counted earlier than it runs.
+        # (Both deques made when first needed: most buckets of a concurrency limit never
+        # hold a job, and a bucket is made for each new key.)
+        self.starts: deque[list[float]] = _NO_STARTS
+        self.held: deque[Job[Any]] = _NO_JOBS  # cancelled ones are skipped when reached
+        self.timer: Any = None  # the scheduler entry that wakes a throttled bucket
+        self.wake_at: float | None = None
+
+
+class _LimitState:
+    __slots__ = ("backoff_until", "buckets", "held", "limit")
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit = limit
+        self.buckets: dict[str | None, _Bucket] = {}
+        self.held = 0  # live held jobs, over every bucket
+        self.backoff_until = 0.0  # a Snooze(limit=...) holds every job of the limit till then
+
+
+def keys_of(job: Job[Any]) -> tuple[str | None, ...]:
+    """A limited job's keys, one per limit, from its arguments (raising at the call site if a
+    key function fails)."""
+    fn, args, kwargs = job.fn, job.args, job.kwargs or {}
+    return tuple([limit.key_for(fn, args, kwargs) for limit in job.options.limits])
+
+
+def _unset_admit(job: Any) -> None:  # pragma: no cover - the queue sets it before use
+    raise RuntimeError("a limited job was let go before its queue took it")
+
+
+class Limits:
+    """The executor's limits: every ``ConcurrencyLimit`` and ``RateLimit`` its jobs named."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self._clock = scheduler.clock
+        self._lock = threading.Lock()
+        self._states: dict[Limit, _LimitState] = {}
+        # Each limited job's ticket, from admission until it ends (kept here, not on the job:
+        # a plain job pays not even a slot for limits).
+        self._tickets: dict[Job[Any], LimitTicket] = {}
+        self._held_in: dict[str, int] = {}  # held jobs by queue name
+        self._entries = 0
+        self._closed = False  # from shutdown's take_held on: nothing more is let go
+
+    # Entering and leaving: any thread.
+
+    def register(self, job: Job[Any], keys: tuple[str | None, ...]) -> None:
+        """Admission: the job counts under these keys (one per limit) until it ends."""
+        with self._lock:
+            self._tickets[job] = LimitTicket(keys, _unset_admit)
+
+    def forget(self, job: Job[Any]) -> None:
+        """Admission took the job back: it never entered."""
+        with self._lock:
+            self._tickets.pop(job, None)
+
+    def held_by(self, job: Job[Any]) -> str | None:
+        """The name of the limit holding ``job`` now, or None."""
+        with self._lock:
+            ticket = self._tickets.get(job)
+            held_by = None if ticket is None or not job.status.held else ticket.held_by
+            return None if held_by is None else held_by.name
+
+    def enter(self, job: Job[Any], admit: Callable[[Job[Any]], None]) -> bool:
+        """Take the job's tokens and return True, or hold it (blocked or throttled) until its
+        limits let it go, then ``admit(job)`` (its queue's)."""
+        with self._lock:
+            self._tickets[job].admit = admit
+            self._entries += 1
+            if self._entries % _SWEEP_EVERY == 0:
+                self._sweep()
+            refused = self._try_take(job, None)
+            if refused is None:
+                return True
+            self._hold(job, *refused)
+            return False
+
+    def release(self, job: Job[Any]) -> None:
+        """The job's attempt ended (or it was cancelled): give its tokens back."""
+        admitted: list[_Admitted] = []
+        with self._lock:
+            ticket = self._tickets.get(job)
+            if ticket is None:
+                return
+            if job.done():
+                del self._tickets[job]  # it has ended: nothing more to count it under
+            if not ticket.holding:
+                return
+            ticket.holding = False
+            self._stamp(ticket)  # cancelled before it started: it counts as a start now
+            for limit, key in zip(job.options.limits, ticket.keys, strict=True):
+                if isinstance(limit, ConcurrencyLimit):
+                    state = self._states[limit]
+                    bucket = state.buckets[key]
+                    bucket.running -= 1
+                    if bucket.held and not self._closed:
+                        admitted += self._drain(state, bucket)
+        _admit_all(admitted)
+
+    def started(self, job: Job[Any]) -> None:
+        """The job's attempt starts now: its rate windows count it from now on."""
+        with self._lock:
+            ticket = self._tickets.get(job)
+            if ticket is not None and ticket.reserved:
+                self._stamp(ticket)
+
+    def _stamp(self, ticket: LimitTicket) -> None:
+        reserved, ticket.reserved = ticket.reserved, ()
+        if not reserved:
+            return
+        now = self._clock.now()
+        for limit, bucket, entry in reserved:
+            entry[0] = now
+            if bucket.held and bucket.timer is None:
+                first = bucket.starts[0][0]
+                if first != math.inf:
+                    self._arm(self._states[limit], bucket, first + limit.per)
+
+    def cancel_held(self, job: Job[Any]) -> bool:
+        """Cancel a held job (True), or False if it is held no longer."""
+        with self._lock:
+            if not job.status.held:
+                return False
+            job.try_cancel_waiting()  # left in its bucket's deque: skipped when reached
+            ticket = self._tickets.pop(job)
+            if ticket.held_by is not None:
+                self._states[ticket.held_by].held -= 1
+                self._held_in[job.queue] -= 1
+            return True
+
+    def back_off(self, limit: Limit, until: float) -> None:
+        """Hold every job of ``limit`` (all keys) until clock time ``until`` (a Snooze)."""
+        with self._lock:
+            state = self._state(limit)
+            state.backoff_until = max(state.backoff_until, until)
+
+    def take_held(self, queue: str) -> list[Job[Any]]:
+        """Shutdown: let no more jobs go; return the held jobs of ``queue``, cancelled."""
+        taken = []
+        with self._lock:
+            self._closed = True
+            for state in self._states.values():
+                for bucket in state.buckets.values():
+                    if not bucket.held:
+                        continue
+                    keep: deque[Job[Any]] = deque()
+                    for job in bucket.held:
+                        if job.queue != queue:
+                            keep.append(job)
+                        elif job.try_cancel_waiting() is not None:
+                            state.held -= 1
+                            self._held_in[queue] -= 1
+                            self._tickets.pop(job, None)
+                            taken.append(job)
+                    bucket.held = keep
+                    if bucket.timer is not None and not keep:
+                        bucket.timer.cancel()
+                        bucket.timer = bucket.wake_at = None
+        return sorted(taken, key=lambda job: job.enqueued_at)
+
+    def reopen(self) -> None:
+        """The executor starts again after a shutdown: let jobs go again."""
+        with self._lock:
+            self._closed = False
+
+    # Watching: any thread.
+
+    def stats(self) -> tuple[LimitStats, ...]:
+        """Each limit's counts, in the order the limits were first used."""
+        now = self._clock.now()
+        with self._lock:
+            return tuple(_stats_of(state, now) for state in self._states.values())
+
+    def held_count(self, queue: str) -> int:
+        """How many of ``queue``'s jobs a limit holds now."""
+        return self._held_in.get(queue, 0)
+
+    def held_jobs(self, queue: str | None = None, limit: int | None = None) -> list[Job[Any]]:
+        """The jobs a limit holds now (of ``queue``, or all), oldest first, at most ``limit``.
+
+        O(keys holding jobs, and ``limit`` jobs from each) under the lock.
+        """
+        with self._lock:
+            jobs = [
+                job
+                for state in self._states.values()
+                for bucket in state.buckets.values()
+                if bucket.held
+                for job in itertools.islice(
+                    (j for j in bucket.held if j.status.held and queue in (None, j.queue)), limit
+                )
+            ]
+        jobs.sort(key=lambda job: job.enqueued_at)
+        return jobs if limit is None else jobs[:limit]
+
+    # Under the lock.
+
+    def _state(self, limit: Limit) -> _LimitState:
+        state = self._states.get(limit)
+        if state is None:
+            state = self._states[limit] = _LimitState(limit)
+        return state
+
+    def _try_take(
+        self, job: Job[Any], draining: _Bucket | None
+    ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
+        """Take a token of each of the job's limits, or return the first that refuses:
+        (its state, its bucket, the status to hold the job as, when to look again)."""
+        ticket = self._tickets[job]
+        now = self._clock.now()
+        found = []
+        for limit, key in zip(job.options.limits, ticket.keys, strict=True):
+            state = self._states.get(limit) or self._state(limit)
+            bucket = state.buckets.get(key)
+            if bucket is None:
+                bucket = state.buckets[key] = _Bucket()
+            found.append((limit, bucket))
+            refusal = _refusal(limit, state, bucket, now)
+            held = bucket.held
+            if held and bucket is not draining:
+                while held and not held[0].status.held:  # cancelled while held
+                    held.popleft()
+                if refusal is None and held:
+                    # Others of this key wait already: the newcomer waits behind them.
+                    status = _THROTTLED if bucket.wake_at is not None else _BLOCKED
+                    return state, bucket, status, None
+            if refusal is not None:
+                status, when = refusal
+                return state, bucket, status, when
+        reserved: list[Any] | tuple[()] = ()
+        for limit, bucket in found:
+            if isinstance(limit, ConcurrencyLimit):
+                bucket.running += 1
+            else:
+                entry = [math.inf]
+                if bucket.starts is _NO_STARTS:
+                    bucket.starts = deque()
+                bucket.starts.append(entry)
+                reserved = [*reserved, (limit, bucket, entry)]
+        ticket.holding = True
+        ticket.reserved = reserved
+        return None
+
+    def _hold(
+        self,
+        job: Job[Any],
+        state: _LimitState,
+        bucket: _Bucket,
+        status: JobStatus,
+        when: float | None,
+    ) -> None:
+        job.hold(status)
+        self._tickets[job].held_by = state.limit
+        if bucket.held is _NO_JOBS:
+            bucket.held = deque()
+        bucket.held.append(job)
+        state.held += 1
+        self._held_in[job.queue] = self._held_in.get(job.queue, 0) + 1
+        if when is not None:
+            self._arm(state, bucket, when)
+
+    def _arm(self, state: _LimitState, bucket: _Bucket, when: float) -> None:
+        if bucket.timer is not None and bucket.wake_at is not None and bucket.wake_at <= when:
+            return
+        if bucket.timer is not None:
+            bucket.timer.cancel()
+        bucket.wake_at = when
+        bucket.timer = self._scheduler.call_at(when, self._wake, (state, bucket))
+
+    def _wake(self, arg: tuple[_LimitState, _Bucket]) -> None:
+        # A throttled bucket's time came (scheduler, loop thread): let go what it allows.
+        state, bucket = arg
+        with self._lock:
+            bucket.timer = bucket.wake_at = None
+            admitted = [] if self._closed else self._drain(state, bucket)
+        _admit_all(admitted)
+
+    def _drain(self, state: _LimitState, bucket: _Bucket) -> list[_Admitted]:
+        """Let the bucket's held jobs go, oldest first, while its limits allow; returns them
+        with their queue's way in, to call once the lock is let go."""
+        admitted: list[_Admitted] = []
+        held = bucket.held
+        while held:
+            job = held[0]
+            if not job.status.held:  # cancelled while held
+                held.popleft()
+                continue
+            own = _refusal(state.limit, state, bucket, self._clock.now())
+            if own is not None:  # (the common case, checked first: no room here yet)
+                if own[1] is not None:
+                    self._arm(state, bucket, own[1])
+                break
+            refused = self._try_take(job, bucket)
+            if refused is not None and refused[1] is bucket:
+                if refused[3] is not None:
+                    self._arm(state, bucket, refused[3])
+                break
+            held.popleft()
+            state.held -= 1
+            self._held_in[job.queue] -= 1
+            if refused is None:
+                job.unhold()
+                ticket = self._tickets[job]
+                ticket.held_by = None
+                admitted.append((job, ticket.admit))
+            else:  # another of its limits holds it now
+                self._hold(job, *refused)
+        return admitted
+
+    def _sweep(self) -> None:
+        now = self._clock.now()
+        for state in self._states.values():
+            per = state.limit.per if isinstance(state.limit, RateLimit) else 0.0
+            idle = [
+                key
+                for key, bucket in state.buckets.items()
+                if not bucket.running
+                and not bucket.held
+                and bucket.timer is None
+                and (not bucket.starts or bucket.starts[-1][0] <= now - per)
+            ]
+            for key in idle:
+                del state.buckets[key]
+
+
+def _refusal(
+    limit: Limit, state: _LimitState, bucket: _Bucket, now: float
+) -> tuple[JobStatus, float | None] | None:
+    """Why ``limit`` holds a job of ``bucket`` now (status, when to look again), or None."""
+    if state.backoff_until > now:
+        return _THROTTLED, state.backoff_until
+    if isinstance(limit, ConcurrencyLimit):
+        return (_BLOCKED, None) if bucket.running >= limit.max else None
+    assert isinstance(limit, RateLimit)
+    starts = bucket.starts
+    horizon = now - limit.per
+    while starts and starts[0][0] <= horizon:
+        starts.popleft()
+    if len(starts) >= limit.limit:
+        first = starts[0][0]  # +inf: it waits for a worker; its start will look again
+        return _THROTTLED, None if first == math.inf else first + limit.per
+    return None
+
+
+def _admit_all(admitted: list[_Admitted]) -> None:
+    for job, admit in admitted:
+        admit(job)
+
+
+def _stats_of(state: _LimitState, now: float) -> LimitStats:
+    limit = state.limit
+    buckets = state.buckets.values()
+    if isinstance(limit, ConcurrencyLimit):
+        size, per = limit.max, None
+        running = sum(bucket.running for bucket in buckets)
+    else:
+        assert isinstance(limit, RateLimit)
+        size, per = limit.limit, limit.per
+        running = sum(1 for b in buckets for start in b.starts if start[0] > now - limit.per)
+    wakes = [b.wake_at for b in buckets if b.wake_at is not None]
+    return LimitStats(
+        name=limit.name,
+        kind=limit.kind,
+        scope=limit.scope,
+        max=size,
+        per=per,
+        running=running,
+        held=state.held,
+        keys=len(state.buckets),
+        next_free=min(wakes) if wakes else None,
+        backoff_until=state.backoff_until if state.backoff_until > now else None,
+    )
