@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._current import register_runner, thread_job_var
+from ._current import job_var
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
@@ -164,7 +164,9 @@ class JobQueue:
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
         self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
-        self._held_slots: set[Job[Any]] = set()  # timed-out sync jobs whose thread runs on
+        # Timed-out sync jobs whose thread runs on, and how many: each attempt's thread holds
+        # a slot of its own (a retry, timed out too, while the first thread still runs).
+        self._held_slots: dict[Job[Any], int] = {}
         self._deferred = 0  # due jobs that found the queue full since the last warning
         self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
@@ -406,8 +408,14 @@ class JobQueue:
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
         job.attempt += 1
+        # For log records, here and in the tasks and threads this starts. Reset at the end:
+        # the task holds this context and the job its task, a cycle only the GC would free.
+        token = job_var.set((job, job.attempt))
         if self._guarded or not job.is_async or job.options.guarded:
-            await self._run_guarded(job)
+            try:
+                await self._run_guarded(job)
+            finally:
+                job_var.reset(token)
             return
         now = None
         try:
@@ -426,15 +434,13 @@ class JobQueue:
             else:
                 self._host.late_end(job, None)
         finally:
+            job_var.reset(token)
             self._running.discard(job)
             if now is not None or job.done():  # (it succeeded if `now` is set)
                 # Let its context values go, and its task (ending now): a finished job may be
                 # kept a while for lookup, and must not hold them meanwhile.
                 job.context = job.task = None  # type: ignore[assignment]
             self._free_slot(now)
-
-    # Log records find the job of the current task in this coroutine (see _current.py).
-    register_runner(_run.__code__, "job")
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
@@ -483,7 +489,7 @@ class JobQueue:
                 self._timed_out.discard(job)
                 if timed_out and thread_left_running:
                     # A timed-out sync job's thread runs on: its slot stays taken until then.
-                    self._held_slots.add(job)
+                    self._held_slots[job] = self._held_slots.get(job, 0) + 1
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
             self._free_slot()
 
@@ -569,30 +575,33 @@ class JobQueue:
         self._keep(job)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
-        # The limiter token is held until the thread really returns, even if the job is
-        # abandoned before then: a thread still busy is a slot still taken.
-        limiter = self._limiter
-        try:
-            limiter.acquire_on_behalf_of_nowait(job)
-        except anyio.WouldBlock:
-            await limiter.acquire_on_behalf_of(job)
         # The outcome comes back as a value, and an error is raised below, not by the future:
         # asyncio swaps a GeneratorExit raised through a future for a new one, without the
         # job's traceback.
         future: asyncio.Future[tuple[Any, BaseException | None]] = self._loop.create_future()
+        # The limiter token is held until the thread really returns, even if the job is
+        # abandoned before then: a thread still busy is a slot still taken. It is held on
+        # behalf of this attempt (its future), not the job: a timed-out attempt's thread may
+        # still hold one when the job's retry takes another.
+        limiter = self._limiter
+        try:
+            limiter.acquire_on_behalf_of_nowait(future)
+        except anyio.WouldBlock:
+            await limiter.acquire_on_behalf_of(future)
 
         def on_done(result: Any, error: BaseException | None) -> None:
-            limiter.release_on_behalf_of(job)
+            limiter.release_on_behalf_of(future)
             if future.cancelled():
-                if job in self._held_slots:  # a timed-out job's slot, held for its thread
-                    self._held_slots.discard(job)
+                held = self._held_slots.pop(job, 0)  # a timed-out job's slots, held for its threads
+                if held:
+                    if held > 1:
+                        self._held_slots[job] = held - 1
                     self._free_slot()
                 self._host.late_end(job, error)
             else:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
-        context.run(thread_job_var.set, job)  # where log records find their job (_current.py)
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future
