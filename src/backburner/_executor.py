@@ -35,8 +35,8 @@ from ._coordination import Coordination, open_coordination
 from ._engines import RemoteQueue, check_overlap, close_engines, open_engines
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown, not_running
+from ._deadlist import DeadList
 from ._failures import FailedJobs
-from ._find import find_held, find_waiting
 from ._history import History
 from ._info import JobInfo
 from ._job import Job
@@ -122,6 +122,7 @@ class Backburner(EnqueueMethods):
         self._outcomes = Outcomes(self._failures, unique, c.on_error, self._busy, self.results)
         self._lookup = Lookup(self.results, self._failures, self)
         self._admission = Admission(unique, self._check_schedule_room, self.clock)
+        self._dead = DeadList(self._failures, self._admission, c.clock, self._queue_for, self._adopt)
         self._tracing = Tracing(checked.tracing)
         #: OpenTelemetry's spans and metrics from ``open()`` on (``tracing=``); None: none.
         self.telemetry = self._tracing.telemetry
@@ -414,6 +415,10 @@ class Backburner(EnqueueMethods):
             self._bind(job)
         return job, queue
 
+    def _adopt(self, job: Job[Any]) -> None:
+        if not self._alone and current_executor_var.get(None) is not self:
+            self._bind(job)
+
     def _bind(self, job: Job[Any]) -> None:
         # Inside the job, `background` means this executor. Done here, where the enqueuer's
         # context is current, not in every job's first step; enqueues inside the executor's
@@ -506,39 +511,19 @@ class Backburner(EnqueueMethods):
         holds now is not run beside it: ``DuplicateJob`` names that job. Whatever is raised,
         the job stays in ``failures()`` as it was.
         """
-        taken = self._failures.take(job)
-        if taken is None:
-            raise ValueError(f"job {job if isinstance(job, str) else job.id} is not in failures()")
-        try:
-            queue = self._queue_for(taken.queue)
-            ended = taken.reopen(queue, self.clock.now())
-            try:
-                if not self._alone and current_executor_var.get(None) is not self:
-                    self._bind(taken)
-                self._admission.admit(taken, queue, stored=True, retry=True)
-            except BaseException:
-                taken.restore(ended)
-                raise
-        except BaseException:
-            self._failures.add(taken)
-            raise
-        return taken
+        return self._dead.retry(job)
 
     def discard(self, job: Job[Any] | str) -> bool:
         """Forget a job in ``failures()``; False if it was not there."""
-        return self._failures.take(job) is not None
+        return self._dead.discard(job)
 
     def retry_all(self) -> int:
         """``retry`` every job in ``failures()``; returns how many were sent."""
-        count = 0
-        for job in self.failures():
-            self.retry(job)
-            count += 1
-        return count
+        return self._dead.retry_all()
 
     def discard_all(self) -> int:
         """Forget every job in ``failures()``; returns how many there were."""
-        return len(self._failures.take_all())
+        return self._dead.discard_all()
 
     # Watching.
 
@@ -573,11 +558,7 @@ class Backburner(EnqueueMethods):
         a hot path (keep the handle ``enqueue`` returned instead). ``waiting=False`` looks only
         at running and failed jobs, O(running + ``keep_failed``), on the loop's thread.
         """
-        queues = list(self._queues.values())
-        found = find_held(queues, self._failures, job_id)
-        if found is None and waiting:
-            found = find_waiting(queues, self.scheduler, job_id)
-        return found
+        return self._lookup.find(job_id, waiting=waiting)
 
     async def lookup(self, job_id: str) -> JobInfo | None:
         """A snapshot of the job with this id in any state, or None if this executor knows
