@@ -47,7 +47,7 @@ for names, floor in (
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),
-    ("_settings _executor", EXECUTOR),
+    ("_settings _parts _executor", EXECUTOR),
     (
         "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
         "prometheus otel status",
