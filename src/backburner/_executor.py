@@ -2,10 +2,12 @@
 
 The executor wires the mechanisms together and holds no mechanism of its own: its queues
 report to an ``Outcomes`` (the ``QueueHost`` port), every job enters through one
-``Admission``, periodic jobs are a ``PeriodicJobs``, shutdown is ``_shutdown.drain``, and a
-journal or a remote engine plugs in through the ports (``JobStore``, ``JobHooks``,
-``Queue``). What stays here: settings, the lifecycle, the table of queues, the entry points
-(one inlined fast path for ``enqueue``, which ``background`` takes too), steering and stats.
+``Admission``, periodic jobs are a ``PeriodicJobs``, the dead list's operations a
+``DeadList``, and what opens, starts and closes with it (queues, coordination, engines,
+journal, the drain, the lag monitor) is wired by its ``Parts``; a journal or a remote engine
+plugs in through the ports (``JobStore``, ``JobHooks``, ``Queue``). What stays here:
+settings, the lifecycle's states, the table of queues, the entry points (one inlined fast
+path for ``enqueue``, which ``background`` takes too), steering and stats.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from ._info import JobInfo
 from ._job import Job
 from ._journal import JournalConfig
 from ._lookup import Lookup
-from ._options import options_of
 from ._otel import Tracing
 from ._outcomes import ErrorHook, Outcomes
 from ._parts import Parts
@@ -118,7 +119,7 @@ class Backburner(EnqueueMethods):
         self._lookup = Lookup(self.results, self._failures, self)
         self._admission = Admission(unique, self._check_schedule_room, self.clock)
         self._dead = DeadList(
-            self._failures, self._admission, c.clock, self._queue_for, self._adopt
+            self._failures, self._admission, self.clock, self._queue_for, self._adopt
         )
         self._tracing = Tracing(checked.tracing)
         #: OpenTelemetry's spans and metrics from ``open()`` on (``tracing=``); None: none.
@@ -276,7 +277,7 @@ class Backburner(EnqueueMethods):
         began = loop.time()
         deadline = began + self.shutdown_timeout
         queues = list(self._queues.values())
-        self._parts.stop()
+        self._parts.stop()  # no more ticks; every worker back from yielding: the drain needs them
         if was_running:
             logger.info(
                 "draining %d jobs (shutdown_timeout=%.1fs)",
@@ -405,15 +406,7 @@ class Backburner(EnqueueMethods):
 
     def add_periodic(self, spec: Periodic) -> None:
         """Register a periodic job; it starts with the executor (at once, if running)."""
-        if not isinstance(spec, Periodic):
-            raise TypeError(f"periodic jobs are Periodic(fn, every=... or cron=...), got {spec!r}")
-        options = spec.options or options_of(spec.fn)
-        if options.queue not in self.queue_configs:
-            raise ValueError(
-                f"periodic job {spec.label!r} is for queue {options.queue!r}, which this "
-                f"executor does not have ({sorted(self.queue_configs)})"
-            )
-        self._periodic.add(spec, options.queue)
+        self._periodic.register(spec, self.queue_configs)
 
     def trigger(self, name: str) -> Job[Any] | None:
         """Run the periodic job ``name`` now; None if its last run is still going."""
