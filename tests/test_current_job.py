@@ -224,6 +224,11 @@ def _handle() -> CurrentJob:
         (math.nan, None, None, ValueError, "done must be a finite number"),
         (math.inf, None, None, ValueError, "done must be a finite number"),
         (1, math.nan, None, ValueError, "total must be a finite number"),
+        # Ints past the largest float: every reader's arithmetic would overflow.
+        pytest.param(10**400, None, None, ValueError, "done must be a finite", id="huge-done"),
+        pytest.param(10**400, 10**401, None, ValueError, "done must be a finite", id="huge-both"),
+        pytest.param(1, 10**400, None, ValueError, "total must be a finite", id="huge-total"),
+        pytest.param(10**400, 1.5, None, ValueError, "done must be a finite", id="huge-over"),
         (1, -2, None, ValueError, "total must be a finite number"),
         (11, 10, None, ValueError, "done \\(11\\) is more than total \\(10\\)"),
         ("3", None, None, TypeError, "done must be a number"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +31,9 @@ _handle_var: contextvars.ContextVar[tuple[object, int, CurrentJob]] = contextvar
 )
 _current_task = asyncio.current_task
 _now = time.time
-_INF = math.inf
+# The largest finite float: an int past it (10**400) cannot be a float, and would break every
+# reader's arithmetic (the rate, the ETA, the JSON of the status app) with OverflowError.
+_MAX = sys.float_info.max
 
 
 class CurrentJob:
@@ -96,8 +98,8 @@ class CurrentJob:
         # which converts what it accepts and refuses the rest.
         if (
             type(done) not in NUMBERS
-            or not 0 <= done < _INF
-            or (total is not None and (type(total) not in NUMBERS or not done <= total < _INF))
+            or not 0 <= done <= _MAX
+            or (total is not None and (type(total) not in NUMBERS or not done <= total <= _MAX))
             or (message is not None and type(message) is not str)
         ):
             done, total, message = check_report(done, total, message)
