@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import math
 import threading
 import types
+import weakref
 from typing import Any
 
 import pytest
@@ -417,3 +419,30 @@ async def test_a_kept_job_holds_neither_its_context_nor_its_task() -> None:
         await bg.join()  # (each job's task ends right after the job is woken)
         held = [(handle.context, handle.task) for handle in jobs]
         assert held == [(None, None)] * 3  # type: ignore[comparison-overlap]  # (typed as set)
+
+
+class Blob:
+    """A result a weak reference can watch."""
+
+
+async def make_blob() -> Blob:
+    return Blob()
+
+
+async def test_results_not_kept_or_past_their_ttl_are_let_go_without_any_lookup() -> None:
+    # keep_result=False is for values that must not linger; max_result_bytes bounds memory.
+    # Neither may wait for a lookup that may never come (a service that never polls).
+    clock = ManualClock()
+    async with Backburner(clock=clock, result_ttl=60) as bg:
+        unkept = bg.options(keep_result=False).enqueue(make_blob)
+        kept = bg.enqueue(make_blob)
+        unkept_result, kept_result = weakref.ref(await unkept), weakref.ref(await kept)
+        await bg.join()
+        del unkept, kept  # only the executor holds the jobs now
+        clock.advance(5)  # the executor's upkeep, every few seconds
+        gc.collect()
+        assert unkept_result() is None
+        assert kept_result() is not None  # kept for lookup for its TTL
+        clock.advance(60)
+        gc.collect()
+        assert kept_result() is None

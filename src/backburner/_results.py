@@ -3,9 +3,11 @@
 Every job that ends is handed to ``KeptResults.keep`` (the ``ResultStore`` port), on every
 job's path. So that path runs no Python code for it: with the system clock, ``keep`` is the
 ``append`` of a deque bounded at ``keep_results``, which drops the oldest itself; the job's
-own ``finished_at`` is its time. Everything else waits until someone looks: a lookup first
-settles the jobs that ended since the last one (results checked against ``keep_result`` and
-``max_result_bytes``, ids indexed, each job once), then ages the kept ones:
+own ``finished_at`` is its time. Everything else waits until someone looks, or for the
+executor's upkeep every few seconds (``tidy``: a result not to be kept must not wait for a
+lookup that may never come): each first settles the jobs that ended since the last one
+(results checked against ``keep_result`` and ``max_result_bytes``, ids indexed, each job
+once), then ages the kept ones:
 
 * a kept job is findable with its result (if kept) until ``result_ttl`` after it ended;
 * then it is a tombstone (``JobStatus.EXPIRED``: its id, name, queue, times and ``meta``, no
@@ -15,7 +17,7 @@ settles the jobs that ended since the last one (results checked against ``keep_r
 Past ``keep_results`` jobs, the oldest is forgotten without a tombstone: making one is work
 per job, which a steady load of more than ``keep_results`` jobs per ``result_ttl`` would pay
 on every job's path (raise ``keep_results`` to remember more). So the memory held is bounded
-whatever the rate: ``keep_results`` settled jobs, as many ended since the last lookup (a
+whatever the rate: ``keep_results`` settled jobs, as many ended since the last look (a
 result not to be kept is let go when its job settles), and ``keep_results`` small tombstones.
 Time is the executor's ``Clock`` (a ``ManualClock`` in tests).
 """
@@ -132,6 +134,16 @@ class KeptResults:
                 extra={"backburner_job_id": job.id},
             )
         return False
+
+    def tidy(self) -> None:
+        """Settle the jobs that ended since the last look, and age the kept ones: the
+        executor calls this every few seconds, so that results not to be kept (``keep_result``
+        False, past ``max_result_bytes``) and results past their TTL are let go even when no
+        one looks anything up."""
+        with self._lock:
+            self._settle()
+            self._expire(self._now())
+            self._index_new()
 
     def get(self, job_id: str) -> JobInfo | None:
         """The kept job or tombstone with this id, as a snapshot; None if neither is kept.
