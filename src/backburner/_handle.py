@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._current import current_job as running_job
+from ._current import current_attempt
 from ._errors import NotInJob
 from ._info import NO_META
 from ._job import Job
@@ -118,7 +118,8 @@ def current_job() -> CurrentJob:
     """The handle of the job whose code is running: in an async job, or a sync job's thread.
 
     Raises ``NotInJob`` anywhere else (a request handler, a task or thread the application
-    started itself, code run before or after any job).
+    started itself, code run before or after any job, the thread of an attempt that timed out
+    and runs on).
     """
     try:
         task = _current_task()
@@ -127,8 +128,11 @@ def current_job() -> CurrentJob:
     cached = _handle_var.get(None)
     if task is not None and cached is not None and cached[0] is task:
         return cached[2]
-    job = running_job()
-    if job is None or job.done():
+    found = current_attempt()
+    job = None if found is None else found[0]
+    # (The attempt this code belongs to: a timed-out sync job's thread runs on past it, and
+    # must not report as the retry.)
+    if found is None or job is None or job.done() or found[1] != job.attempt:
         raise NotInJob(
             "current_job() is for the code of a running job (an async job on the event loop, "
             "or a sync job on its thread), and no job runs this code. Call it in the job's "
