@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.requests import Request
@@ -427,3 +428,23 @@ async def test_a_result_whose_repr_fails_is_named_by_its_type(bg: Backburner) ->
     body = (await read(bg, job.id)).json()
 
     assert body["result"] == "<Broken object: its repr failed>"
+
+
+async def test_head_of_a_running_jobs_events_answers_the_headers_and_ends(bg: Backburner) -> None:
+    # A HEAD has no body: its answer must not stream (and hold its connection and a poll of
+    # the job every interval) until the job ends, as a monitor's HEAD would have.
+    gate = Gate()
+    job = bg.enqueue(gate.hold)
+    await gate.started.wait()
+    app = status_app(bg, authorize=lambda request, info: True)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            with anyio.fail_after(30):  # (a guard: it answered at once, or never before)
+                answer = await client.head(f"/{job.id}/events")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        assert answer.content == b""
+    finally:
+        gate.opened.set()
+    await job
