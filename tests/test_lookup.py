@@ -407,6 +407,34 @@ def test_a_results_size_is_counted_only_up_to_a_little_past_the_limit() -> None:
     assert result_size(threading.Lock(), 1000) > 0  # not picklable: its own size
 
 
+class Holder:
+    """A result pickle refuses (it holds a lock), however much else it holds."""
+
+    def __init__(self, data: bytes) -> None:
+        self.lock = threading.Lock()
+        self.data = data
+
+
+async def hold_a_lock(size: int) -> Any:
+    return [threading.Lock(), b"x" * size] if size % 2 else Holder(b"x" * size)
+
+
+async def test_a_result_pickle_refuses_is_measured_by_what_it_holds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # max_result_bytes bounds the memory kept results take: a large result that cannot be
+    # pickled (it holds a lock, a connection, a file) must not pass as a few dozen bytes.
+    assert result_size([threading.Lock(), b"x" * 1_000_000], 1000) > 1000
+    assert result_size(Holder(b"x" * 1_000_000), 1000) > 1000
+    assert result_size(Holder(b"x" * 10), 1000) <= 1000  # small: still kept
+    caplog.set_level(logging.WARNING, logger="backburner")
+    async with Backburner(max_result_bytes=1000) as bg:
+        handles = [bg.enqueue(hold_a_lock, size) for size in (100_001, 100_000, 10)]
+        await bg.join()
+        infos = [await bg.lookup(handle.id) for handle in handles]
+    assert [info.has_result if info else None for info in infos] == [False, False, True]
+
+
 def sync_noop() -> None:
     pass
 

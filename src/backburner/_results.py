@@ -24,12 +24,14 @@ Time is the executor's ``Clock`` (a ``ManualClock`` in tests).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import pickle
 import sys
 import threading
 import time
+import types
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -270,7 +272,7 @@ def info_of(
 def result_size(value: object, limit: int) -> int:
     """About how many bytes ``value`` takes, counted up to a little past ``limit``: its length
     for text and bytes, else its pickle's (pickling stops once past ``limit``, so a huge
-    result costs no more than a small one), else ``sys.getsizeof``."""
+    result costs no more than a small one), else the sizes of the objects it holds."""
     if type(value) in _TEXT:
         return len(value)  # type: ignore[arg-type]
     sink = _Sink(limit)
@@ -278,9 +280,32 @@ def result_size(value: object, limit: int) -> int:
         pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
     except _TooLarge:
         return sink.size
-    except Exception:  # it cannot be pickled: its own size, at least
-        return sys.getsizeof(value)
+    except Exception:  # it cannot be pickled: what it holds, counted another way
+        return _held_size(value, limit)
     return sink.size
+
+
+# Objects a result refers to without holding them: shared by the whole program.
+_SHARED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+
+
+def _held_size(value: object, limit: int) -> int:
+    """``sys.getsizeof`` of ``value`` and of every object it refers to (classes, modules and
+    functions aside), counted up to a little past ``limit``: pickling stops at the first
+    object it refuses (a lock, a connection), which may come before megabytes of data."""
+    seen: set[int] = set()
+    stack = [value]
+    size = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _SHARED):
+            continue
+        seen.add(id(obj))
+        size += sys.getsizeof(obj, 0)
+        if size > limit:
+            break
+        stack.extend(gc.get_referents(obj))
+    return size
 
 
 class _TooLarge(Exception):
