@@ -33,7 +33,11 @@ FLOOR_NAMES = {
 # Module (dotted, relative to the package) -> floor. A new module must be placed here.
 FLOORS: dict[str, int] = {}
 for names, floor in (
-    ("_errors _status _clock _registry _jsonargs _checks _stats _errortext _limitdefs", LEAVES),
+    (
+        "_errors _status _clock _registry _jsonargs _checks _stats _errortext _limitdefs "
+        "_durations",
+        LEAVES,
+    ),
     ("_options _job _callables", JOB),
     ("_ports", PORTS),
     (
