@@ -397,8 +397,9 @@ class JobQueue:
         # A job starts when it takes a slot and its task is made; it runs at the loop's next turn.
         job.started_at = now = time.time()
         self._started += 1  # (these two feed the dashboard's wait-time history)
-        # Plain jobs (no run_at) waited from enqueue; others from when they became ready.
-        self._waited += now - (job.enqueued_at if job.run_at is None else job.ready_at)
+        # Plain jobs waited from enqueue; others (a run_at) from when they became ready. (A job
+        # with no record of rare fields has no run_at: read as the friend it is, no call.)
+        self._waited += now - (job.enqueued_at if job._rare is None else job.ready_at)
         self._running.add(job)
         if _TASK_TAKES_CONTEXT:
             # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
@@ -425,7 +426,7 @@ class JobQueue:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
-            if job.status is _RUNNING:
+            if job._status is _RUNNING:  # (a friend: no property call on every job's path)
                 self._processed += 1
                 job.succeed(result)
                 now = job.finished_at  # the successor starts now: one clock read saved
@@ -436,7 +437,7 @@ class JobQueue:
                 self._host.late_end(job, None)
         finally:
             self._running.discard(job)
-            if job.done():
+            if now is not None or job.done():  # (it succeeded if `now` is set)
                 job.context = None  # type: ignore[assignment]  # let its context values go
             self._free_slot(now)
 
@@ -644,7 +645,7 @@ class JobQueue:
                 now = time.time()
             successor.started_at = now
             self._started += 1
-            ready = successor.enqueued_at if successor.run_at is None else successor.ready_at
+            ready = successor.enqueued_at if successor._rare is None else successor.ready_at
             self._waited += now - ready
             self._running.add(successor)
             if _TASK_TAKES_CONTEXT:
