@@ -132,6 +132,14 @@ async def test_a_retried_attempt_and_a_cancelled_one_are_counted_too() -> None:
     assert buckets["0.5"] - buckets["0.25"] == 2
 
 
+async def test_an_attempt_that_ended_before_it_began_counts_in_the_first_bucket() -> None:
+    async with Backburner(tracing=False) as bg:
+        await bg.enqueue(async_ran_for, -10.0)  # the wall clock was stepped back 10 s
+        buckets, total, count = histogram(render_metrics(bg), "default")
+    assert (buckets["0.001"], count) == (1, 1)
+    assert total == 0.0  # the sum (-10 s) shown as no less than zero
+
+
 def test_the_histogram_is_served_by_every_exporter_without_opentelemetry() -> None:
     # opentelemetry blocked, tracing on (the default): no telemetry, the histogram all the same.
     script = textwrap.dedent(
