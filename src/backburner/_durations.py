@@ -1,9 +1,10 @@
 """How long jobs ran, in fixed buckets: the job-duration histogram's data, with or without
 OpenTelemetry.
 
-Each local queue counts its own attempts as they end (``JobQueue``: a bisect into ``BOUNDS``,
-one increment and one addition, on the loop thread); the exporters read the counts at scrape
-time (``cumulative``), so a scrape costs the jobs nothing.
+Each local queue counts its own attempts as they end (``JobQueue``: a comparison with the
+first bound, or past it a bisect into ``BOUNDS``, then one increment and one addition, on the
+loop thread); the exporters read the counts at scrape time (``cumulative``), so a scrape
+costs the jobs nothing.
 """
 
 from __future__ import annotations
