@@ -35,7 +35,7 @@ FLOORS: dict[str, int] = {}
 for names, floor in (
     (
         "_errors _status _clock _registry _jsonargs _checks _stats _errortext _limitdefs "
-        "_durations",
+        "_progress _info _durations",
         LEAVES,
     ),
     ("_options _job _callables", JOB),
@@ -43,14 +43,14 @@ for names, floor in (
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
         "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits "
-        "_pressure",
+        "_pressure _handle _results _lookup _coordination",
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),
     ("_settings _executor", EXECUTOR),
     (
         "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
-        "prometheus otel",
+        "prometheus otel status",
         INTEGRATIONS,
     ),
 ):

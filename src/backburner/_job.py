@@ -16,6 +16,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import JobCancelled
 from ._options import DEFAULT_OPTIONS, JobOptions
+from ._progress import Progress, ProgressCell
 from ._status import JobStatus
 
 __all__ = ["Job"]
@@ -111,7 +112,9 @@ class _Rare:
     and six fewer references for the garbage collector to visit at every full collection.
     """
 
-    __slots__ = ("given_id", "hooks", "ready_at", "run_at", "timer", "unique_key", "waiters")
+    __slots__ = (
+        "given_id", "hooks", "progress", "ready_at", "run_at", "timer", "unique_key", "waiters",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.given_id: str | None = None
@@ -121,6 +124,7 @@ class _Rare:
         self.timer: Timer | None = None
         self.unique_key: str | None = None
         self.waiters: list[asyncio.Future[None]] | None = None
+        self.progress: ProgressCell | None = None  # the reports of the attempt running or last run
 
 
 # A job's rare fields may first be set from two threads at once (a waiter on another event
@@ -316,6 +320,23 @@ class Job(Generic[T]):
             return None
         return self._owner.held_by(self)
 
+    @property
+    def progress(self) -> Progress | None:
+        """The latest ``current_job().set_progress(...)`` report of this attempt (or the last
+        one), or None if it reported none."""
+        rare = self._rare
+        cell = None if rare is None else rare.progress
+        return None if cell is None else cell.snapshot()
+
+    def progress_cell(self) -> ProgressCell:
+        """Where the running attempt reports its progress: made at its first report (for
+        ``current_job()``). A retry starts afresh, so its rate is its own."""
+        rare = self._more()
+        cell = rare.progress
+        if cell is None or cell.attempt != self.attempt:
+            cell = rare.progress = ProgressCell(self.attempt)
+        return cell
+
     def done(self) -> bool:
         """True once the job has reached an end state."""
         return self._status._final
@@ -334,8 +355,8 @@ class Job(Generic[T]):
         if status is JobStatus.SENT:
             where = "a remote engine" if self.hooks is None else self.hooks.where()
             raise RuntimeError(
-                f"job {self.id} ({self.name}) was sent to {where} and runs on its workers: "
-                f"'await job' fetches its result from the broker's result backend"
+                f"job {self.id} ({self.name}) was sent to {where} and runs there: "
+                f"'await job' waits for its outcome"
             )
         if status.finished:
             raise JobCancelled(f"job {self.id} ({self.name}) was {status.value}")

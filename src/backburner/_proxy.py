@@ -189,6 +189,7 @@ class BackgroundProxy(EnqueueMethods):
     resume = _Forward(Backburner.resume)
     paused = _Forward(Backburner.paused)
     find_job = _Forward(Backburner.find_job)
+    lookup = _Forward(Backburner.lookup)
     queues = _Forward(Backburner.queues)
     join = _Forward(Backburner.join)
 
@@ -205,9 +206,11 @@ class BackgroundProxy(EnqueueMethods):
     server_shutdown_timeout = _Read(lambda executor: executor.server_shutdown_timeout)
     journal_config = _Read(lambda executor: executor.journal_config)
     engine = _Read(lambda executor: executor.engine)
+    coordination = _Read(lambda executor: executor.coordination)
     loop = _Read(lambda executor: executor.loop)
     scheduler = _Read(lambda executor: executor.scheduler)
     history = _Read(lambda executor: executor.history)
+    results = _Read(lambda executor: executor.results)
     yielding = _Read(lambda executor: executor.yielding)
     telemetry = _Read(lambda executor: executor.telemetry)
 

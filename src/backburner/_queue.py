@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._current import register_runner, thread_job_var
+from ._current import job_var
 from ._durations import BOUNDS, empty
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
@@ -97,6 +97,7 @@ class JobQueue:
         "_guarded",
         "_held_slots",
         "_host",
+        "_keep",
         "_last_full_warning",
         "_limiter",
         "_limits",
@@ -149,6 +150,7 @@ class JobQueue:
         self.workers = workers
         self.max_pending = max_pending
         self._host = host
+        self._keep = host.keep  # every job that ends is handed to it (one call, O(1))
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
@@ -169,7 +171,9 @@ class JobQueue:
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
         self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
-        self._held_slots: set[Job[Any]] = set()  # timed-out sync jobs whose thread runs on
+        # Timed-out sync jobs whose thread runs on, and how many: each attempt's thread holds
+        # a slot of its own (a retry, timed out too, while the first thread still runs).
+        self._held_slots: dict[Job[Any], int] = {}
         self._deferred = 0  # due jobs that found the queue full since the last warning
         self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
@@ -415,8 +419,14 @@ class JobQueue:
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
         job.attempt += 1
+        # For log records, here and in the tasks and threads this starts. Reset at the end:
+        # the task holds this context and the job its task, a cycle only the GC would free.
+        token = job_var.set((job, job.attempt))
         if self._guarded or not job.is_async or job.options.guarded:
-            await self._run_guarded(job)
+            try:
+                await self._run_guarded(job)
+            finally:
+                job_var.reset(token)
             return
         now = None
         try:
@@ -430,6 +440,7 @@ class JobQueue:
             if job._status is _RUNNING:  # (a friend: no property call on every job's path)
                 self._processed += 1
                 job.succeed(result)
+                self._keep(job)
                 now = job.finished_at  # the successor starts now: one clock read saved
                 ran = now - job.started_at  # type: ignore[operator]  # both set by now
                 # (Most jobs end within the first bound: one comparison, not a bisect.)
@@ -438,13 +449,13 @@ class JobQueue:
             else:
                 self._host.late_end(job, None)
         finally:
+            job_var.reset(token)
             self._running.discard(job)
             if now is not None or job.done():  # (it succeeded if `now` is set)
-                job.context = None  # type: ignore[assignment]  # let its context values go
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             self._free_slot(now)
-
-    # Log records find the job of the current task in this coroutine (see _current.py).
-    register_runner(_run.__code__, "job")
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
@@ -479,7 +490,9 @@ class JobQueue:
         finally:
             self._running.discard(job)
             if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             if job.options.limits:  # its tokens back first: a job of its key may start next
                 # (A timed-out sync job's too, though its thread runs on: its attempt has
                 # ended, and its retry must find its tokens free.)
@@ -491,7 +504,7 @@ class JobQueue:
                 self._timed_out.discard(job)
                 if timed_out and thread_left_running:
                     # A timed-out sync job's thread runs on: its slot stays taken until then.
-                    self._held_slots.add(job)
+                    self._held_slots[job] = self._held_slots.get(job, 0) + 1
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
             self._free_slot()
 
@@ -499,6 +512,7 @@ class JobQueue:
         if job.status is _RUNNING:
             self._processed += 1
             job.succeed(result)
+            self._keep(job)
             self._ran(job, job.finished_at)
         else:  # abandoned at shutdown: its end changes nothing
             self._host.late_end(job, None)
@@ -539,6 +553,7 @@ class JobQueue:
         if dead:
             self._dead += 1
         job.finish(_DEAD if dead else _FAILED, exc=exc)
+        self._keep(job)
         self._host.job_failed(job, exc)
 
     def _snooze(self, job: Job[Any], snooze: Snooze) -> None:
@@ -574,6 +589,7 @@ class JobQueue:
         else:
             self._processed += 1
         job.finish(status, result, exc)
+        self._keep(job)
         self._ran(job, job.finished_at)
 
     def _ran(self, job: Job[Any], ended: float | None) -> None:
@@ -585,30 +601,33 @@ class JobQueue:
             self._duration_sum += ran
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
-        # The limiter token is held until the thread really returns, even if the job is
-        # abandoned before then: a thread still busy is a slot still taken.
-        limiter = self._limiter
-        try:
-            limiter.acquire_on_behalf_of_nowait(job)
-        except anyio.WouldBlock:
-            await limiter.acquire_on_behalf_of(job)
         # The outcome comes back as a value, and an error is raised below, not by the future:
         # asyncio swaps a GeneratorExit raised through a future for a new one, without the
         # job's traceback.
         future: asyncio.Future[tuple[Any, BaseException | None]] = self._loop.create_future()
+        # The limiter token is held until the thread really returns, even if the job is
+        # abandoned before then: a thread still busy is a slot still taken. It is held on
+        # behalf of this attempt (its future), not the job: a timed-out attempt's thread may
+        # still hold one when the job's retry takes another.
+        limiter = self._limiter
+        try:
+            limiter.acquire_on_behalf_of_nowait(future)
+        except anyio.WouldBlock:
+            await limiter.acquire_on_behalf_of(future)
 
         def on_done(result: Any, error: BaseException | None) -> None:
-            limiter.release_on_behalf_of(job)
+            limiter.release_on_behalf_of(future)
             if future.cancelled():
-                if job in self._held_slots:  # a timed-out job's slot, held for its thread
-                    self._held_slots.discard(job)
+                held = self._held_slots.pop(job, 0)  # a timed-out job's slots, held for its threads
+                if held:
+                    if held > 1:
+                        self._held_slots[job] = held - 1
                     self._free_slot()
                 self._host.late_end(job, error)
             else:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
-        context.run(thread_job_var.set, job)  # where log records find their job (_current.py)
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future
@@ -707,11 +726,13 @@ class JobQueue:
             if job.timer is not None:
                 job.timer.cancel()
             job.finish(_CANCELLED)
+            self._keep(job)
         elif status is _PENDING:
             if job.options.limits:  # it held its limits' tokens while it waited
                 assert self._limits is not None
                 self._limits.release(job)
             job.finish(_CANCELLED)
+            self._keep(job)
             self._call_soon(self._after_pending_cancel)
         else:
             self._call_soon(self._cancel_running, job)
@@ -779,6 +800,7 @@ class JobQueue:
         for job in jobs:
             job.finish(_CANCELLED)
             job.context = None  # type: ignore[assignment]
+            self._keep(job)
         return jobs
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
@@ -794,6 +816,7 @@ class JobQueue:
                     dropped.append(job)
         for job in dropped:  # (a running job's timeout entry is no waiting job: left alone)
             job.finish(_CANCELLED, exc=job.exception())
+            self._keep(job)
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
@@ -824,6 +847,7 @@ class JobQueue:
         jobs = [job for job in self._running if not job.done()]
         for job in jobs:
             job.finish(_ABANDONED)
+            self._keep(job)
             self._ran(job, job.finished_at)
             if job.task is not None:
                 if job.is_async:
