@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from backburner import (
     Backburner,
     ConcurrencyLimit,
     DuplicateJob,
+    Job,
     JobStatus,
     QueueConfig,
     RateLimit,
@@ -230,6 +232,47 @@ async def test_cancelling_a_limited_job_waiting_for_a_worker_lets_the_next_of_it
         assert held.status is JobStatus.PENDING
         gate.opened.set()
         assert await held == 2
+
+
+async def test_a_limited_job_cancelled_before_its_first_step_gives_its_tokens_back() -> None:
+    limit = ConcurrencyLimit(1)
+
+    async def work(n: int) -> int:
+        return n
+
+    async with Backburner(workers=2) as bg:
+        enq = bg.options(limits=[limit])
+        first = enq.enqueue(work, 1)  # started: its task is made, not yet run
+        second = enq.enqueue(work, 2)
+        assert (first.status, second.status) == (JobStatus.RUNNING, JobStatus.BLOCKED)
+        assert first.cancel()  # its task is cancelled before `_run` ever runs
+        await settle()
+        assert first.status is JobStatus.CANCELLED
+        assert bg.stats().limits[0].running <= 1  # (second's token, once it was let go)
+        assert second.status is not JobStatus.BLOCKED
+        assert await second == 2
+        assert bg.stats().limits[0].running == 0
+
+
+def _live_jobs_of(fn: Any) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, Job) and o.fn is fn)
+
+
+async def _noop(n: int) -> int:
+    return n
+
+
+async def test_a_cancelled_limited_job_waiting_for_its_time_is_let_go_of() -> None:
+    """Scheduled, retrying or snoozed: its place in the limits goes with it (no leak)."""
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        enq = bg.options(limits=[ConcurrencyLimit(1)])
+        for n in range(10):
+            assert enq.enqueue_in(5, _noop, n).cancel()
+        clock.advance(10)  # the scheduler drops its cancelled entries
+        await settle()
+        assert _live_jobs_of(_noop) == 0
 
 
 async def test_aenqueue_of_a_limited_job_returns_it_held() -> None:

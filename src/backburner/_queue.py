@@ -680,6 +680,9 @@ class JobQueue:
             if job.timer is not None:
                 job.timer.cancel()
             job.finish(_CANCELLED)
+            if job.options.limits:  # its ticket goes (and its tokens, if its attempt's end
+                assert self._limits is not None  # has not given them back yet: a Snooze)
+                self._limits.release(job)
         elif status is _PENDING:
             if job.options.limits:  # it held its limits' tokens while it waited
                 assert self._limits is not None
@@ -707,6 +710,9 @@ class JobQueue:
         self._end(job, _CANCELLED)
         self._running.discard(job)
         job.context = None  # type: ignore[assignment]
+        if job.options.limits:  # its tokens were taken: `_run_guarded` never gave them back
+            assert self._limits is not None
+            self._limits.release(job)
         self._free_slot()
 
     def _after_pending_cancel(self) -> None:
