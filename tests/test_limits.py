@@ -386,6 +386,51 @@ async def test_a_rate_window_counts_a_job_from_its_start_not_from_when_it_was_le
         assert await after == "after"
 
 
+async def test_a_rate_limited_job_cancelled_before_it_started_uses_none_of_the_window() -> None:
+    clock = ManualClock()
+    gate = Gate()
+    limit = RateLimit(1, per=3600)
+    async with Backburner(workers=1, clock=clock) as bg:
+        bg.enqueue(gate.hold)  # the only worker is busy
+        await gate.started.wait()
+        waiting = bg.options(limits=[limit]).enqueue(_echo, 1)  # let go: waits for a worker
+        held = bg.options(limits=[limit]).enqueue(_echo, 2)
+        assert (waiting.status, held.status) == (JobStatus.PENDING, JobStatus.THROTTLED)
+        assert waiting.cancel()
+        await settle()
+        assert held.status is JobStatus.PENDING  # the window's one start is free again
+        gate.opened.set()
+        assert await held == 2
+        (stats,) = bg.stats().limits
+        assert stats.running == 1  # one start in the window: the job that ran
+
+
+async def test_jobs_with_two_limits_start_in_enqueue_order_whichever_limit_held_them() -> None:
+    clock = ManualClock()
+    gate = Gate()
+    one, rate = ConcurrencyLimit(1), RateLimit(1, per=10)
+    ran: list[str] = []
+
+    async def work(name: str) -> None:
+        ran.append(name)
+
+    async with Backburner(workers=4, clock=clock) as bg:
+        await bg.options(limits=[rate]).enqueue(work, "fills the window")
+        older = bg.options(limits=[one, rate]).enqueue(work, "older")  # held by the rate
+        bg.options(limits=[one]).enqueue(gate.hold)  # takes the concurrency slot
+        await gate.started.wait()
+        newer = bg.options(limits=[one, rate]).enqueue(work, "newer")  # held by the slot
+        assert (older.status, newer.status) == (JobStatus.THROTTLED, JobStatus.BLOCKED)
+        clock.advance(10)  # the window has room: the older job now waits for the slot too
+        await settle()
+        gate.opened.set()
+        await settle()  # the slot is free: the older job goes first, the newer waits 10s
+        clock.advance(10)
+        await older
+        await newer
+    assert ran == ["fills the window", "older", "newer"]
+
+
 async def test_rate_limit_keys_have_windows_of_their_own() -> None:
     clock = ManualClock()
     limit = RateLimit(1, per=60, key=lambda key, n: key)

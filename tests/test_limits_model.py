@@ -128,6 +128,8 @@ class LimitsGate(RuleBasedStateMachine):
 
     @invariant()
     def a_blocked_job_waits_for_a_reason(self) -> None:
+        if any(stats.backoff_until is not None for stats in self.bg.stats().limits):
+            return  # (a job blocked before a Snooze backs its limit off stays "blocked")
         for n, job in self.jobs.items():
             if job.status is not JobStatus.BLOCKED:
                 continue
