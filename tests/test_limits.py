@@ -431,6 +431,35 @@ async def test_jobs_with_two_limits_start_in_enqueue_order_whichever_limit_held_
     assert ran == ["fills the window", "older", "newer"]
 
 
+async def test_a_rate_window_with_a_job_let_go_but_not_started_is_never_swept_away() -> None:
+    clock = ManualClock()
+    limit = RateLimit(2, per=10)
+    other = ConcurrencyLimit(1_000_000, key=lambda n: str(n))
+    starts: list[float] = []
+
+    async def work() -> None:
+        starts.append(clock.now())
+
+    async with Backburner(workers=2, queues={"paused": QueueConfig(workers=1)}, clock=clock) as bg:
+        bg.pause("paused")
+        late = bg.options(limits=[limit], queue="paused").enqueue(work)  # let go, not started
+        await bg.options(limits=[limit]).enqueue(work)  # starts first: out of order
+        clock.advance(10)
+        for n in range(1100):  # enough entries for the gate to sweep its idle keys
+            bg.options(limits=[other]).enqueue(_echo, n)
+        await bg.join()
+        now = [bg.options(limits=[limit]).enqueue(work) for _ in range(2)]
+        bg.resume("paused")
+        await late
+        await settle()
+        clock.advance(10)
+        for handle in now:
+            await handle
+    assert len(starts) == 4
+    for t in starts:
+        assert sum(t <= u < t + 10 for u in starts) <= 2, starts
+
+
 async def test_rate_limit_keys_have_windows_of_their_own() -> None:
     clock = ManualClock()
     limit = RateLimit(1, per=60, key=lambda key, n: key)

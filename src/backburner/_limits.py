@@ -404,7 +404,9 @@ class Limits:
                 if not bucket.running
                 and not bucket.held
                 and bucket.timer is None
-                and (not bucket.starts or bucket.starts[-1][0] <= now - per)
+                # (every start, not the last: a job let go before one that started before
+                # it is still +inf, and must be counted when it starts)
+                and all(start[0] <= now - per for start in bucket.starts)
             ]
             for key in idle:
                 del state.buckets[key]
