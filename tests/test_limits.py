@@ -266,7 +266,7 @@ async def _noop(n: int) -> int:
 async def test_a_cancelled_limited_job_waiting_for_its_time_is_let_go_of() -> None:
     """Scheduled, retrying or snoozed: its place in the limits goes with it (no leak)."""
     clock = ManualClock()
-    async with Backburner(clock=clock) as bg:
+    async with Backburner(clock=clock, keep_results=0) as bg:  # (no lookup() keeps them)
         enq = bg.options(limits=[ConcurrencyLimit(1)])
         for n in range(10):
             assert enq.enqueue_in(5, _noop, n).cancel()

@@ -12,7 +12,8 @@ the call site. Conditions a correct program meets at run time are ``BackburnerEr
     ├── JobTimeout          a job ran past its timeout (also a TimeoutError)
     ├── DuplicateJob        a unique job's key is taken, and on_duplicate="raise"
     ├── JournalError        the journal file cannot be opened, read or written
-    └── BrokerUnavailable   a remote engine's broker did not take a job (see backburner.taskiq)
+    ├── BrokerUnavailable   a remote engine's broker did not take a job (see backburner.taskiq)
+    └── NotInJob            current_job() was called by code that no job is running
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ __all__ = [
     "JobCancelled",
     "JobTimeout",
     "JournalError",
+    "NotInJob",
     "NotRunning",
     "QueueFull",
     "ShuttingDown",
+    "not_running",
 ]
 
 
@@ -61,6 +64,19 @@ class NotRunning(BackburnerError):
 
 class ShuttingDown(NotRunning):
     """Raised by ``enqueue()`` while the executor drains for shutdown: it takes no new jobs."""
+
+
+def not_running(state: str) -> NotRunning:
+    """Why an executor in ``state`` ("draining", "closed", or not started) refuses a job."""
+    if state == "draining":
+        return ShuttingDown("the executor is shutting down and accepts no new jobs")
+    if state == "closed":
+        return NotRunning("the executor has shut down and accepts no jobs")
+    return NotRunning(
+        "the executor has not started, so a job would never run: run the app with its "
+        "lifespan (uvicorn's default; not --lifespan off; a TestClient inside "
+        "'with TestClient(app):'), or use 'async with Backburner() as bg'"
+    )
 
 
 class JobCancelled(BackburnerError):
@@ -104,4 +120,13 @@ class BrokerUnavailable(BackburnerError):
     Raised by ``aenqueue()`` when the broker did not take the job (it was not accepted); a job
     from sync ``enqueue()`` that could not be sent in time fails with it, is logged with its id
     and joins ``failures()``. The message names the broker and the cause.
+    """
+
+
+class NotInJob(BackburnerError):
+    """Raised by ``current_job()`` when the code calling it is not a job's.
+
+    A job's code is the function a worker runs (an ``async def`` on the event loop, or a sync
+    function on one of the executor's threads) and what it calls there; a request handler, a
+    task the job started itself or a thread of the application is none.
     """

@@ -9,6 +9,8 @@ back-reference to the executor, so that imports run one way (``docs/architecture
   whose jobs an ``Engine`` runs elsewhere): admission, dispatch, shutdown, stats, inspection.
 * ``JobStore``: what durable mode needs (a journal): write a job down before it is queued,
   take it back if queueing failed, and the hooks that record its attempts and its end.
+* ``ResultStore``: where finished jobs are kept for ``lookup`` (in memory, ``_results.py``;
+  a store shared by processes can answer for the others' jobs too).
 * ``JobTracer``: what tracing adds to admission: a span around each enqueue.
 * ``Engine``: a remote engine (``backburner.taskiq.TaskiqEngine`` is one), public: other
   engines implement it.
@@ -20,12 +22,13 @@ import asyncio
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
+from ._info import JobInfo
 from ._job import Job, JobHooks
 from ._options import JobOptions
 from ._stats import QueueStats
 from ._status import JobStatus
 
-__all__ = ["Engine", "JobStore", "JobTracer", "Queue", "QueueHost"]
+__all__ = ["Engine", "JobStore", "JobTracer", "Queue", "QueueHost", "ResultStore", "SharedJobs"]
 
 
 class QueueHost(Protocol):
@@ -45,6 +48,11 @@ class QueueHost(Protocol):
 
     def release_unique(self, job: Job[Any]) -> None:
         """``job`` ended: free its unique key. Any thread."""
+        ...
+
+    def keep(self, job: Job[Any]) -> None:
+        """``job`` reached an end state: keep it for ``lookup`` (a ``ResultStore``). Any
+        thread; O(1), on every job's path."""
         ...
 
 
@@ -174,6 +182,11 @@ class Queue(Protocol):
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
         ...
 
+    def durations(self) -> tuple[list[int], float] | None:
+        """How long its attempts ran: a count per bucket of ``_durations.BOUNDS`` (the last:
+        longer than every bound) and their seconds in all; None if its jobs run elsewhere."""
+        ...
+
     def problem(self) -> str | None:
         """Why the queue can no longer do its work (a worker of it ended), or None."""
         ...
@@ -191,16 +204,42 @@ class JobStore(Protocol):
         """Refuse (``TypeError``) a job the store cannot keep; return what ``accept`` writes."""
         ...
 
-    def accept(self, record: object) -> None:
-        """Write the job down; return once it is committed (this thread waits)."""
+    def accept(self, job: Job[Any], record: object) -> Job[Any] | None:
+        """Write the job down; return once it is committed (this thread waits). If a job of
+        another process holds its unique key, nothing is written: a handle on it is returned."""
         ...
 
-    async def aaccept(self, record: object) -> None:
-        """Write the job down; return once it is committed (this task waits)."""
+    async def aaccept(self, job: Job[Any], record: object) -> Job[Any] | None:
+        """Write the job down; return once it is committed (this task waits); see ``accept``."""
         ...
 
     def retract(self, job: Job[Any], *, wait: bool) -> None:
         """Take back a job written down whose queueing failed after all."""
+        ...
+
+
+class ResultStore(Protocol):
+    """Where finished jobs are kept, for ``lookup``: every job that ends is handed to ``keep``.
+
+    ``keep`` is on every job's path: it must be O(1) and never block (any thread). ``lookup``
+    is async so that a store may ask elsewhere (a journal other processes share).
+    """
+
+    def keep(self, job: Job[Any]) -> None:
+        """``job`` reached an end state: remember it (within the store's bounds)."""
+        ...
+
+    async def lookup(self, job_id: str) -> JobInfo | None:
+        """The finished job (or its expired tombstone) with this id, or None if not kept."""
+        ...
+
+
+class SharedJobs(Protocol):
+    """Where ``lookup`` asks last, for a job this executor does not hold: the journal the
+    processes of an app share (the job may be another process's)."""
+
+    async def lookup(self, job_id: str) -> JobInfo | None:
+        """The job with this id as the shared place knows it, or None."""
         ...
 
 

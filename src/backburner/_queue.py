@@ -11,6 +11,7 @@ loop for the few fields they touch.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import functools
 import inspect
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._current import register_runner, thread_job_var
+from ._current import job_var
+from ._durations import BOUNDS, empty
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
@@ -46,6 +48,9 @@ logger = logging.getLogger("backburner")
 
 _NO_KWARGS: dict[str, Any] = {}
 _TASK_TAKES_CONTEXT = sys.version_info >= (3, 11)
+_bucket = bisect.bisect_left  # (module globals: for every job that ends)
+_BOUNDS = BOUNDS
+_FIRST = BOUNDS[0]
 
 # Module constants: on Python 3.10 and 3.11 each `JobStatus.X` costs an enum class lookup.
 _PENDING, _RUNNING, _SCHEDULED, _RETRYING = (
@@ -85,11 +90,14 @@ class JobQueue:
         "_dead",
         "_deferred",
         "_dispatching",
+        "_duration_sum",
+        "_durations",
         "_effective",
         "_failed",
         "_guarded",
         "_held_slots",
         "_host",
+        "_keep",
         "_last_full_warning",
         "_limiter",
         "_limits",
@@ -142,6 +150,7 @@ class JobQueue:
         self.workers = workers
         self.max_pending = max_pending
         self._host = host
+        self._keep = host.keep  # every job that ends is handed to it (one call, O(1))
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
@@ -162,7 +171,9 @@ class JobQueue:
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
         self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
-        self._held_slots: set[Job[Any]] = set()  # timed-out sync jobs whose thread runs on
+        # Timed-out sync jobs whose thread runs on, and how many: each attempt's thread holds
+        # a slot of its own (a retry, timed out too, while the first thread still runs).
+        self._held_slots: dict[Job[Any], int] = {}
         self._deferred = 0  # due jobs that found the queue full since the last warning
         self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
@@ -174,6 +185,10 @@ class JobQueue:
         # Jobs started, and the seconds they waited in all (for the dashboard's history).
         self._started = 0
         self._waited = 0.0
+        # How long the attempts ran: a count per bucket of `BOUNDS` and the seconds in all
+        # (the job-duration histogram, read at scrape time). Loop thread.
+        self._durations = empty()
+        self._duration_sum = 0.0
 
     # Admission: any thread.
 
@@ -387,8 +402,9 @@ class JobQueue:
         # A job starts when it takes a slot and its task is made; it runs at the loop's next turn.
         job.started_at = now = time.time()
         self._started += 1  # (these two feed the dashboard's wait-time history)
-        # Plain jobs (no run_at) waited from enqueue; others from when they became ready.
-        self._waited += now - (job.enqueued_at if job.run_at is None else job.ready_at)
+        # Plain jobs waited from enqueue; others (a run_at) from when they became ready. (A job
+        # with no record of rare fields has no run_at: read as the friend it is, no call.)
+        self._waited += now - (job.enqueued_at if job._rare is None else job.ready_at)
         self._running.add(job)
         if _TASK_TAKES_CONTEXT:
             # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
@@ -403,8 +419,14 @@ class JobQueue:
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
         job.attempt += 1
+        # For log records, here and in the tasks and threads this starts. Reset at the end:
+        # the task holds this context and the job its task, a cycle only the GC would free.
+        token = job_var.set((job, job.attempt))
         if self._guarded or not job.is_async or job.options.guarded:
-            await self._run_guarded(job)
+            try:
+                await self._run_guarded(job)
+            finally:
+                job_var.reset(token)
             return
         now = None
         try:
@@ -415,20 +437,25 @@ class JobQueue:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
-            if job.status is _RUNNING:
+            if job._status is _RUNNING:  # (a friend: no property call on every job's path)
                 self._processed += 1
                 job.succeed(result)
+                self._keep(job)
                 now = job.finished_at  # the successor starts now: one clock read saved
+                ran = now - job.started_at  # type: ignore[operator]  # both set by now
+                # (Most jobs end within the first bound: one comparison, not a bisect.)
+                self._durations[0 if ran <= _FIRST else _bucket(_BOUNDS, ran)] += 1
+                self._duration_sum += ran
             else:
                 self._host.late_end(job, None)
         finally:
+            job_var.reset(token)
             self._running.discard(job)
-            if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
+            if now is not None or job.done():  # (it succeeded if `now` is set)
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             self._free_slot(now)
-
-    # Log records find the job of the current task in this coroutine (see _current.py).
-    register_runner(_run.__code__, "job")
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
@@ -463,7 +490,9 @@ class JobQueue:
         finally:
             self._running.discard(job)
             if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             if job.options.limits:  # its tokens back first: a job of its key may start next
                 # (A timed-out sync job's too, though its thread runs on: its attempt has
                 # ended, and its retry must find its tokens free.)
@@ -475,7 +504,7 @@ class JobQueue:
                 self._timed_out.discard(job)
                 if timed_out and thread_left_running:
                     # A timed-out sync job's thread runs on: its slot stays taken until then.
-                    self._held_slots.add(job)
+                    self._held_slots[job] = self._held_slots.get(job, 0) + 1
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
             self._free_slot()
 
@@ -483,6 +512,8 @@ class JobQueue:
         if job.status is _RUNNING:
             self._processed += 1
             job.succeed(result)
+            self._keep(job)
+            self._ran(job, job.finished_at)
         else:  # abandoned at shutdown: its end changes nothing
             self._host.late_end(job, None)
 
@@ -493,6 +524,7 @@ class JobQueue:
         # Whatever a job raises fails that job alone: SystemExit, KeyboardInterrupt and other
         # BaseExceptions too (argparse or a library's sys.exit() inside a job must not end
         # the server, as they would if re-raised from a task). Only cancellation is no failure.
+        self._ran(job, time.time())  # an attempt that ran, whether it is retried or not
         if isinstance(exc, Snooze):
             self._snooze(job, exc)
             return
@@ -521,6 +553,7 @@ class JobQueue:
         if dead:
             self._dead += 1
         job.finish(_DEAD if dead else _FAILED, exc=exc)
+        self._keep(job)
         self._host.job_failed(job, exc)
 
     def _snooze(self, job: Job[Any], snooze: Snooze) -> None:
@@ -556,32 +589,45 @@ class JobQueue:
         else:
             self._processed += 1
         job.finish(status, result, exc)
+        self._keep(job)
+        self._ran(job, job.finished_at)
+
+    def _ran(self, job: Job[Any], ended: float | None) -> None:
+        # An attempt ended: into the job-duration histogram (`_run` inlines this).
+        started = job.started_at
+        if started is not None and ended is not None:
+            ran = ended - started
+            self._durations[_bucket(_BOUNDS, ran)] += 1
+            self._duration_sum += ran
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
-        # The limiter token is held until the thread really returns, even if the job is
-        # abandoned before then: a thread still busy is a slot still taken.
-        limiter = self._limiter
-        try:
-            limiter.acquire_on_behalf_of_nowait(job)
-        except anyio.WouldBlock:
-            await limiter.acquire_on_behalf_of(job)
         # The outcome comes back as a value, and an error is raised below, not by the future:
         # asyncio swaps a GeneratorExit raised through a future for a new one, without the
         # job's traceback.
         future: asyncio.Future[tuple[Any, BaseException | None]] = self._loop.create_future()
+        # The limiter token is held until the thread really returns, even if the job is
+        # abandoned before then: a thread still busy is a slot still taken. It is held on
+        # behalf of this attempt (its future), not the job: a timed-out attempt's thread may
+        # still hold one when the job's retry takes another.
+        limiter = self._limiter
+        try:
+            limiter.acquire_on_behalf_of_nowait(future)
+        except anyio.WouldBlock:
+            await limiter.acquire_on_behalf_of(future)
 
         def on_done(result: Any, error: BaseException | None) -> None:
-            limiter.release_on_behalf_of(job)
+            limiter.release_on_behalf_of(future)
             if future.cancelled():
-                if job in self._held_slots:  # a timed-out job's slot, held for its thread
-                    self._held_slots.discard(job)
+                held = self._held_slots.pop(job, 0)  # a timed-out job's slots, held for its threads
+                if held:
+                    if held > 1:
+                        self._held_slots[job] = held - 1
                     self._free_slot()
                 self._host.late_end(job, error)
             else:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
-        context.run(thread_job_var.set, job)  # where log records find their job (_current.py)
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future
@@ -620,7 +666,7 @@ class JobQueue:
                 now = time.time()
             successor.started_at = now
             self._started += 1
-            ready = successor.enqueued_at if successor.run_at is None else successor.ready_at
+            ready = successor.enqueued_at if successor._rare is None else successor.ready_at
             self._waited += now - ready
             self._running.add(successor)
             if _TASK_TAKES_CONTEXT:
@@ -683,11 +729,13 @@ class JobQueue:
             if job.options.limits:  # its ticket goes (and its tokens, if its attempt's end
                 assert self._limits is not None  # has not given them back yet: a Snooze)
                 self._limits.release(job)
+            self._keep(job)
         elif status is _PENDING:
             if job.options.limits:  # it held its limits' tokens while it waited
                 assert self._limits is not None
                 self._limits.release(job)
             job.finish(_CANCELLED)
+            self._keep(job)
             self._call_soon(self._after_pending_cancel)
         else:
             self._call_soon(self._cancel_running, job)
@@ -758,6 +806,7 @@ class JobQueue:
         for job in jobs:
             job.finish(_CANCELLED)
             job.context = None  # type: ignore[assignment]
+            self._keep(job)
         return jobs
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
@@ -773,6 +822,7 @@ class JobQueue:
                     dropped.append(job)
         for job in dropped:  # (a running job's timeout entry is no waiting job: left alone)
             job.finish(_CANCELLED, exc=job.exception())
+            self._keep(job)
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
@@ -803,6 +853,8 @@ class JobQueue:
         jobs = [job for job in self._running if not job.done()]
         for job in jobs:
             job.finish(_ABANDONED)
+            self._keep(job)
+            self._ran(job, job.finished_at)
             if job.task is not None:
                 if job.is_async:
                     _forget_task(job.task)
@@ -850,6 +902,11 @@ class JobQueue:
     def timed_counts(self) -> tuple[int, int]:
         """Jobs waiting here for their time: (scheduled and retrying, of them retrying)."""
         return self._scheduled, self._retrying
+
+    def durations(self) -> tuple[list[int], float]:
+        """How long this queue's attempts ran: a count per bucket of ``BOUNDS`` (the last:
+        longer than every bound) and their seconds in all. Any thread."""
+        return list(self._durations), self._duration_sum
 
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""

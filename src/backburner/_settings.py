@@ -56,6 +56,16 @@ class BackburnerSettings(TypedDict, total=False):
     ignored."""
     keep_failed: int
     """[1,000] How many failed and dead jobs ``failures()`` keeps."""
+    keep_results: int
+    """[1,000] How many finished jobs ``lookup()`` remembers (0: none): each until
+    ``result_ttl`` after it ended, then as an ``expired`` tombstone as long again; past this
+    many, the oldest go first. A kept job may hold its arguments, result and error until it
+    becomes a tombstone: with jobs that take or return large objects, lower it."""
+    result_ttl: float
+    """[600] Seconds a finished job stays findable by ``lookup()`` with its result."""
+    max_result_bytes: int
+    """[65,536] A return value larger than this (its pickle, or its repr) is not kept: the
+    job's status is, and one WARNING per job name says so."""
     periodic: Iterable[Periodic]
     """Jobs to run on a schedule, from ``start()`` on (see ``Periodic``)."""
     max_scheduled: int
@@ -82,6 +92,11 @@ class BackburnerSettings(TypedDict, total=False):
     durability: Durability | None
     """With ``journal``: ``"normal"`` (the default) survives the process being killed;
     ``"power"`` also survives the machine losing power, slower."""
+    coordination: str | os.PathLike[str] | bool
+    """[True] How the processes of this app on one host (``uvicorn --workers 3``) find each
+    other without a journal: a directory (created 0700) where each periodic tick is fired by
+    one process and each process says it lives. True: one derived from the app under
+    ``$XDG_RUNTIME_DIR`` or the temp directory; False: none (each process fires every tick)."""
     engine: Engine | None
     """A remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every queue without an
     engine of its own (``QueueConfig(engine=...)``) sends its jobs to, to run on the engine's
@@ -108,6 +123,9 @@ class Settings:
     cancel_grace: float
     on_error: ErrorHook | None
     keep_failed: int
+    keep_results: int
+    result_ttl: float
+    max_result_bytes: int
     periodic: tuple[Periodic, ...]
     max_scheduled: int
     clock: Clock
@@ -116,6 +134,7 @@ class Settings:
     server_shutdown_timeout: float | Auto
     journal_config: JournalConfig | None
     engine: Engine | None
+    coordination: str | os.PathLike[str] | bool
     #: The controller of ``yield_to_requests``, on the executor's clock (idle when it is off).
     yielding: Yielding
     tracing: bool | Telemetry
@@ -148,6 +167,11 @@ class Settings:
         check_count(
             "max_scheduled", settings["max_scheduled"], "how many jobs may wait for their time"
         )
+        if settings["keep_results"] != 0:
+            check_count("keep_results", settings["keep_results"], "finished jobs lookup() keeps")
+        if check_timeout("result_ttl", settings["result_ttl"]) == 0:
+            raise ValueError("result_ttl must be more than 0 seconds (keep_results=0 keeps none)")
+        check_count("max_result_bytes", settings["max_result_bytes"], "the largest result kept")
         clock = settings["clock"]
         if clock is not None and not (
             callable(getattr(clock, "now", None)) and callable(getattr(clock, "call_at", None))
@@ -173,6 +197,9 @@ class Settings:
             cancel_grace=cancel_grace,
             on_error=on_error,
             keep_failed=settings["keep_failed"],
+            keep_results=settings["keep_results"],
+            result_ttl=float(settings["result_ttl"]),
+            max_result_bytes=settings["max_result_bytes"],
             periodic=tuple(settings["periodic"]),
             max_scheduled=settings["max_scheduled"],
             clock=clock,
@@ -183,6 +210,7 @@ class Settings:
             server_shutdown_timeout=check_server_timeout(settings["server_shutdown_timeout"]),
             journal_config=journal,
             engine=engine,
+            coordination=_coordination(settings["coordination"]),
             yielding=Yielding(check_yield_setting(settings["yield_to_requests"]), clock),
             tracing=check_tracing(settings["tracing"]),
         )
@@ -196,6 +224,9 @@ _DEFAULTS: dict[str, Any] = {
     "cancel_grace": None,
     "on_error": None,
     "keep_failed": 1000,
+    "keep_results": 1000,
+    "result_ttl": 600.0,
+    "max_result_bytes": 65_536,
     "periodic": (),
     "max_scheduled": 100_000,
     "clock": None,
@@ -205,6 +236,7 @@ _DEFAULTS: dict[str, Any] = {
     "journal": None,
     "durability": None,
     "engine": None,
+    "coordination": True,
     "yield_to_requests": False,
     "tracing": True,
 }
@@ -234,6 +266,15 @@ def _queue_configs(workers: object, max_pending: object, queues: object) -> dict
             )
         configs[name] = config
     return configs
+
+
+def _coordination(given: object) -> str | os.PathLike[str] | bool:
+    if isinstance(given, bool) or (isinstance(given, (str, os.PathLike)) and os.fspath(given)):
+        return given
+    raise TypeError(
+        f"coordination must be a directory path, True (a default one) or False (none), got "
+        f"{type(given).__name__} {given!r}"
+    )
 
 
 def _journal_config(journal: object, durability: object) -> JournalConfig | None:

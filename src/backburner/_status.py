@@ -30,14 +30,18 @@ class JobStatus(str, enum.Enum):
     FAILED = "failed"
     #: It failed on every attempt its ``retries`` allowed; kept in the dead list.
     DEAD = "dead"
-    #: Handed to a remote engine's broker (``Backburner(engine=...)``): this process's part is
-    #: over, the job runs on the engine's workers; ``await job`` asks its result backend.
+    #: Handed to a remote engine's broker (``Backburner(engine=...)``), or held by another
+    #: process sharing the journal (a unique key's holder): this process's part is over, the
+    #: job runs there; ``await job`` waits for its outcome.
     SENT = "sent"
     #: Cancelled by ``job.cancel()``, or by shutdown, before or while it ran.
     CANCELLED = "cancelled"
     #: Still running when shutdown's deadline passed: a sync job in its thread, or an async job
     #: that ignored cancellation. It was reported and left behind.
     ABANDONED = "abandoned"
+    #: A finished job kept for ``lookup`` whose ``result_ttl`` ran out: its tombstone, kept as
+    #: long again so that a client can tell "gone" from "never was". Only ``lookup`` says it.
+    EXPIRED = "expired"
 
     #: Set on each member below: a plain attribute, read on every job's path (an enum
     #: property or a set lookup costs several times more on Python 3.10 and 3.11).
@@ -50,7 +54,8 @@ class JobStatus(str, enum.Enum):
 
     @property
     def finished(self) -> bool:
-        """True for the end states: succeeded, failed, dead, cancelled and abandoned."""
+        """True for the end states: succeeded, sent, failed, dead, cancelled, abandoned and
+        expired."""
         return self._final
 
     def __str__(self) -> str:
@@ -65,6 +70,7 @@ _FINISHED = frozenset(
         JobStatus.DEAD,
         JobStatus.CANCELLED,
         JobStatus.ABANDONED,
+        JobStatus.EXPIRED,
     }
 )
 for _member in JobStatus:

@@ -15,7 +15,9 @@ import anyio.to_thread
 
 from .._errors import BackburnerError
 from .._executor import Backburner
+from .._info import JobInfo
 from .._job import Job
+from .._journal._shared import JobRow, rebuild
 from .._stats import YieldStats
 from .._status import JobStatus
 from . import _inspect
@@ -136,15 +138,22 @@ class Views:
     async def job(self, bg: Backburner, job_id: str) -> dict[str, Any] | None:
         """One job, in full; None if neither the executor nor this dashboard knows it.
 
-        A job this dashboard showed lately is found at once (its page polls); so is a running
-        or failed one. Only an id seen nowhere costs a scan of the waiting and scheduled jobs,
-        which runs in a thread, one at a time, and whose misses are remembered a moment.
+        A job this dashboard showed lately is found at once (its page polls); so is a running,
+        failed or kept finished one (``keep_results``). Only an id seen nowhere costs a scan of
+        the waiting and scheduled jobs, which runs in a thread, one at a time, and whose misses
+        are remembered a moment. A job known only by its snapshot (expired, or its result not
+        kept) is shown as the snapshot tells it.
         """
-        job = self._seen.get(job_id) or _inspect.find_held(bg, job_id)
-        if job is None:
-            job = await self._finder.find(bg, job_id)
-        if job is None:
+        found: Job[Any] | JobInfo | None = self._seen.get(job_id) or _inspect.find_held(bg, job_id)
+        if found is None:
+            found = bg.results.find(job_id)
+        if found is None:
+            found = await self._finder.find(bg, job_id)
+        if found is None:
             return None
+        if isinstance(found, JobInfo):
+            return {"now": time.time(), "job": self.present.info(found)}
+        job = found
         self._remember([job])
         return {
             "now": time.time(),
@@ -155,6 +164,27 @@ class Views:
                 journaled=bg.journal_config is not None,
             ),
         }
+
+    def row(self, row: JobRow) -> dict[str, Any] | None:
+        """Another process's job, from its row in the journal; None if it cannot be shown."""
+        job = rebuild(row)
+        if job is None:
+            return None
+        shown = self.present.job(
+            job, in_failures=row.state in ("failed", "dead"), detail=True, journaled=True
+        )
+        shown["can_cancel"] = row.finished_at is None  # (a request its process picks up)
+        return {"now": time.time(), "job": {**shown, "process": row.pid, "elsewhere": True}}
+
+    def rows(self, rows: list[JobRow]) -> list[dict[str, Any]]:
+        """Other processes' jobs for a listing (those this process cannot show left out)."""
+        shown = []
+        for row in rows:
+            job = rebuild(row)
+            if job is not None:
+                data = self.present.job(job, in_failures=True, journaled=True)
+                shown.append({**data, "process": row.pid})
+        return shown
 
     def _listing(
         self,

@@ -209,6 +209,8 @@
         return text(job.attempt_text);
       case "error":
         return el("span", { class: "error" }, [job.error === null ? "" : job.error]);
+      case "progress":
+        return el("span", { class: "progress" }, [job.progress === null ? "" : job.progress]);
       default:
         return text("");
     }
@@ -442,7 +444,7 @@
       if (key === "args") {
         const items = job.args.map((arg) => el("li", {}, [el("code", {}, [arg])]));
         morphChildren(node, el("ol", {}, items.length ? items : [el("li", { class: "muted" }, ["none"])]));
-      } else if (key === "traceback" || key === "result") {
+      } else if (key === "traceback" || key === "result" || key === "progress") {
         setText(node, job[key] === null ? "" : job[key]); // (hidden when null: data-show-if)
       } else if (key === "status") {
         setText(node, job.status);
