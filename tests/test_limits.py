@@ -275,6 +275,21 @@ async def test_a_cancelled_limited_job_waiting_for_its_time_is_let_go_of() -> No
         assert _live_jobs_of(_noop) == 0
 
 
+async def test_a_cancelled_held_job_is_found_cancelled() -> None:
+    gate = Gate()
+    limit = ConcurrencyLimit(1)
+    async with Backburner(workers=2) as bg:
+        bg.options(limits=[limit]).enqueue(gate.hold)
+        await gate.started.wait()
+        held = bg.options(limits=[limit]).enqueue(_echo, 1)
+        assert held.status is JobStatus.BLOCKED
+        assert held.cancel()
+        info = await bg.lookup(held.id)
+        assert info is not None
+        assert info.status is JobStatus.CANCELLED
+        gate.opened.set()
+
+
 async def test_aenqueue_of_a_limited_job_returns_it_held() -> None:
     gate = Gate()
     limit = ConcurrencyLimit(1)

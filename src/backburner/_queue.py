@@ -708,6 +708,7 @@ class JobQueue:
                 self._waiting -= 1
                 self._cancelled += 1
             job.finish(_CANCELLED)
+            self._keep(job)  # lookup() finds it cancelled, like any job that ends
             self._call_soon(self._after_pending_cancel)
             return True
         with self._lock:
