@@ -708,6 +708,7 @@ class JobQueue:
                 self._waiting -= 1
                 self._cancelled += 1
             job.finish(_CANCELLED)
+            self._keep(job)  # lookup() finds it cancelled, like any job that ends
             self._call_soon(self._after_pending_cancel)
             return True
         with self._lock:
@@ -726,6 +727,9 @@ class JobQueue:
             if job.timer is not None:
                 job.timer.cancel()
             job.finish(_CANCELLED)
+            if job.options.limits:  # its ticket goes (and its tokens, if its attempt's end
+                assert self._limits is not None  # has not given them back yet: a Snooze)
+                self._limits.release(job)
             self._keep(job)
         elif status is _PENDING:
             if job.options.limits:  # it held its limits' tokens while it waited
@@ -755,6 +759,9 @@ class JobQueue:
         self._end(job, _CANCELLED)
         self._running.discard(job)
         job.context = None  # type: ignore[assignment]
+        if job.options.limits:  # its tokens were taken: `_run_guarded` never gave them back
+            assert self._limits is not None
+            self._limits.release(job)
         self._free_slot()
 
     def _after_pending_cancel(self) -> None:
