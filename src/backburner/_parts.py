@@ -175,7 +175,7 @@ class Parts:
         for queue in queues.values():
             queue.start()
         self._periodic.start(scheduler)
-        owner.history.start(owner.clock, loop, queues.values)
+        owner.history.start(owner.clock, loop, queues.values, owner.results.tidy)
         if self.box is not None:
             self.box.check_later(loop)
         owner.yielding.start(loop, queues.values)
