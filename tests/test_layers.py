@@ -43,7 +43,7 @@ for names, floor in (
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
         "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits "
-        "_pressure _handle _results _lookup _coordination _deadlist",
+        "_pressure _handle _results _lookup _coordination _hostlimits _deadlist",
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),

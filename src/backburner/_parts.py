@@ -149,7 +149,8 @@ class Parts:
         unfinished jobs go back into ``queues``."""
         owner = self._owner
         config = owner.journal_config  # (a bad coordination= fails before anything)
-        self.box = open_coordination(owner.coordination, self._periodic, config is None)
+        box = open_coordination(owner.coordination, self._periodic, config is None)
+        self.box = self._admission.share_limits(box)  # (and host-scoped limits count in it)
         await open_engines(queues.values())  # a remote queue's broker connects now
         if config is None:
             return
