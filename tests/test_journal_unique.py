@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from backburner import Backburner, DuplicateJob, JobStatus
+from backburner import Backburner, DuplicateJob, JobStatus, JournalConfig
 from backburner._journal._file import _MIGRATIONS, APPLICATION_ID, open_file
+from backburner._journal._shared import retry_row
 
 from . import journal_jobs
-from .journal_jobs import holds_key, record, reports
+from .journal_jobs import Flaky, fails_keyed, fails_once_then_holds, holds_key, record, reports
 
 pytestmark = pytest.mark.anyio
 
@@ -205,3 +206,55 @@ async def test_another_processes_finished_job_expires_as_in_memory(path: Path) -
         assert info is not None
         assert not info.has_result
         assert info.result is None
+
+
+async def until_calls(count: int) -> None:
+    """Poll (a deadline of 10 s) until the jobs were called ``count`` times."""
+    for _ in range(1000):
+        if len(journal_jobs.calls) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"calls: {journal_jobs.calls}")
+
+
+async def test_a_dead_job_another_process_retried_is_not_run_again_by_its_owner(
+    path: Path,
+) -> None:
+    """A dashboard on worker B retried A's dead job and B runs it: retrying it on A (still in
+    A's dead list) is refused, not a second run beside B's."""
+    journal_jobs.key_free["r"] = asyncio.Event()
+    slow, quick = JournalConfig(path, heartbeat=60, lease=300), JournalConfig(path, heartbeat=0.05)
+    async with Backburner(journal=slow) as one, Backburner(journal=quick) as two:
+        failed = one.enqueue(fails_once_then_holds, "r")
+        with pytest.raises(Flaky):
+            await failed
+        await until_finished_on_disk(path, failed.id)
+        assert retry_row(path, failed.id)  # what B's dashboard does
+        await until_calls(2)  # B claimed it at its heartbeat, and runs it
+        with pytest.raises(ValueError, match="no longer failed or dead"):
+            one.retry(failed)
+        assert [job.id for job in one.failures()] == [failed.id]  # as it was
+        journal_jobs.key_free["r"].set()
+        await two.join()
+        await one.join()
+    assert journal_jobs.calls == [("fails_once_then_holds", "r")] * 2
+
+
+async def test_a_dead_job_whose_key_another_process_holds_is_not_retried_beside_it(
+    path: Path,
+) -> None:
+    """Retrying a dead unique job while another process's job holds its key is a duplicate."""
+    journal_jobs.key_free["k"] = asyncio.Event()
+    async with Backburner(journal=path) as one, Backburner(journal=path) as two:
+        failed = one.enqueue(fails_keyed, "k")
+        with pytest.raises(Flaky):
+            await failed
+        await until_finished_on_disk(path, failed.id)
+        holder = await two.aenqueue(holds_key, "k")  # the same key: keyed:k
+        await until_calls(2)
+        with pytest.raises(DuplicateJob) as raised:
+            one.retry(failed)
+        assert raised.value.existing == holder.id
+        journal_jobs.key_free["k"].set()
+        await holder
+    assert journal_jobs.calls == [("fails_keyed", "k"), ("holds_key", "k")]

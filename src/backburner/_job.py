@@ -91,7 +91,8 @@ class JobHooks:
         """A failed attempt is to be tried again at ``job.run_at``."""
 
     def reopened(self, job: Job[Any]) -> None:
-        """A failed job was made pending again by a manual retry."""
+        """A failed job is made pending again by a manual retry; raising refuses it (called
+        before anything changed)."""
 
     def finished(self, job: Job[Any], status: JobStatus, exc: BaseException | None) -> None:
         """The job reached an end state here."""
@@ -491,6 +492,8 @@ class Job(Generic[T]):
 
     def reopen(self, owner: JobOwner, run_at: float) -> Ended:
         """A finished job → pending again, for a retry asked for by hand; returns its end."""
+        if self.hooks is not None:  # first: a journal may refuse it (another process's now)
+            self.hooks.reopened(self)
         ended = Ended(
             self._status, self._result, self._exception, self.finished_at, self._owner, self.run_at
         )
@@ -502,8 +505,6 @@ class Job(Generic[T]):
         # Ready now: its wait for a worker counts from here.
         rare = self._more()
         rare.run_at, rare.ready_at = run_at, _now()
-        if self.hooks is not None:
-            self.hooks.reopened(self)
         return ended
 
     def restore(self, ended: Ended) -> None:
