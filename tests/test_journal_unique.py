@@ -17,10 +17,11 @@ import pytest
 
 from backburner import Backburner, DuplicateJob, JobStatus, JournalConfig
 from backburner._journal._file import _MIGRATIONS, APPLICATION_ID, open_file
-from backburner._journal._shared import retry_row
+from backburner._journal._shared import request_cancel, retry_row
 
 from . import journal_jobs
 from .journal_jobs import Flaky, fails_keyed, fails_once_then_holds, holds_key, record, reports
+from .test_journal import insert_orphan
 
 pytestmark = pytest.mark.anyio
 
@@ -258,3 +259,23 @@ async def test_a_dead_job_whose_key_another_process_holds_is_not_retried_beside_
         journal_jobs.key_free["k"].set()
         await holder
     assert journal_jobs.calls == [("fails_keyed", "k"), ("holds_key", "k")]
+
+
+@pytest.mark.parametrize("state", ["queued", "running"])
+async def test_a_job_asked_to_cancel_whose_process_died_is_cancelled_not_run(
+    path: Path, state: str
+) -> None:
+    """A dashboard asked the job's process to cancel it, but that process had died: the
+    process that takes its jobs over ends it as cancelled, and never runs it."""
+    async with Backburner(journal=path):
+        pass
+    orphan = insert_orphan(path, name="tests.record", state=state)
+    assert request_cancel(path, orphan, 1.0)
+    async with Backburner(journal=path) as bg:
+        await bg.join()
+    assert journal_jobs.calls == []
+    with sqlite3.connect(path) as connection:
+        assert connection.execute(
+            "SELECT state, finished_at IS NOT NULL, cancel_requested FROM jobs WHERE id = ?",
+            (orphan,),
+        ).fetchone() == ("cancelled", 1, None)
