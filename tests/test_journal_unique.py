@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from backburner import Backburner, DuplicateJob, JobStatus, JournalConfig
+from backburner._journal import _shared
 from backburner._journal._file import _MIGRATIONS, APPLICATION_ID, open_file
 from backburner._journal._shared import request_cancel, retry_row
 
@@ -279,3 +280,30 @@ async def test_a_job_asked_to_cancel_whose_process_died_is_cancelled_not_run(
             "SELECT state, finished_at IS NOT NULL, cancel_requested FROM jobs WHERE id = ?",
             (orphan,),
         ).fetchone() == ("cancelled", 1, None)
+
+
+async def test_the_dead_jobs_of_every_process_are_read_without_a_scan_of_finished_ones(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's dead list reads the failed and dead rows: its work does not grow with
+    the week of succeeded jobs the journal keeps (``keep_finished``)."""
+    async with Backburner(journal=path):
+        pass
+    with sqlite3.connect(path) as connection:
+        insert = (
+            "INSERT INTO jobs (id, name, queue, payload, state, enqueued_at, finished_at) "
+            "VALUES (?, 'tests.record', 'default', '{}', ?, 0, ?)"
+        )
+        connection.executemany(insert, ((f"ok-{n}", "succeeded", 1e9 + n) for n in range(20000)))
+        connection.executemany(insert, ((f"dead-{n}", "dead", 1e9 - n) for n in range(3)))
+    steps = [0]
+    opened = _shared.connect
+
+    def counting(path: str | Path, mode: str = "rw") -> sqlite3.Connection:
+        connection = opened(path, mode)
+        connection.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1) or 0, 1000)
+        return connection
+
+    monkeypatch.setattr(_shared, "connect", counting)
+    assert [row.id for row in _shared.dead_rows(path, 100)] == ["dead-0", "dead-1", "dead-2"]
+    assert steps[0] < 20  # (thousands of SQLite instructions: a scan of 20,000 rows is ~400)
