@@ -307,3 +307,21 @@ async def test_the_dead_jobs_of_every_process_are_read_without_a_scan_of_finishe
     monkeypatch.setattr(_shared, "connect", counting)
     assert [row.id for row in _shared.dead_rows(path, 100)] == ["dead-0", "dead-1", "dead-2"]
     assert steps[0] < 20  # (thousands of SQLite instructions: a scan of 20,000 rows is ~400)
+
+
+async def test_a_dead_job_retried_runs_whatever_cancel_was_asked_before_it_ended(
+    path: Path,
+) -> None:
+    """A cancel request its dead process never picked up is older than the retry: it runs."""
+    async with Backburner(journal=path):
+        pass
+    orphan = insert_orphan(path, name="tests.record", state="queued")
+    assert request_cancel(path, orphan, 1.0)
+    with sqlite3.connect(path) as connection:  # it ended before its process looked, then died
+        connection.execute(
+            "UPDATE jobs SET state = 'dead', finished_at = 2 WHERE id = ?", (orphan,)
+        )
+    assert retry_row(path, orphan)
+    async with Backburner(journal=path) as bg:
+        await bg.join()
+    assert journal_jobs.calls == [("record", 7)]

@@ -109,7 +109,7 @@ def retry_row(path: str | Path, job_id: str) -> bool:
     return _write(
         path,
         "UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = NULL, "
-        "lease_until = NULL, run_at = NULL, error = NULL, crashes = 0 "
+        "lease_until = NULL, run_at = NULL, error = NULL, crashes = 0, cancel_requested = NULL "
         "WHERE id = ? AND state IN ('failed', 'dead')",
         (job_id,),
     )

@@ -60,8 +60,9 @@ SQL = {
     PROGRESS: "UPDATE jobs SET progress = ? WHERE id = ? AND finished_at IS NULL",
     # Only a job the journal still has failed or dead: another process may have retried (or
     # discarded) it meanwhile through the journal, and it must not run twice.
+    # (A cancel request left from before its end is older than the retry: forgotten.)
     REOPEN: "UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = ?, "
-    "lease_until = ? "
+    "lease_until = ?, cancel_requested = NULL "
     "WHERE id = ? AND state IN ('failed', 'dead')",
     INVALID: "UPDATE jobs SET state = 'invalid', finished_at = ?, error = ? WHERE id = ?",
     UNCLAIM: "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND "
