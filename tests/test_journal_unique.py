@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -325,3 +327,45 @@ async def test_a_dead_job_retried_runs_whatever_cancel_was_asked_before_it_ended
     async with Backburner(journal=path) as bg:
         await bg.join()
     assert journal_jobs.calls == [("record", 7)]
+
+
+FORKED = """
+import asyncio, os, sys
+from backburner import Backburner  # imported before the fork, as gunicorn --preload does
+from tests.journal_jobs import record
+
+async def enqueue(path):
+    async with Backburner(journal=path) as bg:
+        job = await bg.aenqueue(record, os.getpid())
+        await bg.join()
+        return job.id
+
+asyncio.run(enqueue(sys.argv[1]))  # the master made the journal, and a job of its own
+children = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            print(asyncio.run(enqueue(sys.argv[1])), flush=True)
+        finally:
+            os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_workers_forked_after_import_make_ids_of_their_own(path: Path) -> None:
+    """gunicorn --preload imports the app, then forks its workers: ids made in the workers
+    must not be the master's or each other's, or their rows in the shared journal collide
+    (every enqueue of the second worker failed on the journal's unique ids)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, str(path)],
+        capture_output=True, text=True, timeout=60, check=True,
+        cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    ids = done.stdout.split()
+    assert len(ids) == 2, done.stderr
+    assert ids[0].partition("-")[0] != ids[1].partition("-")[0]
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (3,)

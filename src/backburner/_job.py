@@ -36,6 +36,18 @@ _PROCESS_TAG = f"{os.getpid():x}{secrets.token_hex(2)}"
 _sequence = itertools.count(1)
 _sequence_lock = threading.Lock()
 
+
+def _retag() -> None:
+    """In a child forked after import (gunicorn ``--preload``): a tag of its own. Else its
+    ids are its parent's and its siblings', and collide in the journal they share."""
+    global _PROCESS_TAG, _sequence_lock
+    _PROCESS_TAG = f"{os.getpid():x}{secrets.token_hex(2)}"
+    _sequence_lock = threading.Lock()  # (another thread may have held it at the fork)
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
+    os.register_at_fork(after_in_child=_retag)
+
 _arg_repr = reprlib.Repr()
 _arg_repr.maxstring = 40
 _arg_repr.maxother = 40
