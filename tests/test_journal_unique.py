@@ -369,3 +369,21 @@ def test_workers_forked_after_import_make_ids_of_their_own(path: Path) -> None:
     assert ids[0].partition("-")[0] != ids[1].partition("-")[0]
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (3,)
+
+
+async def test_another_processes_scheduled_and_retrying_jobs_are_cancelled_on_request(
+    path: Path,
+) -> None:
+    """The dashboard of another worker asks: a job waiting for its time (delayed, or to retry)
+    is cancelled by its process within a second or so, and never runs."""
+    async with Backburner(journal=path) as one:
+        delayed = one.enqueue_in(3600, record, 1)
+        retrying = one.enqueue(journal_jobs.fails_first, 2)  # (its retry waits 30 s)
+        await until_calls(1)
+        assert request_cancel(path, delayed.id, 1.0)  # what another worker's dashboard does
+        assert request_cancel(path, retrying.id, 1.0)
+        await asyncio.wait_for(delayed.wait(), 10)
+        await asyncio.wait_for(retrying.wait(), 10)
+        assert delayed.status is JobStatus.CANCELLED
+        assert retrying.status is JobStatus.CANCELLED
+    assert journal_jobs.calls == [("fails_first", 2)]
