@@ -118,8 +118,10 @@ class Limits:
         """Take the job's tokens and return True, or hold it (blocked or throttled) until its
         limits let it go, then ``admit(job)`` (its queue's)."""
         with self._lock:
-            self._tickets[job].admit = admit
+            ticket = self._tickets[job]
+            ticket.admit = admit
             self._entries += 1
+            ticket.seq = self._entries
             if self._entries % _SWEEP_EVERY == 0:
                 self._sweep()
             refused = self._try_take(job, None)
@@ -140,7 +142,8 @@ class Limits:
             if not ticket.holding:
                 return
             ticket.holding = False
-            self._stamp(ticket)  # cancelled before it started: it counts as a start now
+            if ticket.reserved:  # cancelled before it started: it used none of its windows
+                admitted += self._unreserve(ticket)
             for limit, key in zip(job.options.limits, ticket.keys, strict=True):
                 if isinstance(limit, ConcurrencyLimit):
                     state = self._states[limit]
@@ -168,6 +171,21 @@ class Limits:
                 first = bucket.starts[0][0]
                 if first != math.inf:
                     self._arm(self._states[limit], bucket, first + limit.per)
+
+    def _unreserve(self, ticket: LimitTicket) -> list[_Admitted]:
+        # Take a job's reserved starts out of their windows (by identity: every reservation
+        # is an equal [inf]), and let go what the room made allows. Rare: a cancel's path.
+        reserved, ticket.reserved = ticket.reserved, ()
+        admitted: list[_Admitted] = []
+        for limit, bucket, entry in reserved:
+            starts = bucket.starts
+            for i, start in enumerate(starts):
+                if start is entry:
+                    del starts[i]
+                    break
+            if bucket.held and not self._closed:
+                admitted += self._drain(self._states[limit], bucket)
+        return admitted
 
     def cancel_held(self, job: Job[Any]) -> bool:
         """Cancel a held job (True), or False if it is held no longer."""
@@ -273,8 +291,9 @@ class Limits:
             if held and bucket is not draining:
                 while held and not held[0].status.held:  # cancelled while held
                     held.popleft()
-                if refusal is None and held:
-                    # Others of this key wait already: the newcomer waits behind them.
+                if refusal is None and held and self._tickets[held[0]].seq < ticket.seq:
+                    # Older jobs of this key wait already: this one waits behind them. (One
+                    # that another limit held came later to this bucket, but is older.)
                     status = _THROTTLED if bucket.wake_at is not None else _BLOCKED
                     return state, bucket, status, None
             if refusal is not None:
@@ -303,14 +322,29 @@ class Limits:
         when: float | None,
     ) -> None:
         job.hold(status)
-        self._tickets[job].held_by = state.limit
-        if bucket.held is _NO_JOBS:
-            bucket.held = deque()
-        bucket.held.append(job)
+        ticket = self._tickets[job]
+        ticket.held_by = state.limit
+        held = bucket.held
+        if held is _NO_JOBS:
+            held = bucket.held = deque()
+        if held and self._seq(held[-1]) > ticket.seq:
+            # Moved here from another limit's bucket (``_drain``): it takes its place in
+            # line, before the newer jobs held here. (Rare: a linear search from the end.)
+            at = len(held)
+            while at and self._seq(held[at - 1]) > ticket.seq:
+                at -= 1
+            held.insert(at, job)
+        else:
+            held.append(job)
         state.held += 1
         self._held_in[job.queue] = self._held_in.get(job.queue, 0) + 1
         if when is not None:
             self._arm(state, bucket, when)
+
+    def _seq(self, job: Job[Any]) -> int:
+        # A job's place in line; 0 for one cancelled while held (its ticket gone).
+        ticket = self._tickets.get(job)
+        return 0 if ticket is None else ticket.seq
 
     def _arm(self, state: _LimitState, bucket: _Bucket, when: float) -> None:
         if bucket.timer is not None and bucket.wake_at is not None and bucket.wake_at <= when:
@@ -370,7 +404,9 @@ class Limits:
                 if not bucket.running
                 and not bucket.held
                 and bucket.timer is None
-                and (not bucket.starts or bucket.starts[-1][0] <= now - per)
+                # (every start, not the last: a job let go before one that started before
+                # it is still +inf, and must be counted when it starts)
+                and all(start[0] <= now - per for start in bucket.starts)
             ]
             for key in idle:
                 del state.buckets[key]
