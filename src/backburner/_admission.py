@@ -23,7 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ._clock import Clock
+from ._coordination import Coordination
 from ._errors import DuplicateJob, JournalError
+from ._hostlimits import HostBuckets
 from ._job import Job
 from ._limits import Limits, keys_of
 from ._ports import JobStore, JobTracer, Queue
@@ -58,6 +60,13 @@ class Admission:
         """A new gate for the limits, each time the executor opens (nothing held carries over:
         shutdown reported every held job)."""
         self.limits = Limits(scheduler)
+
+    def share_limits(self, box: Coordination | None) -> Coordination | None:
+        """Count the host-scoped limits in ``box`` (the coordination directory), if any;
+        returns ``box``."""
+        if box is not None and self.limits is not None:
+            self.limits.host = HostBuckets(box.directory, box.name, box.alive)
+        return box
 
     def admit(
         self,
@@ -180,19 +189,8 @@ class Admission:
         options = job.options
         keys = None
         if options.limits:
-            host = [limit.name for limit in options.limits if limit.scope == "host"]
-            if host and self.store is None:
-                raise ValueError(
-                    f"limits {host} have scope='host': they are counted in the journal that "
-                    f"the processes share, and this executor has none. Give "
-                    f"Backburner(journal=...) or drop scope='host'"
-                )
-            if host:  # (not counted per process instead: that would hold nothing for the box)
-                raise ValueError(
-                    f"limits {host} have scope='host', which is not available yet: counting "
-                    f"starts across the processes sharing the journal is still to be built. "
-                    f"Drop scope='host' (each process then counts its own)"
-                )
+            assert self.limits is not None
+            self.limits.check_host(options.limits)  # scope="host" needs the shared directory
             keys = keys_of(job)
         if options.debounce is not None:
             if self.store is not None:
