@@ -154,11 +154,12 @@ class Parts:
         await open_engines(queues.values())  # a remote queue's broker connects now
         if config is None:
             return
+        assert owner.scheduler is not None  # (the executor made it before its queues)
         opened = await open_journal(
             config,
             queues=queues,
             admission=self._admission,
-            clock=owner.clock,
+            scheduler=owner.scheduler,
             schedule_room=lambda: owner.max_scheduled - len(owner.scheduler or ()),
             periodic=[spec for spec, _ in self._periodic.specs()],
             results=owner.results,
