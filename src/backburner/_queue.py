@@ -294,30 +294,30 @@ class JobQueue:
             self._waiting += 1
             if not self._limits.enter(job, self._to_pending):
                 return  # held: its limit hands it to _to_pending when it lets it go
-            self._pending.append(job)
-            if not self._dispatching:
-                return
-            if threading.get_ident() != self._loop_thread:
-                if self._pump_scheduled:
-                    return
-                self._pump_scheduled = True
-                self._loop.call_soon_threadsafe(self._pump)
-                return
-        self._pump()
+            pump = self._append_limited(job)
+        if pump:
+            self._pump()
 
     def _to_pending(self, job: Job[Any]) -> None:
         # A limited job its limits let go (already counted in _waiting): to the deque.
         with self._lock:
-            self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
-            if not self._dispatching:
-                return
-            if threading.get_ident() != self._loop_thread:
-                if self._pump_scheduled:
-                    return
+            pump = self._append_limited(job)  # (cancelled meanwhile: skipped when reached)
+        if pump:
+            self._pump()
+
+    def _append_limited(self, job: Job[Any]) -> bool:
+        # With self._lock held: a limited job its limits let in goes on the deque. Off the loop,
+        # the loop is woken (once); True when the caller, on the loop, must pump itself once
+        # it has let the lock go. (Limited jobs only: the plain path, submit, inlines its own.)
+        self._pending.append(job)
+        if not self._dispatching:
+            return False
+        if threading.get_ident() != self._loop_thread:
+            if not self._pump_scheduled:
                 self._pump_scheduled = True
                 self._loop.call_soon_threadsafe(self._pump)
-                return
-        self._pump()
+            return False
+        return True
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
         """Debounce: a job still waiting for its time takes these arguments and waits until
