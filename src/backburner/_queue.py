@@ -69,8 +69,30 @@ _FULL_WARNING_EVERY = 10.0
 _COMPACT_AFTER = 64
 
 
+class _ThreadCall:
+    """One attempt of a sync job in a thread, from the borrowing of its thread slot to the
+    thread's return.
+
+    The limiter's borrower is this object, not the job: a retry may start while the thread of
+    an earlier attempt, timed out, still runs, and each holds a token of its own.
+    """
+
+    __slots__ = ("attempt", "holds_slot", "returned")
+
+    def __init__(self, attempt: int) -> None:
+        self.attempt = attempt
+        self.returned = False  # the thread has returned (its on_done ran)
+        # Its attempt timed out while the thread ran on: the worker slot stays taken, and
+        # the thread's return gives it back.
+        self.holds_slot = False
+
+
 class _ThreadAbandoned(Exception):
     """The job's task was cancelled while its sync function went on running in a thread."""
+
+    def __init__(self, call: _ThreadCall) -> None:
+        super().__init__()
+        self.call = call
 
 
 class JobQueue:
@@ -87,7 +109,6 @@ class JobQueue:
         "_dispatching",
         "_failed",
         "_guarded",
-        "_held_slots",
         "_host",
         "_last_full_warning",
         "_limiter",
@@ -159,7 +180,6 @@ class JobQueue:
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
         self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
-        self._held_slots: set[Job[Any]] = set()  # timed-out sync jobs whose thread runs on
         self._deferred = 0  # due jobs that found the queue full since the last warning
         self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
@@ -431,7 +451,7 @@ class JobQueue:
         began = None if hooks is None else hooks.began(job)
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
-        thread_left_running = False
+        left_running: _ThreadCall | None = None  # an attempt's thread given up on
         if job.options.limits:  # its rate windows count it from its start
             assert self._limits is not None
             self._limits.started(job)
@@ -446,11 +466,11 @@ class JobQueue:
                 if inspect.iscoroutine(result):  # a plain wrapper that returns a coroutine
                     result = await result
         except (asyncio.CancelledError, _ThreadAbandoned) as exc:
-            thread_left_running = isinstance(exc, _ThreadAbandoned)
+            left_running = exc.call if isinstance(exc, _ThreadAbandoned) else None
             if job in self._timed_out:
                 self._end(job, _FAILED, exc=JobTimeout(_timeout_message(job)))
             else:
-                self._end(job, _ABANDONED if thread_left_running else _CANCELLED)
+                self._end(job, _CANCELLED if left_running is None else _ABANDONED)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
@@ -468,9 +488,10 @@ class JobQueue:
                 deadline.cancel()
                 timed_out = job in self._timed_out
                 self._timed_out.discard(job)
-                if timed_out and thread_left_running:
-                    # A timed-out sync job's thread runs on: its slot stays taken until then.
-                    self._held_slots.add(job)
+                if timed_out and left_running is not None and not left_running.returned:
+                    # A timed-out sync job's thread runs on: its slot stays taken until the
+                    # thread returns (its on_done frees it). One slot per such thread.
+                    left_running.holds_slot = True
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
             self._free_slot()
 
@@ -554,24 +575,26 @@ class JobQueue:
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
         # The limiter token is held until the thread really returns, even if the job is
-        # abandoned before then: a thread still busy is a slot still taken.
+        # abandoned before then: a thread still busy is a slot still taken. It is borrowed
+        # per attempt (see _ThreadCall).
         limiter = self._limiter
+        call = _ThreadCall(job.attempt)
         try:
-            limiter.acquire_on_behalf_of_nowait(job)
+            limiter.acquire_on_behalf_of_nowait(call)
         except anyio.WouldBlock:
-            await limiter.acquire_on_behalf_of(job)
+            await limiter.acquire_on_behalf_of(call)
         # The outcome comes back as a value, and an error is raised below, not by the future:
         # asyncio swaps a GeneratorExit raised through a future for a new one, without the
         # job's traceback.
         future: asyncio.Future[tuple[Any, BaseException | None]] = self._loop.create_future()
 
         def on_done(result: Any, error: BaseException | None) -> None:
-            limiter.release_on_behalf_of(job)
+            call.returned = True
+            limiter.release_on_behalf_of(call)
             if future.cancelled():
-                if job in self._held_slots:  # a timed-out job's slot, held for its thread
-                    self._held_slots.discard(job)
+                if call.holds_slot:  # a timed-out attempt's slot, held for its thread
                     self._free_slot()
-                self._host.late_end(job, error)
+                self._host.late_end(job, error, call.attempt)
             else:
                 future.set_result((result, error))
 
@@ -582,7 +605,7 @@ class JobQueue:
             result, error = await future
         except asyncio.CancelledError:
             if future.cancelled():
-                raise _ThreadAbandoned from None
+                raise _ThreadAbandoned(call) from None
             raise
         if error is not None:
             raise error
