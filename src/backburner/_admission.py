@@ -25,6 +25,7 @@ from typing import Any
 from ._clock import Clock
 from ._errors import DuplicateJob, JournalError
 from ._job import Job
+from ._limitdefs import Limit
 from ._limits import Limits, keys_of
 from ._ports import JobStore, JobTracer, Queue
 from ._scheduler import Scheduler
@@ -170,19 +171,9 @@ class Admission:
         options = job.options
         keys = None
         if options.limits:
-            host = [limit.name for limit in options.limits if limit.scope == "host"]
-            if host and self.store is None:
-                raise ValueError(
-                    f"limits {host} have scope='host': they are counted in the journal that "
-                    f"the processes share, and this executor has none. Give "
-                    f"Backburner(journal=...) or drop scope='host'"
-                )
-            if host:  # (not counted per process instead: that would hold nothing for the box)
-                raise ValueError(
-                    f"limits {host} have scope='host', which is not available yet: counting "
-                    f"starts across the processes sharing the journal is still to be built. "
-                    f"Drop scope='host' (each process then counts its own)"
-                )
+            for limit in options.limits:  # (a loop, not a list: this runs for every job)
+                if limit.scope == "host":
+                    self._refuse_host(options.limits)
             keys = keys_of(job)
         if options.debounce is not None:
             if self.store is not None:
@@ -193,6 +184,22 @@ class Admission:
             if run_at is None:
                 run_at = self.clock.now() + options.debounce
         return run_at, keys
+
+    def _refuse_host(self, limits: tuple[Limit, ...]) -> None:
+        """Raise: a limit with ``scope="host"`` cannot be counted yet."""
+        host = [limit.name for limit in limits if limit.scope == "host"]
+        if self.store is None:
+            raise ValueError(
+                f"limits {host} have scope='host': they are counted in the journal that "
+                f"the processes share, and this executor has none. Give "
+                f"Backburner(journal=...) or drop scope='host'"
+            )
+        # (not counted per process instead: that would hold nothing for the box)
+        raise ValueError(
+            f"limits {host} have scope='host', which is not available yet: counting "
+            f"starts across the processes sharing the journal is still to be built. "
+            f"Drop scope='host' (each process then counts its own)"
+        )
 
     def _take_back(self, job: Job[Any], store: JobStore | None, *, wait: bool) -> None:
         """Undo an admission that a later step refused: free the key, delete the row."""

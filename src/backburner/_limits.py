@@ -39,6 +39,7 @@ _SWEEP_EVERY = 1024
 # Shared empty deques of a new bucket, replaced (never appended to) when it needs its own.
 _NO_STARTS: deque[list[float]] = deque(maxlen=0)
 _NO_JOBS: deque[Job[Any]] = deque(maxlen=0)
+_NO_KWARGS: dict[str, Any] = {}  # never written: key_for only reads a job's keywords
 
 
 class _Bucket:
@@ -72,8 +73,11 @@ class _LimitState:
 def keys_of(job: Job[Any]) -> tuple[str | None, ...]:
     """A limited job's keys, one per limit, from its arguments (raising at the call site if a
     key function fails)."""
-    fn, args, kwargs = job.fn, job.args, job.kwargs or {}
-    return tuple([limit.key_for(fn, args, kwargs) for limit in job.options.limits])
+    fn, args, kwargs = job.fn, job.args, job.kwargs or _NO_KWARGS
+    limits = job.options.limits
+    if len(limits) == 1:  # the common case, without a list made and copied
+        return (limits[0].key_for(fn, args, kwargs),)
+    return tuple([limit.key_for(fn, args, kwargs) for limit in limits])
 
 
 def _unset_admit(job: Any) -> None:  # pragma: no cover - the queue sets it before use
@@ -99,8 +103,8 @@ class Limits:
 
     def register(self, job: Job[Any], keys: tuple[str | None, ...]) -> None:
         """Admission: the job counts under these keys (one per limit) until it ends."""
-        with self._lock:
-            self._tickets[job] = LimitTicket(keys, _unset_admit)
+        # One dict store, atomic: no lock pass (nothing else knows the job yet).
+        self._tickets[job] = LimitTicket(keys, _unset_admit)
 
     def forget(self, job: Job[Any]) -> None:
         """Admission took the job back: it never entered."""
@@ -118,14 +122,15 @@ class Limits:
         """Take the job's tokens and return True, or hold it (blocked or throttled) until its
         limits let it go, then ``admit(job)`` (its queue's)."""
         with self._lock:
-            self._tickets[job].admit = admit
+            ticket = self._tickets[job]
+            ticket.admit = admit
             self._entries += 1
             if self._entries % _SWEEP_EVERY == 0:
                 self._sweep()
-            refused = self._try_take(job, None)
+            refused = self._try_take(job, ticket, None)
             if refused is None:
                 return True
-            self._hold(job, *refused)
+            self._hold(job, ticket, *refused)
             return False
 
     def release(self, job: Job[Any]) -> None:
@@ -140,7 +145,8 @@ class Limits:
             if not ticket.holding:
                 return
             ticket.holding = False
-            self._stamp(ticket)  # cancelled before it started: it counts as a start now
+            if ticket.reserved:
+                self._stamp(ticket)  # cancelled before it started: it counts as a start now
             for limit, key in zip(job.options.limits, ticket.keys, strict=True):
                 if isinstance(limit, ConcurrencyLimit):
                     state = self._states[limit]
@@ -148,13 +154,18 @@ class Limits:
                     bucket.running -= 1
                     if bucket.held and not self._closed:
                         admitted += self._drain(state, bucket)
-        _admit_all(admitted)
+        for held, admit in admitted:
+            admit(held)
 
     def started(self, job: Job[Any]) -> None:
         """The job's attempt starts now: its rate windows count it from now on."""
+        # Read without the lock first: a job with no rate limit (nothing reserved) takes none.
+        # (Its reservation was made under the lock before the job reached its queue.)
+        ticket = self._tickets.get(job)
+        if ticket is None or not ticket.reserved:
+            return
         with self._lock:
-            ticket = self._tickets.get(job)
-            if ticket is not None and ticket.reserved:
+            if ticket.reserved:
                 self._stamp(ticket)
 
     def _stamp(self, ticket: LimitTicket) -> None:
@@ -255,14 +266,16 @@ class Limits:
         return state
 
     def _try_take(
-        self, job: Job[Any], draining: _Bucket | None
+        self, job: Job[Any], ticket: LimitTicket, draining: _Bucket | None
     ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
         """Take a token of each of the job's limits, or return the first that refuses:
         (its state, its bucket, the status to hold the job as, when to look again)."""
-        ticket = self._tickets[job]
+        limits = job.options.limits
+        if len(limits) == 1 and type(limits[0]) is ConcurrencyLimit:
+            return self._try_take_one(limits[0], ticket, draining)
         now = self._clock.now()
         found = []
-        for limit, key in zip(job.options.limits, ticket.keys, strict=True):
+        for limit, key in zip(limits, ticket.keys, strict=True):
             state = self._states.get(limit) or self._state(limit)
             bucket = state.buckets.get(key)
             if bucket is None:
@@ -294,16 +307,44 @@ class Limits:
         ticket.reserved = reserved
         return None
 
+    def _try_take_one(
+        self, limit: ConcurrencyLimit, ticket: LimitTicket, draining: _Bucket | None
+    ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
+        # `_try_take` for the commonest case, one ConcurrencyLimit: the same decisions, without
+        # the loops, the tuples and (unless the limit ever backed off) the clock read.
+        state = self._states.get(limit) or self._state(limit)
+        buckets = state.buckets
+        key = ticket.keys[0]
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = _Bucket()
+        held = bucket.held
+        if held and bucket is not draining:
+            while held and not _is_held(held[0]):  # cancelled while held
+                held.popleft()
+        if state.backoff_until and state.backoff_until > self._clock.now():
+            return state, bucket, _THROTTLED, state.backoff_until
+        if bucket.running >= limit.max:
+            return state, bucket, _BLOCKED, None
+        if held and bucket is not draining:
+            # Others of this key wait already: the newcomer waits behind them.
+            return state, bucket, _THROTTLED if bucket.wake_at is not None else _BLOCKED, None
+        bucket.running += 1
+        ticket.holding = True
+        ticket.reserved = ()
+        return None
+
     def _hold(
         self,
         job: Job[Any],
+        ticket: LimitTicket,
         state: _LimitState,
         bucket: _Bucket,
         status: JobStatus,
         when: float | None,
     ) -> None:
         job.hold(status)
-        self._tickets[job].held_by = state.limit
+        ticket.held_by = state.limit
         if bucket.held is _NO_JOBS:
             bucket.held = deque()
         bucket.held.append(job)
@@ -333,17 +374,25 @@ class Limits:
         with their queue's way in, to call once the lock is let go."""
         admitted: list[_Admitted] = []
         held = bucket.held
+        limit = state.limit
+        # A concurrency limit never backed off: its own room is one comparison, no clock read.
+        cap = limit.max if isinstance(limit, ConcurrencyLimit) and not state.backoff_until else 0
         while held:
             job = held[0]
-            if not job.status.held:  # cancelled while held
+            if not _is_held(job):  # cancelled while held
                 held.popleft()
                 continue
-            own = _refusal(state.limit, state, bucket, self._clock.now())
-            if own is not None:  # (the common case, checked first: no room here yet)
-                if own[1] is not None:
-                    self._arm(state, bucket, own[1])
-                break
-            refused = self._try_take(job, bucket)
+            if cap:
+                if bucket.running >= cap:
+                    break  # (the common case, checked first: no room here yet)
+            else:
+                own = _refusal(limit, state, bucket, self._clock.now())
+                if own is not None:
+                    if own[1] is not None:
+                        self._arm(state, bucket, own[1])
+                    break
+            ticket = self._tickets[job]
+            refused = self._try_take(job, ticket, bucket)
             if refused is not None and refused[1] is bucket:
                 if refused[3] is not None:
                     self._arm(state, bucket, refused[3])
@@ -353,11 +402,10 @@ class Limits:
             self._held_in[job.queue] -= 1
             if refused is None:
                 job.unhold()
-                ticket = self._tickets[job]
                 ticket.held_by = None
                 admitted.append((job, ticket.admit))
             else:  # another of its limits holds it now
-                self._hold(job, *refused)
+                self._hold(job, ticket, *refused)
         return admitted
 
     def _sweep(self) -> None:
@@ -398,6 +446,12 @@ def _refusal(
 def _admit_all(admitted: list[_Admitted]) -> None:
     for job, admit in admitted:
         admit(job)
+
+
+def _is_held(job: Job[Any]) -> bool:
+    # `job.status.held` without the enum's property call: this runs for every held job.
+    status = job.status
+    return status is _BLOCKED or status is _THROTTLED
 
 
 def _stats_of(state: _LimitState, now: float) -> LimitStats:

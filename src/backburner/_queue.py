@@ -295,13 +295,7 @@ class JobQueue:
             if not self._limits.enter(job, self._to_pending):
                 return  # held: its limit hands it to _to_pending when it lets it go
             self._pending.append(job)
-            if not self._dispatching:
-                return
-            if threading.get_ident() != self._loop_thread:
-                if self._pump_scheduled:
-                    return
-                self._pump_scheduled = True
-                self._loop.call_soon_threadsafe(self._pump)
+            if not self._dispatching or not self._must_pump():
                 return
         self._pump()
 
@@ -309,15 +303,20 @@ class JobQueue:
         # A limited job its limits let go (already counted in _waiting): to the deque.
         with self._lock:
             self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
-            if not self._dispatching:
-                return
-            if threading.get_ident() != self._loop_thread:
-                if self._pump_scheduled:
-                    return
-                self._pump_scheduled = True
-                self._loop.call_soon_threadsafe(self._pump)
+            if not self._dispatching or not self._must_pump():
                 return
         self._pump()
+
+    def _must_pump(self) -> bool:
+        # A job was added to the deque (hold _lock): True if this thread (the loop's) must
+        # pump now. From another thread the pump is scheduled on the loop instead; on the loop
+        # with every slot taken there is nothing to start (a slot freed later pumps).
+        if threading.get_ident() == self._loop_thread:
+            return self._busy < self.workers
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._loop.call_soon_threadsafe(self._pump)
+        return False
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
         """Debounce: a job still waiting for its time takes these arguments and waits until
@@ -446,7 +445,10 @@ class JobQueue:
     register_runner(_run.__code__, "job")
 
     async def _run_guarded(self, job: Job[Any]) -> None:
-        # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
+        # `_run` for sync jobs (in a thread), jobs with a timeout, journaled and limited jobs.
+        if job.is_async and job.hooks is None and job.options.timeout is None:
+            await self._run_limited(job)  # (the only other kind that comes here)
+            return
         hooks = job.hooks  # a journaled job's: its start goes to disk first
         began = None if hooks is None else hooks.began(job)
         timeout = job.options.timeout
@@ -494,6 +496,35 @@ class JobQueue:
                     left_running.holds_slot = True
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
             self._free_slot()
+
+    async def _run_limited(self, job: Job[Any]) -> None:
+        # `_run` for a limited async job without a timeout or hooks: its limits hear of its
+        # start and its end, nothing more. (Its tokens go back before its slot is freed: a
+        # job of its key may be next.)
+        limits = self._limits
+        assert limits is not None
+        limits.started(job)
+        now = None
+        try:
+            kwargs = job.kwargs
+            result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
+        except asyncio.CancelledError:
+            self._end(job, _CANCELLED)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
+            self._end(job, _FAILED, exc=exc)
+        else:
+            if job.status is _RUNNING:
+                self._processed += 1
+                job.succeed(result)
+                now = job.finished_at  # the successor starts now: one clock read saved
+            else:
+                self._host.late_end(job, None)
+        finally:
+            self._running.discard(job)
+            if job.done():
+                job.context = None  # type: ignore[assignment]  # let its context values go
+            limits.release(job)
+            self._free_slot(now)
 
     def _succeeded(self, job: Job[Any], result: Any) -> None:
         if job.status is _RUNNING:
