@@ -98,6 +98,9 @@ class Limits:
         self._held_in: dict[str, int] = {}  # held jobs by queue name
         self._entries = 0
         self._closed = False  # from shutdown's take_held on: nothing more is let go
+        #: True once any job had a RateLimit: until then no attempt's start needs telling
+        #: (``started``). Written under the lock before such a job reaches a queue.
+        self.rated = False
 
     # Entering and leaving: any thread.
 
@@ -121,22 +124,32 @@ class Limits:
     def enter(self, job: Job[Any], admit: Callable[[Job[Any]], None]) -> bool:
         """Take the job's tokens and return True, or hold it (blocked or throttled) until its
         limits let it go, then ``admit(job)`` (its queue's)."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`: half the cost, on a path every limited job takes)
+        try:
             ticket = self._tickets[job]
             ticket.admit = admit
             self._entries += 1
             if self._entries % _SWEEP_EVERY == 0:
                 self._sweep()
-            refused = self._try_take(job, ticket, None)
+            limits = job.options.limits
+            if len(limits) == 1 and type(limits[0]) is ConcurrencyLimit:  # (one call less)
+                refused = self._try_take_one(limits[0], ticket, None)
+            else:
+                refused = self._try_take(job, ticket, None)
             if refused is None:
                 return True
             self._hold(job, ticket, *refused)
             return False
+        finally:
+            lock.release()
 
     def release(self, job: Job[Any]) -> None:
         """The job's attempt ended (or it was cancelled): give its tokens back."""
         admitted: list[_Admitted] = []
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`: see enter)
+        try:
             ticket = self._tickets.get(job)
             if ticket is None:
                 return
@@ -154,6 +167,8 @@ class Limits:
                     bucket.running -= 1
                     if bucket.held and not self._closed:
                         admitted += self._drain(state, bucket)
+        finally:
+            lock.release()
         for held, admit in admitted:
             admit(held)
 
@@ -263,6 +278,8 @@ class Limits:
         state = self._states.get(limit)
         if state is None:
             state = self._states[limit] = _LimitState(limit)
+            if isinstance(limit, RateLimit):
+                self.rated = True
         return state
 
     def _try_take(
@@ -318,17 +335,16 @@ class Limits:
         bucket = buckets.get(key)
         if bucket is None:
             bucket = buckets[key] = _Bucket()
-        held = bucket.held
-        if held and bucket is not draining:
-            while held and not _is_held(held[0]):  # cancelled while held
-                held.popleft()
         if state.backoff_until and state.backoff_until > self._clock.now():
             return state, bucket, _THROTTLED, state.backoff_until
         if bucket.running >= limit.max:
             return state, bucket, _BLOCKED, None
+        held = bucket.held
         if held and bucket is not draining:
-            # Others of this key wait already: the newcomer waits behind them.
-            return state, bucket, _THROTTLED if bucket.wake_at is not None else _BLOCKED, None
+            while held and not _is_held(held[0]):  # cancelled while held
+                held.popleft()
+            if held:  # others of this key wait already: the newcomer waits behind them
+                return state, bucket, _THROTTLED if bucket.wake_at is not None else _BLOCKED, None
         bucket.running += 1
         ticket.holding = True
         ticket.reserved = ()
@@ -379,7 +395,8 @@ class Limits:
         cap = limit.max if isinstance(limit, ConcurrencyLimit) and not state.backoff_until else 0
         while held:
             job = held[0]
-            if not _is_held(job):  # cancelled while held
+            status = job.status  # (`_is_held` inlined)
+            if status is not _BLOCKED and status is not _THROTTLED:  # cancelled while held
                 held.popleft()
                 continue
             if cap:
@@ -392,7 +409,11 @@ class Limits:
                         self._arm(state, bucket, own[1])
                     break
             ticket = self._tickets[job]
-            refused = self._try_take(job, ticket, bucket)
+            limits = job.options.limits
+            if len(limits) == 1 and type(limits[0]) is ConcurrencyLimit:  # (one call less)
+                refused = self._try_take_one(limits[0], ticket, bucket)
+            else:
+                refused = self._try_take(job, ticket, bucket)
             if refused is not None and refused[1] is bucket:
                 if refused[3] is not None:
                     self._arm(state, bucket, refused[3])

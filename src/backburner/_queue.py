@@ -288,24 +288,38 @@ class JobQueue:
         but is not in the deque, so it holds no worker and jobs behind it start.
         """
         assert self._limits is not None
-        with self._lock:  # (the gate's lock is taken inside a queue's, never the other way)
+        lock = self._lock
+        lock.acquire()  # (not `with`: see submit. The gate's lock is taken inside this one,
+        try:  # never the other way.)
             if self._waiting - (self.workers - self._busy) >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
             if not self._limits.enter(job, self._to_pending):
                 return  # held: its limit hands it to _to_pending when it lets it go
             self._pending.append(job)
-            if not self._dispatching or not self._must_pump():
-                return
-        self._pump()
+            pump = self._dispatching and self._must_pump()
+        finally:
+            lock.release()
+        if pump:
+            self._pump()
 
     def _to_pending(self, job: Job[Any]) -> None:
         # A limited job its limits let go (already counted in _waiting): to the deque.
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`: see submit)
+        try:
             self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
-            if not self._dispatching or not self._must_pump():
+            # (`_must_pump` inlined: most jobs a limit lets go come here.)
+            if not self._dispatching:
                 return
-        self._pump()
+            if threading.get_ident() == self._loop_thread:
+                pump = self._busy < self.workers
+            else:
+                pump = self._must_pump()
+        finally:
+            lock.release()
+        if pump:
+            self._pump()
 
     def _must_pump(self) -> bool:
         # A job was added to the deque (hold _lock): True if this thread (the loop's) must
@@ -447,7 +461,34 @@ class JobQueue:
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout, journaled and limited jobs.
         if job.is_async and job.hooks is None and job.options.timeout is None:
-            await self._run_limited(job)  # (the only other kind that comes here)
+            # A limited async job (the only other kind that comes here): its limits hear of
+            # its start and its end, nothing more. (In this coroutine, not one more: each
+            # level costs at every step of the job.)
+            limits = self._limits
+            assert limits is not None
+            if limits.rated:  # its rate windows count it from its start
+                limits.started(job)
+            now = None
+            try:
+                kwargs = job.kwargs
+                result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
+            except asyncio.CancelledError:
+                self._end(job, _CANCELLED)
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: see _failed_attempt
+                self._end(job, _FAILED, exc=exc)
+            else:
+                if job.status is _RUNNING:
+                    self._processed += 1
+                    job.succeed(result)
+                    now = job.finished_at  # the successor starts now: one clock read saved
+                else:
+                    self._host.late_end(job, None)
+            finally:
+                self._running.discard(job)
+                if job.done():
+                    job.context = None  # type: ignore[assignment]  # let its context values go
+                limits.release(job)  # its tokens back first: a job of its key may start next
+                self._free_slot(now)
             return
         hooks = job.hooks  # a journaled job's: its start goes to disk first
         began = None if hooks is None else hooks.began(job)
@@ -496,35 +537,6 @@ class JobQueue:
                     left_running.holds_slot = True
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
             self._free_slot()
-
-    async def _run_limited(self, job: Job[Any]) -> None:
-        # `_run` for a limited async job without a timeout or hooks: its limits hear of its
-        # start and its end, nothing more. (Its tokens go back before its slot is freed: a
-        # job of its key may be next.)
-        limits = self._limits
-        assert limits is not None
-        limits.started(job)
-        now = None
-        try:
-            kwargs = job.kwargs
-            result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
-        except asyncio.CancelledError:
-            self._end(job, _CANCELLED)
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
-            self._end(job, _FAILED, exc=exc)
-        else:
-            if job.status is _RUNNING:
-                self._processed += 1
-                job.succeed(result)
-                now = job.finished_at  # the successor starts now: one clock read saved
-            else:
-                self._host.late_end(job, None)
-        finally:
-            self._running.discard(job)
-            if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
-            limits.release(job)
-            self._free_slot(now)
 
     def _succeeded(self, job: Job[Any], result: Any) -> None:
         if job.status is _RUNNING:
