@@ -40,6 +40,7 @@ _SWEEP_EVERY = 1024
 _NO_STARTS: deque[list[float]] = deque(maxlen=0)
 _NO_JOBS: deque[Job[Any]] = deque(maxlen=0)
 _NO_KWARGS: dict[str, Any] = {}  # never written: key_for only reads a job's keywords
+_NOTHING_ADMITTED: list[Any] = []  # never written: `release` replaces it, never appends
 
 
 class _Bucket:
@@ -139,14 +140,14 @@ class Limits:
                 refused = self._try_take(job, ticket, None)
             if refused is None:
                 return True
-            self._hold(job, ticket, *refused)
+            self._hold(job, ticket, refused[0], refused[1], refused[2], refused[3])
             return False
         finally:
             lock.release()
 
     def release(self, job: Job[Any]) -> None:
         """The job's attempt ended (or it was cancelled): give its tokens back."""
-        admitted: list[_Admitted] = []
+        admitted: list[_Admitted] = _NOTHING_ADMITTED  # (a list made only when one is)
         lock = self._lock
         lock.acquire()  # (not `with`: see enter)
         try:
@@ -166,7 +167,8 @@ class Limits:
                     bucket = state.buckets[key]
                     bucket.running -= 1
                     if bucket.held and not self._closed:
-                        admitted += self._drain(state, bucket)
+                        drained = self._drain(state, bucket)
+                        admitted = drained if not admitted else admitted + drained
         finally:
             lock.release()
         for held, admit in admitted:
