@@ -412,7 +412,13 @@ class Limits:
                     break
             ticket = self._tickets[job]
             limits = job.options.limits
-            if len(limits) == 1 and type(limits[0]) is ConcurrencyLimit:  # (one call less)
+            if cap and len(limits) == 1:
+                # This limit is its only one, and has room: its token is taken here.
+                bucket.running += 1
+                ticket.holding = True
+                ticket.reserved = ()
+                refused = None
+            elif len(limits) == 1 and type(limits[0]) is ConcurrencyLimit:  # (one call less)
                 refused = self._try_take_one(limits[0], ticket, bucket)
             else:
                 refused = self._try_take(job, ticket, bucket)
