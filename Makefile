@@ -15,7 +15,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 DEV_INSTALL  := -e . --group dev
 DEMO_INSTALL := -e . --group demo
 
-.PHONY: setup system-deps demo test lint typecheck docs pytest test-versions bench bench-http clean
+.PHONY: setup system-deps demo test lint typecheck docs pytest test-versions bench bench-http bench-yielding clean
 
 # Debian packages the tests start for real: Chromium for the dashboard's browser tests,
 # redis-server for the taskiq engine, wrk for the HTTP benchmark.
@@ -102,6 +102,10 @@ bench: setup
 # uvicorn under wrk (Debian's package): ~10 minutes; `--quick` for a smoke run.
 bench-http: setup system-deps
 	$(BIN)/python benchmarks/http.py
+
+# /noop under wrk while jobs burn CPU, yield_to_requests on and off: ~8 minutes.
+bench-yielding: setup system-deps
+	$(BIN)/python benchmarks/yielding.py
 
 clean:
 	rm -rf $(VENV) .venv-3.10 .venv-3.13 build dist .mypy_cache .ruff_cache

@@ -219,9 +219,9 @@ def _sizeof_pending(executor: Executor, handle: object) -> int:
     deque_slot = 8  # a deque holds a pointer per item
     if isinstance(handle, Job):
         # Everything else a pending Job points to is shared: its function, (), None, the queue.
+        # (Its id's number is drawn when the id is first asked for: a waiting job has none.)
         return deque_slot + sum(
-            sys.getsizeof(part)
-            for part in (handle, handle.context, handle.enqueued_at, handle._seq)
+            sys.getsizeof(part) for part in (handle, handle.context, handle.enqueued_at)
         )
     assert isinstance(executor, (TaskPerJob, Inline))
     item = executor.queue.get_nowait()  # (fn, args[, context]): fn and () are shared

@@ -720,12 +720,6 @@ async def test_every_job_id_on_the_demos_pages_links_to_that_jobs_dashboard_page
     assert [(data["job"]["id"], data["job"]["status"]) for data in shown] == list(held.items())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dashboard keeps no job that succeeded before it showed it (Views.job in "
-    "backburner/dashboard/_api.py): the link to it answers 404 until the dashboard remembers "
-    "recently finished jobs",
-)
 async def test_the_link_to_a_job_that_succeeded_finds_its_dashboard_page(
     served: Served, client: httpx.AsyncClient, address: str
 ) -> None:

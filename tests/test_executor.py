@@ -7,7 +7,9 @@ import contextvars
 import logging
 import re
 import string
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -567,6 +569,40 @@ async def test_a_context_naming_a_closed_executor_gives_way_to_the_running_one()
             assert await live.enqueue(_which_executor) is live
         finally:
             current_executor_var.reset(token)
+
+
+def _python_calls_while(action: Callable[[], object]) -> list[str]:
+    """The Python functions ``action`` calls, by name (C functions are not counted)."""
+    calls: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return [name for name in calls if name != "_python_calls_while"]
+
+
+async def test_with_one_executor_open_finding_background_enqueue_runs_no_python_code() -> None:
+    # The documented entry point must cost what bg.enqueue costs (issue 12): while one
+    # executor is open, background.enqueue is its bound enqueue, found without a call of ours.
+    async with Backburner() as bg:
+        assert _python_calls_while(lambda: background.enqueue) == ["<lambda>"]
+        assert background.enqueue == bg.enqueue
+        assert await background.enqueue(add, 1, 2) == 3
+        second = Backburner()
+        await second.start()
+        try:  # two open: each context says which one it means, read at each use
+            assert "__get__" in _python_calls_while(lambda: background.enqueue)
+            assert background.enqueue == bg.enqueue  # `async with bg:` named it
+        finally:
+            await second.aclose()
+        assert _python_calls_while(lambda: background.enqueue) == ["<lambda>"]
+    assert "__get__" in _python_calls_while(lambda: background.enqueue)
 
 
 async def test_a_job_cancelled_right_after_enqueue_ends_and_frees_its_slot() -> None:

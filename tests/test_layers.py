@@ -33,12 +33,17 @@ FLOOR_NAMES = {
 # Module (dotted, relative to the package) -> floor. A new module must be placed here.
 FLOORS: dict[str, int] = {}
 for names, floor in (
-    ("_errors _status _clock _registry _jsonargs _checks _stats _errortext _limitdefs", LEAVES),
+    (
+        "_errors _status _clock _registry _jsonargs _checks _stats _errortext _limitdefs "
+        "_progress _info",
+        LEAVES,
+    ),
     ("_options _job _callables", JOB),
     ("_ports", PORTS),
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
-        "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits",
+        "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits "
+        "_pressure _handle _results _lookup",
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),
@@ -178,6 +183,7 @@ FRIENDS: dict[tuple[str, str], str] = {
     ("_enqueue.py", "_submit"): "the enqueue family ends in its target's one entry point",
     ("_enqueue.py", "_asubmit"): "the same, for aenqueue",
     ("_queue.py", "_status"): "a queue starts a job under its own lock without a call (hot path)",
+    ("_queue.py", "_rare"): "a job with no rare fields waited from enqueue: no call (hot path)",
     ("_job.py", "_final"): "JobStatus's per-member end flag, read on every job's path",
     ("_status.py", "_final"): "JobStatus sets that flag on each member",
     ("_scheduler.py", "_note_cancelled"): "a Timer tells its Scheduler it was cancelled",

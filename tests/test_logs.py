@@ -101,6 +101,27 @@ async def test_concurrent_jobs_each_carry_their_own_id(records: Records) -> None
         assert records.by_message(f"sync {n}").job_id == jobs[8 + n].id  # type: ignore[attr-defined]
 
 
+async def child_logs() -> None:
+    app_log.info("child")
+
+
+def parent_logs(bg: Backburner, children: list[Any]) -> None:
+    app_log.info("parent")
+    children.append(bg.enqueue(child_logs))  # its context is a copy of this thread's
+
+
+async def test_a_job_enqueued_from_a_sync_job_carries_its_own_id_not_its_parents(
+    records: Records,
+) -> None:
+    children: list[Any] = []
+    async with Backburner() as bg:
+        parent = bg.enqueue(parent_logs, bg, children)
+        await parent
+        await children[0]
+    assert records.by_message("parent").job_id == parent.id  # type: ignore[attr-defined]
+    assert records.by_message("child").job_id == children[0].id  # type: ignore[attr-defined]
+
+
 async def test_a_retry_carries_its_attempt_and_backburner_own_lines_carry_the_job(
     records: Records,
 ) -> None:

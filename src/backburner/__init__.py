@@ -21,10 +21,14 @@ from ._errors import DuplicateJob as DuplicateJob
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobTimeout as JobTimeout
 from ._errors import JournalError as JournalError
+from ._errors import NotInJob as NotInJob
 from ._errors import NotRunning as NotRunning
 from ._errors import QueueFull as QueueFull
 from ._errors import ShuttingDown as ShuttingDown
 from ._executor import Backburner as Backburner
+from ._handle import CurrentJob as CurrentJob
+from ._handle import current_job as current_job
+from ._info import JobInfo as JobInfo
 from ._job import Job as Job
 from ._job import JobHooks as JobHooks
 from ._journal import JournalConfig as JournalConfig
@@ -35,6 +39,8 @@ from ._options import JobOptions as JobOptions
 from ._options import job as job
 from ._periodic import Periodic as Periodic
 from ._ports import Engine as Engine
+from ._pressure import YieldToRequests as YieldToRequests
+from ._progress import Progress as Progress
 from ._proxy import BackgroundProxy as BackgroundProxy
 from ._proxy import background as background
 from ._settings import BackburnerSettings as BackburnerSettings
@@ -45,6 +51,7 @@ from ._stats import JournalStats as JournalStats
 from ._stats import LimitStats as LimitStats
 from ._stats import PeriodicStats as PeriodicStats
 from ._stats import QueueStats as QueueStats
+from ._stats import YieldStats as YieldStats
 from ._status import JobStatus as JobStatus
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "BrokerUnavailable",
     "Clock",
     "ConcurrencyLimit",
+    "CurrentJob",
     "DuplicateJob",
     "Engine",
     "Enqueuer",
@@ -63,6 +71,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobHooks",
+    "JobInfo",
     "JobOptions",
     "JobStatus",
     "JobTimeout",
@@ -70,9 +79,11 @@ __all__ = [
     "JournalError",
     "JournalStats",
     "LimitStats",
+    "NotInJob",
     "NotRunning",
     "Periodic",
     "PeriodicStats",
+    "Progress",
     "QueueConfig",
     "QueueFull",
     "QueueStats",
@@ -80,7 +91,10 @@ __all__ = [
     "ShutdownReport",
     "ShuttingDown",
     "Snooze",
+    "YieldStats",
+    "YieldToRequests",
     "background",
+    "current_job",
     "job",
     "queue_full_handler",
 ]

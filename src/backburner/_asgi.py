@@ -90,6 +90,8 @@ class BackburnerMiddleware:
             raise TypeError(f"executor must be a Backburner, got {type(executor).__name__}")
         self.executor = executor
         self.enqueue = executor.enqueue  # bound once: each request hands it to `background`
+        # With yield_to_requests: told how long each request took to its response's start.
+        self.yielding = executor.yielding if executor.yielding.config is not None else None
         self.queue_full_retry_after: int | None = None
         self.refusals = _Refusals()
         try:
@@ -105,7 +107,9 @@ class BackburnerMiddleware:
             raise self.config_error
         tokens = name_executor(self.executor, self.enqueue)
         try:
-            if scope["type"] == "http" and self.queue_full_retry_after is not None:
+            if scope["type"] == "http" and (
+                self.queue_full_retry_after is not None or self.yielding is not None
+            ):
                 await self._http(scope, receive, send, self.queue_full_retry_after)
             else:
                 await self.app(scope, receive, send)
@@ -113,18 +117,28 @@ class BackburnerMiddleware:
             request_enqueue_var.reset(tokens[1])
             current_executor_var.reset(tokens[0])
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send, retry_after: int) -> None:
+    async def _http(
+        self, scope: Scope, receive: Receive, send: Send, retry_after: int | None
+    ) -> None:
         started = False
+        yielding = self.yielding
+        began = 0.0
+        if yielding is not None:
+            yielding.request_arrived()
+            began = time.monotonic()
 
         async def watched_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if not started and message["type"] == "http.response.start":
+                started = True
+                if yielding is not None:  # what the request waited: the pressure's signal
+                    yielding.request_answered(time.monotonic() - began)
             await send(message)
 
         try:
             await self.app(scope, receive, watched_send)
         except QueueFull as exc:
-            if started:  # too late for another answer: the server logs it as any error
+            if started or retry_after is None:  # too late for another answer, or not ours
                 raise
             self.refusals.count(exc, retry_after)
             body = _busy_text(retry_after).encode()

@@ -22,6 +22,7 @@ __all__ = [
     "current_executor_var",
     "executor_closed",
     "executor_opened",
+    "lone_executor_watchers",
     "name_executor",
     "open_executors",
     "request_enqueue_var",
@@ -57,6 +58,11 @@ running_executors: dict[object, None] = {}
 open_executors: dict[object, Callable[[bool], None]] = {}
 _open_lock = threading.Lock()
 
+#: Told, each time it may have changed, which executor is the only one open in the process
+#: (None when there are none or several): the ``background`` proxy binds its ``enqueue`` to it
+#: then, so that finding ``background.enqueue`` runs no code of ours (see ``_proxy.py``).
+lone_executor_watchers: list[Callable[[object | None], None]] = []
+
 
 def executor_opened(executor: object, set_alone: Callable[[bool], None]) -> None:
     """Count ``executor`` as open, and tell every open executor whether it is alone."""
@@ -78,6 +84,9 @@ def _update_alone() -> None:
     alone = len(open_executors) == 1
     for set_alone in open_executors.values():
         set_alone(alone)
+    lone = next(iter(open_executors)) if alone else None
+    for watcher in lone_executor_watchers:
+        watcher(lone)
 
 
 #: Set by ``backburner.testing``: called instead of queueing, for every enqueue in the process.

@@ -35,21 +35,23 @@ def register_runner(code: CodeType, argument: str) -> None:
 
 
 def current_job() -> Job[Any] | None:
-    """The job whose code is running here (on its task or its thread), or None."""
-    job = thread_job_var.get(None)
-    if job is not None:
-        return job
+    """The job whose code is running here (on its task or its thread), or None.
+
+    The task's runner first: a job enqueued from a sync job's thread copies that thread's
+    context, ``thread_job_var`` included, and must not be taken for its parent.
+    """
     try:
         task = asyncio.current_task()
-    except RuntimeError:  # no event loop runs in this thread
-        return None
-    if task is None:
-        return None
-    coro = task.get_coro()
-    code = getattr(coro, "cr_code", None)
-    argument = _runners.get(code) if code is not None else None
-    frame = getattr(coro, "cr_frame", None)
-    if argument is None or frame is None:
-        return None
-    found = frame.f_locals.get(argument)
-    return found if isinstance(found, Job) else None
+    except RuntimeError:  # no event loop runs in this thread: a sync job's, or none
+        task = None
+    if task is not None:
+        coro = task.get_coro()
+        code = getattr(coro, "cr_code", None)
+        argument = _runners.get(code) if code is not None else None
+        frame = getattr(coro, "cr_frame", None)
+        if argument is not None and frame is not None:
+            found = frame.f_locals.get(argument)
+            if isinstance(found, Job):
+                return found
+    # A sync job's thread; or a job run inline by backburner.testing, on a task of its own.
+    return thread_job_var.get(None)

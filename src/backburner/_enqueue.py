@@ -8,7 +8,7 @@ never from ``enqueue``'s keywords, so that no option can take a keyword from the
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
@@ -169,6 +169,8 @@ class EnqueueMethods:
         timeout: float | None = _UNSET,
         unique: UniqueKey = _UNSET,
         on_duplicate: Literal["return", "raise"] = _UNSET,
+        keep_result: bool = _UNSET,
+        meta: Mapping[str, Any] | None = _UNSET,
         limits: Iterable[Limit] = _UNSET,
         debounce: float | None = _UNSET,
         log_args: bool = _UNSET,
@@ -176,7 +178,8 @@ class EnqueueMethods:
         """Enqueue with options for these calls: ``bg.options(queue="mail").enqueue(send, to)``.
 
         What is given here overrides the function's ``@job`` options; see ``JobOptions`` for
-        what each means. Checked now: a bad value fails here, not at enqueue.
+        what each means. Checked now: a bad value fails here, not at enqueue. ``meta`` is
+        plain JSON kept with the job and shown by ``lookup`` (``options(meta={"user": 7})``).
         """
         changes = {
             name: value
@@ -190,6 +193,8 @@ class EnqueueMethods:
                 ("timeout", timeout),
                 ("unique", unique),
                 ("on_duplicate", on_duplicate),
+                ("keep_result", keep_result),
+                ("meta", meta),
                 ("limits", limits),
                 ("debounce", debounce),
                 ("log_args", log_args),
@@ -197,7 +202,9 @@ class EnqueueMethods:
             if value is not _UNSET
         }
         merged = {**(self._option_changes() or {}), **changes}
-        DEFAULT_OPTIONS.replace(**merged)  # check the values now
+        checked = DEFAULT_OPTIONS.replace(**merged)  # check the values now
+        if "meta" in merged:
+            merged["meta"] = checked.meta  # the read-only copy: checked once, here
         return Enqueuer(self._enqueue_target, merged)
 
 

@@ -12,7 +12,8 @@ the call site. Conditions a correct program meets at run time are ``BackburnerEr
     ├── JobTimeout          a job ran past its timeout (also a TimeoutError)
     ├── DuplicateJob        a unique job's key is taken, and on_duplicate="raise"
     ├── JournalError        the journal file cannot be opened, read or written
-    └── BrokerUnavailable   a remote engine's broker did not take a job (see backburner.taskiq)
+    ├── BrokerUnavailable   a remote engine's broker did not take a job (see backburner.taskiq)
+    └── NotInJob            current_job() was called by code that no job is running
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "JobCancelled",
     "JobTimeout",
     "JournalError",
+    "NotInJob",
     "NotRunning",
     "QueueFull",
     "ShuttingDown",
@@ -104,4 +106,13 @@ class BrokerUnavailable(BackburnerError):
     Raised by ``aenqueue()`` when the broker did not take the job (it was not accepted); a job
     from sync ``enqueue()`` that could not be sent in time fails with it, is logged with its id
     and joins ``failures()``. The message names the broker and the cause.
+    """
+
+
+class NotInJob(BackburnerError):
+    """Raised by ``current_job()`` when the code calling it is not a job's.
+
+    A job's code is the function a worker runs (an ``async def`` on the event loop, or a sync
+    function on one of the executor's threads) and what it calls there; a request handler, a
+    task the job started itself or a thread of the application is none.
     """

@@ -37,15 +37,18 @@ from ._errors import NotRunning, QueueFull, ShuttingDown
 from ._failures import FailedJobs
 from ._find import find_held, find_waiting
 from ._history import History
+from ._info import JobInfo
 from ._job import Job
 from ._journal import Journal, JournalConfig, open_journal
 from ._lag import LagMonitor
+from ._lookup import Lookup
 from ._options import options_of
 from ._otel import Tracing
 from ._outcomes import ErrorHook, Outcomes
 from ._periodic import Periodic, PeriodicJobs
 from ._ports import Engine, Queue
 from ._queue import JobQueue
+from ._results import KeptResults
 from ._scheduler import Scheduler
 from ._settings import QueueConfig, Settings
 from ._shutdown import ShutdownReport, drain, report
@@ -93,7 +96,8 @@ class Backburner(EnqueueMethods):
         """Configure the executor; nothing runs until ``start()`` (or ``async with``).
 
         The keywords are ``BackburnerSettings`` (``workers``, ``queues``, ``journal``,
-        ``tracing``...), each described there. A bad value or an unknown keyword raises here.
+        ``tracing``, ``keep_results``...), each described there. A bad value or an unknown
+        keyword raises here.
         """
         checked = Settings.check(settings)
         self.queue_configs: Mapping[str, QueueConfig] = checked.queue_configs
@@ -109,7 +113,11 @@ class Backburner(EnqueueMethods):
         self.engine: Engine | None = checked.engine
         self._failures = FailedJobs(checked.keep_failed)
         unique = UniqueKeys()
-        self._outcomes = Outcomes(self._failures, unique, checked.on_error, self._busy)
+        c = checked
+        #: Finished jobs kept for ``lookup`` (``keep_results``, ``result_ttl``).
+        self.results = KeptResults(c.keep_results, c.result_ttl, c.max_result_bytes, self.clock)
+        self._outcomes = Outcomes(self._failures, unique, c.on_error, self._busy, self.results)
+        self._lookup = Lookup(self.results, self._failures, self)
         self._admission = Admission(unique, self._check_schedule_room, self.clock)
         self._tracing = Tracing(checked.tracing)
         #: OpenTelemetry's spans and metrics from ``open()`` on (``tracing=``); None: none.
@@ -118,6 +126,7 @@ class Backburner(EnqueueMethods):
         self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
+        self.yielding = checked.yielding  # fewer jobs start while requests press (or idle)
         self._lag: LagMonitor | None = None
         self._journal: Journal | None = None
         self._state_now = _State.CREATED
@@ -273,6 +282,7 @@ class Backburner(EnqueueMethods):
         assert self.loop is not None
         self._periodic.start(self.scheduler)
         self.history.start(self.clock, self.loop, self._queues.values)
+        self.yielding.start(self.loop, self._queues.values)
         logger.info(
             "started, queues %s%s",
             ", ".join(
@@ -312,6 +322,7 @@ class Backburner(EnqueueMethods):
         queues = list(self._queues.values())
         self._periodic.stop()
         self.history.stop()
+        self.yielding.stop()  # every worker back: the drain needs them
         if was_running:
             logger.info(
                 "draining %d jobs (shutdown_timeout=%.1fs)",
@@ -543,7 +554,8 @@ class Backburner(EnqueueMethods):
         ]
         journal = None if self._journal is None else self._journal.stats()
         limits = () if self._admission.limits is None else self._admission.limits.stats()
-        return ExecutorStats.of(queues, self._periodic.stats(), journal, limits)
+        yielding = self.yielding.stats()
+        return ExecutorStats.of(queues, self._periodic.stats(), journal, limits, yielding)
 
     def queues(self) -> Mapping[str, Queue]:
         """The open queues by name (empty before ``open()``): for looking inside, read-only."""
@@ -562,6 +574,12 @@ class Backburner(EnqueueMethods):
         if found is None and waiting:
             found = find_waiting(queues, self.scheduler, job_id)
         return found
+
+    async def lookup(self, job_id: str) -> JobInfo | None:
+        """A snapshot of the job with this id in any state, or None if this executor knows
+        none: pending (with its ``position``), scheduled, running (with its ``progress``),
+        retrying, finished (kept ``result_ttl``: ``keep_results``), then ``expired``."""
+        return await self._lookup.lookup(job_id)
 
     # Steering.
 

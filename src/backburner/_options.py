@@ -13,12 +13,15 @@ come from the function (``@job(...)``), overridden per call by ``options(...)``:
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
-from collections.abc import Callable, Iterable
+import types
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from ._checks import DEFAULT_QUEUE, check_queue_name, check_timeout
+from ._jsonargs import json_problem
 from ._limitdefs import Limit
 from ._registry import register
 
@@ -32,6 +35,8 @@ _ATTRIBUTE = "__backburner_options__"
 
 #: The most retries a job may have: past that many failures it is failing for good.
 MAX_RETRIES = 1000
+#: The most characters a job's ``meta`` may take as JSON: it is kept as long as the job is.
+MAX_META_CHARS = 16_384
 _MAX_EXPONENT = 1000
 
 
@@ -59,6 +64,12 @@ class JobOptions:
     unique: UniqueKey = None
     #: What a duplicate gets: the existing job ("return") or a ``DuplicateJob`` error ("raise").
     on_duplicate: Literal["return", "raise"] = "return"
+    #: Keep the return value for ``lookup`` once the job succeeds (its status is kept either
+    #: way). False for results that must not linger in memory (secrets, large values).
+    keep_result: bool = True
+    #: Plain JSON data about the job, kept with it and shown by ``lookup`` (who asked for it,
+    #: say, so that a status page can check who may see it). Read-only once given.
+    meta: Mapping[str, Any] | None = field(default=None, hash=False)
     #: ``ConcurrencyLimit`` and ``RateLimit`` objects that hold the job until they let it
     #: start (see ``backburner.ConcurrencyLimit``). Given as any iterable, kept as a tuple.
     limits: tuple[Limit, ...] = ()
@@ -105,6 +116,10 @@ class JobOptions:
             raise TypeError(f"log_args must be True or False, got {self.log_args!r}")
         if self.on_duplicate not in ("return", "raise"):
             raise ValueError(f"on_duplicate must be 'return' or 'raise', got {self.on_duplicate!r}")
+        if not isinstance(self.keep_result, bool):
+            raise TypeError(f"keep_result must be True or False, got {self.keep_result!r}")
+        if self.meta is not None:
+            object.__setattr__(self, "meta", check_meta(self.meta))
 
     def _check_limits(self) -> None:
         limits = self.limits
@@ -163,6 +178,30 @@ class JobOptions:
 DEFAULT_OPTIONS = JobOptions()
 
 
+def check_meta(meta: object) -> Mapping[str, Any]:
+    """Refuse a ``meta`` that is not a small mapping of plain JSON; return a read-only copy."""
+    if not isinstance(meta, Mapping):
+        raise TypeError(
+            f"meta must be a mapping of str keys to plain JSON values, got "
+            f"{type(meta).__name__} {meta!r}"
+        )
+    plain = dict(meta)
+    problem = json_problem(plain)
+    if problem is not None:
+        raise TypeError(
+            f"meta must be plain JSON (str keys; str, int, finite float, bool, None, lists and "
+            f"dicts of those) so that it can be shown and stored; it is {problem}"
+        )
+    text = json.dumps(plain, separators=(",", ":"))
+    if len(text) > MAX_META_CHARS:
+        raise ValueError(
+            f"meta takes {len(text)} characters as JSON, more than {MAX_META_CHARS}: keep ids "
+            f"in it (a user's, a tenant's), not the data itself"
+        )
+    # A copy the caller cannot change afterwards (a JSON round trip copies nested values too).
+    return types.MappingProxyType(json.loads(text))
+
+
 def job(
     *,
     queue: str = DEFAULT_QUEUE,
@@ -174,6 +213,7 @@ def job(
     timeout: float | None = None,
     unique: UniqueKey = None,
     on_duplicate: Literal["return", "raise"] = "return",
+    keep_result: bool = True,
     limits: Iterable[Limit] = (),
     debounce: float | None = None,
     name: str | None = None,
@@ -187,6 +227,10 @@ def job(
     It also registers the function by ``name`` (by default ``module:qualname``), the name a
     journal stores: a journaled executor (``Backburner(journal=...)``) runs only registered
     functions. Give ``name`` to keep it stable when the function moves or is renamed.
+
+    ``keep_result=False``: once the job succeeds, ``lookup`` tells its status but never keeps
+    its return value (for values that must not linger in memory).
+
     ``log_args=False`` keeps the job's arguments out of backburner's own log lines.
     """
     options = JobOptions(
@@ -199,6 +243,7 @@ def job(
         timeout=timeout,
         unique=unique,
         on_duplicate=on_duplicate,
+        keep_result=keep_result,
         limits=limits,  # type: ignore[arg-type]  # any iterable: kept as a tuple
         debounce=debounce,
         log_args=log_args,

@@ -1,6 +1,7 @@
 """What the executor does as jobs end: the ``QueueHost`` port every queue reports to.
 
-A job that fails for good is logged once (bounded, ``_errortext.py``), kept in the dead list
+Every job that ends is kept for ``lookup`` (the ``ResultStore`` it is given); a job that fails
+for good is logged once (bounded, ``_errortext.py``), kept in the dead list
 and handed to ``on_error``; one that ends after it was given up is said to have; one whose
 key was unique frees it; and whoever waits for the queues to be idle (``join()``, shutdown)
 is woken when they are.
@@ -16,6 +17,7 @@ from typing import Any
 from ._errortext import error_line, log_failure
 from ._failures import FailedJobs
 from ._job import Job
+from ._ports import ResultStore
 from ._unique import UniqueKeys
 
 __all__ = ["ErrorHook", "Outcomes", "call_on_error"]
@@ -35,8 +37,12 @@ class Outcomes:
         unique: UniqueKeys,
         on_error: ErrorHook | None,
         busy: Callable[[], bool],
+        results: ResultStore,
     ) -> None:
         """``busy()`` says whether any queue still has a job waiting or running."""
+        self.results = results
+        #: ``job`` reached an end state: the store's own ``keep`` (called on every job's path).
+        self.keep = results.keep
         self.failures = failures
         self.unique = unique
         self.on_error = on_error

@@ -9,6 +9,8 @@ back-reference to the executor, so that imports run one way (``docs/architecture
   whose jobs an ``Engine`` runs elsewhere): admission, dispatch, shutdown, stats, inspection.
 * ``JobStore``: what durable mode needs (a journal): write a job down before it is queued,
   take it back if queueing failed, and the hooks that record its attempts and its end.
+* ``ResultStore``: where finished jobs are kept for ``lookup`` (in memory, ``_results.py``;
+  a store shared by processes can answer for the others' jobs too).
 * ``JobTracer``: what tracing adds to admission: a span around each enqueue.
 * ``Engine``: a remote engine (``backburner.taskiq.TaskiqEngine`` is one), public: other
   engines implement it.
@@ -20,12 +22,13 @@ import asyncio
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
+from ._info import JobInfo
 from ._job import Job, JobHooks
 from ._options import JobOptions
 from ._stats import QueueStats
 from ._status import JobStatus
 
-__all__ = ["Engine", "JobStore", "JobTracer", "Queue", "QueueHost"]
+__all__ = ["Engine", "JobStore", "JobTracer", "Queue", "QueueHost", "ResultStore"]
 
 
 class QueueHost(Protocol):
@@ -48,6 +51,11 @@ class QueueHost(Protocol):
 
     def release_unique(self, job: Job[Any]) -> None:
         """``job`` ended: free its unique key. Any thread."""
+        ...
+
+    def keep(self, job: Job[Any]) -> None:
+        """``job`` reached an end state: keep it for ``lookup`` (a ``ResultStore``). Any
+        thread; O(1), on every job's path."""
         ...
 
 
@@ -204,6 +212,22 @@ class JobStore(Protocol):
 
     def retract(self, job: Job[Any], *, wait: bool) -> None:
         """Take back a job written down whose queueing failed after all."""
+        ...
+
+
+class ResultStore(Protocol):
+    """Where finished jobs are kept, for ``lookup``: every job that ends is handed to ``keep``.
+
+    ``keep`` is on every job's path: it must be O(1) and never block (any thread). ``lookup``
+    is async so that a store may ask elsewhere (a journal other processes share).
+    """
+
+    def keep(self, job: Job[Any]) -> None:
+        """``job`` reached an end state: remember it (within the store's bounds)."""
+        ...
+
+    async def lookup(self, job_id: str) -> JobInfo | None:
+        """The finished job (or its expired tombstone) with this id, or None if not kept."""
         ...
 
 

@@ -107,9 +107,11 @@ class JobQueue:
         "_dead",
         "_deferred",
         "_dispatching",
+        "_effective",
         "_failed",
         "_guarded",
         "_host",
+        "_keep",
         "_last_full_warning",
         "_limiter",
         "_limits",
@@ -162,6 +164,7 @@ class JobQueue:
         self.workers = workers
         self.max_pending = max_pending
         self._host = host
+        self._keep = host.keep  # every job that ends is handed to it (one call, O(1))
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
@@ -169,6 +172,8 @@ class JobQueue:
         self._waiting = 0  # live jobs in _pending: cancelled ones no longer count
         self._cancelled_in_deque = 0
         self._busy = 0  # jobs holding a slot; guarded by _lock, read by admission
+        # Jobs start while fewer than this run: `workers`, unless yielding to requests lowers it.
+        self._effective = workers
         self._running: set[Job[Any]] = set()  # strong references: no task lost to the GC
         self._dispatching = False
         self._pump_scheduled = False
@@ -205,7 +210,9 @@ class JobQueue:
             # A job that can take a free slot at once is not waiting: only the excess counts.
             if self._waiting - free >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
-            start_now = on_loop and free > 0 and self._dispatching and not self._pending
+            start_now = (
+                on_loop and self._busy < self._effective and self._dispatching and not self._pending
+            )
             if start_now:
                 job._status = _RUNNING
                 self._busy += 1
@@ -391,7 +398,7 @@ class JobQueue:
         started = 0
         while True:
             with self._lock:
-                job = self._take_next() if self._busy < self.workers else None
+                job = self._take_next() if self._busy < self._effective else None
                 if job is None:
                     break
                 self._busy += 1
@@ -415,8 +422,9 @@ class JobQueue:
         # A job starts when it takes a slot and its task is made; it runs at the loop's next turn.
         job.started_at = now = time.time()
         self._started += 1  # (these two feed the dashboard's wait-time history)
-        # Plain jobs (no run_at) waited from enqueue; others from when they became ready.
-        self._waited += now - (job.enqueued_at if job.run_at is None else job.ready_at)
+        # Plain jobs waited from enqueue; others (a run_at) from when they became ready. (A job
+        # with no record of rare fields has no run_at: read as the friend it is, no call.)
+        self._waited += now - (job.enqueued_at if job._rare is None else job.ready_at)
         self._running.add(job)
         if _TASK_TAKES_CONTEXT:
             # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
@@ -443,16 +451,19 @@ class JobQueue:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
-            if job.status is _RUNNING:
+            if job._status is _RUNNING:  # (a friend: no property call on every job's path)
                 self._processed += 1
                 job.succeed(result)
+                self._keep(job)
                 now = job.finished_at  # the successor starts now: one clock read saved
             else:
                 self._host.late_end(job, None)
         finally:
             self._running.discard(job)
-            if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
+            if now is not None or job.done():  # (it succeeded if `now` is set)
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             self._free_slot(now)
 
     # Log records find the job of the current task in this coroutine (see _current.py).
@@ -521,7 +532,9 @@ class JobQueue:
         finally:
             self._running.discard(job)
             if job.done():
-                job.context = None  # type: ignore[assignment]  # let its context values go
+                # Let its context values go, and its task (ending now): a finished job may be
+                # kept a while for lookup, and must not hold them meanwhile.
+                job.context = job.task = None  # type: ignore[assignment]
             if job.options.limits:  # its tokens back first: a job of its key may start next
                 # (A timed-out sync job's too, though its thread runs on: its attempt has
                 # ended, and its retry must find its tokens free.)
@@ -542,6 +555,7 @@ class JobQueue:
         if job.status is _RUNNING:
             self._processed += 1
             job.succeed(result)
+            self._keep(job)
         else:  # abandoned at shutdown: its end changes nothing
             self._host.late_end(job, None)
 
@@ -580,6 +594,7 @@ class JobQueue:
         if dead:
             self._dead += 1
         job.finish(_DEAD if dead else _FAILED, exc=exc)
+        self._keep(job)
         self._host.job_failed(job, exc)
 
     def _snooze(self, job: Job[Any], snooze: Snooze) -> None:
@@ -615,6 +630,7 @@ class JobQueue:
         else:
             self._processed += 1
         job.finish(status, result, exc)
+        self._keep(job)
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
         # The limiter token is held until the thread really returns, even if the job is
@@ -662,7 +678,7 @@ class JobQueue:
         lock = self._lock
         lock.acquire()  # (not `with`: see submit)
         try:
-            if self._dispatching:
+            if self._dispatching and self._busy <= self._effective:  # (its own slot counts in busy)
                 pending = self._pending
                 while pending:
                     job = pending.popleft()
@@ -681,7 +697,7 @@ class JobQueue:
                 now = time.time()
             successor.started_at = now
             self._started += 1
-            ready = successor.enqueued_at if successor.run_at is None else successor.ready_at
+            ready = successor.enqueued_at if successor._rare is None else successor.ready_at
             self._waited += now - ready
             self._running.add(successor)
             if _TASK_TAKES_CONTEXT:
@@ -694,6 +710,17 @@ class JobQueue:
                 self._wake_room_waiters(1)
         else:
             self._host.job_ended()
+
+    def set_effective_workers(self, count: int) -> None:
+        """Start jobs only while fewer than ``count`` (at most ``workers``) run. Loop thread.
+
+        Yielding to requests lowers it while requests are pressed: running jobs go on, and
+        the slot of one that ends is not handed on while the queue is over ``count``.
+        """
+        raised = count > self._effective
+        self._effective = min(count, self.workers)
+        if raised:
+            self._pump()
 
     def release_unique(self, job: Job[Any]) -> None:
         """Free the key of a unique job that ended."""
@@ -730,11 +757,13 @@ class JobQueue:
             if job.timer is not None:
                 job.timer.cancel()
             job.finish(_CANCELLED)
+            self._keep(job)
         elif status is _PENDING:
             if job.options.limits:  # it held its limits' tokens while it waited
                 assert self._limits is not None
                 self._limits.release(job)
             job.finish(_CANCELLED)
+            self._keep(job)
             self._call_soon(self._after_pending_cancel)
         else:
             self._call_soon(self._cancel_running, job)
@@ -802,6 +831,7 @@ class JobQueue:
         for job in jobs:
             job.finish(_CANCELLED)
             job.context = None  # type: ignore[assignment]
+            self._keep(job)
         return jobs
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:
@@ -817,6 +847,7 @@ class JobQueue:
                     dropped.append(job)
         for job in dropped:  # (a running job's timeout entry is no waiting job: left alone)
             job.finish(_CANCELLED, exc=job.exception())
+            self._keep(job)
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
@@ -847,6 +878,7 @@ class JobQueue:
         jobs = [job for job in self._running if not job.done()]
         for job in jobs:
             job.finish(_ABANDONED)
+            self._keep(job)
             if job.task is not None:
                 if job.is_async:
                     _forget_task(job.task)

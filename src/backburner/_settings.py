@@ -24,6 +24,7 @@ from ._otel import Telemetry, check_tracing
 from ._outcomes import ErrorHook
 from ._periodic import Periodic
 from ._ports import Engine
+from ._pressure import Yielding, YieldToRequests, check_yield_setting
 
 __all__ = ["BackburnerSettings", "QueueConfig", "Settings", "check_engine"]
 
@@ -55,6 +56,15 @@ class BackburnerSettings(TypedDict, total=False):
     ignored."""
     keep_failed: int
     """[1,000] How many failed and dead jobs ``failures()`` keeps."""
+    keep_results: int
+    """[1,000] How many finished jobs ``lookup()`` remembers (0: none): each until
+    ``result_ttl`` after it ended, then as an ``expired`` tombstone as long again; past this
+    many, the oldest go first."""
+    result_ttl: float
+    """[600] Seconds a finished job stays findable by ``lookup()`` with its result."""
+    max_result_bytes: int
+    """[65,536] A return value larger than this (its pickle, or its repr) is not kept: the
+    job's status is, and one WARNING per job name says so."""
     periodic: Iterable[Periodic]
     """Jobs to run on a schedule, from ``start()`` on (see ``Periodic``)."""
     max_scheduled: int
@@ -85,6 +95,12 @@ class BackburnerSettings(TypedDict, total=False):
     """A remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every queue without an
     engine of its own (``QueueConfig(engine=...)``) sends its jobs to, to run on the engine's
     workers in other processes."""
+    yield_to_requests: bool | YieldToRequests
+    """[False] True (or ``YieldToRequests(target_lag=..., target_latency=..., floor=...)``):
+    while requests feel the process is busy (the event loop runs late, or requests are slow
+    to answer), each queue starts fewer jobs, down to ``floor``, and gets its workers back
+    when the pressure goes. Running jobs are never cancelled. Needs ``BackburnerMiddleware``:
+    it reports the requests, and the loop's lag counts only while requests come."""
     tracing: bool | Telemetry
     """[True] OpenTelemetry spans and metrics, when ``opentelemetry-api`` is installed
     (``backburner[otel]``): a PRODUCER span at each enqueue, a CONSUMER span per attempt,
@@ -101,6 +117,9 @@ class Settings:
     cancel_grace: float
     on_error: ErrorHook | None
     keep_failed: int
+    keep_results: int
+    result_ttl: float
+    max_result_bytes: int
     periodic: tuple[Periodic, ...]
     max_scheduled: int
     clock: Clock
@@ -109,6 +128,8 @@ class Settings:
     server_shutdown_timeout: float | Auto
     journal_config: JournalConfig | None
     engine: Engine | None
+    #: The controller of ``yield_to_requests``, on the executor's clock (idle when it is off).
+    yielding: Yielding
     tracing: bool | Telemetry
 
     @classmethod
@@ -139,6 +160,11 @@ class Settings:
         check_count(
             "max_scheduled", settings["max_scheduled"], "how many jobs may wait for their time"
         )
+        if settings["keep_results"] != 0:
+            check_count("keep_results", settings["keep_results"], "finished jobs lookup() keeps")
+        if check_timeout("result_ttl", settings["result_ttl"]) == 0:
+            raise ValueError("result_ttl must be more than 0 seconds (keep_results=0 keeps none)")
+        check_count("max_result_bytes", settings["max_result_bytes"], "the largest result kept")
         clock = settings["clock"]
         if clock is not None and not (
             callable(getattr(clock, "now", None)) and callable(getattr(clock, "call_at", None))
@@ -147,6 +173,7 @@ class Settings:
                 f"clock must have now() and call_at(when, callback, loop), like "
                 f"backburner.testing.ManualClock(); got {type(clock).__name__} {clock!r}"
             )
+        clock = clock if clock is not None else SystemClock()
         engine = settings["engine"]
         check_engine(engine)
         journal = _journal_config(settings["journal"], settings["durability"])
@@ -163,9 +190,12 @@ class Settings:
             cancel_grace=cancel_grace,
             on_error=on_error,
             keep_failed=settings["keep_failed"],
+            keep_results=settings["keep_results"],
+            result_ttl=float(settings["result_ttl"]),
+            max_result_bytes=settings["max_result_bytes"],
             periodic=tuple(settings["periodic"]),
             max_scheduled=settings["max_scheduled"],
-            clock=clock if clock is not None else SystemClock(),
+            clock=clock,
             loop_lag_warning=check_lag_threshold(settings["loop_lag_warning"]),
             platform_grace=check_budget_setting(
                 "platform_grace", settings["platform_grace"], none_allowed=True
@@ -173,6 +203,7 @@ class Settings:
             server_shutdown_timeout=check_server_timeout(settings["server_shutdown_timeout"]),
             journal_config=journal,
             engine=engine,
+            yielding=Yielding(check_yield_setting(settings["yield_to_requests"]), clock),
             tracing=check_tracing(settings["tracing"]),
         )
 
@@ -185,6 +216,9 @@ _DEFAULTS: dict[str, Any] = {
     "cancel_grace": None,
     "on_error": None,
     "keep_failed": 1000,
+    "keep_results": 1000,
+    "result_ttl": 600.0,
+    "max_result_bytes": 65_536,
     "periodic": (),
     "max_scheduled": 100_000,
     "clock": None,
@@ -194,6 +228,7 @@ _DEFAULTS: dict[str, Any] = {
     "journal": None,
     "durability": None,
     "engine": None,
+    "yield_to_requests": False,
     "tracing": True,
 }
 

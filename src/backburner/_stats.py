@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExecutorStats", "JournalStats", "LimitStats", "PeriodicStats", "QueueStats"]
+__all__ = [
+    "ExecutorStats",
+    "JournalStats",
+    "LimitStats",
+    "PeriodicStats",
+    "QueueStats",
+    "YieldStats",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,26 @@ class JournalStats:
 
 
 @dataclass(frozen=True, slots=True)
+class YieldStats:
+    """Yielding to requests as ``stats().yielding`` shows it (``yield_to_requests=True``)."""
+
+    #: "calm" (every queue has all its workers), "yielding" (requests were pressed within
+    #: the last second: fewer jobs start) or "recovering" (workers come back one at a time).
+    state: str
+    #: The last decision's signal, as a multiple of its target: past 1.0, fewer jobs start.
+    pressure: float
+    #: Seconds: the worst loop lag, and the mean time requests took to their response's
+    #: start (None: no request was answered), over the last decision's interval.
+    lag: float
+    latency: float | None
+    #: Each local queue's effective workers: how many of its jobs may run at once now.
+    effective_workers: Mapping[str, int]
+    target_lag: float
+    target_latency: float | None
+    floor: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """One queue's counters at one moment (like ``SuckerPunch::Queue.stats``)."""
 
@@ -130,6 +157,8 @@ class ExecutorStats:
     journal: JournalStats | None = None
     #: Each limit the executor's jobs have used: its running, held and next free slot.
     limits: tuple[LimitStats, ...] = ()
+    #: Yielding to requests, for an executor with ``yield_to_requests``; else None.
+    yielding: YieldStats | None = None
 
     @classmethod
     def of(
@@ -138,6 +167,7 @@ class ExecutorStats:
         periodic: tuple[PeriodicStats, ...] = (),
         journal: JournalStats | None = None,
         limits: tuple[LimitStats, ...] = (),
+        yielding: YieldStats | None = None,
     ) -> ExecutorStats:
         """Sum the queues' snapshots into a total; the journal's and the limits' beside."""
         fields = (
@@ -162,16 +192,19 @@ class ExecutorStats:
             periodic=periodic,
             journal=journal,
             limits=limits,
+            yielding=yielding,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The counters as a JSON-ready dict: ``queues``, ``total`` and ``periodic``."""
+        """The counters as a JSON-ready dict: ``queues``, ``total``, ``periodic``, ``journal``
+        and ``yielding``."""
         return {
             "queues": {name: q.as_dict() for name, q in self.queues.items()},
             "total": self.total.as_dict(),
             "periodic": [dataclasses.asdict(p) for p in self.periodic],
             "journal": None if self.journal is None else dataclasses.asdict(self.journal),
             "limits": [dataclasses.asdict(limit) for limit in self.limits],
+            "yielding": None if self.yielding is None else dataclasses.asdict(self.yielding),
         }
 
 

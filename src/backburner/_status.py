@@ -38,6 +38,9 @@ class JobStatus(str, enum.Enum):
     #: Still running when shutdown's deadline passed: a sync job in its thread, or an async job
     #: that ignored cancellation. It was reported and left behind.
     ABANDONED = "abandoned"
+    #: A finished job kept for ``lookup`` whose ``result_ttl`` ran out: its tombstone, kept as
+    #: long again so that a client can tell "gone" from "never was". Only ``lookup`` says it.
+    EXPIRED = "expired"
 
     #: Set on each member below: a plain attribute, read on every job's path (an enum
     #: property or a set lookup costs several times more on Python 3.10 and 3.11).
@@ -50,7 +53,8 @@ class JobStatus(str, enum.Enum):
 
     @property
     def finished(self) -> bool:
-        """True for the end states: succeeded, failed, dead, cancelled and abandoned."""
+        """True for the end states: succeeded, sent, failed, dead, cancelled, abandoned and
+        expired."""
         return self._final
 
     def __str__(self) -> str:
@@ -65,6 +69,7 @@ _FINISHED = frozenset(
         JobStatus.DEAD,
         JobStatus.CANCELLED,
         JobStatus.ABANDONED,
+        JobStatus.EXPIRED,
     }
 )
 for _member in JobStatus:

@@ -171,6 +171,25 @@ def test_a_job_appears_on_the_busy_page_and_leaves_it_when_it_finishes(
     watched.assert_clean()
 
 
+def test_progress_updates_live_on_the_busy_page_and_the_jobs_page(
+    server: Uvicorn, watched: Watched
+) -> None:
+    page = watched.open(server, "/bb/busy")
+    job_id = control(server, "progress", key="live-progress")["id"]
+    control(server, "step", key="live-progress", done=3)
+    cell = page.locator(f'tr[data-id="{job_id}"] td.col-progress')
+    expect(cell).to_have_text("3 of 10 (30%) · step 3")
+    control(server, "step", key="live-progress", done=7)
+    expect(cell).to_contain_text("7 of 10 (70%)")  # (and the time left, once it can be told)
+    watched.open(server, f"/bb/jobs/{job_id}")
+    expect(page.locator('[data-field="progress"]')).to_contain_text("7 of 10 (70%)")
+    control(server, "step", key="live-progress", done=9)
+    expect(page.locator('[data-field="progress"]')).to_contain_text("9 of 10 (90%)")
+    control(server, "step", key="live-progress", done=-1)
+    expect(page.locator('[data-field="status"]')).to_have_text("succeeded")
+    watched.assert_clean()
+
+
 def test_a_jobs_page_names_its_arguments_and_shows_what_it_returned(
     server: Uvicorn, watched: Watched
 ) -> None:

@@ -20,7 +20,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
 
-from backburner import Backburner, BackburnerMiddleware, JobStatus, Periodic, QueueConfig
+from backburner import (
+    Backburner,
+    BackburnerMiddleware,
+    JobStatus,
+    Periodic,
+    QueueConfig,
+    YieldToRequests,
+)
 from backburner import job as registered
 from backburner.dashboard import BasicAuth, Dashboard, dashboard
 from backburner.dashboard._metrics import escape_label
@@ -703,7 +710,7 @@ async def issue_token(user: str) -> str:
 
 
 async def test_a_succeeded_jobs_return_value_is_shown_redacted_and_cut(bg: Backburner) -> None:
-    async with _client(dashboard(bg, auth=AUTH)) as client:
+    async with _client(dashboard(bg, auth=AUTH, show_results=True)) as client:
         found = await _shown_then_finished(bg, client, lookup, "ada")
         token = await _shown_then_finished(bg, client, issue_token, "ada")
         big = await _shown_then_finished(bg, client, echo, "x" * 100_000)
@@ -737,8 +744,9 @@ async def test_no_return_value_for_a_job_that_did_not_succeed_or_with_results_hi
         assert shown["result"] is None
     bg.resume("mail")
     await bg.join()
-    assert Presenter((), None).job(waiting, in_failures=False, detail=True)["result"] == "1"
-    hidden = Presenter((), None, show_results=False)
+    showing = Presenter((), None, show_results=True)
+    assert showing.job(waiting, in_failures=False, detail=True)["result"] == "1"
+    hidden = Presenter((), None)  # the default
     assert hidden.job(waiting, in_failures=False, detail=True)["result"] is None
 
 
@@ -753,3 +761,29 @@ async def test_an_unknown_jobs_page_is_a_404_with_the_pages_navigation(bg: Backb
         assert f'<a href="{path}"' in page.text
     assert 'data-page=""' in page.text  # no page's script polls here
     assert "No job nope-1 here" in api.json()["error"]
+
+
+async def test_the_overview_shows_yielding_to_requests_when_it_is_on() -> None:
+    clock = ManualClock()
+    config = YieldToRequests(target_lag=0.01)
+    async with Backburner(workers=4, clock=clock, yield_to_requests=config) as bg:
+        bg.yielding.request_arrived()
+        bg.yielding.lag(0.05)  # five times the target: the next decision halves the workers
+        clock.advance(bg.yielding.interval)
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            data = (await client.get("/api/overview", auth=AUTH)).json()
+            page = (await client.get("/", auth=AUTH)).text
+    yielding = data["yielding"]
+    assert (yielding["state"], yielding["effective_workers"]) == ("yielding", {"default": 2})
+    assert yielding["summary"].startswith("yielding: pressure 5.00 times the target (loop lag 50")
+    assert "workers allowed now: default 2" in yielding["summary"]
+    assert 'data-yielding-state="yielding"' in page
+    assert "Yielding to requests" in page
+
+
+async def test_the_overview_says_nothing_of_yielding_when_it_is_off(bg: Backburner) -> None:
+    async with _client(dashboard(bg, auth=AUTH)) as client:
+        data = (await client.get("/api/overview", auth=AUTH)).json()
+        page = (await client.get("/", auth=AUTH)).text
+    assert data["yielding"] is None
+    assert "Yielding to requests" not in page

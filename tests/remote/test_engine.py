@@ -141,6 +141,21 @@ async def test_sync_enqueue_returns_pending_and_the_job_is_sent_soon_after(remot
         assert await handle == 7
 
 
+async def test_lookup_finds_a_sent_job_sent_then_as_it_ended_on_the_workers(
+    remote: Remote,
+) -> None:
+    async with Backburner(engine=remote.engine()) as bg:
+        handle = bg.enqueue(add, 3, 4)
+        await bg.join()
+        sent = await bg.lookup(handle.id)
+        assert sent is not None
+        assert (sent.status, sent.has_result) == (JobStatus.SENT, False)
+        assert await handle == 7
+        ended = await bg.lookup(handle.id)
+        assert ended is not None
+        assert (ended.status, ended.result) == (JobStatus.SUCCEEDED, 7)
+
+
 async def test_stats_of_a_remote_queue_say_where_jobs_went_and_invent_nothing(
     remote: Remote,
 ) -> None:

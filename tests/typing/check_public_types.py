@@ -97,3 +97,29 @@ async def check_background() -> None:
     background.stop()  # type: ignore[attr-defined]
     background.aclose()  # type: ignore[attr-defined]  # the lifecycle is the middleware's
     background.shutdown_timeout = 3.0  # type: ignore[assignment]  # read-only: set it on the executor
+
+
+async def check_status() -> None:
+    """Issue 13: the running job's handle, its progress, lookup's snapshot."""
+    from backburner import CurrentJob, JobInfo, JobStatus, Progress, current_job
+
+    handle = current_job()
+    assert_type(handle, CurrentJob)
+    assert_type(handle.id, str)
+    assert_type(handle.attempt, int)
+    assert_type(handle.progress, Progress | None)
+    handle.set_progress(1, 10, "one")
+    handle.set_progress(0.5)
+    handle.set_progress(1, message=3)  # type: ignore[arg-type]
+    bg = Backburner(keep_results=100, result_ttl=60.0, max_result_bytes=1024)
+    info = await bg.lookup("abc-1")
+    assert_type(info, JobInfo | None)
+    assert_type(await background.lookup("abc-1"), JobInfo | None)
+    if info is not None:
+        assert_type(info.status, JobStatus)
+        assert_type(info.position, int | None)
+        assert_type(info.progress, Progress | None)
+    progress = Progress(1, 2, None, 0.0)
+    assert_type(progress.fraction, float | None)
+    assert_type(progress.eta, float | None)
+    bg.options(meta={"user": 7}, keep_result=False).enqueue(send, "a@b.c")

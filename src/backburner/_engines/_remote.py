@@ -293,16 +293,19 @@ class RemoteQueue:
             await asyncio.wait_for(self.engine.send(job, task_name, due), self.engine.send_timeout)
         except asyncio.CancelledError:
             job.finish(_CANCELLED)
+            self._host.keep(job)
             raise
         except Exception as exc:
             self._send_failed += 1
             self._last_error = exc
             job.finish(_FAILED, exc=exc)
+            self._host.keep(job)
             raise self._unavailable(job, exc) from exc
         else:
             self._sent += 1
             self._last_error = None
             job.finish(_SENT)
+            self._host.keep(job)
         finally:
             del self._in_flight[job]
             self._host.job_ended()
@@ -383,6 +386,7 @@ class RemoteQueue:
                 )
             except asyncio.CancelledError:
                 job.finish(_CANCELLED)  # cut short by shutdown: the broker may have it or not
+                self._host.keep(job)
                 raise
             except Exception as exc:
                 if self._last_error is None:
@@ -407,6 +411,7 @@ class RemoteQueue:
                 self._last_error = None
                 self._sent += 1
                 job.finish(_SENT)
+                self._host.keep(job)
                 return
 
     def _fail(self, job: Job[Any], exc: BaseException) -> None:
@@ -418,6 +423,7 @@ class RemoteQueue:
         )
         error.__cause__ = exc
         job.finish(_FAILED, exc=error)
+        self._host.keep(job)
         self._host.job_failed(job, error)
 
     # Cancellation: any thread.
@@ -429,6 +435,7 @@ class RemoteQueue:
                 return False
             self._cancelled += 1
         job.finish(_CANCELLED)
+        self._host.keep(job)
         return True
 
     def release_unique(self, job: Job[Any]) -> None:
@@ -451,6 +458,7 @@ class RemoteQueue:
             self._cancelled += len(jobs)
         for job in jobs:
             job.finish(_CANCELLED)
+            self._host.keep(job)
         return jobs
 
     def drop_scheduled(self, jobs: list[Job[Any]]) -> None:

@@ -33,7 +33,17 @@ _CANCELLED, _ABANDONED = JobStatus.CANCELLED, JobStatus.ABANDONED
 _FIELDS = tuple(field.name for field in dataclasses.fields(JobOptions) if field.init)
 # Options that are plain values, so a journal can store a per-call change to them.
 _STORABLE = frozenset(
-    {"queue", "retries", "backoff", "backoff_max", "jitter", "timeout", "on_duplicate"}
+    {
+        "queue",
+        "retries",
+        "backoff",
+        "backoff_max",
+        "jitter",
+        "timeout",
+        "on_duplicate",
+        "keep_result",
+        "meta",
+    }
 )
 _ERROR_TEXT_LIMIT = 2000
 # The arguments were checked to be plain JSON already; this only writes them (compactly).
@@ -167,7 +177,7 @@ def _option_changes(label: str, base: JobOptions, options: JobOptions) -> dict[s
                 f"options({field}=...) cannot be given per call to journaled job {label}: it "
                 f"is not plain data a journal can store. Set it with @job({field}=...) instead"
             )
-        changes[field] = value
+        changes[field] = dict(value) if field == "meta" else value  # (read-only: JSON wants a dict)
     return changes
 
 

@@ -15,7 +15,9 @@ import anyio.to_thread
 
 from .._errors import BackburnerError
 from .._executor import Backburner
+from .._info import JobInfo
 from .._job import Job
+from .._stats import YieldStats
 from .._status import JobStatus
 from . import _inspect
 from ._present import Presenter, printable, truncate
@@ -72,6 +74,7 @@ class Views:
             "total": _queue(stats.total.as_dict()),
             "failures": len(bg.failures()),
             "periodic": len(stats.periodic),
+            "yielding": None if stats.yielding is None else _yielding(stats.yielding),
             "interval": bg.history.interval,
             "minutes": minutes,
             "limits": [
@@ -134,15 +137,22 @@ class Views:
     async def job(self, bg: Backburner, job_id: str) -> dict[str, Any] | None:
         """One job, in full; None if neither the executor nor this dashboard knows it.
 
-        A job this dashboard showed lately is found at once (its page polls); so is a running
-        or failed one. Only an id seen nowhere costs a scan of the waiting and scheduled jobs,
-        which runs in a thread, one at a time, and whose misses are remembered a moment.
+        A job this dashboard showed lately is found at once (its page polls); so is a running,
+        failed or kept finished one (``keep_results``). Only an id seen nowhere costs a scan of
+        the waiting and scheduled jobs, which runs in a thread, one at a time, and whose misses
+        are remembered a moment. A job known only by its snapshot (expired, or its result not
+        kept) is shown as the snapshot tells it.
         """
-        job = self._seen.get(job_id) or _inspect.find_held(bg, job_id)
-        if job is None:
-            job = await self._finder.find(bg, job_id)
-        if job is None:
+        found: Job[Any] | JobInfo | None = self._seen.get(job_id) or _inspect.find_held(bg, job_id)
+        if found is None:
+            found = bg.results.find(job_id)
+        if found is None:
+            found = await self._finder.find(bg, job_id)
+        if found is None:
             return None
+        if isinstance(found, JobInfo):
+            return {"now": time.time(), "job": self.present.info(found)}
+        job = found
         self._remember([job])
         return {
             "now": time.time(),
@@ -296,6 +306,18 @@ def _queue(counters: dict[str, Any]) -> dict[str, Any]:
     # `name` stays whole (the pause and resume forms send it back); `label` is for showing.
     name = printable(str(counters["name"]))
     return {**counters, "name": name, "label": truncate(name, 200)}
+
+
+def _yielding(stats: YieldStats) -> dict[str, Any]:
+    # One line the page shows (and its script refreshes), and the figures for the API.
+    latency = "" if stats.latency is None else f", requests {stats.latency * 1000:.0f} ms"
+    allowed = stats.effective_workers.items()
+    queues = ", ".join(f"{truncate(printable(name), 60)} {count}" for name, count in allowed)
+    summary = (
+        f"{stats.state}: pressure {stats.pressure:.2f} times the target (loop lag "
+        f"{stats.lag * 1000:.0f} ms{latency}); workers allowed now: {queues or 'none open'}"
+    )
+    return {**asdict(stats), "summary": summary}
 
 
 def _in_failures(bg: Backburner, job: Job[Any]) -> bool:

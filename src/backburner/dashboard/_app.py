@@ -73,6 +73,7 @@ class Dashboard:
         redact_text: RedactText | None = None,
         poll_interval: float = 2.0,
         title: str = "backburner",
+        show_results: bool = False,
     ) -> None:
         """The dashboard, to mount: ``app.mount("/backburner", dashboard(auth=("admin", pw)))``.
 
@@ -103,6 +104,9 @@ class Dashboard:
         :param poll_interval: seconds between live updates of an open page (1 to 60; a page's
             ``?poll=`` overrides it within the same bounds, ``?poll=0`` stops them).
         :param title: the name in the page title and header.
+        :param show_results: show a succeeded job's return value on its page, masked like its
+            arguments (``redact``, ``redact_text``). Off by default: a result can hold what no
+            one watching the dashboard should read.
         """
         try:
             import jinja2
@@ -123,13 +127,15 @@ class Dashboard:
             )
         if not isinstance(title, str) or not title:
             raise TypeError(f"title must be a non-empty str, got {title!r}")
+        if not isinstance(show_results, bool):
+            raise TypeError(f"show_results must be a bool, got {show_results!r}")
         self.executor = executor
         self.guard = Guard(auth, insecure_local)
         self.hosts = HostCheck(allowed_hosts, insecure_local)
         self.read_only = read_only
         self.poll_interval = float(poll_interval)
         self.title = title
-        self.views = Views(Presenter(redact, redact_hook, redact_text))
+        self.views = Views(Presenter(redact, redact_hook, redact_text, show_results=show_results))
         self.csrf_token = new_csrf_token()
         folder = resources.files(__package__)
         self._static = {
@@ -429,8 +435,9 @@ def _checked(view: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def _unknown_job(job_id: str) -> str:
     return (
-        f"No job {truncate(job_id, 60)} here: it is not running, waiting, scheduled or in the "
-        "dead list, and it finished too long ago to be remembered."
+        f"No job {truncate(job_id, 60)} here: it is not running, waiting or scheduled, and no "
+        "job with this id finished lately (a finished job is kept for result_ttl, then shown "
+        "expired for as long again)."
     )
 
 

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._errortext import error_line, traceback_text
+from .._info import JobInfo
 from .._job import Job
+from .._progress import Progress
 from .._status import JobStatus
 from ._redact import DEFAULT_REDACT, MASK, MIN_SECRET, QUERY_SECRETS, SecretNames, scrub_text
 
@@ -44,6 +46,9 @@ RedactText = Callable[[Job[Any], str], str]
 _ARG_CHARS = 300  # one argument's repr, or the return value's
 _NAME_CHARS = 200  # a function's or a queue's name
 _ERROR_CHARS = 1000  # an exception's message
+_PROGRESS_CHARS = 200  # a progress report, its message included
+# What a job page shows for the arguments of a job known only by its snapshot.
+_NOT_KEPT = "(not kept once the job ended)"
 _TRACEBACK_CHARS = 20_000
 _CANCELLABLE = (
     JobStatus.PENDING,
@@ -123,7 +128,7 @@ class Presenter:
     """Turns jobs into JSON-ready dicts, masking configured argument names.
 
     ``show_results`` shows a succeeded job's return value on its page (redacted and cut like
-    an argument); False hides it (``"result"`` is then always None).
+    an argument); False, the default, hides it (``"result"`` is then always None).
     """
 
     def __init__(
@@ -132,7 +137,7 @@ class Presenter:
         redact_hook: RedactHook | None,
         redact_text: RedactText | None = None,
         *,
-        show_results: bool = True,
+        show_results: bool = False,
     ) -> None:
         if isinstance(redact, str):
             raise TypeError(f"redact takes a list of names, got the str {redact!r}")
@@ -189,6 +194,7 @@ class Presenter:
             # The limit that holds a blocked or throttled job, else None.
             "held_by": None if job.held_by is None else truncate(job.held_by, _NAME_CHARS),
             "can_cancel": status in _CANCELLABLE or (status is JobStatus.RUNNING and job.is_async),
+            "progress": self._progress(job, secrets),
         }
         if detail:
             data["traceback"] = (
@@ -203,6 +209,46 @@ class Presenter:
             )
             data["result"] = self._result(job, secrets) if self.show_results else None
         return data
+
+    def info(self, info: JobInfo) -> dict[str, Any]:
+        """A job known only by its ``lookup`` snapshot (an expired tombstone, or a finished job
+        whose result was not kept): what it was and how it ended, no arguments, no result."""
+        name = truncate(printable(info.name), _NAME_CHARS)
+        return {
+            "id": printable(info.id),
+            "name": name,
+            "queue": truncate(printable(info.queue), _NAME_CHARS),
+            "status": info.status.value,
+            "attempt": info.attempt,
+            "attempts": info.attempt,
+            "attempt_text": str(info.attempt),
+            "enqueued_at": info.enqueued_at,
+            "started_at": info.started_at,
+            "finished_at": info.finished_at,
+            "run_at": None,
+            "args": [_NOT_KEPT],
+            "error": None,
+            "in_failures": False,
+            "held_by": None,
+            "can_cancel": False,
+            "progress": None,
+            "traceback": None,
+            "kind": "",
+            "timeout": None,
+            "unique_key": None,
+            "result": None,
+        }
+
+    def _progress(self, job: Job[Any], secrets: list[str]) -> str | None:
+        """The job's latest progress report in words, its message masked like its error."""
+        progress = job.progress
+        if progress is None:
+            return None
+        text = progress_text(progress)
+        if progress.message is not None:
+            message = self._text(job, truncate(progress.message, _PROGRESS_CHARS), secrets)
+            text = f"{text} · {message}"
+        return truncate(text, _PROGRESS_CHARS)
 
     def arguments(self, job: Job[Any]) -> list[str]:
         """Each argument as shown: ``name=value`` where the function's signature names it."""
@@ -444,3 +490,27 @@ def _error_line(exc: BaseException, limit: int = _ERROR_CHARS) -> str:
 def _traceback(exc: BaseException) -> str:
     # Cut as the failure's log record is (each part, then the whole keeping where it raised).
     return printable(traceback_text(exc, _TRACEBACK_CHARS))
+
+
+def progress_text(progress: Progress) -> str:
+    """``"30 of 100 (30%), about 7s left"``; ``"30 done"`` without a total."""
+    if progress.total is None:
+        return f"{progress.done:g} done"
+    fraction = progress.fraction or 0.0
+    text = f"{progress.done:g} of {progress.total:g} ({fraction:.0%})"
+    eta = progress.eta
+    if eta is not None and fraction < 1:
+        text += f", about {_duration(eta)} left"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))}s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours}h {minutes % 60}m"
+    return f"{hours // 24}d"

@@ -10,7 +10,9 @@ Mounts (credentials ``admin`` / ``s3cret`` where Basic auth is on)::
 Control routes (no dashboard, no auth: test scaffolding) enqueue jobs the tests watch:
 ``POST /control/hold?key=K`` (runs until ``POST /control/release?key=K``), ``/control/fail``,
 ``/control/quick``, ``/control/schedule``, ``/control/xss`` (jobs full of XSS payloads),
-``/control/secret`` and ``/control/leaky`` (jobs holding secrets, held until released).
+``/control/secret`` and ``/control/leaky`` (jobs holding secrets, held until released),
+``/control/progress?key=K`` (reports each ``/control/step?key=K&done=N`` as N of 10, ends at
+``done=-1``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from backburner import BackburnerMiddleware, Job, Periodic, QueueConfig, background
+from backburner import BackburnerMiddleware, Job, Periodic, QueueConfig, background, current_job
 from backburner.dashboard import BasicAuth, dashboard
 
 from ._payloads import PAYLOADS, XSS_QUEUE
@@ -42,6 +44,17 @@ def _gate(key: str) -> asyncio.Event:
 
 async def hold(key: str) -> str:
     await _gate(key).wait()
+    return key
+
+
+_steps: dict[str, asyncio.Queue[int]] = {}
+
+
+async def stepping(key: str) -> str:
+    """Report each step the test sends as done of 10, until it sends -1."""
+    handle, steps = current_job(), _steps.setdefault(key, asyncio.Queue())
+    while (done := await steps.get()) >= 0:
+        handle.set_progress(done, 10, f"step {done}")
     return key
 
 
@@ -109,6 +122,11 @@ async def control(request: Request) -> Response:
     job: Job[Any]  # the branches enqueue jobs of different result types
     if what == "hold":
         job = background.options(queue=queue).enqueue(hold, params["key"])
+    elif what == "progress":
+        job = background.enqueue(stepping, params["key"])
+    elif what == "step":
+        _steps.setdefault(params["key"], asyncio.Queue()).put_nowait(int(params["done"]))
+        return JSONResponse({"step": params["done"]})
     elif what == "release":
         _gate(params["key"]).set()
         return JSONResponse({"released": params["key"]})
@@ -176,7 +194,7 @@ app = Starlette(
     routes=[
         Route("/health", health),
         Route("/control/{what}", control, methods=["POST"]),
-        Mount("/bb", dashboard(auth=(USER, PASSWORD), poll_interval=1)),
+        Mount("/bb", dashboard(auth=(USER, PASSWORD), poll_interval=1, show_results=True)),
         Mount("/ro", dashboard(auth=BasicAuth(USER, PASSWORD), read_only=True, poll_interval=1)),
         Mount("/none", dashboard()),
         Mount("/local", dashboard(insecure_local=True)),

@@ -209,6 +209,8 @@
         return text(job.attempt_text);
       case "error":
         return el("span", { class: "error" }, [job.error === null ? "" : job.error]);
+      case "progress":
+        return el("span", { class: "progress" }, [job.progress === null ? "" : job.progress]);
       default:
         return text("");
     }
@@ -263,6 +265,11 @@
     for (const node of document.querySelectorAll("[data-total]")) {
       const key = node.getAttribute("data-total");
       setText(node, String(key === "failures" ? data.failures : data.total[key]));
+    }
+    const yielding = document.querySelector("[data-yielding]");
+    if (yielding && data.yielding) {
+      setText(yielding, data.yielding.summary);
+      yielding.parentElement.setAttribute("data-yielding-state", data.yielding.state);
     }
     const table = document.getElementById("queues");
     if (table) {
@@ -437,7 +444,7 @@
       if (key === "args") {
         const items = job.args.map((arg) => el("li", {}, [el("code", {}, [arg])]));
         morphChildren(node, el("ol", {}, items.length ? items : [el("li", { class: "muted" }, ["none"])]));
-      } else if (key === "traceback" || key === "result") {
+      } else if (key === "traceback" || key === "result" || key === "progress") {
         setText(node, job[key] === null ? "" : job[key]); // (hidden when null: data-show-if)
       } else if (key === "status") {
         setText(node, job.status);

@@ -1,0 +1,297 @@
+"""The yielding benchmark: ``/noop``'s latency while jobs burn CPU, with ``yield_to_requests``
+on and off, and the jobs' throughput with no requests at all.
+
+Run it as ``.venv/bin/python benchmarks/yielding.py`` (``--quick``: a smoke run whose figures
+mean little). It needs ``wrk`` (Debian's package).
+
+The app is ``benchmarks/yielding_app.py``: 4 workers (``--job-workers``) run jobs of 10 steps of
+about 5 ms of pure-Python work each, awaiting between steps; each job enqueues its successor, so
+every worker stays busy. Each run starts a fresh uvicorn (``--loop asyncio --http httptools``,
+no access log) on a free loopback port. Six cases:
+
+- **no jobs**: ``wrk -t1 -c<connections>`` on ``/noop``, nothing else running;
+- **jobs, yielding off** / **jobs, yielding on**: the same load while the jobs burn;
+- **jobs, yielding on, floor 0**: the same with ``floor=0``: jobs may stop starting altogether;
+- **no requests, yielding off** / **on**: the jobs alone for ``--duration`` seconds.
+
+Latency percentiles are wrk's (a ``done()`` Lua hook prints them). Jobs done are counted by the
+app from the load's start to its end. Every repeat runs every case, rotating which goes first;
+figures are medians of ``--repeats`` (5) with their range, ratios the median of the per-repeat
+ratios (in the same repeat, so the machine's drift cancels out).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# benchmarks/http.py sits beside this file: as a script, this folder comes first on sys.path,
+# and that file would shadow the standard library's http package (urllib needs it). Look here
+# last instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from core import machine  # noqa: E402
+from yielding_app import calibrate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.status + summary.errors.connect + summary.errors.read
+      + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+#: case -> (jobs burning, yielding on, requests, floor: None for --floor)
+CASES: dict[str, tuple[bool, bool, bool, int | None]] = {
+    "no jobs": (False, False, True, None),
+    "jobs, yielding off": (True, False, True, None),
+    "jobs, yielding on": (True, True, True, None),
+    "jobs, yielding on, floor 0": (True, True, True, 0),
+    "no requests, yielding off": (True, False, False, None),
+    "no requests, yielding on": (True, True, False, None),
+}
+
+
+@dataclass
+class Sample:
+    """One case, one repeat."""
+
+    case: str
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    errors: int = 0
+    jobs_per_s: float = 0.0
+    effective: str = ""  # the effective workers at the end (yielding on)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """``uvicorn benchmarks.yielding_app:app`` on a free port; SIGTERM at the end, or killed."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.log_path = workdir / f"uvicorn-{self.port}.log"
+        command = [sys.executable, "-m", "uvicorn", "benchmarks.yielding_app:app"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]
+        command += ["--log-level", "warning", "--loop", "asyncio", "--http", "httptools"]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    log = self.log_path.read_text()
+                    raise RuntimeError(f"uvicorn did not start: {log}") from None
+                time.sleep(0.05)
+
+    def call(self, path: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(f"{self.url}{path}", method=method)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+def wrk(url: str, lua: Path, seconds: int, connections: int) -> dict[str, int]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRKJSON "):
+            result: dict[str, int] = json.loads(line.removeprefix("WRKJSON "))
+            return result
+    raise RuntimeError(f"no figures from wrk: {out.stdout}{out.stderr}")
+
+
+def run(case: str, options: argparse.Namespace, workdir: Path, lua: Path) -> Sample:
+    jobs, yielding, requests, floor = CASES[case]
+    env = {
+        "BENCH_WORKERS": str(options.job_workers),
+        "BENCH_YIELD": "on" if yielding else "off",
+        "BENCH_TARGET_LAG": str(options.target_lag),
+        "BENCH_FLOOR": str(options.floor if floor is None else floor),
+        "BENCH_LOOPS": str(options.loops),
+    }
+    server = Server(workdir, env)
+    sample = Sample(case)
+    try:
+        if jobs:
+            server.call(f"/fill?count={options.job_workers * 2}", method="POST")
+        if requests:  # a second of load first: the first requests of a process are slower
+            wrk(f"{server.url}/noop", lua, 1, options.connections)
+        elif jobs:
+            time.sleep(1.0)  # the same second, for the jobs-only cases
+        began, done = time.monotonic(), server.call("/counts")["done"]
+        if requests:
+            figures = wrk(f"{server.url}/noop", lua, options.duration, options.connections)
+            sample.rps = figures["requests"] / (figures["duration_us"] / 1e6)
+            sample.p50_ms = figures["p50_us"] / 1000
+            sample.p99_ms = figures["p99_us"] / 1000
+            sample.errors = figures["errors"]
+        else:
+            time.sleep(options.duration)
+        counts = server.call("/counts")
+        sample.jobs_per_s = (counts["done"] - done) / (time.monotonic() - began)
+        if counts["yielding"] is not None:
+            sample.effective = str(counts["yielding"]["effective_workers"]["default"])
+        server.stop()
+    finally:
+        server.kill()
+    return sample
+
+
+def spread(values: Sequence[float], digits: int = 1) -> str:
+    """The median and, over several repeats, the range: ``8.7 (8.0-9.1)``."""
+    text = f"{statistics.median(values):,.{digits}f}"
+    if len(values) > 1:
+        text += f" ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+    return text
+
+
+def ratio(a: list[Sample], b: list[Sample], figure: Callable[[Sample], float]) -> str:
+    """The median of the per-repeat ratios ``figure(a) / figure(b)``, with their range."""
+    values = [figure(x) / figure(y) for x, y in zip(a, b, strict=True) if figure(y)]
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
+def report(samples: list[Sample], info: dict[str, str]) -> None:
+    by = {case: [s for s in samples if s.case == case] for case in CASES}
+    print()
+    print(", ".join(f"{key}: {value}" for key, value in info.items()))
+    print(f"{len(by['no jobs'])} repeats; medians (min-max)")
+    print()
+    print("| case | /noop req/s | /noop p50 ms | /noop p99 ms | jobs/s | effective workers |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for case, runs in by.items():
+        requests = CASES[case][2]
+        web = (
+            f"{spread([s.rps for s in runs], 0)} | {spread([s.p50_ms for s in runs])} | "
+            f"{spread([s.p99_ms for s in runs])}"
+            if requests
+            else "- | - | -"
+        )
+        jobs = spread([s.jobs_per_s for s in runs]) if CASES[case][0] else "-"
+        effective = ", ".join(s.effective for s in runs if s.effective) or "-"
+        print(f"| {case} | {web} | {jobs} | {effective} |")
+    errors = sum(s.errors for s in samples)
+    if errors:
+        print(f"\nwrk counted {errors} errors in all")
+    base, off, on = by["no jobs"], by["jobs, yielding off"], by["jobs, yielding on"]
+    on0 = by["jobs, yielding on, floor 0"]
+    print()
+    p99: Callable[[Sample], float] = lambda s: s.p99_ms  # noqa: E731
+    jobs_per_s: Callable[[Sample], float] = lambda s: s.jobs_per_s  # noqa: E731
+    print(f"/noop p99, yielding on / no jobs: {ratio(on, base, p99)} (target <= 1.5x)")
+    print(f"/noop p99, yielding on with floor 0 / no jobs: {ratio(on0, base, p99)}")
+    print(f"/noop p99, yielding off / no jobs: {ratio(off, base, p99)}")
+    print(f"/noop p99, yielding off / on: {ratio(off, on, p99)}")
+    print(
+        f"jobs/s with no requests, yielding on / off: "
+        f"{ratio(by['no requests, yielding on'], by['no requests, yielding off'], jobs_per_s)} "
+        f"(target >= 0.9x)"
+    )
+    print(
+        f"jobs/s under the load, yielding on / off: {ratio(on, off, jobs_per_s)}; with floor 0: "
+        f"{ratio(on0, off, jobs_per_s)} (what yielding gives the requests)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of each case")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    parser.add_argument("--job-workers", type=int, default=4, help="the queue's workers")
+    parser.add_argument("--target-lag", type=float, default=0.005, help="YieldToRequests's")
+    parser.add_argument("--floor", type=int, default=1, help="YieldToRequests's")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats; figures are medians")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s per case, 1 repeat")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every sample here")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.duration, options.repeats = 2, 1
+    options.loops = calibrate()  # once, for every server of the run: the same work everywhere
+    info = machine()
+    info["server"] = "uvicorn --loop asyncio --http httptools"
+    info["load"] = f"wrk -t1 -c{options.connections} -d{options.duration}s"
+    info["jobs"] = (
+        f"{options.job_workers} workers, 10 steps of ~5 ms of CPU each ({options.loops:,} loops)"
+    )
+    info["yield_to_requests"] = (
+        f"YieldToRequests(target_lag={options.target_lag}, floor={options.floor})"
+    )
+    samples: list[Sample] = []
+    cases = list(CASES)
+    with tempfile.TemporaryDirectory(prefix="bench-yielding-") as tmp:
+        workdir = Path(tmp)
+        lua = workdir / "report.lua"
+        lua.write_text(LUA)
+        for repeat in range(options.repeats):
+            at = repeat % len(cases)
+            for case in cases[at:] + cases[:at]:
+                sample = run(case, options, workdir, lua)
+                samples.append(sample)
+                print(
+                    f"repeat {repeat + 1} {case}: {sample.rps:,.0f} req/s, p99 "
+                    f"{sample.p99_ms:.1f} ms, {sample.jobs_per_s:.1f} jobs/s, effective "
+                    f"{sample.effective or '-'}",
+                    file=sys.stderr,
+                )
+    report(samples, info)
+    if options.json:
+        options.json.write_text(
+            json.dumps({"machine": info, "samples": [s.__dict__ for s in samples]}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

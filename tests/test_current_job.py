@@ -1,0 +1,261 @@
+"""Inside a job: ``current_job()`` finds the job's own handle, and ``set_progress`` reports."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backburner import (
+    Backburner,
+    BackburnerError,
+    CurrentJob,
+    Job,
+    NotInJob,
+    Progress,
+    background,
+    current_job,
+    job,
+)
+from backburner.testing import inline
+
+from .jobs import Gate, noop
+
+pytestmark = pytest.mark.anyio
+
+
+async def who_am_i() -> tuple[str, str, str, int]:
+    handle = current_job()
+    return handle.id, handle.name, handle.queue, handle.attempt
+
+
+def who_am_i_in_a_thread() -> tuple[str, str, int, bool]:
+    handle = current_job()
+    return handle.id, handle.name, handle.attempt, threading.current_thread().daemon
+
+
+async def test_an_async_job_finds_its_own_handle() -> None:
+    async with Backburner() as bg:
+        handle = bg.enqueue(who_am_i)
+        assert await handle == (handle.id, "who_am_i", "default", 1)
+
+
+async def test_a_sync_job_finds_its_own_handle_on_its_thread() -> None:
+    async with Backburner() as bg:
+        handle = bg.enqueue(who_am_i_in_a_thread)
+        assert await handle == (handle.id, "who_am_i_in_a_thread", 1, True)
+
+
+async def test_outside_a_job_current_job_raises_not_in_job_saying_so() -> None:
+    with pytest.raises(NotInJob, match="current_job\\(\\) is for the code of a running job"):
+        current_job()
+    assert issubclass(NotInJob, BackburnerError)
+    async with Backburner():  # an executor running changes nothing for code that is no job's
+        with pytest.raises(NotInJob):
+            current_job()
+
+
+async def enqueue_a_child(bg: Backburner) -> tuple[str, str]:
+    mine = current_job()  # the handle is kept in this job's context, which children copy
+    child = bg.enqueue(who_am_i)
+    child_id, *_ = await child
+    return mine.id, child_id
+
+
+async def test_a_job_enqueued_by_a_job_finds_its_own_handle_not_its_parents() -> None:
+    async with Backburner() as bg:
+        parent = bg.enqueue(enqueue_a_child, bg)
+        parent_id, child_id = await parent
+        assert parent_id == parent.id
+        assert child_id != parent_id
+
+
+def sync_parent(bg: Backburner, results: list[Any]) -> None:
+    current_job()
+    results.append(bg.enqueue(who_am_i_in_a_thread))
+    results.append(bg.enqueue(who_am_i))
+
+
+async def test_jobs_enqueued_from_a_sync_job_find_their_own_handles() -> None:
+    children: list[Any] = []
+    async with Backburner() as bg:
+        await bg.enqueue(sync_parent, bg, children)
+        sync_child, async_child = children
+        assert (await sync_child)[0] == sync_child.id
+        assert (await async_child)[0] == async_child.id
+
+
+async def spawn_a_task() -> None:
+    current_job()
+
+    async def not_the_job() -> None:
+        current_job()
+
+    await asyncio.create_task(not_the_job())
+
+
+async def test_a_task_the_job_started_is_not_the_job() -> None:
+    async with Backburner() as bg:
+        task_job = bg.enqueue(spawn_a_task)
+        with pytest.raises(NotInJob):
+            await task_job
+
+
+attempts: list[int] = []
+
+
+@job(retries=2, backoff=0, jitter=0)
+async def flaky() -> int:
+    handle = current_job()
+    attempts.append(handle.attempt)
+    handle.set_progress(handle.attempt, 3)
+    if handle.attempt < 3:
+        raise ValueError("again")
+    return handle.attempt
+
+
+async def test_each_retry_is_a_new_attempt_with_progress_of_its_own() -> None:
+    attempts.clear()
+    async with Backburner() as bg:
+        flaky_job = bg.enqueue(flaky)
+        assert await flaky_job == 3
+    assert attempts == [1, 2, 3]
+    progress = flaky_job.progress
+    assert progress is not None
+    assert progress.done == 3
+    assert progress.rate is None  # one report in this attempt: no rate yet
+
+
+async def report_steps(gate: Gate, steps: int) -> None:
+    handle = current_job()
+    assert handle.progress is None
+    for done in range(steps + 1):
+        handle.set_progress(done, steps, f"step {done}")
+    await gate.hold()
+
+
+async def test_an_async_job_reports_progress_that_its_handle_and_job_show() -> None:
+    gate = Gate()
+    async with Backburner() as bg:
+        running = bg.enqueue(report_steps, gate, 4)
+        await gate.started.wait()
+        progress = running.progress
+        assert progress is not None
+        assert (progress.done, progress.total, progress.message) == (4, 4, "step 4")
+        assert progress.fraction == 1.0
+        assert progress.eta == 0.0
+        gate.opened.set()
+        await running
+
+
+def report_from_a_thread(release: threading.Event, reported: threading.Event) -> str:
+    handle = current_job()
+    handle.set_progress(5, 10, "halfway")
+    reported.set()
+    release.wait(60)
+    return handle.id
+
+
+async def test_a_sync_job_reports_progress_from_its_thread() -> None:
+    release, reported = threading.Event(), threading.Event()
+    async with Backburner() as bg:
+        running = bg.enqueue(report_from_a_thread, release, reported)
+        assert await asyncio.to_thread(reported.wait, 60)
+        progress = running.progress
+        assert progress is not None
+        assert (progress.done, progress.total, progress.message) == (5, 10, "halfway")
+        assert progress.fraction == 0.5
+        release.set()
+        assert await running == running.id
+
+
+def test_a_job_run_inline_finds_its_handle_and_reports() -> None:
+    with inline() as jobs:
+        sync_job = background.enqueue(who_am_i_in_a_thread)
+        async_job = background.enqueue(who_am_i)
+    assert len(jobs) == 2
+    assert sync_job.result()[0] == sync_job.id
+    assert async_job.result()[:2] == (async_job.id, "who_am_i")
+
+
+def test_progress_fraction_and_eta_come_from_the_rate_so_far() -> None:
+    progress = Progress(done=30, total=100, message=None, updated_at=1000.0, rate=10.0)
+    assert progress.fraction == 0.3
+    assert progress.eta == 7.0
+    assert Progress(5, None, None, 0.0, 1.0).fraction is None
+    assert Progress(5, None, None, 0.0, 1.0).eta is None
+    assert Progress(5, 10, None, 0.0, None).eta is None
+    assert Progress(5, 10, None, 0.0, 0.0).eta is None  # no headway: cannot be told
+    assert Progress(0, 0, None, 0.0, None).fraction == 1.0
+
+
+def _handle() -> CurrentJob:
+    """A handle on a job that is not running: enough to call set_progress on."""
+    return CurrentJob(Job(noop, (), None, "default", True, None))
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "message", "error", "words"),
+    [
+        (-1, None, None, ValueError, "done must be a finite number, 0 or more"),
+        (math.nan, None, None, ValueError, "done must be a finite number"),
+        (math.inf, None, None, ValueError, "done must be a finite number"),
+        (1, math.nan, None, ValueError, "total must be a finite number"),
+        (1, -2, None, ValueError, "total must be a finite number"),
+        (11, 10, None, ValueError, "done \\(11\\) is more than total \\(10\\)"),
+        ("3", None, None, TypeError, "done must be a number"),
+        (True, None, None, TypeError, "done must be a number"),
+        (1, "10", None, TypeError, "total must be a number"),
+        (1, 10, 42, TypeError, "message must be a str or None, got int 42"),
+    ],
+)
+def test_set_progress_refuses_bad_arguments_where_it_is_called(
+    done: Any, total: Any, message: Any, error: type[Exception], words: str
+) -> None:
+    handle = _handle()
+    with pytest.raises(error, match=f"set_progress: {words}"):
+        handle.set_progress(done, total, message)
+    assert handle.progress is None  # nothing half-kept
+
+
+@given(
+    done=st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True)),
+    total=st.one_of(st.none(), st.integers(), st.floats(allow_nan=True, allow_infinity=True)),
+)
+def test_set_progress_keeps_exactly_the_reports_that_make_sense(done: Any, total: Any) -> None:
+    handle = _handle()
+    sensible = (
+        math.isfinite(done)
+        and done >= 0
+        and (total is None or (math.isfinite(total) and done <= total))
+    )
+    try:
+        handle.set_progress(done, total)
+    except (TypeError, ValueError):
+        assert not sensible
+        assert handle.progress is None
+    else:
+        assert sensible
+        progress = handle.progress
+        assert progress is not None
+        assert (progress.done, progress.total) == (done, total)
+        fraction = progress.fraction
+        assert fraction is None or 0 <= fraction <= 1
+
+
+@given(reports=st.lists(st.integers(min_value=0, max_value=10**12), min_size=1, max_size=50))
+def test_the_rate_and_eta_are_never_negative_for_growing_reports(reports: list[int]) -> None:
+    handle = _handle()
+    total = max(reports)
+    for done in sorted(reports):
+        handle.set_progress(done, total)
+    progress = handle.progress
+    assert progress is not None
+    assert progress.rate is None or progress.rate >= 0
+    eta = progress.eta
+    assert eta is None or eta >= 0

@@ -1,0 +1,57 @@
+"""What a job costs the process while it waits: bytes, counted exactly by ``tracemalloc``.
+
+Under a backlog these bytes, and the references the garbage collector visits in them, are
+most of what an executor holds (issue 18). The bounds are this design's, with a little room.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+
+from backburner import Backburner
+
+from .jobs import Gate, noop
+
+pytestmark = pytest.mark.anyio
+
+JOBS = 2_000
+
+
+def _bytes_per_job(bg: Backburner) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        jobs = [bg.enqueue(noop) for _ in range(JOBS)]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert bg.stats().total.pending == len(jobs)
+    return (grown - JOBS * 8) / JOBS  # less the test's own list of handles
+
+
+async def test_a_waiting_plain_job_holds_at_most_284_bytes() -> None:
+    # Its handle (a Job of 19 slots), its context copy, its enqueue time's float and its
+    # place in the deque: fields few jobs set (a given id, a key, hooks, a timer, awaiters)
+    # live in a record only those jobs get, and its id's number is drawn when first asked.
+    gate = Gate()
+    async with Backburner(workers=1, max_pending=JOBS) as bg:
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        try:
+            assert _bytes_per_job(bg) <= 284
+        finally:
+            gate.opened.set()
+
+
+async def test_a_jobs_id_is_drawn_once_whoever_asks_first() -> None:
+    async with Backburner() as bg:
+        first, second = bg.enqueue(noop), bg.enqueue(noop)
+        later = second.id  # asked first: numbered first
+        assert first.id != later
+        assert second.id == later
+        await bg.join()
+        assert second.id == later  # and kept once the job ended
