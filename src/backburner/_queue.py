@@ -488,16 +488,12 @@ class JobQueue:
             except BaseException as exc:  # SystemExit, KeyboardInterrupt: see _failed_attempt
                 self._end(job, _FAILED, exc=exc)
             else:
-                if job.status is _RUNNING:
-                    self._processed += 1
-                    job.succeed(result)
+                if self._succeeded(job, result):
                     now = job.finished_at  # the successor starts now: one clock read saved
-                else:
-                    self._host.late_end(job, None)
             finally:
                 self._running.discard(job)
-                if job.done():
-                    job.context = None  # type: ignore[assignment]  # let its context values go
+                if job.done():  # (its context and task let go, as in `_run`)
+                    job.context = job.task = None  # type: ignore[assignment]
                 limits.release(job)  # its tokens back first: a job of its key may start next
                 self._free_slot(now)
             return
@@ -551,13 +547,15 @@ class JobQueue:
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
             self._free_slot()
 
-    def _succeeded(self, job: Job[Any], result: Any) -> None:
+    def _succeeded(self, job: Job[Any], result: Any) -> bool:
+        # True if the job succeeded now; False if it was given up on before (its late end).
         if job.status is _RUNNING:
             self._processed += 1
             job.succeed(result)
             self._keep(job)
-        else:  # abandoned at shutdown: its end changes nothing
-            self._host.late_end(job, None)
+            return True
+        self._host.late_end(job, None)  # abandoned at shutdown: its end changes nothing
+        return False
 
     def _arm_timeout(self, job: Job[Any], timeout: float) -> Timer:
         return self._scheduler.call_at(self._scheduler.clock.now() + timeout, self._expire, job)
