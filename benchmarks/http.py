@@ -1,5 +1,6 @@
 """The HTTP benchmark: a real uvicorn process, loaded by ``wrk``, doing 50 ms of work per request
-six ways (``benchmarks/http_app.py``): not at all, through backburner, through two hand-written
+seven ways (``benchmarks/http_app.py``): not at all, through backburner (in memory, and with a
+journal: each request awaits ``aenqueue``, its job committed), through two hand-written
 ``asyncio.Queue`` pools (one whose workers await each job inline, one that runs each job as its
 own task in the context captured at enqueue), through Starlette's ``BackgroundTasks``, and
 inline in the request.
@@ -58,6 +59,7 @@ ROUTES = {
     "/pool": "inline-awaiting pool",
     "/background": "BackgroundTasks",
     "/inline": "inline await",
+    "/durable": "backburner + journal (await aenqueue)",
 }
 
 LUA = """
@@ -105,7 +107,7 @@ def free_port() -> int:
 class Server:
     """``uvicorn benchmarks.http_app:app`` on a free port; stopped by SIGTERM, or killed."""
 
-    def __init__(self, workdir: Path, options: argparse.Namespace) -> None:
+    def __init__(self, workdir: Path, options: argparse.Namespace, journal: bool = False) -> None:
         self.port = free_port()
         self.counts_path = workdir / f"counts-{self.port}.json"
         self.log_path = workdir / f"uvicorn-{self.port}.log"
@@ -118,6 +120,8 @@ class Server:
             "BENCH_WORKERS": str(options.job_workers),
             "BENCH_MAX_PENDING": str(options.max_pending),
         }
+        if journal:  # a fresh journal per server: nothing from an earlier run to take back
+            env["BENCH_JOURNAL"] = str(workdir / f"journal-{self.port}.sqlite3")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
@@ -176,7 +180,7 @@ def wrk(url: str, lua: Path, seconds: int, connections: int, threads: int) -> di
 
 
 def load(route: str, options: argparse.Namespace, workdir: Path, lua: Path) -> Sample:
-    server = Server(workdir, options)
+    server = Server(workdir, options, journal=route == "/durable")
     try:
         rss_start = server.rss_mb()
         gc_start = server.get("/gc")
@@ -322,6 +326,12 @@ def report(samples: list[Sample], health: list[tuple[float, float]], info: dict[
     )
     print(f"  GC collections {ratio(ours, task_pool, lambda s: s.gc_collections)}")
     print(f"  GC time {ratio(ours, task_pool, lambda s: s.gc_ms)}")
+    durable = by_route["/durable"]
+    print(
+        f"backburner with a journal (await aenqueue) / in memory: req/s "
+        f"{ratio(durable, ours, lambda s: s.rps)} (target >= 0.8x), p99 "
+        f"{ratio(durable, ours, lambda s: s.p99_ms)} (target <= 1.5x)"
+    )
     print(
         f"backburner / inline-awaiting pool: req/s {ratio(ours, pool, lambda s: s.rps)}, "
         f"p99 {ratio(ours, pool, lambda s: s.p99_ms)}"

@@ -11,6 +11,9 @@
 - ``/background``: Starlette's ``BackgroundTasks``: the job runs after the response, inside the
   request's own task.
 - ``/inline``: the request awaits the job itself.
+- ``/durable``: ``await background.aenqueue(job)`` with a journal (``BENCH_JOURNAL``, set by the
+  driver for this route only): each request waits for its job's commit (group commit: one
+  commit carries the jobs of every request waiting meanwhile); starts and ends are written too.
 
 The job is ``await asyncio.sleep(0.05)`` (a call to a slow API, say); backburner and the pool
 run ``BENCH_WORKERS`` (64) at once, so they finish at most 1,280 jobs a second and a faster
@@ -45,6 +48,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from backburner import Backburner, BackburnerMiddleware, QueueConfig, QueueFull, background
+from backburner import job as registered
 from benchmarks._baselines import TaskPerJob
 
 JOB_SECONDS = 0.05
@@ -57,6 +61,13 @@ counts = {"accepted": 0, "refused": 0, "done": 0}
 
 async def job(n: int) -> None:
     """The work of request ``n``: a real job has an argument or two."""
+    await asyncio.sleep(JOB_SECONDS)
+    counts["done"] += 1
+
+
+@registered(name="bench.durable")
+async def durable_job(n: int) -> None:
+    """The same work, registered by name so that a journal can keep it."""
     await asyncio.sleep(JOB_SECONDS)
     counts["done"] += 1
 
@@ -121,6 +132,12 @@ async def enqueue(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def durable(request: Request) -> Response:
+    await background.aenqueue(durable_job, counts["accepted"])
+    counts["accepted"] += 1
+    return PlainTextResponse("ok")
+
+
 async def put_in_pool(request: Request) -> Response:
     assert pool is not None
     try:
@@ -174,6 +191,7 @@ executor = Backburner(
     max_pending=MAX_PENDING,
     shutdown_timeout=SHUTDOWN_TIMEOUT,
     queues={"sync": QueueConfig(workers=20)},
+    journal=os.environ.get("BENCH_JOURNAL"),
 )
 
 
@@ -203,6 +221,7 @@ app = Starlette(
         Route("/taskpool", put_in_task_pool),
         Route("/background", background_task),
         Route("/inline", inline),
+        Route("/durable", durable),
         Route("/sleepers", sleepers, methods=["POST"]),
         Route("/counts", current_counts),
         Route("/gc", gc_counts),

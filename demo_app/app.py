@@ -14,6 +14,8 @@ Routes::
     GET  /inbox.json   the same as JSON; ?to=ADDRESS filters, ?wait=SECONDS waits for a match
     GET  /stats        the executor's counters as JSON; ?wait=SECONDS first waits for idle
     /backburner/       backburner's dashboard (HTTP Basic: user ``demo``, the password given)
+    /status/ID         a job's status as JSON, ID/events as Server-Sent Events: the links on
+                       the pages are signed (backburner.status, with a secret made at start)
 
 Each form redirect carries a ``Server-Timing`` header with the handler's own time.
 """
@@ -26,6 +28,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import aiosmtplib
 import anyio
@@ -46,6 +49,7 @@ from backburner import (
     background,
 )
 from backburner.dashboard import dashboard
+from backburner.status import status_app
 
 from . import pages
 from .digest import DIGEST_TO, Digest
@@ -100,6 +104,7 @@ class Demo:
         digest_every: float | None = 60.0,
         reminder_delay: float | None = 30.0,
         retry_backoff: float = 2.0,
+        fib_step: float = 0.05,
         clock: Clock | None = None,
     ) -> None:
         if mail_delay < 0:
@@ -110,6 +115,9 @@ class Demo:
             raise ValueError(f"reminder_delay must be 0 or more seconds, got {reminder_delay}")
         if not retry_backoff >= 0:
             raise ValueError(f"retry_backoff must be 0 or more seconds, got {retry_backoff}")
+        if not 0 <= fib_step <= 1:
+            raise ValueError(f"fib_step must be from 0 to 1 second, got {fib_step}")
+        self.fib_step = fib_step
         self.mail_delay = mail_delay
         self.retry_backoff = retry_backoff
         self.mailbox = Mailbox()
@@ -121,6 +129,9 @@ class Demo:
         self.digest = Digest(lambda: self.mail)
         #: The dashboard's password (user ``demo``): a random one unless given.
         self.dashboard_password = dashboard_password or secrets.token_urlsafe(12)
+        # Links to a job's status are signed with a secret of this process: anyone given one
+        # sees that job (and no other) for an hour, with no account.
+        self.statuses = status_app(secret=secrets.token_bytes(32))
         self.app = Starlette(
             routes=[
                 Route("/", self.home),
@@ -131,6 +142,7 @@ class Demo:
                 Route("/inbox", self.inbox),
                 Route("/inbox.json", self.inbox_json),
                 Route("/stats", self.stats),
+                Mount(pages.STATUS, self.statuses),
                 Mount(
                     pages.DASHBOARD,
                     dashboard(auth=(DASHBOARD_USER, self.dashboard_password), title="demo jobs"),
@@ -286,7 +298,7 @@ class Demo:
             )
             record = self.recent.add("fibtastic", address, mode, started, count=count, job=sent)
         elif mode == "background":
-            job = background.enqueue(fibtastic, self.mail, address, count)
+            job = background.enqueue(fibtastic, self.mail, address, count, self.fib_step)
             record = self.recent.add("fibtastic", address, mode, started, count=count, job=job)
         else:
             await send_mail(self.mail, fibtastic_message(address, count))
@@ -298,13 +310,20 @@ class Demo:
     async def home(self, request: Request) -> Response:
         """The forms and what happened so far."""
         stats = background.stats().as_dict()
-        return HTMLResponse(pages.home_page(self.recent, stats, self.mail_delay, self.features))
+        return HTMLResponse(
+            pages.home_page(self.recent, stats, self.mail_delay, self.features, self.status_url)
+        )
 
     async def sent(self, request: Request) -> Response:
         """Where the forms redirect: ``?r=`` names the request."""
         raw = request.query_params.get("r", "")
         record = self.recent.get(int(raw)) if raw.isascii() and raw.isdecimal() else None
-        return HTMLResponse(pages.sent_page(record, self.recent, self.features))
+        return HTMLResponse(pages.sent_page(record, self.recent, self.features, self.status_url))
+
+    def status_url(self, job_id: str) -> str:
+        """Where a job's status is, signed for an hour: what each job id on the pages links to."""
+        query = self.statuses.sign(job_id, expires_in=3600)
+        return f"{pages.STATUS}/{quote(job_id, safe='')}?{query}"
 
     async def inbox(self, request: Request) -> Response:
         """The caught mail, newest first."""

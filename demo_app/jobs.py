@@ -9,8 +9,9 @@ in *inline* mode calls them itself before answering, which is what the demo comp
 * ``send_reminder`` (async, queue ``mail``): "did you finish signing up?", enqueued with
   ``enqueue_in`` when a sign-up is, to run some seconds later.
 * ``fibtastic`` (sync, so it runs in one of backburner's threads, queue ``default``): computes
-  N Fibonacci numbers, then enqueues ``send_mail`` onto the ``mail`` queue: a job enqueuing
-  its follow-up job through ``background``.
+  N Fibonacci numbers, slowly enough to watch, reporting its progress after each with
+  ``current_job().set_progress``, then enqueues ``send_mail`` onto the ``mail`` queue: a job
+  enqueuing its follow-up job through ``background``.
 
 The periodic digest of the sign-ups is in ``digest.py``.
 """
@@ -18,12 +19,13 @@ The periodic digest of the sign-ups is in ``digest.py``.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiosmtplib
 
-from backburner import Job, background, job
+from backburner import Job, background, current_job, job
 
 __all__ = [
     "BROKEN_DOMAIN",
@@ -100,7 +102,12 @@ def broken_address(address: str) -> str:
 
 def fibtastic_message(address: str, count: int) -> EmailMessage:
     """The FibTastic email: the first ``count`` Fibonacci numbers, one a line."""
-    lines = "\n".join(str(number) for number in fibonacci(count))
+    return _numbers_message(address, fibonacci(count))
+
+
+def _numbers_message(address: str, numbers: list[int]) -> EmailMessage:
+    count = len(numbers)
+    lines = "\n".join(str(number) for number in numbers)
     return _message(
         address,
         f"Your {count} Fibonacci numbers",
@@ -144,14 +151,24 @@ async def send_reminder(settings: MailSettings, address: str) -> None:
     await send_mail(settings, reminder_message(address))
 
 
-def fibtastic(settings: MailSettings, address: str, count: int) -> str:
+def fibtastic(settings: MailSettings, address: str, count: int, step: float = 0.0) -> str:
     """Compute ``count`` Fibonacci numbers and enqueue their email; return the mail job's id.
 
     A plain function, so backburner runs it in a worker thread; ``background`` there still
-    means the executor running this job. (It is the demo's long job: the one to report its
-    progress, number by number, once backburner's jobs can.)
+    means the executor running this job, and ``current_job()`` this job. Each number takes
+    ``step`` seconds more (pretend work, long enough to watch the progress bar), and is
+    reported with ``set_progress``: the status app streams it to the page that asked.
     """
+    me = current_job()
+    numbers: list[int] = []
+    current, following = 0, 1
+    for done in range(1, count + 1):
+        numbers.append(current)
+        current, following = following, current + following
+        if step:
+            time.sleep(step)  # in the job's own thread: the event loop is not held
+        me.set_progress(done, count, f"{done} of {count} numbers")
     mail_job: Job[None] = background.options(queue="mail").enqueue(
-        send_mail, settings, fibtastic_message(address, count)
+        send_mail, settings, _numbers_message(address, numbers)
     )
     return mail_job.id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -15,10 +15,24 @@ from .jobs import BROKEN_DOMAIN, MAX_FIBONACCI
 from .mailcatcher import CaughtMail
 from .recent import MODES, RecentRequests, RequestRecord
 
-__all__ = ["DASHBOARD", "Features", "error_page", "home_page", "inbox_page", "sent_page"]
+__all__ = [
+    "DASHBOARD",
+    "STATUS",
+    "Features",
+    "StatusURL",
+    "error_page",
+    "home_page",
+    "inbox_page",
+    "sent_page",
+]
 
 #: Where the demo mounts backburner's dashboard.
 DASHBOARD = "/backburner"
+#: Where the demo mounts backburner's status app.
+STATUS = "/status"
+
+#: Gives the (signed) URL of a job's status: ``status_url(job_id)``.
+StatusURL = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,7 @@ th, td { text-align: left; padding: 0.2rem 0.5rem; border-bottom: 1px solid #eee
 .mode strong { font-size: 1.5rem; display: block; }
 .note { color: #666; font-size: 0.9rem; }
 .status { color: #666; }
+progress { width: 20rem; height: 1.2rem; vertical-align: middle; }
 .error { border-left: 4px solid #c33; padding-left: 1rem; }
 pre { background: #f6f6f6; padding: 0.5rem; overflow-x: auto; }
 """
@@ -78,12 +93,12 @@ def _dashboard_link(page: str, text: str) -> str:
     return f'<a href="{DASHBOARD}/{page}">{escape(text)}</a>'
 
 
-def _job_link(job: Job[Any]) -> str:
-    """A job's id, linked to its page on the dashboard, and its status."""
-    # (A job's progress, once jobs can report it, belongs beside its status here.)
+def _job_link(job: Job[Any], status_url: StatusURL) -> str:
+    """A job's id, linked to its status (JSON), its status now, and its dashboard page."""
     return (
-        f'<a class=job href="{DASHBOARD}/jobs/{quote(job.id, safe="")}">{escape(job.id)}</a>: '
-        f"<span class=status>{escape(job.status.value)}</span>"
+        f'<a class=job href="{escape(status_url(job.id))}">{escape(job.id)}</a>: '
+        f"<span class=status>{escape(job.status.value)}</span> "
+        f'(<a class=dashboard href="{DASHBOARD}/jobs/{quote(job.id, safe="")}">dashboard</a>)'
     )
 
 
@@ -134,11 +149,13 @@ def _jobs_of(record: RequestRecord) -> list[tuple[str, Job[Any]]]:
     return jobs
 
 
-def _recent_table(records: Iterable[RequestRecord]) -> str:
+def _recent_table(records: Iterable[RequestRecord], status_url: StatusURL) -> str:
     rows = []
     for record in records:
         what = record.kind + (f" (N={record.count})" if record.count else "")
-        jobs = "<br>".join(f"{label} {_job_link(job)}" for label, job in _jobs_of(record))
+        jobs = "<br>".join(
+            f"{label} {_job_link(job, status_url)}" for label, job in _jobs_of(record)
+        )
         rows.append(
             f"<tr><td>{time.strftime('%H:%M:%S', time.localtime(record.at))}</td>"
             f"<td>{escape(what)}</td><td>{escape(record.address)}</td><td>{record.mode}</td>"
@@ -176,9 +193,9 @@ def _on_their_own(features: Features) -> str:
             f"({_dashboard_link('retries', 'retries')} shows it in between)."
         )
     items.append(
-        "Each job id below opens the job's page on the "
-        f"{_dashboard_link('', 'dashboard')}, while the executor holds the job (waiting, "
-        "scheduled, running, retrying or dead) or the dashboard has shown it."
+        "Each job id below opens the job's status, as JSON from the status app (<code>"
+        f"{STATUS}/&lt;id&gt;</code>, a link signed for an hour); beside it, the job's page on "
+        f"the {_dashboard_link('', 'dashboard')}."
     )
     return "<h2>On the dashboard</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
@@ -197,7 +214,11 @@ def _stats_table(stats: Mapping[str, Any]) -> str:
 
 
 def home_page(
-    recent: RecentRequests, stats: Mapping[str, Any], mail_delay: float, features: Features
+    recent: RecentRequests,
+    stats: Mapping[str, Any],
+    mail_delay: float,
+    features: Features,
+    status_url: StatusURL,
 ) -> str:
     """The forms, the jobs that run on their own, the two modes' response times, the recent
     requests and the queues."""
@@ -212,12 +233,17 @@ def home_page(
         + _on_their_own(features)
         + _comparison(recent)
         + "<h2>Recent requests</h2>"
-        + _recent_table(recent.newest_first())
+        + _recent_table(recent.newest_first(), status_url)
         + _stats_table(stats),
     )
 
 
-def sent_page(record: RequestRecord | None, recent: RecentRequests, features: Features) -> str:
+def sent_page(
+    record: RequestRecord | None,
+    recent: RecentRequests,
+    features: Features,
+    status_url: StatusURL,
+) -> str:
     """Where a form redirects: what was sent, how, how long the answer took, what follows."""
     if record is None:
         title, lead = "Sent", "<p>Your email is on its way.</p>"
@@ -236,32 +262,82 @@ def sent_page(record: RequestRecord | None, recent: RecentRequests, features: Fe
         else:
             verb = "were" if plural else "was"
             how = f"{what} {verb} sent inline, before answering: this page took {took}."
-        lead = f'<p>{how} See the <a href="/inbox">inbox</a>.</p>' + _what_follows(record, features)
+        lead = f'<p>{how} See the <a href="/inbox">inbox</a>.</p>' + _what_follows(
+            record, features, status_url
+        )
     return _page(
         title,
         f"<h1>{escape(title)}</h1>{lead}"
         + _comparison(recent)
         + "<h2>Recent requests</h2>"
-        + _recent_table(recent.newest_first())
+        + _recent_table(recent.newest_first(), status_url)
         + '<p><a href="/">Send another</a></p>',
     )
 
 
-def _what_follows(record: RequestRecord, features: Features) -> str:
+def _what_follows(record: RequestRecord, features: Features, status_url: StatusURL) -> str:
     if record.job is None:
         return ""
+    if record.kind == "fibtastic":
+        return _progress_bar(record.job, record.count, status_url)
     if record.address.endswith(f"@{BROKEN_DOMAIN}"):
         return (
             "<p>That is the broken address: the mail service refuses it, so the job fails, "
             f"is retried {features.retries} times, then waits on the "
-            f"{_dashboard_link('dead', 'dead list')} (job {_job_link(record.job)}).</p>"
+            f"{_dashboard_link('dead', 'dead list')} (job {_job_link(record.job, status_url)}).</p>"
         )
     if record.reminder is not None and features.reminder_delay is not None:
         return (
             f"<p>A reminder follows in {_seconds(features.reminder_delay)} "
-            f"(job {_job_link(record.reminder)}).</p>"
+            f"(job {_job_link(record.reminder, status_url)}).</p>"
         )
     return ""
+
+
+# The page listens to the job's events (the status app's Server-Sent Events) and moves the bar;
+# the URL comes in a data attribute, escaped like any value, never pasted into the script.
+_PROGRESS_SCRIPT = """
+(() => {
+  const bar = document.getElementById("progress");
+  const text = document.getElementById("progress-text");
+  const eta = document.getElementById("progress-eta");
+  const source = new EventSource(bar.dataset.events);
+  const show = (event) => {
+    const job = JSON.parse(event.data);
+    if (job === null) { text.textContent = "no longer known"; eta.textContent = ""; return; }
+    const progress = job.progress;
+    bar.dataset.status = job.status;
+    if (progress !== null) {
+      if (progress.total !== null) bar.max = progress.total;
+      bar.value = progress.done;
+      text.textContent = progress.message ?? String(progress.done);
+    } else if (job.status === "pending") {
+      text.textContent = "waiting for a worker (" + job.position + " ahead)";
+    }
+    const left = progress === null ? null : progress.eta;
+    eta.textContent = job.finished || left === null ? "" : "about " + Math.ceil(left) + " s left";
+    if (job.finished) {
+      text.textContent = job.status === "succeeded" ? "done: the email is on its way" : job.status;
+    }
+  };
+  source.addEventListener("status", show);
+  source.addEventListener("progress", show);
+  source.addEventListener("end", (event) => { source.close(); show(event); });
+})();
+"""
+
+
+def _progress_bar(job: Job[Any], count: int, status_url: StatusURL) -> str:
+    """A bar that follows the job's progress live, with its ETA (Server-Sent Events)."""
+    events = status_url(job.id).replace("?", "/events?", 1)
+    return (
+        "<h2>Progress</h2>"
+        f'<p><progress id=progress max={count} value=0 data-events="{escape(events)}"></progress> '
+        "<span id=progress-text>starting</span> <span id=progress-eta class=note></span></p>"
+        f"<p class=note>Job {_job_link(job, status_url)}: it reports each number with "
+        "<code>current_job().set_progress(...)</code>; the bar listens to its events.</p>"
+        f"<script>{_PROGRESS_SCRIPT}</script>"
+    )
 
 
 def inbox_page(messages: list[CaughtMail], caught: int, smtp: str) -> str:

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from typing import Any
 
-from backburner import job
+from backburner import current_job, job
 
 #: What the jobs below were called with, in order.
 calls: list[tuple[str, Any]] = []
@@ -100,3 +100,11 @@ async def fails_keyed(key: str) -> None:
 async def holds_key(key: str) -> None:
     calls.append(("holds_key", key))
     await key_free[key].wait()
+
+
+@job(name="tests.reports")
+async def reports(key: str) -> dict[str, Any]:
+    """Says how far it is, waits for ``key_free[key]``, and returns a JSON result."""
+    current_job().set_progress(1, 3, "one of three")
+    await key_free[key].wait()
+    return {"key": key, "done": 3}

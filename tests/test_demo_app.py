@@ -10,6 +10,7 @@ own long-polls (``/inbox.json?wait=``, ``/stats?wait=``), never by sleeping.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import os
 import re
@@ -181,6 +182,7 @@ def quiet_demo(**settings: Any) -> Demo:
             "shutdown_timeout": 5,
             "digest_every": None,
             "reminder_delay": None,
+            "fib_step": 0.001,
             **settings,
         }
     )
@@ -537,7 +539,9 @@ def test_the_dashboard_of_the_demo_draws_its_charts_in_a_browser(served: Served)
 # The jobs that fill the rest of the dashboard: retries and the dead list, the periodic digest,
 # the scheduled reminder; and the links from the demo's pages to each job's dashboard page.
 
-JOB_LINK = re.compile(r'<a [^>]*href="(/backburner/jobs/[^"]*)"[^>]*>([^<]*)</a>')
+#: A job id on the demo's pages, linked to its signed status; and its dashboard page beside it.
+JOB_LINK = re.compile(r'<a class=job href="(/status/[^"?]*)\?([^"]*)">([^<]*)</a>')
+DASHBOARD_LINK = re.compile(r'<a class=dashboard href="(/backburner/jobs/[^"]*)">dashboard</a>')
 
 
 @pytest.fixture
@@ -597,7 +601,8 @@ async def test_a_welcome_email_to_the_broken_address_is_retried_then_lands_on_th
     assert (record.reminder, scheduled["jobs"]) == (None, [])
     assert demo.mailbox.messages() == []
     assert "That is the broken address" in page
-    assert (f"/backburner/jobs/{job.id}", job.id) in JOB_LINK.findall(page)
+    assert (f"/status/{job.id}", job.id) in {(p, text) for p, _, text in JOB_LINK.findall(page)}
+    assert f"/backburner/jobs/{job.id}" in DASHBOARD_LINK.findall(page)
 
 
 async def test_an_inline_sign_up_to_the_broken_address_fails_with_the_mail_services_refusal(
@@ -685,17 +690,18 @@ async def test_a_sign_up_schedules_a_reminder_that_is_mailed_after_the_delay(
         "scheduled",
     )
     assert "A reminder follows in 30 s" in page
-    assert (f"/backburner/jobs/{reminder.id}", reminder.id) in JOB_LINK.findall(page)
+    assert (f"/status/{reminder.id}", reminder.id) in {(p, t) for p, _, t in JOB_LINK.findall(page)}
+    assert f"/backburner/jobs/{reminder.id}" in DASHBOARD_LINK.findall(page)
     assert statuses == [JobStatus.SCHEDULED, JobStatus.SCHEDULED, JobStatus.SUCCEEDED]
     welcome, reminded = "Welcome to the backburner demo", "Did you finish signing up?"
     assert subjects == [[welcome], [welcome], [reminded, welcome]]
     assert left["jobs"] == []
 
 
-async def test_every_job_id_on_the_demos_pages_links_to_that_jobs_dashboard_page(
+async def test_every_job_id_on_the_demos_pages_links_to_its_status_and_its_dashboard_page(
     clock: ManualClock,
 ) -> None:
-    demo = quiet_demo(mail_delay=0, retry_backoff=1, reminder_delay=30, clock=clock)
+    demo = quiet_demo(mail_delay=0, retry_backoff=1, reminder_delay=30, clock=clock, fib_step=0)
     async with client_of(demo, allowed=[WELCOME_FAILS, REMINDERS_DROPPED]) as client:
         forms = [
             ("/signup", {"email": "linked@example.com"}),
@@ -708,14 +714,23 @@ async def test_every_job_id_on_the_demos_pages_links_to_that_jobs_dashboard_page
             clock.advance(backoff * 1.25)
         await idle_stats(client)
         pages = ["/", *(answer.headers["location"] for answer in answers)]
-        links = {link for path in pages for link in JOB_LINK.findall((await client.get(path)).text)}
+        texts = [(await client.get(path)).text for path in pages]
+        links = {link for page in texts for link in JOB_LINK.findall(page)}
+        dashboard_links = {link for page in texts for link in DASHBOARD_LINK.findall(page)}
         jobs = [job for r in demo.recent.newest_first() for job in (r.job, r.reminder) if job]
+        # (An href's & is written &amp;.)
+        statuses = {p: await client.get(f"{p}?{html.unescape(q)}") for p, q, _ in links}
+        now = {(200, job.id, job.status.value) for job in jobs}  # (shutdown cancels the reminder)
         # Those the executor still holds; the others succeeded (see the next test).
         held = {job.id: job.status for job in jobs if job.status is not JobStatus.SUCCEEDED}
         shown = [await dashboard_api(client, demo, f"jobs/{job_id}") for job_id in held]
 
     assert len(jobs) == 4  # two welcome emails, a reminder, FibTastic's numbers
-    assert links == {(f"/backburner/jobs/{job.id}", job.id) for job in jobs}
+    assert {(path, text) for path, _, text in links} == {(f"/status/{j.id}", j.id) for j in jobs}
+    assert dashboard_links == {f"/backburner/jobs/{job.id}" for job in jobs}
+    # Each status link is signed: it answers without an account, for any state.
+    answered = {(a.status_code, a.json()["id"], a.json()["status"]) for a in statuses.values()}
+    assert answered == now
     assert sorted(held.values()) == [JobStatus.DEAD, JobStatus.SCHEDULED]
     assert [(data["job"]["id"], data["job"]["status"]) for data in shown] == list(held.items())
 
@@ -778,6 +793,54 @@ def test_a_job_id_on_the_demo_opens_the_jobs_page_on_the_dashboard_in_a_browser(
                 assert errors == []
             finally:
                 browser.close()
+
+
+@pytest.mark.e2e  # drives Debian's Chromium
+def test_fibtastic_shows_its_jobs_live_progress_and_eta_in_a_browser() -> None:
+    """The bar follows the job's set_progress reports through the status app's events.
+    Screenshot at test-artifacts/demo-progress.png."""
+    from playwright.sync_api import expect, sync_playwright
+
+    count = 200  # at 0.05 s a number: 10 s or more, while the page shows it mid-way
+    demo = quiet_demo(fib_step=0.05)
+    with serve(demo) as url, sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 820})
+            errors = console_errors(page)
+            page.goto(f"{url}/")
+            form = page.locator('form[action="/fibtastic"]')
+            form.locator("input[name=email]").fill("progress@example.com")
+            form.locator("input[name=n]").fill(str(count))
+            form.locator("button").click()
+            expect(page).to_have_url(re.compile(r"/fibtastic/sent\?r=\d+$"))
+            midway = page.wait_for_function(
+                """() => {
+                    const bar = document.getElementById("progress");
+                    const eta = document.getElementById("progress-eta").textContent;
+                    return 0 < bar.value && bar.value < bar.max && /^about \\d+ s left$/.test(eta)
+                        && [bar.value, bar.max, eta, bar.dataset.status];
+                }""",
+                timeout=20_000,
+            ).json_value()
+            artifacts = ROOT / "test-artifacts"
+            artifacts.mkdir(exist_ok=True)
+            page.screenshot(path=str(artifacts / "demo-progress.png"), full_page=True)
+            text = page.locator("#progress-text")
+            expect(text).to_have_text("done: the email is on its way", timeout=60_000)
+            final = page.locator("#progress").evaluate("bar => [bar.value, bar.max]")
+            eta_after = page.locator("#progress-eta").text_content()
+            assert errors == []
+        finally:
+            browser.close()
+
+    value, maximum, _, status = midway
+    assert 0 < value < maximum == count
+    assert status == "running"
+    assert (final, eta_after) == ([count, count], "")
+    [record] = demo.recent.newest_first()
+    assert record.job is not None
+    assert record.job.status is JobStatus.SUCCEEDED
 
 
 def test_the_command_line_reads_the_jobs_timings_from_the_environment(

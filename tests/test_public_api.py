@@ -270,3 +270,12 @@ def test_background_in_a_job_means_the_executor_running_that_job() -> None:
         assert client.get("/").text == "ok"
     assert seen["executor"] is other
     assert seen["also"] is not None  # the job went to `other`, where find_job finds it
+
+
+def test_the_status_package_exports_its_names() -> None:
+    import backburner.status as status_package
+
+    assert set(status_package.__all__) == {"Authorize", "StatusApp", "accepted", "status_app"}
+    assert status_package.StatusApp.__module__ == "backburner.status"
+    assert status_package.status_app.__doc__
+    assert status_package.accepted.__doc__

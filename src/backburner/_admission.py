@@ -105,11 +105,12 @@ class Admission:
         try:
             if run_at is not None:  # refused before anything is written, not written then deleted
                 self.check_schedule_room()
-            if store is not None:
-                store.accept(record)
+            holder = None if store is None else store.accept(job, record)
         except BaseException:
             self.unique.release(job)
             raise
+        if holder is not None:
+            return self._held_elsewhere(job, holder, retry)
         try:
             if keys is not None:
                 assert self.limits is not None
@@ -146,14 +147,15 @@ class Admission:
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
             return holder
         try:
-            if store is not None:
-                await store.aaccept(record)
+            holder = None if store is None else await store.aaccept(job, record)
         except JournalError:
             self.unique.release(job)
             raise
         except BaseException:  # cancelled while its commit was on the way: take it back
             self._take_back(job, store, wait=False)
             raise
+        if holder is not None:
+            return self._held_elsewhere(job, holder, False)
         try:
             if keys is not None:
                 assert self.limits is not None
@@ -168,6 +170,14 @@ class Admission:
             self._take_back(job, store, wait=False)
             raise
         return job
+
+    def _held_elsewhere(self, job: Job[Any], holder: Job[Any], retry: bool) -> Job[Any]:
+        """Another process's job holds the key (the journal said so): that job is the answer."""
+        self.unique.release(job)
+        assert job.unique_key is not None
+        if retry or job.options.on_duplicate == "raise":
+            raise DuplicateJob(job.unique_key, holder)
+        return holder
 
     def _limit_keys(self, job: Job[Any]) -> tuple[str | None, ...]:
         """A limited job's keys, one per limit (raising for a limit it cannot count)."""

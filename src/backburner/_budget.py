@@ -28,6 +28,7 @@ from typing import Literal
 __all__ = [
     "check_budget_setting",
     "check_server_timeout",
+    "running_uvicorn",
     "shutdown_budget_warning",
     "warn_if_over_budget",
 ]
@@ -79,15 +80,21 @@ def server_timeout_of(setting: float | Auto) -> tuple[float, str]:
     """The server's graceful-shutdown timeout in seconds (0: none found) and where it came from."""
     if setting != "auto":
         return setting, "the server's graceful shutdown (server_shutdown_timeout)"
-    handler = signal.getsignal(signal.SIGTERM)
-    server = getattr(handler, "__self__", None)
+    server = running_uvicorn()
     config = getattr(server, "config", None)
     value = getattr(config, "timeout_graceful_shutdown", _MISSING)
-    if type(server).__module__.startswith("uvicorn") and value is not _MISSING:
+    if server is not None and value is not _MISSING:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value), "uvicorn's --timeout-graceful-shutdown"
         return 0.0, "uvicorn's --timeout-graceful-shutdown (not set: open requests may add more)"
     return 0.0, "the server's graceful shutdown (unknown: server_shutdown_timeout)"
+
+
+def running_uvicorn() -> object | None:
+    """The uvicorn ``Server`` serving this process, if any: its ``handle_exit`` is the SIGTERM
+    handler while it serves (in the main thread), and sets its ``should_exit``."""
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return server if type(server).__module__.startswith("uvicorn") else None
 
 
 def shutdown_budget_warning(

@@ -29,6 +29,7 @@ __all__ = [
     "NotRunning",
     "QueueFull",
     "ShuttingDown",
+    "not_running",
 ]
 
 
@@ -63,6 +64,19 @@ class NotRunning(BackburnerError):
 
 class ShuttingDown(NotRunning):
     """Raised by ``enqueue()`` while the executor drains for shutdown: it takes no new jobs."""
+
+
+def not_running(state: str) -> NotRunning:
+    """Why an executor in ``state`` ("draining", "closed", or not started) refuses a job."""
+    if state == "draining":
+        return ShuttingDown("the executor is shutting down and accepts no new jobs")
+    if state == "closed":
+        return NotRunning("the executor has shut down and accepts no jobs")
+    return NotRunning(
+        "the executor has not started, so a job would never run: run the app with its "
+        "lifespan (uvicorn's default; not --lifespan off; a TestClient inside "
+        "'with TestClient(app):'), or use 'async with Backburner() as bg'"
+    )
 
 
 class JobCancelled(BackburnerError):

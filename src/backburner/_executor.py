@@ -31,9 +31,10 @@ from ._context import (
     name_executor,
     request_enqueue_var,
 )
+from ._coordination import Coordination, open_coordination
 from ._engines import RemoteQueue, check_overlap, close_engines, open_engines
 from ._enqueue import EnqueueMethods
-from ._errors import NotRunning, QueueFull, ShuttingDown
+from ._errors import NotRunning, QueueFull, ShuttingDown, not_running
 from ._failures import FailedJobs
 from ._find import find_held, find_waiting
 from ._history import History
@@ -109,6 +110,8 @@ class Backburner(EnqueueMethods):
         self.platform_grace = checked.platform_grace
         self.server_shutdown_timeout = checked.server_shutdown_timeout
         self.journal_config: JournalConfig | None = checked.journal_config
+        #: The ``coordination=`` directory of this app's processes (True: the default).
+        self.coordination = checked.coordination
         #: The remote engine of every queue without its own; None: jobs run in this process.
         self.engine: Engine | None = checked.engine
         self._failures = FailedJobs(checked.keep_failed)
@@ -129,6 +132,7 @@ class Backburner(EnqueueMethods):
         self.yielding = checked.yielding  # fewer jobs start while requests press (or idle)
         self._lag: LagMonitor | None = None
         self._journal: Journal | None = None
+        self._box: Coordination | None = None  # this app's processes on this host
         self._state_now = _State.CREATED
         self._accepting = False  # open or running: read on every enqueue, so a plain bool
         self._fast_enqueue = False  # see the _state setter
@@ -236,6 +240,8 @@ class Backburner(EnqueueMethods):
         check_overlap(self._periodic.specs(), self._engine_of)
         self.telemetry = self._admission.tracer = self._tracing.open(self)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
+        in_memory = self.journal_config is None  # (a bad coordination= fails before anything)
+        self._box = open_coordination(self.coordination, self._periodic, in_memory)
         await open_engines(self._queues.values())  # a remote queue's broker connects now
         self._closed = asyncio.Event()
         if self.journal_config is not None:  # unfinished jobs go back into the queues first
@@ -246,9 +252,10 @@ class Backburner(EnqueueMethods):
                 clock=self.clock,
                 schedule_room=lambda: self.max_scheduled - len(self.scheduler or ()),
                 periodic=[spec for spec, _ in self._periodic.specs()],
+                results=self.results,
             )
             self._journal, self._admission.store = opened.journal, opened.store
-            self._periodic.gate = opened.gate
+            self._periodic.gate, self._lookup.elsewhere = opened.gate, opened.lookup
         self._state = _State.OPEN
         executor_opened(self, self._set_alone)
 
@@ -282,6 +289,8 @@ class Backburner(EnqueueMethods):
         assert self.loop is not None
         self._periodic.start(self.scheduler)
         self.history.start(self.clock, self.loop, self._queues.values)
+        if self._box is not None:
+            self._box.check_later(self.loop)
         self.yielding.start(self.loop, self._queues.values)
         logger.info(
             "started, queues %s%s",
@@ -350,7 +359,10 @@ class Backburner(EnqueueMethods):
             # budget (and a second at least: a release is a few rows).
             await journal.close(max(1.0, deadline - loop.time()))
             self._journal = self._admission.store = self._periodic.gate = None
+            self._lookup.elsewhere = None
         await close_engines(self._queues.values())
+        if self._box is not None:
+            self._box.close()
         self._state = _State.CLOSED
         _context.running_executors.pop(self, None)
         executor_closed(self)
@@ -460,15 +472,7 @@ class Backburner(EnqueueMethods):
         return None if self._accepting else self._not_running()
 
     def _not_running(self) -> NotRunning:
-        if self._state is _State.DRAINING:
-            return ShuttingDown("the executor is shutting down and accepts no new jobs")
-        if self._state is _State.CLOSED:
-            return NotRunning("the executor has shut down and accepts no jobs")
-        return NotRunning(
-            "the executor has not started, so a job would never run: run the app with its "
-            "lifespan (uvicorn's default; not --lifespan off; a TestClient inside "
-            "'with TestClient(app):'), or use 'async with Backburner() as bg'"
-        )
+        return not_running(self._state.value)
 
     # Periodic jobs.
 

@@ -355,8 +355,8 @@ class Job(Generic[T]):
         if status is JobStatus.SENT:
             where = "a remote engine" if self.hooks is None else self.hooks.where()
             raise RuntimeError(
-                f"job {self.id} ({self.name}) was sent to {where} and runs on its workers: "
-                f"'await job' fetches its result from the broker's result backend"
+                f"job {self.id} ({self.name}) was sent to {where} and runs there: "
+                f"'await job' waits for its outcome"
             )
         if status.finished:
             raise JobCancelled(f"job {self.id} ({self.name}) was {status.value}")

@@ -17,7 +17,7 @@ from ._failures import FailedJobs
 from ._find import find_held, find_waiting
 from ._info import JobInfo
 from ._job import Job
-from ._ports import Queue, ResultStore
+from ._ports import Queue, ResultStore, SharedJobs
 from ._results import info_of
 from ._scheduler import Scheduler
 from ._status import JobStatus
@@ -43,6 +43,8 @@ class Lookup:
         self.store = store
         self._failures = failures
         self._holder = holder
+        #: Asked last, for a job this executor does not hold: a journal other processes share.
+        self.elsewhere: SharedJobs | None = None
 
     async def lookup(self, job_id: str) -> JobInfo | None:
         """The job with this id as it is now, or None if this executor knows no such job."""
@@ -62,6 +64,8 @@ class Lookup:
             found = self._live(job_id)
             if found is None:  # it may have ended while the store was asked
                 found = await self.store.lookup(job_id)
+        if found is None and self.elsewhere is not None:
+            found = await self.elsewhere.lookup(job_id)  # another process's job, say
         return found
 
     def _live(self, job_id: str) -> JobInfo | None:

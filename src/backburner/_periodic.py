@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ._callables import plan_call
 from ._checks import check_timeout
@@ -30,7 +31,7 @@ from ._options import JobOptions
 from ._scheduler import Scheduler, Timer
 from ._stats import PeriodicStats
 
-__all__ = ["Periodic", "PeriodicRunner", "PeriodicStats"]
+__all__ = ["Claim", "Periodic", "PeriodicRunner", "PeriodicStats", "TickGate"]
 
 logger = logging.getLogger("backburner")
 
@@ -113,11 +114,20 @@ def _zone(name: str) -> tzinfo:
         ) from None
 
 
-class TickGate(Protocol):
-    """Decides who fires a tick when processes share a journal, and which tick a restart missed."""
+class Claim(NamedTuple):
+    """A gate's answer for one tick: does this process fire it, and who fired the latest."""
 
-    def claim(self, name: str, tick: float) -> bool:
-        """True if this process is the one to fire periodic job ``name``'s tick at ``tick``."""
+    won: bool
+    #: The pid of the process that fired the latest tick, if the gate knows it.
+    fired_by: int | None
+
+
+class TickGate(Protocol):
+    """Decides who fires a tick when processes share a journal or a coordination directory,
+    and which tick a restart missed."""
+
+    def claim(self, name: str, tick: float) -> Claim:
+        """Whether this process is the one to fire periodic job ``name``'s tick at ``tick``."""
         ...
 
     def missed(self, spec: Periodic, now: float) -> float | None:
@@ -139,6 +149,8 @@ class PeriodicRunner:
         self.last_job: Job[Any] | None = None
         self.runs = 0
         self.skipped = 0
+        #: The pid of the process that fired the latest tick (or run), as far as this one knows.
+        self.fired_by: int | None = None
         self._gate: TickGate | None = None
 
     def start(self, scheduler: Scheduler, gate: TickGate | None = None) -> None:
@@ -182,9 +194,12 @@ class PeriodicRunner:
         self._fire(tick)
 
     def _fire(self, tick: float) -> None:
-        if self._gate is not None and not self._gate.claim(self.spec.label, tick):
-            logger.debug("periodic job %s: another process fired this tick", self.spec.label)
-            return
+        if self._gate is not None:
+            claim = self._gate.claim(self.spec.label, tick)
+            if not claim.won:
+                self.fired_by = claim.fired_by if claim.fired_by is not None else self.fired_by
+                logger.debug("periodic job %s: another process fired this tick", self.spec.label)
+                return
         self._run(reason="tick")
 
     def _run(self, reason: str) -> Job[Any] | None:
@@ -209,6 +224,7 @@ class PeriodicRunner:
         self.last_job = job
         self.last_run = self._scheduler.clock.now()
         self.runs += 1
+        self.fired_by = os.getpid()
         return job
 
     def stats(self) -> PeriodicStats:
@@ -221,6 +237,7 @@ class PeriodicRunner:
             last_run=self.last_run,
             runs=self.runs,
             skipped=self.skipped,
+            fired_by=self.fired_by,
         )
 
 

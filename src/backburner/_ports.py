@@ -28,7 +28,7 @@ from ._options import JobOptions
 from ._stats import QueueStats
 from ._status import JobStatus
 
-__all__ = ["Engine", "JobStore", "JobTracer", "Queue", "QueueHost", "ResultStore"]
+__all__ = ["Engine", "JobStore", "JobTracer", "Queue", "QueueHost", "ResultStore", "SharedJobs"]
 
 
 class QueueHost(Protocol):
@@ -202,12 +202,13 @@ class JobStore(Protocol):
         """Refuse (``TypeError``) a job the store cannot keep; return what ``accept`` writes."""
         ...
 
-    def accept(self, record: object) -> None:
-        """Write the job down; return once it is committed (this thread waits)."""
+    def accept(self, job: Job[Any], record: object) -> Job[Any] | None:
+        """Write the job down; return once it is committed (this thread waits). If a job of
+        another process holds its unique key, nothing is written: a handle on it is returned."""
         ...
 
-    async def aaccept(self, record: object) -> None:
-        """Write the job down; return once it is committed (this task waits)."""
+    async def aaccept(self, job: Job[Any], record: object) -> Job[Any] | None:
+        """Write the job down; return once it is committed (this task waits); see ``accept``."""
         ...
 
     def retract(self, job: Job[Any], *, wait: bool) -> None:
@@ -228,6 +229,15 @@ class ResultStore(Protocol):
 
     async def lookup(self, job_id: str) -> JobInfo | None:
         """The finished job (or its expired tombstone) with this id, or None if not kept."""
+        ...
+
+
+class SharedJobs(Protocol):
+    """Where ``lookup`` asks last, for a job this executor does not hold: the journal the
+    processes of an app share (the job may be another process's)."""
+
+    async def lookup(self, job_id: str) -> JobInfo | None:
+        """The job with this id as the shared place knows it, or None."""
         ...
 
 

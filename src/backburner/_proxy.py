@@ -206,6 +206,7 @@ class BackgroundProxy(EnqueueMethods):
     server_shutdown_timeout = _Read(lambda executor: executor.server_shutdown_timeout)
     journal_config = _Read(lambda executor: executor.journal_config)
     engine = _Read(lambda executor: executor.engine)
+    coordination = _Read(lambda executor: executor.coordination)
     loop = _Read(lambda executor: executor.loop)
     scheduler = _Read(lambda executor: executor.scheduler)
     history = _Read(lambda executor: executor.history)

@@ -91,6 +91,11 @@ class BackburnerSettings(TypedDict, total=False):
     durability: Durability | None
     """With ``journal``: ``"normal"`` (the default) survives the process being killed;
     ``"power"`` also survives the machine losing power, slower."""
+    coordination: str | os.PathLike[str] | bool
+    """[True] How the processes of this app on one host (``uvicorn --workers 3``) find each
+    other without a journal: a directory (created 0700) where each periodic tick is fired by
+    one process and each process says it lives. True: one derived from the app under
+    ``$XDG_RUNTIME_DIR`` or the temp directory; False: none (each process fires every tick)."""
     engine: Engine | None
     """A remote engine (``backburner.taskiq.TaskiqEngine(broker)``) that every queue without an
     engine of its own (``QueueConfig(engine=...)``) sends its jobs to, to run on the engine's
@@ -128,6 +133,7 @@ class Settings:
     server_shutdown_timeout: float | Auto
     journal_config: JournalConfig | None
     engine: Engine | None
+    coordination: str | os.PathLike[str] | bool
     #: The controller of ``yield_to_requests``, on the executor's clock (idle when it is off).
     yielding: Yielding
     tracing: bool | Telemetry
@@ -203,6 +209,7 @@ class Settings:
             server_shutdown_timeout=check_server_timeout(settings["server_shutdown_timeout"]),
             journal_config=journal,
             engine=engine,
+            coordination=_coordination(settings["coordination"]),
             yielding=Yielding(check_yield_setting(settings["yield_to_requests"]), clock),
             tracing=check_tracing(settings["tracing"]),
         )
@@ -228,6 +235,7 @@ _DEFAULTS: dict[str, Any] = {
     "journal": None,
     "durability": None,
     "engine": None,
+    "coordination": True,
     "yield_to_requests": False,
     "tracing": True,
 }
@@ -257,6 +265,15 @@ def _queue_configs(workers: object, max_pending: object, queues: object) -> dict
             )
         configs[name] = config
     return configs
+
+
+def _coordination(given: object) -> str | os.PathLike[str] | bool:
+    if isinstance(given, bool) or (isinstance(given, (str, os.PathLike)) and os.fspath(given)):
+        return given
+    raise TypeError(
+        f"coordination must be a directory path, True (a default one) or False (none), got "
+        f"{type(given).__name__} {given!r}"
+    )
 
 
 def _journal_config(journal: object, durability: object) -> JournalConfig | None:

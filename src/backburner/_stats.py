@@ -30,6 +30,9 @@ class PeriodicStats:
     runs: int
     #: Ticks skipped because the previous run was still going (or its queue was full).
     skipped: int
+    #: The pid of the process that fired the latest tick: this one's, or (with a journal or a
+    #: coordination directory) a sibling's that won it. None before any.
+    fired_by: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

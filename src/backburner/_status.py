@@ -30,8 +30,9 @@ class JobStatus(str, enum.Enum):
     FAILED = "failed"
     #: It failed on every attempt its ``retries`` allowed; kept in the dead list.
     DEAD = "dead"
-    #: Handed to a remote engine's broker (``Backburner(engine=...)``): this process's part is
-    #: over, the job runs on the engine's workers; ``await job`` asks its result backend.
+    #: Handed to a remote engine's broker (``Backburner(engine=...)``), or held by another
+    #: process sharing the journal (a unique key's holder): this process's part is over, the
+    #: job runs there; ``await job`` waits for its outcome.
     SENT = "sent"
     #: Cancelled by ``job.cancel()``, or by shutdown, before or while it ran.
     CANCELLED = "cancelled"

@@ -259,6 +259,15 @@ class _Room:
         self.delivered += rows
         return [], []
 
+    def snapshot(self) -> str:
+        return "{}"
+
+    def cancel(self, job_ids: set[str]) -> None:
+        pass
+
+    def progress_reports(self) -> list[tuple[str, str]]:
+        return []
+
 
 def test_a_clock_step_in_another_process_takes_no_job_of_a_live_owner(
     serve: Serve, tmp_path: Path

@@ -20,7 +20,7 @@ __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "open_file"]
 
 #: ``PRAGMA application_id``: "bbjl", so a journal is told from any other SQLite file.
 APPLICATION_ID = 0x62626A6C
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 5000  # then Journal.transaction retries, however long
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
@@ -72,6 +72,23 @@ _MIGRATIONS: tuple[str, ...] = (
     # 3: the trace a job was enqueued in, so that its attempts after a restart link to it.
     """
     ALTER TABLE jobs ADD COLUMN trace TEXT;  -- W3C traceparent of its enqueue span; NULL: none
+    """,
+    # 4: the processes of a box act as one: unique keys held here, who fired each tick, each
+    # process's stats, cancel requests for a job another process runs, and what lookup()
+    # answers from any process (a job's start, progress and kept result).
+    """
+    UPDATE jobs SET unique_key = NULL WHERE unique_key IS NOT NULL AND finished_at IS NULL
+        AND rowid NOT IN (SELECT min(rowid) FROM jobs WHERE unique_key IS NOT NULL
+        AND finished_at IS NULL GROUP BY unique_key);  -- older duplicates run, keyless
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs(unique_key)
+        WHERE unique_key IS NOT NULL AND finished_at IS NULL;
+    ALTER TABLE periodic ADD COLUMN fired_by INTEGER;  -- the pid that fired last_run
+    ALTER TABLE owners ADD COLUMN snapshot TEXT;  -- JSON: its queues' stats at its heartbeat
+    ALTER TABLE jobs ADD COLUMN cancel_requested REAL;  -- wall time another process asked
+    CREATE INDEX jobs_cancel_requested ON jobs(owner) WHERE cancel_requested IS NOT NULL;
+    ALTER TABLE jobs ADD COLUMN started_at REAL;  -- wall time its last attempt began
+    ALTER TABLE jobs ADD COLUMN progress TEXT;  -- JSON [done, total, message, at, rate]
+    ALTER TABLE jobs ADD COLUMN result TEXT;  -- JSON: a succeeded job's kept return value
     """,
 )
 

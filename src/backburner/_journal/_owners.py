@@ -87,6 +87,18 @@ class Recoverer(Protocol):
         """Submit the jobs; return those that are invalid (id, why) and those with no room."""
         ...
 
+    def snapshot(self) -> str:
+        """This process's queues now, as JSON, written with each heartbeat (for a dashboard)."""
+        ...
+
+    def cancel(self, job_ids: set[str]) -> None:
+        """Cancel the jobs with these ids that this process holds (another process asked)."""
+        ...
+
+    def progress_reports(self) -> list[tuple[str, str]]:
+        """Running jobs' progress that changed, as (JSON, job id), each at most once a second."""
+        ...
+
 
 class Writer(Protocol):
     """What the owner's side needs of the journal's writer (it runs on the writer's thread)."""
@@ -137,6 +149,7 @@ class Owners:
         """Say this owner lives; if another process took it for dead meanwhile, say so."""
         me = self.writer
         now, boot_now = me.wall(), boot_clock()
+        snapshot = me.recoverer.snapshot()  # (read here, on this thread: never the loop's)
 
         def beat(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
             row: tuple[Any, ...] | None = connection.execute(
@@ -145,7 +158,7 @@ class Owners:
             if row is None:
                 connection.execute(
                     "INSERT INTO owners (owner, heartbeat, started_at, boot_id, boot_beat, "
-                    "process_start) VALUES (?, ?, ?, ?, ?, ?)",
+                    "process_start, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         self.writer.owner,
                         now,
@@ -153,14 +166,15 @@ class Owners:
                         self.writer.boot_id,
                         boot_now,
                         self.writer.process_start,
+                        snapshot,
                     ),
                 )
             else:
                 # Alive after all: what is still in its name is its own again.
                 connection.execute(
                     "UPDATE owners SET heartbeat = ?, boot_beat = ?, released = 0, "
-                    "adopted_by = NULL WHERE owner = ?",
-                    (now, boot_now, self.writer.owner),
+                    "adopted_by = NULL, snapshot = ? WHERE owner = ?",
+                    (now, boot_now, snapshot, self.writer.owner),
                 )
             return row
 
@@ -449,6 +463,23 @@ class Owners:
         invalid, unplaced = self.writer.recoverer.deliver(rows)
         if invalid or unplaced:
             self.writer.reject(invalid, unplaced)
+
+    def cancel_requests(self) -> None:
+        """Cancel the jobs this process holds that another process asked to cancel."""
+
+        def take(connection: sqlite3.Connection) -> set[str]:
+            rows = connection.execute(
+                "SELECT id FROM jobs WHERE cancel_requested IS NOT NULL AND (owner = ? OR "
+                "owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
+                (self.writer.owner, self.writer.owner),
+            ).fetchall()
+            connection.executemany("UPDATE jobs SET cancel_requested = NULL WHERE id = ?", rows)
+            return {row[0] for row in rows}
+
+        asked = self.writer.transaction(take)
+        if asked:
+            logger.info("cancelling %d jobs another process asked to cancel", len(asked))
+            self.writer.recoverer.cancel(asked)
 
     def prune(self) -> int:
         """Delete finished jobs older than ``keep_finished``, a chunk per transaction."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -19,10 +21,12 @@ from .._clock import Clock
 from .._errors import BackburnerError, QueueFull
 from .._job import Job, describe_callable
 from .._options import JobOptions, options_of
-from .._periodic import Periodic
+from .._periodic import Claim, Periodic
 from .._ports import Queue
 from .._registry import lookup, name_of
+from .._results import KeptResults
 from .._status import JobStatus
+from ._lookup import JournalLookup
 from ._store import DurableHooks, JournalStore, check_arguments, unregistered
 from ._writer import ClaimedRow, Journal, JournalConfig
 
@@ -40,6 +44,8 @@ class OpenJournal(NamedTuple):
     journal: Journal
     store: JournalStore
     gate: TickGate
+    #: Where ``lookup`` asks for a job this process does not hold (another's).
+    lookup: JournalLookup
 
 
 async def open_journal(
@@ -50,19 +56,21 @@ async def open_journal(
     clock: Clock,
     schedule_room: Callable[[], int],
     periodic: Iterable[Periodic],
+    results: KeptResults,
 ) -> OpenJournal:
     """Open the journal at ``config``; its unfinished jobs go back into ``queues`` first.
 
     ``schedule_room()`` is how many more jobs may wait for their time. Every job is admitted
-    through ``admission`` (its row already written: ``stored``).
+    through ``admission`` (its row already written: ``stored``). ``results``: how long finished
+    jobs are kept and how large a result may be, as the journal keeps them for ``lookup``.
     """
     for spec in periodic:
         _check_periodic(spec)
     recoverer = _Recoverer(queues, admission, clock, schedule_room)
     journal = Journal(config, recoverer)
-    store = recoverer.store = JournalStore(journal)
+    store = recoverer.store = JournalStore(journal, results.max_bytes)
     await journal.open()
-    return OpenJournal(journal, store, TickGate(journal))
+    return OpenJournal(journal, store, TickGate(journal), JournalLookup(journal, results.ttl))
 
 
 def _check_periodic(spec: Periodic) -> None:
@@ -78,10 +86,11 @@ class TickGate:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
 
-    def claim(self, name: str, tick: float) -> bool:
+    def claim(self, name: str, tick: float) -> Claim:
+        """Whether this process fires the tick (the first to move it up in the journal)."""
         # Blocks the loop for one commit, once per tick: ticks are rare, and a tick's job
         # must not be enqueued by two processes.
-        return self.journal.claim_tick(name, tick)
+        return Claim(*self.journal.claim_tick(name, tick))
 
     def missed(self, spec: Periodic, now: float) -> float | None:
         last = self.journal.periodic_last_run.get(spec.label)
@@ -114,6 +123,8 @@ class _Recoverer:
         self.admission = admission
         self.clock = clock
         self.schedule_room = schedule_room
+        # Each running job's last progress written: (its report's time, when written).
+        self._progress_written: dict[str, tuple[float, float]] = {}
 
     def room(self) -> tuple[dict[str, int], int]:
         due = {}
@@ -124,6 +135,49 @@ class _Recoverer:
 
     def clock_now(self) -> float:
         return self.clock.now()
+
+    def progress_reports(self) -> list[tuple[str, str]]:
+        # On the writer's thread: a report is one tuple read whole (see Progress), and the
+        # running jobs are a copy. The job never waits for this, nor does the loop.
+        now = time.time()
+        reports: list[tuple[str, str]] = []
+        written = self._progress_written
+        running = set()
+        for queue in self.queues.values():
+            for job in queue.running_jobs():
+                progress = job.progress
+                if progress is None:
+                    continue
+                running.add(job.id)
+                last = written.get(job.id)
+                if last is not None and (last[0] == progress.updated_at or now - last[1] < 1.0):
+                    continue  # unchanged, or written less than a second ago
+                written[job.id] = (progress.updated_at, now)
+                report = [progress.done, progress.total, progress.message, progress.updated_at]
+                reports.append((json.dumps([*report, progress.rate]), job.id))
+        for gone in written.keys() - running:
+            del written[gone]
+        return reports
+
+    def cancel(self, job_ids: set[str]) -> None:
+        for queue in self.queues.values():
+            for job in [*queue.running_jobs(), *queue.waiting_jobs()]:
+                if job.id in job_ids:
+                    job.cancel()  # (any thread)
+
+    def snapshot(self) -> str:
+        queues = {}
+        for name, queue in self.queues.items():
+            stats = queue.stats()  # (any thread: a few counters read under the GIL)
+            queues[name] = {
+                "workers": stats.workers,
+                "busy": stats.busy,
+                "pending": stats.pending,
+                "scheduled": stats.scheduled,
+                "processed": stats.processed,
+                "failed": stats.failed,
+            }
+        return json.dumps({"pid": os.getpid(), "queues": queues}, separators=(",", ":"))
 
     def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
         hooks = self.store.hooks

@@ -15,7 +15,9 @@ __all__ = [
     "DELETE",
     "FINISH",
     "INSERT",
+    "INSERT_UNIQUE",
     "INVALID",
+    "PROGRESS",
     "REOPEN",
     "RETRY",
     "SQL",
@@ -35,23 +37,37 @@ TICK = 5
 REOPEN = 6
 INVALID = 7
 UNCLAIM = 8
+INSERT_UNIQUE = 9
+PROGRESS = 10
 
 SQL = {
     INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
     "attempt, unique_key, enqueued_at, trace) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?)",
     DELETE: "DELETE FROM jobs WHERE id = ?",
-    STARTED: "UPDATE jobs SET state = 'running', attempt = ?, finished_at = NULL, owner = ?, "
-    "lease_until = ? WHERE id = ?",
+    # A unique key is held by one unfinished job (the index jobs_unique_key): a new job whose
+    # key is held is not written, and the holder is read instead.
+    INSERT_UNIQUE: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, "
+    "run_at, attempt, unique_key, enqueued_at, trace) "
+    "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+    # (OR IGNORE: a finished job made unfinished again while another holds its key stays
+    # finished in the journal, rather than failing every write of its batch.)
+    STARTED: "UPDATE OR IGNORE jobs SET state = 'running', attempt = ?, finished_at = NULL, "
+    "owner = ?, lease_until = ?, started_at = ?, progress = NULL WHERE id = ?",
     RETRY: "UPDATE jobs SET state = 'queued', run_at = ?, attempt = ?, error = ? WHERE id = ?",
-    FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ?, attempt = ? WHERE id = ?",
-    REOPEN: "UPDATE jobs SET state = 'queued', finished_at = NULL, owner = ?, lease_until = ? "
+    FINISH: "UPDATE jobs SET state = ?, finished_at = ?, error = ?, attempt = ?, result = ?, "
+    "started_at = coalesce(?, started_at) WHERE id = ?",
+    # A running job's latest progress (JSON), at most about once a second per job.
+    PROGRESS: "UPDATE jobs SET progress = ? WHERE id = ? AND finished_at IS NULL",
+    REOPEN: "UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = ?, "
+    "lease_until = ? "
     "WHERE id = ?",
     INVALID: "UPDATE jobs SET state = 'invalid', finished_at = ?, error = ? WHERE id = ?",
     UNCLAIM: "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND "
     "(owner = ? OR owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
     # A tick is claimed once: by the first process to move last_run up to it.
-    TICK: "INSERT INTO periodic (name, last_run) VALUES (?, ?) ON CONFLICT (name) "
-    "DO UPDATE SET last_run = excluded.last_run WHERE last_run < excluded.last_run",
+    TICK: "INSERT INTO periodic (name, last_run, fired_by) VALUES (?, ?, ?) ON CONFLICT (name) "
+    "DO UPDATE SET last_run = excluded.last_run, fired_by = excluded.fired_by "
+    "WHERE last_run < excluded.last_run",
 }
 
 
@@ -68,15 +84,19 @@ BULK_SQL = {
     f"{_field(3)}, 'queued', {_field(4)}, {_field(5)}, {_field(6)}, 0, {_field(7)}, "
     f"{_field(8)}, {_field(9)} FROM json_each(?) AS v",
     DELETE: f"DELETE FROM jobs WHERE id IN (SELECT {_field(0)} FROM json_each(?) AS v)",
-    STARTED: f"UPDATE jobs SET state = 'running', attempt = {_field(0)}, finished_at = NULL, "
-    f"owner = {_field(1)}, lease_until = {_field(2)} FROM json_each(?) AS v "
-    f"WHERE jobs.id = {_field(3)}",
+    STARTED: f"UPDATE OR IGNORE jobs SET state = 'running', attempt = {_field(0)}, "
+    f"finished_at = NULL, owner = {_field(1)}, lease_until = {_field(2)}, "
+    f"started_at = {_field(3)}, progress = NULL FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(4)}",
     RETRY: f"UPDATE jobs SET state = 'queued', run_at = {_field(0)}, attempt = {_field(1)}, "
     f"error = {_field(2)} FROM json_each(?) AS v WHERE jobs.id = {_field(3)}",
     FINISH: f"UPDATE jobs SET state = {_field(0)}, finished_at = {_field(1)}, "
-    f"error = {_field(2)}, attempt = {_field(3)} FROM json_each(?) AS v "
-    f"WHERE jobs.id = {_field(4)}",
-    REOPEN: f"UPDATE jobs SET state = 'queued', finished_at = NULL, owner = {_field(0)}, "
+    f"error = {_field(2)}, attempt = {_field(3)}, result = {_field(4)}, "
+    f"started_at = coalesce({_field(5)}, started_at) FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(6)}",
+    PROGRESS: f"UPDATE jobs SET progress = {_field(0)} FROM json_each(?) AS v "
+    f"WHERE jobs.id = {_field(1)} AND finished_at IS NULL",
+    REOPEN: f"UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = {_field(0)}, "
     f"lease_until = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
     INVALID: f"UPDATE jobs SET state = 'invalid', finished_at = {_field(0)}, "
     f"error = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
@@ -106,9 +126,20 @@ def write_ops(
             continue  # started and finished in one batch: the end is all that matters
         if kind != run_kind and run:
             flush()
+        if kind == INSERT_UNIQUE:
+            *row, holder = params
+            if connection.execute(SQL[INSERT_UNIQUE], row).rowcount == 0:
+                holder += connection.execute(
+                    "SELECT id FROM jobs WHERE unique_key = ? AND finished_at IS NULL", (row[7],)
+                ).fetchall()
+            run_kind = -1
+            continue
         if kind == TICK:
-            name, tick, outcome = params
-            outcome.append(connection.execute(SQL[TICK], (name, tick)).rowcount)
+            name, tick, pid, outcome = params
+            outcome.append(connection.execute(SQL[TICK], (name, tick, pid)).rowcount)
+            outcome += connection.execute(
+                "SELECT fired_by FROM periodic WHERE name = ?", (name,)
+            ).fetchone()
             run_kind = -1
             continue
         run_kind = kind

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import JournalError
+from .._errors import BackburnerError, JournalError
 from .._job import Job, JobHooks, describe_callable
 from .._jsonargs import check_json_arguments
 from .._options import JobOptions, options_of
@@ -25,11 +25,15 @@ from .._registry import name_of
 from .._status import JobStatus
 from ._writer import Journal
 
-__all__ = ["DurableHooks", "JournalStore", "check_arguments", "unregistered"]
+__all__ = ["DurableHooks", "ElsewhereHooks", "JournalStore", "check_arguments", "unregistered"]
 
 logger = logging.getLogger("backburner")
 
 _CANCELLED, _ABANDONED = JobStatus.CANCELLED, JobStatus.ABANDONED
+_SENT, _SUCCEEDED, _FAILED = JobStatus.SENT, JobStatus.SUCCEEDED, JobStatus.FAILED
+_ENDS = {status.value: status for status in JobStatus if status.finished}
+#: Seconds between two looks at the row of a job another process runs, while it is awaited.
+_ELSEWHERE_POLL = 0.25
 _FIELDS = tuple(field.name for field in dataclasses.fields(JobOptions) if field.init)
 # Options that are plain values, so a journal can store a per-call change to them.
 _STORABLE = frozenset(
@@ -53,13 +57,15 @@ _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 class DurableHooks(JobHooks):
     """What a journaled job adds: its attempts and its end are written to the journal."""
 
-    __slots__ = ("journal",)
+    __slots__ = ("journal", "max_result_bytes")
 
     # Every attempt is reported (its start committed first): such jobs take the guarded path.
     guarded = True
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, max_result_bytes: int = 65536) -> None:
         self.journal = journal
+        #: A result whose JSON is longer is not kept in the journal (nor is one not JSON).
+        self.max_result_bytes = max_result_bytes
 
     def began(self, job: Job[Any]) -> asyncio.Future[None] | None:
         """The attempt's start, on its way to disk: the job runs once it is committed."""
@@ -79,7 +85,66 @@ class DurableHooks(JobHooks):
         journal = self.journal
         if (status is _CANCELLED or status is _ABANDONED) and journal.keeping:
             return
-        journal.finished(job.id, status.value, _error_text(exc), job.attempt)
+        result = None
+        if status is _SUCCEEDED and job.options.keep_result:
+            result = _result_json(job, self.max_result_bytes)
+        journal.finished(
+            job.id, status.value, _error_text(exc), job.attempt, result, job.started_at
+        )
+
+
+class ElsewhereHooks(JobHooks):
+    """The handle of a job another process sharing the journal holds (its unique key's holder).
+
+    Its status here is ``sent``: this process's part is over. ``await job`` waits until the
+    journal says it has ended, and takes its end from there (its result stays in the process
+    that ran it unless it was plain JSON; a failure is a ``BackburnerError`` with its error
+    text).
+    """
+
+    __slots__ = ("journal",)
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def handle(self, job: Job[Any], holder_id: str) -> Job[Any]:
+        """A handle on ``holder_id``, the job of another process holding ``job``'s key."""
+        held: Job[Any] = Job(
+            job.fn, job.args, job.kwargs, job.queue, job.is_async, None, job.options,
+            job.unique_key, hooks=self, job_id=holder_id,
+        )  # fmt: skip
+        held.finish(_SENT)
+        return held
+
+    async def settle(self, job: Job[Any]) -> None:
+        """Wait for the job's end in the journal."""
+        while job.status is _SENT:
+            rows = await self.journal.aread(
+                "SELECT state, error, attempt, finished_at, result FROM jobs WHERE id = ?",
+                (job.id,),
+            )
+            if rows and rows[0][3] is None:
+                await asyncio.sleep(_ELSEWHERE_POLL)
+                continue
+            if job.status is not _SENT:
+                return  # another waiter got there first
+            if not rows:  # taken back (its queue was full), or pruned long after its end
+                job.finish(_CANCELLED)
+                return
+            state, error, attempt, _, result = rows[0]
+            job.attempt = attempt
+            status = _ENDS.get(state, _FAILED)  # (invalid: it could not run)
+            if status is _SUCCEEDED:
+                job.finish(status, None if result is None else json.loads(result))
+            elif status is _CANCELLED or status is _ABANDONED:
+                job.finish(status)
+            else:
+                failure = BackburnerError(f"job {job.id} failed in another process: {error}")
+                job.finish(status, exc=failure)
+
+    def where(self) -> str:
+        """Where the job runs."""
+        return f"another process sharing the journal {self.journal.path}"
 
 
 class JournalStore:
@@ -89,23 +154,29 @@ class JournalStore:
     finished) follows its row, and a write that fails leaves nothing in the queue.
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, max_result_bytes: int = 65536) -> None:
         self.journal = journal
-        self.hooks = DurableHooks(journal)
+        self.hooks = DurableHooks(journal, max_result_bytes)
+        self.elsewhere = ElsewhereHooks(journal)
 
     def check(self, job: Job[Any], run_at: float | None) -> tuple[Any, ...]:
         """The job's row; ``TypeError`` if it is not a registered function with JSON arguments."""
         return _row(job, run_at)
 
-    def accept(self, record: object) -> None:
-        """Insert the row and wait (this thread) until it is committed."""
+    def accept(self, job: Job[Any], record: object) -> Job[Any] | None:
+        """Insert the row and wait (this thread) until it is committed; if another process's
+        job holds its unique key, nothing is written and a handle on that job is returned."""
         assert isinstance(record, tuple)
-        self.journal.wait(self.journal.insert(record))
+        holder: list[tuple[str]] = []
+        self.journal.wait(self.journal.insert(record, holder))
+        return self.elsewhere.handle(job, holder[0][0]) if holder else None
 
-    async def aaccept(self, record: object) -> None:
-        """Insert the row and wait (this task) until it is committed."""
+    async def aaccept(self, job: Job[Any], record: object) -> Job[Any] | None:
+        """Insert the row and wait (this task) until it is committed (see ``accept``)."""
         assert isinstance(record, tuple)
-        await self.journal.await_batch(self.journal.insert(record))
+        holder: list[tuple[str]] = []
+        await self.journal.await_batch(self.journal.insert(record, holder))
+        return self.elsewhere.handle(job, holder[0][0]) if holder else None
 
     def retract(self, job: Job[Any], *, wait: bool) -> None:
         """Delete the row of a job whose enqueue raised after all (its queue was full, say)."""
@@ -179,6 +250,16 @@ def _option_changes(label: str, base: JobOptions, options: JobOptions) -> dict[s
             )
         changes[field] = dict(value) if field == "meta" else value  # (read-only: JSON wants a dict)
     return changes
+
+
+def _result_json(job: Job[Any], limit: int) -> str | None:
+    """The job's return value as JSON, for ``lookup`` from other processes; None if it is not
+    plain JSON or is longer than ``limit`` (it is then known only in its own process)."""
+    try:
+        text = _encode(job.result())
+    except (TypeError, ValueError):
+        return None
+    return text if len(text) <= limit else None
 
 
 def _error_text(exc: BaseException | None) -> str | None:

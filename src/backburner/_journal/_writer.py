@@ -35,7 +35,7 @@ from typing import Any
 from .._errors import JournalError
 from .._stats import JournalStats
 from ._config import SYNCHRONOUS, JournalConfig
-from ._file import open_file
+from ._file import BUSY_TIMEOUT_MS, open_file
 from ._owners import (
     ClaimedRow,
     Owners,
@@ -45,11 +45,14 @@ from ._owners import (
     open_here,
     process_start,
 )
+from ._shared import CANCEL_POLL
 from ._sql import (
     DELETE,
     FINISH,
     INSERT,
+    INSERT_UNIQUE,
     INVALID,
+    PROGRESS,
     REOPEN,
     RETRY,
     STARTED,
@@ -64,6 +67,12 @@ __all__ = ["Batch", "ClaimedRow", "Journal", "JournalConfig", "JournalStats", "R
 logger = logging.getLogger("backburner")
 
 
+# The longest the writer waits for more operations before a commit, when the last commit
+# woke several waiters (threads or tasks, each likely to send another job at once): a commit
+# then carries the jobs of all of them, not one or two (group commit, as PostgreSQL's
+# commit_delay with commit_siblings). A lone waiter never waits for company.
+_GATHER = 0.0003
+_GATHER_AT_MOST = 64
 # How often the WAL is checkpointed, finished jobs are pruned and rows counted, at most.
 _HOUSEKEEPING_EVERY = 60.0
 _BUSY_WARNING_AFTER = 10.0
@@ -72,12 +81,13 @@ _BUSY_WARNING_AFTER = 10.0
 class Batch:
     """The operations of one commit; who waits for them, and how it went."""
 
-    __slots__ = ("done", "error", "futures")
+    __slots__ = ("done", "error", "futures", "threads")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.futures: list[asyncio.Future[None]] = []
+        self.threads = 0  # threads blocked until it is committed
 
 
 class Journal:
@@ -103,6 +113,8 @@ class Journal:
         self._ops: list[tuple[int, tuple[Any, ...]]] = []
         self._batch = Batch()
         self._uncommitted = 0  # inserts queued, not yet committed
+        self._company = 0  # waiters the last commit woke: how many operations to wait for
+        self._gathering = False
         self._stopping = False
         # Why nothing more is written (None while writing): the writer has ended, or the
         # file is not the one it opened any more. Enqueues raise JournalError with it.
@@ -119,6 +131,9 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._last_housekeeping = time.monotonic()
+        # Reads for other processes' jobs: a connection of their own, off the loop's thread.
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
         self._owners = Owners(self)  # heartbeats, claims, retention: on this writer's thread
 
     def __repr__(self) -> str:
@@ -182,11 +197,13 @@ class Journal:
 
     # Operations: any thread.
 
-    def insert(self, row: tuple[Any, ...]) -> Batch:
+    def insert(self, row: tuple[Any, ...], holder: list[tuple[str]] | None = None) -> Batch:
         """Queue a new job's row: (id, name, queue, payload, run_at, unique_key, enqueued_at,
         trace).
 
-        Raises ``JournalError`` at once if the journal can write nothing more.
+        A row with a unique key is written only if no unfinished job holds the key: else the
+        holder's id is appended to ``holder`` (which a row with a key must be given). Raises
+        ``JournalError`` at once if the journal can write nothing more.
         """
         job_id, name, queue, payload, run_at, unique_key, enqueued_at, trace = row
         params = (
@@ -204,16 +221,20 @@ class Journal:
         with self._cond:
             if self._refusal is not None:
                 raise JournalError(f"{self._refusal}; the job was not written")
-            self._ops.append((INSERT, params))
+            if unique_key is None:
+                self._ops.append((INSERT, params))
+            else:
+                assert holder is not None
+                self._ops.append((INSERT_UNIQUE, (*params, holder)))
             self._uncommitted += 1
-            self._cond.notify()
+            self._notify()
             return self._batch
 
     def delete(self, job_id: str) -> Batch:
         """Take back a row whose job was not accepted after all (its queue was full)."""
         with self._cond:
             self._ops.append((DELETE, (job_id,)))
-            self._cond.notify()
+            self._notify()
             return self._batch
 
     def started(self, job_id: str, attempt: int) -> asyncio.Future[None] | None:
@@ -224,46 +245,62 @@ class Journal:
         counted a crash, and after ``max_attempts`` of them is dead. Starts queued meanwhile
         share the commit. None if nothing more can be written: the job runs unrecorded.
         """
-        params = (attempt, self.owner, self.wall() + self.config.lease, job_id)
+        now = self.wall()
+        params = (attempt, self.owner, now + self.config.lease, now, job_id)
         future = asyncio.get_running_loop().create_future()
         with self._cond:
             if self._refusal is not None:
                 return None
             self._ops.append((STARTED, params))
             self._batch.futures.append(future)
-            self._cond.notify()
+            self._notify()
         return future
 
     def retrying(self, job_id: str, run_at: float, attempt: int, error: str | None) -> None:
         """Record that a failed job waits to retry at ``run_at``."""
         self._add(RETRY, (run_at, attempt, error, job_id))
 
-    def finished(self, job_id: str, state: str, error: str | None, attempt: int) -> None:
-        """Record a job's end state."""
-        self._add(FINISH, (state, self.wall(), error, attempt, job_id))
+    def finished(
+        self,
+        job_id: str,
+        state: str,
+        error: str | None,
+        attempt: int,
+        result: str | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        """Record a job's end state (and its kept result, as JSON)."""
+        self._add(FINISH, (state, self.wall(), error, attempt, result, started_at, job_id))
+
+    def progressed(self, reports: list[tuple[str, str]]) -> None:
+        """Record running jobs' latest progress: (JSON, job id) each."""
+        for report in reports:
+            self._add(PROGRESS, report)
 
     def reopened(self, job_id: str) -> None:
         """Record that a failed job was sent again by hand (``retry()``): unfinished again."""
         self._add(REOPEN, (self.owner, self.wall() + self.config.lease, job_id))
 
-    def claim_tick(self, name: str, tick: float) -> bool:
-        """Blocking: True if this process is the first to fire periodic job ``name`` at ``tick``."""
-        outcome: list[int] = []
+    def claim_tick(self, name: str, tick: float) -> tuple[bool, int | None]:
+        """Blocking: whether this process is the first to fire periodic job ``name`` at
+        ``tick``, and the pid of the process that fired the latest tick."""
+        outcome: list[int | None] = []
         with self._cond:
             if self._refusal is not None:
-                return False  # (said at ERROR when it stopped)
-            self._ops.append((TICK, (name, tick, outcome)))
+                return False, None  # (said at ERROR when it stopped)
+            self._ops.append((TICK, (name, tick, os.getpid(), outcome)))
             batch = self._batch
-            self._cond.notify()
+            self._notify()
         self.wait(batch)
-        return bool(outcome and outcome[0])
+        won, fired_by = [*outcome, 0, None][:2]
+        return bool(won), fired_by
 
     def _add(self, kind: int, params: tuple[Any, ...]) -> None:
         with self._cond:
             if self._refusal is not None:
                 return  # a late end (an abandoned thread returned): its row stays released
             self._ops.append((kind, params))
-            self._cond.notify()
+            self._notify()
 
     def reject(self, invalid: list[tuple[str, str]], unplaced: list[str]) -> None:
         """Mark claimed rows invalid, and give back those the queues had no room for."""
@@ -273,12 +310,14 @@ class Journal:
                 return
             self._ops += [(INVALID, (now, why, job_id)) for job_id, why in invalid]
             self._ops += [(UNCLAIM, (job_id, self.owner, self.owner)) for job_id in unplaced]
-            self._cond.notify()
+            self._notify()
 
     def wait(self, batch: Batch) -> None:
         """Block this thread until ``batch`` is committed; raise ``JournalError`` if it failed."""
         if threading.current_thread() is self._thread:
             return  # enqueued by the writer itself (a log handler, say): committed right after
+        with self._cond:
+            batch.threads += 1
         while not batch.done.wait(1.0):
             if self._thread is None or not self._thread.is_alive():
                 raise JournalError(f"the journal {self.path} has stopped; the job was not written")
@@ -297,6 +336,28 @@ class Journal:
             await future
         if batch.error is not None:
             raise batch.error
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Blocking: the rows of a read-only query (any thread but the event loop's)."""
+        with self._read_lock:
+            if self._reader is None:
+                if self._refusal is not None:
+                    raise JournalError(self._refusal)
+                self._reader = sqlite3.connect(self.path, check_same_thread=False)
+                self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                self._reader.execute("PRAGMA query_only=1")
+            rows: list[tuple[Any, ...]] = self._reader.execute(sql, params).fetchall()
+            return rows
+
+    async def aread(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query, read in a thread while the loop runs on."""
+        return await asyncio.to_thread(self.read, sql, params)
+
+    def _close_reader(self) -> None:
+        with self._read_lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
     def stats(self) -> JournalStats:
         """This journal's lag and rows (no I/O: the rows are counted by the writer)."""
@@ -350,18 +411,21 @@ class Journal:
             self._fail_waiting(JournalError(f"the journal {self.path} has stopped"))
         finally:
             open_here.discard(self.owner)
+            self._close_reader()
             self._closed.set_result(None)
 
     def _serve(self) -> None:
         heartbeat = self.config.heartbeat
         next_round = time.monotonic() + heartbeat
+        next_look = time.monotonic() + CANCEL_POLL  # for cancel requests: more often
         while True:
             with self._cond:
                 while not self._ops and not self._stopping:
-                    remaining = next_round - time.monotonic()
+                    remaining = min(next_round, next_look) - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
+                self._gather()
                 stopping = self._stopping
             if not self.commit_queued() and stopping:
                 if self._connection is not None:  # (_file_is_ours closed it if its file went)
@@ -370,6 +434,24 @@ class Journal:
             if time.monotonic() >= next_round:
                 self._housekeeping()
                 next_round = time.monotonic() + heartbeat
+            if time.monotonic() >= next_look:
+                self._look_for_cancel_requests()
+                next_look = time.monotonic() + CANCEL_POLL
+
+    def _gather(self) -> None:
+        """Under the lock, with operations queued: wait briefly for the other waiters' jobs."""
+        if self._company <= 1 or len(self._ops) >= self._company:
+            return
+        self._gathering = True  # operations wake the writer only once all are in
+        try:
+            self._cond.wait(_GATHER)
+        finally:
+            self._gathering = False
+
+    def _notify(self) -> None:
+        """Under the lock: an operation was queued; wake the writer (unless it gathers more)."""
+        if not self._gathering or len(self._ops) >= self._company:
+            self._cond.notify()
 
     def commit_queued(self) -> bool:
         """Commit what is queued, if anything; True if there was something."""
@@ -382,7 +464,7 @@ class Journal:
         return True
 
     def _commit(self, ops: list[tuple[int, tuple[Any, ...]]], batch: Batch) -> None:
-        inserts = sum(1 for kind, _ in ops if kind == INSERT)
+        inserts = sum(1 for kind, _ in ops if kind in (INSERT, INSERT_UNIQUE))
         if self._refusal is not None or not self._file_is_ours():
             # (A stat() a commit: a few microseconds against the commit's hundreds.)
             batch.error = JournalError(f"{self._refusal}; the job was not written")
@@ -398,6 +480,7 @@ class Journal:
             self._uncommitted -= inserts
             batch.done.set()
             futures, batch.futures = batch.futures, []
+            self._company = min(_GATHER_AT_MOST, batch.threads + len(futures))
         _resolve_all(futures)
 
     def _fail_waiting(self, error: JournalError) -> None:
@@ -472,6 +555,16 @@ class Journal:
             self._connection.close()
             self._connection = None
         return False
+
+    def _look_for_cancel_requests(self) -> None:
+        """Every ``CANCEL_POLL``: cancel requests of other processes; running jobs' progress."""
+        if self._refusal is not None or self._connection is None:
+            return
+        try:
+            self._owners.cancel_requests()
+            self.progressed(self.recoverer.progress_reports())
+        except Exception:
+            logger.exception("the journal %s: could not read cancel requests", self.path)
 
     def _housekeeping(self) -> None:
         if self._refusal is not None or not self._file_is_ours():

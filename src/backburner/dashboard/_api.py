@@ -17,6 +17,7 @@ from .._errors import BackburnerError
 from .._executor import Backburner
 from .._info import JobInfo
 from .._job import Job
+from .._journal._shared import JobRow, rebuild
 from .._stats import YieldStats
 from .._status import JobStatus
 from . import _inspect
@@ -163,6 +164,27 @@ class Views:
                 journaled=bg.journal_config is not None,
             ),
         }
+
+    def row(self, row: JobRow) -> dict[str, Any] | None:
+        """Another process's job, from its row in the journal; None if it cannot be shown."""
+        job = rebuild(row)
+        if job is None:
+            return None
+        shown = self.present.job(
+            job, in_failures=row.state in ("failed", "dead"), detail=True, journaled=True
+        )
+        shown["can_cancel"] = row.finished_at is None  # (a request its process picks up)
+        return {"now": time.time(), "job": {**shown, "process": row.pid, "elsewhere": True}}
+
+    def rows(self, rows: list[JobRow]) -> list[dict[str, Any]]:
+        """Other processes' jobs for a listing (those this process cannot show left out)."""
+        shown = []
+        for row in rows:
+            job = rebuild(row)
+            if job is not None:
+                data = self.present.job(job, in_failures=True, journaled=True)
+                shown.append({**data, "process": row.pid})
+        return shown
 
     def _listing(
         self,

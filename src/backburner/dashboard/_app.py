@@ -28,6 +28,7 @@ from .._proxy import current_executor
 from .._status import JobStatus
 from ._api import ACTIONS, ActionError, Views
 from ._auth import AuthCallable, BasicAuth, Guard
+from ._box import act_elsewhere, box_view, dead_elsewhere, journal_row
 from ._metrics import CONTENT_TYPE, render_metrics
 from ._params import (
     LIMIT,
@@ -44,6 +45,8 @@ from ._present import DEFAULT_REDACT, Presenter, RedactHook, RedactText, truncat
 from ._security import CSRF_FIELD, SECURITY_HEADERS, HostCheck, csrf_refusal, new_csrf_token
 
 __all__ = ["Dashboard", "dashboard"]
+
+_ELSEWHERE_LIMIT = 100  # other processes' dead jobs shown on the dead page
 
 logger = logging.getLogger("backburner")
 
@@ -225,7 +228,13 @@ class Dashboard:
         self, name: str, view: Callable[[Request, Backburner], dict[str, Any]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def page(request: Request) -> Response:
-            data = view(request, self._executor())
+            bg = self._executor()
+            data = view(request, bg)
+            if name == "overview":  # every process of the app on this host
+                data["box"] = await box_view(bg)
+            elif name == "dead":  # and the dead jobs of the others, with a journal
+                rows = await dead_elsewhere(bg, _ELSEWHERE_LIMIT)
+                data["elsewhere"] = self.views.rows(rows)
             return self._render(request, f"{name}.html", name, data)
 
         return page
@@ -234,7 +243,11 @@ class Dashboard:
         self, view: Callable[[Request, Backburner], dict[str, Any]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def api(request: Request) -> Response:
-            return SafeJSONResponse(view(request, self._executor()))
+            bg = self._executor()
+            data = view(request, bg)
+            if view == self._overview:
+                data["box"] = await box_view(bg)
+            return SafeJSONResponse(data)
 
         return api
 
@@ -267,18 +280,22 @@ class Dashboard:
         return self.views.periodic(bg)
 
     async def _job_page(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        data = await self.views.job(self._executor(), job_id)
-        if data is None:
-            raise HTTPException(404, _unknown_job(job_id))
+        data = await self._job(request.path_params["job_id"])
         return self._render(request, "job.html", "job", data)
 
     async def _job_api(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        data = await self.views.job(self._executor(), job_id)
+        return SafeJSONResponse(await self._job(request.path_params["job_id"]))
+
+    async def _job(self, job_id: str) -> dict[str, Any]:
+        """This process's job, else (with a journal) another's, from the journal; else 404."""
+        bg = self._executor()
+        data = await self.views.job(bg, job_id)
+        if data is None:
+            row = await journal_row(bg, job_id)
+            data = None if row is None else self.views.row(row)
         if data is None:
             raise HTTPException(404, _unknown_job(job_id))
-        return SafeJSONResponse(data)
+        return data
 
     async def _session(self, request: Request) -> Response:
         return SafeJSONResponse(
@@ -314,7 +331,12 @@ class Dashboard:
         if missing:
             raise HTTPException(400, f"The {action} action needs the field(s) {missing}.")
         try:
-            message = self.views.act(self._executor(), action, fields)
+            bg = self._executor()
+            message = None
+            if fields.get("job"):  # another process's job: through the journal
+                message = await act_elsewhere(bg, action, fields["job"])
+            if message is None:
+                message = self.views.act(bg, action, fields)
         except ActionError as exc:
             raise HTTPException(exc.status, exc.message) from None
         logger.info("dashboard: %s", message)

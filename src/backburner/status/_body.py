@@ -1,0 +1,71 @@
+"""A job's snapshot as the JSON the status app serves."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._info import JobInfo
+    from .._progress import Progress
+
+__all__ = ["body_of", "dumps"]
+
+
+def dumps(data: Any) -> bytes:
+    """Compact, strict JSON (no NaN): what every response and event carries."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def body_of(info: JobInfo) -> dict[str, Any]:
+    """The JSON object for ``info``: every field but ``meta`` (it is for ``authorize``, and may
+    name a user); the result only if kept, as JSON if it is, else as its ``repr``."""
+    body: dict[str, Any] = {
+        "id": info.id,
+        "name": info.name,
+        "queue": info.queue,
+        "status": info.status.value,
+        "finished": info.status.finished,
+        "attempt": info.attempt,
+        "position": info.position,
+        "progress": _progress(info.progress),
+        "enqueued_at": info.enqueued_at,
+        "started_at": info.started_at,
+        "finished_at": info.finished_at,
+        "expires_at": info.expires_at,
+        "error": info.error,
+    }
+    if info.has_result:
+        body.update(_result(info.result))
+    return body
+
+
+def _progress(progress: Progress | None) -> dict[str, Any] | None:
+    if progress is None:
+        return None
+    return {
+        "done": _number(progress.done),
+        "total": _number(progress.total),
+        "fraction": _number(progress.fraction),
+        "message": progress.message,
+        "eta": _number(progress.eta),
+        "updated_at": progress.updated_at,
+    }
+
+
+def _number(value: float | None) -> float | None:
+    # JSON has no NaN or infinity: a progress of done=nan says nothing a client can read.
+    return value if value is None or math.isfinite(value) else None
+
+
+def _result(value: Any) -> dict[str, Any]:
+    try:
+        dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            text = repr(value)
+        except Exception:  # a broken __repr__ must not break the status route
+            text = f"<{type(value).__name__} object: its repr failed>"
+        return {"result": text, "result_is_repr": True}
+    return {"result": value, "result_is_repr": False}
