@@ -90,20 +90,38 @@ async def test_jobs_enqueued_from_a_sync_job_find_their_own_handles() -> None:
         assert (await async_child)[0] == async_child.id
 
 
-async def spawn_a_task() -> None:
-    current_job()
+async def spawn_a_task() -> tuple[str, str]:
+    async def part_of_the_job() -> str:
+        return current_job().id
 
-    async def not_the_job() -> None:
-        current_job()
-
-    await asyncio.create_task(not_the_job())
+    return current_job().id, await asyncio.create_task(part_of_the_job())
 
 
-async def test_a_task_the_job_started_is_not_the_job() -> None:
+async def test_a_task_the_job_started_works_for_the_job() -> None:
+    # As its log records do (backburner.logs): the task does the job's work, and may report
+    # its progress.
     async with Backburner() as bg:
         task_job = bg.enqueue(spawn_a_task)
+        assert await task_job == (task_job.id, task_job.id)
+
+
+async def test_a_task_the_job_started_that_outlives_it_is_not_in_the_job() -> None:
+    leftovers: list[asyncio.Task[str]] = []
+
+    async def leaves_a_task() -> None:
+        async def later() -> str:
+            await asyncio.sleep(0)
+            await gate.wait()
+            return current_job().id
+
+        leftovers.append(asyncio.create_task(later()))
+
+    gate = asyncio.Event()
+    async with Backburner() as bg:
+        await bg.enqueue(leaves_a_task)
+        gate.set()
         with pytest.raises(NotInJob):
-            await task_job
+            await leftovers[0]
 
 
 attempts: list[int] = []

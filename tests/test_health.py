@@ -21,7 +21,14 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from backburner import Backburner, BackburnerMiddleware, Job, JobOptions, QueueConfig
+from backburner import (
+    Backburner,
+    BackburnerMiddleware,
+    ConcurrencyLimit,
+    Job,
+    JobOptions,
+    QueueConfig,
+)
 from backburner.health import HealthApp, health_app
 from backburner.testing import ManualClock
 
@@ -129,6 +136,27 @@ async def test_a_queue_that_keeps_starting_jobs_is_not_stalled_nor_a_paused_one(
         gate.opened.set()
         bg.resume("default")
         await bg.join()
+
+
+async def test_jobs_a_limit_holds_are_not_a_stall() -> None:
+    # A concurrency limit (or a rate limit) holds them on purpose, with workers free: a
+    # stall fails /ready, which takes the pod out of service for doing what it was told.
+    clock = ManualClock()
+    gate = Gate()
+    one_at_a_time = ConcurrencyLimit(1)
+    async with Backburner(workers=2, clock=clock) as bg:
+        probes = health_app(bg, stall_after=30)
+        limited = bg.options(limits=[one_at_a_time])
+        limited.enqueue(gate.hold)
+        await gate.started.wait()
+        held = limited.enqueue(noop)
+        assert bg.stats().queues["default"].held == 1
+        assert (await probe(probes, "/ready"))[0] == 200
+        clock.advance(60)
+        status, body = await probe(probes, "/ready")
+        assert (status, failing(body)) == (200, {})
+        gate.opened.set()
+        await held
 
 
 async def test_live_fails_after_the_loop_was_blocked_past_max_loop_block() -> None:

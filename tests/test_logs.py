@@ -4,18 +4,25 @@ and the handler added when nothing else would write backburner's records."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
+import logging.handlers
+import queue
 import re
 import subprocess
 import sys
 import textwrap
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 
-from backburner import Backburner, JobStatus, QueueConfig
+from backburner import Backburner, Job, JobStatus, QueueConfig
 from backburner import job as as_job
 from backburner.logs import FIELDS, JobContextFilter, add_job_context, install_fallback
 from backburner.testing import ManualClock
@@ -122,6 +129,91 @@ async def test_a_job_enqueued_from_a_sync_job_carries_its_own_id_not_its_parents
     assert records.by_message("child").job_id == children[0].id  # type: ignore[attr-defined]
 
 
+async def test_tasks_and_threads_an_async_job_starts_carry_the_job(records: Records) -> None:
+    async def child(how: str) -> None:
+        await asyncio.sleep(0)
+        app_log.info("child %s", how)
+
+    async def fans_out() -> None:
+        await asyncio.gather(child("gather"))
+        await asyncio.create_task(child("create_task"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child, "task group")
+        await asyncio.to_thread(app_log.info, "child to_thread")
+        await anyio.to_thread.run_sync(app_log.info, "child anyio thread")
+
+    async with Backburner() as bg:
+        job = bg.enqueue(fans_out)
+        await job
+    hows = ("gather", "create_task", "task group", "to_thread", "anyio thread")
+    for how in hows:
+        assert fields(records.by_message(f"child {how}"))["job_id"] == job.id, how
+
+
+async def test_a_filter_on_a_queue_handler_carries_the_job_to_the_listener_thread() -> None:
+    # As the docs say: on the QueueHandler (where the record is made), not behind the listener.
+    records = Records()
+    log_queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    queue_handler = logging.handlers.QueueHandler(log_queue)
+    queue_handler.addFilter(JobContextFilter())
+    listener = logging.handlers.QueueListener(log_queue, records)
+    app_log.addHandler(queue_handler)
+    app_log.setLevel(logging.INFO)
+    listener.start()
+    try:
+        async with Backburner() as bg:
+            job = bg.enqueue(logs_async, 4)
+            await job
+    finally:
+        app_log.removeHandler(queue_handler)
+        app_log.setLevel(logging.NOTSET)
+        listener.stop()  # writes what the queue still holds, then joins its thread
+    assert records.by_message("async 4").job_id == job.id  # type: ignore[attr-defined]
+
+
+class Marker:
+    """An argument to watch: freed when the job holding it is."""
+
+
+async def takes_marker(marker: Marker) -> None:
+    app_log.info("holding the marker")
+
+
+async def test_a_finished_job_is_freed_without_the_garbage_collector() -> None:
+    # The job in its context must make no cycle (task -> context -> job -> task): at 50,000
+    # jobs a second, leaving them to the GC cost 40% of the throughput. (Kept results would
+    # hold the job, arguments included, for lookup: none are kept here.)
+    async with Backburner(keep_results=0) as bg:
+        gc.disable()
+        try:
+            marker = Marker()
+            freed = weakref.ref(marker)
+            job = bg.enqueue(takes_marker, marker)
+            await job
+            del job, marker
+            assert freed() is None
+        finally:
+            gc.enable()
+
+
+async def test_a_follow_up_job_carries_its_own_id_and_the_enqueuer_none(
+    records: Records,
+) -> None:
+    follow_ups: list[Job[None]] = []
+
+    async def first() -> None:
+        follow_ups.append(bg.enqueue(logs_async, 3))
+        app_log.info("first")
+
+    async with Backburner() as bg:
+        job = bg.enqueue(first)
+        await bg.join()
+        app_log.info("enqueuer")
+    assert records.by_message("first").job_id == job.id  # type: ignore[attr-defined]
+    assert records.by_message("async 3").job_id == follow_ups[0].id  # type: ignore[attr-defined]
+    assert records.by_message("enqueuer").job_id == "-"  # type: ignore[attr-defined]
+
+
 async def test_a_retry_carries_its_attempt_and_backburner_own_lines_carry_the_job(
     records: Records,
 ) -> None:
@@ -145,6 +237,38 @@ async def test_a_retry_carries_its_attempt_and_backburner_own_lines_carry_the_jo
     assert [r.attempt for r in attempts] == [1, 2]  # type: ignore[attr-defined]
     [retry_line] = [r for r in records.records if "retrying in" in r.getMessage()]
     assert retry_line.job_id == job.id  # type: ignore[attr-defined]
+
+
+async def test_a_timed_out_attempts_thread_still_logs_as_that_attempt(records: Records) -> None:
+    clock = ManualClock()
+    started, release, logged = threading.Event(), threading.Event(), threading.Event()
+    calls = 0
+
+    def first_hangs() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            release.wait(30)
+            app_log.info("late line of the first attempt")
+            logged.set()
+        else:
+            app_log.info("the second attempt")
+
+    async with Backburner(workers=2, clock=clock) as bg:
+        job = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(first_hangs)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        clock.advance(1)  # the first attempt times out; its thread runs on
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1)
+        try:
+            await job
+        finally:
+            release.set()
+        await anyio.to_thread.run_sync(logged.wait, 10)
+    assert records.by_message("the second attempt").attempt == 2  # type: ignore[attr-defined]
+    late = records.by_message("late line of the first attempt")
+    assert late.attempt == 1  # type: ignore[attr-defined]
 
 
 async def test_outside_a_job_the_attributes_exist_and_a_format_naming_them_works() -> None:
@@ -340,3 +464,91 @@ def test_a_null_handler_on_the_logger_turns_the_fallback_off() -> None:
         """
     )
     assert err == ""
+
+
+def test_levels_set_by_logging_configured_later_hold_for_backburner_lines() -> None:
+    # The fallback let INFO through on its own; configured later, the root's level rules.
+    err = run_python(
+        """
+        import logging
+        from backburner.logs import install_fallback
+
+        log = logging.getLogger("backburner")
+        assert install_fallback()
+        log.info("fallback info")
+        logging.basicConfig(level=logging.WARNING, format="configured %(levelname)s %(message)s")
+        log.info("hidden: the root says WARNING")
+        log.warning("shown")
+        logging.getLogger().setLevel(logging.DEBUG)
+        log.debug("debug now")
+        """
+    )
+    lines = err.splitlines()
+    assert len(lines) == 3, err
+    assert lines[0].endswith("backburner: fallback info"), err
+    assert lines[1:] == ["configured WARNING shown", "configured DEBUG debug now"], err
+
+
+def test_an_app_that_configures_logging_in_its_lifespan_sets_backburner_level() -> None:
+    # The middleware adds the fallback before the app's startup; the app then says WARNING.
+    err = run_python(
+        """
+        import contextlib, logging
+        from starlette.applications import Starlette
+        from starlette.testclient import TestClient
+        from backburner import BackburnerMiddleware
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            logging.basicConfig(level=logging.WARNING, format="app %(levelname)s %(message)s")
+            yield
+
+        with TestClient(BackburnerMiddleware(Starlette(lifespan=lifespan))):
+            logging.getLogger("backburner").warning("running")
+        """
+    )
+    assert err.splitlines() == ["app WARNING running"], err  # no INFO "started", once each
+
+
+def test_a_dict_config_naming_the_backburner_logger_takes_it_over_level_included() -> None:
+    # dictConfig removes the fallback from the logger it configures; its level is the config's.
+    err = run_python(
+        """
+        import logging, logging.config
+        from backburner.logs import install_fallback
+
+        log = logging.getLogger("backburner")
+        assert install_fallback()
+        logging.config.dictConfig({
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"plain": {"format": "config %(levelname)s %(message)s"}},
+            "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "plain"}},
+            "loggers": {"backburner": {"handlers": ["h"]}},
+        })
+        log.info("hidden: no level configured, the root's WARNING holds")
+        log.warning("shown")
+        """
+    )
+    assert err.splitlines() == ["config WARNING shown"], err
+
+
+def test_the_users_filters_on_the_logger_still_run_when_the_level_is_given_back() -> None:
+    err = run_python(
+        """
+        import logging
+        from backburner.logs import install_fallback
+
+        log = logging.getLogger("backburner")
+        assert install_fallback()
+
+        def redact(record):
+            record.msg = record.msg.replace("s3cret", "***")
+            return True
+
+        log.addFilter(redact)
+        logging.basicConfig(format="configured %(levelname)s %(message)s")
+        log.warning("token s3cret")  # the first record after configuring: the level goes back
+        """
+    )
+    assert err.splitlines() == ["configured WARNING token ***"], err

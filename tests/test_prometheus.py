@@ -55,6 +55,18 @@ def test_registering_twice_is_refused_as_for_any_duplicate_metric() -> None:
         registry.register(BackburnerCollector(bg))
 
 
+def test_a_duplicate_is_refused_at_register_even_before_an_executor_runs() -> None:
+    # Registered at import time (bg=None, nothing runs yet), twice by mistake or beside
+    # another exporter of the same names: accepted, each scrape would hold every family twice,
+    # which Prometheus refuses whole (the app's own metrics with it).
+    registry = prometheus_client.CollectorRegistry()
+    registry.register(BackburnerCollector())
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(BackburnerCollector())
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        prometheus_client.Gauge("backburner_workers", "Not ours.", registry=registry)
+
+
 def test_without_an_executor_running_the_collector_has_nothing_to_say() -> None:
     assert list(BackburnerCollector().collect()) == []
 

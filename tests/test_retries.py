@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -320,6 +321,87 @@ async def test_retries_of_a_sync_job_start_while_its_timed_out_threads_run_on(
     # Each late return names the attempt whose thread it was, not the job's last attempt.
     late = [r.getMessage() for r in caplog.records if "after it was given up" in r.getMessage()]
     assert sorted(line.split("attempt=")[1][0] for line in late) == ["1", "2"], late
+
+
+async def test_a_timed_out_sync_job_is_retried_while_its_first_thread_still_runs() -> None:
+    # The first attempt's thread holds its thread-limiter token until it returns; the retry,
+    # in another slot, must take a token of its own (it raised RuntimeError: "this borrower
+    # is already holding one of this CapacityLimiter's tokens").
+    clock = ManualClock()
+    started, release = threading.Event(), threading.Event()
+    calls = 0
+
+    def first_hangs() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            release.wait(30)
+            return "late"
+        return "second try"
+
+    async with Backburner(workers=2, clock=clock) as bg:
+        handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(first_hangs)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        clock.advance(1)  # past the first attempt's timeout: its thread runs on
+        await anyio.wait_all_tasks_blocked()
+        assert handle.status is JobStatus.RETRYING
+        clock.advance(1)
+        try:
+            assert await handle == "second try"
+        finally:
+            release.set()
+
+
+class _LateEnds(logging.Handler):
+    """Sets ``done`` once ``count`` jobs' threads returned after their job was given up."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.done = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "returned after it was given up" in record.getMessage():
+            self.count -= 1
+            if self.count == 0:
+                self.done.set()
+
+
+async def test_each_timed_out_attempt_gives_its_slot_back_when_its_thread_returns() -> None:
+    # Two attempts of one job, both timed out, both threads running on: two slots held, and
+    # both must come back (one did: the held slots were counted by job, not by attempt).
+    clock = ManualClock()
+    started = [threading.Event(), threading.Event()]
+    release = threading.Event()
+    calls = 0
+
+    def always_hangs() -> None:
+        nonlocal calls
+        calls += 1
+        started[calls - 1].set()
+        release.wait(30)
+
+    late_ends = _LateEnds(2)
+    logging.getLogger("backburner").addHandler(late_ends)
+    try:
+        async with Backburner(workers=2, clock=clock) as bg:
+            handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(always_hangs)
+            await anyio.to_thread.run_sync(started[0].wait, 10)
+            clock.advance(1)  # the first attempt times out; the retry waits a second
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(1)
+            await anyio.to_thread.run_sync(started[1].wait, 10)
+            clock.advance(1)  # the second times out too: dead, both threads still running
+            with pytest.raises(JobTimeout):
+                await handle
+            assert bg.stats().queues["default"].busy == 2
+            release.set()
+            await anyio.to_thread.run_sync(late_ends.done.wait, 10)
+            assert bg.stats().queues["default"].busy == 0
+    finally:
+        release.set()
+        logging.getLogger("backburner").removeHandler(late_ends)
 
 
 async def test_a_timed_out_job_is_retried_when_its_options_say_so() -> None:

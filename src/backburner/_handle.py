@@ -1,9 +1,9 @@
 """``current_job()``: the running job's own handle, from inside its code.
 
-The job is found as log records find theirs (``_current.py``, at no cost to the job's path):
-from the current task's runner coroutine, or on a sync job's thread from the context variable
-its queue set there. The handle is then kept in a context variable of the job's own context,
-so that later calls in the same attempt are one read and one comparison. A job's context is
+The job is found as log records find theirs (``_current.py``): from the context variable its
+queue sets when an attempt starts, which the tasks and threads the job starts inherit. The
+handle is then kept in a context variable of the job's own context, so that later calls in the
+same attempt are one read and one comparison. A job's context is
 copied into the jobs it enqueues, so a handle found there is checked to be this task's (or, on
 a thread, this job's attempt) before it is trusted.
 """

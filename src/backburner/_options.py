@@ -77,7 +77,8 @@ class JobOptions:
     #: enqueue of its key meanwhile replaces its arguments and starts the wait again.
     debounce: float | None = None
     #: False: backburner's own log lines (failures, retries, the shutdown report) show the
-    #: call as ``fn(...)``, never its arguments (a password, a token, personal data).
+    #: call as ``fn(...)``, never its arguments (a password, a token, personal data); the
+    #: dashboard masks them all.
     log_args: bool = True
     #: Computed: the job takes the queue's guarded path (a timeout or limits to keep).
     guarded: bool = field(init=False, repr=False, compare=False)
@@ -231,7 +232,8 @@ def job(
     ``keep_result=False``: once the job succeeds, ``lookup`` tells its status but never keeps
     its return value (for values that must not linger in memory).
 
-    ``log_args=False`` keeps the job's arguments out of backburner's own log lines.
+    ``log_args=False`` keeps the job's arguments out of backburner's own log lines (the
+    dashboard masks them too).
     """
     options = JobOptions(
         queue=queue,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._current import register_runner, thread_job_var
+from ._current import job_var
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
@@ -439,8 +439,14 @@ class JobQueue:
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
         job.attempt += 1
+        # For log records, here and in the tasks and threads this starts. Reset at the end:
+        # the task holds this context and the job its task, a cycle only the GC would free.
+        token = job_var.set((job, job.attempt))
         if self._guarded or not job.is_async or job.options.guarded:
-            await self._run_guarded(job)
+            try:
+                await self._run_guarded(job)
+            finally:
+                job_var.reset(token)
             return
         now = None
         try:
@@ -459,15 +465,13 @@ class JobQueue:
             else:
                 self._host.late_end(job, None)
         finally:
+            job_var.reset(token)
             self._running.discard(job)
             if now is not None or job.done():  # (it succeeded if `now` is set)
                 # Let its context values go, and its task (ending now): a finished job may be
                 # kept a while for lookup, and must not hold them meanwhile.
                 job.context = job.task = None  # type: ignore[assignment]
             self._free_slot(now)
-
-    # Log records find the job of the current task in this coroutine (see _current.py).
-    register_runner(_run.__code__, "job")
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout, journaled and limited jobs.
@@ -656,7 +660,6 @@ class JobQueue:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
-        context.run(thread_job_var.set, job)  # where log records find their job (_current.py)
         self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future

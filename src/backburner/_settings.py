@@ -59,7 +59,8 @@ class BackburnerSettings(TypedDict, total=False):
     keep_results: int
     """[1,000] How many finished jobs ``lookup()`` remembers (0: none): each until
     ``result_ttl`` after it ended, then as an ``expired`` tombstone as long again; past this
-    many, the oldest go first."""
+    many, the oldest go first. A kept job may hold its arguments, result and error until it
+    becomes a tombstone: with jobs that take or return large objects, lower it."""
     result_ttl: float
     """[600] Seconds a finished job stays findable by ``lookup()`` with its result."""
     max_result_bytes: int

@@ -11,7 +11,8 @@ scheduler fell behind its own timers, or the event loop was blocked past ``max_l
 within the last minute. ``GET /ready`` answers 503 when this process should get no traffic
 for now: the executor is starting or shutting down
 (from the moment the drain begins), the journal cannot be written or lags, a queue has had
-waiting jobs but started none for ``stall_after`` seconds; and whenever ``/live`` would.
+waiting jobs but started none for ``stall_after`` seconds (jobs a limit holds do not count);
+and whenever ``/live`` would.
 
 The body is JSON naming each check, ``ok`` or ``failing`` with a reason; it holds counts and
 settings, never a job's id, name or arguments::
@@ -223,7 +224,10 @@ class HealthApp:
             started = queue.wait_totals()[0]
             known = self._progress.get(key)
             queue_stats = stats.get(name)
-            waiting = queue_stats is not None and queue_stats.pending > 0 and bg.running
+            # Jobs a limit holds wait on purpose (a concurrency or rate limit): not a stall.
+            waiting = (
+                queue_stats is not None and queue_stats.pending > queue_stats.held and bg.running
+            )
             if not waiting or name in paused or known is None or known[0] != started:
                 self._progress[key] = (started, now)
             elif now - known[1] >= self.stall_after:
@@ -252,7 +256,8 @@ def health_app(
     authentication applies: probes carry no credentials, and the body holds no job data.
 
     ``stall_after``: seconds a queue may hold waiting jobs without starting one before
-    ``/ready`` fails. ``max_loop_block``: seconds the event loop may be blocked before
+    ``/ready`` fails (above the longest job's run time: a queue busy with long jobs starts
+    none either). ``max_loop_block``: seconds the event loop may be blocked before
     ``/live`` fails (for a minute after). ``max_journal_lag``: jobs accepted but not yet
     written before ``/ready`` fails. ``scheduler_late``: seconds the scheduler's soonest call
     may be overdue before ``/live`` fails.

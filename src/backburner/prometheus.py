@@ -73,8 +73,11 @@ class BackburnerCollector:
             yield from self._parse(render_metrics(executor))
 
     def describe(self) -> Iterator[Any]:
-        """The metric families, for the registry's check of duplicate names at ``register``."""
-        return self.collect()
+        """The metric families, for the registry's check of duplicate names at ``register``:
+        those of an executor not started if none runs yet (registered at import time), so that
+        a duplicate is refused there, not served twice in every scrape."""
+        executor = _executor(self.bg)
+        yield from self._parse(render_metrics(Backburner() if executor is None else executor))
 
 
 class _MetricsApp:

@@ -31,7 +31,7 @@ from typing import Any, overload
 
 from ._callables import plan_call
 from ._context import interceptor, name_executor
-from ._current import thread_job_var
+from ._current import job_var
 from ._errortext import error_line, log_failure
 from ._executor import Backburner
 from ._job import Job
@@ -224,10 +224,10 @@ def _run_inline(job: Job[Any], executor: Backburner | None, raise_errors: bool) 
     context = job.context
     if executor is not None:
         context.run(name_executor, executor, executor.enqueue)
-    context.run(thread_job_var.set, job)  # current_job() in it finds it
     job.become_due()  # a recorded scheduled job runs now, as any other
     job.try_start()
     job.attempt += 1
+    context.run(job_var.set, (job, job.attempt))  # current_job() and log records find it
     job.started_at = time.time()
     try:
         result = context.run(_call, job)

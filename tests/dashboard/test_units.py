@@ -493,6 +493,25 @@ async def test_masked_values_and_redact_text_hide_secrets_in_errors_and_unique_k
             assert f"login refused for {user} with {MASK}" in data["traceback"]
 
 
+@registered(log_args=False)
+async def charge_card(card_number: str, amount: int) -> None:
+    raise ValueError(f"card {card_number} declined")
+
+
+async def test_a_job_declared_log_args_false_shows_no_argument_in_the_dashboard() -> None:
+    # Declared to keep its arguments (secrets, personal data) out of backburner's logs: the
+    # dashboard, whatever the names, masks them too, and their text where it shows elsewhere.
+    async with Backburner() as bg:
+        job = bg.enqueue(charge_card, "4111111111111111", 1200)
+        await bg.join()
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            data = (await client.get(f"/api/jobs/{job.id}", auth=AUTH)).json()["job"]
+            page = (await client.get(f"/jobs/{job.id}", auth=AUTH)).text
+    assert "4111111111111111" not in str(data) + page
+    assert data["args"] == [f"card_number={MASK}", f"amount={MASK}"]
+    assert data["error"] == f"ValueError: card {MASK} declined"
+
+
 async def test_a_failing_redact_text_hides_the_text_and_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

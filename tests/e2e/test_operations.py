@@ -53,6 +53,42 @@ def test_under_a_bare_uvicorn_backburner_lines_come_with_time_level_and_logger(
     server.assert_no_errors()
 
 
+def test_under_uvicorn_log_level_warning_backburner_info_lines_stay_out(serve: Serve) -> None:
+    server = serve("ops", args=["--log-level", "warning"])
+    server.wait_ready()
+    job_id = enqueue(server, "flaky", "k5")
+    server.wait_for(
+        "the retry's success", lambda events: any(e["event"] == "finished" for e in events)
+    )
+    server.send(signal.SIGTERM)
+    code, _ = server.wait_exit(within=15)
+    assert code == -signal.SIGTERM, server.tail()
+    ours = lines_matching(server, rf"\w+: +{TIME} backburner: ")
+    assert len(ours) == 1, server.tail()  # the retry's warning; "started" and "shut down" not
+    assert ours[0].startswith("WARNING:  "), server.tail()
+    assert f"job {job_id} flaky('k5') queue='default' failed (attempt 1 of 2)" in ours[0]
+
+
+def test_logging_configured_in_the_app_lifespan_has_its_levels_and_each_line_once(
+    serve: Serve,
+) -> None:
+    server = serve("ops", settings={"configure_logging": 1})  # basicConfig at WARNING
+    server.wait_ready()
+    job_id = enqueue(server, "flaky", "k4")
+    server.wait_for(
+        "the retry's success", lambda events: any(e["event"] == "finished" for e in events)
+    )
+    server.send(signal.SIGTERM)
+    code, _ = server.wait_exit(within=15)
+    assert code == -signal.SIGTERM, server.tail()
+    ours = lines_matching(server, r"(?:\w+: +\S+ \S+ |app \w+ )backburner: ")
+    # The retry's warning, through the app's handler, once; no INFO line (the app said WARNING).
+    assert ours == [
+        f"app WARNING backburner: job {job_id} flaky('k4') queue='default' "
+        f"failed (attempt 1 of 2): ValueError: first attempt of k4 fails; retrying in 0.05s"
+    ], server.tail()
+
+
 def test_under_the_demo_log_config_each_line_shows_once_with_its_job(serve: Serve) -> None:
     server = serve("ops", args=["--log-config", "demo_app/logging.json"])
     server.wait_ready()

@@ -264,14 +264,17 @@ class Presenter:
             names: tuple[str | None, ...] = tuple(name for name, _ in binding)
         else:  # arguments that do not bind: mask by position, as far as names go
             names = _positional_names(signature)
+        hide = not job.options.log_args  # @job(log_args=False): every argument is a secret
         shown_args: list[Any] = [
             self._mask(arg, secrets)
-            if i < len(names) and self._secret(names[i])
+            if hide or (i < len(names) and self._secret(names[i]))
             else self._scrub(arg, secrets)
             for i, arg in enumerate(args)
         ]
         shown_kwargs = {
-            key: self._mask(value, secrets) if self._secret(key) else self._scrub(value, secrets)
+            key: self._mask(value, secrets)
+            if hide or self._secret(key)
+            else self._scrub(value, secrets)
             for key, value in kwargs.items()
         }
         if self.hook is not None:

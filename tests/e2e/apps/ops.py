@@ -2,7 +2,8 @@
 probes at ``/probes`` and metrics at ``/metrics``, mounted outside the dashboard.
 
 Unlike the other apps it does not call ``watch_backburner_log()``: what backburner writes to
-stderr under a bare ``uvicorn`` is what is tested. Jobs tell the test what they did through
+stderr under a bare ``uvicorn`` is what is tested (``BB_E2E_CONFIGURE_LOGGING=1``: the app
+configures logging in its lifespan, at WARNING). Jobs tell the test what they did through
 the event log (``record``): ``started``, ``finished`` and, for ``holds_drain``, the answer of
 ``/ready`` during the drain.
 """
@@ -10,8 +11,10 @@ the event log (``record``): ``started``, ``finished`` and, for ``holds_drain``, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
@@ -67,14 +70,22 @@ async def enqueue(request: Request) -> JSONResponse:
     return JSONResponse({"id": handle.id})
 
 
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    if setting("configure_logging", 0):  # as an app that sets logging up in its lifespan
+        logging.basicConfig(level=logging.WARNING, format="app %(levelname)s %(name)s: %(message)s")
+    yield
+
+
 app = BackburnerMiddleware(
     Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/health", health),
             Route("/enqueue/{kind}/{key}", enqueue, methods=["POST"]),
             Mount("/probes", probes),
             Route("/metrics", metrics_app(bg)),
-        ]
+        ],
     ),
     executor=bg,
 )
