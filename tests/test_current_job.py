@@ -7,6 +7,7 @@ import math
 import threading
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,13 +17,14 @@ from backburner import (
     BackburnerError,
     CurrentJob,
     Job,
+    JobStatus,
     NotInJob,
     Progress,
     background,
     current_job,
     job,
 )
-from backburner.testing import inline
+from backburner.testing import ManualClock, inline
 
 from .jobs import Gate, noop
 
@@ -224,6 +226,11 @@ def _handle() -> CurrentJob:
         (math.nan, None, None, ValueError, "done must be a finite number"),
         (math.inf, None, None, ValueError, "done must be a finite number"),
         (1, math.nan, None, ValueError, "total must be a finite number"),
+        # Ints past the largest float: every reader's arithmetic would overflow.
+        pytest.param(10**400, None, None, ValueError, "done must be a finite", id="huge-done"),
+        pytest.param(10**400, 10**401, None, ValueError, "done must be a finite", id="huge-both"),
+        pytest.param(1, 10**400, None, ValueError, "total must be a finite", id="huge-total"),
+        pytest.param(10**400, 1.5, None, ValueError, "done must be a finite", id="huge-over"),
         (1, -2, None, ValueError, "total must be a finite number"),
         (11, 10, None, ValueError, "done \\(11\\) is more than total \\(10\\)"),
         ("3", None, None, TypeError, "done must be a number"),
@@ -277,3 +284,50 @@ def test_the_rate_and_eta_are_never_negative_for_growing_reports(reports: list[i
     assert progress.rate is None or progress.rate >= 0
     eta = progress.eta
     assert eta is None or eta >= 0
+
+
+async def test_a_timed_out_attempts_thread_never_reports_as_the_retry() -> None:
+    # A timed-out sync job's thread runs on; its reports are of an attempt that has ended,
+    # and must not show as the retry's progress (nor may it be told it is the retry).
+    clock = ManualClock()
+    started, release, late = threading.Event(), threading.Event(), threading.Event()
+    retry_running, retry_may_end = threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    calls = 0
+
+    def first_hangs() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            handle = current_job()
+            handle.set_progress(1, 10, "first")
+            started.set()
+            release.wait(30)
+            handle.set_progress(9, 10, "late, through the first attempt's handle")
+            try:
+                current_job().set_progress(8, 10, "late, through current_job()")
+                seen.append(current_job().attempt)
+            except NotInJob:
+                seen.append("not in job")
+            late.set()
+        else:  # (the retry reports nothing: its cell is not made)
+            retry_running.set()
+            retry_may_end.wait(30)
+
+    async with Backburner(workers=2, clock=clock) as bg:
+        handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(first_hangs)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        clock.advance(1)  # the first attempt times out; its thread runs on
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1)
+        await anyio.to_thread.run_sync(retry_running.wait, 10)
+        release.set()
+        await anyio.to_thread.run_sync(late.wait, 10)
+        info = await bg.lookup(handle.id)
+        assert info is not None
+        assert (info.status, info.attempt, info.progress) == (JobStatus.RUNNING, 2, None)
+        assert handle.progress is None
+        retry_may_end.set()
+        await handle
+    assert seen == ["not in job"]

@@ -205,3 +205,30 @@ async def test_another_processes_finished_job_expires_as_in_memory(path: Path) -
         assert info is not None
         assert not info.has_result
         assert info.result is None
+
+
+async def test_another_processes_job_carries_its_meta_for_authorize(path: Path) -> None:
+    # authorize(request, info) decides on info.meta: a poll that lands on another worker must
+    # see the owner the job was enqueued with, not an empty meta (refused, or worse: let in by
+    # a check like meta.get("user") == session.get("user") for an anonymous request).
+    journal_jobs.key_free["m"] = asyncio.Event()
+    journal_jobs.key_free["m"].set()
+    async with Backburner(journal=path) as one, Backburner(journal=path) as two:
+        job = one.options(meta={"user": 7, "tags": ["a"]}).enqueue(reports, "m")
+        plain = one.enqueue(record, 1)
+        await job
+        await plain
+
+        async def both_ended() -> bool:
+            infos = [await two.lookup(job.id), await two.lookup(plain.id)]
+            return all(info is not None and info.finished for info in infos)
+
+        await until(both_ended, "both jobs' ends in the other process")
+        info = await two.lookup(job.id)
+        assert info is not None
+        assert info.meta == {"user": 7, "tags": ["a"]}
+        with pytest.raises(TypeError):
+            info.meta["user"] = 8  # type: ignore[index]  # read-only, as in its own process
+        other = await two.lookup(plain.id)
+        assert other is not None
+        assert other.meta == {}

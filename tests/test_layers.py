@@ -35,7 +35,7 @@ FLOORS: dict[str, int] = {}
 for names, floor in (
     (
         "_errors _status _clock _registry _jsonargs _checks _stats _errortext _limitdefs "
-        "_progress _info",
+        "_progress _info _durations",
         LEAVES,
     ),
     ("_options _job _callables", JOB),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from backburner import (
     Backburner,
     ConcurrencyLimit,
     DuplicateJob,
+    Job,
     JobStatus,
     QueueConfig,
     RateLimit,
@@ -232,6 +234,62 @@ async def test_cancelling_a_limited_job_waiting_for_a_worker_lets_the_next_of_it
         assert await held == 2
 
 
+async def test_a_limited_job_cancelled_before_its_first_step_gives_its_tokens_back() -> None:
+    limit = ConcurrencyLimit(1)
+
+    async def work(n: int) -> int:
+        return n
+
+    async with Backburner(workers=2) as bg:
+        enq = bg.options(limits=[limit])
+        first = enq.enqueue(work, 1)  # started: its task is made, not yet run
+        second = enq.enqueue(work, 2)
+        assert (first.status, second.status) == (JobStatus.RUNNING, JobStatus.BLOCKED)
+        assert first.cancel()  # its task is cancelled before `_run` ever runs
+        await settle()
+        assert first.status is JobStatus.CANCELLED
+        assert bg.stats().limits[0].running <= 1  # (second's token, once it was let go)
+        assert second.status is not JobStatus.BLOCKED
+        assert await second == 2
+        assert bg.stats().limits[0].running == 0
+
+
+def _live_jobs_of(fn: Any) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, Job) and o.fn is fn)
+
+
+async def _noop(n: int) -> int:
+    return n
+
+
+async def test_a_cancelled_limited_job_waiting_for_its_time_is_let_go_of() -> None:
+    """Scheduled, retrying or snoozed: its place in the limits goes with it (no leak)."""
+    clock = ManualClock()
+    async with Backburner(clock=clock, keep_results=0) as bg:  # (no lookup() keeps them)
+        enq = bg.options(limits=[ConcurrencyLimit(1)])
+        for n in range(10):
+            assert enq.enqueue_in(5, _noop, n).cancel()
+        clock.advance(10)  # the scheduler drops its cancelled entries
+        await settle()
+        assert _live_jobs_of(_noop) == 0
+
+
+async def test_a_cancelled_held_job_is_found_cancelled() -> None:
+    gate = Gate()
+    limit = ConcurrencyLimit(1)
+    async with Backburner(workers=2) as bg:
+        bg.options(limits=[limit]).enqueue(gate.hold)
+        await gate.started.wait()
+        held = bg.options(limits=[limit]).enqueue(_echo, 1)
+        assert held.status is JobStatus.BLOCKED
+        assert held.cancel()
+        info = await bg.lookup(held.id)
+        assert info is not None
+        assert info.status is JobStatus.CANCELLED
+        gate.opened.set()
+
+
 async def test_aenqueue_of_a_limited_job_returns_it_held() -> None:
     gate = Gate()
     limit = ConcurrencyLimit(1)
@@ -341,6 +399,80 @@ async def test_a_rate_window_counts_a_job_from_its_start_not_from_when_it_was_le
         assert after.status is JobStatus.THROTTLED
         clock.advance(0.1)
         assert await after == "after"
+
+
+async def test_a_rate_limited_job_cancelled_before_it_started_uses_none_of_the_window() -> None:
+    clock = ManualClock()
+    gate = Gate()
+    limit = RateLimit(1, per=3600)
+    async with Backburner(workers=1, clock=clock) as bg:
+        bg.enqueue(gate.hold)  # the only worker is busy
+        await gate.started.wait()
+        waiting = bg.options(limits=[limit]).enqueue(_echo, 1)  # let go: waits for a worker
+        held = bg.options(limits=[limit]).enqueue(_echo, 2)
+        assert (waiting.status, held.status) == (JobStatus.PENDING, JobStatus.THROTTLED)
+        assert waiting.cancel()
+        await settle()
+        assert held.status is JobStatus.PENDING  # the window's one start is free again
+        gate.opened.set()
+        assert await held == 2
+        (stats,) = bg.stats().limits
+        assert stats.running == 1  # one start in the window: the job that ran
+
+
+async def test_jobs_with_two_limits_start_in_enqueue_order_whichever_limit_held_them() -> None:
+    clock = ManualClock()
+    gate = Gate()
+    one, rate = ConcurrencyLimit(1), RateLimit(1, per=10)
+    ran: list[str] = []
+
+    async def work(name: str) -> None:
+        ran.append(name)
+
+    async with Backburner(workers=4, clock=clock) as bg:
+        await bg.options(limits=[rate]).enqueue(work, "fills the window")
+        older = bg.options(limits=[one, rate]).enqueue(work, "older")  # held by the rate
+        bg.options(limits=[one]).enqueue(gate.hold)  # takes the concurrency slot
+        await gate.started.wait()
+        newer = bg.options(limits=[one, rate]).enqueue(work, "newer")  # held by the slot
+        assert (older.status, newer.status) == (JobStatus.THROTTLED, JobStatus.BLOCKED)
+        clock.advance(10)  # the window has room: the older job now waits for the slot too
+        await settle()
+        gate.opened.set()
+        await settle()  # the slot is free: the older job goes first, the newer waits 10s
+        clock.advance(10)
+        await older
+        await newer
+    assert ran == ["fills the window", "older", "newer"]
+
+
+async def test_a_rate_window_with_a_job_let_go_but_not_started_is_never_swept_away() -> None:
+    clock = ManualClock()
+    limit = RateLimit(2, per=10)
+    other = ConcurrencyLimit(1_000_000, key=lambda n: str(n))
+    starts: list[float] = []
+
+    async def work() -> None:
+        starts.append(clock.now())
+
+    async with Backburner(workers=2, queues={"paused": QueueConfig(workers=1)}, clock=clock) as bg:
+        bg.pause("paused")
+        late = bg.options(limits=[limit], queue="paused").enqueue(work)  # let go, not started
+        await bg.options(limits=[limit]).enqueue(work)  # starts first: out of order
+        clock.advance(10)
+        for n in range(1100):  # enough entries for the gate to sweep its idle keys
+            bg.options(limits=[other]).enqueue(_echo, n)
+        await bg.join()
+        now = [bg.options(limits=[limit]).enqueue(work) for _ in range(2)]
+        bg.resume("paused")
+        await late
+        await settle()
+        clock.advance(10)
+        for handle in now:
+            await handle
+    assert len(starts) == 4
+    for t in starts:
+        assert sum(t <= u < t + 10 for u in starts) <= 2, starts
 
 
 async def test_rate_limit_keys_have_windows_of_their_own() -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import math
 import threading
 import types
+import weakref
 from typing import Any
 
 import pytest
@@ -405,6 +407,34 @@ def test_a_results_size_is_counted_only_up_to_a_little_past_the_limit() -> None:
     assert result_size(threading.Lock(), 1000) > 0  # not picklable: its own size
 
 
+class Holder:
+    """A result pickle refuses (it holds a lock), however much else it holds."""
+
+    def __init__(self, data: bytes) -> None:
+        self.lock = threading.Lock()
+        self.data = data
+
+
+async def hold_a_lock(size: int) -> Any:
+    return [threading.Lock(), b"x" * size] if size % 2 else Holder(b"x" * size)
+
+
+async def test_a_result_pickle_refuses_is_measured_by_what_it_holds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # max_result_bytes bounds the memory kept results take: a large result that cannot be
+    # pickled (it holds a lock, a connection, a file) must not pass as a few dozen bytes.
+    assert result_size([threading.Lock(), b"x" * 1_000_000], 1000) > 1000
+    assert result_size(Holder(b"x" * 1_000_000), 1000) > 1000
+    assert result_size(Holder(b"x" * 10), 1000) <= 1000  # small: still kept
+    caplog.set_level(logging.WARNING, logger="backburner")
+    async with Backburner(max_result_bytes=1000) as bg:
+        handles = [bg.enqueue(hold_a_lock, size) for size in (100_001, 100_000, 10)]
+        await bg.join()
+        infos = [await bg.lookup(handle.id) for handle in handles]
+    assert [info.has_result if info else None for info in infos] == [False, False, True]
+
+
 def sync_noop() -> None:
     pass
 
@@ -417,3 +447,30 @@ async def test_a_kept_job_holds_neither_its_context_nor_its_task() -> None:
         await bg.join()  # (each job's task ends right after the job is woken)
         held = [(handle.context, handle.task) for handle in jobs]
         assert held == [(None, None)] * 3  # type: ignore[comparison-overlap]  # (typed as set)
+
+
+class Blob:
+    """A result a weak reference can watch."""
+
+
+async def make_blob() -> Blob:
+    return Blob()
+
+
+async def test_results_not_kept_or_past_their_ttl_are_let_go_without_any_lookup() -> None:
+    # keep_result=False is for values that must not linger; max_result_bytes bounds memory.
+    # Neither may wait for a lookup that may never come (a service that never polls).
+    clock = ManualClock()
+    async with Backburner(clock=clock, result_ttl=60) as bg:
+        unkept = bg.options(keep_result=False).enqueue(make_blob)
+        kept = bg.enqueue(make_blob)
+        unkept_result, kept_result = weakref.ref(await unkept), weakref.ref(await kept)
+        await bg.join()
+        del unkept, kept  # only the executor holds the jobs now
+        clock.advance(5)  # the executor's upkeep, every few seconds
+        gc.collect()
+        assert unkept_result() is None
+        assert kept_result() is not None  # kept for lookup for its TTL
+        clock.advance(60)
+        gc.collect()
+        assert kept_result() is None

@@ -21,14 +21,24 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from backburner import Backburner, JobStatus, JobTimeout, Periodic, QueueConfig, job
+from backburner import (
+    Backburner,
+    ConcurrencyLimit,
+    JobStatus,
+    JobTimeout,
+    Periodic,
+    QueueConfig,
+    YieldToRequests,
+    job,
+)
+from backburner._durations import BOUNDS, cumulative
 from backburner._journal._file import _MIGRATIONS
 from backburner.dashboard._metrics import render_metrics
 from backburner.otel import Telemetry
 from backburner.prometheus import BackburnerCollector
 from backburner.testing import ManualClock
 
-from . import journal_jobs
+from . import journal_jobs, test_metrics
 from .jobs import Gate, fail, noop
 
 pytestmark = pytest.mark.anyio
@@ -314,6 +324,52 @@ async def test_the_counters_and_a_duration_histogram_go_to_the_meter(otel: Otel)
     assert "# TYPE backburner_job_duration_seconds histogram" in text
 
 
+async def test_each_attempt_is_in_both_histograms_once_with_the_same_buckets(otel: Otel) -> None:
+    async with Backburner(tracing=otel.telemetry) as bg:
+        await test_metrics.run_each(bg)
+        text = render_metrics(bg)
+    points = otel.metric("backburner.job.duration")
+    assert sum(point.count for point in points) == len(test_metrics.RUNS)
+    assert list(points[0].explicit_bounds) == list(BOUNDS)
+    counts = [sum(column) for column in zip(*(p.bucket_counts for p in points), strict=True)]
+    buckets, total, count = test_metrics.histogram(text, "default")
+    test_metrics.check_runs(buckets, total, count)  # counted once, by the queue
+    assert cumulative(counts) == [buckets[bound] for bound in buckets]
+    assert sum(point.sum for point in points) == pytest.approx(total, abs=1.0)
+
+
+async def test_the_limits_and_yielding_figures_go_to_the_meter_too(otel: Otel) -> None:
+    clock = ManualClock()
+    limit = ConcurrencyLimit(1, name=test_metrics.ODD)
+    gate = Gate()
+    bg = Backburner(
+        tracing=otel.telemetry,
+        workers=4,
+        clock=clock,
+        yield_to_requests=YieldToRequests(target_lag=0.01),
+    )
+    async with bg:
+        first = bg.options(limits=[limit]).enqueue(gate.hold)
+        await gate.started.wait()
+        held = [bg.options(limits=[limit]).enqueue(gate.hold) for _ in range(2)]
+        bg.yielding.request_arrived()
+        bg.yielding.lag(0.05)  # five times the target
+        clock.advance(0.1)  # the controller's step
+        names = {"backburner.limit.name": test_metrics.ODD, "backburner.limit.kind": "concurrency"}
+        (running,) = otel.metric("backburner.limit.running")
+        (holding,) = otel.metric("backburner.limit.held")
+        assert (running.attributes, running.value) == (names, 1)
+        assert (holding.attributes, holding.value) == (names, 2)
+        (effective,) = otel.metric("backburner.workers.effective")
+        assert effective.attributes == {"messaging.destination.name": "default"}
+        assert effective.value == 2  # four halved
+        (pressure,) = otel.metric("backburner.yield.pressure")
+        assert pressure.value == pytest.approx(5.0)
+        gate.opened.set()
+        for one in [first, *held]:
+            await one
+
+
 async def test_executors_sharing_a_meter_provider_are_each_observed_while_running(
     otel: Otel, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -357,7 +413,8 @@ async def test_tracing_off_makes_no_spans_and_adds_nothing_to_a_job(otel: Otel) 
         await handle
         assert bg.telemetry is None
         assert handle.hooks is None
-        assert "backburner_job_duration_seconds" not in render_metrics(bg)
+        # (The Prometheus histogram is the queue's own: it counts the job all the same.)
+        assert 'backburner_job_duration_seconds_count{queue="default"} 1' in render_metrics(bg)
     assert otel.finished() == []
 
 

@@ -288,7 +288,7 @@ class Backburner(EnqueueMethods):
         assert self.scheduler is not None
         assert self.loop is not None
         self._periodic.start(self.scheduler)
-        self.history.start(self.clock, self.loop, self._queues.values)
+        self.history.start(self.clock, self.loop, self._queues.values, self.results.tidy)
         if self._box is not None:
             self._box.check_later(self.loop)
         self.yielding.start(self.loop, self._queues.values)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._current import current_job as running_job
+from ._current import current_attempt
 from ._errors import NotInJob
 from ._info import NO_META
 from ._job import Job
@@ -31,7 +31,9 @@ _handle_var: contextvars.ContextVar[tuple[object, int, CurrentJob]] = contextvar
 )
 _current_task = asyncio.current_task
 _now = time.time
-_INF = math.inf
+# The largest finite float: an int past it (10**400) cannot be a float, and would break every
+# reader's arithmetic (the rate, the ETA, the JSON of the status app) with OverflowError.
+_MAX = sys.float_info.max
 
 
 class CurrentJob:
@@ -96,8 +98,8 @@ class CurrentJob:
         # which converts what it accepts and refuses the rest.
         if (
             type(done) not in NUMBERS
-            or not 0 <= done < _INF
-            or (total is not None and (type(total) not in NUMBERS or not done <= total < _INF))
+            or not 0 <= done <= _MAX
+            or (total is not None and (type(total) not in NUMBERS or not done <= total <= _MAX))
             or (message is not None and type(message) is not str)
         ):
             done, total, message = check_report(done, total, message)
@@ -116,7 +118,8 @@ def current_job() -> CurrentJob:
     """The handle of the job whose code is running: in an async job, or a sync job's thread.
 
     Raises ``NotInJob`` anywhere else (a request handler, a task or thread the application
-    started itself, code run before or after any job).
+    started itself, code run before or after any job, the thread of an attempt that timed out
+    and runs on).
     """
     try:
         task = _current_task()
@@ -125,8 +128,11 @@ def current_job() -> CurrentJob:
     cached = _handle_var.get(None)
     if task is not None and cached is not None and cached[0] is task:
         return cached[2]
-    job = running_job()
-    if job is None or job.done():
+    found = current_attempt()
+    job = None if found is None else found[0]
+    # (The attempt this code belongs to: a timed-out sync job's thread runs on past it, and
+    # must not report as the retry.)
+    if found is None or job is None or job.done() or found[1] != job.attempt:
         raise NotInJob(
             "current_job() is for the code of a running job (an async job on the event loop, "
             "or a sync job on its thread), and no job runs this code. Call it in the job's "

@@ -69,16 +69,19 @@ class History:
         self._queues: Callable[[], Iterable[JobQueue]] = tuple
         self._timer: TimerHandle | None = None
         self._next_at = -math.inf
+        self._also: Callable[[], None] | None = None
 
     def start(
         self,
         clock: Clock,
         loop: asyncio.AbstractEventLoop,
         queues: Callable[[], Iterable[JobQueue]],
+        also: Callable[[], None] | None = None,
     ) -> None:
-        """Forget what was kept (counters start again with the executor) and sample from now."""
+        """Forget what was kept (counters start again with the executor) and sample from now;
+        ``also`` is called after each sample (other upkeep that is due every few seconds)."""
         self.stop()
-        self._clock, self._loop, self._queues = clock, loop, queues
+        self._clock, self._loop, self._queues, self._also = clock, loop, queues, also
         self._series.clear()
         self._last.clear()
         self._last_at = clock.now()
@@ -146,6 +149,8 @@ class History:
         self._timer = None
         try:
             self.sample()
+            if self._also is not None:
+                self._also()
         finally:
             self._arm()
 

@@ -322,11 +322,15 @@ class Job(Generic[T]):
 
     @property
     def progress(self) -> Progress | None:
-        """The latest ``current_job().set_progress(...)`` report of this attempt (or the last
-        one), or None if it reported none."""
+        """The latest ``current_job().set_progress(...)`` report of the attempt running (or,
+        between attempts and once the job ended, of the last one), or None if it reported none."""
         rare = self._rare
         cell = None if rare is None else rare.progress
-        return None if cell is None else cell.snapshot()
+        # A cell of an earlier attempt is not this one's: a timed-out attempt's thread may
+        # still write to it while its retry runs (which has not reported yet).
+        if cell is None or cell.attempt != self.attempt:
+            return None
+        return cell.snapshot()
 
     def progress_cell(self) -> ProgressCell:
         """Where the running attempt reports its progress: made at its first report (for

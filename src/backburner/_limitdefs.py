@@ -183,7 +183,7 @@ class LimitTicket:
     written by ``_limits.Limits`` under its lock.
     """
 
-    __slots__ = ("admit", "held_by", "holding", "keys", "reserved")
+    __slots__ = ("admit", "held_by", "holding", "keys", "reserved", "seq")
 
     def __init__(self, keys: tuple[str | None, ...], admit: Callable[[Any], None]) -> None:
         #: One key per limit of ``job.options.limits``, in that order.
@@ -196,3 +196,5 @@ class LimitTicket:
         self.holding = False
         #: The rate windows' entries this job holds until it starts (``_limits``).
         self.reserved: list[Any] | tuple[()] = ()
+        #: Its place in line: the gate's count of entries when it last came to the gate.
+        self.seq = 0

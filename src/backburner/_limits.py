@@ -40,7 +40,6 @@ _SWEEP_EVERY = 1024
 _NO_STARTS: deque[list[float]] = deque(maxlen=0)
 _NO_JOBS: deque[Job[Any]] = deque(maxlen=0)
 _NO_KWARGS: dict[str, Any] = {}  # never written: key_for only reads a job's keywords
-_NOTHING_ADMITTED: list[Any] = []  # never written: `release` replaces it, never appends
 
 
 class _Bucket:
@@ -131,6 +130,7 @@ class Limits:
             ticket = self._tickets[job]
             ticket.admit = admit
             self._entries += 1
+            ticket.seq = self._entries
             if self._entries % _SWEEP_EVERY == 0:
                 self._sweep()
             limits = job.options.limits
@@ -147,7 +147,7 @@ class Limits:
 
     def release(self, job: Job[Any]) -> None:
         """The job's attempt ended (or it was cancelled): give its tokens back."""
-        admitted: list[_Admitted] = _NOTHING_ADMITTED  # (a list made only when one is)
+        admitted: list[_Admitted] | None = None  # (a list made only when one is let go)
         lock = self._lock
         lock.acquire()  # (not `with`: see enter)
         try:
@@ -159,8 +159,8 @@ class Limits:
             if not ticket.holding:
                 return
             ticket.holding = False
-            if ticket.reserved:
-                self._stamp(ticket)  # cancelled before it started: it counts as a start now
+            if ticket.reserved:  # cancelled before it started: it used none of its windows
+                admitted = self._unreserve(ticket)  # (a list of its own)
             for limit, key in zip(job.options.limits, ticket.keys, strict=True):
                 if isinstance(limit, ConcurrencyLimit):
                     state = self._states[limit]
@@ -168,11 +168,11 @@ class Limits:
                     bucket.running -= 1
                     if bucket.held and not self._closed:
                         drained = self._drain(state, bucket)
-                        admitted = drained if not admitted else admitted + drained
+                        admitted = drained if admitted is None else admitted + drained
         finally:
             lock.release()
-        for held, admit in admitted:
-            admit(held)
+        if admitted is not None:
+            _admit_all(admitted)
 
     def started(self, job: Job[Any]) -> None:
         """The job's attempt starts now: its rate windows count it from now on."""
@@ -196,6 +196,21 @@ class Limits:
                 first = bucket.starts[0][0]
                 if first != math.inf:
                     self._arm(self._states[limit], bucket, first + limit.per)
+
+    def _unreserve(self, ticket: LimitTicket) -> list[_Admitted]:
+        # Take a job's reserved starts out of their windows (by identity: every reservation
+        # is an equal [inf]), and let go what the room made allows. Rare: a cancel's path.
+        reserved, ticket.reserved = ticket.reserved, ()
+        admitted: list[_Admitted] = []
+        for limit, bucket, entry in reserved:
+            starts = bucket.starts
+            for i, start in enumerate(starts):
+                if start is entry:
+                    del starts[i]
+                    break
+            if bucket.held and not self._closed:
+                admitted += self._drain(self._states[limit], bucket)
+        return admitted
 
     def cancel_held(self, job: Job[Any]) -> bool:
         """Cancel a held job (True), or False if it is held no longer."""
@@ -305,8 +320,9 @@ class Limits:
             if held and bucket is not draining:
                 while held and not held[0].status.held:  # cancelled while held
                     held.popleft()
-                if refusal is None and held:
-                    # Others of this key wait already: the newcomer waits behind them.
+                if refusal is None and held and self._tickets[held[0]].seq < ticket.seq:
+                    # Older jobs of this key wait already: this one waits behind them. (One
+                    # that another limit held came later to this bucket, but is older.)
                     status = _THROTTLED if bucket.wake_at is not None else _BLOCKED
                     return state, bucket, status, None
             if refusal is not None:
@@ -345,7 +361,8 @@ class Limits:
         if held and bucket is not draining:
             while held and not _is_held(held[0]):  # cancelled while held
                 held.popleft()
-            if held:  # others of this key wait already: the newcomer waits behind them
+            if held and self._tickets[held[0]].seq < ticket.seq:
+                # Older jobs of this key wait already: this one waits behind them.
                 return state, bucket, _THROTTLED if bucket.wake_at is not None else _BLOCKED, None
         bucket.running += 1
         ticket.holding = True
@@ -363,13 +380,27 @@ class Limits:
     ) -> None:
         job.hold(status)
         ticket.held_by = state.limit
-        if bucket.held is _NO_JOBS:
-            bucket.held = deque()
-        bucket.held.append(job)
+        held = bucket.held
+        if held is _NO_JOBS:
+            held = bucket.held = deque()
+        if held and self._seq(held[-1]) > ticket.seq:
+            # Moved here from another limit's bucket (``_drain``): it takes its place in
+            # line, before the newer jobs held here. (Rare: a linear search from the end.)
+            at = len(held)
+            while at and self._seq(held[at - 1]) > ticket.seq:
+                at -= 1
+            held.insert(at, job)
+        else:
+            held.append(job)
         state.held += 1
         self._held_in[job.queue] = self._held_in.get(job.queue, 0) + 1
         if when is not None:
             self._arm(state, bucket, when)
+
+    def _seq(self, job: Job[Any]) -> int:
+        # A job's place in line; 0 for one cancelled while held (its ticket gone).
+        ticket = self._tickets.get(job)
+        return 0 if ticket is None else ticket.seq
 
     def _arm(self, state: _LimitState, bucket: _Bucket, when: float) -> None:
         if bucket.timer is not None and bucket.wake_at is not None and bucket.wake_at <= when:
@@ -447,7 +478,9 @@ class Limits:
                 if not bucket.running
                 and not bucket.held
                 and bucket.timer is None
-                and (not bucket.starts or bucket.starts[-1][0] <= now - per)
+                # (every start, not the last: a job let go before one that started before
+                # it is still +inf, and must be counted when it starts)
+                and all(start[0] <= now - per for start in bucket.starts)
             ]
             for key in idle:
                 del state.buckets[key]

@@ -185,6 +185,11 @@ class Queue(Protocol):
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
         ...
 
+    def durations(self) -> tuple[list[int], float] | None:
+        """How long its attempts ran: a count per bucket of ``_durations.BOUNDS`` (the last:
+        longer than every bound) and their seconds in all; None if its jobs run elsewhere."""
+        ...
+
     def problem(self) -> str | None:
         """Why the queue can no longer do its work (a worker of it ended), or None."""
         ...

@@ -110,7 +110,10 @@ def _number(name: str, value: object) -> float:
             f"set_progress: {name} must be a number (int or float), got "
             f"{type(value).__name__} {value!r}"
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float (10**400): no finite number
+        number = math.inf
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"set_progress: {name} must be a finite number, 0 or more, got {value!r}")
     return value if type(value) in NUMBERS else number  # type: ignore[return-value]

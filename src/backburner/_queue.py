@@ -11,6 +11,7 @@ loop for the few fields they touch.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import functools
 import inspect
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._current import job_var
+from ._durations import BOUNDS, empty
 from ._errors import JobTimeout, NotRunning, QueueFull
 from ._errortext import error_line
 from ._job import Job
@@ -46,6 +48,9 @@ logger = logging.getLogger("backburner")
 
 _NO_KWARGS: dict[str, Any] = {}
 _TASK_TAKES_CONTEXT = sys.version_info >= (3, 11)
+_bucket = bisect.bisect_left  # (module globals: for every job that ends)
+_BOUNDS = BOUNDS
+_FIRST = BOUNDS[0]
 
 # Module constants: on Python 3.10 and 3.11 each `JobStatus.X` costs an enum class lookup.
 _PENDING, _RUNNING, _SCHEDULED, _RETRYING = (
@@ -107,6 +112,8 @@ class JobQueue:
         "_dead",
         "_deferred",
         "_dispatching",
+        "_duration_sum",
+        "_durations",
         "_effective",
         "_failed",
         "_guarded",
@@ -196,6 +203,10 @@ class JobQueue:
         # Jobs started, and the seconds they waited in all (for the dashboard's history).
         self._started = 0
         self._waited = 0.0
+        # How long the attempts ran: a count per bucket of `BOUNDS` and the seconds in all
+        # (the job-duration histogram, read at scrape time). Loop thread.
+        self._durations = empty()
+        self._duration_sum = 0.0
 
     # Admission: any thread.
 
@@ -462,6 +473,10 @@ class JobQueue:
                 job.succeed(result)
                 self._keep(job)
                 now = job.finished_at  # the successor starts now: one clock read saved
+                ran = now - job.started_at  # type: ignore[operator]  # both set by now
+                # (Most jobs end within the first bound: one comparison, not a bisect.)
+                self._durations[0 if ran <= _FIRST else _bucket(_BOUNDS, ran)] += 1
+                self._duration_sum += ran
             else:
                 self._host.late_end(job, None)
         finally:
@@ -557,6 +572,7 @@ class JobQueue:
             self._processed += 1
             job.succeed(result)
             self._keep(job)
+            self._ran(job, job.finished_at)
             return True
         self._host.late_end(job, None)  # abandoned at shutdown: its end changes nothing
         return False
@@ -568,6 +584,7 @@ class JobQueue:
         # Whatever a job raises fails that job alone: SystemExit, KeyboardInterrupt and other
         # BaseExceptions too (argparse or a library's sys.exit() inside a job must not end
         # the server, as they would if re-raised from a task). Only cancellation is no failure.
+        self._ran(job, time.time())  # an attempt that ran, whether it is retried or not
         if isinstance(exc, Snooze):
             self._snooze(job, exc)
             return
@@ -633,6 +650,15 @@ class JobQueue:
             self._processed += 1
         job.finish(status, result, exc)
         self._keep(job)
+        self._ran(job, job.finished_at)
+
+    def _ran(self, job: Job[Any], ended: float | None) -> None:
+        # An attempt ended: into the job-duration histogram (`_run` inlines this).
+        started = job.started_at
+        if started is not None and ended is not None:
+            ran = ended - started
+            self._durations[_bucket(_BOUNDS, ran)] += 1
+            self._duration_sum += ran
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
         # The limiter token is held until the thread really returns, even if the job is
@@ -740,6 +766,7 @@ class JobQueue:
                 self._waiting -= 1
                 self._cancelled += 1
             job.finish(_CANCELLED)
+            self._keep(job)  # lookup() finds it cancelled, like any job that ends
             self._call_soon(self._after_pending_cancel)
             return True
         with self._lock:
@@ -758,6 +785,9 @@ class JobQueue:
             if job.timer is not None:
                 job.timer.cancel()
             job.finish(_CANCELLED)
+            if job.options.limits:  # its ticket goes (and its tokens, if its attempt's end
+                assert self._limits is not None  # has not given them back yet: a Snooze)
+                self._limits.release(job)
             self._keep(job)
         elif status is _PENDING:
             if job.options.limits:  # it held its limits' tokens while it waited
@@ -787,6 +817,9 @@ class JobQueue:
         self._end(job, _CANCELLED)
         self._running.discard(job)
         job.context = None  # type: ignore[assignment]
+        if job.options.limits:  # its tokens were taken: `_run_guarded` never gave them back
+            assert self._limits is not None
+            self._limits.release(job)
         self._free_slot()
 
     def _after_pending_cancel(self) -> None:
@@ -880,6 +913,7 @@ class JobQueue:
         for job in jobs:
             job.finish(_ABANDONED)
             self._keep(job)
+            self._ran(job, job.finished_at)
             if job.task is not None:
                 if job.is_async:
                     _forget_task(job.task)
@@ -927,6 +961,11 @@ class JobQueue:
     def timed_counts(self) -> tuple[int, int]:
         """Jobs waiting here for their time: (scheduled and retrying, of them retrying)."""
         return self._scheduled, self._retrying
+
+    def durations(self) -> tuple[list[int], float]:
+        """How long this queue's attempts ran: a count per bucket of ``BOUNDS`` (the last:
+        longer than every bound) and their seconds in all. Any thread."""
+        return list(self._durations), self._duration_sum
 
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""

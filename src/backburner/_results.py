@@ -3,9 +3,11 @@
 Every job that ends is handed to ``KeptResults.keep`` (the ``ResultStore`` port), on every
 job's path. So that path runs no Python code for it: with the system clock, ``keep`` is the
 ``append`` of a deque bounded at ``keep_results``, which drops the oldest itself; the job's
-own ``finished_at`` is its time. Everything else waits until someone looks: a lookup first
-settles the jobs that ended since the last one (results checked against ``keep_result`` and
-``max_result_bytes``, ids indexed, each job once), then ages the kept ones:
+own ``finished_at`` is its time. Everything else waits until someone looks, or for the
+executor's upkeep every few seconds (``tidy``: a result not to be kept must not wait for a
+lookup that may never come): each first settles the jobs that ended since the last one
+(results checked against ``keep_result`` and ``max_result_bytes``, ids indexed, each job
+once), then ages the kept ones:
 
 * a kept job is findable with its result (if kept) until ``result_ttl`` after it ended;
 * then it is a tombstone (``JobStatus.EXPIRED``: its id, name, queue, times and ``meta``, no
@@ -15,19 +17,21 @@ settles the jobs that ended since the last one (results checked against ``keep_r
 Past ``keep_results`` jobs, the oldest is forgotten without a tombstone: making one is work
 per job, which a steady load of more than ``keep_results`` jobs per ``result_ttl`` would pay
 on every job's path (raise ``keep_results`` to remember more). So the memory held is bounded
-whatever the rate: ``keep_results`` settled jobs, as many ended since the last lookup (a
+whatever the rate: ``keep_results`` settled jobs, as many ended since the last look (a
 result not to be kept is let go when its job settles), and ``keep_results`` small tombstones.
 Time is the executor's ``Clock`` (a ``ManualClock`` in tests).
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import pickle
 import sys
 import threading
 import time
+import types
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -132,6 +136,16 @@ class KeptResults:
                 extra={"backburner_job_id": job.id},
             )
         return False
+
+    def tidy(self) -> None:
+        """Settle the jobs that ended since the last look, and age the kept ones: the
+        executor calls this every few seconds, so that results not to be kept (``keep_result``
+        False, past ``max_result_bytes``) and results past their TTL are let go even when no
+        one looks anything up."""
+        with self._lock:
+            self._settle()
+            self._expire(self._now())
+            self._index_new()
 
     def get(self, job_id: str) -> JobInfo | None:
         """The kept job or tombstone with this id, as a snapshot; None if neither is kept.
@@ -258,7 +272,7 @@ def info_of(
 def result_size(value: object, limit: int) -> int:
     """About how many bytes ``value`` takes, counted up to a little past ``limit``: its length
     for text and bytes, else its pickle's (pickling stops once past ``limit``, so a huge
-    result costs no more than a small one), else ``sys.getsizeof``."""
+    result costs no more than a small one), else the sizes of the objects it holds."""
     if type(value) in _TEXT:
         return len(value)  # type: ignore[arg-type]
     sink = _Sink(limit)
@@ -266,9 +280,32 @@ def result_size(value: object, limit: int) -> int:
         pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
     except _TooLarge:
         return sink.size
-    except Exception:  # it cannot be pickled: its own size, at least
-        return sys.getsizeof(value)
+    except Exception:  # it cannot be pickled: what it holds, counted another way
+        return _held_size(value, limit)
     return sink.size
+
+
+# Objects a result refers to without holding them: shared by the whole program.
+_SHARED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+
+
+def _held_size(value: object, limit: int) -> int:
+    """``sys.getsizeof`` of ``value`` and of every object it refers to (classes, modules and
+    functions aside), counted up to a little past ``limit``: pickling stops at the first
+    object it refuses (a lock, a connection), which may come before megabytes of data."""
+    seen: set[int] = set()
+    stack = [value]
+    size = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _SHARED):
+            continue
+        seen.add(id(obj))
+        size += sys.getsizeof(obj, 0)
+        if size > limit:
+            break
+        stack.extend(gc.get_referents(obj))
+    return size
 
 
 class _TooLarge(Exception):

@@ -400,15 +400,19 @@ def test_payloads_stay_intact_and_inert_in_the_json(
 @e2e
 def test_metrics_escape_label_values_and_declare_every_family(client: httpx.Client) -> None:
     text = client.get("/bb/metrics").text
-    families = re.findall(r"^# TYPE (\S+) (counter|gauge)$", text, re.M)
+    families = re.findall(r"^# TYPE (\S+) (counter|gauge|histogram)$", text, re.M)
     helps = re.findall(r"^# HELP (\S+) .+$", text, re.M)
     assert [name for name, _ in families] == helps
     assert len(families) >= 12
-    sample = re.compile(r'^(\w+)(\{(\w+="([^"\\\n]|\\.)*")?\})? -?[0-9.e+]+$')
+    histograms = {name for name, kind in families if kind == "histogram"}
+    label = r'\w+="([^"\\\n]|\\.)*"'
+    sample = re.compile(rf"^(\w+)(\{{({label}(,{label})*)?\}})? -?[0-9.e+]+$")
     for line in text.splitlines():
         if not line.startswith("#"):
             assert sample.match(line), line
-            assert line.split("{")[0].split(" ")[0] in helps, line
+            name = line.split("{")[0].split(" ")[0]
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert name in helps or family in histograms, line
     assert f'backburner_workers{{queue="{XSS_QUEUE}"}} 1' in text
     assert 'backburner_queue_paused{queue="mail"} 0' in text
 

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.requests import Request
@@ -254,6 +255,25 @@ async def test_a_scheduled_job_says_so(bg: Backburner) -> None:
     assert (body["status"], body["position"], body["progress"]) == ("scheduled", None, None)
 
 
+async def test_a_scheduled_or_retrying_job_says_to_ask_again_when_it_is_due(
+    bg: Backburner, clock: ManualClock
+) -> None:
+    # Not every couple of seconds for an hour: accepted() counts from the due time, and so
+    # does the status route.
+    app = status_app(bg, authorize=lambda request, info: True, retry_bounds=(1, 3600))
+    later = bg.enqueue_in(600, noop)
+    retrying = bg.options(retries=1, backoff=300, jitter=0).enqueue(fail, "once")
+    await anyio.wait_all_tasks_blocked()
+    answers = [await get(app, f"/{job.id}") for job in (later, retrying)]
+    assert [answer.json()["status"] for answer in answers] == ["scheduled", "retrying"]
+    assert [answer.headers["retry-after"] for answer in answers] == ["600", "300"]
+    clock.advance(100)
+    answer = await get(app, f"/{later.id}")
+    assert answer.headers["retry-after"] == "500"
+    default = await get(status_app(bg, authorize=lambda request, info: True), f"/{later.id}")
+    assert default.headers["retry-after"] == "60"  # the default bounds' longest
+
+
 async def test_a_running_job_shows_its_progress_with_fraction_and_eta(bg: Backburner) -> None:
     gate = Gate()
 
@@ -427,3 +447,23 @@ async def test_a_result_whose_repr_fails_is_named_by_its_type(bg: Backburner) ->
     body = (await read(bg, job.id)).json()
 
     assert body["result"] == "<Broken object: its repr failed>"
+
+
+async def test_head_of_a_running_jobs_events_answers_the_headers_and_ends(bg: Backburner) -> None:
+    # A HEAD has no body: its answer must not stream (and hold its connection and a poll of
+    # the job every interval) until the job ends, as a monitor's HEAD would have.
+    gate = Gate()
+    job = bg.enqueue(gate.hold)
+    await gate.started.wait()
+    app = status_app(bg, authorize=lambda request, info: True)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            with anyio.fail_after(30):  # (a guard: it answered at once, or never before)
+                answer = await client.head(f"/{job.id}/events")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        assert answer.content == b""
+    finally:
+        gate.opened.set()
+    await job

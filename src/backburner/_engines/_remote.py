@@ -174,6 +174,10 @@ class RemoteQueue:
         stop = None if limit is None else offset + limit
         return self.waiting_jobs()[offset:stop]
 
+    def durations(self) -> None:
+        """No job runs here: how long they ran is the engine's to measure."""
+        return None
+
     def wait_totals(self) -> tuple[int, float]:
         """No job starts here: their waits are the engine's to count."""
         return 0, 0.0

@@ -4,18 +4,22 @@ The executor's own lookup asks its kept results and its queues first; a job it d
 may be another process's (the request that polls landed on another worker): then the journal
 answers, read in a thread. The row holds what another process needs: the status, the attempt,
 when it started and ended, its latest progress (written at most about once a second per job),
-its error, and its result if that was plain JSON. A finished job's result is kept
-``result_ttl`` seconds, then the job is ``expired`` for as long again, as in memory.
+its error, its result if that was plain JSON, and its ``meta`` (for ``authorize``). A finished
+job's result is kept ``result_ttl`` seconds, then the job is ``expired`` for as long again, as
+in memory.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from .._info import NO_META, JobInfo
 from .._job import describe_callable
+from .._options import options_of
 from .._progress import Progress
 from .._registry import lookup as registered
 from .._status import JobStatus
@@ -25,7 +29,7 @@ __all__ = ["JournalLookup"]
 
 _QUERY = (
     "SELECT name, queue, state, run_at, attempt, enqueued_at, started_at, finished_at, error, "
-    "progress, result FROM jobs WHERE id = ?"
+    "progress, result, json_extract(payload, '$.options.meta') FROM jobs WHERE id = ?"
 )
 _ENDS = {status.value: status for status in JobStatus if status.finished}
 _ENDS["invalid"] = _ENDS["discarded"] = JobStatus.FAILED
@@ -57,6 +61,7 @@ class JournalLookup:
             error,
             progress,
             result,
+            meta,
         ) = row
         now = time.time()
         expires_at = None
@@ -89,10 +94,23 @@ class JournalLookup:
             result=json.loads(result) if has_result else None,
             has_result=has_result,
             error=None if status is JobStatus.SUCCEEDED else error,
-            meta=NO_META,
+            meta=_meta(meta, entry.fn if entry is not None else None),
             position=None,
             expires_at=expires_at,
         )
+
+
+def _meta(text: str | None, fn: object) -> Mapping[str, Any]:
+    # The row holds the meta given at enqueue (options(meta=...)) only where it differs from
+    # the function's own (@job(meta=...)): authorize(request, info) decides on it, so a job
+    # polled on another worker must carry the same meta as on its own.
+    if text is not None:
+        try:
+            return MappingProxyType(json.loads(text))
+        except (ValueError, TypeError):
+            return NO_META
+    meta = options_of(fn).meta if fn is not None else None
+    return NO_META if meta is None else meta
 
 
 def _progress(text: str | None) -> Progress | None:

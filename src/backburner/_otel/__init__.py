@@ -6,8 +6,9 @@ default); ``Tracing.open`` gives it None if the package is not installed or no p
 configured, and the executor then runs exactly as it does without this layer (its shortest
 enqueue and run paths, no hooks). With it, ``Admission`` asks ``JobTelemetry.publishing``
 for a PRODUCER span around each enqueue, and every job holds ``TracedHooks``, which open a
-CONSUMER span per attempt and record the attempt's duration. ``_spans.py`` holds the
-spans, ``_meters.py`` the instruments.
+CONSUMER span per attempt and record its duration in the meter's histogram (the Prometheus
+one is the queues' own: ``_durations.py``). ``_spans.py`` holds the spans, ``_meters.py``
+the instruments.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._buckets import BOUNDS
-
 if TYPE_CHECKING:
     from ._meters import Observed
     from ._spans import JobTelemetry
 
-__all__ = ["BOUNDS", "Telemetry", "Tracing", "check_tracing"]
+__all__ = ["Telemetry", "Tracing", "check_tracing"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,14 @@
 """The executor's metrics through an OpenTelemetry meter, mirroring the dashboard's Prometheus
-families, and the attempts' durations as a histogram (kept here for Prometheus too).
+families: the queues' counters and gauges, the limits' and yielding's figures, and the
+attempts' durations as a histogram.
 
 The counters and gauges are observable instruments: a reader's collection reads
 ``stats()``, so they cost the jobs nothing. Only the duration histogram is recorded per
-attempt, by the traced hooks. A meter provider gets one set of instruments, whichever
-executors use it (an SDK refuses a second instrument of a name): they observe every running
-executor of the process that uses that provider (a test suite makes many, one at a time).
+attempt, by the traced hooks (with the attempt's outcome; the Prometheus histogram is the
+queues' own, ``_durations.py``, counted whether tracing is on or not). A meter provider
+gets one set of instruments, whichever executors use it (an SDK refuses a second
+instrument of a name): they observe every running executor of the process that uses that
+provider (a test suite makes many, one at a time).
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from typing import Any, Protocol
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from .._durations import BOUNDS
 from .._job import Job
 from .._ports import Queue
 from .._stats import ExecutorStats
-from ._buckets import BOUNDS
 
 __all__ = ["JobMeters", "Observed", "meters_for"]
 
@@ -148,6 +151,22 @@ class JobMeters:
             "backburner.periodic.skipped", [self._periodic("skipped")], "{run}",
             "Ticks of each periodic job skipped (previous run still going, or queue full).",
         )  # fmt: skip
+        meter.create_observable_gauge(
+            "backburner.limit.running", [self._limit("running")], "{job}",
+            "Jobs a ConcurrencyLimit counts now, or a RateLimit's starts in its current window.",
+        )  # fmt: skip
+        meter.create_observable_gauge(
+            "backburner.limit.held", [self._limit("held")], "{job}",
+            "Jobs a limit holds now (blocked or throttled).",
+        )  # fmt: skip
+        meter.create_observable_gauge(
+            "backburner.workers.effective", [self._effective], "{worker}",
+            "Worker slots of the queue that may run jobs now (yielding to requests lowers it).",
+        )  # fmt: skip
+        meter.create_observable_gauge(
+            "backburner.yield.pressure", [self._pressure], "1",
+            "Yielding's last signal as a multiple of its target: past 1, fewer jobs start.",
+        )  # fmt: skip
 
     def record(self, queue: str, seconds: float, outcome: str) -> None:
         """One attempt ended: into the histogram, by queue and outcome."""
@@ -188,6 +207,31 @@ class JobMeters:
                     yield Observation(getattr(periodic, field), name)
 
         return observe
+
+    def _limit(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterator[Observation]:
+            for executor in self._running():
+                for limit in executor.stats().limits:
+                    labels = {
+                        "backburner.limit.name": limit.name,
+                        "backburner.limit.kind": limit.kind,
+                    }
+                    yield Observation(getattr(limit, field), labels)
+
+        return observe
+
+    def _effective(self, options: CallbackOptions) -> Iterator[Observation]:
+        for executor in self._running():
+            yielding = executor.stats().yielding
+            if yielding is not None:
+                for name, count in yielding.effective_workers.items():
+                    yield Observation(count, _queue(name))
+
+    def _pressure(self, options: CallbackOptions) -> Iterator[Observation]:
+        for executor in self._running():
+            yielding = executor.stats().yielding
+            if yielding is not None:
+                yield Observation(float(yielding.pressure))
 
 
 def _queue(name: str) -> dict[str, str]:

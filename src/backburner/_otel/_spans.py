@@ -32,7 +32,6 @@ from opentelemetry.trace import (
 from .._errortext import error_line
 from .._job import Job, JobHooks
 from .._status import JobStatus
-from ._buckets import Durations
 from ._meters import Observed, meters_for
 
 __all__ = ["JobTelemetry", "Observed", "TracedHooks", "configured", "parse_traceparent"]
@@ -50,8 +49,6 @@ class JobTelemetry:
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.tracer = provider.get_tracer(_LIBRARY, _version())
         self.meters = meters_for(meter_provider, observed, _version())
-        #: Each queue's attempt durations, for the dashboard's Prometheus histogram.
-        self.durations = Durations()
         self._hooks: dict[int, TracedHooks] = {}
         # A span open per running attempt. (Keyed by job: a job's slots stay as they are.)
         self._attempts: dict[Job[Any], Span] = {}
@@ -130,7 +127,6 @@ class JobTelemetry:
             span.set_attribute("backburner.outcome", outcome.value)
         span.end()
         self.meters.record(job.queue, duration, outcome.value)
-        self.durations.record(job.queue, duration)
 
 
 class TracedHooks(JobHooks):

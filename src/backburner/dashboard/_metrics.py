@@ -1,17 +1,18 @@
-"""The executor's counters in Prometheus' text format (version 0.0.4), per queue; with
-tracing on (``tracing=``, OpenTelemetry installed and configured), the attempts' durations
-as a histogram too.
+"""The executor's counters in Prometheus' text format (version 0.0.4), per queue, the
+attempts' durations as a histogram, and the limits' and yielding's figures.
 
-Counters start again at each executor start (as Prometheus expects of a process restart);
-``rate()`` handles the reset.
+Everything is read at scrape time: the counters and the duration buckets the queues keep
+as jobs end, the limits and yielding from ``stats()``. Counters start again at each
+executor start (as Prometheus expects of a process restart); ``rate()`` handles the reset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .._durations import BOUNDS, cumulative
 from .._executor import Backburner
-from .._otel import BOUNDS
+from .._stats import LimitStats, YieldStats
 from ._inspect import wait_totals
 from ._present import printable
 
@@ -104,26 +105,73 @@ def render_metrics(executor: Backburner) -> str:
             ((f'name="{escape_label(p.name)}"', p.skipped) for p in periodic),
         )
     )
-    if executor.telemetry is not None:  # recorded by the traced jobs' hooks (tracing=)
-        families.append(_durations(executor.telemetry.durations.snapshot()))
+    families.append(_durations(executor))
+    families += _limits(stats.limits)
+    if stats.yielding is not None:
+        families += _yielding(stats.yielding)
     return "\n".join(families) + "\n"
 
 
-def _durations(queues: dict[str, tuple[list[int], float, int]]) -> str:
+def _durations(executor: Backburner) -> str:
+    # Each local queue's buckets, kept as its jobs end (a remote queue's jobs run elsewhere).
     name = "backburner_job_duration_seconds"
     lines = [
         f"# HELP {name} How long each job attempt ran, from taking a worker to its end.",
         f"# TYPE {name} histogram",
     ]
     bounds = [*(_number(bound) for bound in BOUNDS), "+Inf"]
-    for queue, (cumulative, total, count) in queues.items():
-        label = _queue(queue)
+    for queue, queue_object in list(executor.queues().items()):
+        durations = queue_object.durations()
+        if durations is None:
+            continue
+        counts, total = durations
+        cumulated, label = cumulative(counts), _queue(queue)
         lines += [
             f'{name}_bucket{{{label},le="{bound}"}} {value}'
-            for bound, value in zip(bounds, cumulative, strict=True)
+            for bound, value in zip(bounds, cumulated, strict=True)
         ]
-        lines += [f"{name}_sum{{{label}}} {_number(total)}", f"{name}_count{{{label}}} {count}"]
+        # (Wall-clock times: a clock stepped back could make the sum dip below zero.)
+        lines += [
+            f"{name}_sum{{{label}}} {_number(max(0.0, total))}",
+            f"{name}_count{{{label}}} {cumulated[-1]}",
+        ]
     return "\n".join(lines)
+
+
+def _limits(limits: tuple[LimitStats, ...]) -> list[str]:
+    labels = [(f'limit="{escape_label(s.name)}",kind="{escape_label(s.kind)}"', s) for s in limits]
+    return [
+        _family(
+            "limit_jobs_running",
+            "gauge",
+            "Jobs a ConcurrencyLimit counts now (holding a slot), or a RateLimit's starts in "
+            "its current window; over every key.",
+            ((label, s.running) for label, s in labels),
+        ),
+        _family(
+            "limit_jobs_held",
+            "gauge",
+            "Jobs a limit holds now (blocked or throttled); they hold no worker.",
+            ((label, s.held) for label, s in labels),
+        ),
+    ]
+
+
+def _yielding(yielding: YieldStats) -> list[str]:
+    return [
+        _family(
+            "workers_effective",
+            "gauge",
+            "Worker slots of the queue that may run jobs now (yielding to requests lowers it).",
+            ((_queue(name), count) for name, count in yielding.effective_workers.items()),
+        ),
+        _family(
+            "yield_pressure_ratio",
+            "gauge",
+            "Yielding's last signal as a multiple of its target: past 1, fewer jobs start.",
+            [("", float(yielding.pressure))],
+        ),
+    ]
 
 
 def _queue(name: str) -> str:

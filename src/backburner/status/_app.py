@@ -10,6 +10,7 @@ secrets, and whether one exists is all a 404 or a 403 tells.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
@@ -202,7 +203,9 @@ class StatusApp:
         return answer
 
     def _retry_after(self, bg: Backburner, info: JobInfo) -> int:
-        # (A snapshot has no due time: a scheduled job gets the estimate of the unknown.)
+        due_in = None
+        if info.status is JobStatus.SCHEDULED or info.status is JobStatus.RETRYING:
+            due_in = _due_in(bg, info.id)
         return estimate(
             bg,
             info.status,
@@ -210,9 +213,25 @@ class StatusApp:
             info.progress,
             info.started_at,
             position=info.position,
-            due_in=None,
+            due_in=due_in,
             bounds=self.retry_bounds,
         )
+
+
+def _due_in(bg: Backburner, job_id: str) -> float | None:
+    """Seconds until a scheduled or retrying job is due, from its handle (a snapshot has no
+    due time), so that its client asks again then, not every couple of seconds meanwhile.
+    The handle is read on the executor's loop thread, as it must be; elsewhere: not known."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    if bg.loop is not loop:
+        return None
+    job = bg.find_job(job_id)
+    if job is None or job.run_at is None:
+        return None
+    return job.run_at - bg.clock.now()
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -81,6 +81,9 @@ class EventStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        if scope.get("method") == "HEAD":  # no body: nothing to stream, nothing to hold open
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         gone: list[bool] = []
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_until_disconnect, receive, tasks.cancel_scope, gone)
