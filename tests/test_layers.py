@@ -43,7 +43,7 @@ for names, floor in (
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
         "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits "
-        "_pressure _handle _results _lookup _coordination",
+        "_pressure _handle _results _lookup _coordination _hostlimits",
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),

@@ -666,20 +666,6 @@ async def test_find_job_finds_a_held_job_and_the_queue_lists_it() -> None:
         await held
 
 
-async def test_scope_host_is_refused_at_the_call_site_until_it_is_built(tmp_path: Path) -> None:
-    """Counting per process instead would silently let every process use the whole budget."""
-    async with Backburner(journal=tmp_path / "jobs.sqlite3") as bg:
-        with pytest.raises(ValueError, match="scope='host', which is not available yet"):
-            bg.enqueue(host_scoped)
-        assert bg.stats().total.pending == 0
-
-
-async def test_scope_host_without_a_journal_raises_at_the_call_site() -> None:
-    async with Backburner() as bg:
-        with pytest.raises(ValueError, match=r"scope='host'.*Backburner\(journal="):
-            bg.options(limits=[RateLimit(1, per=1, scope="host")]).enqueue(_echo, 1)
-
-
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
@@ -711,11 +697,6 @@ async def journaled(n: int) -> int:
     journaled_runs.append(n)
     await settle()
     return n
-
-
-@job(name="tests.limits.host_scoped", limits=[RateLimit(1, per=1, scope="host")])
-async def host_scoped() -> None:
-    pass
 
 
 @job(name="tests.limits.debounced", unique="d", debounce=1)

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ._clock import Clock
+from ._coordination import Coordination
 from ._errors import DuplicateJob, JournalError
+from ._hostlimits import HostBuckets
 from ._job import Job
-from ._limitdefs import Limit
 from ._limits import Limits, keys_of
 from ._ports import JobStore, JobTracer, Queue
 from ._scheduler import Scheduler
@@ -60,6 +61,13 @@ class Admission:
         shutdown reported every held job)."""
         self.limits = Limits(scheduler)
 
+    def share_limits(self, box: Coordination | None) -> Coordination | None:
+        """Count the host-scoped limits in ``box`` (the coordination directory), if any;
+        returns ``box``."""
+        if box is not None and self.limits is not None:
+            self.limits.host = HostBuckets(box.directory, box.name, box.alive)
+        return box
+
     def admit(
         self,
         job: Job[Any],
@@ -89,8 +97,10 @@ class Admission:
         keys = None
         if options.limits:  # (`_limit_keys` inlined: every limited job comes here)
             for limit in options.limits:
-                if limit.scope == "host":
-                    self._refuse_host(options.limits)
+                if limit.scope == "host":  # it needs the shared directory
+                    assert self.limits is not None
+                    self.limits.check_host(options.limits)
+                    break
             keys = keys_of(job)
         if options.debounce is not None:
             run_at = self._debounced(job, run_at)
@@ -183,8 +193,10 @@ class Admission:
         """A limited job's keys, one per limit (raising for a limit it cannot count)."""
         limits = job.options.limits
         for limit in limits:  # (a loop, not a list: this runs for every limited job)
-            if limit.scope == "host":
-                self._refuse_host(limits)
+            if limit.scope == "host":  # it needs the shared directory
+                assert self.limits is not None
+                self.limits.check_host(limits)
+                break
         return keys_of(job)
 
     def _debounced(self, job: Job[Any], run_at: float | None) -> float:
@@ -197,22 +209,6 @@ class Admission:
                 f"stored arguments rewritten at each enqueue"
             )
         return self.clock.now() + debounce if run_at is None else run_at
-
-    def _refuse_host(self, limits: tuple[Limit, ...]) -> None:
-        """Raise: a limit with ``scope="host"`` cannot be counted yet."""
-        host = [limit.name for limit in limits if limit.scope == "host"]
-        if self.store is None:
-            raise ValueError(
-                f"limits {host} have scope='host': they are counted in the journal that "
-                f"the processes share, and this executor has none. Give "
-                f"Backburner(journal=...) or drop scope='host'"
-            )
-        # (not counted per process instead: that would hold nothing for the box)
-        raise ValueError(
-            f"limits {host} have scope='host', which is not available yet: counting "
-            f"starts across the processes sharing the journal is still to be built. "
-            f"Drop scope='host' (each process then counts its own)"
-        )
 
     def _take_back(self, job: Job[Any], store: JobStore | None, *, wait: bool) -> None:
         """Undo an admission that a later step refused: free the key, delete the row."""

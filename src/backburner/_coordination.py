@@ -54,6 +54,7 @@ __all__ = [
 logger = logging.getLogger("backburner")
 
 _RECORD = re.compile(rb"^(\S+) (\d+) (\S+)")
+_PROCESS_NAME = re.compile(r"^\d+\.[0-9a-f]+$")
 #: Seconds after start before a process counts its siblings: the workers of one server start
 #: together, so by then the count is whole and only one of them has something to say.
 SIBLINGS_CHECK_AFTER = 3.0
@@ -116,6 +117,7 @@ class Coordination:
         self.directory = Path(os.fspath(directory)).absolute()
         self._folders = [self.directory.parent] if private_parent else []
         self._folders += [self.directory, self.directory / "procs", self.directory / "ticks"]
+        self._folders.append(self.directory / "limits")  # host-scoped limits (_hostlimits)
         self.pid = os.getpid()
         self._token = secrets.token_hex(4)
         self._held: int | None = None  # the fd whose lock says this process lives
@@ -157,6 +159,17 @@ class Coordination:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.directory / "procs" / self._name)
         os.close(fd)
+
+    @property
+    def name(self) -> str:
+        """This process's (this executor's) name in ``procs/``: ``pid.token``."""
+        return self._name
+
+    def alive(self, name: str) -> bool:
+        """Whether the process (executor) named ``name`` in ``procs/`` is alive."""
+        if not _PROCESS_NAME.match(name):
+            return False  # (not a name this module makes: never a path to look at)
+        return _held(self.directory / "procs" / name)
 
     @property
     def is_open(self) -> bool:

@@ -240,8 +240,8 @@ class Backburner(EnqueueMethods):
         check_overlap(self._periodic.specs(), self._engine_of)
         self.telemetry = self._admission.tracer = self._tracing.open(self)
         self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
-        in_memory = self.journal_config is None  # (a bad coordination= fails before anything)
-        self._box = open_coordination(self.coordination, self._periodic, in_memory)
+        box = open_coordination(self.coordination, self._periodic, self.journal_config is None)
+        self._box = self._admission.share_limits(box)  # (and host-scoped limits count in it)
         await open_engines(self._queues.values())  # a remote queue's broker connects now
         self._closed = asyncio.Event()
         if self.journal_config is not None:  # unfinished jobs go back into the queues first

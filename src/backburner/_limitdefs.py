@@ -40,8 +40,8 @@ class Limit:
         self.key = key
         #: The name stats and the dashboard show; by default made from the limit's numbers.
         self.name = name if name is not None else self._default_name()
-        #: "process": counted in this process; "host": across the processes sharing the
-        #: executor's journal.
+        #: "process": counted in this process; "host": across the app's processes on this
+        #: host, in their coordination directory (found there by ``name``: see ``_hostlimits``).
         self.scope = scope
 
     def _default_name(self) -> str:
@@ -83,7 +83,8 @@ class ConcurrencyLimit(Limit):
     shared bucket), or None: one bucket for every job given this object. The same object on
     several ``@job``s is one budget. A job held by its limit is ``blocked`` and holds no
     worker: other jobs run past it; held jobs start in the order they were enqueued.
-    ``scope="host"`` counts across the processes sharing the executor's journal.
+    ``scope="host"`` counts across the app's processes on this host (give it a ``name``
+    every process shares: they find its counts by it).
     """
 
     __slots__ = ("max",)
@@ -117,7 +118,8 @@ class RateLimit(Limit):
 
     A job over the limit is ``throttled``: it waits in the scheduler, holding no worker, and
     goes to its queue when the window has room (a start is counted when it goes there). The
-    same object on several ``@job``s is one budget (one upstream API, say).
+    same object on several ``@job``s is one budget (one upstream API, say); with
+    ``scope="host"``, one budget for every process of the app on this host.
     """
 
     __slots__ = ("limit", "per")

@@ -9,6 +9,12 @@ backing off: one scheduler entry per bucket wakes it). A held job holds no worke
 with other keys run past it. Its concurrency tokens come back when its attempt ends, and the
 bucket's held jobs then go, oldest first.
 
+A limit with ``scope="host"`` is counted here too (its tokens in this process) and also in
+the files it shares with the app's other processes on this host (``_hostlimits``): a job takes
+its host tokens last, once every count here lets it go. A job a host limit refuses is held in
+its bucket like any other, and a thread looks at the shared files every ``POLL`` seconds while
+some are held (a token another process gives back is told to no one).
+
 One lock guards the counts; it is taken after a queue's lock, never before (the gate calls
 the queues only once it has let the lock go). Plain jobs never come here.
 """
@@ -16,12 +22,15 @@ the queues only once it has let the lock go). Plain jobs never come here.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import re
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ._hostlimits import POLL, HostBuckets
 from ._job import Job
 from ._limitdefs import ConcurrencyLimit, Limit, LimitTicket, RateLimit
 from ._scheduler import Scheduler
@@ -30,10 +39,13 @@ from ._status import JobStatus
 
 __all__ = ["Limits", "keys_of"]
 
+logger = logging.getLogger("backburner")
+
 _BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
 _Admitted = tuple[Job[Any], Callable[[Job[Any]], None]]
 # Every this many entries, buckets with nothing left in them are dropped (keys seen once).
 _SWEEP_EVERY = 1024
+_LEAKS = "its token may stay taken until this process ends"
 
 
 # Shared empty deques of a new bucket, replaced (never appended to) when it needs its own.
@@ -101,6 +113,36 @@ class Limits:
         #: True once any job had a RateLimit: until then no attempt's start needs telling
         #: (``started``). Written under the lock before such a job reaches a queue.
         self.rated = False
+        #: The files host-scoped limits are counted in (the coordination directory's), or None.
+        self.host: HostBuckets | None = None
+        self._host_names: dict[tuple[str, str], Limit] = {}
+        # Buckets a host limit holds jobs in: the poller looks at their files.
+        self._host_held: dict[_Bucket, _LimitState] = {}
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def check_host(self, limits: tuple[Limit, ...]) -> None:
+        """Admission: refuse host-scoped limits this executor cannot share (``ValueError``)."""
+        host = [limit for limit in limits if limit.scope == "host"]
+        if not host:
+            return
+        if self.host is None:
+            raise ValueError(
+                f"limits {[limit.name for limit in host]} have scope='host': they are counted "
+                f"in the coordination directory that the app's processes on this host share, "
+                f"and this executor has none (coordination=False, or the default directory "
+                f"could not be used). Give Backburner(coordination='some/dir') or drop "
+                f"scope='host'"
+            )
+        with self._lock:
+            for limit in host:
+                known = self._host_names.setdefault((limit.kind, limit.name), limit)
+                if known is not limit:
+                    raise ValueError(
+                        f"two different host-scoped limits are named {limit.name!r}: the "
+                        f"processes find a host limit's counts by its name, so these two would "
+                        f"be one budget. Give each its own name= (or use the same object)"
+                    )
 
     # Entering and leaving: any thread.
 
@@ -134,8 +176,9 @@ class Limits:
             if self._entries % _SWEEP_EVERY == 0:
                 self._sweep()
             limits = job.options.limits
-            if len(limits) == 1 and type(limits[0]) is ConcurrencyLimit:  # (one call less)
-                refused = self._try_take_one(limits[0], ticket, None)
+            one = _one_local(limits)
+            if one is not None:  # (one call less)
+                refused = self._try_take_one(one, ticket, None)
             else:
                 refused = self._try_take(job, ticket, None)
             if refused is None:
@@ -161,6 +204,10 @@ class Limits:
             ticket.holding = False
             if ticket.reserved:  # cancelled before it started: it used none of its windows
                 admitted = self._unreserve(ticket)  # (a list of its own)
+                if self.host is not None:  # its host tokens and reservations, all of them
+                    self._host_call(_LEAKS, self.host.forget, _token(job), _host_items(job, ticket))
+            elif self.host is not None:  # before the bucket drains: its next job takes it
+                self._host_release(job, ticket)
             for limit, key in zip(job.options.limits, ticket.keys, strict=True):
                 if isinstance(limit, ConcurrencyLimit):
                     state = self._states[limit]
@@ -183,13 +230,17 @@ class Limits:
             return
         with self._lock:
             if ticket.reserved:
-                self._stamp(ticket)
+                self._stamp(job, ticket)
 
-    def _stamp(self, ticket: LimitTicket) -> None:
+    def _stamp(self, job: Job[Any], ticket: LimitTicket) -> None:
         reserved, ticket.reserved = ticket.reserved, ()
         if not reserved:
             return
         now = self._clock.now()
+        if self.host is not None:
+            items = [i for i in _host_items(job, ticket) if isinstance(i[0], RateLimit)]
+            if items:
+                self._host_call(_LEAKS, self.host.started, _token(job), items, now)
         for limit, bucket, entry in reserved:
             entry[0] = now
             if bucket.held and bucket.timer is None:
@@ -235,6 +286,9 @@ class Limits:
         taken = []
         with self._lock:
             self._closed = True
+            self._stop.set()  # (the poller ends)
+            self._poller = None
+            self._host_held.clear()
             for state in self._states.values():
                 for bucket in state.buckets.values():
                     if not bucket.held:
@@ -258,6 +312,7 @@ class Limits:
         """The executor starts again after a shutdown: let jobs go again."""
         with self._lock:
             self._closed = False
+            self._stop.clear()
 
     # Watching: any thread.
 
@@ -304,9 +359,7 @@ class Limits:
     ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
         """Take a token of each of the job's limits, or return the first that refuses:
         (its state, its bucket, the status to hold the job as, when to look again)."""
-        limits = job.options.limits
-        if len(limits) == 1 and type(limits[0]) is ConcurrencyLimit:
-            return self._try_take_one(limits[0], ticket, draining)
+        limits = job.options.limits  # (one local ConcurrencyLimit: `_try_take_one` instead)
         now = self._clock.now()
         found = []
         for limit, key in zip(limits, ticket.keys, strict=True):
@@ -314,7 +367,7 @@ class Limits:
             bucket = state.buckets.get(key)
             if bucket is None:
                 bucket = state.buckets[key] = _Bucket()
-            found.append((limit, bucket))
+            found.append((limit, key, bucket))
             refusal = _refusal(limit, state, bucket, now)
             held = bucket.held
             if held and bucket is not draining:
@@ -323,13 +376,20 @@ class Limits:
                 if refusal is None and held and self._tickets[held[0]].seq < ticket.seq:
                     # Older jobs of this key wait already: this one waits behind them. (One
                     # that another limit held came later to this bucket, but is older.)
-                    status = _THROTTLED if bucket.wake_at is not None else _BLOCKED
+                    throttled = bucket.wake_at is not None or (
+                        bucket in self._host_held and isinstance(limit, RateLimit)
+                    )
+                    status = _THROTTLED if throttled else _BLOCKED
                     return state, bucket, status, None
             if refusal is not None:
                 status, when = refusal
                 return state, bucket, status, when
+        if self.host is not None:
+            refused = self._host_take(job, found, now)
+            if refused is not None:
+                return refused
         reserved: list[Any] | tuple[()] = ()
-        for limit, bucket in found:
+        for limit, _key, bucket in found:
             if isinstance(limit, ConcurrencyLimit):
                 bucket.running += 1
             else:
@@ -368,6 +428,68 @@ class Limits:
         ticket.holding = True
         ticket.reserved = ()
         return None
+
+    def _host_take(
+        self, job: Job[Any], found: list[tuple[Limit, str | None, _Bucket]], now: float
+    ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
+        """Take the job's host tokens in the shared files, or hold it in the first bucket
+        that refuses (the poller looks again)."""
+        items = [(limit, key) for limit, key, _ in found if limit.scope == "host"]
+        if not items:
+            return None
+        assert self.host is not None
+        refused = self._host_call("the job waits", self.host.take, _token(job), items, now)
+        if refused is None:
+            return None
+        limit = items[refused][0]
+        state = self._states[limit]
+        bucket = next(b for lim, _, b in found if lim is limit)
+        self._host_held[bucket] = state
+        if self._poller is None:
+            self._poller = threading.Thread(
+                target=self._poll, name="backburner-host-limits", daemon=True
+            )
+            self._poller.start()
+        status = _BLOCKED if isinstance(limit, ConcurrencyLimit) else _THROTTLED
+        return state, bucket, status, None
+
+    def _host_release(self, job: Job[Any], ticket: LimitTicket) -> None:
+        assert self.host is not None
+        items = [i for i in _host_items(job, ticket) if isinstance(i[0], ConcurrencyLimit)]
+        if items:
+            self._host_call(_LEAKS, self.host.release, _token(job), items)
+
+    def _host_call(self, then: str, method: Callable[..., Any], *args: Any) -> Any:
+        """A call to the shared files. One that fails is logged with ``then`` (what follows)
+        and returns 0: a take then refuses (the poller tries again); a start or an end leaves
+        its token to be freed when this process ends."""
+        try:
+            return method(*args)
+        except OSError as exc:
+            logger.warning(
+                "host-scoped limits: the coordination directory failed: %s; %s", exc, then
+            )
+            return 0
+
+    def _poll(self) -> None:
+        # The poller's thread: while host limits hold jobs here, look at their files.
+        me = threading.current_thread()
+        while True:
+            self._stop.wait(POLL)
+            admitted: list[_Admitted] = []
+            with self._lock:
+                if self._poller is not me or self._closed:
+                    return
+                for bucket, state in list(self._host_held.items()):
+                    if bucket.held:
+                        admitted += self._drain(state, bucket)
+                    if not bucket.held:
+                        del self._host_held[bucket]
+                if not self._host_held:
+                    self._poller = None
+            _admit_all(admitted)
+            if self._poller is not me:
+                return
 
     def _hold(
         self,
@@ -443,14 +565,15 @@ class Limits:
                     break
             ticket = self._tickets[job]
             limits = job.options.limits
-            if cap and len(limits) == 1:
-                # This limit is its only one, and has room: its token is taken here.
+            if cap and len(limits) == 1 and limit.scope == "process":
+                # This limit is its only one, and has room here (and no other process to
+                # ask): its token is taken here.
                 bucket.running += 1
                 ticket.holding = True
                 ticket.reserved = ()
                 refused = None
-            elif len(limits) == 1 and type(limits[0]) is ConcurrencyLimit:  # (one call less)
-                refused = self._try_take_one(limits[0], ticket, bucket)
+            elif (one := _one_local(limits)) is not None:  # (one call less)
+                refused = self._try_take_one(one, ticket, bucket)
             else:
                 refused = self._try_take(job, ticket, bucket)
             if refused is not None and refused[1] is bucket:
@@ -505,9 +628,31 @@ def _refusal(
     return None
 
 
+def _host_items(job: Job[Any], ticket: LimitTicket) -> list[tuple[Limit, str | None]]:
+    return [
+        (limit, key)
+        for limit, key in zip(job.options.limits, ticket.keys, strict=True)
+        if limit.scope == "host"
+    ]
+
+
+def _token(job: Job[Any]) -> str:
+    """The job's name in the shared files (an id given by hand may hold spaces)."""
+    return re.sub(r"\s", "_", job.id)
+
+
 def _admit_all(admitted: list[_Admitted]) -> None:
     for job, admit in admitted:
         admit(job)
+
+
+def _one_local(limits: tuple[Limit, ...]) -> ConcurrencyLimit | None:
+    # The commonest case, that `_try_take_one` serves: one ConcurrencyLimit, counted here only.
+    if len(limits) == 1:
+        limit = limits[0]
+        if isinstance(limit, ConcurrencyLimit) and limit.scope == "process":
+            return limit
+    return None
 
 
 def _is_held(job: Job[Any]) -> bool:
