@@ -206,7 +206,9 @@ class Limits:
                 admitted = self._unreserve(ticket)  # (a list of its own)
                 if self.host is not None:  # its host tokens and reservations, all of them
                     self._host_call(_LEAKS, self.host.forget, _token(job), _host_items(job, ticket))
-            elif self.host is not None:  # before the bucket drains: its next job takes it
+            elif self.host is not None and self._host_names:
+                # (Only once a host-scoped limit was admitted: till then no job has a host
+                # token.) Before the bucket drains: its next job takes it.
                 self._host_release(job, ticket)
             for limit, key in zip(job.options.limits, ticket.keys, strict=True):
                 if isinstance(limit, ConcurrencyLimit):
