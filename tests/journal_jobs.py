@@ -108,3 +108,12 @@ async def reports(key: str) -> dict[str, Any]:
     current_job().set_progress(1, 3, "one of three")
     await key_free[key].wait()
     return {"key": key, "done": 3}
+
+
+@job(name="tests.fails_once_then_holds")
+async def fails_once_then_holds(key: str) -> None:
+    """Fails its first run; later runs wait for ``key_free[key]``."""
+    calls.append(("fails_once_then_holds", key))
+    if calls.count(("fails_once_then_holds", key)) == 1:
+        raise Flaky(f"{key} fails once")
+    await key_free[key].wait()

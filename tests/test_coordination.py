@@ -97,6 +97,23 @@ def test_siblings_are_counted_while_they_live_and_forgotten_once_killed(
     assert len(os.listdir(here.directory / "procs")) == 2  # the dead one's file is gone
 
 
+def test_a_starting_process_removes_the_files_of_dead_ones(tmp_path: Path) -> None:
+    """With a journal nobody counts siblings: the files of killed workers (an OOM killer's
+    restarts, say) would pile up, one a kill, if starting processes did not sweep them."""
+    procs = tmp_path / "box" / "procs"
+    first = Coordination(tmp_path / "box")
+    first.open(in_memory=False)
+    first.close()
+    for pid in range(100, 150):  # left by processes that were killed: no lock held
+        (procs / f"{pid}.deadbeef").touch()
+    coordination = Coordination(tmp_path / "box")
+    coordination.open(in_memory=False)
+    try:
+        assert [name.partition(".")[0] for name in os.listdir(procs)] == [str(os.getpid())]
+    finally:
+        coordination.close()
+
+
 def test_another_executor_of_this_process_is_not_a_sibling(tmp_path: Path) -> None:
     """Two executors one after the other in one process (a test suite, a restart) both fire."""
     first, second = Coordination(tmp_path / "box"), Coordination(tmp_path / "box")

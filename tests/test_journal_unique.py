@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from backburner import Backburner, DuplicateJob, JobStatus
+from backburner import Backburner, DuplicateJob, JobStatus, JournalConfig
+from backburner._journal import _shared
 from backburner._journal._file import _MIGRATIONS, APPLICATION_ID, open_file
+from backburner._journal._shared import request_cancel, retry_row
 
 from . import journal_jobs
-from .journal_jobs import holds_key, record, reports
+from .journal_jobs import Flaky, fails_keyed, fails_once_then_holds, holds_key, record, reports
+from .test_journal import insert_orphan
 
 pytestmark = pytest.mark.anyio
 
@@ -232,3 +237,180 @@ async def test_another_processes_job_carries_its_meta_for_authorize(path: Path) 
         other = await two.lookup(plain.id)
         assert other is not None
         assert other.meta == {}
+
+
+async def until_calls(count: int) -> None:
+    """Poll (a deadline of 10 s) until the jobs were called ``count`` times."""
+    for _ in range(1000):
+        if len(journal_jobs.calls) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"calls: {journal_jobs.calls}")
+
+
+async def test_a_dead_job_another_process_retried_is_not_run_again_by_its_owner(
+    path: Path,
+) -> None:
+    """A dashboard on worker B retried A's dead job and B runs it: retrying it on A (still in
+    A's dead list) is refused, not a second run beside B's."""
+    journal_jobs.key_free["r"] = asyncio.Event()
+    slow, quick = JournalConfig(path, heartbeat=60, lease=300), JournalConfig(path, heartbeat=0.05)
+    async with Backburner(journal=slow) as one, Backburner(journal=quick) as two:
+        failed = one.enqueue(fails_once_then_holds, "r")
+        with pytest.raises(Flaky):
+            await failed
+        await until_finished_on_disk(path, failed.id)
+        assert retry_row(path, failed.id)  # what B's dashboard does
+        await until_calls(2)  # B claimed it at its heartbeat, and runs it
+        with pytest.raises(ValueError, match="no longer failed or dead"):
+            one.retry(failed)
+        assert [job.id for job in one.failures()] == [failed.id]  # as it was
+        journal_jobs.key_free["r"].set()
+        await two.join()
+        await one.join()
+    assert journal_jobs.calls == [("fails_once_then_holds", "r")] * 2
+
+
+async def test_a_dead_job_whose_key_another_process_holds_is_not_retried_beside_it(
+    path: Path,
+) -> None:
+    """Retrying a dead unique job while another process's job holds its key is a duplicate."""
+    journal_jobs.key_free["k"] = asyncio.Event()
+    async with Backburner(journal=path) as one, Backburner(journal=path) as two:
+        failed = one.enqueue(fails_keyed, "k")
+        with pytest.raises(Flaky):
+            await failed
+        await until_finished_on_disk(path, failed.id)
+        holder = await two.aenqueue(holds_key, "k")  # the same key: keyed:k
+        await until_calls(2)
+        with pytest.raises(DuplicateJob) as raised:
+            one.retry(failed)
+        assert raised.value.existing == holder.id
+        journal_jobs.key_free["k"].set()
+        await holder
+    assert journal_jobs.calls == [("fails_keyed", "k"), ("holds_key", "k")]
+
+
+@pytest.mark.parametrize("state", ["queued", "running"])
+async def test_a_job_asked_to_cancel_whose_process_died_is_cancelled_not_run(
+    path: Path, state: str
+) -> None:
+    """A dashboard asked the job's process to cancel it, but that process had died: the
+    process that takes its jobs over ends it as cancelled, and never runs it."""
+    async with Backburner(journal=path):
+        pass
+    orphan = insert_orphan(path, name="tests.record", state=state)
+    assert request_cancel(path, orphan, 1.0)
+    async with Backburner(journal=path) as bg:
+        await bg.join()
+    assert journal_jobs.calls == []
+    with sqlite3.connect(path) as connection:
+        assert connection.execute(
+            "SELECT state, finished_at IS NOT NULL, cancel_requested FROM jobs WHERE id = ?",
+            (orphan,),
+        ).fetchone() == ("cancelled", 1, None)
+
+
+async def test_the_dead_jobs_of_every_process_are_read_without_a_scan_of_finished_ones(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's dead list reads the failed and dead rows: its work does not grow with
+    the week of succeeded jobs the journal keeps (``keep_finished``)."""
+    async with Backburner(journal=path):
+        pass
+    with sqlite3.connect(path) as connection:
+        insert = (
+            "INSERT INTO jobs (id, name, queue, payload, state, enqueued_at, finished_at) "
+            "VALUES (?, 'tests.record', 'default', '{}', ?, 0, ?)"
+        )
+        connection.executemany(insert, ((f"ok-{n}", "succeeded", 1e9 + n) for n in range(20000)))
+        connection.executemany(insert, ((f"dead-{n}", "dead", 1e9 - n) for n in range(3)))
+    steps = [0]
+    opened = _shared.connect
+
+    def counting(path: str | Path, mode: str = "rw") -> sqlite3.Connection:
+        connection = opened(path, mode)
+        connection.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1) or 0, 1000)
+        return connection
+
+    monkeypatch.setattr(_shared, "connect", counting)
+    assert [row.id for row in _shared.dead_rows(path, 100)] == ["dead-0", "dead-1", "dead-2"]
+    assert steps[0] < 20  # (thousands of SQLite instructions: a scan of 20,000 rows is ~400)
+
+
+async def test_a_dead_job_retried_runs_whatever_cancel_was_asked_before_it_ended(
+    path: Path,
+) -> None:
+    """A cancel request its dead process never picked up is older than the retry: it runs."""
+    async with Backburner(journal=path):
+        pass
+    orphan = insert_orphan(path, name="tests.record", state="queued")
+    assert request_cancel(path, orphan, 1.0)
+    with sqlite3.connect(path) as connection:  # it ended before its process looked, then died
+        connection.execute(
+            "UPDATE jobs SET state = 'dead', finished_at = 2 WHERE id = ?", (orphan,)
+        )
+    assert retry_row(path, orphan)
+    async with Backburner(journal=path) as bg:
+        await bg.join()
+    assert journal_jobs.calls == [("record", 7)]
+
+
+FORKED = """
+import asyncio, os, sys
+from backburner import Backburner  # imported before the fork, as gunicorn --preload does
+from tests.journal_jobs import record
+
+async def enqueue(path):
+    async with Backburner(journal=path) as bg:
+        job = await bg.aenqueue(record, os.getpid())
+        await bg.join()
+        return job.id
+
+asyncio.run(enqueue(sys.argv[1]))  # the master made the journal, and a job of its own
+children = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            print(asyncio.run(enqueue(sys.argv[1])), flush=True)
+        finally:
+            os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_workers_forked_after_import_make_ids_of_their_own(path: Path) -> None:
+    """gunicorn --preload imports the app, then forks its workers: ids made in the workers
+    must not be the master's or each other's, or their rows in the shared journal collide
+    (every enqueue of the second worker failed on the journal's unique ids)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, str(path)],
+        capture_output=True, text=True, timeout=60, check=True,
+        cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    ids = done.stdout.split()
+    assert len(ids) == 2, done.stderr
+    assert ids[0].partition("-")[0] != ids[1].partition("-")[0]
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (3,)
+
+
+async def test_another_processes_scheduled_and_retrying_jobs_are_cancelled_on_request(
+    path: Path,
+) -> None:
+    """The dashboard of another worker asks: a job waiting for its time (delayed, or to retry)
+    is cancelled by its process within a second or so, and never runs."""
+    async with Backburner(journal=path) as one:
+        delayed = one.enqueue_in(3600, record, 1)
+        retrying = one.enqueue(journal_jobs.fails_first, 2)  # (its retry waits 30 s)
+        await until_calls(1)
+        assert request_cancel(path, delayed.id, 1.0)  # what another worker's dashboard does
+        assert request_cancel(path, retrying.id, 1.0)
+        await asyncio.wait_for(delayed.wait(), 10)
+        await asyncio.wait_for(retrying.wait(), 10)
+        assert delayed.status is JobStatus.CANCELLED
+        assert retrying.status is JobStatus.CANCELLED
+    assert journal_jobs.calls == [("fails_first", 2)]

@@ -142,6 +142,10 @@ class Coordination:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.rename(temporary, procs / self._name)
         self._held = fd
+        # Sweep the files of dead processes now: with a journal nobody else counts siblings,
+        # and a worker killed and restarted over and over would leave one file a kill.
+        with contextlib.suppress(OSError):  # (a sweep is not worth failing the start for)
+            live_processes(self.directory, but=self._name)
 
     def check_later(self, loop: asyncio.AbstractEventLoop) -> None:
         """In memory: a little after start, warn if siblings run what they cannot share."""

@@ -249,7 +249,7 @@ class Backburner(EnqueueMethods):
                 self.journal_config,
                 queues=self._queues,
                 admission=self._admission,
-                clock=self.clock,
+                scheduler=self.scheduler,
                 schedule_room=lambda: self.max_scheduled - len(self.scheduler or ()),
                 periodic=[spec for spec, _ in self._periodic.specs()],
                 results=self.results,

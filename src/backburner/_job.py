@@ -36,6 +36,18 @@ _PROCESS_TAG = f"{os.getpid():x}{secrets.token_hex(2)}"
 _sequence = itertools.count(1)
 _sequence_lock = threading.Lock()
 
+
+def _retag() -> None:
+    """In a child forked after import (gunicorn ``--preload``): a tag of its own. Else its
+    ids are its parent's and its siblings', and collide in the journal they share."""
+    global _PROCESS_TAG, _sequence_lock
+    _PROCESS_TAG = f"{os.getpid():x}{secrets.token_hex(2)}"
+    _sequence_lock = threading.Lock()  # (another thread may have held it at the fork)
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
+    os.register_at_fork(after_in_child=_retag)
+
 _arg_repr = reprlib.Repr()
 _arg_repr.maxstring = 40
 _arg_repr.maxother = 40
@@ -91,7 +103,8 @@ class JobHooks:
         """A failed attempt is to be tried again at ``job.run_at``."""
 
     def reopened(self, job: Job[Any]) -> None:
-        """A failed job was made pending again by a manual retry."""
+        """A failed job is made pending again by a manual retry; raising refuses it (called
+        before anything changed)."""
 
     def finished(self, job: Job[Any], status: JobStatus, exc: BaseException | None) -> None:
         """The job reached an end state here."""
@@ -495,6 +508,8 @@ class Job(Generic[T]):
 
     def reopen(self, owner: JobOwner, run_at: float) -> Ended:
         """A finished job → pending again, for a retry asked for by hand; returns its end."""
+        if self.hooks is not None:  # first: a journal may refuse it (another process's now)
+            self.hooks.reopened(self)
         ended = Ended(
             self._status, self._result, self._exception, self.finished_at, self._owner, self.run_at
         )
@@ -506,8 +521,6 @@ class Job(Generic[T]):
         # Ready now: its wait for a worker counts from here.
         rare = self._more()
         rare.run_at, rare.ready_at = run_at, _now()
-        if self.hooks is not None:
-            self.hooks.reopened(self)
         return ended
 
     def restore(self, ended: Ended) -> None:

@@ -680,6 +680,30 @@ async def test_with_a_journal_an_attempt_past_the_allowed_ones_may_be_a_rerun_af
     )
 
 
+async def test_a_journal_whose_file_went_missing_leaves_the_dashboard_up_and_the_path_free(
+    tmp_path: Path,
+) -> None:
+    """The journal's file deleted under a running app (its writer says so at ERROR): the
+    pages still show this process, and looking at them creates no empty file at the path,
+    which would refuse the next start."""
+    path = tmp_path / "jobs.db"
+    async with Backburner(journal=path) as bg:
+        for name in ("jobs.db", "jobs.db-wal", "jobs.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        async with _client(dashboard(bg, auth=AUTH)) as client:
+            for url in ("/api/overview", "/", "/dead", "/api/dead"):
+                assert (await client.get(url, auth=AUTH)).status_code == 200, url
+            assert (await client.get("/api/jobs/nope", auth=AUTH)).status_code == 404
+            retried = await client.post(
+                "/api/actions/retry", data={"job": "nope"}, auth=AUTH, headers=SAME_ORIGIN
+            )
+            assert retried.status_code == 503
+            assert "cannot be read" in retried.json()["error"]
+        assert not path.exists()
+    async with Backburner(journal=path):  # the next start begins a new journal
+        pass
+
+
 async def test_a_job_without_an_error_has_no_traceback_section(bg: Backburner) -> None:
     async with _client(dashboard(bg, auth=AUTH)) as client:
         succeeded = await _shown_then_finished(bg, client, noop)

@@ -86,6 +86,9 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE owners ADD COLUMN snapshot TEXT;  -- JSON: its queues' stats at its heartbeat
     ALTER TABLE jobs ADD COLUMN cancel_requested REAL;  -- wall time another process asked
     CREATE INDEX jobs_cancel_requested ON jobs(owner) WHERE cancel_requested IS NOT NULL;
+    -- the dead list of every process, read without a scan of the week of finished jobs:
+    CREATE INDEX jobs_failed ON jobs(finished_at)
+        WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL;
     ALTER TABLE jobs ADD COLUMN started_at REAL;  -- wall time its last attempt began
     ALTER TABLE jobs ADD COLUMN progress TEXT;  -- JSON [done, total, message, at, rate]
     ALTER TABLE jobs ADD COLUMN result TEXT;  -- JSON: a succeeded job's kept return value

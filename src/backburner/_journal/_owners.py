@@ -290,6 +290,15 @@ class Owners:
                     "WHERE owner = ? OR adopted_by = ?",
                     (owner, owner),
                 )
+            # A job asked to cancel that no live process holds (its own died, or it was left
+            # free) ends here as cancelled: whoever took it next would run it first, and only
+            # cancel it at its next look for requests.
+            connection.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?, cancel_requested = NULL "
+                "WHERE cancel_requested IS NOT NULL AND finished_at IS NULL AND (owner IS NULL "
+                "OR owner IN (SELECT owner FROM owners WHERE released = 1))",
+                (now,),
+            )
             # Released and adopted owners whose jobs have all been taken or finished go.
             connection.execute(
                 "DELETE FROM owners WHERE (released = 1 OR adopted_by IS NOT NULL) "

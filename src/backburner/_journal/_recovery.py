@@ -19,12 +19,14 @@ from .._admission import Admission
 from .._callables import plan_call
 from .._clock import Clock
 from .._errors import BackburnerError, QueueFull
+from .._find import timed_entries
 from .._job import Job, describe_callable
 from .._options import JobOptions, options_of
 from .._periodic import Claim, Periodic
 from .._ports import Queue
 from .._registry import lookup, name_of
 from .._results import KeptResults
+from .._scheduler import Scheduler
 from .._status import JobStatus
 from ._lookup import JournalLookup
 from ._store import DurableHooks, JournalStore, check_arguments, unregistered
@@ -53,7 +55,7 @@ async def open_journal(
     *,
     queues: Mapping[str, Queue],
     admission: Admission,
-    clock: Clock,
+    scheduler: Scheduler,
     schedule_room: Callable[[], int],
     periodic: Iterable[Periodic],
     results: KeptResults,
@@ -66,7 +68,7 @@ async def open_journal(
     """
     for spec in periodic:
         _check_periodic(spec)
-    recoverer = _Recoverer(queues, admission, clock, schedule_room)
+    recoverer = _Recoverer(queues, admission, scheduler, schedule_room)
     journal = Journal(config, recoverer)
     store = recoverer.store = JournalStore(journal, results.max_bytes)
     await journal.open()
@@ -116,12 +118,13 @@ class _Recoverer:
         self,
         queues: Mapping[str, Queue],
         admission: Admission,
-        clock: Clock,
+        scheduler: Scheduler,
         schedule_room: Callable[[], int],
     ) -> None:
         self.queues = queues
         self.admission = admission
-        self.clock = clock
+        self.scheduler = scheduler  # (its jobs waiting for their time, for cancel requests)
+        self.clock: Clock = scheduler.clock
         self.schedule_room = schedule_room
         # Each running job's last progress written: (its report's time, when written).
         self._progress_written: dict[str, tuple[float, float]] = {}
@@ -160,10 +163,12 @@ class _Recoverer:
         return reports
 
     def cancel(self, job_ids: set[str]) -> None:
+        jobs = [job for _, job in timed_entries(self.scheduler)]  # delayed and retrying ones
         for queue in self.queues.values():
-            for job in [*queue.running_jobs(), *queue.waiting_jobs()]:
-                if job.id in job_ids:
-                    job.cancel()  # (any thread)
+            jobs += [*queue.running_jobs(), *queue.waiting_jobs()]
+        for job in jobs:
+            if job.id in job_ids:
+                job.cancel()  # (any thread)
 
     def snapshot(self) -> str:
         queues = {}

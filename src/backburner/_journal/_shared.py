@@ -30,6 +30,7 @@ from ._file import BUSY_TIMEOUT_MS
 __all__ = [
     "CANCEL_POLL",
     "JobRow",
+    "connect",
     "dead_rows",
     "discard_row",
     "find_row",
@@ -70,14 +71,17 @@ class JobRow(NamedTuple):
         return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
-def _connect(path: str | Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    return connection
+def connect(path: str | Path, mode: str = "rw") -> sqlite3.Connection:
+    """A connection of its own to the journal's file, ``mode`` ``rw`` or ``ro``: never one
+    that creates it. A journal whose file went missing stays missing (its writer says so): an
+    empty file made at its path by a look at the dashboard would refuse the next start."""
+    uri = f"{Path(path).absolute().as_uri()}?mode={mode}"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
 
 
 def find_row(path: str | Path, job_id: str) -> JobRow | None:
     """The row of job ``job_id``, if the journal has it."""
-    connection = _connect(path)
+    connection = connect(path)
     try:
         row = connection.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
     finally:
@@ -87,7 +91,7 @@ def find_row(path: str | Path, job_id: str) -> JobRow | None:
 
 def dead_rows(path: str | Path, limit: int) -> list[JobRow]:
     """The failed and dead jobs of every process (newest first), at most ``limit``."""
-    connection = _connect(path)
+    connection = connect(path)
     try:
         rows = connection.execute(
             f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('failed', 'dead') "
@@ -105,7 +109,7 @@ def retry_row(path: str | Path, job_id: str) -> bool:
     return _write(
         path,
         "UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = NULL, "
-        "lease_until = NULL, run_at = NULL, error = NULL, crashes = 0 "
+        "lease_until = NULL, run_at = NULL, error = NULL, crashes = 0, cancel_requested = NULL "
         "WHERE id = ? AND state IN ('failed', 'dead')",
         (job_id,),
     )
@@ -129,7 +133,7 @@ def request_cancel(path: str | Path, job_id: str, now: float) -> bool:
 
 
 def _write(path: str | Path, sql: str, params: tuple[Any, ...]) -> bool:
-    connection = _connect(path)
+    connection = connect(path)
     try:
         connection.execute("BEGIN IMMEDIATE")
         changed = connection.execute(sql, params).rowcount

@@ -58,9 +58,12 @@ SQL = {
     "started_at = coalesce(?, started_at) WHERE id = ?",
     # A running job's latest progress (JSON), at most about once a second per job.
     PROGRESS: "UPDATE jobs SET progress = ? WHERE id = ? AND finished_at IS NULL",
+    # Only a job the journal still has failed or dead: another process may have retried (or
+    # discarded) it meanwhile through the journal, and it must not run twice.
+    # (A cancel request left from before its end is older than the retry: forgotten.)
     REOPEN: "UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = ?, "
-    "lease_until = ? "
-    "WHERE id = ?",
+    "lease_until = ?, cancel_requested = NULL "
+    "WHERE id = ? AND state IN ('failed', 'dead')",
     INVALID: "UPDATE jobs SET state = 'invalid', finished_at = ?, error = ? WHERE id = ?",
     UNCLAIM: "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND "
     "(owner = ? OR owner IN (SELECT owner FROM owners WHERE adopted_by = ?))",
@@ -96,8 +99,6 @@ BULK_SQL = {
     f"WHERE jobs.id = {_field(6)}",
     PROGRESS: f"UPDATE jobs SET progress = {_field(0)} FROM json_each(?) AS v "
     f"WHERE jobs.id = {_field(1)} AND finished_at IS NULL",
-    REOPEN: f"UPDATE OR IGNORE jobs SET state = 'queued', finished_at = NULL, owner = {_field(0)}, "
-    f"lease_until = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
     INVALID: f"UPDATE jobs SET state = 'invalid', finished_at = {_field(0)}, "
     f"error = {_field(1)} FROM json_each(?) AS v WHERE jobs.id = {_field(2)}",
     UNCLAIM: f"UPDATE jobs SET owner = NULL, lease_until = NULL FROM json_each(?) AS v "
@@ -131,6 +132,17 @@ def write_ops(
             if connection.execute(SQL[INSERT_UNIQUE], row).rowcount == 0:
                 holder += connection.execute(
                     "SELECT id FROM jobs WHERE unique_key = ? AND finished_at IS NULL", (row[7],)
+                ).fetchall()
+            run_kind = -1
+            continue
+        if kind == REOPEN:
+            *row, outcome = params
+            if connection.execute(SQL[REOPEN], row).rowcount == 0:
+                # Why not: its state now, and the job holding its key if one does.
+                outcome += connection.execute(
+                    "SELECT state, (SELECT id FROM jobs AS holder WHERE holder.unique_key = "
+                    "jobs.unique_key AND holder.finished_at IS NULL) FROM jobs WHERE id = ?",
+                    (row[-1],),
                 ).fetchall()
             run_kind = -1
             continue

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import BackburnerError, JournalError
+from .._errors import BackburnerError, DuplicateJob, JournalError
 from .._job import Job, JobHooks, describe_callable
 from .._jsonargs import check_json_arguments
 from .._options import JobOptions, options_of
@@ -77,8 +77,22 @@ class DurableHooks(JobHooks):
         self.journal.retrying(job.id, job.run_at, job.attempt, _error_text(job.exception()))
 
     def reopened(self, job: Job[Any]) -> None:
-        """Retried by hand: unfinished again."""
-        self.journal.reopened(job.id)
+        """Retried by hand: unfinished again, if the journal still has it failed or dead.
+
+        Another process sharing the journal may have retried or discarded it meanwhile (a
+        dashboard on another worker): then ``ValueError``, as for a job not in the dead list;
+        or a job of another process may hold its unique key: ``DuplicateJob``.
+        """
+        refused = self.journal.reopened(job.id)
+        if refused is None:
+            return
+        state, holder = refused
+        if state in ("failed", "dead") and holder is not None and job.unique_key is not None:
+            raise DuplicateJob(job.unique_key, holder)
+        raise ValueError(
+            f"job {job.id} is no longer failed or dead in the journal {self.journal.path} "
+            f"({state}): another process retried or discarded it meanwhile"
+        )
 
     def finished(self, job: Job[Any], status: JobStatus, exc: BaseException | None) -> None:
         """Its end, unless shutdown cut it short (then it stays unfinished, for the next start)."""

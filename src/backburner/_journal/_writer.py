@@ -277,9 +277,22 @@ class Journal:
         for report in reports:
             self._add(PROGRESS, report)
 
-    def reopened(self, job_id: str) -> None:
-        """Record that a failed job was sent again by hand (``retry()``): unfinished again."""
-        self._add(REOPEN, (self.owner, self.wall() + self.config.lease, job_id))
+    def reopened(self, job_id: str) -> tuple[str, str | None] | None:
+        """Blocking: record that a failed job was sent again by hand (``retry()``): unfinished
+        again. None if it is (or has no row, or nothing more is written); else its row was
+        left alone, and this says why: its state now (another process retried or discarded
+        it), and the id of the job holding its unique key, if one does."""
+        outcome: list[tuple[str, str | None]] = []
+        with self._cond:
+            if self._refusal is not None:
+                return None
+            self._ops.append(
+                (REOPEN, (self.owner, self.wall() + self.config.lease, job_id, outcome))
+            )
+            batch = self._batch
+            self._notify()
+        self.wait(batch)
+        return outcome[0] if outcome else None
 
     def claim_tick(self, name: str, tick: float) -> tuple[bool, int | None]:
         """Blocking: whether this process is the first to fire periodic job ``name`` at

@@ -21,6 +21,7 @@ from .._coordination import coordination_for, live_processes
 from .._executor import Backburner
 from .._journal._shared import (
     JobRow,
+    connect,
     dead_rows,
     discard_row,
     find_row,
@@ -42,7 +43,10 @@ async def box_view(bg: Backburner) -> dict[str, Any] | None:
     stats = bg.stats()
     if stats.journal is not None:
         lease = bg.journal_config.lease if bg.journal_config is not None else 30.0
-        rows = await anyio.to_thread.run_sync(_owners, stats.journal.path)
+        try:
+            rows = await anyio.to_thread.run_sync(_owners, stats.journal.path)
+        except sqlite3.Error:  # gone or damaged (its writer says so): this process's page
+            return None
         return _durable(rows, stats.journal.owner, lease)
     coordination = coordination_for(bg.coordination)
     if coordination is None:
@@ -54,7 +58,7 @@ async def box_view(bg: Backburner) -> dict[str, Any] | None:
 
 
 def _owners(path: str) -> list[tuple[Any, ...]]:
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    connection = connect(path, "ro")
     try:
         return connection.execute(_OWNERS).fetchall()
     finally:
@@ -109,7 +113,10 @@ async def journal_row(bg: Backburner, job_id: str) -> JobRow | None:
     journal = bg.stats().journal
     if journal is None:
         return None
-    return await anyio.to_thread.run_sync(find_row, journal.path, job_id)
+    try:
+        return await anyio.to_thread.run_sync(find_row, journal.path, job_id)
+    except sqlite3.Error:  # the journal cannot be read (its writer says why): not found
+        return None
 
 
 async def dead_elsewhere(bg: Backburner, limit: int) -> list[JobRow]:
@@ -117,28 +124,39 @@ async def dead_elsewhere(bg: Backburner, limit: int) -> list[JobRow]:
     journal = bg.stats().journal
     if journal is None:
         return []
-    rows = await anyio.to_thread.run_sync(dead_rows, journal.path, limit)
+    try:
+        rows = await anyio.to_thread.run_sync(dead_rows, journal.path, limit)
+    except sqlite3.Error:  # the journal cannot be read (its writer says why): this process's
+        return []
     return [row for row in rows if row.owner != journal.owner]
 
 
 async def act_elsewhere(bg: Backburner, action: str, job_id: str) -> str | None:
     """Retry, discard or cancel another process's job through the journal; None if the job is
-    this process's (or there is no journal): the action is then done here."""
+    this process's (or there is no journal): the action is then done here. ``ActionError``
+    (503) if the journal cannot be read or written."""
     journal = bg.stats().journal
     if journal is None or action not in ("retry", "discard", "cancel"):
         return None
+    try:
+        return await _act_elsewhere(bg, action, job_id, journal.path)
+    except sqlite3.Error as exc:
+        raise ActionError(503, f"the journal {journal.path} cannot be read: {exc}") from None
+
+
+async def _act_elsewhere(bg: Backburner, action: str, job_id: str, path: str) -> str | None:
     if action == "cancel":
         if bg.find_job(job_id) is not None:
             return None
-        if await anyio.to_thread.run_sync(request_cancel, journal.path, job_id, time.time()):
+        if await anyio.to_thread.run_sync(request_cancel, path, job_id, time.time()):
             return f"Job {job_id} runs in another process: asked it to cancel the job."
         raise ActionError(404, f"no job {job_id} is pending, scheduled or running")
     if any(job.id == job_id for job in bg.failures()):
         return None
     if action == "retry":
-        if await anyio.to_thread.run_sync(retry_row, journal.path, job_id):
+        if await anyio.to_thread.run_sync(retry_row, path, job_id):
             return f"Job {job_id} of another process sent to run again (by the first with room)."
         raise ActionError(404, f"job {job_id} is not in the dead list (or its key is held)")
-    if await anyio.to_thread.run_sync(discard_row, journal.path, job_id):
+    if await anyio.to_thread.run_sync(discard_row, path, job_id):
         return f"Job {job_id} of another process discarded."
     raise ActionError(404, f"job {job_id} is not in the dead list")
