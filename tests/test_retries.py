@@ -385,9 +385,7 @@ async def test_each_timed_out_attempt_gives_its_slot_back_when_its_thread_return
     try:
         async with Backburner(workers=2, clock=clock) as bg:
             handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(always_hangs)
-            await anyio.to_thread.run_sync(started[0].wait, 10)
-            clock.advance(1)  # the first attempt times out; the retry waits a second
-            await anyio.wait_all_tasks_blocked()
+            await time_out_first_attempt(clock, started[0])  # the retry waits a second
             clock.advance(1)
             await anyio.to_thread.run_sync(started[1].wait, 10)
             clock.advance(1)  # the second times out too: dead, both threads still running
