@@ -26,7 +26,7 @@ from backburner import (
 )
 from backburner.testing import ManualClock
 
-from .jobs import Gate
+from .jobs import Gate, time_out_first_attempt
 
 pytestmark = pytest.mark.anyio
 
@@ -342,9 +342,7 @@ async def test_a_timed_out_sync_job_is_retried_while_its_first_thread_still_runs
 
     async with Backburner(workers=2, clock=clock) as bg:
         handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(first_hangs)
-        await anyio.to_thread.run_sync(started.wait, 10)
-        clock.advance(1)  # past the first attempt's timeout: its thread runs on
-        await anyio.wait_all_tasks_blocked()
+        await time_out_first_attempt(clock, started)  # its thread runs on
         assert handle.status is JobStatus.RETRYING
         clock.advance(1)
         try:
@@ -387,9 +385,7 @@ async def test_each_timed_out_attempt_gives_its_slot_back_when_its_thread_return
     try:
         async with Backburner(workers=2, clock=clock) as bg:
             handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(always_hangs)
-            await anyio.to_thread.run_sync(started[0].wait, 10)
-            clock.advance(1)  # the first attempt times out; the retry waits a second
-            await anyio.wait_all_tasks_blocked()
+            await time_out_first_attempt(clock, started[0])  # the retry waits a second
             clock.advance(1)
             await anyio.to_thread.run_sync(started[1].wait, 10)
             clock.advance(1)  # the second times out too: dead, both threads still running
