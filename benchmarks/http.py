@@ -37,21 +37,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(H
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
+from _loaded_server import Server, free_port, ratio, spread, wrk, wrk_script  # noqa: E402
 from core import machine  # noqa: E402
 
-ROOT = HERE.parent
 ROUTES = {
     "/noop": "no job",
     "/enqueue": "backburner",
@@ -61,17 +55,6 @@ ROUTES = {
     "/inline": "inline await",
     "/durable": "backburner + journal (await aenqueue)",
 }
-
-LUA = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
-    .. '"p999_us": %d, "status_errors": %d, "socket_errors": %d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency:percentile(99.9), e.status, e.connect + e.read + e.write + e.timeout))
-end
-"""
 
 
 @dataclass
@@ -97,90 +80,35 @@ class Sample:
     vanished: int = 0  # accepted, and neither finished nor reported
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    """``uvicorn benchmarks.http_app:app`` on a free port; stopped by SIGTERM, or killed."""
+class AppServer(Server):
+    """``uvicorn benchmarks.http_app:app`` on a free port, with its counts file."""
 
     def __init__(self, workdir: Path, options: argparse.Namespace, journal: bool = False) -> None:
-        self.port = free_port()
-        self.counts_path = workdir / f"counts-{self.port}.json"
-        self.log_path = workdir / f"uvicorn-{self.port}.log"
-        command = [sys.executable, "-m", "uvicorn", "benchmarks.http_app:app"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]
-        command += ["--log-level", "warning", "--loop", options.loop, "--http", "httptools"]
+        port = free_port()
+        self.counts_path = workdir / f"counts-{port}.json"
         env = {
-            **os.environ,
             "BENCH_COUNTS": str(self.counts_path),
             "BENCH_WORKERS": str(options.job_workers),
             "BENCH_MAX_PENDING": str(options.max_pending),
         }
         if journal:  # a fresh journal per server: nothing from an earlier run to take back
-            env["BENCH_JOURNAL"] = str(workdir / f"journal-{self.port}.sqlite3")
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    log = self.log_path.read_text()
-                    raise RuntimeError(f"uvicorn did not start: {log}") from None
-                time.sleep(0.05)
+            env["BENCH_JOURNAL"] = str(workdir / f"journal-{port}.sqlite3")
+        super().__init__("benchmarks.http_app:app", workdir, env, loop=options.loop, port=port)
 
     def get(self, path: str, method: str = "GET") -> Any:
-        request = urllib.request.Request(f"{self.url}{path}", method=method)
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            body = answer.read()
+        body = self.request(path, method)
         return json.loads(body) if path.startswith(("/counts", "/gc")) else body
 
-    def rss_mb(self) -> float:
-        """The server process's resident set now, in MiB (``VmRSS`` in ``/proc/<pid>/status``)."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
-        return int(line.split()[1]) / 1024  # the kernel writes kB
-
-    def stop(self) -> dict[str, int]:
+    def counts(self) -> dict[str, int]:
         """SIGTERM; wait for the exit; the counts its app wrote on the way out."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise RuntimeError("uvicorn did not exit within 60 s of SIGTERM") from None
+        if not self.stop(60):
+            raise RuntimeError("uvicorn did not exit within 60 s of SIGTERM")
         counts: dict[str, int] = json.loads(self.counts_path.read_text())
         return counts
 
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-
-
-def wrk(url: str, lua: Path, seconds: int, connections: int, threads: int) -> dict[str, int]:
-    # wrk takes whole seconds.
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), url]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
-    for line in out.stdout.splitlines():
-        if line.startswith("WRKJSON "):
-            result: dict[str, int] = json.loads(line.removeprefix("WRKJSON "))
-            return result
-    raise RuntimeError(f"no figures from wrk: {out.stdout}{out.stderr}")
-
 
 def load(route: str, options: argparse.Namespace, workdir: Path, lua: Path) -> Sample:
-    server = Server(workdir, options, journal=route == "/durable")
+    server = AppServer(workdir, options, journal=route == "/durable")
     try:
         rss_start = server.rss_mb()
         gc_start = server.get("/gc")
@@ -190,7 +118,7 @@ def load(route: str, options: argparse.Namespace, workdir: Path, lua: Path) -> S
         rss_end = server.rss_mb()
         gc_end = server.get("/gc")
         at_end = server.get("/counts")
-        final = server.stop()
+        final = server.counts()
     finally:
         server.kill()
     seconds = figures["duration_us"] / 1e6
@@ -223,12 +151,12 @@ def load(route: str, options: argparse.Namespace, workdir: Path, lua: Path) -> S
 
 def loop_health(options: argparse.Namespace, workdir: Path, lua: Path) -> tuple[float, float]:
     """p99 of ``/noop`` (ms) with one connection: idle, and while 100 sync jobs of 0.5 s run."""
-    server = Server(workdir, options)
+    server = AppServer(workdir, options)
     try:
         idle = wrk(f"{server.url}/noop", lua, 3, 1, 1)
         server.get("/sleepers?count=100&seconds=0.5", method="POST")
         busy = wrk(f"{server.url}/noop", lua, 3, 1, 1)  # the jobs take 2.5 s on 20 threads
-        server.stop()
+        server.counts()
     finally:
         server.kill()
     return idle["p99_us"] / 1000, busy["p99_us"] / 1000
@@ -236,14 +164,6 @@ def loop_health(options: argparse.Namespace, workdir: Path, lua: Path) -> tuple[
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
-
-
-def spread(values: Sequence[float], digits: int = 1) -> str:
-    """The median and, over several repeats, the range: ``8,745 (8,015-9,120)``."""
-    text = f"{median(values):,.{digits}f}"
-    if len(values) > 1:
-        text += f" ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
-    return text
 
 
 def rss_per_pending(sample: Sample) -> float | None:
@@ -255,18 +175,6 @@ def rss_per_pending(sample: Sample) -> float | None:
     if sample.pending < 1_000:
         return None
     return (sample.rss_mb - sample.rss_start_mb) * 2**20 / sample.pending
-
-
-def ratio(a: list[Sample], b: list[Sample], figure: Callable[[Sample], float | None]) -> str:
-    """The median of the per-repeat ratios ``figure(a) / figure(b)``, with their range."""
-    values = []
-    for x, y in zip(a, b, strict=True):
-        top, bottom = figure(x), figure(y)
-        if top is not None and bottom:
-            values.append(top / bottom)
-    if not values:
-        return "n/a"
-    return f"{median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def report(samples: list[Sample], health: list[tuple[float, float]], info: dict[str, str]) -> None:
@@ -384,8 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     routes = list(ROUTES)
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         workdir = Path(tmp)
-        lua = workdir / "report.lua"
-        lua.write_text(LUA)
+        lua = wrk_script(workdir)
         for repeat in range(options.repeats):
             # Rotate which route goes first, keeping backburner and the Task-per-job pool side
             # by side (in turn first): their ratio is the headline, and the machine's load drifts.

@@ -33,32 +33,14 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(H
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import urllib.request  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
 
+from _loaded_server import Server, ratio, spread, wrk, wrk_script  # noqa: E402
 from core import machine  # noqa: E402
 from yielding_app import calibrate  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-
-LUA = """
-done = function(summary, latency, requests)
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.status + summary.errors.connect + summary.errors.read
-      + summary.errors.write + summary.errors.timeout))
-end
-"""
 
 #: case -> (jobs burning, yielding on, requests, floor: None for --floor)
 CASES: dict[str, tuple[bool, bool, bool, int | None]] = {
@@ -84,72 +66,6 @@ class Sample:
     effective: str = ""  # the effective workers at the end (yielding on)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    """``uvicorn benchmarks.yielding_app:app`` on a free port; SIGTERM at the end, or killed."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.log_path = workdir / f"uvicorn-{self.port}.log"
-        command = [sys.executable, "-m", "uvicorn", "benchmarks.yielding_app:app"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]
-        command += ["--log-level", "warning", "--loop", "asyncio", "--http", "httptools"]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env={**os.environ, **env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    log = self.log_path.read_text()
-                    raise RuntimeError(f"uvicorn did not start: {log}") from None
-                time.sleep(0.05)
-
-    def call(self, path: str, method: str = "GET") -> Any:
-        request = urllib.request.Request(f"{self.url}{path}", method=method)
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return json.loads(answer.read())
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-
-
-def wrk(url: str, lua: Path, seconds: int, connections: int) -> dict[str, int]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), url]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
-    for line in out.stdout.splitlines():
-        if line.startswith("WRKJSON "):
-            result: dict[str, int] = json.loads(line.removeprefix("WRKJSON "))
-            return result
-    raise RuntimeError(f"no figures from wrk: {out.stdout}{out.stderr}")
-
-
 def run(case: str, options: argparse.Namespace, workdir: Path, lua: Path) -> Sample:
     jobs, yielding, requests, floor = CASES[case]
     env = {
@@ -159,48 +75,32 @@ def run(case: str, options: argparse.Namespace, workdir: Path, lua: Path) -> Sam
         "BENCH_FLOOR": str(options.floor if floor is None else floor),
         "BENCH_LOOPS": str(options.loops),
     }
-    server = Server(workdir, env)
+    server = Server("benchmarks.yielding_app:app", workdir, env)
     sample = Sample(case)
     try:
         if jobs:
-            server.call(f"/fill?count={options.job_workers * 2}", method="POST")
+            server.request(f"/fill?count={options.job_workers * 2}", method="POST")
         if requests:  # a second of load first: the first requests of a process are slower
             wrk(f"{server.url}/noop", lua, 1, options.connections)
         elif jobs:
             time.sleep(1.0)  # the same second, for the jobs-only cases
-        began, done = time.monotonic(), server.call("/counts")["done"]
+        began, done = time.monotonic(), json.loads(server.request("/counts"))["done"]
         if requests:
             figures = wrk(f"{server.url}/noop", lua, options.duration, options.connections)
             sample.rps = figures["requests"] / (figures["duration_us"] / 1e6)
             sample.p50_ms = figures["p50_us"] / 1000
             sample.p99_ms = figures["p99_us"] / 1000
-            sample.errors = figures["errors"]
+            sample.errors = figures["status_errors"] + figures["socket_errors"]
         else:
             time.sleep(options.duration)
-        counts = server.call("/counts")
+        counts = json.loads(server.request("/counts"))
         sample.jobs_per_s = (counts["done"] - done) / (time.monotonic() - began)
         if counts["yielding"] is not None:
             sample.effective = str(counts["yielding"]["effective_workers"]["default"])
-        server.stop()
+        server.stop(30)
     finally:
         server.kill()
     return sample
-
-
-def spread(values: Sequence[float], digits: int = 1) -> str:
-    """The median and, over several repeats, the range: ``8.7 (8.0-9.1)``."""
-    text = f"{statistics.median(values):,.{digits}f}"
-    if len(values) > 1:
-        text += f" ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
-    return text
-
-
-def ratio(a: list[Sample], b: list[Sample], figure: Callable[[Sample], float]) -> str:
-    """The median of the per-repeat ratios ``figure(a) / figure(b)``, with their range."""
-    values = [figure(x) / figure(y) for x, y in zip(a, b, strict=True) if figure(y)]
-    if not values:
-        return "n/a"
-    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def report(samples: list[Sample], info: dict[str, str]) -> None:
@@ -272,8 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = list(CASES)
     with tempfile.TemporaryDirectory(prefix="bench-yielding-") as tmp:
         workdir = Path(tmp)
-        lua = workdir / "report.lua"
-        lua.write_text(LUA)
+        lua = wrk_script(workdir)
         for repeat in range(options.repeats):
             at = repeat % len(cases)
             for case in cases[at:] + cases[:at]:

@@ -15,11 +15,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["POLL", "ROOT", "ChildProcess", "free_port"]
+__all__ = ["POLL", "ROOT", "ChildProcess", "free_port", "run_without_opentelemetry"]
 
 ROOT = Path(__file__).resolve().parents[1]  # where `python -m tests.x` and `demo_app` import
 POLL = 0.02  # seconds between two looks at a file, a port or a process
@@ -126,3 +128,31 @@ class ChildProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+
+
+# Put first in a child's script: from then on, importing opentelemetry fails as it does where
+# the package is not installed (it is, in the tests' venv).
+_BLOCK_OPENTELEMETRY = """
+import sys
+
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, Blocked())
+"""
+
+
+def run_without_opentelemetry(script: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (dedented) in a fresh interpreter, from the repository's root, where
+    opentelemetry cannot be imported; its output as text. Not checked: the test reads it."""
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCK_OPENTELEMETRY + textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )

@@ -26,7 +26,7 @@ from backburner import (
 )
 from backburner.testing import ManualClock, inline
 
-from .jobs import Gate, noop
+from .jobs import Gate, noop, time_out_first_attempt
 
 pytestmark = pytest.mark.anyio
 
@@ -317,9 +317,7 @@ async def test_a_timed_out_attempts_thread_never_reports_as_the_retry() -> None:
 
     async with Backburner(workers=2, clock=clock) as bg:
         handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(first_hangs)
-        await anyio.to_thread.run_sync(started.wait, 10)
-        clock.advance(1)  # the first attempt times out; its thread runs on
-        await anyio.wait_all_tasks_blocked()
+        await time_out_first_attempt(clock, started)  # its thread runs on
         clock.advance(1)
         await anyio.to_thread.run_sync(retry_running.wait, 10)
         release.set()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backburner import Backburner, DuplicateJob, JobStatus, JournalConfig
+from backburner import Backburner, DuplicateJob, JobInfo, JobStatus, JournalConfig
 from backburner._journal import _shared
 from backburner._journal._file import _MIGRATIONS, APPLICATION_ID, open_file
 from backburner._journal._shared import request_cancel, retry_row
@@ -154,6 +154,21 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
     raise AssertionError(f"never saw {what}")
 
 
+async def until_status(bg: Backburner, job_id: str, status: JobStatus, what: str) -> JobInfo:
+    """Poll ``bg.lookup`` (as ``until``) until the job has ``status``; what it answered then."""
+    seen: list[JobInfo] = []
+
+    async def has_status() -> bool:
+        info = await bg.lookup(job_id)
+        if info is None or info.status is not status:
+            return False
+        seen.append(info)
+        return True
+
+    await until(has_status, what)
+    return seen[0]
+
+
 async def test_lookup_answers_for_another_processes_job_from_enqueue_to_its_result(
     path: Path,
 ) -> None:
@@ -179,14 +194,9 @@ async def test_lookup_answers_for_another_processes_job_from_enqueue_to_its_resu
         assert info.started_at is not None
         journal_jobs.key_free["p"].set()
         await job
-
-        async def succeeded() -> bool:
-            info = await two.lookup(job.id)
-            return info is not None and info.status is JobStatus.SUCCEEDED
-
-        await until(succeeded, "its success in the other process")
-        info = await two.lookup(job.id)
-        assert info is not None
+        info = await until_status(
+            two, job.id, JobStatus.SUCCEEDED, "its success in the other process"
+        )
         assert info.has_result
         assert info.result == {"key": "p", "done": 3}
         assert info.expires_at is not None
@@ -200,14 +210,7 @@ async def test_another_processes_finished_job_expires_as_in_memory(path: Path) -
     async with Backburner(journal=path) as one, Backburner(journal=path, result_ttl=1.0) as two:
         job = one.enqueue(reports, "q")
         await job
-
-        async def expired() -> bool:
-            info = await two.lookup(job.id)
-            return info is not None and info.status is JobStatus.EXPIRED
-
-        await until(expired, "its tombstone")
-        info = await two.lookup(job.id)
-        assert info is not None
+        info = await until_status(two, job.id, JobStatus.EXPIRED, "its tombstone")
         assert not info.has_result
         assert info.result is None
 

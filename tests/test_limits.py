@@ -833,3 +833,18 @@ async def test_the_dashboard_lists_limits_and_held_jobs_and_a_job_page_names_its
             assert "blocked" in job_page
         gate.opened.set()
         await held
+
+
+async def test_a_finished_limited_job_is_kept_for_lookup_like_any_other() -> None:
+    limit = ConcurrencyLimit(1)
+
+    async def answer() -> int:
+        return 42
+
+    async with Backburner() as bg:
+        done = bg.options(limits=[limit]).enqueue(answer)
+        assert await done == 42
+        info = await bg.lookup(done.id)
+        assert info is not None
+        assert (info.status, info.result) == (JobStatus.SUCCEEDED, 42)
+        assert done.task is None  # kept without its task (nor its context)

@@ -27,6 +27,8 @@ from backburner import job as as_job
 from backburner.logs import FIELDS, JobContextFilter, add_job_context, install_fallback
 from backburner.testing import ManualClock
 
+from .jobs import time_out_first_attempt
+
 pytestmark = pytest.mark.anyio
 
 app_log = logging.getLogger("tests.app")
@@ -257,9 +259,7 @@ async def test_a_timed_out_attempts_thread_still_logs_as_that_attempt(records: R
 
     async with Backburner(workers=2, clock=clock) as bg:
         job = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(first_hangs)
-        await anyio.to_thread.run_sync(started.wait, 10)
-        clock.advance(1)  # the first attempt times out; its thread runs on
-        await anyio.wait_all_tasks_blocked()
+        await time_out_first_attempt(clock, started)  # its thread runs on
         clock.advance(1)
         try:
             await job

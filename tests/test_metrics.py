@@ -4,10 +4,6 @@ and label values escaped, in the dashboard's text, ``metrics_app`` and the colle
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +22,7 @@ from backburner.prometheus import BackburnerCollector, metrics_app
 from backburner.testing import ManualClock
 
 from .jobs import Gate
+from .processes import run_without_opentelemetry
 
 pytestmark = pytest.mark.anyio
 
@@ -142,17 +139,9 @@ async def test_an_attempt_that_ended_before_it_began_counts_in_the_first_bucket(
 
 def test_the_histogram_is_served_by_every_exporter_without_opentelemetry() -> None:
     # opentelemetry blocked, tracing on (the default): no telemetry, the histogram all the same.
-    script = textwrap.dedent(
+    done = run_without_opentelemetry(
         """
-        import asyncio, json, sys
-
-        class Blocked:
-            def find_spec(self, name, path=None, target=None):
-                if name == "opentelemetry" or name.startswith("opentelemetry."):
-                    raise ModuleNotFoundError(f"No module named {name!r}")
-                return None
-
-        sys.meta_path.insert(0, Blocked())
+        import asyncio, json
         import httpx, prometheus_client
         import backburner
         from backburner.dashboard._metrics import render_metrics
@@ -178,14 +167,6 @@ def test_the_histogram_is_served_by_every_exporter_without_opentelemetry() -> No
         assert not [m for m in sys.modules if m.startswith("opentelemetry")], "imported"
         print(json.dumps(texts))
         """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        cwd=Path(__file__).parents[1],  # where `tests` imports from
     )
     assert done.returncode == 0, done.stderr
     texts: dict[str, str] = json.loads(done.stdout)

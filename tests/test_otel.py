@@ -4,9 +4,6 @@ exporter and reader; the journal's and taskiq's copies of the trace; no cost whe
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +37,7 @@ from backburner.testing import ManualClock
 
 from . import journal_jobs, test_metrics
 from .jobs import Gate, fail, noop
+from .processes import run_without_opentelemetry
 
 pytestmark = pytest.mark.anyio
 
@@ -475,17 +473,9 @@ async def test_a_taskiq_message_carries_the_enqueue_spans_traceparent(otel: Otel
 
 
 def test_the_core_runs_without_opentelemetry_installed() -> None:
-    script = textwrap.dedent(
+    done = run_without_opentelemetry(
         """
-        import asyncio, sys
-
-        class Blocked:
-            def find_spec(self, name, path=None, target=None):
-                if name == "opentelemetry" or name.startswith("opentelemetry."):
-                    raise ModuleNotFoundError(f"No module named {name!r}")
-                return None
-
-        sys.meta_path.insert(0, Blocked())
+        import asyncio
         import backburner, backburner.otel
         from backburner.dashboard._metrics import render_metrics
 
@@ -502,10 +492,8 @@ def test_the_core_runs_without_opentelemetry_installed() -> None:
         asyncio.run(main())
         assert not [m for m in sys.modules if m.startswith("opentelemetry")], "imported"
         print("ok")
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        """,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"

@@ -26,7 +26,7 @@ from backburner import (
 )
 from backburner.testing import ManualClock
 
-from .jobs import Gate
+from .jobs import Gate, time_out_first_attempt
 
 pytestmark = pytest.mark.anyio
 
@@ -273,6 +273,56 @@ async def test_a_sync_job_past_its_timeout_fails_but_keeps_its_slot_until_its_th
         assert bg.stats().queues["default"].busy == 0
 
 
+async def test_retries_of_a_sync_job_start_while_its_timed_out_threads_run_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each attempt borrows a thread of its own: a retry that starts while an earlier
+    # attempt's thread runs on must not collide with it, and each such thread keeps one
+    # worker slot, given back when that thread returns.
+    clock = ManualClock()
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    hung: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+    calls = 0
+
+    def hangs_twice() -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            loop.call_soon_threadsafe(hung[calls - 1].set)
+            release.wait(60)  # runs on past its timeout
+            return "late"
+        return "third"
+
+    try:
+        async with Backburner(workers=3, clock=clock) as bg:
+            handle = bg.options(timeout=5, retries=2, backoff=1, jitter=0).enqueue(hangs_twice)
+            for attempt in (1, 2):
+                await hung[attempt - 1].wait()
+                clock.advance(5)  # this attempt times out; its thread runs on
+                await anyio.wait_all_tasks_blocked()
+                assert handle.status is JobStatus.RETRYING
+                assert bg.stats().queues["default"].busy == attempt  # one slot per thread
+                assert handle.run_at is not None
+                # The next attempt starts beside the threads left running.
+                clock.advance(handle.run_at - clock.now())
+                await anyio.wait_all_tasks_blocked()
+                assert (handle.status, handle.attempt) == (JobStatus.RUNNING, attempt + 1)
+            assert await handle == "third"
+            assert handle.attempt == 3
+            assert bg.stats().queues["default"].busy == 2  # the two threads still run
+            release.set()
+            with anyio.fail_after(30):  # generous: only a leaked slot keeps join() waiting
+                await bg.join()
+            stats = bg.stats().queues["default"]
+            assert (stats.busy, stats.idle, stats.processed, stats.failed) == (0, 3, 3, 2)
+    finally:
+        release.set()
+    # Each late return names the attempt whose thread it was, not the job's last attempt.
+    late = [r.getMessage() for r in caplog.records if "after it was given up" in r.getMessage()]
+    assert sorted(line.split("attempt=")[1][0] for line in late) == ["1", "2"], late
+
+
 async def test_a_timed_out_sync_job_is_retried_while_its_first_thread_still_runs() -> None:
     # The first attempt's thread holds its thread-limiter token until it returns; the retry,
     # in another slot, must take a token of its own (it raised RuntimeError: "this borrower
@@ -292,9 +342,7 @@ async def test_a_timed_out_sync_job_is_retried_while_its_first_thread_still_runs
 
     async with Backburner(workers=2, clock=clock) as bg:
         handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(first_hangs)
-        await anyio.to_thread.run_sync(started.wait, 10)
-        clock.advance(1)  # past the first attempt's timeout: its thread runs on
-        await anyio.wait_all_tasks_blocked()
+        await time_out_first_attempt(clock, started)  # its thread runs on
         assert handle.status is JobStatus.RETRYING
         clock.advance(1)
         try:
@@ -337,9 +385,7 @@ async def test_each_timed_out_attempt_gives_its_slot_back_when_its_thread_return
     try:
         async with Backburner(workers=2, clock=clock) as bg:
             handle = bg.options(timeout=1, retries=1, backoff=1, jitter=0).enqueue(always_hangs)
-            await anyio.to_thread.run_sync(started[0].wait, 10)
-            clock.advance(1)  # the first attempt times out; the retry waits a second
-            await anyio.wait_all_tasks_blocked()
+            await time_out_first_attempt(clock, started[0])  # the retry waits a second
             clock.advance(1)
             await anyio.to_thread.run_sync(started[1].wait, 10)
             clock.advance(1)  # the second times out too: dead, both threads still running

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -17,6 +18,7 @@ import pytest
 
 from backburner import Backburner, JobCancelled, JobStatus, NotRunning, ShuttingDown
 from backburner import job as as_job
+from backburner.testing import ManualClock
 
 from .jobs import noop
 from .logs import when_logged
@@ -131,6 +133,51 @@ async def test_a_sync_job_still_in_its_thread_is_abandoned_and_its_late_end_is_l
         assert job.status is JobStatus.ABANDONED
         release.set()
         assert await anyio.to_thread.run_sync(late.seen.wait, 30)  # logged from the loop
+
+
+async def test_a_retry_running_beside_its_timed_out_attempts_thread_is_reported_once() -> None:
+    # At shutdown a sync job's retry runs in one thread while its first attempt, timed out,
+    # still runs in another: the report lists the job once, as abandoned; each thread, when it
+    # returns, is logged under its own attempt and gives its worker slot back.
+    clock = ManualClock()
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    began = [asyncio.Event(), asyncio.Event()]
+
+    @as_job(timeout=5, retries=1, backoff=1, jitter=0)
+    def hangs(attempts: list[int]) -> None:
+        attempts.append(1)
+        loop.call_soon_threadsafe(began[len(attempts) - 1].set)
+        release.wait(30)
+
+    def returned(attempt: int) -> Callable[[logging.LogRecord], bool]:
+        return lambda r: f"attempt={attempt} returned after it was given up" in r.getMessage()
+
+    with when_logged(returned(1)) as first, when_logged(returned(2)) as second:
+        try:
+            bg = Backburner(workers=2, clock=clock, shutdown_timeout=0.4)
+            await bg.start()
+            job = bg.enqueue(hangs, [])
+            await began[0].wait()
+            clock.advance(5)  # attempt 1 times out; its thread runs on, holding its slot
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(1)  # attempt 2 starts in the other slot
+            await began[1].wait()
+            assert bg.stats().queues["default"].busy == 2
+            report = await bg.aclose()
+            assert (report.abandoned, report.scheduled, report.cancelled) == ((job,), (), ())
+            assert (job.status, job.attempt) == (JobStatus.ABANDONED, 2)
+            await anyio.wait_all_tasks_blocked()  # the abandoned attempt's task lets go
+            # Attempt 1's slot stays taken till its thread returns; attempt 2 is the report's.
+            assert bg.stats().queues["default"].busy == 1
+        finally:
+            release.set()
+        assert await anyio.to_thread.run_sync(first.seen.wait, 30)  # logged from the loop
+        assert await anyio.to_thread.run_sync(second.seen.wait, 30)
+    await anyio.wait_all_tasks_blocked()
+    stats = bg.stats().queues["default"]
+    assert (stats.busy, stats.cancelled) == (0, 1)
+    assert job.status is JobStatus.ABANDONED  # its late ends change nothing
 
 
 async def test_a_cancelled_job_gets_the_cancel_grace_to_clean_up() -> None:

@@ -95,8 +95,15 @@ class Admission:
         queue.check(job, run_at)  # what the queue (an engine) can never take: before anything
         options = job.options
         keys = None
-        if options.limits or options.debounce is not None:
-            run_at, keys = self._special(job, run_at)
+        if options.limits:  # (`_limit_keys` inlined: every limited job comes here)
+            for limit in options.limits:
+                if limit.scope == "host":  # it needs the shared directory
+                    assert self.limits is not None
+                    self.limits.check_host(options.limits)
+                    break
+            keys = keys_of(job)
+        if options.debounce is not None:
+            run_at = self._debounced(job, run_at)
         store = None if stored else self.store
         record = None if store is None else store.check(job, run_at)
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
@@ -144,7 +151,7 @@ class Admission:
         queue.check(job, None)
         if job.options.debounce is not None:  # it waits for its time: nothing to wait for
             return self.admit(job, queue, traced=True)
-        keys = self._special(job, None)[1] if job.options.limits else None
+        keys = self._limit_keys(job) if job.options.limits else None
         store = self.store
         record = None if store is None else store.check(job, None)
         if job.unique_key is not None and (holder := self.unique.claim(job)) is not None:
@@ -182,25 +189,26 @@ class Admission:
             raise DuplicateJob(job.unique_key, holder)
         return holder
 
-    def _special(
-        self, job: Job[Any], run_at: float | None
-    ) -> tuple[float | None, tuple[str | None, ...] | None]:
-        """A limited or debounced job's checks; returns when it is due and its limits' keys."""
-        options = job.options
-        keys = None
-        if options.limits:
-            assert self.limits is not None
-            self.limits.check_host(options.limits)  # scope="host" needs the shared directory
-            keys = keys_of(job)
-        if options.debounce is not None:
-            if self.store is not None:
-                raise ValueError(
-                    f"debounce is not available with a journal yet: {job.name} would need its "
-                    f"stored arguments rewritten at each enqueue"
-                )
-            if run_at is None:
-                run_at = self.clock.now() + options.debounce
-        return run_at, keys
+    def _limit_keys(self, job: Job[Any]) -> tuple[str | None, ...]:
+        """A limited job's keys, one per limit (raising for a limit it cannot count)."""
+        limits = job.options.limits
+        for limit in limits:  # (a loop, not a list: this runs for every limited job)
+            if limit.scope == "host":  # it needs the shared directory
+                assert self.limits is not None
+                self.limits.check_host(limits)
+                break
+        return keys_of(job)
+
+    def _debounced(self, job: Job[Any], run_at: float | None) -> float:
+        """When a debounced job is due (checking that this executor can debounce)."""
+        debounce = job.options.debounce
+        assert debounce is not None
+        if self.store is not None:
+            raise ValueError(
+                f"debounce is not available with a journal yet: {job.name} would need its "
+                f"stored arguments rewritten at each enqueue"
+            )
+        return self.clock.now() + debounce if run_at is None else run_at
 
     def _take_back(self, job: Job[Any], store: JobStore | None, *, wait: bool) -> None:
         """Undo an admission that a later step refused: free the key, delete the row."""

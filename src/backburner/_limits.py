@@ -51,6 +51,7 @@ _LEAKS = "its token may stay taken until this process ends"
 # Shared empty deques of a new bucket, replaced (never appended to) when it needs its own.
 _NO_STARTS: deque[list[float]] = deque(maxlen=0)
 _NO_JOBS: deque[Job[Any]] = deque(maxlen=0)
+_NO_KWARGS: dict[str, Any] = {}  # never written: key_for only reads a job's keywords
 
 
 class _Bucket:
@@ -84,8 +85,11 @@ class _LimitState:
 def keys_of(job: Job[Any]) -> tuple[str | None, ...]:
     """A limited job's keys, one per limit, from its arguments (raising at the call site if a
     key function fails)."""
-    fn, args, kwargs = job.fn, job.args, job.kwargs or {}
-    return tuple([limit.key_for(fn, args, kwargs) for limit in job.options.limits])
+    fn, args, kwargs = job.fn, job.args, job.kwargs or _NO_KWARGS
+    limits = job.options.limits
+    if len(limits) == 1:  # the common case, without a list made and copied
+        return (limits[0].key_for(fn, args, kwargs),)
+    return tuple([limit.key_for(fn, args, kwargs) for limit in limits])
 
 
 def _unset_admit(job: Any) -> None:  # pragma: no cover - the queue sets it before use
@@ -106,6 +110,9 @@ class Limits:
         self._held_in: dict[str, int] = {}  # held jobs by queue name
         self._entries = 0
         self._closed = False  # from shutdown's take_held on: nothing more is let go
+        #: True once any job had a RateLimit: until then no attempt's start needs telling
+        #: (``started``). Written under the lock before such a job reaches a queue.
+        self.rated = False
         #: The files host-scoped limits are counted in (the coordination directory's), or None.
         self.host: HostBuckets | None = None
         self._host_names: dict[tuple[str, str], Limit] = {}
@@ -141,8 +148,8 @@ class Limits:
 
     def register(self, job: Job[Any], keys: tuple[str | None, ...]) -> None:
         """Admission: the job counts under these keys (one per limit) until it ends."""
-        with self._lock:
-            self._tickets[job] = LimitTicket(keys, _unset_admit)
+        # One dict store, atomic: no lock pass (nothing else knows the job yet).
+        self._tickets[job] = LimitTicket(keys, _unset_admit)
 
     def forget(self, job: Job[Any]) -> None:
         """Admission took the job back: it never entered."""
@@ -159,23 +166,34 @@ class Limits:
     def enter(self, job: Job[Any], admit: Callable[[Job[Any]], None]) -> bool:
         """Take the job's tokens and return True, or hold it (blocked or throttled) until its
         limits let it go, then ``admit(job)`` (its queue's)."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`: half the cost, on a path every limited job takes)
+        try:
             ticket = self._tickets[job]
             ticket.admit = admit
             self._entries += 1
             ticket.seq = self._entries
             if self._entries % _SWEEP_EVERY == 0:
                 self._sweep()
-            refused = self._try_take(job, None)
+            limits = job.options.limits
+            one = _one_local(limits)
+            if one is not None:  # (one call less)
+                refused = self._try_take_one(one, ticket, None)
+            else:
+                refused = self._try_take(job, ticket, None)
             if refused is None:
                 return True
-            self._hold(job, *refused)
+            self._hold(job, ticket, refused[0], refused[1], refused[2], refused[3])
             return False
+        finally:
+            lock.release()
 
     def release(self, job: Job[Any]) -> None:
         """The job's attempt ended (or it was cancelled): give its tokens back."""
-        admitted: list[_Admitted] = []
-        with self._lock:
+        admitted: list[_Admitted] | None = None  # (a list made only when one is let go)
+        lock = self._lock
+        lock.acquire()  # (not `with`: see enter)
+        try:
             ticket = self._tickets.get(job)
             if ticket is None:
                 return
@@ -185,10 +203,12 @@ class Limits:
                 return
             ticket.holding = False
             if ticket.reserved:  # cancelled before it started: it used none of its windows
-                admitted += self._unreserve(ticket)
+                admitted = self._unreserve(ticket)  # (a list of its own)
                 if self.host is not None:  # its host tokens and reservations, all of them
                     self._host_call(_LEAKS, self.host.forget, _token(job), _host_items(job, ticket))
-            elif self.host is not None:  # before the bucket drains: its next job takes it
+            elif self.host is not None and self._host_names:
+                # (Only once a host-scoped limit was admitted: till then no job has a host
+                # token.) Before the bucket drains: its next job takes it.
                 self._host_release(job, ticket)
             for limit, key in zip(job.options.limits, ticket.keys, strict=True):
                 if isinstance(limit, ConcurrencyLimit):
@@ -196,14 +216,22 @@ class Limits:
                     bucket = state.buckets[key]
                     bucket.running -= 1
                     if bucket.held and not self._closed:
-                        admitted += self._drain(state, bucket)
-        _admit_all(admitted)
+                        drained = self._drain(state, bucket)
+                        admitted = drained if admitted is None else admitted + drained
+        finally:
+            lock.release()
+        if admitted is not None:
+            _admit_all(admitted)
 
     def started(self, job: Job[Any]) -> None:
         """The job's attempt starts now: its rate windows count it from now on."""
+        # Read without the lock first: a job with no rate limit (nothing reserved) takes none.
+        # (Its reservation was made under the lock before the job reached its queue.)
+        ticket = self._tickets.get(job)
+        if ticket is None or not ticket.reserved:
+            return
         with self._lock:
-            ticket = self._tickets.get(job)
-            if ticket is not None and ticket.reserved:
+            if ticket.reserved:
                 self._stamp(job, ticket)
 
     def _stamp(self, job: Job[Any], ticket: LimitTicket) -> None:
@@ -324,17 +352,19 @@ class Limits:
         state = self._states.get(limit)
         if state is None:
             state = self._states[limit] = _LimitState(limit)
+            if isinstance(limit, RateLimit):
+                self.rated = True
         return state
 
     def _try_take(
-        self, job: Job[Any], draining: _Bucket | None
+        self, job: Job[Any], ticket: LimitTicket, draining: _Bucket | None
     ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
         """Take a token of each of the job's limits, or return the first that refuses:
         (its state, its bucket, the status to hold the job as, when to look again)."""
-        ticket = self._tickets[job]
+        limits = job.options.limits  # (one local ConcurrencyLimit: `_try_take_one` instead)
         now = self._clock.now()
         found = []
-        for limit, key in zip(job.options.limits, ticket.keys, strict=True):
+        for limit, key in zip(limits, ticket.keys, strict=True):
             state = self._states.get(limit) or self._state(limit)
             bucket = state.buckets.get(key)
             if bucket is None:
@@ -372,6 +402,33 @@ class Limits:
                 reserved = [*reserved, (limit, bucket, entry)]
         ticket.holding = True
         ticket.reserved = reserved
+        return None
+
+    def _try_take_one(
+        self, limit: ConcurrencyLimit, ticket: LimitTicket, draining: _Bucket | None
+    ) -> tuple[_LimitState, _Bucket, JobStatus, float | None] | None:
+        # `_try_take` for the commonest case, one ConcurrencyLimit: the same decisions, without
+        # the loops, the tuples and (unless the limit ever backed off) the clock read.
+        state = self._states.get(limit) or self._state(limit)
+        buckets = state.buckets
+        key = ticket.keys[0]
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = _Bucket()
+        if state.backoff_until and state.backoff_until > self._clock.now():
+            return state, bucket, _THROTTLED, state.backoff_until
+        if bucket.running >= limit.max:
+            return state, bucket, _BLOCKED, None
+        held = bucket.held
+        if held and bucket is not draining:
+            while held and not _is_held(held[0]):  # cancelled while held
+                held.popleft()
+            if held and self._tickets[held[0]].seq < ticket.seq:
+                # Older jobs of this key wait already: this one waits behind them.
+                return state, bucket, _THROTTLED if bucket.wake_at is not None else _BLOCKED, None
+        bucket.running += 1
+        ticket.holding = True
+        ticket.reserved = ()
         return None
 
     def _host_take(
@@ -439,13 +496,13 @@ class Limits:
     def _hold(
         self,
         job: Job[Any],
+        ticket: LimitTicket,
         state: _LimitState,
         bucket: _Bucket,
         status: JobStatus,
         when: float | None,
     ) -> None:
         job.hold(status)
-        ticket = self._tickets[job]
         ticket.held_by = state.limit
         held = bucket.held
         if held is _NO_JOBS:
@@ -490,17 +547,37 @@ class Limits:
         with their queue's way in, to call once the lock is let go."""
         admitted: list[_Admitted] = []
         held = bucket.held
+        limit = state.limit
+        # A concurrency limit never backed off: its own room is one comparison, no clock read.
+        cap = limit.max if isinstance(limit, ConcurrencyLimit) and not state.backoff_until else 0
         while held:
             job = held[0]
-            if not job.status.held:  # cancelled while held
+            status = job.status  # (`_is_held` inlined)
+            if status is not _BLOCKED and status is not _THROTTLED:  # cancelled while held
                 held.popleft()
                 continue
-            own = _refusal(state.limit, state, bucket, self._clock.now())
-            if own is not None:  # (the common case, checked first: no room here yet)
-                if own[1] is not None:
-                    self._arm(state, bucket, own[1])
-                break
-            refused = self._try_take(job, bucket)
+            if cap:
+                if bucket.running >= cap:
+                    break  # (the common case, checked first: no room here yet)
+            else:
+                own = _refusal(limit, state, bucket, self._clock.now())
+                if own is not None:
+                    if own[1] is not None:
+                        self._arm(state, bucket, own[1])
+                    break
+            ticket = self._tickets[job]
+            limits = job.options.limits
+            if cap and len(limits) == 1 and limit.scope == "process":
+                # This limit is its only one, and has room here (and no other process to
+                # ask): its token is taken here.
+                bucket.running += 1
+                ticket.holding = True
+                ticket.reserved = ()
+                refused = None
+            elif (one := _one_local(limits)) is not None:  # (one call less)
+                refused = self._try_take_one(one, ticket, bucket)
+            else:
+                refused = self._try_take(job, ticket, bucket)
             if refused is not None and refused[1] is bucket:
                 if refused[3] is not None:
                     self._arm(state, bucket, refused[3])
@@ -510,11 +587,10 @@ class Limits:
             self._held_in[job.queue] -= 1
             if refused is None:
                 job.unhold()
-                ticket = self._tickets[job]
                 ticket.held_by = None
                 admitted.append((job, ticket.admit))
             else:  # another of its limits holds it now
-                self._hold(job, *refused)
+                self._hold(job, ticket, *refused)
         return admitted
 
     def _sweep(self) -> None:
@@ -570,6 +646,21 @@ def _token(job: Job[Any]) -> str:
 def _admit_all(admitted: list[_Admitted]) -> None:
     for job, admit in admitted:
         admit(job)
+
+
+def _one_local(limits: tuple[Limit, ...]) -> ConcurrencyLimit | None:
+    # The commonest case, that `_try_take_one` serves: one ConcurrencyLimit, counted here only.
+    if len(limits) == 1:
+        limit = limits[0]
+        if isinstance(limit, ConcurrencyLimit) and limit.scope == "process":
+            return limit
+    return None
+
+
+def _is_held(job: Job[Any]) -> bool:
+    # `job.status.held` without the enum's property call: this runs for every held job.
+    status = job.status
+    return status is _BLOCKED or status is _THROTTLED
 
 
 def _stats_of(state: _LimitState, now: float) -> LimitStats:

@@ -75,12 +75,17 @@ class Outcomes:
         self.failures.add(job)
         call_on_error(self.on_error, job, exc)
 
-    def late_end(self, job: Job[Any], error: BaseException | None) -> None:
-        """Say that a job given up on (abandoned, timed out) ended after all."""
+    def late_end(
+        self, job: Job[Any], error: BaseException | None, attempt: int | None = None
+    ) -> None:
+        """Say that a job given up on (abandoned, timed out) ended after all; ``attempt``,
+        if given, is the attempt that ended (a retry may run meanwhile)."""
         outcome = f"raised {error_line(error)}" if error else "returned"
         logger.warning(
             "job %s %s after it was given up (abandoned or timed out)",
-            job.describe(),
+            job.describe()
+            if attempt is None
+            else f"{job.describe(attempt=False)} attempt={attempt}",
             outcome,
             extra={"backburner_job_id": job.id},
         )

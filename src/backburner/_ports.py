@@ -42,8 +42,11 @@ class QueueHost(Protocol):
         """``job`` failed for good (no retry left): report it once, keep it in the dead list."""
         ...
 
-    def late_end(self, job: Job[Any], error: BaseException | None) -> None:
-        """A job given up on (abandoned, timed out) ended after all: say so."""
+    def late_end(
+        self, job: Job[Any], error: BaseException | None, attempt: int | None = None
+    ) -> None:
+        """A job given up on (abandoned, timed out) ended after all: say so. ``attempt``: the
+        attempt whose thread returned, when the job may have moved on to another since."""
         ...
 
     def release_unique(self, job: Job[Any]) -> None:

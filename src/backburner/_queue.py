@@ -74,8 +74,30 @@ _FULL_WARNING_EVERY = 10.0
 _COMPACT_AFTER = 64
 
 
+class _ThreadCall:
+    """One attempt of a sync job in a thread, from the borrowing of its thread slot to the
+    thread's return.
+
+    The limiter's borrower is this object, not the job: a retry may start while the thread of
+    an earlier attempt, timed out, still runs, and each holds a token of its own.
+    """
+
+    __slots__ = ("attempt", "holds_slot", "returned")
+
+    def __init__(self, attempt: int) -> None:
+        self.attempt = attempt
+        self.returned = False  # the thread has returned (its on_done ran)
+        # Its attempt timed out while the thread ran on: the worker slot stays taken, and
+        # the thread's return gives it back.
+        self.holds_slot = False
+
+
 class _ThreadAbandoned(Exception):
     """The job's task was cancelled while its sync function went on running in a thread."""
+
+    def __init__(self, call: _ThreadCall) -> None:
+        super().__init__()
+        self.call = call
 
 
 class JobQueue:
@@ -95,7 +117,6 @@ class JobQueue:
         "_effective",
         "_failed",
         "_guarded",
-        "_held_slots",
         "_host",
         "_keep",
         "_last_full_warning",
@@ -171,9 +192,6 @@ class JobQueue:
         self._scheduled = 0  # jobs waiting in the scheduler for their time, retries included
         self._retrying = 0  # of those, the retries (the dashboard's counts)
         self._timed_out: set[Job[Any]] = set()  # running jobs whose deadline has passed
-        # Timed-out sync jobs whose thread runs on, and how many: each attempt's thread holds
-        # a slot of its own (a retry, timed out too, while the first thread still runs).
-        self._held_slots: dict[Job[Any], int] = {}
         self._deferred = 0  # due jobs that found the queue full since the last warning
         self._last_full_warning = -math.inf
         self._processed = self._failed = self._cancelled = self._dead = 0
@@ -288,36 +306,49 @@ class JobQueue:
         but is not in the deque, so it holds no worker and jobs behind it start.
         """
         assert self._limits is not None
-        with self._lock:  # (the gate's lock is taken inside a queue's, never the other way)
+        lock = self._lock
+        lock.acquire()  # (not `with`: see submit. The gate's lock is taken inside this one,
+        try:  # never the other way.)
             if self._waiting - (self.workers - self._busy) >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
             if not self._limits.enter(job, self._to_pending):
                 return  # held: its limit hands it to _to_pending when it lets it go
             self._pending.append(job)
-            if not self._dispatching:
-                return
-            if threading.get_ident() != self._loop_thread:
-                if self._pump_scheduled:
-                    return
-                self._pump_scheduled = True
-                self._loop.call_soon_threadsafe(self._pump)
-                return
-        self._pump()
+            pump = self._dispatching and self._must_pump()
+        finally:
+            lock.release()
+        if pump:
+            self._pump()
 
     def _to_pending(self, job: Job[Any]) -> None:
         # A limited job its limits let go (already counted in _waiting): to the deque.
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`: see submit)
+        try:
             self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
+            # (`_must_pump` inlined: most jobs a limit lets go come here.)
             if not self._dispatching:
                 return
-            if threading.get_ident() != self._loop_thread:
-                if self._pump_scheduled:
-                    return
-                self._pump_scheduled = True
-                self._loop.call_soon_threadsafe(self._pump)
-                return
-        self._pump()
+            if threading.get_ident() == self._loop_thread:
+                pump = self._busy < self.workers
+            else:
+                pump = self._must_pump()
+        finally:
+            lock.release()
+        if pump:
+            self._pump()
+
+    def _must_pump(self) -> bool:
+        # A job was added to the deque (hold _lock): True if this thread (the loop's) must
+        # pump now. From another thread the pump is scheduled on the loop instead; on the loop
+        # with every slot taken there is nothing to start (a slot freed later pumps).
+        if threading.get_ident() == self._loop_thread:
+            return self._busy < self.workers
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._loop.call_soon_threadsafe(self._pump)
+        return False
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
         """Debounce: a job still waiting for its time takes these arguments and waits until
@@ -458,12 +489,38 @@ class JobQueue:
             self._free_slot(now)
 
     async def _run_guarded(self, job: Job[Any]) -> None:
-        # `_run` for sync jobs (in a thread), jobs with a timeout and journaled jobs.
+        # `_run` for sync jobs (in a thread), jobs with a timeout, journaled and limited jobs.
+        if job.is_async and job.hooks is None and job.options.timeout is None:
+            # A limited async job (the only other kind that comes here): its limits hear of
+            # its start and its end, nothing more. (In this coroutine, not one more: each
+            # level costs at every step of the job.)
+            limits = self._limits
+            assert limits is not None
+            if limits.rated:  # its rate windows count it from its start
+                limits.started(job)
+            now = None
+            try:
+                kwargs = job.kwargs
+                result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
+            except asyncio.CancelledError:
+                self._end(job, _CANCELLED)
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: see _failed_attempt
+                self._end(job, _FAILED, exc=exc)
+            else:
+                if self._succeeded(job, result):
+                    now = job.finished_at  # the successor starts now: one clock read saved
+            finally:
+                self._running.discard(job)
+                if job.done():  # (its context and task let go, as in `_run`)
+                    job.context = job.task = None  # type: ignore[assignment]
+                limits.release(job)  # its tokens back first: a job of its key may start next
+                self._free_slot(now)
+            return
         hooks = job.hooks  # a journaled job's: its start goes to disk first
         began = None if hooks is None else hooks.began(job)
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
-        thread_left_running = False
+        left_running: _ThreadCall | None = None  # an attempt's thread given up on
         if job.options.limits:  # its rate windows count it from its start
             assert self._limits is not None
             self._limits.started(job)
@@ -478,11 +535,11 @@ class JobQueue:
                 if inspect.iscoroutine(result):  # a plain wrapper that returns a coroutine
                     result = await result
         except (asyncio.CancelledError, _ThreadAbandoned) as exc:
-            thread_left_running = isinstance(exc, _ThreadAbandoned)
+            left_running = exc.call if isinstance(exc, _ThreadAbandoned) else None
             if job in self._timed_out:
                 self._end(job, _FAILED, exc=JobTimeout(_timeout_message(job)))
             else:
-                self._end(job, _ABANDONED if thread_left_running else _CANCELLED)
+                self._end(job, _CANCELLED if left_running is None else _ABANDONED)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
@@ -502,20 +559,23 @@ class JobQueue:
                 deadline.cancel()
                 timed_out = job in self._timed_out
                 self._timed_out.discard(job)
-                if timed_out and thread_left_running:
-                    # A timed-out sync job's thread runs on: its slot stays taken until then.
-                    self._held_slots[job] = self._held_slots.get(job, 0) + 1
+                if timed_out and left_running is not None and not left_running.returned:
+                    # A timed-out sync job's thread runs on: its slot stays taken until the
+                    # thread returns (its on_done frees it). One slot per such thread.
+                    left_running.holds_slot = True
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
             self._free_slot()
 
-    def _succeeded(self, job: Job[Any], result: Any) -> None:
+    def _succeeded(self, job: Job[Any], result: Any) -> bool:
+        # True if the job succeeded now; False if it was given up on before (its late end).
         if job.status is _RUNNING:
             self._processed += 1
             job.succeed(result)
             self._keep(job)
             self._ran(job, job.finished_at)
-        else:  # abandoned at shutdown: its end changes nothing
-            self._host.late_end(job, None)
+            return True
+        self._host.late_end(job, None)  # abandoned at shutdown: its end changes nothing
+        return False
 
     def _arm_timeout(self, job: Job[Any], timeout: float) -> Timer:
         return self._scheduler.call_at(self._scheduler.clock.now() + timeout, self._expire, job)
@@ -601,29 +661,27 @@ class JobQueue:
             self._duration_sum += ran
 
     async def _call_in_thread(self, job: Job[Any]) -> Any:
+        # The limiter token is held until the thread really returns, even if the job is
+        # abandoned before then: a thread still busy is a slot still taken. It is borrowed
+        # per attempt (see _ThreadCall).
+        limiter = self._limiter
+        call = _ThreadCall(job.attempt)
+        try:
+            limiter.acquire_on_behalf_of_nowait(call)
+        except anyio.WouldBlock:
+            await limiter.acquire_on_behalf_of(call)
         # The outcome comes back as a value, and an error is raised below, not by the future:
         # asyncio swaps a GeneratorExit raised through a future for a new one, without the
         # job's traceback.
         future: asyncio.Future[tuple[Any, BaseException | None]] = self._loop.create_future()
-        # The limiter token is held until the thread really returns, even if the job is
-        # abandoned before then: a thread still busy is a slot still taken. It is held on
-        # behalf of this attempt (its future), not the job: a timed-out attempt's thread may
-        # still hold one when the job's retry takes another.
-        limiter = self._limiter
-        try:
-            limiter.acquire_on_behalf_of_nowait(future)
-        except anyio.WouldBlock:
-            await limiter.acquire_on_behalf_of(future)
 
         def on_done(result: Any, error: BaseException | None) -> None:
-            limiter.release_on_behalf_of(future)
+            call.returned = True
+            limiter.release_on_behalf_of(call)
             if future.cancelled():
-                held = self._held_slots.pop(job, 0)  # a timed-out job's slots, held for its threads
-                if held:
-                    if held > 1:
-                        self._held_slots[job] = held - 1
+                if call.holds_slot:  # a timed-out attempt's slot, held for its thread
                     self._free_slot()
-                self._host.late_end(job, error)
+                self._host.late_end(job, error, call.attempt)
             else:
                 future.set_result((result, error))
 
@@ -633,7 +691,7 @@ class JobQueue:
             result, error = await future
         except asyncio.CancelledError:
             if future.cancelled():
-                raise _ThreadAbandoned from None
+                raise _ThreadAbandoned(call) from None
             raise
         if error is not None:
             raise error

@@ -7,7 +7,7 @@ process, after it was reported. Each thread still registers as an anyio worker t
 sync job can call back into the loop with ``anyio.from_thread.run(...)``.
 
 Bounding is not done here: each queue holds an ``anyio.CapacityLimiter`` token for as long as
-one of its jobs occupies a thread (see ``_queue.py``).
+an attempt of one of its jobs occupies a thread (see ``_queue.py``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,22 @@ def enqueue(server: Uvicorn, kind: str, key: str) -> str:
         return job_id
 
 
+def retried(server: Uvicorn, key: str) -> str:
+    """Enqueue a ``flaky`` job (its first attempt fails) and wait for its retry's success."""
+    job_id = enqueue(server, "flaky", key)
+    server.wait_for(
+        "the retry's success", lambda events: any(e["event"] == "finished" for e in events)
+    )
+    return job_id
+
+
+def stop(server: Uvicorn) -> None:
+    """SIGTERM, and the exit uvicorn makes of it (it ends by re-raising the signal)."""
+    server.send(signal.SIGTERM)
+    code, _ = server.wait_exit(within=15)
+    assert code == -signal.SIGTERM, server.tail()
+
+
 def lines_matching(server: Uvicorn, pattern: str) -> list[str]:
     return re.findall(rf"(?m)^{pattern}.*$", server.output())
 
@@ -33,10 +49,7 @@ def test_under_a_bare_uvicorn_backburner_lines_come_with_time_level_and_logger(
 ) -> None:
     server = serve("ops")
     server.wait_ready()
-    job_id = enqueue(server, "flaky", "k1")
-    server.wait_for(
-        "the retry's success", lambda events: any(e["event"] == "finished" for e in events)
-    )
+    job_id = retried(server, "k1")
     # INFO lines appear at all (uvicorn sets no handler for them), with the time and the name.
     assert len(lines_matching(server, rf"INFO: +{TIME} backburner: started, queues default")) == 1
     # A warning is no bare message from Python's last-resort handler.
@@ -45,9 +58,7 @@ def test_under_a_bare_uvicorn_backburner_lines_come_with_time_level_and_logger(
         r"failed \(attempt 1 of 2\)"
     )
     assert len(lines_matching(server, warning)) == 1, server.tail()
-    server.send(signal.SIGTERM)
-    code, _ = server.wait_exit(within=15)
-    assert code == -signal.SIGTERM, server.tail()  # uvicorn ends by re-raising it
+    stop(server)
     shutdown = rf"INFO: +{TIME} backburner: shut down in [\d.]+s; every accepted job finished"
     assert len(lines_matching(server, shutdown)) == 1, server.tail()
     server.assert_no_errors()
@@ -56,13 +67,8 @@ def test_under_a_bare_uvicorn_backburner_lines_come_with_time_level_and_logger(
 def test_under_uvicorn_log_level_warning_backburner_info_lines_stay_out(serve: Serve) -> None:
     server = serve("ops", args=["--log-level", "warning"])
     server.wait_ready()
-    job_id = enqueue(server, "flaky", "k5")
-    server.wait_for(
-        "the retry's success", lambda events: any(e["event"] == "finished" for e in events)
-    )
-    server.send(signal.SIGTERM)
-    code, _ = server.wait_exit(within=15)
-    assert code == -signal.SIGTERM, server.tail()
+    job_id = retried(server, "k5")
+    stop(server)
     ours = lines_matching(server, rf"\w+: +{TIME} backburner: ")
     assert len(ours) == 1, server.tail()  # the retry's warning; "started" and "shut down" not
     assert ours[0].startswith("WARNING:  "), server.tail()
@@ -74,13 +80,8 @@ def test_logging_configured_in_the_app_lifespan_has_its_levels_and_each_line_onc
 ) -> None:
     server = serve("ops", settings={"configure_logging": 1})  # basicConfig at WARNING
     server.wait_ready()
-    job_id = enqueue(server, "flaky", "k4")
-    server.wait_for(
-        "the retry's success", lambda events: any(e["event"] == "finished" for e in events)
-    )
-    server.send(signal.SIGTERM)
-    code, _ = server.wait_exit(within=15)
-    assert code == -signal.SIGTERM, server.tail()
+    job_id = retried(server, "k4")
+    stop(server)
     ours = lines_matching(server, r"(?:\w+: +\S+ \S+ |app \w+ )backburner: ")
     # The retry's warning, through the app's handler, once; no INFO line (the app said WARNING).
     assert ours == [
@@ -92,10 +93,7 @@ def test_logging_configured_in_the_app_lifespan_has_its_levels_and_each_line_onc
 def test_under_the_demo_log_config_each_line_shows_once_with_its_job(serve: Serve) -> None:
     server = serve("ops", args=["--log-config", "demo_app/logging.json"])
     server.wait_ready()
-    job_id = enqueue(server, "flaky", "k2")
-    server.wait_for(
-        "the retry's success", lambda events: any(e["event"] == "finished" for e in events)
-    )
+    job_id = retried(server, "k2")
     tagged = (
         rf"WARNING: +{TIME} backburner \[job {job_id}\]: "
         rf"job {job_id} flaky\('k2'\) queue='default' failed"
