@@ -185,9 +185,9 @@ async def test_several_in_memory_processes_with_unique_keys_are_warned_once(
     first.said("waiting")
     caplog.set_level(logging.WARNING, "backburner")
     async with Backburner(coordination=directory, clock=ManualClock()) as bg:
-        assert bg._box is not None
-        bg._box.warn_if_several_in_memory()
-        bg._box.warn_if_several_in_memory()  # (the second check has nothing new to say)
+        assert bg._parts.box is not None
+        bg._parts.box.warn_if_several_in_memory()
+        bg._parts.box.warn_if_several_in_memory()  # (the second check has nothing new to say)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     message = warnings[0].getMessage()
@@ -241,7 +241,7 @@ async def test_an_unsafe_default_directory_is_given_up_with_a_warning(
     mine.chmod(0o777)
     caplog.set_level(logging.WARNING, "backburner")
     async with Backburner() as bg:
-        assert bg._box is None
+        assert bg._parts.box is None
         assert await bg.aenqueue(unique_job, "k") is not None
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "no coordination between this app's processes" in warning.getMessage()

@@ -43,11 +43,11 @@ for names, floor in (
     (
         "_scheduler _threads _unique _failures _periodic _lag _history _queue _admission "
         "_shutdown _budget _context _outcomes _find _enqueue _steering _current _limits "
-        "_pressure _handle _results _lookup _coordination _hostlimits",
+        "_pressure _handle _results _lookup _coordination _hostlimits _deadlist",
         MECHANISMS,
     ),
     ("_journal _engines _otel", FEATURES),
-    ("_settings _executor", EXECUTOR),
+    ("_settings _parts _executor", EXECUTOR),
     (
         "__init__ _proxy _asgi testing taskiq dashboard fastapi pytest_plugin logs health "
         "prometheus otel status",

@@ -2,10 +2,12 @@
 
 The executor wires the mechanisms together and holds no mechanism of its own: its queues
 report to an ``Outcomes`` (the ``QueueHost`` port), every job enters through one
-``Admission``, periodic jobs are a ``PeriodicJobs``, shutdown is ``_shutdown.drain``, and a
-journal or a remote engine plugs in through the ports (``JobStore``, ``JobHooks``,
-``Queue``). What stays here: settings, the lifecycle, the table of queues, the entry points
-(one inlined fast path for ``enqueue``, which ``background`` takes too), steering and stats.
+``Admission``, periodic jobs are a ``PeriodicJobs``, the dead list's operations a
+``DeadList``, and what opens, starts and closes with it (queues, coordination, engines,
+journal, the drain, the lag monitor) is wired by its ``Parts``; a journal or a remote engine
+plugs in through the ports (``JobStore``, ``JobHooks``, ``Queue``). What stays here:
+settings, the lifecycle's states, the table of queues, the entry points (one inlined fast
+path for ``enqueue``, which ``background`` takes too), steering and stats.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._admission import Admission
-from ._budget import warn_if_over_budget
 from ._callables import _plans, plan_call
 from ._context import (
     Tokens,
@@ -31,30 +32,25 @@ from ._context import (
     name_executor,
     request_enqueue_var,
 )
-from ._coordination import Coordination, open_coordination
-from ._engines import RemoteQueue, check_overlap, close_engines, open_engines
+from ._deadlist import DeadList
 from ._enqueue import EnqueueMethods
 from ._errors import NotRunning, QueueFull, ShuttingDown, not_running
 from ._failures import FailedJobs
-from ._find import find_held, find_waiting
 from ._history import History
 from ._info import JobInfo
 from ._job import Job
-from ._journal import Journal, JournalConfig, open_journal
-from ._lag import LagMonitor
+from ._journal import JournalConfig
 from ._lookup import Lookup
-from ._options import options_of
 from ._otel import Tracing
 from ._outcomes import ErrorHook, Outcomes
+from ._parts import Parts
 from ._periodic import Periodic, PeriodicJobs
 from ._ports import Engine, Queue
-from ._queue import JobQueue
 from ._results import KeptResults
 from ._scheduler import Scheduler
 from ._settings import QueueConfig, Settings
-from ._shutdown import ShutdownReport, drain, report
-from ._stats import ExecutorStats, QueueStats
-from ._steering import Pauses
+from ._shutdown import ShutdownReport
+from ._stats import ExecutorStats
 from ._unique import UniqueKeys
 
 if TYPE_CHECKING:
@@ -122,17 +118,21 @@ class Backburner(EnqueueMethods):
         self._outcomes = Outcomes(self._failures, unique, c.on_error, self._busy, self.results)
         self._lookup = Lookup(self.results, self._failures, self)
         self._admission = Admission(unique, self._check_schedule_room, self.clock)
+        self._dead = DeadList(
+            self._failures, self._admission, self.clock, self._queue_for, self._adopt
+        )
         self._tracing = Tracing(checked.tracing)
         #: OpenTelemetry's spans and metrics from ``open()`` on (``tracing=``); None: none.
         self.telemetry = self._tracing.telemetry
         self._periodic = PeriodicJobs(self._submit)
-        self._pauses = Pauses(lambda: list(self.queue_configs), self._engine_of)
         #: Each queue's throughput and wait over the last minutes (the dashboard's charts).
         self.history = History()
         self.yielding = checked.yielding  # fewer jobs start while requests press (or idle)
-        self._lag: LagMonitor | None = None
-        self._journal: Journal | None = None
-        self._box: Coordination | None = None  # this app's processes on this host
+        # The journal, coordination directory, engines and lag monitor, opened with it.
+        self._parts = Parts(
+            self, self._admission, self._outcomes, self._periodic, self._lookup, self._refusal
+        )
+        self._pauses = self._parts.pauses
         self._state_now = _State.CREATED
         self._accepting = False  # open or running: read on every enqueue, so a plain bool
         self._fast_enqueue = False  # see the _state setter
@@ -236,45 +236,13 @@ class Backburner(EnqueueMethods):
                 "no asyncio event loop is running here"
             ) from None
         self.scheduler = Scheduler(self.clock, loop)
-        self._admission.open_limits(self.scheduler)
-        check_overlap(self._periodic.specs(), self._engine_of)
+        self._parts.check(self.scheduler)
         self.telemetry = self._admission.tracer = self._tracing.open(self)
-        self._queues = {name: self._make_queue(name, c) for name, c in self.queue_configs.items()}
-        box = open_coordination(self.coordination, self._periodic, self.journal_config is None)
-        self._box = self._admission.share_limits(box)  # (and host-scoped limits count in it)
-        await open_engines(self._queues.values())  # a remote queue's broker connects now
+        self._queues = self._parts.make_queues(loop, self.scheduler, self.telemetry)
         self._closed = asyncio.Event()
-        if self.journal_config is not None:  # unfinished jobs go back into the queues first
-            opened = await open_journal(
-                self.journal_config,
-                queues=self._queues,
-                admission=self._admission,
-                scheduler=self.scheduler,
-                schedule_room=lambda: self.max_scheduled - len(self.scheduler or ()),
-                periodic=[spec for spec, _ in self._periodic.specs()],
-                results=self.results,
-            )
-            self._journal, self._admission.store = opened.journal, opened.store
-            self._periodic.gate, self._lookup.elsewhere = opened.gate, opened.lookup
+        await self._parts.open(self._queues)  # unfinished jobs go back into the queues first
         self._state = _State.OPEN
         executor_opened(self, self._set_alone)
-
-    def _make_queue(self, name: str, config: QueueConfig) -> Queue:
-        assert self.loop is not None
-        assert self.scheduler is not None
-        engine = config.engine if config.engine is not None else self.engine
-        if engine is not None:
-            return RemoteQueue(
-                name, config.workers, config.max_pending, engine,
-                host=self._outcomes, loop=self.loop, clock=self.clock,
-            )  # fmt: skip
-        return JobQueue(
-            name, config.workers, config.max_pending,
-            host=self._outcomes, loop=self.loop, scheduler=self.scheduler,
-            guarded=self.journal_config is not None or self.telemetry is not None,
-            paused=name in self._pauses.names,
-            refusal=self._refusal, limits=self._admission.limits,
-        )  # fmt: skip
 
     async def start(self) -> None:
         """Start running jobs (opening the executor first if needed) and periodic schedules."""
@@ -283,29 +251,9 @@ class Backburner(EnqueueMethods):
             return
         self._state = _State.RUNNING
         _context.running_executors[self] = None
-        for queue in self._queues.values():
-            queue.start()
         assert self.scheduler is not None
         assert self.loop is not None
-        self._periodic.start(self.scheduler)
-        self.history.start(self.clock, self.loop, self._queues.values, self.results.tidy)
-        if self._box is not None:
-            self._box.check_later(self.loop)
-        self.yielding.start(self.loop, self._queues.values)
-        logger.info(
-            "started, queues %s%s",
-            ", ".join(
-                f"{name} (workers={c.workers}, max_pending={c.max_pending})"
-                for name, c in self.queue_configs.items()
-            ),
-            self._periodic.describe(),
-        )
-        warn_if_over_budget(
-            self.shutdown_timeout, self.server_shutdown_timeout, self.platform_grace
-        )
-        if self.loop_lag_warning is not None:
-            self._lag = LagMonitor(self.loop, self.loop_lag_warning, self._running_jobs)
-            self._lag.start()
+        self._parts.start(self.loop, self.scheduler, self._queues)
 
     async def aclose(self) -> ShutdownReport:
         """Stop accepting jobs, let them finish within ``shutdown_timeout``, report the rest.
@@ -329,40 +277,16 @@ class Backburner(EnqueueMethods):
         began = loop.time()
         deadline = began + self.shutdown_timeout
         queues = list(self._queues.values())
-        self._periodic.stop()
-        self.history.stop()
-        self.yielding.stop()  # every worker back: the drain needs them
+        self._parts.stop()  # no more ticks; every worker back from yielding: the drain needs them
         if was_running:
             logger.info(
                 "draining %d jobs (shutdown_timeout=%.1fs)",
                 sum(q.outstanding() for q in queues),
                 self.shutdown_timeout,
             )
-        assert self.scheduler is not None
-        journal = self._journal
-        scheduled, not_started, ran = await drain(
-            queues,
-            self.scheduler,
-            deadline=deadline,
-            cancel_grace=self.cancel_grace,
-            wait_idle=self._wait_idle if was_running else None,
-            keep_unfinished=None if journal is None else journal.keep_unfinished,
-        )
-        path = None if journal is None else str(journal.path)
-        self._report = report(scheduled, not_started, ran, loop.time() - began, path)
-        self._report.log(self.shutdown_timeout)
-        if self._lag is not None:
-            self._lag.stop()
-            self._lag = None
-        if journal is not None:
-            # Releases them, before the server hears we are done; within what is left of the
-            # budget (and a second at least: a release is a few rows).
-            await journal.close(max(1.0, deadline - loop.time()))
-            self._journal = self._admission.store = self._periodic.gate = None
-            self._lookup.elsewhere = None
-        await close_engines(self._queues.values())
-        if self._box is not None:
-            self._box.close()
+        wait_idle = self._wait_idle if was_running else None
+        self._report = await self._parts.drain(queues, began, deadline, wait_idle)
+        await self._parts.close(self._queues, deadline)
         self._state = _State.CLOSED
         _context.running_executors.pop(self, None)
         executor_closed(self)
@@ -413,6 +337,10 @@ class Backburner(EnqueueMethods):
         if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)
         return job, queue
+
+    def _adopt(self, job: Job[Any]) -> None:
+        if not self._alone and current_executor_var.get(None) is not self:
+            self._bind(job)
 
     def _bind(self, job: Job[Any]) -> None:
         # Inside the job, `background` means this executor. Done here, where the enqueuer's
@@ -478,15 +406,7 @@ class Backburner(EnqueueMethods):
 
     def add_periodic(self, spec: Periodic) -> None:
         """Register a periodic job; it starts with the executor (at once, if running)."""
-        if not isinstance(spec, Periodic):
-            raise TypeError(f"periodic jobs are Periodic(fn, every=... or cron=...), got {spec!r}")
-        options = spec.options or options_of(spec.fn)
-        if options.queue not in self.queue_configs:
-            raise ValueError(
-                f"periodic job {spec.label!r} is for queue {options.queue!r}, which this "
-                f"executor does not have ({sorted(self.queue_configs)})"
-            )
-        self._periodic.add(spec, options.queue)
+        self._periodic.register(spec, self.queue_configs)
 
     def trigger(self, name: str) -> Job[Any] | None:
         """Run the periodic job ``name`` now; None if its last run is still going."""
@@ -506,39 +426,19 @@ class Backburner(EnqueueMethods):
         holds now is not run beside it: ``DuplicateJob`` names that job. Whatever is raised,
         the job stays in ``failures()`` as it was.
         """
-        taken = self._failures.take(job)
-        if taken is None:
-            raise ValueError(f"job {job if isinstance(job, str) else job.id} is not in failures()")
-        try:
-            queue = self._queue_for(taken.queue)
-            ended = taken.reopen(queue, self.clock.now())
-            try:
-                if not self._alone and current_executor_var.get(None) is not self:
-                    self._bind(taken)
-                self._admission.admit(taken, queue, stored=True, retry=True)
-            except BaseException:
-                taken.restore(ended)
-                raise
-        except BaseException:
-            self._failures.add(taken)
-            raise
-        return taken
+        return self._dead.retry(job)
 
     def discard(self, job: Job[Any] | str) -> bool:
         """Forget a job in ``failures()``; False if it was not there."""
-        return self._failures.take(job) is not None
+        return self._dead.discard(job)
 
     def retry_all(self) -> int:
         """``retry`` every job in ``failures()``; returns how many were sent."""
-        count = 0
-        for job in self.failures():
-            self.retry(job)
-            count += 1
-        return count
+        return self._dead.retry_all()
 
     def discard_all(self) -> int:
         """Forget every job in ``failures()``; returns how many there were."""
-        return len(self._failures.take_all())
+        return self._dead.discard_all()
 
     # Watching.
 
@@ -547,19 +447,7 @@ class Backburner(EnqueueMethods):
 
         Costs O(number of queues and periodic jobs). Counts start again at each ``start()``.
         """
-        queues = [queue.stats() for queue in self._queues.values()] or [
-            QueueStats.configured(  # never opened: the configured sizes, nothing counted
-                name,
-                config.workers,
-                paused=name in self._pauses.names,
-                engine=_engine_name(self._engine_of(name)),
-            )
-            for name, config in self.queue_configs.items()
-        ]
-        journal = None if self._journal is None else self._journal.stats()
-        limits = () if self._admission.limits is None else self._admission.limits.stats()
-        yielding = self.yielding.stats()
-        return ExecutorStats.of(queues, self._periodic.stats(), journal, limits, yielding)
+        return self._parts.stats(self._queues)
 
     def queues(self) -> Mapping[str, Queue]:
         """The open queues by name (empty before ``open()``): for looking inside, read-only."""
@@ -573,11 +461,7 @@ class Backburner(EnqueueMethods):
         a hot path (keep the handle ``enqueue`` returned instead). ``waiting=False`` looks only
         at running and failed jobs, O(running + ``keep_failed``), on the loop's thread.
         """
-        queues = list(self._queues.values())
-        found = find_held(queues, self._failures, job_id)
-        if found is None and waiting:
-            found = find_waiting(queues, self.scheduler, job_id)
-        return found
+        return self._lookup.find(job_id, waiting=waiting)
 
     async def lookup(self, job_id: str) -> JobInfo | None:
         """A snapshot of the job with this id in any state, or None if this executor knows
@@ -612,10 +496,6 @@ class Backburner(EnqueueMethods):
         """The names of the paused queues."""
         return frozenset(self._pauses.names)
 
-    def _engine_of(self, queue: str) -> Engine | None:
-        config = self.queue_configs[queue]
-        return config.engine if config.engine is not None else self.engine
-
     @property
     def running(self) -> bool:
         """True between ``start()`` and the beginning of ``aclose()``."""
@@ -648,11 +528,3 @@ class Backburner(EnqueueMethods):
 
     def _busy(self) -> bool:
         return any(queue.outstanding() for queue in self._queues.values())
-
-    def _running_jobs(self) -> list[Job[Any]]:
-        # Read by the lag monitor's thread: each list() is taken under the GIL in one step.
-        return [job for queue in list(self._queues.values()) for job in queue.running_jobs()]
-
-
-def _engine_name(engine: Engine | None) -> str:
-    return "local" if engine is None else engine.name

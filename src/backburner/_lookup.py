@@ -1,4 +1,4 @@
-"""``lookup(job_id)``: a snapshot of any job by its id, whatever its state.
+"""``lookup(job_id)``: a snapshot of any job by its id, whatever its state; ``find_job``.
 
 Where it looks, cheapest first: the ``ResultStore`` (finished jobs and tombstones, O(1) once
 indexed), the running and failed jobs (O(running)), then the waiting ones (O(pending +
@@ -45,6 +45,14 @@ class Lookup:
         self._holder = holder
         #: Asked last, for a job this executor does not hold: a journal other processes share.
         self.elsewhere: SharedJobs | None = None
+
+    def find(self, job_id: str, *, waiting: bool = True) -> Job[Any] | None:
+        """The job with this id that the executor holds, or None (see ``Backburner.find_job``)."""
+        queues = list(self._holder.queues().values())
+        found = find_held(queues, self._failures, job_id)
+        if found is None and waiting:
+            found = find_waiting(queues, self._holder.scheduler, job_id)
+        return found
 
     async def lookup(self, job_id: str) -> JobInfo | None:
         """The job with this id as it is now, or None if this executor knows no such job."""

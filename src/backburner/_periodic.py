@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any, NamedTuple, Protocol
@@ -27,7 +27,7 @@ from ._callables import plan_call
 from ._checks import check_timeout
 from ._errors import NotRunning, QueueFull
 from ._job import Job, describe_callable
-from ._options import JobOptions
+from ._options import JobOptions, options_of
 from ._scheduler import Scheduler, Timer
 from ._stats import PeriodicStats
 
@@ -258,6 +258,18 @@ class PeriodicJobs:
         self._scheduler: Scheduler | None = None
         #: With a journal: one tick, one process (set while the journal is open).
         self.gate: TickGate | None = None
+
+    def register(self, spec: Periodic, queues: Collection[str]) -> None:
+        """Check ``spec`` (a ``Periodic``, for one of ``queues``), then ``add`` it."""
+        if not isinstance(spec, Periodic):
+            raise TypeError(f"periodic jobs are Periodic(fn, every=... or cron=...), got {spec!r}")
+        options = spec.options or options_of(spec.fn)
+        if options.queue not in queues:
+            raise ValueError(
+                f"periodic job {spec.label!r} is for queue {options.queue!r}, which this "
+                f"executor does not have ({sorted(queues)})"
+            )
+        self.add(spec, options.queue)
 
     def add(self, spec: Periodic, queue: str) -> None:
         """Register ``spec`` for ``queue``; it starts with the others (at once, if running)."""
