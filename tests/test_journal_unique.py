@@ -8,6 +8,7 @@ process would be); ``tests/e2e/test_box.py`` runs the same across real uvicorn w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import subprocess
@@ -60,14 +61,14 @@ async def test_a_key_another_process_holds_returns_a_handle_on_its_job(path: Pat
         assert ended is JobStatus.SUCCEEDED
         assert other.result() is None  # (its JSON result, from the journal)
     assert journal_jobs.calls == [("holds_key", "a")]
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
 
 
 async def until_finished_on_disk(path: Path, job_id: str) -> None:
     """Poll the journal (a deadline of 10 s) until the job's end is committed."""
     for _ in range(1000):
-        with sqlite3.connect(path) as connection:
+        with contextlib.closing(sqlite3.connect(path)) as connection, connection:
             query = "SELECT finished_at FROM jobs WHERE id = ?"
             if connection.execute(query, (job_id,)).fetchone()[0] is not None:
                 return
@@ -133,7 +134,7 @@ def test_a_journal_of_schema_2_with_duplicate_keys_keeps_the_oldest_holder(path:
     connection.execute("PRAGMA user_version=2")
     connection.close()
     open_file(path, "NORMAL").close()  # migrates to 3
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         assert connection.execute("SELECT id, unique_key FROM jobs ORDER BY rowid").fetchall() == [
             ("job-0", "k"),
             ("job-1", None),
@@ -307,7 +308,7 @@ async def test_a_job_asked_to_cancel_whose_process_died_is_cancelled_not_run(
     async with Backburner(journal=path) as bg:
         await bg.join()
     assert journal_jobs.calls == []
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         assert connection.execute(
             "SELECT state, finished_at IS NOT NULL, cancel_requested FROM jobs WHERE id = ?",
             (orphan,),
@@ -321,7 +322,7 @@ async def test_the_dead_jobs_of_every_process_are_read_without_a_scan_of_finishe
     the week of succeeded jobs the journal keeps (``keep_finished``)."""
     async with Backburner(journal=path):
         pass
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         insert = (
             "INSERT INTO jobs (id, name, queue, payload, state, enqueued_at, finished_at) "
             "VALUES (?, 'tests.record', 'default', '{}', ?, 0, ?)"
@@ -349,7 +350,10 @@ async def test_a_dead_job_retried_runs_whatever_cancel_was_asked_before_it_ended
         pass
     orphan = insert_orphan(path, name="tests.record", state="queued")
     assert request_cancel(path, orphan, 1.0)
-    with sqlite3.connect(path) as connection:  # it ended before its process looked, then died
+    with (
+        contextlib.closing(sqlite3.connect(path)) as connection,
+        connection,
+    ):  # it ended before its process looked, then died
         connection.execute(
             "UPDATE jobs SET state = 'dead', finished_at = 2 WHERE id = ?", (orphan,)
         )
@@ -397,7 +401,7 @@ def test_workers_forked_after_import_make_ids_of_their_own(path: Path) -> None:
     ids = done.stdout.split()
     assert len(ids) == 2, done.stderr
     assert ids[0].partition("-")[0] != ids[1].partition("-")[0]
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (3,)
 
 
