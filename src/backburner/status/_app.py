@@ -60,7 +60,27 @@ _UNSIGNED = (
 
 
 class StatusApp:
-    """The status app's ASGI callable: ``status_app(...)`` makes one (see there)."""
+    """The status app, to mount: ``app.mount("/status", status_app(authorize=owns_job))``.
+
+    ``GET /{id}`` answers the job's snapshot as JSON: 200 while it is known (with
+    ``Retry-After`` until it ends), 404 if it is not, 410 once only its tombstone is left.
+    ``GET /{id}/events`` streams its progress and status as Server-Sent Events until it ends.
+
+    :param bg: the executor to ask; by default the one ``background`` finds (the app's
+        ``BackburnerMiddleware``, for a request that passes through it).
+    :param authorize: ``authorize(request, info) -> bool`` (sync or async): may this request see
+        this job? ``info`` is its ``JobInfo``; ``info.meta`` holds what ``options(meta=...)``
+        gave at enqueue (the user it belongs to, say). If it raises, the answer is no.
+    :param secret: the key that signs status URLs (``sign(job_id)``), at least 32 bytes: a
+        request with a valid, unexpired signature for its job id needs no ``authorize``.
+    :param interval: seconds between two looks at a job while its events stream (0.01 to 60).
+    :param heartbeat: quiet seconds after which a stream sends a comment (1 to 3600), so that
+        proxies keep it open.
+    :param retry_bounds: ``(low, high)``: the ``Retry-After`` estimates stay within these seconds.
+    :param clock: what signatures' expiry is read on: the system clock by default.
+
+    Without ``authorize`` and without a signed URL, every request is refused (403).
+    """
 
     def __init__(
         self,
@@ -245,43 +265,6 @@ def _check_seconds(name: str, value: object, low: float, high: float) -> None:
         raise ValueError(f"{name} must be from {low:g} to {high:g} seconds, got {value!r}")
 
 
-def status_app(
-    bg: Backburner | None = None,
-    *,
-    authorize: Authorize | None = None,
-    secret: str | bytes | None = None,
-    interval: float = 0.5,
-    heartbeat: float = 15.0,
-    retry_bounds: tuple[float, float] = BOUNDS,
-    clock: Clock | None = None,
-) -> StatusApp:
-    """The status app, to mount: ``app.mount("/status", status_app(authorize=owns_job))``.
-
-    ``GET /{id}`` answers the job's snapshot as JSON: 200 while it is known (with
-    ``Retry-After`` until it ends), 404 if it is not, 410 once only its tombstone is left.
-    ``GET /{id}/events`` streams its progress and status as Server-Sent Events until it ends.
-
-    :param bg: the executor to ask; by default the one ``background`` finds (the app's
-        ``BackburnerMiddleware``, for a request that passes through it).
-    :param authorize: ``authorize(request, info) -> bool`` (sync or async): may this request see
-        this job? ``info`` is its ``JobInfo``; ``info.meta`` holds what ``options(meta=...)``
-        gave at enqueue (the user it belongs to, say). If it raises, the answer is no.
-    :param secret: the key that signs status URLs (``sign(job_id)``), at least 32 bytes: a
-        request with a valid, unexpired signature for its job id needs no ``authorize``.
-    :param interval: seconds between two looks at a job while its events stream (0.01 to 60).
-    :param heartbeat: quiet seconds after which a stream sends a comment (1 to 3600), so that
-        proxies keep it open.
-    :param retry_bounds: ``(low, high)``: the ``Retry-After`` estimates stay within these seconds.
-    :param clock: what signatures' expiry is read on: the system clock by default.
-
-    Without ``authorize`` and without a signed URL, every request is refused (403).
-    """
-    return StatusApp(
-        bg,
-        authorize=authorize,
-        secret=secret,
-        interval=interval,
-        heartbeat=heartbeat,
-        retry_bounds=retry_bounds,
-        clock=clock,
-    )
+#: The status app, to mount (see ``StatusApp``): ``status_app(...)`` is ``StatusApp(...)``,
+#: declared once.
+status_app = StatusApp
