@@ -5,10 +5,10 @@ the job's own context (each job runs in a context of its own, see ``_queue.py``)
 job's code starts from there inherits it as any context variable: tasks it creates
 (``asyncio.gather``, a task group, ``wait_for`` on Python < 3.12), threads it hands work to
 (``asyncio.to_thread``, anyio's ``to_thread.run_sync``), a sync job's own thread (its context
-is a copy of the task's). The task resets it when the attempt ends: the task holds its context
-and the job its task, so a job left in it would be a reference cycle per job for the garbage
-collector. A ``set`` and a ``reset`` per attempt (tens of nanoseconds, against microseconds a
-job); a record pays one ``get``.
+is a copy of the task's). It is not reset when the attempt ends: the context is the job's own
+and dies with its task (a job that ends lets go of both, so the job, its context and its task
+form no reference cycle), and a retry's next attempt sets it anew. One ``set`` per attempt
+(tens of nanoseconds, against microseconds a job); a record pays one ``get``.
 """
 
 from __future__ import annotations

@@ -450,14 +450,12 @@ class JobQueue:
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
         job.attempt += 1
-        # For log records, here and in the tasks and threads this starts. Reset at the end:
-        # the task holds this context and the job its task, a cycle only the GC would free.
-        token = job_var.set((job, job.attempt))
+        # For log records, here and in the tasks and threads this starts. Not reset at the
+        # end (a call per job saved): the task holds this context and the job its task, but
+        # a job that ends lets go of both (below), and a retry's next attempt sets it anew.
+        job_var.set((job, job.attempt))
         if self._guarded or not job.is_async or job.options.guarded:
-            try:
-                await self._run_guarded(job)
-            finally:
-                job_var.reset(token)
+            await self._run_guarded(job)
             return
         now = None
         try:
@@ -480,7 +478,6 @@ class JobQueue:
             else:
                 self._host.late_end(job, None)
         finally:
-            job_var.reset(token)
             self._running.discard(job)
             if now is not None or job.done():  # (it succeeded if `now` is set)
                 # Let its context values go, and its task (ending now): a finished job may be
