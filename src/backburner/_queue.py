@@ -453,10 +453,11 @@ class JobQueue:
         # For log records, here and in the tasks and threads this starts. Not reset at the
         # end (a call per job saved): the task holds this context and the job its task, but
         # a job that ends lets go of both (below), and a retry's next attempt sets it anew.
-        job_var.set((job, job.attempt))
         if self._guarded or not job.is_async or job.options.guarded:
+            job_var.set((job, job.attempt))  # (a sync job's thread may outlive its attempt)
             await self._run_guarded(job)
             return
+        job_var.set(job)
         now = None
         try:
             kwargs = job.kwargs
