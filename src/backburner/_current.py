@@ -1,8 +1,8 @@
 """Which job the current code runs in: for log records (``backburner.logs``).
 
-Each attempt's task sets ``job_var`` to the job (or ``(job, attempt)``) before the job's code runs, in
-the job's own context (each job runs in a context of its own, see ``_queue.py``). Whatever the
-job's code starts from there inherits it as any context variable: tasks it creates
+Each attempt's task sets ``job_var`` to the job (or ``(job, attempt)``) before the job's code
+runs, in the job's own context (each job runs in a context of its own, see ``_queue.py``).
+Whatever the job's code starts from there inherits it as any context variable: tasks it creates
 (``asyncio.gather``, a task group, ``wait_for`` on Python < 3.12), threads it hands work to
 (``asyncio.to_thread``, anyio's ``to_thread.run_sync``), a sync job's own thread (its context
 is a copy of the task's). It is not reset when the attempt ends: the context is the job's own

@@ -394,7 +394,7 @@ class Job(Generic[T]):
 
     def exception(self) -> BaseException | None:
         """The exception the job raised, or None if it has not failed (yet)."""
-        return None if self._status is JobStatus.SUCCEEDED else self._outcome  # type: ignore[no-any-return]
+        return None if self._status is JobStatus.SUCCEEDED else self._outcome
 
     def cancel(self) -> bool:
         """Cancel the job. Safe to call from any thread.
