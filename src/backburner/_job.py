@@ -35,6 +35,7 @@ T = TypeVar("T")
 _PROCESS_TAG = f"{os.getpid():x}{secrets.token_hex(2)}"
 _sequence = itertools.count(1)
 _sequence_lock = threading.Lock()
+_drawn = 0  # the last number drawn (under the lock): a greater one names no job yet
 
 
 def _retag() -> None:
@@ -321,11 +322,23 @@ class Job(Generic[T]):
             return given
         seq = self._seq
         if seq is None:
+            global _drawn
             with _sequence_lock:
                 seq = self._seq
                 if seq is None:
-                    seq = self._seq = next(_sequence)
+                    seq = self._seq = _drawn = next(_sequence)
         return f"{_PROCESS_TAG}-{seq}"
+
+    def has_id(self, job_id: str, number: int | None) -> bool:
+        """True if ``job_id`` is this job's id, where ``number`` is ``id_number(job_id)``.
+
+        Makes no id for a job that has none yet (no one can know an id never made), so a
+        search through thousands of waiting jobs draws no numbers and formats no strings.
+        """
+        rare = self._rare
+        if rare is not None and rare.given_id:
+            return rare.given_id == job_id
+        return number is not None and self._seq == number
 
     @property
     def name(self) -> str:
@@ -579,6 +592,17 @@ def _wake(future: asyncio.Future[None]) -> None:
 def _set_if_pending(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def id_number(job_id: str) -> int | None:
+    """The number in ``job_id`` if it is an id this process made (see ``Job.id``), else None
+    (another process's id, a given one, or no id at all): what ``Job.has_id`` compares."""
+    tag, _, digits = job_id.rpartition("-")
+    if tag != _PROCESS_TAG or not (digits.isascii() and digits.isdigit()):
+        return None
+    number = int(digits)
+    # ("007" names no job: ids are written without leading zeros.)
+    return number if 0 < number <= _drawn and str(number) == digits else None
 
 
 def describe_callable(fn: object) -> str:
