@@ -299,11 +299,12 @@ class JobQueue:
 
     # Limited jobs (not the plain path): any thread.
 
-    def submit_limited(self, job: Job[Any]) -> None:
+    def submit_limited(self, job: Job[Any], keys: tuple[str | None, ...] | None = None) -> None:
         """``submit`` for a job with limits: it waits for a worker, or is held by a limit.
 
         A held job counts as waiting here (``max_pending``, ``join()``, shutdown's report)
-        but is not in the deque, so it holds no worker and jobs behind it start.
+        but is not in the deque, so it holds no worker and jobs behind it start. ``keys``:
+        a new job's keys (enqueue's lean path), which the gate registers as it enters.
         """
         assert self._limits is not None
         lock = self._lock
@@ -312,7 +313,7 @@ class JobQueue:
             if self._waiting - (self.workers - self._busy) >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
-            if not self._limits.enter(job, self._to_pending):
+            if not self._limits.enter(job, self._to_pending, keys):
                 return  # held: its limit hands it to _to_pending when it lets it go
             self._pending.append(job)
             pump = self._dispatching and self._must_pump()
@@ -490,10 +491,10 @@ class JobQueue:
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout, journaled and limited jobs.
-        if job.is_async and job.hooks is None and job.options.timeout is None:
+        if job.is_async and job.options.timeout is None and (job._rare is None or not job.hooks):
             # A limited async job (the only other kind that comes here): its limits hear of
             # its start and its end, nothing more. (In this coroutine, not one more: each
-            # level costs at every step of the job.)
+            # level costs at every step of the job. `_succeeded` inlined, as `_run` does.)
             limits = self._limits
             assert limits is not None
             if limits.rated:  # its rate windows count it from its start
@@ -507,11 +508,19 @@ class JobQueue:
             except BaseException as exc:  # SystemExit, KeyboardInterrupt: see _failed_attempt
                 self._end(job, _FAILED, exc=exc)
             else:
-                if self._succeeded(job, result):
+                if job._status is _RUNNING:
+                    self._processed += 1
+                    job.succeed(result)
+                    self._keep(job)
                     now = job.finished_at  # the successor starts now: one clock read saved
+                    ran = now - job.started_at  # type: ignore[operator]  # both set by now
+                    self._durations[0 if ran <= _FIRST else _bucket(_BOUNDS, ran)] += 1
+                    self._duration_sum += ran
+                else:
+                    self._host.late_end(job, None)  # abandoned at shutdown: changes nothing
             finally:
                 self._running.discard(job)
-                if job.done():  # (its context and task let go, as in `_run`)
+                if now is not None or job.done():  # (its context and task let go, as in `_run`)
                     job.context = job.task = None  # type: ignore[assignment]
                 limits.release(job)  # its tokens back first: a job of its key may start next
                 self._free_slot(now)
