@@ -226,8 +226,9 @@ class Limits:
         finally:
             lock.release()
 
-    def release(self, job: Job[Any]) -> None:
-        """The job's attempt ended (or it was cancelled): give its tokens back."""
+    def release(self, job: Job[Any], done: bool | None = None) -> None:
+        """The job's attempt ended (or it was cancelled): give its tokens back. ``done``:
+        whether the job has ended (None: it is asked)."""
         admitted: list[_Admitted] | None = None  # (a list made only when one is let go)
         nxt: Job[Any] | None = None  # (or the one job its lone limit lets go: no list)
         lock = self._lock
@@ -237,7 +238,7 @@ class Limits:
             ticket = tickets.get(job)
             if ticket is None:
                 return
-            if job.done():
+            if job.done() if done is None else done:
                 del tickets[job]  # it has ended: nothing more to count it under
             if not ticket.holding:
                 return

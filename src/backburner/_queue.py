@@ -455,6 +455,43 @@ class JobQueue:
         # the task holds this context and the job its task, a cycle only the GC would free.
         token = job_var.set((job, job.attempt))
         if self._guarded or not job.is_async or job.options.guarded:
+            lean = job.is_async and job.options.timeout is None
+            if lean and (job._rare is None or not job.hooks):
+                # A limited async job (the only other kind that comes here; plain jobs never
+                # do): its limits hear of its start and its end, nothing more. Here, not in
+                # `_run_guarded`: a coroutine level costs at every step of the job.
+                limits = self._limits
+                assert limits is not None
+                if limits.rated:  # its rate windows count it from its start
+                    limits.started(job)
+                now = None
+                try:
+                    kwargs = job.kwargs
+                    result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
+                except asyncio.CancelledError:
+                    self._end(job, _CANCELLED)
+                except BaseException as exc:  # see _failed_attempt
+                    self._end(job, _FAILED, exc=exc)
+                else:
+                    if job._status is _RUNNING:  # (below as in the plain path)
+                        self._processed += 1
+                        job.succeed(result)
+                        self._keep(job)
+                        now = job.finished_at
+                        ran = now - job.started_at  # type: ignore[operator]
+                        self._durations[0 if ran <= _FIRST else _bucket(_BOUNDS, ran)] += 1
+                        self._duration_sum += ran
+                    else:
+                        self._host.late_end(job, None)
+                finally:
+                    job_var.reset(token)
+                    self._running.discard(job)
+                    done = now is not None or job.done()
+                    if done:
+                        job.context = job.task = None  # type: ignore[assignment]
+                    limits.release(job, done)  # its tokens first: its key's next may start next
+                    self._free_slot(now)
+                return
             try:
                 await self._run_guarded(job)
             finally:
@@ -490,41 +527,8 @@ class JobQueue:
             self._free_slot(now)
 
     async def _run_guarded(self, job: Job[Any]) -> None:
-        # `_run` for sync jobs (in a thread), jobs with a timeout, journaled and limited jobs.
-        if job.is_async and job.options.timeout is None and (job._rare is None or not job.hooks):
-            # A limited async job (the only other kind that comes here): its limits hear of
-            # its start and its end, nothing more. (In this coroutine, not one more: each
-            # level costs at every step of the job. `_succeeded` inlined, as `_run` does.)
-            limits = self._limits
-            assert limits is not None
-            if limits.rated:  # its rate windows count it from its start
-                limits.started(job)
-            now = None
-            try:
-                kwargs = job.kwargs
-                result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
-            except asyncio.CancelledError:
-                self._end(job, _CANCELLED)
-            except BaseException as exc:  # SystemExit, KeyboardInterrupt: see _failed_attempt
-                self._end(job, _FAILED, exc=exc)
-            else:
-                if job._status is _RUNNING:
-                    self._processed += 1
-                    job.succeed(result)
-                    self._keep(job)
-                    now = job.finished_at  # the successor starts now: one clock read saved
-                    ran = now - job.started_at  # type: ignore[operator]  # both set by now
-                    self._durations[0 if ran <= _FIRST else _bucket(_BOUNDS, ran)] += 1
-                    self._duration_sum += ran
-                else:
-                    self._host.late_end(job, None)  # abandoned at shutdown: changes nothing
-            finally:
-                self._running.discard(job)
-                if now is not None or job.done():  # (its context and task let go, as in `_run`)
-                    job.context = job.task = None  # type: ignore[assignment]
-                limits.release(job)  # its tokens back first: a job of its key may start next
-                self._free_slot(now)
-            return
+        # `_run` for sync jobs (in a thread), jobs with a timeout, journaled jobs (and limited
+        # jobs with any of these: a limited async job alone is `_run`'s).
         hooks = job.hooks  # a journaled job's: its start goes to disk first
         began = None if hooks is None else hooks.began(job)
         timeout = job.options.timeout
