@@ -114,6 +114,7 @@ class JobQueue:
         "_dispatching",
         "_duration_sum",
         "_durations",
+        "_durations_first",
         "_effective",
         "_failed",
         "_guarded",
@@ -206,6 +207,7 @@ class JobQueue:
         # How long the attempts ran: a count per bucket of `BOUNDS` and the seconds in all
         # (the job-duration histogram, read at scrape time). Loop thread.
         self._durations = empty()
+        self._durations_first = 0  # the first bucket's count, apart: most jobs land there
         self._duration_sum = 0.0
 
     # Admission: any thread.
@@ -451,15 +453,16 @@ class JobQueue:
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
         job.attempt += 1
-        # For log records, here and in the tasks and threads this starts. Reset at the end:
-        # the task holds this context and the job its task, a cycle only the GC would free.
-        token = job_var.set((job, job.attempt))
+        # For log records, here and in the tasks and threads this starts. Not reset at the
+        # end (a call per job saved): the task holds this context and the job its task, but
+        # a job that ends lets go of both (below), and a retry's next attempt sets it anew.
         if self._guarded or not job.is_async or job.options.guarded:
             lean = job.is_async and job.options.timeout is None
             if lean and (job._rare is None or not job.hooks):
                 # A limited async job (the only other kind that comes here; plain jobs never
                 # do): its limits hear of its start and its end, nothing more. Here, not in
                 # `_run_guarded`: a coroutine level costs at every step of the job.
+                job_var.set(job)  # (as a plain job's: no thread of it outlives its attempt)
                 limits = self._limits
                 assert limits is not None
                 if limits.rated:  # its rate windows count it from its start
@@ -479,12 +482,14 @@ class JobQueue:
                         self._keep(job)
                         now = job.finished_at
                         ran = now - job.started_at  # type: ignore[operator]
-                        self._durations[0 if ran <= _FIRST else _bucket(_BOUNDS, ran)] += 1
+                        if ran <= _FIRST:
+                            self._durations_first += 1
+                        else:
+                            self._durations[_bucket(_BOUNDS, ran)] += 1
                         self._duration_sum += ran
                     else:
                         self._host.late_end(job, None)
                 finally:
-                    job_var.reset(token)
                     self._running.discard(job)
                     done = now is not None or job.done()
                     if done:
@@ -492,11 +497,10 @@ class JobQueue:
                     limits.release(job, done)  # its tokens first: its key's next may start next
                     self._free_slot(now)
                 return
-            try:
-                await self._run_guarded(job)
-            finally:
-                job_var.reset(token)
+            job_var.set((job, job.attempt))  # (a sync job's thread may outlive its attempt)
+            await self._run_guarded(job)
             return
+        job_var.set(job)
         now = None
         try:
             kwargs = job.kwargs
@@ -512,13 +516,15 @@ class JobQueue:
                 self._keep(job)
                 now = job.finished_at  # the successor starts now: one clock read saved
                 ran = now - job.started_at  # type: ignore[operator]  # both set by now
-                # (Most jobs end within the first bound: one comparison, not a bisect.)
-                self._durations[0 if ran <= _FIRST else _bucket(_BOUNDS, ran)] += 1
+                # (Most jobs end within the first bound: one comparison and a counter.)
+                if ran <= _FIRST:
+                    self._durations_first += 1
+                else:
+                    self._durations[_bucket(_BOUNDS, ran)] += 1
                 self._duration_sum += ran
             else:
                 self._host.late_end(job, None)
         finally:
-            job_var.reset(token)
             self._running.discard(job)
             if now is not None or job.done():  # (it succeeded if `now` is set)
                 # Let its context values go, and its task (ending now): a finished job may be
@@ -978,7 +984,9 @@ class JobQueue:
     def durations(self) -> tuple[list[int], float]:
         """How long this queue's attempts ran: a count per bucket of ``BOUNDS`` (the last:
         longer than every bound) and their seconds in all. Any thread."""
-        return list(self._durations), self._duration_sum
+        counts = list(self._durations)
+        counts[0] += self._durations_first
+        return counts, self._duration_sum
 
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""
