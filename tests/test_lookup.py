@@ -122,6 +122,21 @@ async def test_ids_this_process_never_made_name_no_job() -> None:
         gate.opened.set()
 
 
+async def test_an_id_with_thousands_of_digits_names_no_job_and_raises_nothing() -> None:
+    # A status URL is anyone's to type: this process's tag (in every id it hands out) and
+    # more digits than int() converts (4,300) must be an unknown id, not a ValueError (a 500).
+    gate = Gate()
+    async with Backburner(workers=1) as bg:
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        waiting = bg.enqueue(noop)
+        tag = waiting.id.rpartition("-")[0]
+        for digits in ("1" * 5000, "9" * 25):
+            assert await bg.lookup(f"{tag}-{digits}") is None
+            assert bg.find_job(f"{tag}-{digits}") is None
+        gate.opened.set()
+
+
 async def test_scheduled_and_retrying_jobs_are_found_with_their_state() -> None:
     clock = ManualClock()
     async with Backburner(clock=clock) as bg:

@@ -598,7 +598,9 @@ def id_number(job_id: str) -> int | None:
     """The number in ``job_id`` if it is an id this process made (see ``Job.id``), else None
     (another process's id, a given one, or no id at all): what ``Job.has_id`` compares."""
     tag, _, digits = job_id.rpartition("-")
-    if tag != _PROCESS_TAG or not (digits.isascii() and digits.isdigit()):
+    # (More than 20 digits names no number ever drawn, and int() refuses over 4,300: a
+    # lookup by an id from a URL must answer None, not raise.)
+    if tag != _PROCESS_TAG or len(digits) > 20 or not (digits.isascii() and digits.isdigit()):
         return None
     number = int(digits)
     # ("007" names no job: ids are written without leading zeros.)
