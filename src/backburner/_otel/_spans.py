@@ -69,7 +69,7 @@ class JobTelemetry:
         raised. A job already enqueued once (recovered, retried by hand) gets none."""
         job.hooks = self.hooks_for(job.hooks)
         if stored:
-            if not hasattr(job, "trace"):  # recovered from a row written without tracing
+            if job.trace is None:  # recovered from a row written without tracing
                 job.trace = (None, None, False)
             return nullcontext()
         in_trace = trace.get_current_span().get_span_context().is_valid
