@@ -326,7 +326,10 @@ class Job(Generic[T]):
             with _sequence_lock:
                 seq = self._seq
                 if seq is None:
-                    seq = self._seq = _drawn = next(_sequence)
+                    # `_drawn` first: from the moment the job holds its number, another
+                    # thread may read its id (without the lock) and look it up (`id_number`).
+                    seq = _drawn = next(_sequence)
+                    self._seq = seq
         return f"{_PROCESS_TAG}-{seq}"
 
     def has_id(self, job_id: str, number: int | None) -> bool:
