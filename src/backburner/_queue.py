@@ -490,7 +490,8 @@ class JobQueue:
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout, journaled and limited jobs.
-        if job.is_async and job.hooks is None and job.options.timeout is None:
+        hooks = job.hooks  # a journaled or traced job's (one property read: every such job)
+        if job.is_async and hooks is None and job.options.timeout is None:
             # A limited async job (the only other kind that comes here): its limits hear of
             # its start and its end, nothing more. (In this coroutine, not one more: each
             # level costs at every step of the job.)
@@ -516,7 +517,7 @@ class JobQueue:
                 limits.release(job)  # its tokens back first: a job of its key may start next
                 self._free_slot(now)
             return
-        hooks = job.hooks  # a journaled job's: its start goes to disk first
+        # A journaled job's start goes to disk first; a traced job's span opens.
         began = None if hooks is None else hooks.began(job)
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)

@@ -56,7 +56,7 @@ class JobTelemetry:
         # A span open per running attempt. (Keyed by job: a job's slots stay as they are.)
         self._attempts: dict[Job[Any], Span] = {}
         # The histogram's attributes by queue, then outcome: made once each, not per attempt.
-        self._labels: dict[str, dict[str, dict[str, str]]] = {}
+        self._labels: dict[str, dict[JobStatus, dict[str, str]]] = {}
         self._record = self.meters.histogram.record
 
     def hooks_for(self, inner: JobHooks | None) -> TracedHooks:
@@ -144,7 +144,7 @@ class JobTelemetry:
         ended = job.finished_at  # set just now, if the job reached its end
         if ended is None or outcome is _RETRYING:
             ended = time.time()
-        duration = 0.0 if started is None else max(0.0, ended - started)
+        duration = 0.0 if started is None or ended < started else ended - started
         if exc is not None:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, error_line(exc)))
@@ -157,9 +157,9 @@ class JobTelemetry:
         by_outcome = self._labels.get(job.queue)
         if by_outcome is None:
             by_outcome = self._labels[job.queue] = {}
-        labels = by_outcome.get(outcome.value)
+        labels = by_outcome.get(outcome)  # (by the member: its `.value` is a property call)
         if labels is None:
-            labels = by_outcome[outcome.value] = {
+            labels = by_outcome[outcome] = {
                 "messaging.destination.name": job.queue,
                 "backburner.outcome": outcome.value,
             }
