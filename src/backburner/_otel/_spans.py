@@ -78,7 +78,7 @@ class JobTelemetry:
         hooks = job.hooks
         job.hooks = self.plain if hooks is None else self.hooks_for(hooks)
         if stored:
-            if not hasattr(job, "trace"):  # recovered from a row written without tracing
+            if job.trace is None:  # recovered from a row written without tracing
                 job.trace = _UNTRACED
             return nullcontext()
         current = otel_context.get_current()  # read once: the parent, and whether there is one
