@@ -192,6 +192,8 @@ def report(samples: list[Sample], health: list[tuple[float, float]], info: dict[
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for route, way in ROUTES.items():
         runs = by_route[route]
+        if not runs:
+            continue  # not run (--routes)
         refused = sum(s.refused + s.socket_errors for s in runs)
         flag = f" ({refused:,} refused or failed)" if refused else ""
         print(
@@ -210,9 +212,9 @@ def report(samples: list[Sample], health: list[tuple[float, float]], info: dict[
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for route, way in ROUTES.items():
-        if route == "/noop":
-            continue
         runs = by_route[route]
+        if route == "/noop" or not runs:
+            continue
         growth = [g for g in map(rss_per_pending, runs) if g is not None]
         jobs = (
             f"{sum(s.finished for s in runs):,} / {sum(s.reported for s in runs):,} / "
@@ -279,7 +281,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 s per route, 1 repeat")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every sample here")
+    parser.add_argument(
+        "--routes",
+        type=lambda text: [r if r.startswith("/") else f"/{r}" for r in text.split(",")],
+        default=list(ROUTES),
+        metavar="A,B",
+        help="run only these routes (e.g. enqueue,durable), and no loop-health row; the "
+        "rows of the others say n/a",
+    )
     options = parser.parse_args(argv)
+    unknown = set(options.routes) - set(ROUTES)
+    if unknown:
+        parser.error(
+            f"--routes: no route {', '.join(sorted(unknown))}; the routes: {', '.join(ROUTES)}"
+        )
     if options.quick:
         options.duration, options.repeats = 2, 1
     info = machine()
@@ -289,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["load"] = f"wrk -t{options.threads} -c{options.connections} -d{options.duration}s"
     samples: list[Sample] = []
     health: list[tuple[float, float]] = []
-    routes = list(ROUTES)
+    routes = [route for route in ROUTES if route in options.routes]
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         workdir = Path(tmp)
         lua = wrk_script(workdir)
@@ -297,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Rotate which route goes first, keeping backburner and the Task-per-job pool side
             # by side (in turn first): their ratio is the headline, and the machine's load drifts.
             pair = ["/enqueue", "/taskpool"] if repeat % 2 == 0 else ["/taskpool", "/enqueue"]
+            pair = [route for route in pair if route in routes]
             others = [route for route in routes if route not in pair]
             at = repeat % (len(others) + 1)
             order = others[at:] + pair + others[:at]
@@ -311,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{sample.vanished:,}",
                     file=sys.stderr,
                 )
-            health.append(loop_health(options, workdir, lua))
+            if routes == list(ROUTES):
+                health.append(loop_health(options, workdir, lua))
     report(samples, health, info)
     if options.json:
         options.json.write_text(
