@@ -3,7 +3,7 @@
 Writes arrive as operations (a job accepted, started, waiting to retry, finished) from any
 thread. The writer takes everything queued since its last commit and writes it in one
 ``BEGIN IMMEDIATE`` transaction (group commit): many enqueues, one commit. A caller that must
-know its job is on disk waits for its batch: ``wait()`` blocks a thread, ``await_batch()``
+know its job is on disk waits for its batch: ``wait()`` blocks a thread, ``ainsert()``
 suspends a task; the event loop itself never touches the file.
 
 Between batches, every ``heartbeat`` seconds, the writer does the process's housekeeping
@@ -205,6 +205,28 @@ class Journal:
         holder's id is appended to ``holder`` (which a row with a key must be given). Raises
         ``JournalError`` at once if the journal can write nothing more.
         """
+        with self._cond:
+            return self._insert(row, holder)
+
+    async def ainsert(self, row: tuple[Any, ...], holder: list[tuple[str]] | None = None) -> None:
+        """``insert``, then suspend this task until the row is committed (the event loop runs
+        on meanwhile); ``JournalError`` if it was not written.
+
+        One acquisition of the lock for both: every request that awaits ``aenqueue`` comes
+        here, and the writer may be waiting on that lock.
+        """
+        future = asyncio.get_running_loop().create_future()
+        with self._cond:
+            batch = self._insert(row, holder)
+            batch.futures.append(future)
+        await future
+        if batch.error is not None:
+            raise batch.error
+
+    def _insert(self, row: tuple[Any, ...], holder: list[tuple[str]] | None) -> Batch:
+        """``insert`` under the lock."""
+        if self._refusal is not None:
+            raise JournalError(f"{self._refusal}; the job was not written")
         job_id, name, queue, payload, run_at, unique_key, enqueued_at, trace = row
         params = (
             job_id,
@@ -218,17 +240,14 @@ class Journal:
             enqueued_at,
             trace,
         )
-        with self._cond:
-            if self._refusal is not None:
-                raise JournalError(f"{self._refusal}; the job was not written")
-            if unique_key is None:
-                self._ops.append((INSERT, params))
-            else:
-                assert holder is not None
-                self._ops.append((INSERT_UNIQUE, (*params, holder)))
-            self._uncommitted += 1
-            self._notify()
-            return self._batch
+        if unique_key is None:
+            self._ops.append((INSERT, params))
+        else:
+            assert holder is not None
+            self._ops.append((INSERT_UNIQUE, (*params, holder)))
+        self._uncommitted += 1
+        self._notify()
+        return self._batch
 
     def delete(self, job_id: str) -> Batch:
         """Take back a row whose job was not accepted after all (its queue was full)."""
@@ -334,19 +353,6 @@ class Journal:
         while not batch.done.wait(1.0):
             if self._thread is None or not self._thread.is_alive():
                 raise JournalError(f"the journal {self.path} has stopped; the job was not written")
-        if batch.error is not None:
-            raise batch.error
-
-    async def await_batch(self, batch: Batch) -> None:
-        """Suspend this task until ``batch`` is committed (the event loop runs on meanwhile)."""
-        with self._cond:
-            if batch.done.is_set():
-                future = None
-            else:
-                future = asyncio.get_running_loop().create_future()
-                batch.futures.append(future)
-        if future is not None:
-            await future
         if batch.error is not None:
             raise batch.error
 
