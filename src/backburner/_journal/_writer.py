@@ -34,6 +34,7 @@ from typing import Any
 
 from .._errors import JournalError
 from .._stats import JournalStats
+from ._checkpoint import Checkpointer
 from ._config import SYNCHRONOUS, JournalConfig
 from ._file import BUSY_TIMEOUT_MS, open_file
 from ._owners import (
@@ -135,6 +136,7 @@ class Journal:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._owners = Owners(self)  # heartbeats, claims, retention: on this writer's thread
+        self._checkpointer: Checkpointer | None = None  # the WAL's copies, off this thread
 
     def __repr__(self) -> str:
         return f"<Journal {self.path} owner={self.owner}>"
@@ -408,6 +410,7 @@ class Journal:
             self._owners.claim()
             self._owners.prune()
             self._owners.count_rows()
+            self._start_checkpointer(synchronous)
         except BaseException as exc:
             if self._connection is not None:
                 self._connection.close()
@@ -430,8 +433,26 @@ class Journal:
             self._fail_waiting(JournalError(f"the journal {self.path} has stopped"))
         finally:
             open_here.discard(self.owner)
+            self._stop_checkpointer()
             self._close_reader()
             self._closed.set_result(None)
+
+    def _start_checkpointer(self, synchronous: str) -> None:
+        """Checkpoint on another thread, not in commits; if it cannot start, SQLite does it."""
+        assert self._connection is not None
+        checkpointer = Checkpointer(self.path, synchronous)
+        try:
+            checkpointer.start()
+        except sqlite3.Error as exc:  # pragma: no cover - the writer's own open just worked
+            logger.warning("the journal %s: checkpoints stay in commits (%s)", self.path, exc)
+            return
+        self._checkpointer = checkpointer
+        self._connection.execute("PRAGMA wal_autocheckpoint=0")
+
+    def _stop_checkpointer(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
 
     def _serve(self) -> None:
         heartbeat = self.config.heartbeat
@@ -490,6 +511,8 @@ class Journal:
         else:
             try:
                 self.transaction(lambda connection: write_ops(connection, ops, self._bulk))
+                if self._checkpointer is not None:
+                    self._checkpointer.wanted()
             except Exception as exc:
                 logger.error(
                     "could not write %d jobs to the journal %s: %s", len(ops), self.path, exc
@@ -567,6 +590,7 @@ class Journal:
             self._problem,
         )
         self._fail_waiting(JournalError(self._problem))
+        self._stop_checkpointer()  # its connection finds the WAL by name too
         if self._connection is not None:
             # At once: a journal made anew at the path would share this one's -wal and -shm
             # files (they are found by name). SQLite does not checkpoint or delete the WAL of
