@@ -6,6 +6,7 @@ executes a batch of them in order, inside the writer's transaction.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from typing import Any
 
@@ -86,10 +87,10 @@ def _v(column: int) -> str:
 # them), so that a few statements serve every batch from the connection's statement cache.
 BULK_SQL = {
     INSERT: "INSERT INTO jobs (id, name, queue, payload, state, owner, lease_until, run_at, "
-    "attempt, unique_key, enqueued_at, trace) SELECT v.column1, v.column2, v.column3, "
-    "v.column4, 'queued', v.column5, v.column6, v.column7, 0, v.column8, v.column9, "
-    "v.column10 FROM ({rows}) AS v WHERE v.column1 IS NOT NULL",
-    DELETE: "DELETE FROM jobs WHERE id IN (SELECT v.column1 FROM ({rows}) AS v)",
+    f"attempt, unique_key, enqueued_at, trace) SELECT {_v(1)}, {_v(2)}, {_v(3)}, {_v(4)}, "
+    f"'queued', {_v(5)}, {_v(6)}, {_v(7)}, 0, {_v(8)}, {_v(9)}, {_v(10)} "
+    f"FROM ({{rows}}) AS v WHERE {_v(1)} IS NOT NULL",
+    DELETE: f"DELETE FROM jobs WHERE id IN (SELECT {_v(1)} FROM ({{rows}}) AS v)",
     STARTED: f"UPDATE OR IGNORE jobs SET state = 'running', attempt = {_v(1)}, "
     f"finished_at = NULL, owner = {_v(2)}, lease_until = {_v(3)}, started_at = {_v(4)}, "
     f"progress = NULL FROM ({{rows}}) AS v WHERE jobs.id = {_v(5)}",
@@ -112,12 +113,6 @@ _SIZES = (2, 4, 8, 16, 32, 64)
 _MOST = _SIZES[-1]
 
 
-def _bulk(kind: int, size: int, width: int) -> str:
-    """The statement for ``size`` operations of ``kind``, each of ``width`` parameters."""
-    row = f"({', '.join('?' * width)})"
-    return BULK_SQL[kind].format(rows=f"VALUES {', '.join([row] * size)}")
-
-
 def _execute_run(connection: sqlite3.Connection, kind: int, run: list[tuple[Any, ...]]) -> None:
     """Write ``run`` (two or more operations of ``kind``) in as few statements as it takes."""
     width = len(run[0])
@@ -129,15 +124,11 @@ def _execute_run(connection: sqlite3.Connection, kind: int, run: list[tuple[Any,
         connection.execute(_bulk_statement(kind, size, width), params)
 
 
-_statements: dict[tuple[int, int, int], str] = {}
-
-
+@functools.cache
 def _bulk_statement(kind: int, size: int, width: int) -> str:
-    key = (kind, size, width)
-    sql = _statements.get(key)
-    if sql is None:
-        sql = _statements[key] = _bulk(kind, size, width)
-    return sql
+    """The statement for ``size`` operations of ``kind``, each of ``width`` parameters."""
+    row = f"({', '.join('?' * width)})"
+    return BULK_SQL[kind].format(rows=f"VALUES {', '.join([row] * size)}")
 
 
 def write_ops(
