@@ -237,6 +237,14 @@ def _handle() -> CurrentJob:
         (True, None, None, TypeError, "done must be a number"),
         (1, "10", None, TypeError, "total must be a number"),
         (1, 10, 42, TypeError, "message must be a str or None, got int 42"),
+        pytest.param(
+            1,
+            10,
+            "x" * 1001,
+            ValueError,
+            "message is 1,001 characters long, more than 1,000",
+            id="long-message",
+        ),
     ],
 )
 def test_set_progress_refuses_bad_arguments_where_it_is_called(

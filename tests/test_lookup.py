@@ -77,6 +77,51 @@ async def test_pending_jobs_are_found_with_their_place_in_the_queue() -> None:
         gate.opened.set()
 
 
+def _number(job_id: str) -> int:
+    return int(job_id.rpartition("-")[2])
+
+
+async def test_searching_the_waiting_jobs_makes_no_id_for_them() -> None:
+    # Ids are numbered in the order they are first asked for: a lookup that made one for
+    # every waiting job it passed (each a number held and a string formatted, at every
+    # request of a status endpoint) would number these in queue order.
+    gate = Gate()
+    async with Backburner(workers=1) as bg:
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        first, second = bg.enqueue(noop), bg.enqueue(noop)
+        later = bg.enqueue_in(60, noop)
+        assert await bg.lookup("nope-1") is None
+        made = second.id  # the first id made since: the search made none
+        assert await bg.lookup(made) is not None
+        assert _number(first.id) > _number(made)
+        assert _number(later.id) > _number(made)
+        gate.opened.set()
+
+
+async def test_ids_this_process_never_made_name_no_job() -> None:
+    gate = Gate()
+    async with Backburner(workers=1) as bg:
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        waiting = bg.enqueue(noop)
+        job_id = waiting.id
+        tag, _, digits = job_id.rpartition("-")
+        for other in (
+            f"{tag}-0{digits}",  # the same number, written another way
+            f"{tag}-{int(digits) + 1000}",  # a number not made yet
+            f"{tag}x-{digits}",  # another process's tag
+            f"{tag}-{digits}-",
+            f"{tag}-+{digits}",
+            f"{tag}-{chr(0x661) * len(digits)}",  # digits (ARABIC-INDIC ONE), but not ASCII
+        ):
+            assert await bg.lookup(other) is None, other
+        found = await bg.lookup(job_id)
+        assert found is not None
+        assert found.status is JobStatus.PENDING
+        gate.opened.set()
+
+
 async def test_scheduled_and_retrying_jobs_are_found_with_their_state() -> None:
     clock = ManualClock()
     async with Backburner(clock=clock) as bg:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._failures import FailedJobs
-from ._job import Job
+from ._job import Job, id_number
 from ._ports import Queue
 from ._scheduler import Scheduler, Timer
 from ._status import JobStatus
@@ -28,9 +28,10 @@ def find_held(queues: Iterable[Queue], failures: FailedJobs, job_id: str) -> Job
     failed = failures.get(job_id)  # first: one lookup, and a dead list page asks for each row
     if failed is not None:
         return failed
+    number = id_number(job_id)
     for queue in queues:
         for job in queue.running_jobs():
-            if job.id == job_id:
+            if job.has_id(job_id, number):
                 return job
     return None
 
@@ -42,12 +43,15 @@ def find_waiting(
 
     Any thread (each queue's and the scheduler's lock is held only to copy what they hold).
     """
+    # (Compared by number, not by `job.id`: that would make an id for every waiting job
+    # that has none, and format a string for each, at every search.)
+    number = id_number(job_id)
     for queue in queues:
         for job in queue.waiting_jobs():
-            if (job.status is JobStatus.PENDING or job.status.held) and job.id == job_id:
+            if job.has_id(job_id, number) and (job.status is JobStatus.PENDING or job.status.held):
                 return job
     for _, job in timed_entries(scheduler):
-        if job.id == job_id and job.status in _TIMED:
+        if job.has_id(job_id, number) and job.status in _TIMED:
             return job
     return None
 

@@ -21,7 +21,7 @@ from ._current import current_attempt
 from ._errors import NotInJob
 from ._info import NO_META
 from ._job import Job
-from ._progress import NUMBERS, Progress, ProgressCell, check_report
+from ._progress import MAX_MESSAGE, NUMBERS, Progress, ProgressCell, check_report
 
 __all__ = ["CurrentJob", "current_job"]
 
@@ -89,9 +89,9 @@ class CurrentJob:
 
         Never blocks and wakes nobody: the latest report is kept for whoever looks
         (``lookup``, the dashboard). ``done`` and ``total`` are finite numbers, 0 or more,
-        ``done`` at most ``total``; ``message`` a str. Anything else raises ``TypeError`` or
-        ``ValueError`` here. The ETA (``Progress.eta``) comes from the rate since this
-        attempt's first report.
+        ``done`` at most ``total``; ``message`` a str of at most 1,000 characters. Anything
+        else raises ``TypeError`` or ``ValueError`` here. The ETA (``Progress.eta``) comes
+        from the rate since this attempt's first report.
         """
         # The common case checked inline (an exact int or float, finite, in order): a call in
         # a tight loop must stay well under a microsecond. Anything else takes check_report,
@@ -100,7 +100,7 @@ class CurrentJob:
             type(done) not in NUMBERS
             or not 0 <= done <= _MAX
             or (total is not None and (type(total) not in NUMBERS or not done <= total <= _MAX))
-            or (message is not None and type(message) is not str)
+            or (message is not None and (type(message) is not str or len(message) > MAX_MESSAGE))
         ):
             done, total, message = check_report(done, total, message)
         now = _now()

@@ -35,6 +35,7 @@ T = TypeVar("T")
 _PROCESS_TAG = f"{os.getpid():x}{secrets.token_hex(2)}"
 _sequence = itertools.count(1)
 _sequence_lock = threading.Lock()
+_drawn = 0  # the last number drawn (under the lock): a greater one names no job yet
 
 
 def _retag() -> None:
@@ -120,13 +121,14 @@ class JobHooks:
 class _Rare:
     """The fields few jobs ever set, in an object of their own made when the first one is.
 
-    A plain job (no given id, unique key, hooks, timer or schedule, nobody awaiting it) has
-    none: seven fields out of the handle for one slot is 48 bytes fewer on every pending job,
-    and six fewer references for the garbage collector to visit at every full collection.
+    A plain job (no given id, unique key, hooks, timer or schedule, trace, nobody awaiting it)
+    has none: nine fields out of the handle for one slot is 64 bytes fewer on every pending
+    job, and eight fewer references for the garbage collector to visit at every collection.
     """
 
     __slots__ = (
-        "given_id", "hooks", "progress", "ready_at", "run_at", "timer", "unique_key", "waiters",
+        "given_id", "hooks", "progress", "ready_at", "run_at", "timer", "trace", "unique_key",
+        "waiters",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -138,6 +140,7 @@ class _Rare:
         self.unique_key: str | None = None
         self.waiters: list[asyncio.Future[None]] | None = None
         self.progress: ProgressCell | None = None  # the reports of the attempt running or last run
+        self.trace: tuple[str | None, Any, bool] | None = None  # see Job.trace
 
 
 # A job's rare fields may first be set from two threads at once (a waiter on another event
@@ -165,10 +168,9 @@ class Job(Generic[T]):
     """
 
     __slots__ = (
-        "_exception",
+        "_outcome",
         "_owner",
         "_rare",
-        "_result",
         "_seq",
         "_status",
         "args",
@@ -183,14 +185,7 @@ class Job(Generic[T]):
         "queue",
         "started_at",
         "task",
-        "trace",
     )
-    #: While tracing is on (and only then: never on an untraced job's path): the W3C
-    #: ``traceparent`` of the job's enqueue span (None without one), which a journal stores
-    #: and a remote engine sends; that span's context (None if only the traceparent is
-    #: known: a recovered job); and True if the first attempt continues that span's trace
-    #: (False: every attempt starts its own trace, linked to it).
-    trace: tuple[str | None, Any, bool]
 
     def __init__(
         self,
@@ -234,8 +229,10 @@ class Job(Generic[T]):
         #: The task running the job, from the moment it takes a worker.
         self.task: asyncio.Task[None] | None = None
         self._status = _PENDING
-        self._result: Any = None
-        self._exception: BaseException | None = None
+        # The result once the job has succeeded; before that, and for any other end, the
+        # error of its last failed attempt (None if none failed). One slot, not two: every
+        # waiting job carries it.
+        self._outcome: Any = None
 
     def _more(self) -> _Rare:
         rare = self._rare
@@ -251,6 +248,21 @@ class Job(Generic[T]):
         """The key that makes the job unique, if ``options.unique`` gave one."""
         rare = self._rare
         return None if rare is None else rare.unique_key
+
+    @property
+    def trace(self) -> tuple[str | None, Any, bool] | None:
+        """While tracing is on (and only then: never on an untraced job's path): the W3C
+        ``traceparent`` of the job's enqueue span (None without one), which a journal stores
+        and a remote engine sends; that span's context (None if only the traceparent is
+        known: a recovered job); and True if the first attempt continues that span's trace
+        (False: every attempt starts its own trace, linked to it). None on an untraced job.
+        """
+        rare = self._rare
+        return None if rare is None else rare.trace
+
+    @trace.setter
+    def trace(self, trace: tuple[str | None, Any, bool]) -> None:
+        self._more().trace = trace
 
     @property
     def hooks(self) -> JobHooks | None:
@@ -310,11 +322,23 @@ class Job(Generic[T]):
             return given
         seq = self._seq
         if seq is None:
+            global _drawn
             with _sequence_lock:
                 seq = self._seq
                 if seq is None:
-                    seq = self._seq = next(_sequence)
+                    seq = self._seq = _drawn = next(_sequence)
         return f"{_PROCESS_TAG}-{seq}"
+
+    def has_id(self, job_id: str, number: int | None) -> bool:
+        """True if ``job_id`` is this job's id, where ``number`` is ``id_number(job_id)``.
+
+        Makes no id for a job that has none yet (no one can know an id never made), so a
+        search through thousands of waiting jobs draws no numbers and formats no strings.
+        """
+        rare = self._rare
+        if rare is not None and rare.given_id:
+            return rare.given_id == job_id
+        return number is not None and self._seq == number
 
     @property
     def name(self) -> str:
@@ -365,10 +389,10 @@ class Job(Generic[T]):
         """
         status = self._status
         if status is JobStatus.SUCCEEDED:
-            return self._result  # type: ignore[no-any-return]
+            return self._outcome  # type: ignore[no-any-return]
         if status is JobStatus.FAILED or status is JobStatus.DEAD:
-            assert self._exception is not None
-            raise self._exception
+            assert isinstance(self._outcome, BaseException)
+            raise self._outcome
         if status is JobStatus.SENT:
             where = "a remote engine" if self.hooks is None else self.hooks.where()
             raise RuntimeError(
@@ -383,7 +407,7 @@ class Job(Generic[T]):
 
     def exception(self) -> BaseException | None:
         """The exception the job raised, or None if it has not failed (yet)."""
-        return self._exception
+        return None if self._status is JobStatus.SUCCEEDED else self._outcome
 
     def cancel(self) -> bool:
         """Cancel the job. Safe to call from any thread.
@@ -485,23 +509,21 @@ class Job(Generic[T]):
     def succeed(self, result: Any) -> None:
         """Running → succeeded with ``result``: wake every task awaiting the job."""
         self._status = _SUCCEEDED
-        self._result = result
-        self._exception = None  # the error of an earlier attempt, if it was retried
+        self._outcome = result  # (the error of an earlier attempt, if it was retried, goes)
         self.finished_at = _now()
         if self._rare is not None:  # hooks, a unique key or waiters: else nothing to tell
             self._settled(_SUCCEEDED, None)
 
     def keep_error(self, exc: BaseException) -> None:
         """Record the error of a failed attempt that will be retried (visible meanwhile)."""
-        self._exception = exc
+        self._outcome = exc
 
     def finish(
         self, status: JobStatus, result: Any = None, exc: BaseException | None = None
     ) -> None:
         """Record the end state and wake every task awaiting the job."""
         self._status = status
-        self._result = result
-        self._exception = exc
+        self._outcome = result if status is _SUCCEEDED else exc
         self.finished_at = _now()
         # The task stays: an abandoned job's task may run on, and must stay referenced.
         self._settled(status, exc)
@@ -511,11 +533,16 @@ class Job(Generic[T]):
         if self.hooks is not None:  # first: a journal may refuse it (another process's now)
             self.hooks.reopened(self)
         ended = Ended(
-            self._status, self._result, self._exception, self.finished_at, self._owner, self.run_at
+            self._status,
+            self.result() if self._status is _SUCCEEDED else None,
+            self.exception(),
+            self.finished_at,
+            self._owner,
+            self.run_at,
         )
         self._owner = owner
         self._status = _PENDING
-        self._result = self._exception = None
+        self._outcome = None
         self.finished_at = None
         self.context = contextvars.copy_context()
         # Ready now: its wait for a worker counts from here.
@@ -525,7 +552,8 @@ class Job(Generic[T]):
 
     def restore(self, ended: Ended) -> None:
         """Undo ``reopen``: the job is as it ended (its retry was refused)."""
-        self._status, self._result, self._exception = ended.status, ended.result, ended.exception
+        self._status = ended.status
+        self._outcome = ended.result if ended.status is _SUCCEEDED else ended.exception
         self.finished_at, self._owner, self.run_at = ended.finished_at, ended.owner, ended.run_at
         self.context = None  # type: ignore[assignment]  # as it was: an ended job's is gone
         if self.hooks is not None:  # a journal wrote it reopened: it has ended after all
@@ -564,6 +592,17 @@ def _wake(future: asyncio.Future[None]) -> None:
 def _set_if_pending(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def id_number(job_id: str) -> int | None:
+    """The number in ``job_id`` if it is an id this process made (see ``Job.id``), else None
+    (another process's id, a given one, or no id at all): what ``Job.has_id`` compares."""
+    tag, _, digits = job_id.rpartition("-")
+    if tag != _PROCESS_TAG or not (digits.isascii() and digits.isdigit()):
+        return None
+    number = int(digits)
+    # ("007" names no job: ids are written without leading zeros.)
+    return number if 0 < number <= _drawn and str(number) == digits else None
 
 
 def describe_callable(fn: object) -> str:

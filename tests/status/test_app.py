@@ -228,8 +228,9 @@ async def test_signing_needs_a_secret_and_a_long_one() -> None:
 # The JSON of every state.
 
 
-async def read(bg: Backburner, job_id: str) -> httpx.Response:
-    return await get(status_app(bg, authorize=lambda request, info: True), f"/{job_id}")
+async def read(bg: Backburner, job_id: str, *, show_errors: bool = False) -> httpx.Response:
+    app = status_app(bg, authorize=lambda request, info: True, show_errors=show_errors)
+    return await get(app, f"/{job_id}")
 
 
 async def test_a_pending_job_says_its_place_in_line(bg: Backburner) -> None:
@@ -297,7 +298,7 @@ async def test_a_running_job_shows_its_progress_with_fraction_and_eta(bg: Backbu
     gate.opened.set()
 
 
-async def test_a_retrying_job_shows_its_last_error(bg: Backburner) -> None:
+async def test_a_retrying_job_shows_its_last_errors_type(bg: Backburner) -> None:
     job = bg.options(retries=2, backoff=30, jitter=0).enqueue(fail, "try again")
     await bg.join()
 
@@ -305,8 +306,27 @@ async def test_a_retrying_job_shows_its_last_error(bg: Backburner) -> None:
 
     body = answer.json()
     assert (body["status"], body["attempt"]) == ("retrying", 1)
-    assert "try again" in body["error"]
+    assert body["error"] == "ValueError"  # its message may hold what a client is not to see
     assert "retry-after" in answer.headers
+    shown = (await read(bg, job.id, show_errors=True)).json()
+    assert shown["error"] == "ValueError: try again"
+
+
+async def test_errors_are_shown_in_full_only_if_asked_for(bg: Backburner) -> None:
+    secret = "password=hunter2 for db.internal:5432"
+    job = bg.enqueue(fail, secret)
+    await bg.join()
+
+    hidden = await get(status_app(bg, authorize=lambda request, info: True), f"/{job.id}/events")
+    shown = await get(
+        status_app(bg, authorize=lambda request, info: True, show_errors=True), f"/{job.id}/events"
+    )
+
+    assert secret not in hidden.text
+    assert '"error":"ValueError"' in hidden.text
+    assert secret in shown.text
+    with pytest.raises(TypeError, match="show_errors must be True or False, got 'yes'"):
+        status_app(bg, show_errors="yes")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -328,7 +348,8 @@ async def test_a_failed_job_shows_its_error_and_no_result(
 
     body = answer.json()
     assert (answer.status_code, body["status"], body["finished"]) == (200, status, True)
-    assert error in body["error"]
+    assert body["error"] == "ValueError"
+    assert (await read(bg, job.id, show_errors=True)).json()["error"] == f"ValueError: {error}"
     assert "result" not in body
     assert "retry-after" not in answer.headers
 

@@ -222,7 +222,7 @@ def _row(job: Job[Any], run_at: float | None) -> tuple[Any, ...]:
     if changes:
         payload["options"] = changes
     # A traced job's enqueue span (see Job.trace): its attempts after a restart link to it.
-    trace = getattr(job, "trace", None)
+    trace = job.trace
     traceparent = None if trace is None else trace[0]
     row = (job.id, name, job.queue, _encode(payload), run_at, job.unique_key, job.enqueued_at)
     return (*row, traceparent)

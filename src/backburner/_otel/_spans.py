@@ -87,7 +87,9 @@ class JobTelemetry:
 
     def began(self, job: Job[Any]) -> None:
         """An attempt begins, in the job's own context: its span becomes the current one."""
-        traceparent, enqueued, continues = job.trace
+        traced = job.trace
+        assert traced is not None  # set when it was enqueued (or recovered) while tracing
+        traceparent, enqueued, continues = traced
         if continues and job.attempt == 1:
             context = trace.set_span_in_context(NonRecordingSpan(enqueued))
             links = None

@@ -15,7 +15,7 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -78,6 +78,9 @@ class StatusApp:
         proxies keep it open.
     :param retry_bounds: ``(low, high)``: the ``Retry-After`` estimates stay within these seconds.
     :param clock: what signatures' expiry is read on: the system clock by default.
+    :param show_errors: answer a failed job's ``error`` in full (``"ValueError: no such
+        row 42"``, bounded); by default only its type's name (``"ValueError"``): an error's
+        message may hold what a client is not to see (a query, a path, a host, a key).
 
     Without ``authorize`` and without a signed URL, every request is refused (403).
     """
@@ -92,6 +95,7 @@ class StatusApp:
         heartbeat: float = 15.0,
         retry_bounds: tuple[float, float] = BOUNDS,
         clock: Clock | None = None,
+        show_errors: bool = False,
     ) -> None:
         if bg is not None and not isinstance(bg, Backburner):
             raise TypeError(f"bg must be a Backburner or None, got {type(bg).__name__}")
@@ -109,6 +113,9 @@ class StatusApp:
         self.heartbeat = float(heartbeat)
         self.retry_bounds = check_bounds(retry_bounds)
         self.clock: Clock = clock if clock is not None else SystemClock()
+        if not isinstance(show_errors, bool):
+            raise TypeError(f"show_errors must be True or False, got {show_errors!r}")
+        self.show_errors = show_errors
         self._app = Starlette(
             routes=[
                 Route("/{job_id}", self._status, methods=["GET"]),
@@ -151,7 +158,7 @@ class StatusApp:
         headers = dict(_HEADERS)
         if not info.status.finished:
             headers["Retry-After"] = str(self._retry_after(bg, info))
-        return Response(dumps(body_of(info)), 200, headers, _JSON)
+        return Response(dumps(self._render(info)), 200, headers, _JSON)
 
     async def _events(self, request: Request) -> Response | EventStream:
         found = await self._admit(request)
@@ -169,7 +176,11 @@ class StatusApp:
             interval=self.interval,
             heartbeat=self.heartbeat,
             headers=[*HEADERS, (b"x-content-type-options", b"nosniff")],
+            render=self._render,
         )
+
+    def _render(self, info: JobInfo) -> dict[str, Any]:
+        return body_of(info, show_errors=self.show_errors)
 
     # Who may see what.
 
@@ -190,7 +201,7 @@ class StatusApp:
         if not signed and not await self._authorized(request, info):
             return _error(403, refusal or "Not allowed to see this job.")
         if info.status is JobStatus.EXPIRED:
-            return Response(dumps(body_of(info)), 410, _HEADERS, _JSON)
+            return Response(dumps(self._render(info)), 410, _HEADERS, _JSON)
         return bg, info
 
     def _signature(self, request: Request, job_id: str) -> tuple[bool, str | None]:

@@ -18,9 +18,11 @@ def dumps(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
-def body_of(info: JobInfo) -> dict[str, Any]:
+def body_of(info: JobInfo, *, show_errors: bool = False) -> dict[str, Any]:
     """The JSON object for ``info``: every field but ``meta`` (it is for ``authorize``, and may
-    name a user); the result only if kept, as JSON if it is, else as its ``repr``."""
+    name a user); the result only if kept, as JSON if it is, else as its ``repr``; of an
+    error, its type's name only, unless ``show_errors`` (an error's message may hold what a
+    client is not to see: a query, a path, a host, a key)."""
     body: dict[str, Any] = {
         "id": info.id,
         "name": info.name,
@@ -34,11 +36,16 @@ def body_of(info: JobInfo) -> dict[str, Any]:
         "started_at": info.started_at,
         "finished_at": info.finished_at,
         "expires_at": info.expires_at,
-        "error": info.error,
+        "error": info.error if show_errors or info.error is None else _kind(info.error),
     }
     if info.has_result:
         body.update(_result(info.result))
     return body
+
+
+def _kind(error: str) -> str:
+    # An error line is "Type: message" (or "Type" alone): type names hold no ": ".
+    return error.split(": ", 1)[0]
 
 
 def _progress(progress: Progress | None) -> dict[str, Any] | None:

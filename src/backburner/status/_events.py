@@ -72,8 +72,10 @@ class EventStream:
         interval: float,
         heartbeat: float,
         headers: list[tuple[bytes, bytes]],
+        render: Callable[[JobInfo], dict[str, Any]] = body_of,
     ) -> None:
         self.first = first
+        self.render = render  # a snapshot's JSON object (the app's: errors shown or not)
         self.look_up = look_up
         self.interval = interval
         self.heartbeat = heartbeat
@@ -107,7 +109,7 @@ class EventStream:
                 await send(_body(event("end", None, event_id + 1)))
                 return
             if info.status.finished:  # (an expired tombstone too)
-                await send(_body(event("end", body_of(info), event_id + 1)))
+                await send(_body(event("end", self.render(info), event_id + 1)))
                 return
             status, progress = (info.status, info.attempt), (info.progress, info.position)
             name = None
@@ -118,7 +120,7 @@ class EventStream:
             if name is not None:
                 sent_status, sent_progress = status, progress
                 event_id += 1
-                await send(_body(event(name, body_of(info), event_id)))
+                await send(_body(event(name, self.render(info), event_id)))
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= self.heartbeat:
                 await send(_body(_HEARTBEAT))
