@@ -20,6 +20,7 @@ from backburner import (
     Job,
     JobStatus,
     QueueConfig,
+    QueueFull,
     RateLimit,
     Snooze,
     job,
@@ -139,6 +140,86 @@ async def test_a_key_function_that_fails_or_returns_no_str_raises_at_enqueue() -
         with pytest.raises(TypeError, match="must return a str"):
             bg.options(limits=[ConcurrencyLimit(1, key=lambda n: n)]).enqueue(_echo, 1)
         assert bg.stats().total.pending == 0
+
+
+# `enqueue` of a function whose one limit is a ConcurrencyLimit takes a lean path of its own
+# (no admission call): what admission does for it, it must still do.
+
+
+async def test_a_lean_enqueue_checks_the_call_before_its_key_and_keeps_nothing_it_refused() -> None:
+    def broken(n: int) -> str:
+        raise KeyError(n)
+
+    @job(limits=[ConcurrencyLimit(1, key=broken, name="per-n")])
+    async def work(n: int) -> None:
+        pass
+
+    @job(limits=[ConcurrencyLimit(1, key=lambda n: n)])
+    async def numbered(n: int) -> None:
+        pass
+
+    async with Backburner() as bg:
+        with pytest.raises(TypeError, match="arguments do not fit"):  # not the key function's
+            bg.enqueue(work, 1, 2)  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match=r"key function of limit 'per-n' failed.*KeyError"):
+            bg.enqueue(work, 1)
+        with pytest.raises(TypeError, match="must return a str"):
+            bg.enqueue(numbered, 1)
+        stats = bg.stats()
+        assert (stats.total.pending, stats.total.enqueued) == (0, 0)
+        assert all(limit.running == limit.held == 0 for limit in stats.limits)
+
+
+async def test_a_lean_enqueue_refused_by_a_full_queue_takes_no_token_of_its_key() -> None:
+    gate = Gate()
+
+    @job(limits=[ConcurrencyLimit(1, key=lambda key: key)])
+    async def work(key: str) -> str:
+        if key == "slow":
+            await gate.hold()
+        return key
+
+    async with Backburner(workers=1, max_pending=1) as bg:
+        slow = bg.enqueue(work, "slow")
+        await gate.started.wait()
+        waiting = bg.enqueue(work, "a")  # waits for the worker (a token of "a" taken)
+        with pytest.raises(QueueFull):
+            bg.enqueue(work, "b")  # refused: "b" must not count it
+        assert {s.name: (s.running, s.held) for s in bg.stats().limits} == {
+            "concurrency(1)": (2, 0)
+        }
+        gate.opened.set()
+        assert (await slow, await waiting) == ("slow", "a")
+        assert await bg.enqueue(work, "b") == "b"  # its key is free: it runs at once
+
+
+async def test_a_job_held_by_a_lean_enqueue_is_cancelled_and_the_next_of_its_key_runs() -> None:
+    gate = Gate()
+    ran: list[int] = []
+
+    @job(limits=[ConcurrencyLimit(1, key=lambda key, n: key)])
+    async def work(key: str, n: int) -> None:
+        if n == 0:
+            await gate.hold()
+        ran.append(n)
+
+    async with Backburner(workers=4) as bg:
+        jobs = [bg.enqueue(work, "k", n) for n in range(5)]
+        await gate.started.wait()
+        assert [j.status for j in jobs[1:]] == [JobStatus.BLOCKED] * 4
+        assert jobs[1].held_by == "concurrency(1)"
+        assert jobs[2].cancel()
+        stats = bg.stats()
+        assert (stats.limits[0].held, stats.queues["default"].held) == (3, 3)
+        gate.opened.set()
+        await bg.join()
+        assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 2 + [JobStatus.CANCELLED] + [
+            JobStatus.SUCCEEDED
+        ] * 2
+        stats = bg.stats()
+        assert (stats.limits[0].running, stats.limits[0].held) == (0, 0)
+        assert (stats.queues["default"].held, stats.total.pending) == (0, 0)
+    assert ran == [0, 1, 3, 4]
 
 
 async def test_a_cancelled_held_job_never_runs_and_the_rest_go_on() -> None:
@@ -559,6 +640,31 @@ async def test_snooze_with_a_limit_backs_the_whole_limit_off() -> None:
         assert await other == "other"
         assert await first == "first"
     assert tries == ["first", "other", "first"] or tries == ["first", "first", "other"]
+
+
+async def test_a_lean_enqueue_waits_while_its_concurrency_limit_backs_off() -> None:
+    clock = ManualClock()
+    api = ConcurrencyLimit(2, name="api")
+    tries: list[str] = []
+
+    @job(limits=[api])  # its one limit: `enqueue` takes the lean path
+    async def call(name: str) -> str:
+        tries.append(name)
+        if name == "first" and tries.count("first") == 1:
+            raise Snooze(20, limit=api)
+        return name
+
+    async with Backburner(clock=clock) as bg:
+        first = bg.enqueue(call, "first")
+        await settle()
+        other = bg.enqueue(call, "other")  # the limit has room, but backs off
+        assert other.status is JobStatus.THROTTLED
+        clock.advance(19)
+        await settle()
+        assert other.status is JobStatus.THROTTLED
+        clock.advance(1)
+        assert await other == "other"
+        assert await first == "first"
 
 
 # Debounce.

@@ -10,6 +10,9 @@ each, the jobs' statuses must agree with what the limits promise:
 * jobs of one key with the same limits start in the order they were enqueued;
 * a ``RateLimit`` never lets more than ``limit`` jobs start in any window of ``per`` seconds;
 * and in the end every job ends: nothing is lost or stuck.
+
+Jobs with the per-key limit alone are enqueued either way: through ``options(...)`` (admission)
+or, declared with ``@job``, through ``enqueue``'s lean path; the two share their keys' lines.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from backburner import Backburner, ConcurrencyLimit, Job, JobStatus, RateLimit, Snooze
+from backburner import job as job_options
 from backburner.testing import ManualClock
 
 T = TypeVar("T")
@@ -51,6 +55,12 @@ class LimitsGate(RuleBasedStateMachine):
         self.starts: list[int] = []  # job numbers, at each attempt's start
         self.rated_starts: list[float] = []  # clock times of the rate-limited jobs' starts
 
+        # The same job with its one limit declared by @job: `enqueue` takes its lean path.
+        async def lone(key: str, n: int) -> int:
+            return await self.work(key, n)
+
+        self.lone = job_options(limits=[self.per_key], retries=1, backoff=1, jitter=0)(lone)
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
@@ -76,15 +86,22 @@ class LimitsGate(RuleBasedStateMachine):
         return n
 
     @rule(
-        key=st.sampled_from(KEYS), shared=st.booleans(), rated=st.booleans(), cancel=st.booleans()
+        key=st.sampled_from(KEYS),
+        shared=st.booleans(),
+        rated=st.booleans(),
+        cancel=st.booleans(),
+        lean=st.booleans(),
     )
-    def enqueue(self, key: str, shared: bool, rated: bool, cancel: bool) -> None:
+    def enqueue(self, key: str, shared: bool, rated: bool, cancel: bool, lean: bool) -> None:
         n = len(self.jobs) + 1
         limits: list[ConcurrencyLimit | RateLimit] = [self.per_key]
         limits += [self.all] if shared else []
         limits += [self.rate] if rated else []
-        enqueue = self.bg.options(limits=limits, retries=1, backoff=1, jitter=0).enqueue
-        self.jobs[n], self.keys[n] = enqueue(self.work, key, n), key
+        if lean and limits == [self.per_key]:  # (the same limits: the same line of its key)
+            self.jobs[n], self.keys[n] = self.bg.enqueue(self.lone, key, n), key
+        else:
+            enqueue = self.bg.options(limits=limits, retries=1, backoff=1, jitter=0).enqueue
+            self.jobs[n], self.keys[n] = enqueue(self.work, key, n), key
         if cancel:  # at once: a job started now is cancelled before its first step
             self.jobs[n].cancel()
         self.settle()

@@ -14,6 +14,10 @@ one of them gets the same sequence and the same undoing when a step refuses:
 
 and if step 2 or 3 raises, the key is freed and the written row taken back, so that a refused
 job leaves nothing behind.
+
+``Backburner.enqueue`` inlines this sequence where it has nothing to do: for a plain job (step
+3 alone) and for a job whose one limit is a ``ConcurrencyLimit`` counted here (its key, then
+step 3: the gate registers the job as it enters, so a full queue leaves nothing to undo).
 """
 
 from __future__ import annotations

@@ -163,65 +163,140 @@ class Limits:
             held_by = None if ticket is None or not job.status.held else ticket.held_by
             return None if held_by is None else held_by.name
 
-    def enter(self, job: Job[Any], admit: Callable[[Job[Any]], None]) -> bool:
+    def enter(
+        self,
+        job: Job[Any],
+        admit: Callable[[Job[Any]], None],
+        keys: tuple[str | None, ...] | None = None,
+    ) -> bool:
         """Take the job's tokens and return True, or hold it (blocked or throttled) until its
-        limits let it go, then ``admit(job)`` (its queue's)."""
+        limits let it go, then ``admit(job)`` (its queue's). ``keys``: a new job's (``register``
+        in the same lock pass); None: it was registered."""
         lock = self._lock
         lock.acquire()  # (not `with`: half the cost, on a path every limited job takes)
         try:
-            ticket = self._tickets[job]
-            ticket.admit = admit
-            self._entries += 1
-            ticket.seq = self._entries
-            if self._entries % _SWEEP_EVERY == 0:
-                self._sweep()
-            limits = job.options.limits
-            one = _one_local(limits)
-            if one is not None:  # (one call less)
-                refused = self._try_take_one(one, ticket, None)
+            if keys is None:
+                ticket = self._tickets[job]
+                ticket.admit = admit
             else:
+                ticket = self._tickets[job] = LimitTicket(keys, admit)
+            self._entries = seq = self._entries + 1
+            ticket.seq = seq  # the newest: a job held now goes to the end of its line
+            if seq % _SWEEP_EVERY == 0:
+                self._sweep()
+            options = job.options
+            one = options.lone_limit or _one_local(options.limits)
+            if one is None:
                 refused = self._try_take(job, ticket, None)
-            if refused is None:
-                return True
-            self._hold(job, ticket, refused[0], refused[1], refused[2], refused[3])
+                if refused is None:
+                    return True
+                self._hold(job, ticket, *refused, newest=True)
+                return False
+            # One ConcurrencyLimit, counted here: `_try_take_one` and `_hold` inlined (the
+            # commonest case; the same decisions).
+            state = self._states.get(one) or self._state(one)
+            key = ticket.keys[0]
+            bucket = state.buckets.get(key)
+            if bucket is None:
+                bucket = state.buckets[key] = _Bucket()
+            if state.backoff_until and state.backoff_until > self._clock.now():
+                self._hold(job, ticket, state, bucket, _THROTTLED, state.backoff_until, True)
+                return False
+            held = bucket.held
+            status = _BLOCKED
+            if bucket.running < one.max:
+                while held and not _is_held(held[0]):  # cancelled while held
+                    held.popleft()
+                if not held:
+                    bucket.running += 1
+                    ticket.holding = True
+                    ticket.reserved = ()
+                    return True
+                if bucket.wake_at is not None:  # older jobs of this key wait: behind them
+                    status = _THROTTLED
+            job.hold(status)
+            ticket.held_by = one
+            if held is _NO_JOBS:
+                held = bucket.held = deque()
+            held.append(job)
+            state.held += 1
+            queue = job.queue
+            self._held_in[queue] = self._held_in.get(queue, 0) + 1
             return False
         finally:
             lock.release()
 
-    def release(self, job: Job[Any]) -> None:
-        """The job's attempt ended (or it was cancelled): give its tokens back."""
+    def release(self, job: Job[Any], done: bool | None = None) -> None:
+        """The job's attempt ended (or it was cancelled): give its tokens back. ``done``:
+        whether the job has ended (None: it is asked)."""
         admitted: list[_Admitted] | None = None  # (a list made only when one is let go)
+        nxt: Job[Any] | None = None  # (or the one job its lone limit lets go: no list)
         lock = self._lock
         lock.acquire()  # (not `with`: see enter)
         try:
-            ticket = self._tickets.get(job)
+            tickets = self._tickets
+            ticket = tickets.get(job)
             if ticket is None:
                 return
-            if job.done():
-                del self._tickets[job]  # it has ended: nothing more to count it under
+            if job.done() if done is None else done:
+                del tickets[job]  # it has ended: nothing more to count it under
             if not ticket.holding:
                 return
             ticket.holding = False
-            if ticket.reserved:  # cancelled before it started: it used none of its windows
-                admitted = self._unreserve(ticket)  # (a list of its own)
-                if self.host is not None:  # its host tokens and reservations, all of them
-                    self._host_call(_LEAKS, self.host.forget, _token(job), _host_items(job, ticket))
-            elif self.host is not None and self._host_names:
-                # (Only once a host-scoped limit was admitted: till then no job has a host
-                # token.) Before the bucket drains: its next job takes it.
-                self._host_release(job, ticket)
-            for limit, key in zip(job.options.limits, ticket.keys, strict=True):
-                if isinstance(limit, ConcurrencyLimit):
-                    state = self._states[limit]
-                    bucket = state.buckets[key]
-                    bucket.running -= 1
-                    if bucket.held and not self._closed:
-                        drained = self._drain(state, bucket)
-                        admitted = drained if admitted is None else admitted + drained
+            lone = job.options.lone_limit
+            if lone is None:
+                admitted = self._give_back(job, ticket)
+            else:  # one ConcurrencyLimit, counted here only: no windows, no files
+                state = self._states[lone]
+                bucket = state.buckets[ticket.keys[0]]
+                bucket.running -= 1
+                held = bucket.held
+                if held and not self._closed:
+                    nxt = held[0]
+                    if (
+                        nxt.options.lone_limit is lone
+                        and not state.backoff_until
+                        and bucket.running < lone.max
+                        and nxt.unhold()  # (False: cancelled while held; `_drain` skips it)
+                    ):  # `_drain` for the commonest case: the next job has this limit alone
+                        held.popleft()
+                        bucket.running += 1
+                        state.held -= 1
+                        self._held_in[nxt.queue] -= 1
+                        ticket = tickets[nxt]  # (now the next job's)
+                        ticket.holding = True
+                        ticket.held_by = None
+                    else:
+                        nxt = None
+                        admitted = self._drain(state, bucket)
         finally:
             lock.release()
-        if admitted is not None:
+        if nxt is not None:
+            ticket.admit(nxt)  # its queue's way in, called once the lock is let go
+        elif admitted is not None:
             _admit_all(admitted)
+
+    def _give_back(self, job: Job[Any], ticket: LimitTicket) -> list[_Admitted] | None:
+        # `release` of any job under the lock: its reserved starts, its host tokens, each of
+        # its ConcurrencyLimits' tokens; returns the jobs let go, if any.
+        admitted: list[_Admitted] | None = None
+        if ticket.reserved:  # cancelled before it started: it used none of its windows
+            admitted = self._unreserve(ticket)  # (a list of its own)
+            if self.host is not None:  # its host tokens and reservations, all of them
+                self._host_call(_LEAKS, self.host.forget, _token(job), _host_items(job, ticket))
+        elif self.host is not None and self._host_names:
+            # (Only once a host-scoped limit was admitted: till then no job has a host
+            # token.) Before the bucket drains: its next job takes it.
+            self._host_release(job, ticket)
+        for limit, key in zip(job.options.limits, ticket.keys, strict=True):
+            if isinstance(limit, ConcurrencyLimit):
+                state = self._states[limit]
+                bucket = state.buckets[key]
+                bucket.running -= 1
+                if bucket.held and not self._closed:
+                    drained = self._drain(state, bucket)
+                    admitted = drained if admitted is None else admitted + drained
+        return admitted
 
     def started(self, job: Job[Any]) -> None:
         """The job's attempt starts now: its rate windows count it from now on."""
@@ -501,13 +576,14 @@ class Limits:
         bucket: _Bucket,
         status: JobStatus,
         when: float | None,
+        newest: bool = False,
     ) -> None:
         job.hold(status)
         ticket.held_by = state.limit
         held = bucket.held
         if held is _NO_JOBS:
             held = bucket.held = deque()
-        if held and self._seq(held[-1]) > ticket.seq:
+        if not newest and held and self._seq(held[-1]) > ticket.seq:
             # Moved here from another limit's bucket (``_drain``): it takes its place in
             # line, before the newer jobs held here. (Rare: a linear search from the end.)
             at = len(held)

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from ._checks import DEFAULT_QUEUE, check_queue_name, check_timeout
 from ._jsonargs import json_problem
-from ._limitdefs import Limit
+from ._limitdefs import ConcurrencyLimit, Limit
 from ._registry import register
 
 __all__ = ["MAX_RETRIES", "JobOptions", "job", "options_of"]
@@ -84,11 +84,15 @@ class JobOptions:
     guarded: bool = field(init=False, repr=False, compare=False)
     #: Computed: nothing to do at admission but queue it (no key, no limits).
     plain: bool = field(init=False, repr=False, compare=False)
+    #: Computed: the job's one limit, a ConcurrencyLimit counted in this process, when
+    #: admission has nothing else to do (no unique key, no debounce): its lean path.
+    lone_limit: ConcurrencyLimit | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._check_limits()
         object.__setattr__(self, "guarded", self.timeout is not None or bool(self.limits))
         object.__setattr__(self, "plain", self.unique is None and not self.limits)
+        object.__setattr__(self, "lone_limit", self._lone_limit())
         check_queue_name(self.queue)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
             raise TypeError(f"retries must be an int, got {self.retries!r}")
@@ -121,6 +125,15 @@ class JobOptions:
             raise TypeError(f"keep_result must be True or False, got {self.keep_result!r}")
         if self.meta is not None:
             object.__setattr__(self, "meta", check_meta(self.meta))
+
+    def _lone_limit(self) -> ConcurrencyLimit | None:
+        limits = self.limits
+        if len(limits) != 1 or self.unique is not None or self.debounce is not None:
+            return None
+        limit = limits[0]
+        if isinstance(limit, ConcurrencyLimit) and limit.scope == "process":
+            return limit
+        return None
 
     def _check_limits(self) -> None:
         limits = self.limits

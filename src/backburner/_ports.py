@@ -95,8 +95,9 @@ class Queue(Protocol):
         """Accept ``job``, waiting for room (or, for a remote queue, until the broker has it)."""
         ...
 
-    def submit_limited(self, job: Job[Any]) -> None:
-        """``submit`` for a job with limits: it waits for a worker, or a limit holds it."""
+    def submit_limited(self, job: Job[Any], keys: tuple[str | None, ...] | None = None) -> None:
+        """``submit`` for a job with limits: it waits for a worker, or a limit holds it.
+        ``keys``: a new job's keys, one per limit (None: admission registered them)."""
         ...
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:

@@ -301,11 +301,12 @@ class JobQueue:
 
     # Limited jobs (not the plain path): any thread.
 
-    def submit_limited(self, job: Job[Any]) -> None:
+    def submit_limited(self, job: Job[Any], keys: tuple[str | None, ...] | None = None) -> None:
         """``submit`` for a job with limits: it waits for a worker, or is held by a limit.
 
         A held job counts as waiting here (``max_pending``, ``join()``, shutdown's report)
-        but is not in the deque, so it holds no worker and jobs behind it start.
+        but is not in the deque, so it holds no worker and jobs behind it start. ``keys``:
+        a new job's keys (enqueue's lean path), which the gate registers as it enters.
         """
         assert self._limits is not None
         lock = self._lock
@@ -314,7 +315,7 @@ class JobQueue:
             if self._waiting - (self.workers - self._busy) >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
-            if not self._limits.enter(job, self._to_pending):
+            if not self._limits.enter(job, self._to_pending, keys):
                 return  # held: its limit hands it to _to_pending when it lets it go
             self._pending.append(job)
             pump = self._dispatching and self._must_pump()
@@ -456,6 +457,46 @@ class JobQueue:
         # end (a call per job saved): the task holds this context and the job its task, but
         # a job that ends lets go of both (below), and a retry's next attempt sets it anew.
         if self._guarded or not job.is_async or job.options.guarded:
+            lean = job.is_async and job.options.timeout is None
+            if lean and (job._rare is None or not job.hooks):
+                # A limited async job (the only other kind that comes here; plain jobs never
+                # do): its limits hear of its start and its end, nothing more. Here, not in
+                # `_run_guarded`: a coroutine level costs at every step of the job.
+                job_var.set(job)  # (as a plain job's: no thread of it outlives its attempt)
+                limits = self._limits
+                assert limits is not None
+                if limits.rated:  # its rate windows count it from its start
+                    limits.started(job)
+                now = None
+                try:
+                    kwargs = job.kwargs
+                    result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
+                except asyncio.CancelledError:
+                    self._end(job, _CANCELLED)
+                except BaseException as exc:  # see _failed_attempt
+                    self._end(job, _FAILED, exc=exc)
+                else:
+                    if job._status is _RUNNING:  # (below as in the plain path)
+                        self._processed += 1
+                        job.succeed(result)
+                        self._keep(job)
+                        now = job.finished_at
+                        ran = now - job.started_at  # type: ignore[operator]
+                        if ran <= _FIRST:
+                            self._durations_first += 1
+                        else:
+                            self._durations[_bucket(_BOUNDS, ran)] += 1
+                        self._duration_sum += ran
+                    else:
+                        self._host.late_end(job, None)
+                finally:
+                    self._running.discard(job)
+                    done = now is not None or job.done()
+                    if done:
+                        job.context = job.task = None  # type: ignore[assignment]
+                    limits.release(job, done)  # its tokens first: its key's next may start next
+                    self._free_slot(now)
+                return
             job_var.set((job, job.attempt))  # (a sync job's thread may outlive its attempt)
             await self._run_guarded(job)
             return
@@ -492,33 +533,8 @@ class JobQueue:
             self._free_slot(now)
 
     async def _run_guarded(self, job: Job[Any]) -> None:
-        # `_run` for sync jobs (in a thread), jobs with a timeout, journaled and limited jobs.
-        if job.is_async and job.hooks is None and job.options.timeout is None:
-            # A limited async job (the only other kind that comes here): its limits hear of
-            # its start and its end, nothing more. (In this coroutine, not one more: each
-            # level costs at every step of the job.)
-            limits = self._limits
-            assert limits is not None
-            if limits.rated:  # its rate windows count it from its start
-                limits.started(job)
-            now = None
-            try:
-                kwargs = job.kwargs
-                result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
-            except asyncio.CancelledError:
-                self._end(job, _CANCELLED)
-            except BaseException as exc:  # SystemExit, KeyboardInterrupt: see _failed_attempt
-                self._end(job, _FAILED, exc=exc)
-            else:
-                if self._succeeded(job, result):
-                    now = job.finished_at  # the successor starts now: one clock read saved
-            finally:
-                self._running.discard(job)
-                if job.done():  # (its context and task let go, as in `_run`)
-                    job.context = job.task = None  # type: ignore[assignment]
-                limits.release(job)  # its tokens back first: a job of its key may start next
-                self._free_slot(now)
-            return
+        # `_run` for sync jobs (in a thread), jobs with a timeout, journaled jobs (and limited
+        # jobs with any of these: a limited async job alone is `_run`'s).
         hooks = job.hooks  # a journaled job's: its start goes to disk first
         began = None if hooks is None else hooks.began(job)
         timeout = job.options.timeout

@@ -12,7 +12,15 @@ from taskiq.middlewares import SmartRetryMiddleware
 from taskiq.task import AsyncTaskiqTask
 from taskiq_redis import ListRedisScheduleSource, RedisStreamBroker
 
-from backburner import Backburner, BrokerUnavailable, JobStatus, Periodic, QueueConfig, job
+from backburner import (
+    Backburner,
+    BrokerUnavailable,
+    ConcurrencyLimit,
+    JobStatus,
+    Periodic,
+    QueueConfig,
+    job,
+)
 from backburner.taskiq import TaskiqEngine, redis_engine
 
 from ..processes import free_port
@@ -30,6 +38,11 @@ def not_registered(value: int) -> int:
 @job(name="remote.unique", unique="the-key")
 async def unique_job() -> None:
     """A job with a unique key, which a remote engine cannot hold."""
+
+
+@job(name="remote.limited", limits=[ConcurrencyLimit(1)])
+async def limited_job() -> None:
+    """A job with a ConcurrencyLimit, which this process's workers keep: not a remote's."""
 
 
 def bare_engine(remote: Remote) -> TaskiqEngine:
@@ -51,13 +64,14 @@ def bare_engine(remote: Remote) -> TaskiqEngine:
         ),
         (lambda bg: bg.enqueue(echo, float("nan")), TypeError, "JSON has no such number"),
         (lambda bg: bg.enqueue(unique_job), ValueError, "unique= is not available"),
+        (lambda bg: bg.enqueue(limited_job), ValueError, "limits and debounce are kept"),
         (
             lambda bg: bg.options(retry_on=(KeyError,)).enqueue(add, 1, 2),
             ValueError,
             r"@job\(retry_on=",
         ),
     ],
-    ids=["lambda", "unregistered", "tuple", "datetime", "nan", "unique", "retry_on"],
+    ids=["lambda", "unregistered", "tuple", "datetime", "nan", "unique", "limited", "retry_on"],
 )
 async def test_what_the_engine_cannot_carry_is_refused_at_enqueue(
     remote: Remote, call: Any, error: type[Exception], message: str

@@ -227,7 +227,7 @@ class RemoteQueue:
             )
         self._check(job, run_at)
 
-    def submit_limited(self, job: Job[Any]) -> None:
+    def submit_limited(self, job: Job[Any], keys: tuple[str | None, ...] | None = None) -> None:
         """Never reached: ``check`` refuses limited jobs."""
         raise AssertionError("a remote queue takes no limited job")
 
