@@ -189,7 +189,7 @@ class JournalStore:
         """Insert the row and wait (this task) until it is committed (see ``accept``)."""
         assert isinstance(record, tuple)
         holder: list[tuple[str]] = []
-        await self.journal.await_batch(self.journal.insert(record, holder))
+        await self.journal.ainsert(record, holder)
         return self.elsewhere.handle(job, holder[0][0]) if holder else None
 
     def retract(self, job: Job[Any], *, wait: bool) -> None:
