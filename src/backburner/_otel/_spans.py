@@ -6,8 +6,8 @@ The first attempt of a job enqueued inside a trace (a request's, another job's),
 is a child of its enqueue span: one trace from the request to the job. Every other attempt
 starts its own trace with a link to the enqueue span: a retry, a delayed job, a periodic tick
 (the scheduler fires in an empty context), a job recovered from a journal or retried by hand.
-That enqueue span's W3C ``traceparent`` is kept on the job (``job.trace``), written to the
-journal with it, and sent in the message to a remote engine.
+That enqueue span's context is kept on the job (``job.trace``); its W3C ``traceparent`` is
+written out (``traceparent_of``) only for the journal and for the message to a remote engine.
 """
 
 from __future__ import annotations
