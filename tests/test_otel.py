@@ -269,6 +269,28 @@ async def test_a_job_recovered_from_the_journal_links_to_its_enqueue_span(
     assert process.context.trace_id != publish.context.trace_id
 
 
+async def test_a_job_journaled_without_tracing_runs_when_recovered_with_it(
+    otel: Otel, tmp_path: Path
+) -> None:
+    """A row written by an untraced executor has no trace: its attempt starts a trace of
+    its own, linked to nothing (and the job runs)."""
+    path = tmp_path / "jobs.sqlite3"
+    journal_jobs.calls.clear()
+    first = Backburner(journal=path, tracing=False)
+    await first.open()  # accepts, runs nothing: the job stays in the journal
+    handle = first.enqueue(journal_jobs.record, 5)
+    await first.aclose()
+    assert _rows(path, "trace") == [(None,)]
+    async with Backburner(journal=path, tracing=otel.telemetry) as again:
+        await again.join()
+    assert journal_jobs.calls == [("record", 5)]
+    process = otel.one("process default")
+    assert process.attributes is not None
+    assert process.attributes["messaging.message.id"] == handle.id
+    assert process.parent is None
+    assert _linked(process) == []
+
+
 async def test_a_schema_2_journal_is_migrated_and_its_jobs_run(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite3"
     connection = sqlite3.connect(path, isolation_level=None)
