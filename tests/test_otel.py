@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -161,6 +163,36 @@ async def test_a_failed_attempt_records_its_error_on_its_span(otel: Otel) -> Non
     assert event.name == "exception"
     assert event.attributes is not None
     assert event.attributes["exception.type"] == "ValueError"
+
+
+class _RefuseFirstAttempt(SpanProcessor):
+    """A span processor that raises as the first attempt's span starts (a broken exporter's
+    hook, say): what tracing's own code may do at the start of an attempt."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if span.kind is SpanKind.CONSUMER and not self.refused:
+            self.refused += 1
+            raise RuntimeError("the exporter is broken")
+
+
+async def test_an_attempt_whose_tracing_raises_fails_and_gives_its_worker_back(
+    otel: Otel,
+) -> None:
+    tracers = TracerProvider()
+    tracers.add_span_processor(_RefuseFirstAttempt())
+    telemetry = Telemetry(tracers, MeterProvider())
+    with anyio.fail_after(30):  # (the worker's slot was lost and join() hung)
+        async with Backburner(workers=1, tracing=telemetry) as bg:
+            first, second = bg.enqueue(noop), bg.enqueue(noop)
+            with pytest.raises(RuntimeError, match="the exporter is broken"):
+                await first
+            await second
+            await bg.join()
+            assert bg.stats().queues["default"].busy == 0
+    tracers.shutdown()
 
 
 async def test_a_timeout_is_recorded_on_the_attempts_span(otel: Otel) -> None:

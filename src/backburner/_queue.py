@@ -536,7 +536,6 @@ class JobQueue:
         # `_run` for sync jobs (in a thread), jobs with a timeout, journaled jobs (and limited
         # jobs with any of these: a limited async job alone is `_run`'s).
         hooks = job.hooks  # a journaled job's start goes to disk first; a traced job's span opens
-        began = None if hooks is None else hooks.began(job)
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         left_running: _ThreadCall | None = None  # an attempt's thread given up on
@@ -545,6 +544,8 @@ class JobQueue:
             assert self._limits is not None
             self._limits.started(job)
         try:
+            # (In the try: a hook that raises fails the attempt, and its slot is given back.)
+            began = None if hooks is None else hooks.began(job)
             if began is not None:
                 await began  # committed before the job's code runs: a crash in it counts
             if job.is_async:
