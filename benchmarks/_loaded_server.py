@@ -145,6 +145,8 @@ def spread(values: Sequence[float], digits: int = 1) -> str:
 def ratio(a: Sequence[T], b: Sequence[T], figure: Callable[[T], float | None]) -> str:
     """The median of the per-repeat ratios ``figure(a) / figure(b)``, with their range (a
     repeat whose ``figure(a)`` is None or whose ``figure(b)`` is 0 or None is passed over)."""
+    if not a or not b:
+        return "n/a"  # one side was not run
     values = []
     for x, y in zip(a, b, strict=True):
         top, bottom = figure(x), figure(y)

@@ -1,9 +1,9 @@
 """The HTTP benchmark: a real uvicorn process, loaded by ``wrk``, doing 50 ms of work per request
-seven ways (``benchmarks/http_app.py``): not at all, through backburner (in memory, and with a
-journal: each request awaits ``aenqueue``, its job committed), through two hand-written
-``asyncio.Queue`` pools (one whose workers await each job inline, one that runs each job as its
-own task in the context captured at enqueue), through Starlette's ``BackgroundTasks``, and
-inline in the request.
+eight ways (``benchmarks/http_app.py``): not at all, through backburner (in memory, in memory
+after one ``await asyncio.sleep(0)``, and with a journal: each request awaits ``aenqueue``,
+its job committed), through two hand-written ``asyncio.Queue`` pools (one whose workers await
+each job inline, one that runs each job as its own task in the context captured at enqueue),
+through Starlette's ``BackgroundTasks``, and inline in the request.
 
 Run it as ``.venv/bin/python benchmarks/http.py`` (or ``make bench-http``); ``--quick`` is a
 smoke run of about a minute whose figures mean little. It needs ``wrk`` (Debian's package).
@@ -53,6 +53,7 @@ ROUTES = {
     "/pool": "inline-awaiting pool",
     "/background": "BackgroundTasks",
     "/inline": "inline await",
+    "/awaiting": "backburner after one await",
     "/durable": "backburner + journal (await aenqueue)",
 }
 
@@ -192,6 +193,8 @@ def report(samples: list[Sample], health: list[tuple[float, float]], info: dict[
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for route, way in ROUTES.items():
         runs = by_route[route]
+        if not runs:
+            continue  # not run (--routes)
         refused = sum(s.refused + s.socket_errors for s in runs)
         flag = f" ({refused:,} refused or failed)" if refused else ""
         print(
@@ -210,9 +213,9 @@ def report(samples: list[Sample], health: list[tuple[float, float]], info: dict[
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for route, way in ROUTES.items():
-        if route == "/noop":
-            continue
         runs = by_route[route]
+        if route == "/noop" or not runs:
+            continue
         growth = [g for g in map(rss_per_pending, runs) if g is not None]
         jobs = (
             f"{sum(s.finished for s in runs):,} / {sum(s.reported for s in runs):,} / "
@@ -239,6 +242,13 @@ def report(samples: list[Sample], health: list[tuple[float, float]], info: dict[
         f"backburner with a journal (await aenqueue) / in memory: req/s "
         f"{ratio(durable, ours, lambda s: s.rps)} (target >= 0.8x), p99 "
         f"{ratio(durable, ours, lambda s: s.p99_ms)} (target <= 1.5x)"
+    )
+    awaiting = by_route["/awaiting"]
+    print(
+        f"  the same after one await / in memory: req/s {ratio(awaiting, ours, lambda s: s.rps)}, "
+        f"p99 {ratio(awaiting, ours, lambda s: s.p99_ms)}; with a journal / after one await: "
+        f"req/s {ratio(durable, awaiting, lambda s: s.rps)}, "
+        f"p99 {ratio(durable, awaiting, lambda s: s.p99_ms)}"
     )
     print(
         f"backburner / inline-awaiting pool: req/s {ratio(ours, pool, lambda s: s.rps)}, "
@@ -279,7 +289,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 s per route, 1 repeat")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every sample here")
+    parser.add_argument(
+        "--routes",
+        type=lambda text: [r if r.startswith("/") else f"/{r}" for r in text.split(",")],
+        default=list(ROUTES),
+        metavar="A,B",
+        help="run only these routes (e.g. enqueue,durable), and no loop-health row; the "
+        "rows of the others say n/a",
+    )
     options = parser.parse_args(argv)
+    unknown = set(options.routes) - set(ROUTES)
+    if unknown:
+        parser.error(
+            f"--routes: no route {', '.join(sorted(unknown))}; the routes: {', '.join(ROUTES)}"
+        )
     if options.quick:
         options.duration, options.repeats = 2, 1
     info = machine()
@@ -289,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["load"] = f"wrk -t{options.threads} -c{options.connections} -d{options.duration}s"
     samples: list[Sample] = []
     health: list[tuple[float, float]] = []
-    routes = list(ROUTES)
+    routes = [route for route in ROUTES if route in options.routes]
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         workdir = Path(tmp)
         lua = wrk_script(workdir)
@@ -297,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Rotate which route goes first, keeping backburner and the Task-per-job pool side
             # by side (in turn first): their ratio is the headline, and the machine's load drifts.
             pair = ["/enqueue", "/taskpool"] if repeat % 2 == 0 else ["/taskpool", "/enqueue"]
+            pair = [route for route in pair if route in routes]
             others = [route for route in routes if route not in pair]
             at = repeat % (len(others) + 1)
             order = others[at:] + pair + others[:at]
@@ -311,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{sample.vanished:,}",
                     file=sys.stderr,
                 )
-            health.append(loop_health(options, workdir, lua))
+            if routes == list(ROUTES):
+                health.append(loop_health(options, workdir, lua))
     report(samples, health, info)
     if options.json:
         options.json.write_text(

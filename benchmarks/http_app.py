@@ -11,6 +11,10 @@
 - ``/background``: Starlette's ``BackgroundTasks``: the job runs after the response, inside the
   request's own task.
 - ``/inline``: the request awaits the job itself.
+- ``/awaiting``: ``/enqueue`` after ``await asyncio.sleep(0)``: a request that suspends once,
+  as ``/durable``'s does while its commit is on the way, so that what the suspension costs
+  (more garbage collections: the request's objects outlive other requests' allocations) is
+  told from what the journal costs.
 - ``/durable``: ``await background.aenqueue(job)`` with a journal (``BENCH_JOURNAL``, set by the
   driver for this route only): each request waits for its job's commit (group commit: one
   commit carries the jobs of every request waiting meanwhile); starts and ends are written too.
@@ -132,6 +136,11 @@ async def enqueue(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def awaiting(request: Request) -> Response:
+    await asyncio.sleep(0)
+    return await enqueue(request)
+
+
 async def durable(request: Request) -> Response:
     await background.aenqueue(durable_job, counts["accepted"])
     counts["accepted"] += 1
@@ -221,6 +230,7 @@ app = Starlette(
         Route("/taskpool", put_in_task_pool),
         Route("/background", background_task),
         Route("/inline", inline),
+        Route("/awaiting", awaiting),
         Route("/durable", durable),
         Route("/sleepers", sleepers, methods=["POST"]),
         Route("/counts", current_counts),

@@ -252,10 +252,11 @@ class Job(Generic[T]):
     @property
     def trace(self) -> tuple[str | None, Any, bool] | None:
         """While tracing is on (and only then: never on an untraced job's path): the W3C
-        ``traceparent`` of the job's enqueue span (None without one), which a journal stores
-        and a remote engine sends; that span's context (None if only the traceparent is
-        known: a recovered job); and True if the first attempt continues that span's trace
-        (False: every attempt starts its own trace, linked to it). None on an untraced job.
+        ``traceparent`` of the job's enqueue span, given when only it is known (a recovered
+        job), else None (``traceparent_of`` writes it from the context when a journal stores
+        the job or a remote engine sends it); that span's context (None if it is not known);
+        and True if the first attempt continues that span's trace (False: every attempt
+        starts its own trace, linked to it). None on an untraced job.
         """
         rare = self._rare
         return None if rare is None else rare.trace
@@ -619,3 +620,19 @@ def describe_callable(fn: object) -> str:
     if inner is not None:
         return f"partial({describe_callable(inner)})"
     return type(fn).__qualname__
+
+
+def traceparent_of(job: Job[Any]) -> str | None:
+    """The W3C ``traceparent`` of a traced job's enqueue span (see ``Job.trace``), or None.
+
+    Written out only here, when a journal stores the job or a remote engine sends it: a
+    traced job keeps its enqueue span's context, and most jobs never need the text.
+    """
+    trace = job.trace
+    if trace is None:
+        return None
+    text: str | None = trace[0]
+    context = trace[1]
+    if text is None and context is not None:
+        text = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    return text

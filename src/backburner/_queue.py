@@ -538,15 +538,17 @@ class JobQueue:
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout, journaled jobs (and limited
         # jobs with any of these: a limited async job alone is `_run`'s).
-        hooks = job.hooks  # a journaled job's: its start goes to disk first
-        began = None if hooks is None else hooks.began(job)
+        hooks = job.hooks  # a journaled job's start goes to disk first; a traced job's span opens
         timeout = job.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         left_running: _ThreadCall | None = None  # an attempt's thread given up on
+        now = None  # when it succeeded: when its successor starts (one clock read saved)
         if job.options.limits:  # its rate windows count it from its start
             assert self._limits is not None
             self._limits.started(job)
         try:
+            # (In the try: a hook that raises fails the attempt, and its slot is given back.)
+            began = None if hooks is None else hooks.began(job)
             if began is not None:
                 await began  # committed before the job's code runs: a crash in it counts
             if job.is_async:
@@ -565,7 +567,8 @@ class JobQueue:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
             self._end(job, _FAILED, exc=exc)
         else:
-            self._succeeded(job, result)
+            if self._succeeded(job, result):
+                now = job.finished_at
         finally:
             self._running.discard(job)
             if job.done():
@@ -586,7 +589,7 @@ class JobQueue:
                     # thread returns (its on_done frees it). One slot per such thread.
                     left_running.holds_slot = True
                     return  # noqa: B012 - nothing to re-raise: every exception was handled
-            self._free_slot()
+            self._free_slot(now)
 
     def _succeeded(self, job: Job[Any], result: Any) -> bool:
         # True if the job succeeded now; False if it was given up on before (its late end).

@@ -39,6 +39,7 @@ from taskiq.result_backends.dummy import DummyResultBackend
 
 from ._checks import check_timeout
 from ._errors import BrokerUnavailable
+from ._job import traceparent_of
 from ._options import JobOptions, options_of
 from ._registry import registered
 from ._settings import QueueConfig
@@ -282,9 +283,9 @@ def _labels(job: Job[Any]) -> dict[str, Any]:
         labels["timeout"] = options.timeout
     # The trace it was enqueued in (W3C, the key OpenTelemetry's propagator reads): taskiq's
     # OpenTelemetryMiddleware on the workers continues it.
-    trace = job.trace
-    if trace is not None and trace[0] is not None:
-        labels["traceparent"] = trace[0]
+    traceparent = traceparent_of(job)
+    if traceparent is not None:
+        labels["traceparent"] = traceparent
     return labels
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import BackburnerError, DuplicateJob, JournalError
-from .._job import Job, JobHooks, describe_callable
+from .._job import Job, JobHooks, describe_callable, traceparent_of
 from .._jsonargs import check_json_arguments
 from .._options import JobOptions, options_of
 from .._registry import name_of
@@ -189,7 +189,7 @@ class JournalStore:
         """Insert the row and wait (this task) until it is committed (see ``accept``)."""
         assert isinstance(record, tuple)
         holder: list[tuple[str]] = []
-        await self.journal.await_batch(self.journal.insert(record, holder))
+        await self.journal.ainsert(record, holder)
         return self.elsewhere.handle(job, holder[0][0]) if holder else None
 
     def retract(self, job: Job[Any], *, wait: bool) -> None:
@@ -222,10 +222,8 @@ def _row(job: Job[Any], run_at: float | None) -> tuple[Any, ...]:
     if changes:
         payload["options"] = changes
     # A traced job's enqueue span (see Job.trace): its attempts after a restart link to it.
-    trace = job.trace
-    traceparent = None if trace is None else trace[0]
     row = (job.id, name, job.queue, _encode(payload), run_at, job.unique_key, job.enqueued_at)
-    return (*row, traceparent)
+    return (*row, traceparent_of(job))
 
 
 def unregistered(fn: Callable[..., Any], label: str) -> str:

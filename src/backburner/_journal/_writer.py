@@ -3,7 +3,7 @@
 Writes arrive as operations (a job accepted, started, waiting to retry, finished) from any
 thread. The writer takes everything queued since its last commit and writes it in one
 ``BEGIN IMMEDIATE`` transaction (group commit): many enqueues, one commit. A caller that must
-know its job is on disk waits for its batch: ``wait()`` blocks a thread, ``await_batch()``
+know its job is on disk waits for its batch: ``wait()`` blocks a thread, ``ainsert()``
 suspends a task; the event loop itself never touches the file.
 
 Between batches, every ``heartbeat`` seconds, the writer does the process's housekeeping
@@ -34,6 +34,7 @@ from typing import Any
 
 from .._errors import JournalError
 from .._stats import JournalStats
+from ._checkpoint import Checkpointer
 from ._config import SYNCHRONOUS, JournalConfig
 from ._file import BUSY_TIMEOUT_MS, open_file
 from ._owners import (
@@ -135,6 +136,7 @@ class Journal:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._owners = Owners(self)  # heartbeats, claims, retention: on this writer's thread
+        self._checkpointer: Checkpointer | None = None  # the WAL's copies, off this thread
 
     def __repr__(self) -> str:
         return f"<Journal {self.path} owner={self.owner}>"
@@ -205,6 +207,28 @@ class Journal:
         holder's id is appended to ``holder`` (which a row with a key must be given). Raises
         ``JournalError`` at once if the journal can write nothing more.
         """
+        with self._cond:
+            return self._insert(row, holder)
+
+    async def ainsert(self, row: tuple[Any, ...], holder: list[tuple[str]] | None = None) -> None:
+        """``insert``, then suspend this task until the row is committed (the event loop runs
+        on meanwhile); ``JournalError`` if it was not written.
+
+        One acquisition of the lock for both: every request that awaits ``aenqueue`` comes
+        here, and the writer may be waiting on that lock.
+        """
+        future = asyncio.get_running_loop().create_future()
+        with self._cond:
+            batch = self._insert(row, holder)
+            batch.futures.append(future)
+        await future
+        if batch.error is not None:
+            raise batch.error
+
+    def _insert(self, row: tuple[Any, ...], holder: list[tuple[str]] | None) -> Batch:
+        """``insert`` under the lock."""
+        if self._refusal is not None:
+            raise JournalError(f"{self._refusal}; the job was not written")
         job_id, name, queue, payload, run_at, unique_key, enqueued_at, trace = row
         params = (
             job_id,
@@ -218,17 +242,14 @@ class Journal:
             enqueued_at,
             trace,
         )
-        with self._cond:
-            if self._refusal is not None:
-                raise JournalError(f"{self._refusal}; the job was not written")
-            if unique_key is None:
-                self._ops.append((INSERT, params))
-            else:
-                assert holder is not None
-                self._ops.append((INSERT_UNIQUE, (*params, holder)))
-            self._uncommitted += 1
-            self._notify()
-            return self._batch
+        if unique_key is None:
+            self._ops.append((INSERT, params))
+        else:
+            assert holder is not None
+            self._ops.append((INSERT_UNIQUE, (*params, holder)))
+        self._uncommitted += 1
+        self._notify()
+        return self._batch
 
     def delete(self, job_id: str) -> Batch:
         """Take back a row whose job was not accepted after all (its queue was full)."""
@@ -337,19 +358,6 @@ class Journal:
         if batch.error is not None:
             raise batch.error
 
-    async def await_batch(self, batch: Batch) -> None:
-        """Suspend this task until ``batch`` is committed (the event loop runs on meanwhile)."""
-        with self._cond:
-            if batch.done.is_set():
-                future = None
-            else:
-                future = asyncio.get_running_loop().create_future()
-                batch.futures.append(future)
-        if future is not None:
-            await future
-        if batch.error is not None:
-            raise batch.error
-
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Blocking: the rows of a read-only query (any thread but the event loop's)."""
         with self._read_lock:
@@ -402,6 +410,7 @@ class Journal:
             self._owners.claim()
             self._owners.prune()
             self._owners.count_rows()
+            self._start_checkpointer(synchronous)
         except BaseException as exc:
             if self._connection is not None:
                 self._connection.close()
@@ -424,8 +433,26 @@ class Journal:
             self._fail_waiting(JournalError(f"the journal {self.path} has stopped"))
         finally:
             open_here.discard(self.owner)
+            self._stop_checkpointer()
             self._close_reader()
             self._closed.set_result(None)
+
+    def _start_checkpointer(self, synchronous: str) -> None:
+        """Checkpoint on another thread, not in commits; if it cannot start, SQLite does it."""
+        assert self._connection is not None
+        checkpointer = Checkpointer(self.path, synchronous)
+        try:
+            checkpointer.start()
+        except sqlite3.Error as exc:  # pragma: no cover - the writer's own open just worked
+            logger.warning("the journal %s: checkpoints stay in commits (%s)", self.path, exc)
+            return
+        self._checkpointer = checkpointer
+        self._connection.execute("PRAGMA wal_autocheckpoint=0")
+
+    def _stop_checkpointer(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
 
     def _serve(self) -> None:
         heartbeat = self.config.heartbeat
@@ -484,6 +511,8 @@ class Journal:
         else:
             try:
                 self.transaction(lambda connection: write_ops(connection, ops, self._bulk))
+                if self._checkpointer is not None:
+                    self._checkpointer.wanted()
             except Exception as exc:
                 logger.error(
                     "could not write %d jobs to the journal %s: %s", len(ops), self.path, exc
@@ -561,6 +590,7 @@ class Journal:
             self._problem,
         )
         self._fail_waiting(JournalError(self._problem))
+        self._stop_checkpointer()  # its connection finds the WAL by name too
         if self._connection is not None:
             # At once: a journal made anew at the path would share this one's -wal and -shm
             # files (they are found by name). SQLite does not checkpoint or delete the WAL of

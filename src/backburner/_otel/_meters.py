@@ -168,12 +168,6 @@ class JobMeters:
             "Yielding's last signal as a multiple of its target: past 1, fewer jobs start.",
         )  # fmt: skip
 
-    def record(self, queue: str, seconds: float, outcome: str) -> None:
-        """One attempt ended: into the histogram, by queue and outcome."""
-        self.histogram.record(
-            seconds, {"messaging.destination.name": queue, "backburner.outcome": outcome}
-        )
-
     def _running(self) -> list[Observed]:
         return [executor for executor in list(self.observed) if executor.running]
 

@@ -6,8 +6,8 @@ The first attempt of a job enqueued inside a trace (a request's, another job's),
 is a child of its enqueue span: one trace from the request to the job. Every other attempt
 starts its own trace with a link to the enqueue span: a retry, a delayed job, a periodic tick
 (the scheduler fires in an empty context), a job recovered from a journal or retried by hand.
-That enqueue span's W3C ``traceparent`` is kept on the job (``job.trace``), written to the
-journal with it, and sent in the message to a remote engine.
+That enqueue span's context is kept on the job (``job.trace``); its W3C ``traceparent`` is
+written out (``traceparent_of``) only for the journal and for the message to a remote engine.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ __all__ = ["JobTelemetry", "Observed", "TracedHooks", "configured", "parse_trace
 _SYSTEM = "backburner"
 _RETRYING, _ABANDONED = JobStatus.RETRYING, JobStatus.ABANDONED
 _SUCCEEDED = JobStatus.SUCCEEDED
+_PRODUCER, _CONSUMER = SpanKind.PRODUCER, SpanKind.CONSUMER
 _LIBRARY = "backburner"
 
 
@@ -49,12 +50,19 @@ class JobTelemetry:
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.tracer = provider.get_tracer(_LIBRARY, _version())
         self.meters = meters_for(meter_provider, observed, _version())
+        #: The hooks of a job that has none of its own (most jobs): made once.
+        self.plain = TracedHooks(self, None)
         self._hooks: dict[int, TracedHooks] = {}
         # A span open per running attempt. (Keyed by job: a job's slots stay as they are.)
         self._attempts: dict[Job[Any], Span] = {}
+        # The histogram's attributes by queue, then outcome: made once each, not per attempt.
+        self._labels: dict[str, dict[JobStatus, dict[str, str]]] = {}
+        self._record = self.meters.histogram.record
 
     def hooks_for(self, inner: JobHooks | None) -> TracedHooks:
         """The traced hooks around ``inner`` (a journal's, say): one object per inner one."""
+        if inner is None:
+            return self.plain
         if isinstance(inner, TracedHooks):
             return inner
         hooks = self._hooks.get(id(inner))
@@ -67,22 +75,33 @@ class JobTelemetry:
     ) -> AbstractContextManager[Any]:
         """The enqueue span, to wrap the admission in: ended when it returns, an error if it
         raised. A job already enqueued once (recovered, retried by hand) gets none."""
-        job.hooks = self.hooks_for(job.hooks)
+        hooks = job.hooks
+        job.hooks = self.plain if hooks is None else self.hooks_for(hooks)
         if stored:
             if job.trace is None:  # recovered from a row written without tracing
-                job.trace = (None, None, False)
+                job.trace = _UNTRACED
             return nullcontext()
-        in_trace = trace.get_current_span().get_span_context().is_valid
+        current = otel_context.get_current()  # read once: the parent, and whether there is one
         span = self.tracer.start_span(
             f"publish {job.queue}",
-            kind=SpanKind.PRODUCER,
-            attributes=_attributes(job, "publish"),
+            current,
+            _PRODUCER,
+            {
+                "messaging.system": _SYSTEM,
+                "messaging.destination.name": job.queue,
+                "messaging.message.id": job.id,
+                "messaging.operation": "publish",
+                "backburner.job.name": job.name,
+            },
         )
         context = span.get_span_context()
-        if context.is_valid:
-            job.trace = (_traceparent(context), context, in_trace and run_at is None)
+        if context.is_valid:  # (its traceparent is written when asked for: `traceparent_of`)
+            continues = (
+                run_at is None and trace.get_current_span(current).get_span_context().is_valid
+            )
+            job.trace = (None, context, continues)
         else:  # a provider that records nothing: nothing to continue or link to
-            job.trace = (None, None, False)
+            job.trace = _UNTRACED
         return span
 
     def began(self, job: Job[Any]) -> None:
@@ -90,21 +109,27 @@ class JobTelemetry:
         traced = job.trace
         assert traced is not None  # set when it was enqueued (or recovered) while tracing
         traceparent, enqueued, continues = traced
-        if continues and job.attempt == 1:
+        attempt = job.attempt
+        if continues and attempt == 1:
             context = trace.set_span_in_context(NonRecordingSpan(enqueued))
             links = None
         else:  # (a recovered job knows its enqueue span by its traceparent alone)
             context = _NO_PARENT
             linked = enqueued if enqueued is not None else parse_traceparent(traceparent)
             links = None if linked is None else [Link(linked)]
-        attributes = _attributes(job, "process")
-        attributes["backburner.attempt"] = job.attempt
         span = self.tracer.start_span(
             f"process {job.queue}",
             context,
-            SpanKind.CONSUMER,
-            attributes=attributes,
-            links=links,
+            _CONSUMER,
+            {
+                "messaging.system": _SYSTEM,
+                "messaging.destination.name": job.queue,
+                "messaging.message.id": job.id,
+                "messaging.operation": "process",
+                "backburner.job.name": job.name,
+                "backburner.attempt": attempt,
+            },
+            links,
         )
         self._attempts[job] = span
         # Current in the job's context (its task runs in it; a sync job's thread gets a copy),
@@ -118,7 +143,10 @@ class JobTelemetry:
         if span is None:
             return  # it never began: cancelled or dropped while it waited
         started = job.started_at
-        duration = 0.0 if started is None else max(0.0, time.time() - started)
+        ended = job.finished_at  # set just now, if the job reached its end
+        if ended is None or outcome is _RETRYING:
+            ended = time.time()
+        duration = 0.0 if started is None or ended < started else ended - started
         if exc is not None:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, error_line(exc)))
@@ -128,7 +156,16 @@ class JobTelemetry:
         if outcome is not _SUCCEEDED:  # (each attribute costs the SDK a lock and a check)
             span.set_attribute("backburner.outcome", outcome.value)
         span.end()
-        self.meters.record(job.queue, duration, outcome.value)
+        by_outcome = self._labels.get(job.queue)
+        if by_outcome is None:
+            by_outcome = self._labels[job.queue] = {}
+        labels = by_outcome.get(outcome)  # (by the member: its `.value` is a property call)
+        if labels is None:
+            labels = by_outcome[outcome] = {
+                "messaging.destination.name": job.queue,
+                "backburner.outcome": outcome.value,
+            }
+        self._record(duration, labels)
 
 
 class TracedHooks(JobHooks):
@@ -178,20 +215,8 @@ class TracedHooks(JobHooks):
 
 
 _NO_PARENT = otel_context.Context()
-
-
-def _attributes(job: Job[Any], operation: str) -> dict[str, Any]:
-    return {
-        "messaging.system": _SYSTEM,
-        "messaging.destination.name": job.queue,
-        "messaging.message.id": job.id,
-        "messaging.operation": operation,
-        "backburner.job.name": job.name,
-    }
-
-
-def _traceparent(context: SpanContext) -> str:
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+# The trace of a job whose enqueue span is not known: nothing to continue or link to.
+_UNTRACED: tuple[str | None, Any, bool] = (None, None, False)
 
 
 def parse_traceparent(traceparent: str | None) -> SpanContext | None:
