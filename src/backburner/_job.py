@@ -411,7 +411,12 @@ class Job(Generic[T]):
 
     def exception(self) -> BaseException | None:
         """The exception the job raised, or None if it has not failed (yet)."""
-        return None if self._status is JobStatus.SUCCEEDED else self._outcome
+        outcome = self._outcome
+        # (A result is written before the status says so, for another thread to read it
+        # once the job is done: until then the slot may hold a result, which is no error.)
+        if self._status is _SUCCEEDED or not isinstance(outcome, BaseException):
+            return None
+        return outcome
 
     def cancel(self) -> bool:
         """Cancel the job. Safe to call from any thread.
@@ -512,8 +517,10 @@ class Job(Generic[T]):
 
     def succeed(self, result: Any) -> None:
         """Running → succeeded with ``result``: wake every task awaiting the job."""
+        # The outcome first (the error of an earlier attempt, if it was retried, goes): a
+        # thread that sees the job done must find its result (see `exception`).
+        self._outcome = result
         self._status = _SUCCEEDED
-        self._outcome = result  # (the error of an earlier attempt, if it was retried, goes)
         self.finished_at = _now()
         if self._rare is not None:  # hooks, a unique key or waiters: else nothing to tell
             self._settled(_SUCCEEDED, None)
@@ -526,8 +533,8 @@ class Job(Generic[T]):
         self, status: JobStatus, result: Any = None, exc: BaseException | None = None
     ) -> None:
         """Record the end state and wake every task awaiting the job."""
+        self._outcome = result if status is _SUCCEEDED else exc  # first: see `succeed`
         self._status = status
-        self._outcome = result if status is _SUCCEEDED else exc
         self.finished_at = _now()
         # The task stays: an abandoned job's task may run on, and must stay referenced.
         self._settled(status, exc)
