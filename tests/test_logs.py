@@ -22,7 +22,15 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from backburner import Backburner, Job, JobStatus, QueueConfig
+from backburner import (
+    Backburner,
+    ConcurrencyLimit,
+    Job,
+    JobStatus,
+    NotInJob,
+    QueueConfig,
+    current_job,
+)
 from backburner import job as as_job
 from backburner.logs import FIELDS, JobContextFilter, add_job_context, install_fallback
 from backburner.testing import ManualClock
@@ -214,6 +222,50 @@ async def test_a_follow_up_job_carries_its_own_id_and_the_enqueuer_none(
     assert records.by_message("first").job_id == job.id  # type: ignore[attr-defined]
     assert records.by_message("async 3").job_id == follow_ups[0].id  # type: ignore[attr-defined]
     assert records.by_message("enqueuer").job_id == "-"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["plain", "one-concurrency-limit"])
+async def test_a_task_of_a_failed_attempt_that_outlives_it_never_speaks_as_the_retry(
+    records: Records, limited: bool
+) -> None:
+    # An async job's task left running by its first attempt (a heartbeat never cancelled)
+    # logs while the retry runs: its records are the first attempt's, and current_job() in
+    # it is refused, as in the thread of a timed-out sync job.
+    leftover_may_log, leftover_done = asyncio.Event(), asyncio.Event()
+    retry_running, retry_may_end = asyncio.Event(), asyncio.Event()
+    seen: list[object] = []
+    leftovers: list[asyncio.Task[None]] = []
+
+    async def leftover() -> None:
+        await leftover_may_log.wait()
+        app_log.info("leftover")
+        try:
+            seen.append(current_job().attempt)
+        except NotInJob:
+            seen.append("not in job")
+        leftover_done.set()
+
+    async def flaky() -> None:
+        if current_job().attempt == 1:
+            leftovers.append(asyncio.create_task(leftover()))
+            raise ValueError("first try fails")
+        retry_running.set()
+        await retry_may_end.wait()
+
+    limits = [ConcurrencyLimit(1)] if limited else []
+    work = as_job(limits=limits, retries=1, backoff=1, jitter=0)(flaky)
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        handle = bg.enqueue(work)
+        await bg.join()
+        clock.advance(1)
+        await retry_running.wait()
+        leftover_may_log.set()
+        await leftover_done.wait()
+        retry_may_end.set()
+        await handle
+    assert records.by_message("leftover").attempt == 1  # type: ignore[attr-defined]
+    assert seen == ["not in job"]
 
 
 async def test_a_retry_carries_its_attempt_and_backburner_own_lines_carry_the_job(

@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import logging
 import math
+import sys
 import threading
 import types
 import weakref
@@ -16,6 +17,7 @@ import pytest
 
 from backburner import (
     Backburner,
+    Job,
     JobInfo,
     JobStatus,
     QueueConfig,
@@ -119,6 +121,54 @@ async def test_ids_this_process_never_made_name_no_job() -> None:
         found = await bg.lookup(job_id)
         assert found is not None
         assert found.status is JobStatus.PENDING
+        gate.opened.set()
+
+
+async def test_a_job_is_found_by_its_id_from_the_moment_another_thread_can_read_it() -> None:
+    # `job.id` draws a number under a lock, but a drawn id is read without it: once the job
+    # holds its number, another thread may read the id and look it up at once, and must find
+    # the job. A tracer runs that thread's part between two steps of the drawing thread's.
+    gate = Gate()
+    async with Backburner(workers=1) as bg:
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        waiting = bg.enqueue(noop)
+        found: list[object] = []
+        code = Job.id.fget.__code__  # type: ignore[attr-defined]
+
+        def step(frame: types.FrameType, event: str, arg: object) -> Any:
+            if event == "opcode" and not found and waiting._seq is not None:
+                found.append(bg.find_job(waiting.id))  # the other thread, between two steps
+            return step
+
+        def tracer(frame: types.FrameType, event: str, arg: object) -> Any:
+            if frame.f_code is not code:
+                return None
+            frame.f_trace_opcodes = True
+            return step
+
+        before = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            waiting.id  # noqa: B018 - drawn here, step by step
+        finally:
+            sys.settrace(before)
+        assert found == [waiting]
+        gate.opened.set()
+
+
+async def test_an_id_with_thousands_of_digits_names_no_job_and_raises_nothing() -> None:
+    # A status URL is anyone's to type: this process's tag (in every id it hands out) and
+    # more digits than int() converts (4,300) must be an unknown id, not a ValueError (a 500).
+    gate = Gate()
+    async with Backburner(workers=1) as bg:
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        waiting = bg.enqueue(noop)
+        tag = waiting.id.rpartition("-")[0]
+        for digits in ("1" * 5000, "9" * 25):
+            assert await bg.lookup(f"{tag}-{digits}") is None
+            assert bg.find_job(f"{tag}-{digits}") is None
         gate.opened.set()
 
 

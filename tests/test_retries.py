@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
+import types
 from typing import Any
 
 import anyio
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from backburner import (
     Backburner,
     DuplicateJob,
+    Job,
     JobOptions,
     JobStatus,
     JobTimeout,
@@ -81,6 +84,43 @@ def test_a_retrys_backoff_stays_within_its_jitter_bounds(
     delay = options.retry_delay(attempt, rand=lambda: rand)
     expected = min(cap, backoff * 2 ** (attempt - 1))
     assert expected * (1 - jitter) - 1e-9 <= delay <= expected * (1 + jitter) + 1e-9
+
+
+async def test_a_job_read_from_another_thread_as_it_succeeds_shows_its_error_or_result() -> None:
+    # Its result and its last error share one slot, told apart by its status: a thread that
+    # reads the job between the loop's steps of `succeed` must never be handed its result as
+    # its error, nor anything but its result once it says it is done. A tracer reads it
+    # there, at each step.
+    flaky = Flaky(1)
+    seen: list[tuple[object, object]] = []
+    clock = ManualClock()
+    async with Backburner(clock=clock) as bg:
+        handle = bg.options(retries=1, backoff=1, jitter=0).enqueue(flaky)
+        await bg.join()  # the first attempt failed: its error is kept while the retry waits
+        code = Job.succeed.__code__
+
+        def step(frame: types.FrameType, event: str, arg: object) -> Any:
+            if event == "opcode":  # the other thread, between two of the loop's steps
+                seen.append((handle.exception(), handle.result() if handle.done() else None))
+            return step
+
+        def tracer(frame: types.FrameType, event: str, arg: object) -> Any:
+            if frame.f_code is not code:
+                return None
+            frame.f_trace_opcodes = True
+            return step
+
+        before = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            clock.advance(1)
+            assert await handle == 2
+        finally:
+            sys.settrace(before)
+    assert seen
+    for error, result in seen:
+        assert error is None or str(error) == "failure 1", error
+        assert result in (None, 2), result
 
 
 async def test_after_the_last_retry_the_job_is_dead_with_its_last_traceback() -> None:

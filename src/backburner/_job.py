@@ -327,7 +327,10 @@ class Job(Generic[T]):
             with _sequence_lock:
                 seq = self._seq
                 if seq is None:
-                    seq = self._seq = _drawn = next(_sequence)
+                    # `_drawn` first: from the moment the job holds its number, another
+                    # thread may read its id (without the lock) and look it up (`id_number`).
+                    seq = _drawn = next(_sequence)
+                    self._seq = seq
         return f"{_PROCESS_TAG}-{seq}"
 
     def has_id(self, job_id: str, number: int | None) -> bool:
@@ -408,7 +411,12 @@ class Job(Generic[T]):
 
     def exception(self) -> BaseException | None:
         """The exception the job raised, or None if it has not failed (yet)."""
-        return None if self._status is JobStatus.SUCCEEDED else self._outcome
+        outcome = self._outcome
+        # (A result is written before the status says so, for another thread to read it
+        # once the job is done: until then the slot may hold a result, which is no error.)
+        if self._status is _SUCCEEDED or not isinstance(outcome, BaseException):
+            return None
+        return outcome
 
     def cancel(self) -> bool:
         """Cancel the job. Safe to call from any thread.
@@ -509,8 +517,10 @@ class Job(Generic[T]):
 
     def succeed(self, result: Any) -> None:
         """Running → succeeded with ``result``: wake every task awaiting the job."""
+        # The outcome first (the error of an earlier attempt, if it was retried, goes): a
+        # thread that sees the job done must find its result (see `exception`).
+        self._outcome = result
         self._status = _SUCCEEDED
-        self._outcome = result  # (the error of an earlier attempt, if it was retried, goes)
         self.finished_at = _now()
         if self._rare is not None:  # hooks, a unique key or waiters: else nothing to tell
             self._settled(_SUCCEEDED, None)
@@ -523,8 +533,8 @@ class Job(Generic[T]):
         self, status: JobStatus, result: Any = None, exc: BaseException | None = None
     ) -> None:
         """Record the end state and wake every task awaiting the job."""
+        self._outcome = result if status is _SUCCEEDED else exc  # first: see `succeed`
         self._status = status
-        self._outcome = result if status is _SUCCEEDED else exc
         self.finished_at = _now()
         # The task stays: an abandoned job's task may run on, and must stay referenced.
         self._settled(status, exc)
@@ -599,7 +609,9 @@ def id_number(job_id: str) -> int | None:
     """The number in ``job_id`` if it is an id this process made (see ``Job.id``), else None
     (another process's id, a given one, or no id at all): what ``Job.has_id`` compares."""
     tag, _, digits = job_id.rpartition("-")
-    if tag != _PROCESS_TAG or not (digits.isascii() and digits.isdigit()):
+    # (More than 20 digits names no number ever drawn, and int() refuses over 4,300: a
+    # lookup by an id from a URL must answer None, not raise.)
+    if tag != _PROCESS_TAG or len(digits) > 20 or not (digits.isascii() and digits.isdigit()):
         return None
     number = int(digits)
     # ("007" names no job: ids are written without leading zeros.)

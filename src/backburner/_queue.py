@@ -452,17 +452,20 @@ class JobQueue:
         # Every job runs through here. The common case (an async job without a timeout, no
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
-        job.attempt += 1
+        attempt = job.attempt = job.attempt + 1
         # For log records, here and in the tasks and threads this starts. Not reset at the
         # end (a call per job saved): the task holds this context and the job its task, but
         # a job that ends lets go of both (below), and a retry's next attempt sets it anew.
+        # An async job's first attempt sets the job alone (read as attempt 1: no tuple on the
+        # common path); a later one says which it is, as a task the first left running may
+        # log on while it runs (see _current.py).
         if self._guarded or not job.is_async or job.options.guarded:
             lean = job.is_async and job.options.timeout is None
             if lean and (job._rare is None or not job.hooks):
                 # A limited async job (the only other kind that comes here; plain jobs never
                 # do): its limits hear of its start and its end, nothing more. Here, not in
                 # `_run_guarded`: a coroutine level costs at every step of the job.
-                job_var.set(job)  # (as a plain job's: no thread of it outlives its attempt)
+                job_var.set(job if attempt == 1 else (job, attempt))  # (as a plain job's)
                 limits = self._limits
                 assert limits is not None
                 if limits.rated:  # its rate windows count it from its start
@@ -497,10 +500,10 @@ class JobQueue:
                     limits.release(job, done)  # its tokens first: its key's next may start next
                     self._free_slot(now)
                 return
-            job_var.set((job, job.attempt))  # (a sync job's thread may outlive its attempt)
+            job_var.set((job, attempt))  # (a sync job's thread may outlive its attempt)
             await self._run_guarded(job)
             return
-        job_var.set(job)
+        job_var.set(job if attempt == 1 else (job, attempt))
         now = None
         try:
             kwargs = job.kwargs

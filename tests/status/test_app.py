@@ -153,6 +153,13 @@ async def test_an_unknown_id_is_404_once_authorize_can_be_asked(bg: Backburner) 
     assert "no-such-job" in answer.json()["error"]
 
 
+async def test_an_id_of_this_process_with_thousands_of_digits_is_404(bg: Backburner) -> None:
+    tag = bg.enqueue(noop).id.rpartition("-")[0]  # in every id this process hands out
+    answer = await get(status_app(bg, authorize=owner_only), f"/{tag}-{'1' * 5000}")
+
+    assert answer.status_code == 404
+
+
 # Signed URLs.
 
 
