@@ -7,7 +7,6 @@ import dataclasses
 import gc
 import logging
 import math
-import sys
 import threading
 import types
 import weakref
@@ -30,6 +29,7 @@ from backburner._results import KeptResults, result_size
 from backburner.testing import ManualClock
 
 from .jobs import Gate, add, echo, fail, noop
+from .steps import between_steps
 
 pytestmark = pytest.mark.anyio
 
@@ -136,23 +136,12 @@ async def test_a_job_is_found_by_its_id_from_the_moment_another_thread_can_read_
         found: list[object] = []
         code = Job.id.fget.__code__  # type: ignore[attr-defined]
 
-        def step(frame: types.FrameType, event: str, arg: object) -> Any:
-            if event == "opcode" and not found and waiting._seq is not None:
+        def look() -> None:
+            if not found and waiting._seq is not None:
                 found.append(bg.find_job(waiting.id))  # the other thread, between two steps
-            return step
 
-        def tracer(frame: types.FrameType, event: str, arg: object) -> Any:
-            if frame.f_code is not code:
-                return None
-            frame.f_trace_opcodes = True
-            return step
-
-        before = sys.gettrace()
-        sys.settrace(tracer)
-        try:
+        with between_steps(code, look):
             waiting.id  # noqa: B018 - drawn here, step by step
-        finally:
-            sys.settrace(before)
         assert found == [waiting]
         gate.opened.set()
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
-import types
 from typing import Any
 
 import anyio
@@ -30,6 +28,7 @@ from backburner import (
 from backburner.testing import ManualClock
 
 from .jobs import Gate, time_out_first_attempt
+from .steps import between_steps
 
 pytestmark = pytest.mark.anyio
 
@@ -99,24 +98,12 @@ async def test_a_job_read_from_another_thread_as_it_succeeds_shows_its_error_or_
         await bg.join()  # the first attempt failed: its error is kept while the retry waits
         code = Job.succeed.__code__
 
-        def step(frame: types.FrameType, event: str, arg: object) -> Any:
-            if event == "opcode":  # the other thread, between two of the loop's steps
-                seen.append((handle.exception(), handle.result() if handle.done() else None))
-            return step
+        def look() -> None:  # the other thread, between two of the loop's steps
+            seen.append((handle.exception(), handle.result() if handle.done() else None))
 
-        def tracer(frame: types.FrameType, event: str, arg: object) -> Any:
-            if frame.f_code is not code:
-                return None
-            frame.f_trace_opcodes = True
-            return step
-
-        before = sys.gettrace()
-        sys.settrace(tracer)
-        try:
+        with between_steps(code, look):
             clock.advance(1)
             assert await handle == 2
-        finally:
-            sys.settrace(before)
     assert seen
     for error, result in seen:
         assert error is None or str(error) == "failure 1", error
