@@ -615,9 +615,18 @@ async def test_snooze_runs_the_job_again_later_without_counting_a_failed_attempt
         assert bg.stats().total.failed == 0
 
 
-async def test_snooze_with_a_limit_backs_the_whole_limit_off() -> None:
+@pytest.mark.parametrize(
+    "api",
+    [
+        pytest.param(RateLimit(100, per=1, name="api"), id="rate"),
+        # Its one limit: `enqueue` takes the lean path, which must wait out the back-off too.
+        pytest.param(ConcurrencyLimit(2, name="api"), id="concurrency-lean"),
+    ],
+)
+async def test_snooze_with_a_limit_backs_the_whole_limit_off(
+    api: RateLimit | ConcurrencyLimit,
+) -> None:
     clock = ManualClock()
-    api = RateLimit(100, per=1, name="api")
     tries: list[str] = []
 
     @job(limits=[api])
@@ -630,7 +639,7 @@ async def test_snooze_with_a_limit_backs_the_whole_limit_off() -> None:
     async with Backburner(clock=clock) as bg:
         first = bg.enqueue(call, "first")
         await settle()
-        other = bg.enqueue(call, "other")
+        other = bg.enqueue(call, "other")  # the limit has room, but backs off
         assert other.status is JobStatus.THROTTLED
         assert bg.stats().limits[0].backoff_until == clock.now() + 20
         clock.advance(19)
@@ -640,31 +649,6 @@ async def test_snooze_with_a_limit_backs_the_whole_limit_off() -> None:
         assert await other == "other"
         assert await first == "first"
     assert tries == ["first", "other", "first"] or tries == ["first", "first", "other"]
-
-
-async def test_a_lean_enqueue_waits_while_its_concurrency_limit_backs_off() -> None:
-    clock = ManualClock()
-    api = ConcurrencyLimit(2, name="api")
-    tries: list[str] = []
-
-    @job(limits=[api])  # its one limit: `enqueue` takes the lean path
-    async def call(name: str) -> str:
-        tries.append(name)
-        if name == "first" and tries.count("first") == 1:
-            raise Snooze(20, limit=api)
-        return name
-
-    async with Backburner(clock=clock) as bg:
-        first = bg.enqueue(call, "first")
-        await settle()
-        other = bg.enqueue(call, "other")  # the limit has room, but backs off
-        assert other.status is JobStatus.THROTTLED
-        clock.advance(19)
-        await settle()
-        assert other.status is JobStatus.THROTTLED
-        clock.advance(1)
-        assert await other == "other"
-        assert await first == "first"
 
 
 # Debounce.
