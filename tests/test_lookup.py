@@ -10,6 +10,7 @@ import math
 import threading
 import types
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -79,86 +80,85 @@ async def test_pending_jobs_are_found_with_their_place_in_the_queue() -> None:
         gate.opened.set()
 
 
+@pytest.fixture
+async def busy() -> AsyncIterator[Backburner]:
+    """An executor whose only worker is held: every job enqueued on it waits."""
+    gate = Gate()
+    async with Backburner(workers=1) as bg:
+        bg.enqueue(gate.hold)
+        await gate.started.wait()
+        yield bg
+        gate.opened.set()
+
+
 def _number(job_id: str) -> int:
     return int(job_id.rpartition("-")[2])
 
 
-async def test_searching_the_waiting_jobs_makes_no_id_for_them() -> None:
+async def test_searching_the_waiting_jobs_makes_no_id_for_them(busy: Backburner) -> None:
     # Ids are numbered in the order they are first asked for: a lookup that made one for
     # every waiting job it passed (each a number held and a string formatted, at every
     # request of a status endpoint) would number these in queue order.
-    gate = Gate()
-    async with Backburner(workers=1) as bg:
-        bg.enqueue(gate.hold)
-        await gate.started.wait()
-        first, second = bg.enqueue(noop), bg.enqueue(noop)
-        later = bg.enqueue_in(60, noop)
-        assert await bg.lookup("nope-1") is None
-        made = second.id  # the first id made since: the search made none
-        assert await bg.lookup(made) is not None
-        assert _number(first.id) > _number(made)
-        assert _number(later.id) > _number(made)
-        gate.opened.set()
+    bg = busy
+    first, second = bg.enqueue(noop), bg.enqueue(noop)
+    later = bg.enqueue_in(60, noop)
+    assert await bg.lookup("nope-1") is None
+    made = second.id  # the first id made since: the search made none
+    assert await bg.lookup(made) is not None
+    assert _number(first.id) > _number(made)
+    assert _number(later.id) > _number(made)
 
 
-async def test_ids_this_process_never_made_name_no_job() -> None:
-    gate = Gate()
-    async with Backburner(workers=1) as bg:
-        bg.enqueue(gate.hold)
-        await gate.started.wait()
-        waiting = bg.enqueue(noop)
-        job_id = waiting.id
-        tag, _, digits = job_id.rpartition("-")
-        for other in (
-            f"{tag}-0{digits}",  # the same number, written another way
-            f"{tag}-{int(digits) + 1000}",  # a number not made yet
-            f"{tag}x-{digits}",  # another process's tag
-            f"{tag}-{digits}-",
-            f"{tag}-+{digits}",
-            f"{tag}-{chr(0x661) * len(digits)}",  # digits (ARABIC-INDIC ONE), but not ASCII
-        ):
-            assert await bg.lookup(other) is None, other
-        found = await bg.lookup(job_id)
-        assert found is not None
-        assert found.status is JobStatus.PENDING
-        gate.opened.set()
+async def test_ids_this_process_never_made_name_no_job(busy: Backburner) -> None:
+    bg = busy
+    waiting = bg.enqueue(noop)
+    job_id = waiting.id
+    tag, _, digits = job_id.rpartition("-")
+    for other in (
+        f"{tag}-0{digits}",  # the same number, written another way
+        f"{tag}-{int(digits) + 1000}",  # a number not made yet
+        f"{tag}x-{digits}",  # another process's tag
+        f"{tag}-{digits}-",
+        f"{tag}-+{digits}",
+        f"{tag}-{chr(0x661) * len(digits)}",  # digits (ARABIC-INDIC ONE), but not ASCII
+    ):
+        assert await bg.lookup(other) is None, other
+    found = await bg.lookup(job_id)
+    assert found is not None
+    assert found.status is JobStatus.PENDING
 
 
-async def test_a_job_is_found_by_its_id_from_the_moment_another_thread_can_read_it() -> None:
+async def test_a_job_is_found_by_its_id_from_the_moment_another_thread_can_read_it(
+    busy: Backburner,
+) -> None:
     # `job.id` draws a number under a lock, but a drawn id is read without it: once the job
     # holds its number, another thread may read the id and look it up at once, and must find
     # the job. A tracer runs that thread's part between two steps of the drawing thread's.
-    gate = Gate()
-    async with Backburner(workers=1) as bg:
-        bg.enqueue(gate.hold)
-        await gate.started.wait()
-        waiting = bg.enqueue(noop)
-        found: list[object] = []
-        code = Job.id.fget.__code__  # type: ignore[attr-defined]
+    bg = busy
+    waiting = bg.enqueue(noop)
+    found: list[object] = []
+    code = Job.id.fget.__code__  # type: ignore[attr-defined]
 
-        def look() -> None:
-            if not found and waiting._seq is not None:
-                found.append(bg.find_job(waiting.id))  # the other thread, between two steps
+    def look() -> None:
+        if not found and waiting._seq is not None:
+            found.append(bg.find_job(waiting.id))  # the other thread, between two steps
 
-        with between_steps(code, look):
-            waiting.id  # noqa: B018 - drawn here, step by step
-        assert found == [waiting]
-        gate.opened.set()
+    with between_steps(code, look):
+        waiting.id  # noqa: B018 - drawn here, step by step
+    assert found == [waiting]
 
 
-async def test_an_id_with_thousands_of_digits_names_no_job_and_raises_nothing() -> None:
+async def test_an_id_with_thousands_of_digits_names_no_job_and_raises_nothing(
+    busy: Backburner,
+) -> None:
     # A status URL is anyone's to type: this process's tag (in every id it hands out) and
     # more digits than int() converts (4,300) must be an unknown id, not a ValueError (a 500).
-    gate = Gate()
-    async with Backburner(workers=1) as bg:
-        bg.enqueue(gate.hold)
-        await gate.started.wait()
-        waiting = bg.enqueue(noop)
-        tag = waiting.id.rpartition("-")[0]
-        for digits in ("1" * 5000, "9" * 25):
-            assert await bg.lookup(f"{tag}-{digits}") is None
-            assert bg.find_job(f"{tag}-{digits}") is None
-        gate.opened.set()
+    bg = busy
+    waiting = bg.enqueue(noop)
+    tag = waiting.id.rpartition("-")[0]
+    for digits in ("1" * 5000, "9" * 25):
+        assert await bg.lookup(f"{tag}-{digits}") is None
+        assert bg.find_job(f"{tag}-{digits}") is None
 
 
 async def test_scheduled_and_retrying_jobs_are_found_with_their_state() -> None:
