@@ -23,6 +23,7 @@ def between_steps(code: types.CodeType, step: Callable[[], None]) -> Iterator[No
         if frame.f_code is not code:
             return None
         frame.f_trace_opcodes = True
+        frame.f_trace = opcode  # (on Python 3.13 returning it is not enough for opcode events)
         return opcode
 
     before = sys.gettrace()
