@@ -459,50 +459,19 @@ class JobQueue:
         # An async job's first attempt sets the job alone (read as attempt 1: no tuple on the
         # common path); a later one says which it is, as a task the first left running may
         # log on while it runs (see _current.py).
+        limits = None
         if self._guarded or not job.is_async or job.options.guarded:
-            lean = job.is_async and job.options.timeout is None
-            if lean and (job._rare is None or not job.hooks):
-                # A limited async job (the only other kind that comes here; plain jobs never
-                # do): its limits hear of its start and its end, nothing more. Here, not in
-                # `_run_guarded`: a coroutine level costs at every step of the job.
-                job_var.set(job if attempt == 1 else (job, attempt))  # (as a plain job's)
-                limits = self._limits
-                assert limits is not None
-                if limits.rated:  # its rate windows count it from its start
-                    limits.started(job)
-                now = None
-                try:
-                    kwargs = job.kwargs
-                    result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
-                except asyncio.CancelledError:
-                    self._end(job, _CANCELLED)
-                except BaseException as exc:  # see _failed_attempt
-                    self._end(job, _FAILED, exc=exc)
-                else:
-                    if job._status is _RUNNING:  # (below as in the plain path)
-                        self._processed += 1
-                        job.succeed(result)
-                        self._keep(job)
-                        now = job.finished_at
-                        ran = now - job.started_at  # type: ignore[operator]
-                        if ran <= _FIRST:
-                            self._durations_first += 1
-                        else:
-                            self._durations[_bucket(_BOUNDS, ran)] += 1
-                        self._duration_sum += ran
-                    else:
-                        self._host.late_end(job, None)
-                finally:
-                    self._running.discard(job)
-                    done = now is not None or job.done()
-                    if done:
-                        job.context = job.task = None  # type: ignore[assignment]
-                    limits.release(job, done)  # its tokens first: its key's next may start next
-                    self._free_slot(now)
+            if not job.is_async or job.options.timeout is not None or job.hooks is not None:
+                job_var.set((job, attempt))  # (a sync job's thread may outlive its attempt)
+                await self._run_guarded(job)
                 return
-            job_var.set((job, attempt))  # (a sync job's thread may outlive its attempt)
-            await self._run_guarded(job)
-            return
+            # A limited async job (the only other kind that comes here; plain jobs never do):
+            # its limits hear of its start and its end, nothing more; the rest is the plain
+            # path's. Here, not in `_run_guarded`: a coroutine level costs at every step.
+            limits = self._limits
+            assert limits is not None
+            if limits.rated:  # its rate windows count it from its start
+                limits.started(job)
         job_var.set(job if attempt == 1 else (job, attempt))
         now = None
         try:
@@ -533,6 +502,8 @@ class JobQueue:
                 # Let its context values go, and its task (ending now): a finished job may be
                 # kept a while for lookup, and must not hold them meanwhile.
                 job.context = job.task = None  # type: ignore[assignment]
+            if limits is not None:  # its tokens first: its key's next job may start next
+                limits.release(job, now is not None or job.done())
             self._free_slot(now)
 
     async def _run_guarded(self, job: Job[Any]) -> None:
