@@ -1,13 +1,17 @@
-"""Jobs registered by name for the journal tests: module-level, so a journal can find them again."""
+"""Jobs registered by name for the journal tests: module-level, so a journal can find them again.
+And ``NoRecovery``, the recoverer of a journal written to directly, with no queues behind it."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from backburner import current_job, job
+from backburner._journal._owners import ClaimedRow
 
 #: What the jobs below were called with, in order.
 calls: list[tuple[str, Any]] = []
@@ -117,3 +121,25 @@ async def fails_once_then_holds(key: str) -> None:
     if calls.count(("fails_once_then_holds", key)) == 1:
         raise Flaky(f"{key} fails once")
     await key_free[key].wait()
+
+
+class NoRecovery:
+    """A Recoverer for a journal with no queues behind it: nothing is claimed or run."""
+
+    def room(self) -> tuple[dict[str, int], int]:
+        return {}, 0
+
+    def clock_now(self) -> float:
+        return time.monotonic()
+
+    def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
+        return [], []
+
+    def snapshot(self) -> str:
+        return "{}"
+
+    def cancel(self, job_ids: set[str]) -> None:
+        pass
+
+    def progress_reports(self) -> list[tuple[str, str]]:
+        return []

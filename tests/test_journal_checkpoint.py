@@ -8,39 +8,17 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from backburner import JournalConfig
 from backburner._journal import _checkpoint
-from backburner._journal._owners import ClaimedRow
 from backburner._journal._writer import Journal
 
+from .journal_jobs import NoRecovery
+
 pytestmark = pytest.mark.anyio
-
-
-class NoRecovery:
-    """A Recoverer for a journal with no queues behind it: nothing is claimed or run."""
-
-    def room(self) -> tuple[dict[str, int], int]:
-        return {}, 0
-
-    def clock_now(self) -> float:
-        return time.monotonic()
-
-    def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
-        return [], []
-
-    def snapshot(self) -> str:
-        return "{}"
-
-    def cancel(self, job_ids: set[str]) -> None:
-        pass
-
-    def progress_reports(self) -> list[tuple[str, str]]:
-        return []
 
 
 def _size(path: Path | str) -> int:

@@ -24,6 +24,7 @@ import pytest
 from backburner import JournalConfig
 from backburner._journal._writer import ClaimedRow, Journal
 
+from ..journal_jobs import NoRecovery
 from ._uvicorn import Serve, Uvicorn
 
 pytestmark = pytest.mark.e2e
@@ -243,7 +244,7 @@ def test_a_killed_owners_jobs_are_taken_over_within_lease_and_heartbeat(
     assert twice == set(by_victim[len(by_victim) - len(twice) :]), (len(twice), len(by_victim))
 
 
-class _Room:
+class _Room(NoRecovery):
     """A recoverer with room for anything, that keeps what it is handed (nothing, we hope)."""
 
     def __init__(self) -> None:
@@ -258,15 +259,6 @@ class _Room:
     def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
         self.delivered += rows
         return [], []
-
-    def snapshot(self) -> str:
-        return "{}"
-
-    def cancel(self, job_ids: set[str]) -> None:
-        pass
-
-    def progress_reports(self) -> list[tuple[str, str]]:
-        return []
 
 
 def test_a_clock_step_in_another_process_takes_no_job_of_a_live_owner(
