@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +64,22 @@ async def test_jobs_of_one_key_run_one_at_a_time_in_enqueue_order() -> None:
         assert [n for k, n in ran if k == key] == [0, 1, 2, 3, 4]
 
 
-async def test_a_held_job_holds_no_worker_so_other_keys_run_past_it() -> None:
-    gate = Gate()
+def one_per_key(gate: Gate) -> Callable[[str], Coroutine[Any, Any, str]]:
+    """A job limited to one at a time per key (its argument); the key "slow" holds until
+    ``gate`` opens."""
 
     @job(limits=[ConcurrencyLimit(1, key=lambda key: key)])
     async def work(key: str) -> str:
         if key == "slow":
             await gate.hold()
         return key
+
+    return work
+
+
+async def test_a_held_job_holds_no_worker_so_other_keys_run_past_it() -> None:
+    gate = Gate()
+    work = one_per_key(gate)
 
     async with Backburner(workers=2) as bg:
         first = bg.enqueue(work, "slow")
@@ -172,12 +181,7 @@ async def test_a_lean_enqueue_checks_the_call_before_its_key_and_keeps_nothing_i
 
 async def test_a_lean_enqueue_refused_by_a_full_queue_takes_no_token_of_its_key() -> None:
     gate = Gate()
-
-    @job(limits=[ConcurrencyLimit(1, key=lambda key: key)])
-    async def work(key: str) -> str:
-        if key == "slow":
-            await gate.hold()
-        return key
+    work = one_per_key(gate)
 
     async with Backburner(workers=1, max_pending=1) as bg:
         slow = bg.enqueue(work, "slow")
