@@ -187,7 +187,9 @@ class LimitTicket:
 
     __slots__ = ("admit", "held_by", "holding", "keys", "reserved", "seq")
 
-    def __init__(self, keys: tuple[str | None, ...], admit: Callable[[Any], None]) -> None:
+    def __init__(
+        self, keys: tuple[str | None, ...], admit: Callable[[Any], None], seq: int
+    ) -> None:
         #: One key per limit of ``job.options.limits``, in that order.
         self.keys = keys
         #: Hands the job to its queue's workers once its limits let it go.
@@ -199,4 +201,4 @@ class LimitTicket:
         #: The rate windows' entries this job holds until it starts (``_limits``).
         self.reserved: list[Any] | tuple[()] = ()
         #: Its place in line: the gate's count of entries when it last came to the gate.
-        self.seq = 0
+        self.seq = seq
