@@ -195,17 +195,23 @@ class Backburner(EnqueueMethods):
             lone = options.lone_limit
             if queue is None or lone is None:
                 return self._submit(fn, args, kwargs, None, None)
+            # Its one step at admission is its ConcurrencyLimit's key: the lines below, with
+            # its key (here, not in a method of its own: a call less for every limited job).
+            if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
+                plan.check(fn, args, kwargs)
+            job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
+            queue.check(job, None)  # (a remote queue refuses limits)
+            key = lone.key_for(fn, args, kwargs)
+            if not self._alone and current_executor_var.get(None) is not self:
+                self._bind(job)
+            queue.submit_limited(job, (key,))  # its gate takes its key: nothing to undo before
+            return job
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
-        job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
+        job = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
         if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)
-        if options.plain:
-            queue.submit(job)  # (admission's whole sequence, when there is no key and no journal)
-        else:  # (`lone` set above) its one step at admission is its ConcurrencyLimit's key
-            queue.check(job, None)  # (a remote queue refuses limits)
-            key = lone.key_for(fn, args, kwargs)  # type: ignore[union-attr]
-            queue.submit_limited(job, (key,))  # its gate takes its key: nothing to undo
+        queue.submit(job)  # (admission's whole sequence, when there is no key and no journal)
         return job
 
     @property
