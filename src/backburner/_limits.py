@@ -582,7 +582,7 @@ class Limits:
         when: float | None,
         newest: bool = False,
     ) -> None:
-        job._status = status  # (`hold` inlined)
+        job.hold(status)
         ticket.held_by = state.limit
         held = bucket.held
         if held is _NO_JOBS:
@@ -631,7 +631,7 @@ class Limits:
         cap = limit.max if isinstance(limit, ConcurrencyLimit) and not state.backoff_until else 0
         while held:
             job = held[0]
-            status = job._status  # (`_is_held` inlined)
+            status = job.status  # (`_is_held` inlined)
             if status is not _BLOCKED and status is not _THROTTLED:  # cancelled while held
                 held.popleft()
                 continue
@@ -664,7 +664,7 @@ class Limits:
             held.popleft()
             state.held -= 1
             if refused is None:
-                job._status = _PENDING  # (`unhold` inlined: it is held, seen above)
+                job.unhold()
                 ticket.held_by = None
                 admitted.append((job, ticket.admit))
             else:  # another of its limits holds it now
@@ -736,8 +736,8 @@ def _one_local(limits: tuple[Limit, ...]) -> ConcurrencyLimit | None:
 
 
 def _is_held(job: Job[Any]) -> bool:
-    # `job.status.held` without a property call: this runs for every held job.
-    status = job._status
+    # `job.status.held` without the enum's property call: this runs for every held job.
+    status = job.status
     return status is _BLOCKED or status is _THROTTLED
 
 
