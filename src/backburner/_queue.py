@@ -323,7 +323,8 @@ class JobQueue:
             self._waiting += 1
             if not self._limits.enter(job, self._hand_over, keys):
                 self._held += 1
-                return  # held: its limit hands it to _to_pending when it lets it go
+                return  # held: its limit hands it to _to_pending (or, if a job of this queue
+                # freed its key, to that job's _free_slot) when it lets it go
             self._pending.append(job)
             pump = self._dispatching and self._must_pump()
         finally:
