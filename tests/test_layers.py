@@ -184,6 +184,7 @@ FRIENDS: dict[tuple[str, str], str] = {
     ("_enqueue.py", "_asubmit"): "the same, for aenqueue",
     ("_queue.py", "_status"): "a queue starts a job under its own lock without a call (hot path)",
     ("_queue.py", "_rare"): "a job with no rare fields waited from enqueue: no call (hot path)",
+    ("_limits.py", "_status"): "the limits' gate holds and lets go a job without a call (hot path)",
     ("_job.py", "_final"): "JobStatus's per-member end flag, read on every job's path",
     ("_status.py", "_final"): "JobStatus sets that flag on each member",
     ("_scheduler.py", "_note_cancelled"): "a Timer tells its Scheduler it was cancelled",

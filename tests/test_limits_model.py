@@ -144,6 +144,13 @@ class LimitsGate(RuleBasedStateMachine):
         assert counted.get("all", 0) == len(self.holders(self.all))
 
     @invariant()
+    def held_jobs_are_counted_by_their_queue_and_their_limit(self) -> None:
+        held = sum(1 for job in self.jobs.values() if job.status.held)
+        stats = self.bg.stats()
+        assert stats.queues["default"].held == held
+        assert sum(limit.held for limit in stats.limits) == held
+
+    @invariant()
     def a_blocked_job_waits_for_a_reason(self) -> None:
         if any(stats.backoff_until is not None for stats in self.bg.stats().limits):
             return  # (a job blocked before a Snooze backs its limit off stays "blocked")

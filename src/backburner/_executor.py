@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._admission import Admission
-from ._callables import CallPlan, _plans, plan_call
+from ._callables import _plans, plan_call
 from ._context import (
     Tokens,
     current_executor_var,
@@ -192,30 +192,26 @@ class Backburner(EnqueueMethods):
         options = plan.options
         queue = self._queues.get(options.queue) if self._fast_enqueue else None
         if queue is None or not options.plain:
-            if queue is not None and options.lone_limit is not None:  # (never a plain job)
-                return self._enqueue_limited(fn, args, kwargs, plan, queue)
-            return self._submit(fn, args, kwargs, None, None)
+            lone = options.lone_limit
+            if queue is None or lone is None:
+                return self._submit(fn, args, kwargs, None, None)
+            # Its one step at admission is its ConcurrencyLimit's key: the lines below, with
+            # its key (here, not in a method of its own: a call less for every limited job).
+            if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
+                plan.check(fn, args, kwargs)
+            job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
+            queue.check(job, None)  # (a remote queue refuses limits)
+            key = lone.key_for(fn, args, kwargs)
+            if not self._alone and current_executor_var.get(None) is not self:
+                self._bind(job)
+            queue.submit_limited(job, (key,))  # its gate takes its key: nothing to undo before
+            return job
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
-        job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
+        job = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
         if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)
         queue.submit(job)  # (admission's whole sequence, when there is no key and no journal)
-        return job
-
-    def _enqueue_limited(
-        self, fn: Callable[..., Any], args: Any, kwargs: Any, plan: CallPlan, queue: Queue
-    ) -> Job[Any]:
-        # `enqueue`'s path for a job whose one step at admission is its ConcurrencyLimit's key.
-        if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
-            plan.check(fn, args, kwargs)
-        options = plan.options
-        job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
-        queue.check(job, None)  # (a remote queue refuses limits)
-        key = options.lone_limit.key_for(fn, args, kwargs)  # type: ignore[union-attr]
-        if not self._alone and current_executor_var.get(None) is not self:
-            self._bind(job)
-        queue.submit_limited(job, (key,))  # its gate takes its key: nothing to undo before
         return job
 
     @property

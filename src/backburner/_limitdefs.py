@@ -37,7 +37,8 @@ class Limit:
             raise TypeError(f"name must be a non-empty str or None, got {name!r}")
         if scope not in ("process", "host"):
             raise ValueError(f"scope must be 'process' or 'host', got {scope!r}")
-        self.key = key
+        # (A str key is kept as a plain str: `key_for` tells it from a function by its class.)
+        self.key = str(key) if isinstance(key, str) else key
         #: The name stats and the dashboard show; by default made from the limit's numbers.
         self.name = name if name is not None else self._default_name()
         #: "process": counted in this process; "host": across the app's processes on this
@@ -54,21 +55,21 @@ class Limit:
         str nor None: at the call site, where the arguments are.
         """
         key = self.key
-        if key is None or isinstance(key, str):
+        if key is None or key.__class__ is str:  # (classes, not isinstance: every limited job)
             return key
         try:
-            value = key(*args, **kwargs) if kwargs else key(*args)
+            value = key(*args, **kwargs) if kwargs else key(*args)  # type: ignore[operator]
         except Exception as exc:
             raise TypeError(
                 f"the key function of limit {self.name!r} failed for {_name(fn)}: "
                 f"{type(exc).__name__}: {exc}; it is called with the job's arguments"
             ) from exc
-        if value is not None and not isinstance(value, str):
-            raise TypeError(
-                f"the key function of limit {self.name!r} must return a str (or None), got "
-                f"{value!r} for {_name(fn)}"
-            )
-        return value
+        if value.__class__ is str or value is None or isinstance(value, str):
+            return value
+        raise TypeError(
+            f"the key function of limit {self.name!r} must return a str (or None), got "
+            f"{value!r} for {_name(fn)}"
+        )
 
 
 def _name(fn: object) -> str:
@@ -187,7 +188,9 @@ class LimitTicket:
 
     __slots__ = ("admit", "held_by", "holding", "keys", "reserved", "seq")
 
-    def __init__(self, keys: tuple[str | None, ...], admit: Callable[[Any], None]) -> None:
+    def __init__(
+        self, keys: tuple[str | None, ...], admit: Callable[[Any], None], seq: int
+    ) -> None:
         #: One key per limit of ``job.options.limits``, in that order.
         self.keys = keys
         #: Hands the job to its queue's workers once its limits let it go.
@@ -199,4 +202,4 @@ class LimitTicket:
         #: The rate windows' entries this job holds until it starts (``_limits``).
         self.reserved: list[Any] | tuple[()] = ()
         #: Its place in line: the gate's count of entries when it last came to the gate.
-        self.seq = 0
+        self.seq = seq

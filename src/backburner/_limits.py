@@ -41,7 +41,7 @@ __all__ = ["Limits", "keys_of"]
 
 logger = logging.getLogger("backburner")
 
-_BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
+_BLOCKED, _THROTTLED, _PENDING = JobStatus.BLOCKED, JobStatus.THROTTLED, JobStatus.PENDING
 _Admitted = tuple[Job[Any], Callable[[Job[Any]], None]]
 # Every this many entries, buckets with nothing left in them are dropped (keys seen once).
 _SWEEP_EVERY = 1024
@@ -107,7 +107,6 @@ class Limits:
         # Each limited job's ticket, from admission until it ends (kept here, not on the job:
         # a plain job pays not even a slot for limits).
         self._tickets: dict[Job[Any], LimitTicket] = {}
-        self._held_in: dict[str, int] = {}  # held jobs by queue name
         self._entries = 0
         self._closed = False  # from shutdown's take_held on: nothing more is let go
         #: True once any job had a RateLimit: until then no attempt's start needs telling
@@ -149,7 +148,7 @@ class Limits:
     def register(self, job: Job[Any], keys: tuple[str | None, ...]) -> None:
         """Admission: the job counts under these keys (one per limit) until it ends."""
         # One dict store, atomic: no lock pass (nothing else knows the job yet).
-        self._tickets[job] = LimitTicket(keys, _unset_admit)
+        self._tickets[job] = LimitTicket(keys, _unset_admit, 0)  # (its place: as it enters)
 
     def forget(self, job: Job[Any]) -> None:
         """Admission took the job back: it never entered."""
@@ -175,13 +174,14 @@ class Limits:
         lock = self._lock
         lock.acquire()  # (not `with`: half the cost, on a path every limited job takes)
         try:
+            # Its place in line, the newest: a job held now goes to the end of its line.
+            self._entries = seq = self._entries + 1
             if keys is None:
                 ticket = self._tickets[job]
                 ticket.admit = admit
+                ticket.seq = seq
             else:
-                ticket = self._tickets[job] = LimitTicket(keys, admit)
-            self._entries = seq = self._entries + 1
-            ticket.seq = seq  # the newest: a job held now goes to the end of its line
+                ticket = self._tickets[job] = LimitTicket(keys, admit, seq)
             if seq % _SWEEP_EVERY == 0:
                 self._sweep()
             options = job.options
@@ -214,34 +214,38 @@ class Limits:
                     return True
                 if bucket.wake_at is not None:  # older jobs of this key wait: behind them
                     status = _THROTTLED
-            job.hold(status)
+            job._status = status  # (`hold` inlined)
             ticket.held_by = one
             if held is _NO_JOBS:
                 held = bucket.held = deque()
             held.append(job)
             state.held += 1
-            queue = job.queue
-            self._held_in[queue] = self._held_in.get(queue, 0) + 1
             return False
         finally:
             lock.release()
 
-    def release(self, job: Job[Any], done: bool | None = None) -> None:
+    def release(
+        self,
+        job: Job[Any],
+        done: bool | None = None,
+        own: Callable[[Job[Any]], None] | None = None,
+    ) -> Job[Any] | None:
         """The job's attempt ended (or it was cancelled): give its tokens back. ``done``:
-        whether the job has ended (None: it is asked)."""
+        whether the job has ended (None: it is asked). Each job this lets go is handed to
+        its queue's way in, but for one whose way in is ``own`` (the caller's): that one is
+        returned, for the caller to take in its next lock pass."""
         admitted: list[_Admitted] | None = None  # (a list made only when one is let go)
         nxt: Job[Any] | None = None  # (or the one job its lone limit lets go: no list)
         lock = self._lock
         lock.acquire()  # (not `with`: see enter)
         try:
             tickets = self._tickets
-            ticket = tickets.get(job)
-            if ticket is None:
-                return
             if job.done() if done is None else done:
-                del tickets[job]  # it has ended: nothing more to count it under
-            if not ticket.holding:
-                return
+                ticket = tickets.pop(job, None)  # it has ended: nothing more to count it under
+            else:
+                ticket = tickets.get(job)
+            if ticket is None or not ticket.holding:
+                return None
             ticket.holding = False
             lone = job.options.lone_limit
             if lone is None:
@@ -249,32 +253,38 @@ class Limits:
             else:  # one ConcurrencyLimit, counted here only: no windows, no files
                 state = self._states[lone]
                 bucket = state.buckets[ticket.keys[0]]
-                bucket.running -= 1
                 held = bucket.held
                 if held and not self._closed:
                     nxt = held[0]
+                    status = nxt._status  # (`_is_held` inlined; else cancelled while held)
                     if (
-                        nxt.options.lone_limit is lone
+                        (status is _BLOCKED or status is _THROTTLED)
+                        and nxt.options.lone_limit is lone
                         and not state.backoff_until
-                        and bucket.running < lone.max
-                        and nxt.unhold()  # (False: cancelled while held; `_drain` skips it)
-                    ):  # `_drain` for the commonest case: the next job has this limit alone
+                        and bucket.running <= lone.max  # (this job's token still counted)
+                    ):  # `_drain` for the commonest case: the next job has this limit alone,
+                        # and this job's token passes to it (the bucket's count stays)
+                        nxt._status = _PENDING  # (`unhold` inlined)
                         held.popleft()
-                        bucket.running += 1
                         state.held -= 1
-                        self._held_in[nxt.queue] -= 1
                         ticket = tickets[nxt]  # (now the next job's)
                         ticket.holding = True
                         ticket.held_by = None
                     else:
                         nxt = None
+                        bucket.running -= 1
                         admitted = self._drain(state, bucket)
+                else:
+                    bucket.running -= 1
         finally:
             lock.release()
         if nxt is not None:
+            if ticket.admit is own:
+                return nxt
             ticket.admit(nxt)  # its queue's way in, called once the lock is let go
         elif admitted is not None:
             _admit_all(admitted)
+        return None
 
     def _give_back(self, job: Job[Any], ticket: LimitTicket) -> list[_Admitted] | None:
         # `release` of any job under the lock: its reserved starts, its host tokens, each of
@@ -349,7 +359,6 @@ class Limits:
             ticket = self._tickets.pop(job)
             if ticket.held_by is not None:
                 self._states[ticket.held_by].held -= 1
-                self._held_in[job.queue] -= 1
             return True
 
     def back_off(self, limit: Limit, until: float) -> None:
@@ -376,7 +385,6 @@ class Limits:
                             keep.append(job)
                         elif job.try_cancel_waiting() is not None:
                             state.held -= 1
-                            self._held_in[queue] -= 1
                             self._tickets.pop(job, None)
                             taken.append(job)
                     bucket.held = keep
@@ -398,10 +406,6 @@ class Limits:
         now = self._clock.now()
         with self._lock:
             return tuple(_stats_of(state, now) for state in self._states.values())
-
-    def held_count(self, queue: str) -> int:
-        """How many of ``queue``'s jobs a limit holds now."""
-        return self._held_in.get(queue, 0)
 
     def held_jobs(self, queue: str | None = None, limit: int | None = None) -> list[Job[Any]]:
         """The jobs a limit holds now (of ``queue``, or all), oldest first, at most ``limit``.
@@ -593,7 +597,6 @@ class Limits:
         else:
             held.append(job)
         state.held += 1
-        self._held_in[job.queue] = self._held_in.get(job.queue, 0) + 1
         if when is not None:
             self._arm(state, bucket, when)
 
@@ -660,7 +663,6 @@ class Limits:
                 break
             held.popleft()
             state.held -= 1
-            self._held_in[job.queue] -= 1
             if refused is None:
                 job.unhold()
                 ticket.held_by = None

@@ -118,6 +118,8 @@ class JobQueue:
         "_effective",
         "_failed",
         "_guarded",
+        "_hand_over",
+        "_held",
         "_host",
         "_keep",
         "_last_full_warning",
@@ -168,6 +170,9 @@ class JobQueue:
         it wakes; ``limits``: the executor's gate that limited jobs pass (``_limits``).
         """
         self._limits = limits
+        # `_to_pending` bound once: each limited job's ticket holds it (not a new bound
+        # method per job, for the garbage collector to visit while the job is held).
+        self._hand_over = self._to_pending
         self.name = name
         self.workers = workers
         self.max_pending = max_pending
@@ -178,6 +183,7 @@ class JobQueue:
         self._lock = threading.Lock()
         self._pending: deque[Job[Any]] = deque()
         self._waiting = 0  # live jobs in _pending: cancelled ones no longer count
+        self._held = 0  # of the waiting jobs, those a limit holds (not in _pending)
         self._cancelled_in_deque = 0
         self._busy = 0  # jobs holding a slot; guarded by _lock, read by admission
         # Jobs start while fewer than this run: `workers`, unless yielding to requests lowers it.
@@ -315,8 +321,10 @@ class JobQueue:
             if self._waiting - (self.workers - self._busy) >= self.max_pending:
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
-            if not self._limits.enter(job, self._to_pending, keys):
-                return  # held: its limit hands it to _to_pending when it lets it go
+            if not self._limits.enter(job, self._hand_over, keys):
+                self._held += 1
+                return  # held: its limit hands it to _to_pending (or, if a job of this queue
+                # freed its key, to that job's _free_slot) when it lets it go
             self._pending.append(job)
             pump = self._dispatching and self._must_pump()
         finally:
@@ -330,6 +338,7 @@ class JobQueue:
         lock.acquire()  # (not `with`: see submit)
         try:
             self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
+            self._held -= 1
             # (`_must_pump` inlined: most jobs a limit lets go come here.)
             if not self._dispatching:
                 return
@@ -461,7 +470,9 @@ class JobQueue:
         # log on while it runs (see _current.py).
         limits = None
         if self._guarded or not job.is_async or job.options.guarded:
-            if not job.is_async or job.options.timeout is not None or job.hooks is not None:
+            # (`job.hooks` read only if the job has rare fields: `_start`'s friend read.)
+            hooks = job._rare is not None and job.hooks is not None
+            if not job.is_async or job.options.timeout is not None or hooks:
                 job_var.set((job, attempt))  # (a sync job's thread may outlive its attempt)
                 await self._run_guarded(job)
                 return
@@ -502,9 +513,12 @@ class JobQueue:
                 # Let its context values go, and its task (ending now): a finished job may be
                 # kept a while for lookup, and must not hold them meanwhile.
                 job.context = job.task = None  # type: ignore[assignment]
-            if limits is not None:  # its tokens first: its key's next job may start next
-                limits.release(job, now is not None or job.done())
-            self._free_slot(now)
+            if limits is None:
+                self._free_slot(now)
+            else:  # its tokens first: its key's next job may start next (the job its limit
+                # lets go to this queue joins the deque in the slot's own lock pass)
+                done = now is not None or job.done()
+                self._free_slot(now, limits.release(job, done, self._hand_over))
 
     async def _run_guarded(self, job: Job[Any]) -> None:
         # `_run` for sync jobs (in a thread), jobs with a timeout, journaled jobs (and limited
@@ -693,14 +707,18 @@ class JobQueue:
             raise error
         return result
 
-    def _free_slot(self, now: float | None = None) -> None:
+    def _free_slot(self, now: float | None = None, admitted: Job[Any] | None = None) -> None:
         # The slot goes straight to the next waiting job, under one lock. (`_take_next` and
         # `_start` inlined: every job that finishes comes here.) `now`, if the caller read the
-        # clock, is when the successor starts: one clock read per job saved.
+        # clock, is when the successor starts: one clock read per job saved. `admitted`: a
+        # job the ending job's limit let go (`_to_pending` inlined), behind the waiting ones.
         successor = None
         lock = self._lock
         lock.acquire()  # (not `with`: see submit)
         try:
+            if admitted is not None:
+                self._pending.append(admitted)
+                self._held -= 1
             if self._dispatching and self._busy <= self._effective:  # (its own slot counts in busy)
                 pending = self._pending
                 while pending:
@@ -760,6 +778,7 @@ class JobQueue:
         if job.status.held and self._limits is not None and self._limits.cancel_held(job):
             with self._lock:
                 self._waiting -= 1
+                self._held -= 1
                 self._cancelled += 1
             job.finish(_CANCELLED)
             self._keep(job)  # lookup() finds it cancelled, like any job that ends
@@ -857,6 +876,7 @@ class JobQueue:
             self._pending.clear()
             self._cancelled_in_deque = 0
             self._waiting = 0
+            self._held -= len(held)
             self._cancelled += len(jobs)
         for job in jobs:
             job.finish(_CANCELLED)
@@ -937,7 +957,7 @@ class JobQueue:
             cancelled=self._cancelled,
             dead=self._dead,
             paused=self._paused,
-            held=0 if self._limits is None else self._limits.held_count(self.name),
+            held=self._held,
         )
 
     # Steering and inspection (the dashboard's needs): loop thread unless said otherwise.
