@@ -15,6 +15,10 @@ number of jobs each local queue may *start*:
   effective workers halve (never below ``floor``); under ``calm`` (a hysteresis band, so a
   signal hovering near its target does not make the count flap) and after ``cooldown``
   seconds without pressure, each queue gets one worker back per decision, up to ``workers``.
+  A worker given back that brings the pressure back within ``cooldown`` doubles that wait
+  before the next one (up to ``max_cooldown``), as TCP backs off its retransmissions: while
+  the requests stay this pressed, each probe costs them a job's steps, so the probes grow
+  rarer. Once every worker is back, the wait is ``cooldown`` again.
 
 A queue's effective count only gates what starts (``JobQueue.set_effective_workers``): a
 running job is never cancelled, and its slot is not handed on while the queue is over its
@@ -114,7 +118,9 @@ class Yielding:
     ``stats`` is None, and the middleware reports no request to it. ``interval``: seconds of
     the clock between decisions; ``beat``: seconds between heartbeats (None: none, the lag is
     only what ``lag()`` is told); ``cooldown``: seconds without pressure before a worker comes
-    back; ``calm``: the fraction of the target under which the signals count as calm.
+    back, doubled after each one that brought the pressure back, up to ``max_cooldown``
+    (8 times ``cooldown`` by default); ``calm``: the fraction of the target under which the
+    signals count as calm.
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class Yielding:
         interval: float = 0.1,
         beat: float | None = 0.01,
         cooldown: float = 1.0,
+        max_cooldown: float | None = None,
         calm: float = 0.5,
     ) -> None:
         self.config = config
@@ -132,6 +139,7 @@ class Yielding:
         self.interval = interval
         self.beat = beat
         self.cooldown = cooldown
+        self.max_cooldown = 8 * cooldown if max_cooldown is None else max_cooldown
         self.calm = calm
         self._queues: Callable[[], Iterable[object]] = tuple
         self._effective: dict[str, int] = {}
@@ -147,6 +155,8 @@ class Yielding:
         self._seen_latency: float | None = None
         self._state = "calm"
         self._last_over = -math.inf  # clock time of the last decision over target
+        self._wait = cooldown  # seconds without pressure before a worker comes back (backoff)
+        self._gave_back_at = -math.inf  # clock time a worker last came back
         self._loop: asyncio.AbstractEventLoop | None = None
         self._beat_handle: asyncio.TimerHandle | None = None
         self._beat_due = 0.0
@@ -184,9 +194,12 @@ class Yielding:
         self._pressure, self._seen_lag, self._seen_latency = pressure, self._lag, latency
         self._lag, self._arrived, self._latency_sum, self._requests = 0.0, 0, 0.0, 0
         over = pressure > 1.0
-        give_back = pressure < self.calm and now - self._last_over >= self.cooldown
+        give_back = pressure < self.calm and now - self._last_over >= self._wait
         if over:
             self._last_over = now
+            if now - self._gave_back_at <= self.cooldown:  # that worker brought it back
+                self._wait = min(2 * self._wait, self.max_cooldown)
+                self._gave_back_at = -math.inf  # (one doubling per worker given back)
         short = False  # a queue below its workers after this step
         for queue in self._queues():
             if not isinstance(queue, Throttled):
@@ -201,10 +214,14 @@ class Yielding:
                 count = max(floor, min(queue.workers, before))
             if count != before or queue.name not in self._effective:
                 queue.set_effective_workers(count)
+            if count > before:
+                self._gave_back_at = now
             self._effective[queue.name] = count
             short = short or count < queue.workers
+        if not short:
+            self._wait = self.cooldown  # every worker is back: the next cut starts afresh
         # Yielding from the first cut until the cooldown is over; then giving workers back.
-        pressed = over or now - self._last_over < self.cooldown
+        pressed = over or now - self._last_over < self._wait
         self._set_state("calm" if not short else "yielding" if pressed else "recovering")
 
     def _set_state(self, state: str) -> None:
@@ -255,6 +272,7 @@ class Yielding:
         self._lag, self._arrived, self._latency_sum, self._requests = 0.0, 0, 0.0, 0
         self._pressure, self._seen_lag, self._seen_latency = 0.0, 0.0, None
         self._state, self._last_over = "calm", -math.inf
+        self._wait, self._gave_back_at = self.cooldown, -math.inf
         if self.beat is not None:  # (None: the lag is only what `lag()` is told, in tests)
             self._beat()
         self._arm()
