@@ -112,6 +112,25 @@ async def test_lag_past_the_target_halves_the_effective_workers_each_step(
     assert seen == [4, 2, 1]
 
 
+async def test_a_lag_past_the_target_cuts_at_once_and_once_an_interval(eight: Controlled) -> None:
+    # A job that starts before the interval's end holds the loop for all its steps: the cut
+    # comes with the lag, and the decision that ends the interval makes no second one.
+    eight.yielding.request_arrived()
+    eight.yielding.lag(OVER)
+    assert eight.counts() == [4]  # at once: the clock has not moved
+    eight.yielding.lag(2 * OVER)
+    assert eight.counts() == [4]
+    eight.clock.advance(STEP)  # the interval's decision
+    assert eight.counts() == [4]
+    eight.step(OVER)  # the next interval: one more cut
+    assert eight.counts() == [2]
+
+
+async def test_a_lag_with_no_request_to_feel_it_cuts_nothing_at_once(eight: Controlled) -> None:
+    eight.yielding.lag(OVER)
+    assert eight.counts() == [8]
+
+
 async def test_the_floor_holds_however_long_the_pressure_lasts(eight: Controlled) -> None:
     for _ in range(10):
         eight.step(OVER)
@@ -198,9 +217,11 @@ async def test_pressure_not_following_a_worker_given_back_does_not_lengthen_the_
     )
     control.step(OVER)  # 4 -> 2
     assert calm_steps_until_given_back(control) == 10
-    for _ in range(10):  # over a second with the worker back and calm: the probe held
-        control.step(CALM)
+    for _ in range(10):  # a second in the band after the worker came back: the probe held
+        control.step(BAND)
+    assert control.counts() == [3]
     control.step(OVER)  # pressure, but not the worker's doing
+    assert control.counts() == [1]
     assert calm_steps_until_given_back(control) == 10
     control.yielding.stop()
 

@@ -155,6 +155,7 @@ class Yielding:
         self._seen_latency: float | None = None
         self._state = "calm"
         self._last_over = -math.inf  # clock time of the last decision over target
+        self._cut_early = False  # this interval's cut already made, by `lag`
         self._wait = cooldown  # seconds without pressure before a worker comes back (backoff)
         self._gave_back_at = -math.inf  # clock time a worker last came back
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -165,9 +166,25 @@ class Yielding:
     # The signals.
 
     def lag(self, seconds: float) -> None:
-        """The loop ran ``seconds`` late once: the worst since the last decision counts."""
+        """The loop ran ``seconds`` late once: the worst since the last decision counts.
+
+        Past the lag target while requests come, the cut is made at once, not at the
+        interval's end: a job that starts meanwhile holds the loop for all its steps. One cut
+        per interval: the decision that ends it makes no second one.
+        """
         if seconds > self._lag:
             self._lag = seconds
+            config = self.config
+            if (
+                config is not None
+                and seconds > config.target_lag
+                and not self._cut_early
+                and (self._arrived or self._requests)
+                and self._queues is not tuple  # (started)
+            ):
+                self._cut_early = True
+                self._pressure, self._seen_lag = seconds / config.target_lag, seconds
+                self._step(config, self.clock.now(), over=True, give_back=False)
 
     def request_arrived(self) -> None:
         """A request came in (the middleware's report): the loop's lag matters now."""
@@ -195,6 +212,15 @@ class Yielding:
         self._lag, self._arrived, self._latency_sum, self._requests = 0.0, 0, 0.0, 0
         over = pressure > 1.0
         give_back = pressure < self.calm and now - self._last_over >= self._wait
+        halve = not self._cut_early  # (else this interval's cut was made when its lag came)
+        self._cut_early = False
+        self._step(config, now, over, give_back, halve)
+
+    def _step(
+        self, config: YieldToRequests, now: float, over: bool, give_back: bool, halve: bool = True
+    ) -> None:
+        # Over: halve each queue's effective workers (down to the floor; `halve` False: the
+        # interval's cut is made, hold); else give one back, or hold. Then the state.
         if over:
             self._last_over = now
             if now - self._gave_back_at <= self.cooldown:  # that worker brought it back
@@ -206,7 +232,7 @@ class Yielding:
                 continue  # a remote queue's jobs run elsewhere
             floor = min(config.floor, queue.workers)
             before = self._effective.get(queue.name, queue.workers)
-            if over:
+            if over and halve:
                 count = max(floor, before // 2)
             elif give_back:
                 count = min(queue.workers, before + 1)
@@ -272,7 +298,7 @@ class Yielding:
         self._lag, self._arrived, self._latency_sum, self._requests = 0.0, 0, 0.0, 0
         self._pressure, self._seen_lag, self._seen_latency = 0.0, 0.0, None
         self._state, self._last_over = "calm", -math.inf
-        self._wait, self._gave_back_at = self.cooldown, -math.inf
+        self._wait, self._gave_back_at, self._cut_early = self.cooldown, -math.inf, False
         if self.beat is not None:  # (None: the lag is only what `lag()` is told, in tests)
             self._beat()
         self._arm()
