@@ -103,7 +103,7 @@ bench: setup
 bench-http: setup system-deps
 	$(BIN)/python benchmarks/http.py
 
-# /noop under wrk while jobs burn CPU, yield_to_requests on and off: ~8 minutes.
+# /noop under wrk while jobs burn CPU, yield_to_requests on and off: ~16 minutes.
 bench-yielding: setup system-deps
 	$(BIN)/python benchmarks/yielding.py
 

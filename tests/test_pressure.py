@@ -112,6 +112,25 @@ async def test_lag_past_the_target_halves_the_effective_workers_each_step(
     assert seen == [4, 2, 1]
 
 
+async def test_a_lag_past_the_target_cuts_at_once_and_once_an_interval(eight: Controlled) -> None:
+    # A job that starts before the interval's end holds the loop for all its steps: the cut
+    # comes with the lag, and the decision that ends the interval makes no second one.
+    eight.yielding.request_arrived()
+    eight.yielding.lag(OVER)
+    assert eight.counts() == [4]  # at once: the clock has not moved
+    eight.yielding.lag(2 * OVER)
+    assert eight.counts() == [4]
+    eight.clock.advance(STEP)  # the interval's decision
+    assert eight.counts() == [4]
+    eight.step(OVER)  # the next interval: one more cut
+    assert eight.counts() == [2]
+
+
+async def test_a_lag_with_no_request_to_feel_it_cuts_nothing_at_once(eight: Controlled) -> None:
+    eight.yielding.lag(OVER)
+    assert eight.counts() == [8]
+
+
 async def test_the_floor_holds_however_long_the_pressure_lasts(eight: Controlled) -> None:
     for _ in range(10):
         eight.step(OVER)
@@ -154,6 +173,77 @@ async def test_when_calm_again_workers_come_back_one_a_step_after_the_cooldown()
         seen.append(eight.counts()[0])
     assert seen == [2, 3, 4, 5, 6, 7, 8, 8, 8, 8]  # additive, and never past the workers
     eight.yielding.stop()
+
+
+#: A cooldown a hair under 1 s, so that the ManualClock's sums of 0.1 s steps (0.9999...) pass
+#: it at the tenth step; doubled: 1.98, 3.96, 7.92 s (the cap: 8 times it), 20, 40, 80 steps.
+COOLDOWN = 0.99
+
+
+def calm_steps_until_given_back(control: Controlled, limit: int = 200) -> int:
+    """Calm steps until the queue's effective count rises (a worker comes back)."""
+    before = control.counts()[0]
+    for steps in range(1, limit + 1):
+        control.step(CALM)
+        if control.counts()[0] > before:
+            return steps
+    raise AssertionError(f"no worker came back in {limit} calm steps")
+
+
+async def test_a_worker_given_back_that_brings_the_pressure_back_doubles_the_next_wait() -> None:
+    # floor=0, as an app that wants requests first sets it: while the requests stay pressed,
+    # each worker given back is a probe that costs them a job; the probes grow rarer (1, 2,
+    # 4, 8 s), never rarer than max_cooldown (8 times the cooldown by default).
+    control = await controlled(
+        YieldToRequests(target_lag=TARGET, floor=0), FakeQueue("q", 4), cooldown=COOLDOWN
+    )
+    for _ in range(3):
+        control.step(OVER)
+    assert control.counts() == [0]
+    waits = []
+    for _ in range(5):
+        waits.append(calm_steps_until_given_back(control))
+        assert control.counts() == [1]
+        control.step(OVER)  # the job it started pressed the requests again
+        assert control.counts() == [0]
+    # (The first wait counts from the last cut: 10 steps of 0.1 s is the cooldown of 1 s.)
+    assert waits == [10, 20, 40, 80, 80]
+    control.yielding.stop()
+
+
+async def test_pressure_not_following_a_worker_given_back_does_not_lengthen_the_wait() -> None:
+    control = await controlled(
+        YieldToRequests(target_lag=TARGET, floor=0), FakeQueue("q", 4), cooldown=COOLDOWN
+    )
+    control.step(OVER)  # 4 -> 2
+    assert calm_steps_until_given_back(control) == 10
+    for _ in range(10):  # a second in the band after the worker came back: the probe held
+        control.step(BAND)
+    assert control.counts() == [3]
+    control.step(OVER)  # pressure, but not the worker's doing
+    assert control.counts() == [1]
+    assert calm_steps_until_given_back(control) == 10
+    control.yielding.stop()
+
+
+async def test_once_every_worker_is_back_the_wait_is_the_cooldown_again() -> None:
+    control = await controlled(
+        YieldToRequests(target_lag=TARGET, floor=0), FakeQueue("q", 2), cooldown=COOLDOWN
+    )
+    control.step(OVER)
+    control.step(OVER)
+    for _ in range(2):  # two failed probes: the wait is now 4 s
+        calm_steps_until_given_back(control)
+        control.step(OVER)
+    assert calm_steps_until_given_back(control) == 40
+    calm_steps_until_given_back(control)  # the second worker: the queue is full again
+    assert control.counts() == [2]
+    for _ in range(10):  # a calm second with every worker back
+        control.step(CALM)
+    control.step(OVER)  # a new spell of pressure: the first wait is a cooldown again
+    control.step(OVER)
+    assert calm_steps_until_given_back(control) == 10
+    control.yielding.stop()
 
 
 async def test_a_signal_within_the_band_below_the_target_neither_cuts_nor_gives_back(

@@ -15,6 +15,10 @@ number of jobs each local queue may *start*:
   effective workers halve (never below ``floor``); under ``calm`` (a hysteresis band, so a
   signal hovering near its target does not make the count flap) and after ``cooldown``
   seconds without pressure, each queue gets one worker back per decision, up to ``workers``.
+  A worker given back that brings the pressure back within ``cooldown`` doubles that wait
+  before the next one (up to ``max_cooldown``), as TCP backs off its retransmissions: while
+  the requests stay this pressed, each probe costs them a job's steps, so the probes grow
+  rarer. Once every worker is back, the wait is ``cooldown`` again.
 
 A queue's effective count only gates what starts (``JobQueue.set_effective_workers``): a
 running job is never cancelled, and its slot is not handed on while the queue is over its
@@ -114,7 +118,9 @@ class Yielding:
     ``stats`` is None, and the middleware reports no request to it. ``interval``: seconds of
     the clock between decisions; ``beat``: seconds between heartbeats (None: none, the lag is
     only what ``lag()`` is told); ``cooldown``: seconds without pressure before a worker comes
-    back; ``calm``: the fraction of the target under which the signals count as calm.
+    back, doubled after each one that brought the pressure back, up to ``max_cooldown``
+    (8 times ``cooldown`` by default); ``calm``: the fraction of the target under which the
+    signals count as calm.
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class Yielding:
         interval: float = 0.1,
         beat: float | None = 0.01,
         cooldown: float = 1.0,
+        max_cooldown: float | None = None,
         calm: float = 0.5,
     ) -> None:
         self.config = config
@@ -132,6 +139,7 @@ class Yielding:
         self.interval = interval
         self.beat = beat
         self.cooldown = cooldown
+        self.max_cooldown = 8 * cooldown if max_cooldown is None else max_cooldown
         self.calm = calm
         self._queues: Callable[[], Iterable[object]] = tuple
         self._effective: dict[str, int] = {}
@@ -147,6 +155,9 @@ class Yielding:
         self._seen_latency: float | None = None
         self._state = "calm"
         self._last_over = -math.inf  # clock time of the last decision over target
+        self._cut_early = False  # this interval's cut already made, by `lag`
+        self._wait = cooldown  # seconds without pressure before a worker comes back (backoff)
+        self._gave_back_at = -math.inf  # clock time a worker last came back
         self._loop: asyncio.AbstractEventLoop | None = None
         self._beat_handle: asyncio.TimerHandle | None = None
         self._beat_due = 0.0
@@ -155,9 +166,25 @@ class Yielding:
     # The signals.
 
     def lag(self, seconds: float) -> None:
-        """The loop ran ``seconds`` late once: the worst since the last decision counts."""
+        """The loop ran ``seconds`` late once: the worst since the last decision counts.
+
+        Past the lag target while requests come, the cut is made at once, not at the
+        interval's end: a job that starts meanwhile holds the loop for all its steps. One cut
+        per interval: the decision that ends it makes no second one.
+        """
         if seconds > self._lag:
             self._lag = seconds
+            config = self.config
+            if (
+                config is not None
+                and seconds > config.target_lag
+                and not self._cut_early
+                and (self._arrived or self._requests)
+                and self._queues is not tuple  # (started)
+            ):
+                self._cut_early = True
+                self._pressure, self._seen_lag = seconds / config.target_lag, seconds
+                self._step(config, self.clock.now(), over=True, give_back=False)
 
     def request_arrived(self) -> None:
         """A request came in (the middleware's report): the loop's lag matters now."""
@@ -184,16 +211,28 @@ class Yielding:
         self._pressure, self._seen_lag, self._seen_latency = pressure, self._lag, latency
         self._lag, self._arrived, self._latency_sum, self._requests = 0.0, 0, 0.0, 0
         over = pressure > 1.0
-        give_back = pressure < self.calm and now - self._last_over >= self.cooldown
+        give_back = pressure < self.calm and now - self._last_over >= self._wait
+        halve = not self._cut_early  # (else this interval's cut was made when its lag came)
+        self._cut_early = False
+        self._step(config, now, over, give_back, halve)
+
+    def _step(
+        self, config: YieldToRequests, now: float, over: bool, give_back: bool, halve: bool = True
+    ) -> None:
+        # Over: halve each queue's effective workers (down to the floor; `halve` False: the
+        # interval's cut is made, hold); else give one back, or hold. Then the state.
         if over:
             self._last_over = now
+            if now - self._gave_back_at <= self.cooldown:  # that worker brought it back
+                self._wait = min(2 * self._wait, self.max_cooldown)
+                self._gave_back_at = -math.inf  # (one doubling per worker given back)
         short = False  # a queue below its workers after this step
         for queue in self._queues():
             if not isinstance(queue, Throttled):
                 continue  # a remote queue's jobs run elsewhere
             floor = min(config.floor, queue.workers)
             before = self._effective.get(queue.name, queue.workers)
-            if over:
+            if over and halve:
                 count = max(floor, before // 2)
             elif give_back:
                 count = min(queue.workers, before + 1)
@@ -201,10 +240,14 @@ class Yielding:
                 count = max(floor, min(queue.workers, before))
             if count != before or queue.name not in self._effective:
                 queue.set_effective_workers(count)
+            if count > before:
+                self._gave_back_at = now
             self._effective[queue.name] = count
             short = short or count < queue.workers
+        if not short:
+            self._wait = self.cooldown  # every worker is back: the next cut starts afresh
         # Yielding from the first cut until the cooldown is over; then giving workers back.
-        pressed = over or now - self._last_over < self.cooldown
+        pressed = over or now - self._last_over < self._wait
         self._set_state("calm" if not short else "yielding" if pressed else "recovering")
 
     def _set_state(self, state: str) -> None:
@@ -255,6 +298,7 @@ class Yielding:
         self._lag, self._arrived, self._latency_sum, self._requests = 0.0, 0, 0.0, 0
         self._pressure, self._seen_lag, self._seen_latency = 0.0, 0.0, None
         self._state, self._last_over = "calm", -math.inf
+        self._wait, self._gave_back_at, self._cut_early = self.cooldown, -math.inf, False
         if self.beat is not None:  # (None: the lag is only what `lag()` is told, in tests)
             self._beat()
         self._arm()
