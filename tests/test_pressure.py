@@ -246,6 +246,25 @@ async def test_once_every_worker_is_back_the_wait_is_the_cooldown_again() -> Non
     control.yielding.stop()
 
 
+async def test_the_last_worker_given_back_that_brings_pressure_back_doubles_the_wait() -> None:
+    # The queue's full count is what presses the requests (two workers, the default floor of
+    # one): giving the second worker back is the probe that fails each time, and its wait
+    # must grow like any other probe's, not start afresh because the queue was full a moment.
+    control = await controlled(
+        YieldToRequests(target_lag=TARGET), FakeQueue("q", 2), cooldown=COOLDOWN
+    )
+    control.step(OVER)
+    assert control.counts() == [1]
+    waits = []
+    for _ in range(4):
+        waits.append(calm_steps_until_given_back(control))
+        assert control.counts() == [2]
+        control.step(OVER)  # the job the second worker started pressed the requests again
+        assert control.counts() == [1]
+    assert waits == [10, 20, 40, 80]
+    control.yielding.stop()
+
+
 async def test_a_signal_within_the_band_below_the_target_neither_cuts_nor_gives_back(
     eight: Controlled,
 ) -> None:
