@@ -348,6 +348,23 @@ async def test_yielding_and_calm_again_are_logged_once_each(
     assert len([m for m in messages if m.startswith("requests are calm again")]) == 1
 
 
+async def test_a_cut_made_at_once_shows_no_latency_of_an_earlier_interval(
+    eight: Controlled, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stats and the log line put the lag and the latency side by side: both are this
+    # interval's, not a lag of now beside the last decision's latency.
+    caplog.set_level(logging.INFO, "backburner")
+    eight.step(CALM, 0.003)  # an interval whose requests were answered in 3 ms
+    eight.yielding.request_arrived()
+    eight.yielding.lag(OVER)  # cut at once: no request of this interval answered yet
+    assert eight.counts() == [4]
+    stats = eight.yielding.stats()
+    assert stats is not None
+    assert (stats.lag, stats.latency) == (OVER, None)
+    messages = [r.getMessage() for r in caplog.records if r.name == "backburner"]
+    assert messages == ["yielding to requests: the loop ran 50.0 ms late; fewer jobs start"]
+
+
 # The setting.
 
 

@@ -184,7 +184,13 @@ class Yielding:
                 and self._queues is not tuple  # (started)
             ):
                 self._cut_early = True
-                self._pressure, self._seen_lag = seconds / config.target_lag, seconds
+                # What this interval saw so far, as a decision would say it: not the last
+                # decision's latency beside this lag (the stats and the log line show both).
+                latency = self._latency_sum / self._requests if self._requests else None
+                pressure = seconds / config.target_lag
+                if latency is not None and config.target_latency is not None:
+                    pressure = max(pressure, latency / config.target_latency)
+                self._pressure, self._seen_lag, self._seen_latency = pressure, seconds, latency
                 self._step(config, self.clock.now(), over=True, give_back=False)
 
     def request_arrived(self) -> None:
