@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import logging
 import threading
@@ -778,6 +779,21 @@ def test_bad_limits_are_refused_where_written(
 ) -> None:
     with pytest.raises(error, match=match):
         make()
+
+
+class Region(str, enum.Enum):
+    """A str Enum: its members are str, with a `__str__` of their own ("Region.EU")."""
+
+    EU = "eu"
+
+
+def test_a_str_subclass_key_keeps_its_value_as_a_plain_str() -> None:
+    # Its value is the bucket's key (and a host limit's file's): the subclass's own
+    # `__str__` must not rename it.
+    limit = ConcurrencyLimit(1, key=Region.EU)
+    assert limit.key == "eu"
+    assert type(limit.key) is str
+    assert limit.key_for(None, (), {}) == "eu"
 
 
 # With a journal.

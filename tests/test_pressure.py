@@ -246,6 +246,25 @@ async def test_once_every_worker_is_back_the_wait_is_the_cooldown_again() -> Non
     control.yielding.stop()
 
 
+async def test_the_last_worker_given_back_that_brings_pressure_back_doubles_the_wait() -> None:
+    # The queue's full count is what presses the requests (two workers, the default floor of
+    # one): giving the second worker back is the probe that fails each time, and its wait
+    # must grow like any other probe's, not start afresh because the queue was full a moment.
+    control = await controlled(
+        YieldToRequests(target_lag=TARGET), FakeQueue("q", 2), cooldown=COOLDOWN
+    )
+    control.step(OVER)
+    assert control.counts() == [1]
+    waits = []
+    for _ in range(4):
+        waits.append(calm_steps_until_given_back(control))
+        assert control.counts() == [2]
+        control.step(OVER)  # the job the second worker started pressed the requests again
+        assert control.counts() == [1]
+    assert waits == [10, 20, 40, 80]
+    control.yielding.stop()
+
+
 async def test_a_signal_within_the_band_below_the_target_neither_cuts_nor_gives_back(
     eight: Controlled,
 ) -> None:
@@ -327,6 +346,23 @@ async def test_yielding_and_calm_again_are_logged_once_each(
     messages = [r.getMessage() for r in caplog.records if r.name == "backburner"]
     assert len([m for m in messages if m.startswith("yielding to requests")]) == 1
     assert len([m for m in messages if m.startswith("requests are calm again")]) == 1
+
+
+async def test_a_cut_made_at_once_shows_no_latency_of_an_earlier_interval(
+    eight: Controlled, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stats and the log line put the lag and the latency side by side: both are this
+    # interval's, not a lag of now beside the last decision's latency.
+    caplog.set_level(logging.INFO, "backburner")
+    eight.step(CALM, 0.003)  # an interval whose requests were answered in 3 ms
+    eight.yielding.request_arrived()
+    eight.yielding.lag(OVER)  # cut at once: no request of this interval answered yet
+    assert eight.counts() == [4]
+    stats = eight.yielding.stats()
+    assert stats is not None
+    assert (stats.lag, stats.latency) == (OVER, None)
+    messages = [r.getMessage() for r in caplog.records if r.name == "backburner"]
+    assert messages == ["yielding to requests: the loop ran 50.0 ms late; fewer jobs start"]
 
 
 # The setting.

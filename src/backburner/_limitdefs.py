@@ -37,8 +37,10 @@ class Limit:
             raise TypeError(f"name must be a non-empty str or None, got {name!r}")
         if scope not in ("process", "host"):
             raise ValueError(f"scope must be 'process' or 'host', got {scope!r}")
-        # (A str key is kept as a plain str: `key_for` tells it from a function by its class.)
-        self.key = str(key) if isinstance(key, str) else key
+        # (A str key is kept as a plain str: `key_for` tells it from a function by its class.
+        # `str.__str__`, not `str()`: a str subclass's own `__str__` (a str Enum's gives
+        # "Region.EU") must not change the key's value.)
+        self.key = str.__str__(key) if isinstance(key, str) else key
         #: The name stats and the dashboard show; by default made from the limit's numbers.
         self.name = name if name is not None else self._default_name()
         #: "process": counted in this process; "host": across the app's processes on this

@@ -18,7 +18,8 @@ number of jobs each local queue may *start*:
   A worker given back that brings the pressure back within ``cooldown`` doubles that wait
   before the next one (up to ``max_cooldown``), as TCP backs off its retransmissions: while
   the requests stay this pressed, each probe costs them a job's steps, so the probes grow
-  rarer. Once every worker is back, the wait is ``cooldown`` again.
+  rarer. Once every worker is back and a ``cooldown`` passed without its pressure, the wait
+  is ``cooldown`` again.
 
 A queue's effective count only gates what starts (``JobQueue.set_effective_workers``): a
 running job is never cancelled, and its slot is not handed on while the queue is over its
@@ -183,7 +184,13 @@ class Yielding:
                 and self._queues is not tuple  # (started)
             ):
                 self._cut_early = True
-                self._pressure, self._seen_lag = seconds / config.target_lag, seconds
+                # What this interval saw so far, as a decision would say it: not the last
+                # decision's latency beside this lag (the stats and the log line show both).
+                latency = self._latency_sum / self._requests if self._requests else None
+                pressure = seconds / config.target_lag
+                if latency is not None and config.target_latency is not None:
+                    pressure = max(pressure, latency / config.target_latency)
+                self._pressure, self._seen_lag, self._seen_latency = pressure, seconds, latency
                 self._step(config, self.clock.now(), over=True, give_back=False)
 
     def request_arrived(self) -> None:
@@ -244,8 +251,11 @@ class Yielding:
                 self._gave_back_at = now
             self._effective[queue.name] = count
             short = short or count < queue.workers
-        if not short:
-            self._wait = self.cooldown  # every worker is back: the next cut starts afresh
+        if not short and now - self._gave_back_at > self.cooldown:
+            # Every worker is back, and the last one given back brought no pressure back
+            # within the cooldown: the next cut starts afresh. (Not as it is given back: it
+            # is a probe like the others, and the likeliest to bring the pressure back.)
+            self._wait = self.cooldown
         # Yielding from the first cut until the cooldown is over; then giving workers back.
         pressed = over or now - self._last_over < self._wait
         self._set_state("calm" if not short else "yielding" if pressed else "recovering")
