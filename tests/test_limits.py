@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,8 +28,10 @@ from backburner import (
     Snooze,
     job,
 )
+from backburner._queue import JobQueue
 from backburner.testing import ManualClock
 from tests.jobs import Gate
+from tests.steps import between_steps
 
 pytestmark = pytest.mark.anyio
 
@@ -731,6 +734,48 @@ async def test_held_jobs_are_reported_at_shutdown_like_waiting_ones(
     assert report.not_started == (throttled,)
     assert throttled.status is JobStatus.CANCELLED
     assert throttled.id in caplog.text
+
+
+async def test_a_job_let_go_on_another_thread_as_shutdown_takes_the_waiting_jobs_is_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A thread cancels a waiting job whose key holds the next one; the next one is handed to
+    # its queue just as shutdown takes the queue's waiting jobs. It must not be left pending
+    # in a line nobody reads: it is cancelled and named.
+    gate = Gate()
+    work = one_per_key(gate)
+    reached, go = threading.Event(), threading.Event()
+
+    def pause_once() -> None:
+        if not reached.is_set():
+            reached.set()
+            go.wait(10)
+
+    bg = Backburner(workers=1, shutdown_timeout=1, cancel_grace=0.5)
+    await bg.start()
+    bg.enqueue(work, "slow")  # the one worker, busy until the gate opens
+    await gate.started.wait()
+    first = bg.enqueue(work, "k")  # waits for the worker, holding key "k"
+    second = bg.enqueue(work, "k")  # held: "k" is taken
+    assert (first.status, second.status) == (JobStatus.PENDING, JobStatus.BLOCKED)
+
+    def cancel_first() -> None:
+        # (Its limit hands `second` to its queue's way in: paused at that way's first step.)
+        with between_steps(JobQueue._to_pending.__code__, pause_once):
+            first.cancel()
+
+    canceller = threading.Thread(target=cancel_first)
+    canceller.start()
+    await anyio.to_thread.run_sync(reached.wait, 10)
+    gate.opened.set()
+    with caplog.at_level(logging.WARNING, logger="backburner"):
+        report = await bg.aclose()
+        go.set()
+        await anyio.to_thread.run_sync(canceller.join, 10)
+    assert first.status is JobStatus.CANCELLED
+    assert second not in report.not_started  # (the report was made before it came)
+    assert second.status is JobStatus.CANCELLED
+    assert second.id in caplog.text
 
 
 async def test_held_jobs_count_as_pending_and_join_waits_for_them() -> None:

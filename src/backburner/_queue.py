@@ -139,6 +139,7 @@ class JobQueue:
         "_scheduled",
         "_scheduler",
         "_started",
+        "_taken",
         "_threads",
         "_timed_out",
         "_waited",
@@ -190,6 +191,7 @@ class JobQueue:
         self._effective = workers
         self._running: set[Job[Any]] = set()  # strong references: no task lost to the GC
         self._dispatching = False
+        self._taken = False  # shutdown took the waiting jobs: a late one is not to wait
         self._pump_scheduled = False
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._limiter = anyio.CapacityLimiter(workers)
@@ -334,22 +336,42 @@ class JobQueue:
 
     def _to_pending(self, job: Job[Any]) -> None:
         # A limited job its limits let go (already counted in _waiting): to the deque.
+        late = pump = False
         lock = self._lock
         lock.acquire()  # (not `with`: see submit)
         try:
-            self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
             self._held -= 1
-            # (`_must_pump` inlined: most jobs a limit lets go come here.)
-            if not self._dispatching:
-                return
-            if threading.get_ident() == self._loop_thread:
-                pump = self._busy < self.workers
+            if self._taken:  # let go (on another thread) as shutdown took the waiting jobs
+                late = job.try_cancel_waiting() is not None  # (else cancelled meanwhile)
+                self._cancelled += late
             else:
-                pump = self._must_pump()
+                self._pending.append(job)  # (cancelled meanwhile: skipped when reached)
+                # (`_must_pump` inlined: most jobs a limit lets go come here.)
+                if not self._dispatching:
+                    pass
+                elif threading.get_ident() == self._loop_thread:
+                    pump = self._busy < self.workers
+                else:
+                    pump = self._must_pump()
         finally:
             lock.release()
         if pump:
             self._pump()
+        elif late:
+            self._report_late(job)
+
+    def _report_late(self, job: Job[Any]) -> None:
+        # Not left in a deque no one reads: cancelled, kept, and named in a log line, since
+        # the shutdown report that lists the waiting jobs is already made. Any thread.
+        job.finish(_CANCELLED)
+        job.context = None  # type: ignore[assignment]
+        self._keep(job)
+        logger.warning(
+            "job %s was let go by its limit as the executor shut down, after the waiting jobs "
+            "were taken: cancelled, not run",
+            job.describe(attempt=False),
+            extra={"backburner_job_id": job.id},
+        )
 
     def _must_pump(self) -> bool:
         # A job was added to the deque (hold _lock): True if this thread (the loop's) must
@@ -412,6 +434,7 @@ class JobQueue:
         if self._paused:
             return  # resume() starts it
         self._dispatching = True
+        self._taken = False
         self._pump()
 
     def _pump(self) -> None:
@@ -871,6 +894,7 @@ class JobQueue:
         self._dispatching = False  # an abandoned job that ends later must not start another
         held = [] if self._limits is None else self._limits.take_held(self.name)
         with self._lock:
+            self._taken = True
             jobs = [job for job in self._pending if job.try_cancel_waiting() is not None]
             jobs += held
             self._pending.clear()
