@@ -190,6 +190,18 @@ def calm_steps_until_given_back(control: Controlled, limit: int = 200) -> int:
     raise AssertionError(f"no worker came back in {limit} calm steps")
 
 
+def failed_probe_waits(control: Controlled, probes: int, *, given: int, cut: int) -> list[int]:
+    """The calm steps before each of ``probes`` workers given back (the count then ``given``),
+    each followed by the pressure the job it started brings back (the count then ``cut``)."""
+    waits = []
+    for _ in range(probes):
+        waits.append(calm_steps_until_given_back(control))
+        assert control.counts() == [given]
+        control.step(OVER)
+        assert control.counts() == [cut]
+    return waits
+
+
 async def test_a_worker_given_back_that_brings_the_pressure_back_doubles_the_next_wait() -> None:
     # floor=0, as an app that wants requests first sets it: while the requests stay pressed,
     # each worker given back is a probe that costs them a job; the probes grow rarer (1, 2,
@@ -200,12 +212,7 @@ async def test_a_worker_given_back_that_brings_the_pressure_back_doubles_the_nex
     for _ in range(3):
         control.step(OVER)
     assert control.counts() == [0]
-    waits = []
-    for _ in range(5):
-        waits.append(calm_steps_until_given_back(control))
-        assert control.counts() == [1]
-        control.step(OVER)  # the job it started pressed the requests again
-        assert control.counts() == [0]
+    waits = failed_probe_waits(control, 5, given=1, cut=0)
     # (The first wait counts from the last cut: 10 steps of 0.1 s is the cooldown of 1 s.)
     assert waits == [10, 20, 40, 80, 80]
     control.yielding.stop()
@@ -255,13 +262,7 @@ async def test_the_last_worker_given_back_that_brings_pressure_back_doubles_the_
     )
     control.step(OVER)
     assert control.counts() == [1]
-    waits = []
-    for _ in range(4):
-        waits.append(calm_steps_until_given_back(control))
-        assert control.counts() == [2]
-        control.step(OVER)  # the job the second worker started pressed the requests again
-        assert control.counts() == [1]
-    assert waits == [10, 20, 40, 80]
+    assert failed_probe_waits(control, 4, given=2, cut=1) == [10, 20, 40, 80]
     control.yielding.stop()
 
 
