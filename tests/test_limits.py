@@ -1003,3 +1003,78 @@ async def test_a_finished_limited_job_is_kept_for_lookup_like_any_other() -> Non
         assert info is not None
         assert (info.status, info.result) == (JobStatus.SUCCEEDED, 42)
         assert done.task is None  # kept without its task (nor its context)
+
+
+async def test_shutdown_gives_back_the_tokens_of_jobs_waiting_for_a_worker() -> None:
+    gate = Gate()
+    five, rate = ConcurrencyLimit(5, name="five"), RateLimit(100, per=60, name="rate")
+
+    async def work(n: int) -> None:
+        await gate.hold()
+
+    bg = Backburner(workers=1, shutdown_timeout=0.5)
+    await bg.start()
+    jobs = [bg.options(limits=[five, rate]).enqueue(work, n) for n in range(3)]
+    await gate.started.wait()  # the first runs; the others passed their limits, no worker
+    assert {s.name: s.running for s in bg.stats().limits} == {"five": 3, "rate": 3}
+    report = await bg.aclose()
+    assert report.not_started == tuple(jobs[1:])
+    # The one that ran counts in its rate window (it started); none holds a token any more.
+    assert {s.name: (s.running, s.held) for s in bg.stats().limits} == {
+        "five": (0, 0),
+        "rate": (1, 0),
+    }
+
+
+async def test_held_jobs_count_in_full_against_max_pending_while_workers_are_free() -> None:
+    gate = Gate()
+    one = ConcurrencyLimit(1)
+
+    async def work(n: int) -> None:
+        await gate.hold()
+
+    async with Backburner(workers=10, max_pending=1) as bg:
+        bg.options(limits=[one]).enqueue(work, 0)
+        await gate.started.wait()
+        held = bg.options(limits=[one]).enqueue(work, 1)  # the one waiting job max_pending allows
+        assert held.status is JobStatus.BLOCKED
+        # Nine workers are free, but a held job can take none of them: the queue is full.
+        with pytest.raises(QueueFull):
+            bg.options(limits=[one]).enqueue(work, 2)
+        with pytest.raises(QueueFull):
+            bg.enqueue(gate.hold)  # (a plain job too: the room is the queue's)
+        stats = bg.stats().queues["default"]
+        assert (stats.pending, stats.held, stats.busy) == (1, 1, 1)
+        gate.opened.set()
+        await bg.join()
+
+
+async def test_a_job_moved_to_another_limit_keeps_its_place_past_a_cancelled_one() -> None:
+    # X is held by L1, then moves to L2's line when L1 frees: it goes before the jobs held
+    # by L2 that were enqueued after it, even with one cancelled among them.
+    l1, l2 = ConcurrencyLimit(1, name="L1"), ConcurrencyLimit(1, name="L2")
+    gates = {"A": Gate(), "B": Gate()}
+    order: list[str] = []
+
+    async def work(name: str) -> None:
+        order.append(name)
+        if name in gates:
+            await gates[name].hold()
+
+    async with Backburner(workers=8) as bg:
+        bg.options(limits=[l2]).enqueue(work, "A")  # takes L2
+        bg.options(limits=[l1]).enqueue(work, "B")  # takes L1
+        await gates["A"].started.wait()
+        await gates["B"].started.wait()
+        x = bg.options(limits=[l1, l2]).enqueue(work, "X")  # held by L1
+        n1 = bg.options(limits=[l2]).enqueue(work, "N1")  # held by L2, newer than X
+        cancelled = bg.options(limits=[l2]).enqueue(work, "C")
+        bg.options(limits=[l2]).enqueue(work, "N2")
+        assert (x.held_by, n1.held_by) == ("L1", "L2")
+        assert cancelled.cancel()
+        gates["B"].opened.set()
+        await settle()
+        assert x.held_by == "L2"  # L1 let it go; L2 holds it now
+        gates["A"].opened.set()
+        await bg.join()
+    assert order == ["A", "B", "X", "N1", "N2"]

@@ -46,6 +46,7 @@ _Admitted = tuple[Job[Any], Callable[[Job[Any]], None]]
 # Every this many entries, buckets with nothing left in them are dropped (keys seen once).
 _SWEEP_EVERY = 1024
 _LEAKS = "its token may stay taken until this process ends"
+_CANCELLED_SEQ = math.inf  # the place in line `_seq` gives a job cancelled while held
 
 
 # Shared empty deques of a new bucket, replaced (never appended to) when it needs its own.
@@ -587,23 +588,26 @@ class Limits:
         held = bucket.held
         if held is _NO_JOBS:
             held = bucket.held = deque()
-        if not newest and held and self._seq(held[-1]) > ticket.seq:
+        at = len(held)
+        if not newest:
             # Moved here from another limit's bucket (``_drain``): it takes its place in
-            # line, before the newer jobs held here. (Rare: a linear search from the end.)
-            at = len(held)
+            # line, before the newer jobs held here and the cancelled ones among them.
+            # (Rare: a linear search from the end.)
             while at and self._seq(held[at - 1]) > ticket.seq:
                 at -= 1
-            held.insert(at, job)
-        else:
+        if at == len(held):
             held.append(job)
+        else:
+            held.insert(at, job)
         state.held += 1
         if when is not None:
             self._arm(state, bucket, when)
 
-    def _seq(self, job: Job[Any]) -> int:
-        # A job's place in line; 0 for one cancelled while held (its ticket gone).
+    def _seq(self, job: Job[Any]) -> float:
+        # A job's place in line; for one cancelled while held (its ticket gone), a place
+        # after every other, so that a search for a job's place passes over it.
         ticket = self._tickets.get(job)
-        return 0 if ticket is None else ticket.seq
+        return _CANCELLED_SEQ if ticket is None else ticket.seq
 
     def _arm(self, state: _LimitState, bucket: _Bucket, when: float) -> None:
         if bucket.timer is not None and bucket.wake_at is not None and bucket.wake_at <= when:

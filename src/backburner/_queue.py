@@ -229,7 +229,8 @@ class JobQueue:
         try:
             free = self.workers - self._busy
             # A job that can take a free slot at once is not waiting: only the excess counts.
-            if self._waiting - free >= self.max_pending:
+            # (A job a limit holds can take none: `_full_with_held`.)
+            if self._waiting - free >= self.max_pending or (self._held and self._full_with_held()):
                 raise QueueFull(self.name, self.max_pending)
             start_now = (
                 on_loop and self._busy < self._effective and self._dispatching and not self._pending
@@ -320,7 +321,9 @@ class JobQueue:
         lock = self._lock
         lock.acquire()  # (not `with`: see submit. The gate's lock is taken inside this one,
         try:  # never the other way.)
-            if self._waiting - (self.workers - self._busy) >= self.max_pending:
+            if self._waiting - (self.workers - self._busy) >= self.max_pending or (
+                self._held and self._full_with_held()
+            ):
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
             if not self._limits.enter(job, self._hand_over, keys):
@@ -333,6 +336,13 @@ class JobQueue:
             lock.release()
         if pump:
             self._pump()
+
+    def _full_with_held(self) -> bool:
+        # Hold _lock. The room rule when a limit holds some of the waiting jobs: a free slot
+        # makes room only for a job that could take it, so each held job counts in full.
+        free = self.workers - self._busy
+        excess = max(self._waiting - self._held - free, 0) + self._held
+        return excess >= self.max_pending
 
     def _to_pending(self, job: Job[Any]) -> None:
         # A limited job its limits let go (already counted in _waiting): to the deque.
@@ -902,9 +912,14 @@ class JobQueue:
             self._waiting = 0
             self._held -= len(held)
             self._cancelled += len(jobs)
+        limits = self._limits
         for job in jobs:
             job.finish(_CANCELLED)
             job.context = None  # type: ignore[assignment]
+            if limits is not None and job.options.limits:
+                # A job let through its limits holds their tokens while it waits: they go
+                # back (a held one's ticket went with `take_held`; nothing is let go now).
+                limits.release(job, True)
             self._keep(job)
         return jobs
 
