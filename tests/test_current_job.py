@@ -245,6 +245,14 @@ def _handle() -> CurrentJob:
             "message is 1,001 characters long, more than 1,000",
             id="long-message",
         ),
+        pytest.param(
+            1,
+            10,
+            "reading caf\udce9.csv",
+            ValueError,
+            "message cannot be encoded as UTF-8 .* errors='replace'",
+            id="lone-surrogate",
+        ),
     ],
 )
 def test_set_progress_refuses_bad_arguments_where_it_is_called(

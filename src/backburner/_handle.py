@@ -89,9 +89,9 @@ class CurrentJob:
 
         Never blocks and wakes nobody: the latest report is kept for whoever looks
         (``lookup``, the dashboard). ``done`` and ``total`` are finite numbers, 0 or more,
-        ``done`` at most ``total``; ``message`` a str of at most 1,000 characters. Anything
-        else raises ``TypeError`` or ``ValueError`` here. The ETA (``Progress.eta``) comes
-        from the rate since this attempt's first report.
+        ``done`` at most ``total``; ``message`` a str of at most 1,000 characters that UTF-8
+        can encode (no lone surrogates). Anything else raises ``TypeError`` or ``ValueError``
+        here. The ETA (``Progress.eta``) comes from the rate since this attempt's first report.
         """
         # The common case checked inline (an exact int or float, finite, in order): a call in
         # a tight loop must stay well under a microsecond. Anything else takes check_report,
@@ -100,7 +100,15 @@ class CurrentJob:
             type(done) not in NUMBERS
             or not 0 <= done <= _MAX
             or (total is not None and (type(total) not in NUMBERS or not done <= total <= _MAX))
-            or (message is not None and (type(message) is not str or len(message) > MAX_MESSAGE))
+            or (
+                message is not None
+                and (
+                    type(message) is not str
+                    or len(message) > MAX_MESSAGE
+                    # (Only text beyond ASCII can hold a lone surrogate: check_report looks.)
+                    or not message.isascii()
+                )
+            )
         ):
             done, total, message = check_report(done, total, message)
         now = _now()

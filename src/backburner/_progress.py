@@ -111,6 +111,17 @@ def check_report(
             f"{MAX_MESSAGE:,}; a progress message is a line for a person (the status app "
             f"sends it to every watching client): log longer text, or keep it in the result"
         )
+    if message is not None and not message.isascii():
+        try:
+            message.encode()
+        except UnicodeEncodeError as exc:
+            # A lone surrogate (a file name read with surrogateescape, say): kept, it would
+            # break every JSON answer and event that carries the job's progress.
+            raise ValueError(
+                f"set_progress: message cannot be encoded as UTF-8 ({exc.reason} at index "
+                f"{exc.start}: {message[exc.start : exc.end]!r}); decode the text it comes from "
+                f"with errors='replace' (a file name: os.fsencode(name).decode(errors='replace'))"
+            ) from None
     return done, total, message
 
 

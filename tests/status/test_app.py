@@ -18,7 +18,7 @@ from backburner import Backburner, JobInfo, JobStatus, current_job
 from backburner.status import StatusApp, status_app
 from backburner.testing import ManualClock
 
-from ..jobs import Gate, add, fail, noop
+from ..jobs import Gate, add, echo, fail, noop
 
 pytestmark = pytest.mark.anyio
 
@@ -475,6 +475,28 @@ async def test_a_result_whose_repr_fails_is_named_by_its_type(bg: Backburner) ->
     body = (await read(bg, job.id)).json()
 
     assert body["result"] == "<Broken object: its repr failed>"
+
+
+async def test_text_utf8_cannot_encode_is_sent_escaped_in_valid_json(bg: Backburner) -> None:
+    # A lone surrogate (a file name read with surrogateescape) in an error's message or a
+    # result: UTF-8 has no bytes for it, so the answer escapes it rather than failing.
+    failed = bg.enqueue(fail, "no such file: caf\udce9.csv")
+    returned = bg.enqueue(echo, "caf\udce9.csv")
+    await bg.join()
+
+    answer = await read(bg, failed.id, show_errors=True)
+    events = await get(
+        status_app(bg, authorize=lambda request, info: True, show_errors=True),
+        f"/{failed.id}/events",
+    )
+    result = (await read(bg, returned.id)).json()
+
+    assert answer.status_code == 200
+    assert answer.content.decode("utf-8")  # valid UTF-8
+    assert answer.json()["error"] == "ValueError: no such file: caf\udce9.csv"
+    assert events.status_code == 200
+    assert "\\udce9" in events.content.decode("utf-8")
+    assert (result["result"], result["result_is_repr"]) == ("caf\udce9.csv", False)
 
 
 async def test_head_of_a_running_jobs_events_answers_the_headers_and_ends(bg: Backburner) -> None:

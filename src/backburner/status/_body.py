@@ -14,8 +14,14 @@ __all__ = ["body_of", "dumps"]
 
 
 def dumps(data: Any) -> bytes:
-    """Compact, strict JSON (no NaN): what every response and event carries."""
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    """Compact, strict JSON (no NaN) in UTF-8: what every response and event carries."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (in an error's message, a result): UTF-8 has no bytes for it, and
+        # JSON's \u escapes do. Rare, so the common answer is not escaped for it.
+        return json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
 
 
 def body_of(info: JobInfo, *, show_errors: bool = False) -> dict[str, Any]:
