@@ -411,6 +411,23 @@ async def test_log_args_false_keeps_the_arguments_out_of_failure_lines(
     assert "5500-0000-0000-0004" in text  # a job that did not ask keeps its arguments shown
 
 
+async def refund(amount: int) -> None:
+    raise ValueError("declined")
+
+
+async def test_an_int_argument_too_long_for_decimal_is_named_in_the_failure_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # reprlib lets int's ValueError (sys.get_int_max_str_digits) out: the failure's log line,
+    # and a shutdown report, raised instead of being written.
+    caplog.set_level(logging.INFO, "backburner")
+    async with Backburner() as bg:
+        job = bg.enqueue(refund, 10**5000)
+        await job.wait()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"{job.id} refund(<int of 16,610 bits: too long to show>)" in text
+
+
 async def test_log_args_false_keeps_the_arguments_out_of_the_shutdown_report(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -19,7 +19,7 @@ from ._options import DEFAULT_OPTIONS, JobOptions
 from ._progress import Progress, ProgressCell
 from ._status import JobStatus
 
-__all__ = ["Job"]
+__all__ = ["ArgRepr", "Job"]
 
 _PENDING, _RUNNING, _SUCCEEDED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED
 _SCHEDULED, _RETRYING, _CANCELLED = JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.CANCELLED
@@ -49,7 +49,20 @@ def _retag() -> None:
 if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
     os.register_at_fork(after_in_child=_retag)
 
-_arg_repr = reprlib.Repr()
+
+class ArgRepr(reprlib.Repr):
+    """reprlib's, but an int too long for decimal is named, not raised: ``reprlib`` lets the
+    ``ValueError`` of ``sys.get_int_max_str_digits()`` out, and a log line, a shutdown report
+    or a page must not fail on an argument (every other type's repr failing is caught)."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:
+            return f"<int of {x.bit_length():,} bits: too long to show>"
+
+
+_arg_repr = ArgRepr()
 _arg_repr.maxstring = 40
 _arg_repr.maxother = 40
 _arg_repr.maxlist = _arg_repr.maxtuple = _arg_repr.maxdict = _arg_repr.maxset = 4

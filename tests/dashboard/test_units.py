@@ -335,6 +335,18 @@ async def test_long_and_unprintable_arguments_are_cut(bg: Backburner) -> None:
     assert shown[3].endswith("...]")
 
 
+async def test_an_int_too_long_for_decimal_is_shown_as_such_not_as_a_failed_repr(
+    bg: Backburner,
+) -> None:
+    bg.pause("mail")
+    job = _job(bg, noop, 10**5000, [7**6000])
+    shown = Presenter((), None).arguments(job)
+    assert shown == [
+        "<int of 16,610 bits: too long to show>",
+        "[<int of 16,845 bits: too long to show>]",
+    ]
+
+
 def test_mounted_in_fastapi_it_shows_the_running_executor_of_the_app() -> None:
     from fastapi import FastAPI
     from starlette.testclient import TestClient

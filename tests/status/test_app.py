@@ -477,6 +477,16 @@ async def test_a_result_whose_repr_fails_is_named_by_its_type(bg: Backburner) ->
     assert body["result"] == "<Broken object: its repr failed>"
 
 
+async def test_an_int_too_long_for_decimal_is_named_as_such(bg: Backburner) -> None:
+    job = bg.enqueue(echo, 10**5000)
+    await bg.join()
+
+    body = (await read(bg, job.id)).json()
+
+    assert body["result"] == "<int of 16,610 bits: too long to show>"
+    assert body["result_is_repr"] is True
+
+
 async def test_text_utf8_cannot_encode_is_sent_escaped_in_valid_json(bg: Backburner) -> None:
     # A lone surrogate (a file name read with surrogateescape) in an error's message or a
     # result: UTF-8 has no bytes for it, so the answer escapes it rather than failing.

@@ -12,13 +12,12 @@ import functools
 import inspect
 import itertools
 import logging
-import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._errortext import error_line, traceback_text
 from .._info import JobInfo
-from .._job import Job
+from .._job import ArgRepr, Job
 from .._progress import Progress
 from .._status import JobStatus
 from ._redact import DEFAULT_REDACT, MASK, MIN_SECRET, QUERY_SECRETS, SecretNames, scrub_text
@@ -61,9 +60,10 @@ _CANCELLABLE = (
 _builtin_repr = repr  # (a name of its own: the tests watch what it is given)
 
 
-class _Repr(reprlib.Repr):
-    """reprlib's, but bytes-like values are cut before their repr is made, not after: a 10 MB
-    argument costs its first few hundred bytes, not a 40 MB string, at every poll."""
+class _Repr(ArgRepr):
+    """The log lines' ``ArgRepr``, but bytes-like values are cut before their repr is made, not
+    after: a 10 MB argument costs its first few hundred bytes, not a 40 MB string, at every
+    poll."""
 
     def repr_bytes(self, value: bytes, level: int) -> str:
         return self._cut(value, len(value), self.maxstring)

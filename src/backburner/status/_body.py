@@ -78,7 +78,15 @@ def _result(value: Any) -> dict[str, Any]:
     except (TypeError, ValueError, RecursionError):
         try:
             text = repr(value)
-        except Exception:  # a broken __repr__ must not break the status route
-            text = f"<{type(value).__name__} object: its repr failed>"
+        except Exception as exc:  # a broken __repr__ must not break the status route
+            text = _unshown(value, exc)
         return {"result": text, "result_is_repr": True}
     return {"result": value, "result_is_repr": False}
+
+
+def _unshown(value: Any, exc: Exception) -> str:
+    if isinstance(value, int) and isinstance(exc, ValueError):
+        # Past sys.get_int_max_str_digits() Python refuses to write an int in decimal: its
+        # repr did not fail, the number is too long to show.
+        return f"<int of {value.bit_length():,} bits: too long to show>"
+    return f"<{type(value).__name__} object: its repr failed>"
