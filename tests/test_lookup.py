@@ -274,6 +274,40 @@ async def test_a_finished_job_expires_after_its_ttl_then_is_forgotten_as_long_ag
         assert await bg.lookup(done.id) is None
 
 
+async def test_a_failed_or_dead_job_expires_and_is_forgotten_though_failures_keeps_it() -> None:
+    # The dead list is a view of its own (failures(), the dashboard): lookup must not answer
+    # from it a job the store has let go, as if it had come back.
+    clock = ManualClock()
+    async with Backburner(clock=clock, result_ttl=10) as bg:
+        failed = bg.enqueue(fail, "boom")
+        dead = bg.options(retries=1, backoff=0, jitter=0).enqueue(fail, "again")
+        await bg.join()
+        clock.advance(0)
+        await bg.join()
+        handles = (failed, dead)
+        seen = []
+        for step in (0, 10, 10, 10):
+            clock.advance(step)
+            infos = [await bg.lookup(handle.id) for handle in handles]
+            seen.append([info.status if info else None for info in infos])
+        assert seen == [
+            [JobStatus.FAILED, JobStatus.DEAD],
+            [JobStatus.EXPIRED, JobStatus.EXPIRED],
+            [None, None],
+            [None, None],
+        ]
+        assert [job.id for job in bg.failures()] == [failed.id, dead.id]
+        assert bg.find_job(failed.id) is failed  # what the executor holds, for the dashboard
+
+
+async def test_with_keep_results_zero_a_failed_job_is_not_found_either() -> None:
+    async with Backburner(keep_results=0) as bg:
+        failed = bg.enqueue(fail, "boom")
+        await failed.wait()
+        assert await bg.lookup(failed.id) is None
+        assert list(bg.failures()) == [failed]
+
+
 async def test_past_keep_results_the_oldest_are_forgotten_first() -> None:
     clock = ManualClock()
     async with Backburner(clock=clock, keep_results=3) as bg:

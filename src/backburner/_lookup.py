@@ -1,7 +1,8 @@
 """``lookup(job_id)``: a snapshot of any job by its id, whatever its state; ``find_job``.
 
 Where it looks, cheapest first: the ``ResultStore`` (finished jobs and tombstones, O(1) once
-indexed), the running and failed jobs (O(running)), then the waiting ones (O(pending +
+indexed: the only answer for a job that has ended, failed ones too), the running jobs
+(O(running)), then the waiting ones (O(pending +
 scheduled) comparisons of numbers, which make no id for a job that has none: about 0.6 ms at
 10,000 waiting jobs; with the pending job's place in its queue). It is async so that a store
 may ask elsewhere (issue 14: a journal shared by processes), and it reads the queues on the
@@ -80,8 +81,11 @@ class Lookup:
     def _live(self, job_id: str) -> JobInfo | None:
         queues = list(self._holder.queues().values())
         job = find_held(queues, self._failures, job_id)
-        if job is not None:
+        if job is not None and not job.done():
             return info_of(job)
+        # A job that has ended (one of the failures the dead list keeps) is the store's to
+        # answer: it was kept there before it was listed, and once the store has let it go
+        # (expired, then forgotten) lookup says so, though the dead list may keep it longer.
         job = find_waiting(queues, self._holder.scheduler, job_id)
         if job is None:
             return None
