@@ -20,6 +20,7 @@ from backburner import (
     JobStatus,
     NotInJob,
     Progress,
+    Snooze,
     background,
     current_job,
     job,
@@ -149,6 +150,44 @@ async def test_each_retry_is_a_new_attempt_with_progress_of_its_own() -> None:
     assert progress is not None
     assert progress.done == 3
     assert progress.rate is None  # one report in this attempt: no rate yet
+
+
+async def snooze_once(seen: list[Progress | None]) -> None:
+    handle = current_job()
+    seen.append(handle.progress)
+    if len(seen) == 1:
+        handle.set_progress(50, 100, "first run")
+        raise Snooze(30)
+    handle.set_progress(10, 100, "second run")
+
+
+def snooze_once_in_a_thread(seen: list[Progress | None]) -> None:
+    handle = current_job()
+    seen.append(handle.progress)
+    if len(seen) == 1:
+        handle.set_progress(50, 100, "first run")
+        raise Snooze(30)
+    handle.set_progress(10, 100, "second run")
+
+
+@pytest.mark.parametrize("fn", [snooze_once, snooze_once_in_a_thread])
+async def test_a_run_after_a_snooze_starts_with_no_progress_of_its_own(fn: Any) -> None:
+    # A snooze keeps the attempt's number (it is not a failed attempt), but the next run's
+    # progress and rate are its own, as a retry's are: not 50 then a rate of -40 / seconds.
+    clock = ManualClock()
+    seen: list[Progress | None] = []
+    async with Backburner(clock=clock) as bg:
+        snoozed = bg.enqueue(fn, seen)
+        while snoozed.status is not JobStatus.SCHEDULED:
+            await anyio.wait_all_tasks_blocked()
+        assert snoozed.progress is None
+        clock.advance(30)
+        await snoozed
+    assert seen == [None, None]
+    progress = snoozed.progress
+    assert progress is not None
+    assert (progress.done, progress.message, progress.rate) == (10, "second run", None)
+    assert snoozed.attempt == 1
 
 
 async def report_steps(gate: Gate, steps: int) -> None:

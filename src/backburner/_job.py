@@ -395,6 +395,16 @@ class Job(Generic[T]):
             cell = rare.progress = ProgressCell(self.attempt)
         return cell
 
+    def forget_progress(self) -> None:
+        """Let the reports of the attempt that ran go: a run after a ``Snooze`` has the same
+        attempt number (a snooze is not a failed attempt), yet is a run of its own, so it
+        starts with no progress and its rate counts from its own first report."""
+        rare = self._rare
+        if rare is not None:
+            # (A handle of the run that ended keeps the old cell: anything it still reports
+            # is written where no one reads.)
+            rare.progress = None
+
     def done(self) -> bool:
         """True once the job has reached an end state."""
         return self._status._final

@@ -661,7 +661,9 @@ class JobQueue:
 
     def _snooze(self, job: Job[Any], snooze: Snooze) -> None:
         # Not a failure: the attempt is not counted, and the job waits as a scheduled one.
+        # Its next run has the same number, but not this run's progress (as a retry has not).
         job.attempt -= 1
+        job.forget_progress()
         when = self._scheduler.clock.now() + snooze.seconds
         if snooze.limit is not None and self._limits is not None:
             self._limits.back_off(snooze.limit, when)  # before this job's tokens come back
