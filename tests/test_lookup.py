@@ -525,6 +525,39 @@ def test_a_results_size_is_counted_only_up_to_a_little_past_the_limit() -> None:
     assert result_size(threading.Lock(), 1000) > 0  # not picklable: its own size
 
 
+def test_text_is_counted_in_utf8_bytes_and_an_int_by_its_bytes() -> None:
+    assert result_size("\u20ac" * 300, 1000) == 900  # 3 bytes each
+    assert result_size("\u20ac" * 200, 1000) <= 1000  # cannot be over: not encoded
+    assert result_size("x" * 999, 1000) == 999
+    assert result_size("caf\udce9" * 100, 1000) == 600  # a lone surrogate: 3 bytes
+    assert result_size(2**7999, 1000) == 1000
+    assert result_size(-(2**7999), 1000) == 1000
+    assert result_size(255, 1000) == 1
+
+
+async def big_int(digits: int) -> int:
+    return int(10**digits)
+
+
+async def euros(count: int) -> str:
+    return "\u20ac" * count
+
+
+async def test_a_large_int_or_a_str_large_in_utf8_is_past_max_result_bytes() -> None:
+    # An int was never measured, and a str was measured in characters: a megabyte int and
+    # 3,000 bytes of euro signs passed a limit of 1,000 bytes.
+    async with Backburner(max_result_bytes=1000) as bg:
+        handles: list[Job[Any]] = [
+            bg.enqueue(big_int, 2400),  # 997 bytes
+            bg.enqueue(big_int, 2500),  # 1,039 bytes
+            bg.enqueue(euros, 333),  # 999 bytes
+            bg.enqueue(euros, 334),  # 1,002 bytes
+        ]
+        await bg.join()
+        infos = [await bg.lookup(handle.id) for handle in handles]
+    assert [info.has_result if info else None for info in infos] == [True, False, True, False]
+
+
 class Holder:
     """A result pickle refuses (it holds a lock), however much else it holds."""
 

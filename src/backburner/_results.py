@@ -50,8 +50,9 @@ _SUCCEEDED, _EXPIRED = JobStatus.SUCCEEDED, JobStatus.EXPIRED
 #: The most characters of a failed job's error a snapshot holds.
 ERROR_CHARS = 2000
 # Results whose size needs no measuring: nothing a setting of 1 byte or more would refuse.
-_SMALL = frozenset({type(None), bool, int, float})
-_TEXT = frozenset({str, bytes, bytearray})
+# (Not int: an int may hold megabytes, `10**1_000_000`; its bit length tells, cheaply.)
+_SMALL = frozenset({type(None), bool, float})
+_BYTES = frozenset({bytes, bytearray})
 
 
 class _Tomb(NamedTuple):
@@ -120,7 +121,8 @@ class KeptResults:
         if not job.options.keep_result:
             return False
         result = job.result()
-        if type(result) in _SMALL:
+        kind = type(result)
+        if kind in _SMALL or (kind is int and result.bit_length() <= 8 * self.max_bytes):
             return True
         size = result_size(result, self.max_bytes)
         if size <= self.max_bytes:
@@ -271,10 +273,15 @@ def info_of(
 
 def result_size(value: object, limit: int) -> int:
     """About how many bytes ``value`` takes, counted up to a little past ``limit``: its length
-    for text and bytes, else its pickle's (pickling stops once past ``limit``, so a huge
-    result costs no more than a small one), else the sizes of the objects it holds."""
-    if type(value) in _TEXT:
+    for bytes, its UTF-8 length for text, its bytes for an int, else its pickle's (pickling
+    stops once past ``limit``, so a huge result costs no more than a small one), else the
+    sizes of the objects it holds."""
+    if type(value) in _BYTES:
         return len(value)  # type: ignore[arg-type]
+    if type(value) is str:
+        return _text_size(value, limit)
+    if type(value) is int:
+        return (value.bit_length() + 7) // 8
     sink = _Sink(limit)
     try:
         pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
@@ -283,6 +290,16 @@ def result_size(value: object, limit: int) -> int:
     except Exception:  # it cannot be pickled: what it holds, counted another way
         return _held_size(value, limit)
     return sink.size
+
+
+def _text_size(text: str, limit: int) -> int:
+    # A character is 1 to 4 bytes in UTF-8: encoded (a copy) only when that decides, so a
+    # short text or one already over the limit in characters costs nothing to count. (A lone
+    # surrogate, which UTF-8 cannot encode, is counted as the 3 bytes it would take.)
+    count = len(text)
+    if count > limit or 4 * count <= limit or text.isascii():
+        return count
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 # Objects a result refers to without holding them: shared by the whole program.

@@ -64,8 +64,8 @@ class BackburnerSettings(TypedDict, total=False):
     result_ttl: float
     """[600] Seconds a finished job stays findable by ``lookup()`` with its result."""
     max_result_bytes: int
-    """[65,536] A return value larger than this (its pickle, or its repr) is not kept: the
-    job's status is, and one WARNING per job name says so."""
+    """[65,536] A return value larger than this (its pickle; a str in UTF-8, an int by its
+    bytes) is not kept: the job's status is, and one WARNING per job name says so."""
     periodic: Iterable[Periodic]
     """Jobs to run on a schedule, from ``start()`` on (see ``Periodic``)."""
     max_scheduled: int
