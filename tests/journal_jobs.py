@@ -94,6 +94,11 @@ async def not_registered(value: int) -> int:
 key_free: dict[str, asyncio.Event] = {}
 
 
+@job(name="tests.fails_with")
+async def fails_with(message: str) -> None:
+    raise ValueError(message)
+
+
 @job(name="tests.fails_keyed", unique=lambda key: f"keyed:{key}")
 async def fails_keyed(key: str) -> None:
     calls.append(("fails_keyed", key))

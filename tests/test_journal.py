@@ -58,6 +58,7 @@ from .journal_jobs import (
     counted,
     default_named,
     fails_first,
+    fails_with,
     not_registered,
     reads_its_row,
     record,
@@ -168,6 +169,20 @@ async def test_a_journaled_job_is_on_disk_when_enqueue_returns(path: Path) -> No
         ]
         await bg.join()
     assert rows(path, "state, finished_at IS NOT NULL") == [("succeeded", 1)]
+
+
+async def test_an_error_message_utf8_cannot_encode_is_written_escaped(path: Path) -> None:
+    # A lone surrogate (a file name read with surrogateescape) in an error's message failed
+    # the whole batch of writes it was in: the other job's end was lost with it.
+    async with Backburner(journal=path) as bg:
+        failed = bg.enqueue(fails_with, "no such file: caf\udce9.csv")
+        done = bg.enqueue(record, 1)
+        await failed.wait()
+        await done
+    assert rows(path, "state, error") == [
+        ("failed", "ValueError: no such file: caf\\udce9.csv"),
+        ("succeeded", None),
+    ]
 
 
 async def test_aenqueue_awaits_the_commit_without_blocking_the_loop(path: Path) -> None:

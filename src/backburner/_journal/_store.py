@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import BackburnerError, DuplicateJob, JournalError
+from .._errortext import error_line
 from .._job import Job, JobHooks, describe_callable, traceparent_of
 from .._jsonargs import check_json_arguments
 from .._options import JobOptions, options_of
@@ -277,4 +278,7 @@ def _result_json(job: Job[Any], limit: int) -> str | None:
 def _error_text(exc: BaseException | None) -> str | None:
     if exc is None:
         return None
-    return f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT]
+    text = error_line(exc, _ERROR_TEXT_LIMIT)[:_ERROR_TEXT_LIMIT]
+    # A lone surrogate (a file name in the message) has no UTF-8: written as it is, it failed
+    # the whole batch of journal writes it was in, other jobs' with it.
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
