@@ -99,6 +99,18 @@ async def fails_with(message: str) -> None:
     raise ValueError(message)
 
 
+class Unprintable(Exception):
+    """An exception whose ``str()`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+@job(name="tests.fails_unprintably")
+async def fails_unprintably() -> None:
+    raise Unprintable
+
+
 @job(name="tests.fails_keyed", unique=lambda key: f"keyed:{key}")
 async def fails_keyed(key: str) -> None:
     calls.append(("fails_keyed", key))

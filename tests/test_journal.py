@@ -58,6 +58,7 @@ from .journal_jobs import (
     counted,
     default_named,
     fails_first,
+    fails_unprintably,
     fails_with,
     not_registered,
     reads_its_row,
@@ -182,6 +183,16 @@ async def test_an_error_message_utf8_cannot_encode_is_written_escaped(path: Path
     assert rows(path, "state, error") == [
         ("failed", "ValueError: no such file: caf\\udce9.csv"),
         ("succeeded", None),
+    ]
+
+
+async def test_an_error_whose_str_raises_is_written_by_its_type(path: Path) -> None:
+    # Its end was not written at all: the row stayed queued, to be run again after a restart.
+    async with Backburner(journal=path) as bg:
+        failed = bg.enqueue(fails_unprintably)
+        await failed.wait()
+    assert rows(path, "state, error") == [
+        ("failed", "Unprintable: (str() of the exception failed)"),
     ]
 
 
