@@ -152,22 +152,22 @@ async def test_each_retry_is_a_new_attempt_with_progress_of_its_own() -> None:
     assert progress.rate is None  # one report in this attempt: no rate yet
 
 
-async def snooze_once(seen: list[Progress | None]) -> None:
+def _report_or_snooze(seen: list[Progress | None]) -> None:
+    # The first run reports, then snoozes; the second reports. Each notes what it saw first.
     handle = current_job()
     seen.append(handle.progress)
     if len(seen) == 1:
         handle.set_progress(50, 100, "first run")
         raise Snooze(30)
     handle.set_progress(10, 100, "second run")
+
+
+async def snooze_once(seen: list[Progress | None]) -> None:
+    _report_or_snooze(seen)
 
 
 def snooze_once_in_a_thread(seen: list[Progress | None]) -> None:
-    handle = current_job()
-    seen.append(handle.progress)
-    if len(seen) == 1:
-        handle.set_progress(50, 100, "first run")
-        raise Snooze(30)
-    handle.set_progress(10, 100, "second run")
+    _report_or_snooze(seen)
 
 
 @pytest.mark.parametrize("fn", [snooze_once, snooze_once_in_a_thread])
