@@ -16,7 +16,7 @@ from ._ports import Queue
 from ._scheduler import Scheduler, Timer
 from ._status import JobStatus
 
-__all__ = ["find_held", "find_waiting", "holds_job", "timed_entries"]
+__all__ = ["find_held", "find_running", "find_waiting", "holds_job", "timed_entries"]
 
 _TIMED = (JobStatus.SCHEDULED, JobStatus.RETRYING)
 
@@ -28,6 +28,11 @@ def find_held(queues: Iterable[Queue], failures: FailedJobs, job_id: str) -> Job
     failed = failures.get(job_id)  # first: one lookup, and a dead list page asks for each row
     if failed is not None:
         return failed
+    return find_running(queues, job_id)
+
+
+def find_running(queues: Iterable[Queue], job_id: str) -> Job[Any] | None:
+    """The running job with this id: O(running jobs). Loop thread."""
     number = id_number(job_id)
     for queue in queues:
         for job in queue.running_jobs():

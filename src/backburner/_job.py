@@ -19,7 +19,7 @@ from ._options import DEFAULT_OPTIONS, JobOptions
 from ._progress import Progress, ProgressCell
 from ._status import JobStatus
 
-__all__ = ["ArgRepr", "Job"]
+__all__ = ["ArgRepr", "Job", "long_int_text"]
 
 _PENDING, _RUNNING, _SUCCEEDED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED
 _SCHEDULED, _RETRYING, _CANCELLED = JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.CANCELLED
@@ -59,7 +59,12 @@ class ArgRepr(reprlib.Repr):
         try:
             return super().repr_int(x, level)
         except ValueError:
-            return f"<int of {x.bit_length():,} bits: too long to show>"
+            return long_int_text(x)
+
+
+def long_int_text(value: int) -> str:
+    """What stands for an int too long for decimal (``sys.get_int_max_str_digits()``)."""
+    return f"<int of {value.bit_length():,} bits: too long to show>"
 
 
 _arg_repr = ArgRepr()

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from ._failures import FailedJobs
-from ._find import find_held, find_waiting
+from ._find import find_held, find_running, find_waiting
 from ._info import JobInfo
 from ._job import Job
 from ._ports import Queue, ResultStore, SharedJobs
@@ -80,12 +80,12 @@ class Lookup:
 
     def _live(self, job_id: str) -> JobInfo | None:
         queues = list(self._holder.queues().values())
-        job = find_held(queues, self._failures, job_id)
-        if job is not None and not job.done():
+        # Not the dead list's failures: a job that has ended is the store's to answer (it was
+        # kept there before it was listed), and once the store has let it go (expired, then
+        # forgotten) lookup says so, though the dead list may keep it longer.
+        job = find_running(queues, job_id)
+        if job is not None:
             return info_of(job)
-        # A job that has ended (one of the failures the dead list keeps) is the store's to
-        # answer: it was kept there before it was listed, and once the store has let it go
-        # (expired, then forgotten) lookup says so, though the dead list may keep it longer.
         job = find_waiting(queues, self._holder.scheduler, job_id)
         if job is None:
             return None

@@ -230,7 +230,9 @@ class JobQueue:
             free = self.workers - self._busy
             # A job that can take a free slot at once is not waiting: only the excess counts.
             # (A job a limit holds can take none: `_full_with_held`.)
-            if self._waiting - free >= self.max_pending or (self._held and self._full_with_held()):
+            if self._waiting - free >= self.max_pending or (
+                self._held and self._full_with_held(free)
+            ):
                 raise QueueFull(self.name, self.max_pending)
             start_now = (
                 on_loop and self._busy < self._effective and self._dispatching and not self._pending
@@ -321,8 +323,9 @@ class JobQueue:
         lock = self._lock
         lock.acquire()  # (not `with`: see submit. The gate's lock is taken inside this one,
         try:  # never the other way.)
-            if self._waiting - (self.workers - self._busy) >= self.max_pending or (
-                self._held and self._full_with_held()
+            free = self.workers - self._busy
+            if self._waiting - free >= self.max_pending or (
+                self._held and self._full_with_held(free)
             ):
                 raise QueueFull(self.name, self.max_pending)
             self._waiting += 1
@@ -337,10 +340,9 @@ class JobQueue:
         if pump:
             self._pump()
 
-    def _full_with_held(self) -> bool:
+    def _full_with_held(self, free: int) -> bool:
         # Hold _lock. The room rule when a limit holds some of the waiting jobs: a free slot
         # makes room only for a job that could take it, so each held job counts in full.
-        free = self.workers - self._busy
         excess = max(self._waiting - self._held - free, 0) + self._held
         return excess >= self.max_pending
 

@@ -6,6 +6,8 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from .._job import long_int_text
+
 if TYPE_CHECKING:
     from .._info import JobInfo
     from .._progress import Progress
@@ -88,5 +90,5 @@ def _unshown(value: Any, exc: Exception) -> str:
     if isinstance(value, int) and isinstance(exc, ValueError):
         # Past sys.get_int_max_str_digits() Python refuses to write an int in decimal: its
         # repr did not fail, the number is too long to show.
-        return f"<int of {value.bit_length():,} bits: too long to show>"
+        return long_int_text(value)
     return f"<{type(value).__name__} object: its repr failed>"
