@@ -25,6 +25,8 @@ from backburner import (
     current_job,
     job,
 )
+from backburner._job import JobSpec
+from backburner._options import DEFAULT_OPTIONS
 from backburner.testing import ManualClock, inline
 
 from .jobs import Gate, noop, time_out_first_attempt
@@ -255,7 +257,7 @@ def test_progress_fraction_and_eta_come_from_the_rate_so_far() -> None:
 
 def _handle() -> CurrentJob:
     """A handle on a job that is not running: enough to call set_progress on."""
-    return CurrentJob(Job(noop, (), None, "default", True, None))
+    return CurrentJob(Job(JobSpec(noop, True, DEFAULT_OPTIONS, "default"), (), None, None))
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,7 @@ async def test_a_job_is_found_by_its_id_from_the_moment_another_thread_can_read_
     code = Job.id.fget.__code__  # type: ignore[attr-defined]
 
     def look() -> None:
-        if not found and waiting._seq is not None:
+        if not found and getattr(waiting, "_seq", None) is not None:
             found.append(bg.find_job(waiting.id))  # the other thread, between two steps
 
     with between_steps(code, look):

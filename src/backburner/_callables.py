@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._job import describe_callable
-from ._options import DEFAULT_OPTIONS, JobOptions, options_of
+from ._job import JobSpec, describe_callable
+from ._options import JobOptions, options_of
 
 __all__ = ["CallPlan", "plan_call"]
 # (``_plans`` is read directly by the executor's enqueue path, to save a call per job.)
@@ -47,11 +47,28 @@ class CallPlan:
     accepts_any_keyword: bool
     #: False when the parameters could not be read quickly: every call goes through ``bind()``.
     quick: bool
-    #: The options ``@job`` gave the function (read once, here, not at every enqueue).
-    options: JobOptions = DEFAULT_OPTIONS
+    #: The function, with the options ``@job`` gave it (read once, here, not at every
+    #: enqueue) and their queue: what its jobs share when enqueued as declared.
+    spec: JobSpec
     #: Calls with no keywords and this many positional arguments bind (empty when unsure).
     plain_min: int = 1
     plain_max: int = 0
+
+    @property
+    def options(self) -> JobOptions:
+        """The options ``@job`` gave the function."""
+        return self.spec.options
+
+    def spec_for(self, fn: Callable[..., Any], options: JobOptions, queue: str) -> JobSpec:
+        """The spec of a job calling ``fn`` with ``options`` on ``queue``: the plan's own if
+        they are its, else one of the job's own (options changed for one call, say)."""
+        spec = self.spec
+        # (A plan is found by equality: a bound method equal to the plan's is the same
+        # call, on the same object; another callable equal to it may not be.)
+        same_fn = spec.fn is fn or isinstance(fn, types.MethodType)
+        if same_fn and options is spec.options and queue == spec.queue:
+            return spec
+        return JobSpec(fn, self.is_async, options, queue)
 
     def __post_init__(self) -> None:
         if self.quick and not self.required_keyword_only:
@@ -137,7 +154,7 @@ def _plan_parameters(fn: object, is_async: bool) -> CallPlan:
     if not isinstance(function, types.FunctionType):
         # Classes, partials, builtins, callable instances: bind() reads them correctly.
         return CallPlan(
-            is_async, 0, None, {}, (), frozenset(), frozenset(), 0, True, False, options_of(fn)
+            is_async, 0, None, {}, (), frozenset(), frozenset(), 0, True, False, _spec(fn, is_async)
         )
     code = function.__code__
     positional = code.co_varnames[: code.co_argcount]
@@ -159,8 +176,13 @@ def _plan_parameters(fn: object, is_async: bool) -> CallPlan:
         positional_only=max(0, code.co_posonlyargcount - offset),
         accepts_any_keyword=bool(code.co_flags & _VARKEYWORDS),
         quick=True,
-        options=options_of(fn),
+        spec=_spec(fn, is_async),
     )
+
+
+def _spec(fn: object, is_async: bool) -> JobSpec:
+    options = options_of(fn)
+    return JobSpec(fn, is_async, options, options.queue)  # type: ignore[arg-type]
 
 
 def _bind_or_raise(

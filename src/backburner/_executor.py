@@ -189,7 +189,8 @@ class Backburner(EnqueueMethods):
             plan = _plans[fn]
         except (KeyError, TypeError):
             plan = plan_call(fn)
-        options = plan.options
+        spec = plan.spec
+        options = spec.options
         queue = self._queues.get(options.queue) if self._fast_enqueue else None
         if queue is None or not options.plain:
             lone = options.lone_limit
@@ -199,7 +200,9 @@ class Backburner(EnqueueMethods):
             # its key (here, not in a method of its own: a call less for every limited job).
             if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
                 plan.check(fn, args, kwargs)
-            job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
+            if spec.fn is not fn:
+                spec = plan.spec_for(fn, options, queue.name)
+            job: Job[Any] = Job(spec, args, kwargs, queue)
             queue.check(job, None)  # (a remote queue refuses limits)
             key = lone.key_for(fn, args, kwargs)
             if not self._alone and current_executor_var.get(None) is not self:
@@ -208,7 +211,9 @@ class Backburner(EnqueueMethods):
             return job
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
-        job = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options)
+        if spec.fn is not fn:
+            spec = plan.spec_for(fn, options, queue.name)
+        job = Job(spec, args, kwargs, queue)
         if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)
         queue.submit(job)  # (admission's whole sequence, when there is no key and no journal)
@@ -335,7 +340,7 @@ class Backburner(EnqueueMethods):
             plan = _plans[fn]
         except (KeyError, TypeError):
             plan = plan_call(fn)
-        options = plan.options
+        options = plan.spec.options
         if changes:
             options = options.replace(**changes)
         queue = self._queues.get(options.queue) if self._accepting else None
@@ -346,7 +351,8 @@ class Backburner(EnqueueMethods):
         key = None if options.unique is None else options.key_for(args, kwargs)
         store = self._admission.store
         hooks = None if store is None else store.hooks
-        job: Job[Any] = Job(fn, args, kwargs, queue.name, plan.is_async, queue, options, key, hooks)
+        spec = plan.spec_for(fn, options, queue.name)
+        job: Job[Any] = Job(spec, args, kwargs, queue, key, hooks)
         if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)
         return job, queue

@@ -15,16 +15,22 @@ from contextvars import copy_context
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import JobCancelled
-from ._options import DEFAULT_OPTIONS, JobOptions
+from ._options import JobOptions
 from ._progress import Progress, ProgressCell
 from ._status import JobStatus
 
-__all__ = ["ArgRepr", "Job", "long_int_text"]
+__all__ = ["ArgRepr", "Job", "JobSpec", "long_int_text"]
 
 _PENDING, _RUNNING, _SUCCEEDED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED
 _SCHEDULED, _RETRYING, _CANCELLED = JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.CANCELLED
 _BLOCKED, _THROTTLED = JobStatus.BLOCKED, JobStatus.THROTTLED
 _now = time.time  # (module globals: one lookup less each, for every job made)
+
+# Enqueue times are kept to the millisecond: the jobs accepted within one millisecond share
+# one float (see `Job.enqueued_at`). `_stamp` is the last one made (a race between threads
+# only makes a float more).
+_STAMP_RESOLUTION = 0.001
+_stamp = 0.0
 
 T = TypeVar("T")
 
@@ -84,6 +90,10 @@ class Timer(Protocol):
 class JobOwner(Protocol):
     """What a job needs of the queue that holds it."""
 
+    def task_of(self, job: Job[Any]) -> asyncio.Task[None] | None:
+        """The task running the job, if it runs here now (or was abandoned running)."""
+        ...
+
     def cancel_job(self, job: Job[Any]) -> bool:
         """Cancel the job wherever it is (see ``Job.cancel``)."""
         ...
@@ -136,20 +146,50 @@ class JobHooks:
         return "this process"
 
 
-class _Rare:
-    """The fields few jobs ever set, in an object of their own made when the first one is.
+class JobSpec:
+    """What a job runs, and how: one object for every job of a function, its options and its
+    queue, not four fields copied into each handle.
+
+    A waiting job's handle is most of what a backlog holds, and the garbage collector walks
+    every byte of it at each full collection: three slots fewer is 24 bytes less a job.
+    """
+
+    __slots__ = ("fn", "is_async", "options", "queue")
+
+    #: False on a spec shared by many jobs; True on a job's own (see ``_Rare``), which also
+    #: holds the fields few jobs set.
+    own = False
+
+    def __init__(
+        self, fn: Callable[..., Any], is_async: bool, options: JobOptions, queue: str
+    ) -> None:
+        self.fn = fn
+        self.is_async = is_async
+        self.options = options
+        self.queue = queue
+
+    def __repr__(self) -> str:
+        return f"<JobSpec {describe_callable(self.fn)} queue={self.queue!r}>"
+
+
+class _Rare(JobSpec):
+    """A job's own spec, made when it first sets one of the fields few jobs ever set: its
+    shared spec's fields, copied (a queue reads them the same way from either), and those.
 
     A plain job (no given id, unique key, hooks, timer or schedule, trace, nobody awaiting it)
-    has none: nine fields out of the handle for one slot is 64 bytes fewer on every pending
-    job, and eight fewer references for the garbage collector to visit at every collection.
+    has none: it points to its shared spec, and the handle holds not even a slot for them.
     """
 
     __slots__ = (
-        "given_id", "hooks", "progress", "ready_at", "run_at", "timer", "trace", "unique_key",
-        "waiters",
+        "base", "given_id", "hooks", "progress", "ready_at", "run_at", "timer", "trace",
+        "unique_key", "waiters",
     )  # fmt: skip
 
-    def __init__(self) -> None:
+    own = True
+
+    def __init__(self, base: JobSpec) -> None:
+        super().__init__(base.fn, base.is_async, base.options, base.queue)
+        self.base = base  # the shared spec: what another job like this one gets
         self.given_id: str | None = None
         self.hooks: JobHooks | None = None
         self.ready_at: float | None = None  # None: ready since it was enqueued
@@ -186,85 +226,136 @@ class Job(Generic[T]):
     """
 
     __slots__ = (
+        "_finished",
         "_outcome",
         "_owner",
-        "_rare",
         "_seq",
+        "_spec",
+        "_started",
         "_status",
         "args",
         "attempt",
         "context",
         "enqueued_at",
-        "finished_at",
-        "fn",
-        "is_async",
         "kwargs",
-        "options",
-        "queue",
-        "started_at",
-        "task",
     )
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        spec: JobSpec,
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
-        queue: str,
-        is_async: bool,
         owner: JobOwner | None,
-        options: JobOptions = DEFAULT_OPTIONS,
         unique_key: str | None = None,
         hooks: JobHooks | None = None,
         job_id: str | None = None,
     ) -> None:
-        self._seq: int | None = None  # drawn by `id`, when first asked for
-        # A given id, a unique key, hooks: kept aside (see _Rare); a plain job has none.
-        self._rare: _Rare | None = None
+        # Four slots stay unset until they are first written: the number of its id (`_seq`,
+        # drawn when first asked for), the times it started and ended (`_started`,
+        # `_finished`: see `started_at`) and its outcome. The garbage collector skips an unset
+        # slot, and visits every set one of every waiting job at each collection: under a
+        # backlog, four visits fewer a job is what lets requests' collections end sooner.
+        # Readers use `getattr` with a default (or the properties), never the bare slot.
+        # Its function, options and queue (see JobSpec): shared with the jobs like it. A
+        # given id, a unique key, hooks: kept aside, in a spec of its own (see _Rare).
+        self._spec = spec
         if job_id is not None or unique_key is not None or hooks is not None:
-            rare = self._rare = _Rare()
+            rare = self._spec = _Rare(spec)
             rare.given_id, rare.unique_key, rare.hooks = job_id, unique_key, hooks
-        #: The function the job calls, and what it is called with.
-        self.fn = fn
+        #: What the job's function is called with.
         self.args = args
         # None rather than an empty dict: most jobs take no keywords, and each dict costs bytes.
         self.kwargs = kwargs or None
-        #: The name of the queue the job was sent to.
-        self.queue = queue
-        #: True if ``fn`` is a coroutine function, run on the event loop; else it runs in a thread.
-        self.is_async = is_async
         #: A copy of the enqueuing code's context variables, which the job runs in.
         self.context = copy_context()
         #: Wall-clock times (``time.time()``): accepted, started running, reached an end state.
-        self.enqueued_at = _now()
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        #: How the job is to be run: retries, timeout, uniqueness (see ``JobOptions``).
-        self.options = options
+        #: ``enqueued_at`` is kept to the millisecond: the jobs accepted within one share one
+        #: float, as a backlog would otherwise hold one of 24 bytes a job.
+        global _stamp
+        now = _now()
+        if now - _stamp < _STAMP_RESOLUTION:
+            now = _stamp
+        else:
+            _stamp = now
+        self.enqueued_at = now
         #: The number of the attempt running or last run: 1 for the first, 0 before it.
         self.attempt = 0
         self._owner = owner
-        #: The task running the job, from the moment it takes a worker.
-        self.task: asyncio.Task[None] | None = None
         self._status = _PENDING
-        # The result once the job has succeeded; before that, and for any other end, the
-        # error of its last failed attempt (None if none failed). One slot, not two: every
-        # waiting job carries it.
-        self._outcome: Any = None
+        # `_outcome` (unset until then): the result once the job has succeeded; before that,
+        # and for any other end, the error of its last failed attempt (None if none failed).
+        # One slot, not two: every waiting job carries it.
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The function the job calls."""
+        return self._spec.fn
+
+    @property
+    def is_async(self) -> bool:
+        """True if ``fn`` is a coroutine function, run on the event loop; else it runs in a
+        thread."""
+        return self._spec.is_async
+
+    @property
+    def options(self) -> JobOptions:
+        """How the job is to be run: retries, timeout, uniqueness (see ``JobOptions``)."""
+        return self._spec.options
+
+    @property
+    def queue(self) -> str:
+        """The name of the queue the job was sent to."""
+        return self._spec.queue
+
+    @property
+    def started_at(self) -> float | None:
+        """Wall-clock time (``time.time()``) the attempt running or last run started; None
+        before its first."""
+        return getattr(self, "_started", None)
+
+    @started_at.setter
+    def started_at(self, when: float | None) -> None:
+        self._started = when
+
+    @property
+    def finished_at(self) -> float | None:
+        """Wall-clock time (``time.time()``) the job reached an end state; None until then."""
+        return getattr(self, "_finished", None)
+
+    @finished_at.setter
+    def finished_at(self, when: float | None) -> None:
+        self._finished = when
+
+    @property
+    def spec(self) -> JobSpec:
+        """Its function, options and queue, in the one object it shares with jobs like it."""
+        spec = self._spec
+        return spec.base if isinstance(spec, _Rare) else spec
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The task running the job, from the moment it takes a worker until it ends."""
+        owner = self._owner
+        return None if owner is None else owner.task_of(self)
+
+    def _rare(self) -> _Rare | None:
+        # The job's own spec with its rare fields, if it has one.
+        spec = self._spec
+        return spec if isinstance(spec, _Rare) else None
 
     def _more(self) -> _Rare:
-        rare = self._rare
-        if rare is None:
+        spec = self._spec
+        if not isinstance(spec, _Rare):
             with _rare_lock:
-                rare = self._rare
-                if rare is None:
-                    rare = self._rare = _Rare()
-        return rare
+                spec = self._spec
+                if not isinstance(spec, _Rare):
+                    spec = self._spec = _Rare(spec)
+        return spec
 
     @property
     def unique_key(self) -> str | None:
         """The key that makes the job unique, if ``options.unique`` gave one."""
-        rare = self._rare
+        rare = self._rare()
         return None if rare is None else rare.unique_key
 
     @property
@@ -276,7 +367,7 @@ class Job(Generic[T]):
         and True if the first attempt continues that span's trace (False: every attempt
         starts its own trace, linked to it). None on an untraced job.
         """
-        rare = self._rare
+        rare = self._rare()
         return None if rare is None else rare.trace
 
     @trace.setter
@@ -286,7 +377,7 @@ class Job(Generic[T]):
     @property
     def hooks(self) -> JobHooks | None:
         """What a journal or a remote engine adds to the job's life; None for a plain job."""
-        rare = self._rare
+        rare = self._rare()
         return None if rare is None else rare.hooks
 
     @hooks.setter
@@ -296,7 +387,7 @@ class Job(Generic[T]):
     @property
     def timer(self) -> Timer | None:
         """The scheduler's entry that holds a scheduled or retrying job until its time."""
-        rare = self._rare
+        rare = self._rare()
         return None if rare is None else rare.timer
 
     @timer.setter
@@ -306,7 +397,7 @@ class Job(Generic[T]):
     @property
     def run_at(self) -> float | None:
         """For a scheduled or retrying job, the clock time it is due; else None."""
-        rare = self._rare
+        rare = self._rare()
         return None if rare is None else rare.run_at
 
     @run_at.setter
@@ -319,7 +410,7 @@ class Job(Generic[T]):
 
         ``enqueued_at`` for a plain job; when it came due for one with a ``run_at``.
         """
-        rare = self._rare
+        rare = self._rare()
         ready = None if rare is None else rare.ready_at
         return self.enqueued_at if ready is None else ready
 
@@ -335,15 +426,15 @@ class Job(Generic[T]):
         recovered keeps the id it had. Ids are numbered in the order they are first asked
         for, which for most code is the order of enqueueing (a journal asks at once).
         """
-        rare = self._rare
+        rare = self._rare()
         given = None if rare is None else rare.given_id
         if given:
             return given
-        seq = self._seq
+        seq: int | None = getattr(self, "_seq", None)
         if seq is None:
             global _drawn
             with _sequence_lock:
-                seq = self._seq
+                seq = getattr(self, "_seq", None)
                 if seq is None:
                     # `_drawn` first: from the moment the job holds its number, another
                     # thread may read its id (without the lock) and look it up (`id_number`).
@@ -357,10 +448,10 @@ class Job(Generic[T]):
         Makes no id for a job that has none yet (no one can know an id never made), so a
         search through thousands of waiting jobs draws no numbers and formats no strings.
         """
-        rare = self._rare
+        rare = self._rare()
         if rare is not None and rare.given_id:
             return rare.given_id == job_id
-        return number is not None and self._seq == number
+        return number is not None and getattr(self, "_seq", None) == number
 
     @property
     def name(self) -> str:
@@ -383,7 +474,7 @@ class Job(Generic[T]):
     def progress(self) -> Progress | None:
         """The latest ``current_job().set_progress(...)`` report of the attempt running (or,
         between attempts and once the job ended, of the last one), or None if it reported none."""
-        rare = self._rare
+        rare = self._rare()
         cell = None if rare is None else rare.progress
         # A cell of an earlier attempt is not this one's: a timed-out attempt's thread may
         # still write to it while its retry runs (which has not reported yet).
@@ -404,7 +495,7 @@ class Job(Generic[T]):
         """Let the reports of the attempt that ran go: a run after a ``Snooze`` has the same
         attempt number (a snooze is not a failed attempt), yet is a run of its own, so it
         starts with no progress and its rate counts from its own first report."""
-        rare = self._rare
+        rare = self._rare()
         if rare is not None:
             # (A handle of the run that ended keeps the old cell: anything it still reports
             # is written where no one reads.)
@@ -423,8 +514,9 @@ class Job(Generic[T]):
         if status is JobStatus.SUCCEEDED:
             return self._outcome  # type: ignore[no-any-return]
         if status is JobStatus.FAILED or status is JobStatus.DEAD:
-            assert isinstance(self._outcome, BaseException)
-            raise self._outcome
+            error = getattr(self, "_outcome", None)
+            assert isinstance(error, BaseException)
+            raise error
         if status is JobStatus.SENT:
             where = "a remote engine" if self.hooks is None else self.hooks.where()
             raise RuntimeError(
@@ -439,7 +531,7 @@ class Job(Generic[T]):
 
     def exception(self) -> BaseException | None:
         """The exception the job raised, or None if it has not failed (yet)."""
-        outcome = self._outcome
+        outcome = getattr(self, "_outcome", None)  # (unset until an attempt ends)
         # (A result is written before the status says so, for another thread to read it
         # once the job is done: until then the slot may hold a result, which is no error.)
         if self._status is _SUCCEEDED or not isinstance(outcome, BaseException):
@@ -549,8 +641,8 @@ class Job(Generic[T]):
         # thread that sees the job done must find its result (see `exception`).
         self._outcome = result
         self._status = _SUCCEEDED
-        self.finished_at = _now()
-        if self._rare is not None:  # hooks, a unique key or waiters: else nothing to tell
+        self._finished = _now()
+        if self._spec.own:  # hooks, a unique key or waiters: else nothing to tell
             self._settled(_SUCCEEDED, None)
 
     def keep_error(self, exc: BaseException) -> None:
@@ -563,7 +655,7 @@ class Job(Generic[T]):
         """Record the end state and wake every task awaiting the job."""
         self._outcome = result if status is _SUCCEEDED else exc  # first: see `succeed`
         self._status = status
-        self.finished_at = _now()
+        self._finished = _now()
         # The task stays: an abandoned job's task may run on, and must stay referenced.
         self._settled(status, exc)
 
@@ -599,7 +691,7 @@ class Job(Generic[T]):
             self.hooks.finished(self, ended.status, ended.exception)
 
     def _settled(self, status: JobStatus, exc: BaseException | None) -> None:
-        rare = self._rare
+        rare = self._rare()
         if rare is None:
             return
         try:

@@ -116,6 +116,10 @@ class Queue(Protocol):
         """The name of the limit holding a job of this queue, if one does."""
         ...
 
+    def task_of(self, job: Job[Any]) -> asyncio.Task[None] | None:
+        """The task running a job of this queue, if it runs (or was abandoned running) here."""
+        ...
+
     # Lifecycle: loop thread.
 
     def start(self) -> None:

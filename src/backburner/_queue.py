@@ -189,7 +189,9 @@ class JobQueue:
         self._busy = 0  # jobs holding a slot; guarded by _lock, read by admission
         # Jobs start while fewer than this run: `workers`, unless yielding to requests lowers it.
         self._effective = workers
-        self._running: set[Job[Any]] = set()  # strong references: no task lost to the GC
+        # Each running job's task (strong references: no task lost to the GC), here rather
+        # than on the job: a waiting job's handle holds no slot for it.
+        self._running: dict[Job[Any], asyncio.Task[None]] = {}
         self._dispatching = False
         self._taken = False  # shutdown took the waiting jobs: a late one is not to wait
         self._pump_scheduled = False
@@ -478,19 +480,18 @@ class JobQueue:
 
     def _start(self, job: Job[Any]) -> None:
         # A job starts when it takes a slot and its task is made; it runs at the loop's next turn.
-        job.started_at = now = time.time()
+        job._started = now = time.time()  # (a friend: no property call)
         self._started += 1  # (these two feed the dashboard's wait-time history)
         # Plain jobs waited from enqueue; others (a run_at) from when they became ready. (A job
-        # with no record of rare fields has no run_at: read as the friend it is, no call.)
-        self._waited += now - (job.enqueued_at if job._rare is None else job.ready_at)
-        self._running.add(job)
+        # with no spec of its own has no run_at: read as the friend it is, no call.)
+        self._waited += now - (job.ready_at if job._spec.own else job.enqueued_at)
         if _TASK_TAKES_CONTEXT:
             # (A constant, not sys.version_info, on this path; mypy checks as for 3.10.)
-            job.task = self._loop.create_task(  # type: ignore[call-arg]
+            self._running[job] = self._loop.create_task(  # type: ignore[call-arg]
                 self._run(job), context=job.context
             )
         else:  # pragma: no cover - 3.10 has no context= here; the task takes a copy of it
-            job.task = job.context.run(self._loop.create_task, self._run(job))
+            self._running[job] = job.context.run(self._loop.create_task, self._run(job))
 
     async def _run(self, job: Job[Any]) -> None:
         # Every job runs through here. The common case (an async job without a timeout, no
@@ -504,10 +505,11 @@ class JobQueue:
         # common path); a later one says which it is, as a task the first left running may
         # log on while it runs (see _current.py).
         limits = None
-        if self._guarded or not job.is_async or job.options.guarded:
-            # (`job.hooks` read only if the job has rare fields: `_start`'s friend read.)
-            hooks = job._rare is not None and job.hooks is not None
-            if not job.is_async or job.options.timeout is not None or hooks:
+        spec = job._spec  # (a friend: its fields read without a property call)
+        if self._guarded or not spec.is_async or spec.options.guarded:
+            # (`job.hooks` read only if the job has a spec of its own, with its rare fields.)
+            hooks = spec.own and job.hooks is not None
+            if not spec.is_async or spec.options.timeout is not None or hooks:
                 job_var.set((job, attempt))  # (a sync job's thread may outlive its attempt)
                 await self._run_guarded(job)
                 return
@@ -522,7 +524,7 @@ class JobQueue:
         now = None
         try:
             kwargs = job.kwargs
-            result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
+            result = await (spec.fn(*job.args, **kwargs) if kwargs else spec.fn(*job.args))
         except asyncio.CancelledError:
             self._end(job, _CANCELLED)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _failed_attempt
@@ -532,8 +534,8 @@ class JobQueue:
                 self._processed += 1
                 job.succeed(result)
                 self._keep(job)
-                now = job.finished_at  # the successor starts now: one clock read saved
-                ran = now - job.started_at  # type: ignore[operator]  # both set by now
+                now = job._finished  # the successor starts now: one clock read saved
+                ran = now - job._started  # type: ignore[operator]  # (both set by now)
                 # (Most jobs end within the first bound: one comparison and a counter.)
                 if ran <= _FIRST:
                     self._durations_first += 1
@@ -543,11 +545,11 @@ class JobQueue:
             else:
                 self._host.late_end(job, None)
         finally:
-            self._running.discard(job)
+            self._running.pop(job, None)  # (and its task, ending now)
             if now is not None or job.done():  # (it succeeded if `now` is set)
-                # Let its context values go, and its task (ending now): a finished job may be
-                # kept a while for lookup, and must not hold them meanwhile.
-                job.context = job.task = None  # type: ignore[assignment]
+                # Let its context values go: a finished job may be kept a while for lookup,
+                # and must not hold them meanwhile.
+                job.context = None  # type: ignore[assignment]
             if limits is None:
                 self._free_slot(now)
             else:  # its tokens first: its key's next job may start next (the job its limit
@@ -590,11 +592,11 @@ class JobQueue:
             if self._succeeded(job, result):
                 now = job.finished_at
         finally:
-            self._running.discard(job)
+            self._running.pop(job, None)  # (and its task, ending now)
             if job.done():
-                # Let its context values go, and its task (ending now): a finished job may be
-                # kept a while for lookup, and must not hold them meanwhile.
-                job.context = job.task = None  # type: ignore[assignment]
+                # Let its context values go: a finished job may be kept a while for lookup,
+                # and must not hold them meanwhile.
+                job.context = None  # type: ignore[assignment]
             if job.options.limits:  # its tokens back first: a job of its key may start next
                 # (A timed-out sync job's too, though its thread runs on: its attempt has
                 # ended, and its retry must find its tokens free.)
@@ -677,9 +679,10 @@ class JobQueue:
             job.hooks.will_retry(job)
 
     def _expire(self, job: Job[Any]) -> None:
-        if job.status is _RUNNING and job.task is not None:
+        task = self._running.get(job)
+        if job.status is _RUNNING and task is not None:
             self._timed_out.add(job)
-            self._cancel_task(job, job.task)
+            self._cancel_task(job, task)
 
     def _end(
         self, job: Job[Any], status: JobStatus, result: Any = None, exc: BaseException | None = None
@@ -773,17 +776,17 @@ class JobQueue:
         if successor is not None:
             if now is None:
                 now = time.time()
-            successor.started_at = now
+            successor._started = now
             self._started += 1
-            ready = successor.enqueued_at if successor._rare is None else successor.ready_at
+            ready = successor.ready_at if successor._spec.own else successor.enqueued_at
             self._waited += now - ready
-            self._running.add(successor)
             if _TASK_TAKES_CONTEXT:
-                successor.task = self._loop.create_task(  # type: ignore[call-arg]
+                self._running[successor] = self._loop.create_task(  # type: ignore[call-arg]
                     self._run(successor), context=successor.context
                 )
             else:  # pragma: no cover
-                successor.task = successor.context.run(self._loop.create_task, self._run(successor))
+                task = successor.context.run(self._loop.create_task, self._run(successor))
+                self._running[successor] = task
             if self._room_waiters:
                 self._wake_room_waiters(1)
         else:
@@ -853,8 +856,9 @@ class JobQueue:
         return True
 
     def _cancel_running(self, job: Job[Any]) -> None:
-        if job.task is not None:
-            self._cancel_task(job, job.task)
+        task = self._running.get(job)
+        if task is not None:
+            self._cancel_task(job, task)
 
     def _cancel_task(self, job: Job[Any], task: asyncio.Task[None]) -> None:
         task.cancel()
@@ -864,10 +868,10 @@ class JobQueue:
         task.add_done_callback(functools.partial(self._cancelled_before_start, job))
 
     def _cancelled_before_start(self, job: Job[Any], task: asyncio.Task[None]) -> None:
-        if job.status is not _RUNNING or job.task is not task or job not in self._running:
+        if job.status is not _RUNNING or self._running.get(job) is not task:
             return
         self._end(job, _CANCELLED)
-        self._running.discard(job)
+        del self._running[job]
         job.context = None  # type: ignore[assignment]
         if job.options.limits:  # its tokens were taken: `_run_guarded` never gave them back
             assert self._limits is not None
@@ -942,6 +946,10 @@ class JobQueue:
             job.finish(_CANCELLED, exc=job.exception())
             self._keep(job)
 
+    def task_of(self, job: Job[Any]) -> asyncio.Task[None] | None:
+        """The task running ``job`` here, if it runs (or was abandoned running) now."""
+        return self._running.get(job)
+
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
         return list(self._running)
@@ -953,11 +961,10 @@ class JobQueue:
         returns within the grace still counts as a finished job.
         """
         tasks = []
-        for job in self._running:
-            if job.task is not None:
-                tasks.append(job.task)
-                if job.is_async:
-                    self._cancel_task(job, job.task)
+        for job, task in self._running.items():
+            tasks.append(task)
+            if job.is_async:
+                self._cancel_task(job, task)
         return tasks
 
     def abandon_running(self) -> list[Job[Any]]:
@@ -968,16 +975,16 @@ class JobQueue:
         SIGINT, say) would otherwise wait for it forever while cleaning up. Either way the
         job stays referenced here, in ``_running``, and may yet run on.
         """
-        jobs = [job for job in self._running if not job.done()]
-        for job in jobs:
+        running = [(job, task) for job, task in self._running.items() if not job.done()]
+        for job, task in running:
             job.finish(_ABANDONED)
             self._keep(job)
             self._ran(job, job.finished_at)
-            if job.task is not None:
-                if job.is_async:
-                    _forget_task(job.task)
-                else:
-                    job.task.cancel()
+            if job.is_async:
+                _forget_task(task)
+            else:
+                task.cancel()
+        jobs = [job for job, _ in running]
         self._cancelled += len(jobs)
         return jobs
 

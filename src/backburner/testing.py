@@ -158,6 +158,9 @@ class _FakeOwner:
     def held_by(self, job: Job[Any]) -> str | None:
         return None  # no limit holds a recorded job
 
+    def task_of(self, job: Job[Any]) -> asyncio.Task[None] | None:
+        return None  # a recorded job runs inline, in no task of its own
+
 
 @contextlib.contextmanager
 def fake() -> Iterator[RecordedJobs]:
@@ -217,7 +220,7 @@ def _make_job(
     plan = plan_call(fn)
     plan.check(fn, args, kwargs)
     key = options.key_for(args, kwargs)
-    return Job(fn, args, kwargs, options.queue, plan.is_async, owner, options, key)
+    return Job(plan.spec_for(fn, options, options.queue), args, kwargs, owner, key)
 
 
 def _run_inline(job: Job[Any], executor: Backburner | None, raise_errors: bool) -> None:

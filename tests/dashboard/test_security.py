@@ -16,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backburner import Backburner
-from backburner._job import Job
+from backburner._job import Job, JobSpec
+from backburner._options import DEFAULT_OPTIONS
 from backburner.dashboard._present import DEFAULT_REDACT, MASK, Presenter
 from backburner.dashboard._redact import QUERY_SECRETS, SecretNames, scrub_text
 
@@ -526,7 +527,8 @@ def test_hidden_fields_url_passwords_query_tokens_and_bearer_credentials_never_s
 
 def _shown(*args: Any, fn: Any = None, **kwargs: Any) -> list[str]:
     """The arguments as the dashboard shows them, with the default ``redact`` names."""
-    handle: Job[Any] = Job(fn or noop, args, kwargs, "default", True, None)
+    spec = JobSpec(fn or noop, True, DEFAULT_OPTIONS, "default")
+    handle: Job[Any] = Job(spec, args, kwargs, None)
     return Presenter(DEFAULT_REDACT, None).arguments(handle)
 
 

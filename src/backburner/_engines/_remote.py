@@ -449,6 +449,10 @@ class RemoteQueue:
         """No limit holds a job here: a remote queue refuses limited jobs at enqueue."""
         return None
 
+    def task_of(self, job: Job[Any]) -> asyncio.Task[None] | None:
+        """None: a job sent to a remote engine runs there, in no task of this process."""
+        return None
+
     # Shutdown: loop thread only.
 
     def stop_accepting_waiters(self) -> None:

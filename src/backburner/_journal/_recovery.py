@@ -20,7 +20,7 @@ from .._callables import plan_call
 from .._clock import Clock
 from .._errors import BackburnerError, QueueFull
 from .._find import timed_entries
-from .._job import Job, describe_callable
+from .._job import Job, JobSpec, describe_callable
 from .._options import JobOptions, options_of
 from .._periodic import Claim, Periodic
 from .._ports import Queue
@@ -188,6 +188,7 @@ class _Recoverer:
         hooks = self.store.hooks
         now = self.clock.now()
         functions: dict[str, tuple[Callable[..., Any], JobOptions, bool]] = {}
+        specs: dict[tuple[str, str], JobSpec] = {}  # (one for the jobs of a function and queue)
         invalid: list[tuple[str, str]] = []
         unplaced: list[str] = []
         delayed = 0
@@ -208,11 +209,13 @@ class _Recoverer:
                 ):
                     job, queue = self._rebuild(row, payload, hooks, functions)
                 else:
-                    fn, options, is_async = known
-                    job = Job(
-                        fn, tuple(args), None, queue.name, is_async, queue, options,
-                        hooks=hooks, job_id=row.id,
-                    )  # fmt: skip
+                    spec = specs.get((row.name, queue.name))
+                    if spec is None:
+                        fn, options, is_async = known
+                        spec = specs[row.name, queue.name] = JobSpec(
+                            fn, is_async, options, queue.name
+                        )
+                    job = Job(spec, tuple(args), None, queue, hooks=hooks, job_id=row.id)
                     job.attempt = row.attempt
                 if row.trace is not None:  # its attempts here link to its enqueue span
                     job.trace = (row.trace, None, False)
@@ -277,10 +280,8 @@ class _Recoverer:
         changes = payload.get("options")
         if changes:
             options = options.replace(**changes)
-        job: Job[Any] = Job(
-            fn, tuple(args), kwargs, queue.name, is_async, queue, options, row.unique_key,
-            hooks=hooks, job_id=row.id,
-        )  # fmt: skip
+        spec = JobSpec(fn, is_async, options, queue.name)
+        job: Job[Any] = Job(spec, tuple(args), kwargs, queue, row.unique_key, hooks, row.id)
         job.attempt = row.attempt
         return job, queue
 

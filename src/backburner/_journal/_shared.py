@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from .._callables import plan_call
 from .._errors import BackburnerError
-from .._job import Job
+from .._job import Job, JobSpec
 from .._options import options_of
 from .._registry import lookup
 from .._status import JobStatus
@@ -155,10 +155,8 @@ def rebuild(row: JobRow) -> Job[Any] | None:
     except (ValueError, AttributeError):
         args, kwargs = [], None
     options = options_of(entry.fn)
-    job: Job[Any] = Job(
-        entry.fn, tuple(args), kwargs, row.queue, plan_call(entry.fn).is_async, None, options,
-        row.unique_key, job_id=row.id,
-    )  # fmt: skip
+    spec = JobSpec(entry.fn, plan_call(entry.fn).is_async, options, row.queue)
+    job: Job[Any] = Job(spec, tuple(args), kwargs, None, row.unique_key, job_id=row.id)
     job.enqueued_at, job.attempt = row.enqueued_at, row.attempt
     ended = _END.get(row.state)
     if ended is not None:

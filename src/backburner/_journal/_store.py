@@ -125,9 +125,8 @@ class ElsewhereHooks(JobHooks):
     def handle(self, job: Job[Any], holder_id: str) -> Job[Any]:
         """A handle on ``holder_id``, the job of another process holding ``job``'s key."""
         held: Job[Any] = Job(
-            job.fn, job.args, job.kwargs, job.queue, job.is_async, None, job.options,
-            job.unique_key, hooks=self, job_id=holder_id,
-        )  # fmt: skip
+            job.spec, job.args, job.kwargs, None, job.unique_key, hooks=self, job_id=holder_id
+        )
         held.finish(_SENT)
         return held
 
