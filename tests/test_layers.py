@@ -187,6 +187,7 @@ FRIENDS: dict[tuple[str, str], str] = {
     ("_queue.py", "_started"): "a queue stamps a job's start without a property call (hot path)",
     ("_queue.py", "_finished"): "a queue reads a job's end time without a property call (hot path)",
     ("_limits.py", "_status"): "the limits' gate holds and lets go a job without a call (hot path)",
+    ("_limits.py", "_spec"): "the limits' gate reads a job's limits without a property call",
     ("_job.py", "_final"): "JobStatus's per-member end flag, read on every job's path",
     ("_status.py", "_final"): "JobStatus sets that flag on each member",
     ("_scheduler.py", "_note_cancelled"): "a Timer tells its Scheduler it was cancelled",

@@ -185,7 +185,7 @@ class Limits:
                 ticket = self._tickets[job] = LimitTicket(keys, admit, seq)
             if seq % _SWEEP_EVERY == 0:
                 self._sweep()
-            options = job.options
+            options = job._spec.options  # (a friend: no property call)
             one = options.lone_limit or _one_local(options.limits)
             if one is None:
                 refused = self._try_take(job, ticket, None)
@@ -248,7 +248,7 @@ class Limits:
             if ticket is None or not ticket.holding:
                 return None
             ticket.holding = False
-            lone = job.options.lone_limit
+            lone = job._spec.options.lone_limit
             if lone is None:
                 admitted = self._give_back(job, ticket)
             else:  # one ConcurrencyLimit, counted here only: no windows, no files
@@ -260,7 +260,7 @@ class Limits:
                     status = nxt._status  # (`_is_held` inlined; else cancelled while held)
                     if (
                         (status is _BLOCKED or status is _THROTTLED)
-                        and nxt.options.lone_limit is lone
+                        and nxt._spec.options.lone_limit is lone
                         and not state.backoff_until
                         and bucket.running <= lone.max  # (this job's token still counted)
                     ):  # `_drain` for the commonest case: the next job has this limit alone,

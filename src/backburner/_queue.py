@@ -561,11 +561,13 @@ class JobQueue:
         # `_run` for sync jobs (in a thread), jobs with a timeout, journaled jobs (and limited
         # jobs with any of these: a limited async job alone is `_run`'s).
         hooks = job.hooks  # a journaled job's start goes to disk first; a traced job's span opens
-        timeout = job.options.timeout
+        spec = job._spec  # (a friend: its fields read without a property call)
+        limited = bool(spec.options.limits)
+        timeout = spec.options.timeout
         deadline = None if timeout is None else self._arm_timeout(job, timeout)
         left_running: _ThreadCall | None = None  # an attempt's thread given up on
         now = None  # when it succeeded: when its successor starts (one clock read saved)
-        if job.options.limits:  # its rate windows count it from its start
+        if limited:  # its rate windows count it from its start
             assert self._limits is not None
             self._limits.started(job)
         try:
@@ -573,9 +575,9 @@ class JobQueue:
             began = None if hooks is None else hooks.began(job)
             if began is not None:
                 await began  # committed before the job's code runs: a crash in it counts
-            if job.is_async:
+            if spec.is_async:
                 kwargs = job.kwargs
-                result = await (job.fn(*job.args, **kwargs) if kwargs else job.fn(*job.args))
+                result = await (spec.fn(*job.args, **kwargs) if kwargs else spec.fn(*job.args))
             else:
                 result = await self._call_in_thread(job)
                 if inspect.iscoroutine(result):  # a plain wrapper that returns a coroutine
@@ -590,14 +592,14 @@ class JobQueue:
             self._end(job, _FAILED, exc=exc)
         else:
             if self._succeeded(job, result):
-                now = job.finished_at
+                now = job._finished
         finally:
             self._running.pop(job, None)  # (and its task, ending now)
             if job.done():
                 # Let its context values go: a finished job may be kept a while for lookup,
                 # and must not hold them meanwhile.
                 job.context = None  # type: ignore[assignment]
-            if job.options.limits:  # its tokens back first: a job of its key may start next
+            if limited:  # its tokens back first: a job of its key may start next
                 # (A timed-out sync job's too, though its thread runs on: its attempt has
                 # ended, and its retry must find its tokens free.)
                 assert self._limits is not None
@@ -736,7 +738,8 @@ class JobQueue:
                 future.set_result((result, error))
 
         context = contextvars.copy_context()  # a thread cannot enter the task's own context
-        self._threads.run(self._loop, context, job.fn, job.args, job.kwargs or _NO_KWARGS, on_done)
+        fn = job._spec.fn  # (a friend: no property call)
+        self._threads.run(self._loop, context, fn, job.args, job.kwargs or _NO_KWARGS, on_done)
         try:
             result, error = await future
         except asyncio.CancelledError:
