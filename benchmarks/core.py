@@ -218,11 +218,11 @@ def _sizeof_pending(executor: Executor, handle: object) -> int:
     """The same figure added up by hand: the objects one waiting job alone keeps alive."""
     deque_slot = 8  # a deque holds a pointer per item
     if isinstance(handle, Job):
-        # Everything else a pending Job points to is shared: its function, (), None, the queue.
-        # (Its id's number is drawn when the id is first asked for: a waiting job has none.)
-        return deque_slot + sum(
-            sys.getsizeof(part) for part in (handle, handle.context, handle.enqueued_at)
-        )
+        # Everything else a pending Job points to is shared: its spec (function, options,
+        # queue), (), None, the queue, and its enqueue time's float (one for the jobs accepted
+        # in the same millisecond). (Its id's number is drawn when the id is first asked
+        # for: a waiting job has none.)
+        return deque_slot + sum(sys.getsizeof(part) for part in (handle, handle.context))
     assert isinstance(executor, (TaskPerJob, Inline))
     item = executor.queue.get_nowait()  # (fn, args[, context]): fn and () are shared
     executor.queue.task_done()
