@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from backburner import Backburner
+from backburner import Backburner, _job
 
 from .jobs import Gate, noop
 
@@ -57,3 +57,25 @@ async def test_a_jobs_id_is_drawn_once_whoever_asks_first() -> None:
         assert second.id == later
         await bg.join()
         assert second.id == later  # and kept once the job ended
+
+
+async def test_a_clock_stepped_back_stamps_the_jobs_after_it_with_the_new_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Jobs accepted in one millisecond share their enqueue time (one float for all of them);
+    # a wall clock stepped back (an NTP step, a VM resumed) starts a new one at once, else
+    # the jobs after it would be stamped later than they start, and wait a negative time.
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(_job, "_now", lambda: now[0])
+    monkeypatch.setattr(_job, "_stamp", 0.0)
+    async with Backburner(workers=1) as bg:
+        first, second = bg.enqueue(noop), bg.enqueue(noop)
+        assert second.enqueued_at is first.enqueued_at  # one float
+        now[0] -= 3600
+        stepped = bg.enqueue(noop)
+        assert stepped.enqueued_at == now[0]
+        now[0] += 0.0005
+        assert bg.enqueue(noop).enqueued_at is stepped.enqueued_at
+        now[0] += 0.001
+        assert bg.enqueue(noop).enqueued_at == now[0]  # a millisecond on: its own
+        await bg.join()

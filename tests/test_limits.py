@@ -26,6 +26,7 @@ from backburner import (
     QueueFull,
     RateLimit,
     Snooze,
+    _job,
     job,
 )
 from backburner._queue import JobQueue
@@ -734,6 +735,33 @@ async def test_held_jobs_are_reported_at_shutdown_like_waiting_ones(
     assert report.not_started == (throttled,)
     assert throttled.status is JobStatus.CANCELLED
     assert throttled.id in caplog.text
+
+
+async def test_held_jobs_are_listed_oldest_first_within_one_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Jobs accepted within one millisecond share their enqueue time (one float for all):
+    # the order they were accepted in still says which is the oldest, in the listing and in
+    # the shutdown report, whatever order their keys were first seen in.
+    monkeypatch.setattr(_job, "_now", lambda: 1_800_000_000.0)  # all in one millisecond
+    monkeypatch.setattr(_job, "_stamp", 0.0)
+    gate = Gate()
+
+    @job(limits=[ConcurrencyLimit(1, key=lambda key, n: key)])
+    async def work(key: str, n: int) -> None:
+        await gate.opened.wait()
+
+    bg = Backburner(workers=8, shutdown_timeout=1, cancel_grace=0.5)
+    await bg.start()
+    bg.enqueue(work, "x", 0)  # key "x" first seen, and taken
+    bg.enqueue(work, "y", 0)
+    older, newer = bg.enqueue(work, "y", 1), bg.enqueue(work, "x", 1)  # both held
+    assert older.enqueued_at == newer.enqueued_at
+    queue = bg.queues()["default"]
+    assert queue.held_jobs() == [older, newer]
+    assert queue.held_jobs(1) == [older]
+    report = await bg.aclose()
+    assert report.not_started == (older, newer)
 
 
 async def test_a_job_let_go_on_another_thread_as_shutdown_takes_the_waiting_jobs_is_named(

@@ -8,6 +8,7 @@ import inspect
 import logging
 import math
 import string
+import types
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -105,6 +106,42 @@ async def test_methods_partials_and_callable_objects_are_jobs_too() -> None:
         assert await bg.enqueue(to_c, subject="s") is None  # type: ignore[func-returns-value]
         with pytest.raises(TypeError, match="missing a required argument: 'to'"):
             bg.enqueue(mailer.deliver)  # type: ignore[call-overload]
+
+
+class _Labelled:
+    """A callable wrapper equal to any other wrapping the same function (as some decorators
+    are): two of them differ, yet compare equal."""
+
+    def __init__(self, fn: Callable[[object, int], int], label: str) -> None:
+        self.fn, self.label = fn, label
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Labelled) and other.fn is self.fn
+
+    def __hash__(self) -> int:
+        return hash(self.fn)
+
+    def __call__(self, owner: object, x: int) -> str:
+        return f"{self.label}:{self.fn(owner, x)}"
+
+
+def _double(owner: object, x: int) -> int:
+    return 2 * x
+
+
+async def test_each_job_calls_its_own_callable_even_one_equal_to_another() -> None:
+    # Jobs of equal callables share what was read of their signature, never the callable:
+    # bound methods, callable objects and methods whose functions compare equal by value.
+    owner, other_owner = Mailer(), Mailer()
+    first = types.MethodType(_Labelled(_double, "first"), owner)
+    second = types.MethodType(_Labelled(_double, "second"), owner)
+    assert first == second
+    async with Backburner() as bg:
+        jobs = [bg.enqueue(f, 1) for f in (first, second)]
+        assert [await j for j in jobs] == ["first:2", "second:2"]
+        assert jobs[1].fn is second
+        deliveries = [bg.enqueue(m.deliver, "a") for m in (owner, other_owner)]
+        assert [j.fn.__self__ for j in deliveries] == [owner, other_owner]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -63,10 +63,7 @@ class CallPlan:
         """The spec of a job calling ``fn`` with ``options`` on ``queue``: the plan's own if
         they are its, else one of the job's own (options changed for one call, say)."""
         spec = self.spec
-        # (A plan is found by equality: a bound method equal to the plan's is the same
-        # call, on the same object; another callable equal to it may not be.)
-        same_fn = spec.fn is fn or isinstance(fn, types.MethodType)
-        if same_fn and options is spec.options and queue == spec.queue:
+        if _same_call(spec.fn, fn) and options is spec.options and queue == spec.queue:
             return spec
         return JobSpec(fn, self.is_async, options, queue)
 
@@ -177,6 +174,20 @@ def _plan_parameters(fn: object, is_async: bool) -> CallPlan:
         accepts_any_keyword=bool(code.co_flags & _VARKEYWORDS),
         quick=True,
         spec=_spec(fn, is_async),
+    )
+
+
+def _same_call(planned: object, fn: object) -> bool:
+    # A plan is found by equality: a bound method equal to the plan's is the same call if it
+    # binds the same function to the same object (`==` compares the functions by value,
+    # which a callable object may define); another callable equal to it may be another call.
+    if planned is fn:
+        return True
+    return (
+        isinstance(fn, types.MethodType)
+        and isinstance(planned, types.MethodType)
+        and fn.__self__ is planned.__self__
+        and fn.__func__ is planned.__func__
     )
 
 

@@ -28,7 +28,8 @@ _now = time.time  # (module globals: one lookup less each, for every job made)
 
 # Enqueue times are kept to the millisecond: the jobs accepted within one millisecond share
 # one float (see `Job.enqueued_at`). `_stamp` is the last one made (a race between threads
-# only makes a float more).
+# only makes a float more). A clock stepped back makes a new one: a stamp from before the
+# step would be later than the jobs' starts.
 _STAMP_RESOLUTION = 0.001
 _stamp = 0.0
 
@@ -273,7 +274,7 @@ class Job(Generic[T]):
         #: float, as a backlog would otherwise hold one of 24 bytes a job.
         global _stamp
         now = _now()
-        if now - _stamp < _STAMP_RESOLUTION:
+        if 0.0 <= now - _stamp < _STAMP_RESOLUTION:
             now = _stamp
         else:
             _stamp = now

@@ -370,7 +370,7 @@ class Limits:
 
     def take_held(self, queue: str) -> list[Job[Any]]:
         """Shutdown: let no more jobs go; return the held jobs of ``queue``, cancelled."""
-        taken = []
+        taken: list[tuple[tuple[float, int], Job[Any]]] = []
         with self._lock:
             self._closed = True
             self._stop.set()  # (the poller ends)
@@ -386,13 +386,14 @@ class Limits:
                             keep.append(job)
                         elif job.try_cancel_waiting() is not None:
                             state.held -= 1
-                            self._tickets.pop(job, None)
-                            taken.append(job)
+                            ticket = self._tickets.pop(job, None)
+                            taken.append((_held_order(job, ticket), job))
                     bucket.held = keep
                     if bucket.timer is not None and not keep:
                         bucket.timer.cancel()
                         bucket.timer = bucket.wake_at = None
-        return sorted(taken, key=lambda job: job.enqueued_at)
+        taken.sort(key=_first)
+        return [job for _, job in taken]
 
     def reopen(self) -> None:
         """The executor starts again after a shutdown: let jobs go again."""
@@ -414,8 +415,9 @@ class Limits:
         O(keys holding jobs, and ``limit`` jobs from each) under the lock.
         """
         with self._lock:
+            tickets = self._tickets
             jobs = [
-                job
+                (_held_order(job, tickets.get(job)), job)
                 for state in self._states.values()
                 for bucket in state.buckets.values()
                 if bucket.held
@@ -423,8 +425,8 @@ class Limits:
                     (j for j in bucket.held if j.status.held and queue in (None, j.queue)), limit
                 )
             ]
-        jobs.sort(key=lambda job: job.enqueued_at)
-        return jobs if limit is None else jobs[:limit]
+        jobs.sort(key=_first)
+        return [job for _, job in jobs[:limit]]
 
     # Under the lock.
 
@@ -723,6 +725,16 @@ def _host_items(job: Job[Any], ticket: LimitTicket) -> list[tuple[Limit, str | N
 def _token(job: Job[Any]) -> str:
     """The job's name in the shared files (an id given by hand may hold spaces)."""
     return re.sub(r"\s", "_", job.id)
+
+
+def _held_order(job: Job[Any], ticket: LimitTicket | None) -> tuple[float, int]:
+    # Oldest first: by enqueue time, and within one millisecond (jobs accepted in it share
+    # one time) by their place in the gate's line.
+    return (job.enqueued_at, 0 if ticket is None else ticket.seq)
+
+
+def _first(item: tuple[tuple[float, int], Job[Any]]) -> tuple[float, int]:
+    return item[0]
 
 
 def _admit_all(admitted: list[_Admitted]) -> None:
