@@ -33,6 +33,7 @@ from backburner._context import current_executor_var
 from backburner._errortext import MESSAGE_CHARS, TRACEBACK_CHARS, cut
 
 from .jobs import add, fail, noop
+from .steps import between_steps
 
 pytestmark = pytest.mark.anyio
 
@@ -524,6 +525,41 @@ async def test_awaiting_a_job_from_another_event_loop_works() -> None:
         await job
         await anyio.to_thread.run_sync(waiter.join, 10)
         assert not waiter.is_alive()
+
+
+async def test_a_job_ending_as_another_loop_begins_to_await_it_wakes_that_loop() -> None:
+    # The other loop's `wait` saw the job running, then the job ended on the executor's loop
+    # before that wait was among its waiters: it must still wake, not wait forever. A tracer
+    # ends the job between those two moments, as the executor's thread may.
+    loop = asyncio.get_running_loop()
+    ended = threading.Event()
+    triggered: list[bool] = []
+    woke: list[bool] = []
+    async with Backburner() as bg:
+        gate = asyncio.Event()
+        job = bg.enqueue(gate.wait)
+
+        def end_it_now() -> None:  # in the other loop's thread, as its wait records itself
+            if not triggered:
+                triggered.append(True)
+                loop.call_soon_threadsafe(gate.set)
+                ended.wait(10)
+
+        def other_loop() -> None:
+            with between_steps(Job._more.__code__, end_it_now):
+                try:
+                    asyncio.run(asyncio.wait_for(job.wait(), 10))
+                except asyncio.TimeoutError:
+                    return
+            woke.append(True)
+
+        waiter = threading.Thread(target=other_loop)
+        waiter.start()
+        await job
+        ended.set()
+        await anyio.to_thread.run_sync(waiter.join, 20)
+    assert triggered == [True]
+    assert woke == [True]
 
 
 async def test_inside_async_with_background_means_that_executor() -> None:

@@ -562,6 +562,11 @@ class Job(Generic[T]):
             if rare.waiters is None:
                 rare.waiters = []
             rare.waiters.append(future)
+            # Ended meanwhile on another thread (the executor's loop, this being another
+            # loop's), which may have passed its waiters before this one was among them: the
+            # status is written first, so a waiter added after that sees it here.
+            if self._status.finished:
+                _set_if_pending(future)
             await future
         if self.hooks is not None:
             await self.hooks.settle(self)
