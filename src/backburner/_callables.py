@@ -54,11 +54,6 @@ class CallPlan:
     plain_min: int = 1
     plain_max: int = 0
 
-    @property
-    def options(self) -> JobOptions:
-        """The options ``@job`` gave the function."""
-        return self.spec.options
-
     def spec_for(self, fn: Callable[..., Any], options: JobOptions, queue: str) -> JobSpec:
         """The spec of a job calling ``fn`` with ``options`` on ``queue``: the plan's own if
         they are its, else one of the job's own (options changed for one call, say)."""

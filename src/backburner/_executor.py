@@ -191,6 +191,8 @@ class Backburner(EnqueueMethods):
             plan = plan_call(fn)
         spec = plan.spec
         options = spec.options
+        if spec.fn is not fn:  # (equal, not the same: a bound method made anew, say)
+            spec = plan.spec_for(fn, options, options.queue)
         queue = self._queues.get(options.queue) if self._fast_enqueue else None
         if queue is None or not options.plain:
             lone = options.lone_limit
@@ -200,8 +202,6 @@ class Backburner(EnqueueMethods):
             # its key (here, not in a method of its own: a call less for every limited job).
             if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
                 plan.check(fn, args, kwargs)
-            if spec.fn is not fn:
-                spec = plan.spec_for(fn, options, queue.name)
             job: Job[Any] = Job(spec, args, kwargs, queue)
             queue.check(job, None)  # (a remote queue refuses limits)
             key = lone.key_for(fn, args, kwargs)
@@ -211,8 +211,6 @@ class Backburner(EnqueueMethods):
             return job
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)
-        if spec.fn is not fn:
-            spec = plan.spec_for(fn, options, queue.name)
         job = Job(spec, args, kwargs, queue)
         if not self._alone and current_executor_var.get(None) is not self:
             self._bind(job)

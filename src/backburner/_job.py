@@ -251,12 +251,6 @@ class Job(Generic[T]):
         hooks: JobHooks | None = None,
         job_id: str | None = None,
     ) -> None:
-        # Four slots stay unset until they are first written: the number of its id (`_seq`,
-        # drawn when first asked for), the times it started and ended (`_started`,
-        # `_finished`: see `started_at`) and its outcome. The garbage collector skips an unset
-        # slot, and visits every set one of every waiting job at each collection: under a
-        # backlog, four visits fewer a job is what lets requests' collections end sooner.
-        # Readers use `getattr` with a default (or the properties), never the bare slot.
         # Its function, options and queue (see JobSpec): shared with the jobs like it. A
         # given id, a unique key, hooks: kept aside, in a spec of its own (see _Rare).
         self._spec = spec
@@ -283,9 +277,12 @@ class Job(Generic[T]):
         self.attempt = 0
         self._owner = owner
         self._status = _PENDING
-        # `_outcome` (unset until then): the result once the job has succeeded; before that,
-        # and for any other end, the error of its last failed attempt (None if none failed).
-        # One slot, not two: every waiting job carries it.
+        # Four slots stay unset until first written: `_seq`, the number of its id (drawn
+        # when first asked for); `_started` and `_finished` (see `started_at`); `_outcome`,
+        # the result once the job has succeeded, else the error of its last failed attempt.
+        # A full collection skips an unset slot, and visits every set one of every waiting
+        # job: under a backlog, four visits fewer a job let requests' collections end sooner.
+        # Readers use `getattr` with a default (or the properties), never the bare slot.
 
     @property
     def fn(self) -> Callable[..., Any]:

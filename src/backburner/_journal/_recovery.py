@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .._admission import Admission
-from .._callables import plan_call
+from .._callables import CallPlan, plan_call
 from .._clock import Clock
 from .._errors import BackburnerError, QueueFull
 from .._find import timed_entries
-from .._job import Job, JobSpec, describe_callable
-from .._options import JobOptions, options_of
+from .._job import Job, describe_callable
 from .._periodic import Claim, Periodic
 from .._ports import Queue
 from .._registry import lookup, name_of
@@ -187,8 +186,7 @@ class _Recoverer:
     def deliver(self, rows: Sequence[ClaimedRow]) -> tuple[list[tuple[str, str]], list[str]]:
         hooks = self.store.hooks
         now = self.clock.now()
-        functions: dict[str, tuple[Callable[..., Any], JobOptions, bool]] = {}
-        specs: dict[tuple[str, str], JobSpec] = {}  # (one for the jobs of a function and queue)
+        functions: dict[str, CallPlan] = {}  # (the plan of each function met, by its name)
         invalid: list[tuple[str, str]] = []
         unplaced: list[str] = []
         delayed = 0
@@ -209,12 +207,8 @@ class _Recoverer:
                 ):
                     job, queue = self._rebuild(row, payload, hooks, functions)
                 else:
-                    spec = specs.get((row.name, queue.name))
-                    if spec is None:
-                        fn, options, is_async = known
-                        spec = specs[row.name, queue.name] = JobSpec(
-                            fn, is_async, options, queue.name
-                        )
+                    spec = known.spec  # (shared by its jobs, in the queue it was declared for)
+                    spec = known.spec_for(spec.fn, spec.options, queue.name)
                     job = Job(spec, tuple(args), None, queue, hooks=hooks, job_id=row.id)
                     job.attempt = row.attempt
                 if row.trace is not None:  # its attempts here link to its enqueue span
@@ -250,22 +244,18 @@ class _Recoverer:
         row: ClaimedRow,
         payload: Any,
         hooks: DurableHooks,
-        functions: dict[str, tuple[Callable[..., Any], JobOptions, bool]],
+        functions: dict[str, CallPlan],
     ) -> tuple[Job[Any], Queue]:
-        known = functions.get(row.name)
-        if known is None:
+        plan = functions.get(row.name)
+        if plan is None:
             entry = lookup(row.name)
             if entry is None:
                 raise ValueError(
                     f"no function is registered as {row.name!r} in this process (it was never "
                     f"imported, renamed, or removed); stored names are never imported or run"
                 )
-            known = functions[row.name] = (
-                entry.fn,
-                options_of(entry.fn),
-                plan_call(entry.fn).is_async,
-            )
-        fn, options, is_async = known
+            plan = functions[row.name] = plan_call(entry.fn)
+        options = plan.spec.options
         queue = self.queues.get(row.queue)
         if queue is None:
             raise ValueError(
@@ -280,7 +270,7 @@ class _Recoverer:
         changes = payload.get("options")
         if changes:
             options = options.replace(**changes)
-        spec = JobSpec(fn, is_async, options, queue.name)
+        spec = plan.spec_for(plan.spec.fn, options, queue.name)
         job: Job[Any] = Job(spec, tuple(args), kwargs, queue, row.unique_key, hooks, row.id)
         job.attempt = row.attempt
         return job, queue

@@ -21,8 +21,7 @@ from typing import Any, NamedTuple
 
 from .._callables import plan_call
 from .._errors import BackburnerError
-from .._job import Job, JobSpec
-from .._options import options_of
+from .._job import Job
 from .._registry import lookup
 from .._status import JobStatus
 from ._file import BUSY_TIMEOUT_MS
@@ -154,8 +153,8 @@ def rebuild(row: JobRow) -> Job[Any] | None:
         args, kwargs = list(payload.get("args", [])), payload.get("kwargs")
     except (ValueError, AttributeError):
         args, kwargs = [], None
-    options = options_of(entry.fn)
-    spec = JobSpec(entry.fn, plan_call(entry.fn).is_async, options, row.queue)
+    plan = plan_call(entry.fn)
+    spec = plan.spec_for(entry.fn, plan.spec.options, row.queue)
     job: Job[Any] = Job(spec, tuple(args), kwargs, None, row.unique_key, job_id=row.id)
     job.enqueued_at, job.attempt = row.enqueued_at, row.attempt
     ended = _END.get(row.state)
