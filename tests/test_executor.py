@@ -445,6 +445,41 @@ async def test_a_job_sees_the_enqueuers_context_and_its_own_changes_do_not_leak(
     assert request_id.get() == "req-2"
 
 
+async def its_task_name() -> str:
+    task = asyncio.current_task()
+    assert task is not None
+    return task.get_name()
+
+
+async def test_a_jobs_task_is_named_for_its_queue_and_function() -> None:
+    # What `asyncio.all_tasks()` and asyncio's own warnings show for a running job.
+    async with Backburner(queues={"mail": QueueConfig(workers=1)}) as bg:
+        assert await bg.enqueue(its_task_name) == "backburner:default:its_task_name"
+        mail = bg.options(queue="mail").enqueue(its_task_name)
+        assert await mail == "backburner:mail:its_task_name"
+
+
+async def test_a_task_factory_set_on_the_loop_makes_every_jobs_task() -> None:
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.Task[Any]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        made.append(task)
+        return task
+
+    previous = loop.get_task_factory()
+    loop.set_task_factory(factory)
+    try:
+        async with Backburner(workers=2) as bg:
+            jobs = [bg.enqueue(its_task_name) for _ in range(5)]  # two start at once, three wait
+            names = [await job for job in jobs]
+    finally:
+        loop.set_task_factory(previous)
+    assert names == ["backburner:default:its_task_name"] * 5
+    assert [task.get_name() for task in made].count("backburner:default:its_task_name") == 5
+
+
 async def test_join_waits_for_jobs_that_jobs_enqueue() -> None:
     finished: list[int] = []
 

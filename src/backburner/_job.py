@@ -155,7 +155,7 @@ class JobSpec:
     every byte of it at each full collection: three slots fewer is 24 bytes less a job.
     """
 
-    __slots__ = ("fn", "is_async", "options", "queue")
+    __slots__ = ("fn", "is_async", "options", "queue", "task_name")
 
     #: False on a spec shared by many jobs; True on a job's own (see ``_Rare``), which also
     #: holds the fields few jobs set.
@@ -168,6 +168,10 @@ class JobSpec:
         self.is_async = is_async
         self.options = options
         self.queue = queue
+        #: The name of the asyncio task each attempt runs in (``backburner:queue:function``),
+        #: for ``asyncio.all_tasks()`` and asyncio's own warnings. Made once here: left
+        #: unnamed, asyncio would format a ``Task-N`` for every job.
+        self.task_name = f"backburner:{queue}:{describe_callable(fn)}"
 
     def __repr__(self) -> str:
         return f"<JobSpec {describe_callable(self.fn)} queue={self.queue!r}>"
@@ -189,7 +193,9 @@ class _Rare(JobSpec):
     own = True
 
     def __init__(self, base: JobSpec) -> None:
-        super().__init__(base.fn, base.is_async, base.options, base.queue)
+        # Copied, not made anew (`JobSpec.__init__` would format the task's name again).
+        self.fn, self.is_async, self.options = base.fn, base.is_async, base.options
+        self.queue, self.task_name = base.queue, base.task_name
         self.base = base  # the shared spec: what another job like this one gets
         self.given_id: str | None = None
         self.hooks: JobHooks | None = None
