@@ -203,11 +203,11 @@ class Backburner(EnqueueMethods):
             if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
                 plan.check(fn, args, kwargs)
             job: Job[Any] = Job(spec, args, kwargs, queue)
-            queue.check(job, None)  # (a remote queue refuses limits)
             key = lone.key_for(fn, args, kwargs)
             if not self._alone and current_executor_var.get(None) is not self:
                 self._bind(job)
-            queue.submit_limited(job, (key,))  # its gate takes its key: nothing to undo before
+            # Its gate takes its key: nothing to undo before. (A remote queue refuses it here.)
+            queue.submit_limited(job, (key,))
             return job
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)

@@ -688,8 +688,9 @@ class Limits:
                 and not bucket.held
                 and bucket.timer is None
                 # (every start, not the last: a job let go before one that started before
-                # it is still +inf, and must be counted when it starts)
-                and all(start[0] <= now - per for start in bucket.starts)
+                # it is still +inf, and must be counted when it starts; a concurrency limit's
+                # bucket has none, and skips making the generator)
+                and (not bucket.starts or all(start[0] <= now - per for start in bucket.starts))
             ]
             for key in idle:
                 del state.buckets[key]

@@ -97,7 +97,9 @@ class Queue(Protocol):
 
     def submit_limited(self, job: Job[Any], keys: tuple[str | None, ...] | None = None) -> None:
         """``submit`` for a job with limits: it waits for a worker, or a limit holds it.
-        ``keys``: a new job's keys, one per limit (None: admission registered them)."""
+        ``keys``: a new job's keys, one per limit (None: admission registered them). Raises
+        as ``check`` would for a job this queue can never take (enqueue's lean path for a
+        job with one concurrency limit does not call ``check`` first)."""
         ...
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:

@@ -234,9 +234,11 @@ class JobQueue:
         try:
             free = self.workers - self._busy
             # A job that can take a free slot at once is not waiting: only the excess counts.
-            # (A job a limit holds can take none: `_full_with_held`.)
-            if self._waiting - free >= self.max_pending or (
-                self._held and self._full_with_held(free)
+            # (A job a limit holds can take none: `_full_with_held`.) Fewer waiting jobs than
+            # the bound leave room whatever the slots (`free` is never negative): one test.
+            waiting = self._waiting
+            if waiting >= self.max_pending and (
+                waiting - free >= self.max_pending or (self._held and self._full_with_held(free))
             ):
                 raise QueueFull(self.name, self.max_pending)
             start_now = (
@@ -329,11 +331,12 @@ class JobQueue:
         lock.acquire()  # (not `with`: see submit. The gate's lock is taken inside this one,
         try:  # never the other way.)
             free = self.workers - self._busy
-            if self._waiting - free >= self.max_pending or (
-                self._held and self._full_with_held(free)
+            waiting = self._waiting  # (the room rule: see submit)
+            if waiting >= self.max_pending and (
+                waiting - free >= self.max_pending or (self._held and self._full_with_held(free))
             ):
                 raise QueueFull(self.name, self.max_pending)
-            self._waiting += 1
+            self._waiting = waiting + 1
             if not self._limits.enter(job, self._hand_over, keys):
                 self._held += 1
                 return  # held: its limit hands it to _to_pending (or, if a job of this queue

@@ -228,8 +228,10 @@ class RemoteQueue:
         self._check(job, run_at)
 
     def submit_limited(self, job: Job[Any], keys: tuple[str | None, ...] | None = None) -> None:
-        """Never reached: ``check`` refuses limited jobs."""
-        raise AssertionError("a remote queue takes no limited job")
+        """Refuse the job as ``check`` does (enqueue's path for a job with one concurrency
+        limit comes here without a ``check``): a remote queue takes no limited job."""
+        self.check(job, None)
+        raise AssertionError("check refuses every limited job")  # pragma: no cover
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
         """Never reached: ``check`` refuses debounced jobs."""
