@@ -480,6 +480,32 @@ async def test_a_task_factory_set_on_the_loop_makes_every_jobs_task() -> None:
     assert [task.get_name() for task in made].count("backburner:default:its_task_name") == 5
 
 
+async def test_jobs_drain_and_end_under_a_factory_that_starts_tasks_eagerly() -> None:
+    # Python 3.12's eager_task_factory runs a task's first step inside create_task; a no-op
+    # job ends there. (Before 3.12 there is none, and uvloop cannot take it: a factory that
+    # makes plain tasks stands in.)
+    loop = asyncio.get_running_loop()
+    eager = None
+    if isinstance(loop, asyncio.BaseEventLoop):  # asyncio's own loop, not uvloop's
+        eager = getattr(asyncio, "eager_task_factory", None)
+    previous = loop.get_task_factory()
+    loop.set_task_factory(eager or (lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw)))
+    try:
+        async with Backburner(workers=1, max_pending=3000) as bg:
+            gate = asyncio.Event()
+            blocker = bg.enqueue(gate.wait)
+            jobs = [bg.enqueue(add, n, 1) for n in range(2000)]  # a backlog behind it
+            gate.set()
+            await bg.join()
+            assert [job.result() for job in jobs] == [n + 1 for n in range(2000)]
+            assert blocker.status is JobStatus.SUCCEEDED
+            assert bg.stats().queues["default"].busy == 0
+            assert all(job.task is None for job in jobs)  # no ended job's task left running
+            assert await bg.enqueue(its_task_name) == "backburner:default:its_task_name"
+    finally:
+        loop.set_task_factory(previous)
+
+
 async def test_join_waits_for_jobs_that_jobs_enqueue() -> None:
     finished: list[int] = []
 

@@ -521,6 +521,12 @@ class JobQueue:
         # Every job runs through here. The common case (an async job without a timeout, no
         # journal) takes the fewest steps; the rest take `_run_guarded`. (The job's context
         # already names its executor for `background`, bound at enqueue.)
+        if not self._direct and job not in self._running:
+            # Started eagerly, by a task factory such as Python 3.12's `eager_task_factory`:
+            # run at once, inside the call that makes the task, before its task is recorded
+            # and with the slot's bookkeeping half done. Step aside once, and run from the
+            # loop as any job does (a chain of jobs ending at once would otherwise recurse).
+            await asyncio.sleep(0)
         attempt = job.attempt = job.attempt + 1
         # For log records, here and in the tasks and threads this starts. Not reset at the
         # end (a call per job saved): the task holds this context and the job its task, but
