@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import re
 import string
@@ -11,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+from unittest.mock import AsyncMock, Mock
 
 import anyio
 import anyio.to_thread
@@ -480,6 +482,53 @@ async def test_a_task_factory_set_on_the_loop_makes_every_jobs_task() -> None:
     assert [task.get_name() for task in made].count("backburner:default:its_task_name") == 5
 
 
+async def test_a_job_whose_eager_task_is_cancelled_before_it_runs_ends_cancelled() -> None:
+    # Under an eager factory a job's task has run its first step by the time it is known.
+    loop = asyncio.get_running_loop()
+    eager = None
+    if isinstance(loop, asyncio.BaseEventLoop):  # (uvloop cannot take it: see above)
+        eager = getattr(asyncio, "eager_task_factory", None)
+    previous = loop.get_task_factory()
+    loop.set_task_factory(eager or (lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw)))
+    try:
+        async with Backburner(workers=1) as bg:
+            first, second = bg.enqueue(asyncio.sleep, 10), bg.enqueue(add, 1, 2)
+            if eager is not None:  # (a plain task cancelled before its first step: see Job.task)
+                task = first.task
+                assert task is not None
+                task.cancel()
+            else:
+                first.cancel()
+            assert await second == 3  # the slot was freed
+            await bg.join()
+            assert first.status is JobStatus.CANCELLED
+    finally:
+        loop.set_task_factory(previous)
+
+
+def test_a_loop_whose_class_overrides_create_task_makes_every_jobs_task() -> None:
+    made: list[str] = []
+
+    class TracingLoop(asyncio.SelectorEventLoop):
+        def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            task = super().create_task(coro, **kwargs)
+            made.append(task.get_name())
+            return task
+
+    async def main() -> list[str]:
+        async with Backburner(workers=1) as bg:
+            jobs = [bg.enqueue(its_task_name) for _ in range(3)]  # one starts at once
+            return [await job for job in jobs]
+
+    loop = TracingLoop()
+    try:
+        names = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert names == ["backburner:default:its_task_name"] * 3
+    assert made.count("backburner:default:its_task_name") == 3
+
+
 async def test_jobs_drain_and_end_under_a_factory_that_starts_tasks_eagerly() -> None:
     # Python 3.12's eager_task_factory runs a task's first step inside create_task; a no-op
     # job ends there. (Before 3.12 there is none, and uvloop cannot take it: a factory that
@@ -504,6 +553,19 @@ async def test_jobs_drain_and_end_under_a_factory_that_starts_tasks_eagerly() ->
             assert await bg.enqueue(its_task_name) == "backburner:default:its_task_name"
     finally:
         loop.set_task_factory(previous)
+
+
+async def test_mocks_and_partials_run_as_jobs_under_readable_names() -> None:
+    # A Mock answers any attribute (`.func` too, as a partial has): tests enqueue mocks.
+    async with Backburner() as bg:
+        async_mock, sync_mock = AsyncMock(return_value=5), Mock(return_value=6)
+        jobs = [bg.enqueue(async_mock, 1), bg.enqueue(sync_mock, 2)]
+        assert [await job for job in jobs] == [5, 6]
+        async_mock.assert_awaited_once_with(1)
+        sync_mock.assert_called_once_with(2)
+        assert [job.name for job in jobs] == ["AsyncMock", "Mock"]
+        partial = bg.enqueue(functools.partial(add, 1), 2)
+        assert (await partial, partial.name) == (3, "partial(add)")
 
 
 async def test_join_waits_for_jobs_that_jobs_enqueue() -> None:

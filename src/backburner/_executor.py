@@ -196,8 +196,8 @@ class Backburner(EnqueueMethods):
         queue = self._queues.get(options.queue) if self._fast_enqueue else None
         if queue is None or not options.plain:
             lone = options.lone_limit
-            if queue is None or lone is None:
-                return self._submit(fn, args, kwargs, None, None)
+            if queue is None or lone is None or queue.remote:  # (a remote queue refuses it
+                return self._submit(fn, args, kwargs, None, None)  # there, before its key)
             # Its one step at admission is its ConcurrencyLimit's key: the lines below, with
             # its key (here, not in a method of its own: a call less for every limited job).
             if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
@@ -206,8 +206,7 @@ class Backburner(EnqueueMethods):
             key = lone.key_for(fn, args, kwargs)
             if not self._alone and current_executor_var.get(None) is not self:
                 self._bind(job)
-            # Its gate takes its key: nothing to undo before. (A remote queue refuses it here.)
-            queue.submit_limited(job, (key,))
+            queue.submit_limited(job, (key,))  # its gate takes its key: nothing to undo before
             return job
         if kwargs or not plan.plain_min <= len(args) <= plan.plain_max:
             plan.check(fn, args, kwargs)

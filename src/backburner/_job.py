@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import os
 import reprlib
@@ -338,7 +339,11 @@ class Job(Generic[T]):
 
     @property
     def task(self) -> asyncio.Task[None] | None:
-        """The task running the job, from the moment it takes a worker until it ends."""
+        """The task running the job, from the moment it takes a worker until it ends.
+
+        To stop the job, call ``cancel()`` on the job, not on its task: a task cancelled
+        before its first step never runs the code that ends the job and frees its worker.
+        """
         owner = self._owner
         return None if owner is None else owner.task_of(self)
 
@@ -752,9 +757,8 @@ def describe_callable(fn: object) -> str:
     name = getattr(fn, "__qualname__", None)
     if isinstance(name, str):
         return name
-    inner = getattr(fn, "func", None)  # functools.partial
-    if inner is not None:
-        return f"partial({describe_callable(inner)})"
+    if isinstance(fn, functools.partial):  # (not any `.func`: a Mock has one, and so on)
+        return f"partial({describe_callable(fn.func)})"
     return type(fn).__qualname__
 
 

@@ -76,6 +76,9 @@ class Queue(Protocol):
     name: str
     workers: int
     max_pending: int
+    #: True if its jobs run elsewhere (an engine's workers): it refuses limits in ``check``,
+    #: so enqueue's lean path for a limited job (which does not call ``check``) is not for it.
+    remote: bool
 
     # Admission: any thread.
 
@@ -97,9 +100,7 @@ class Queue(Protocol):
 
     def submit_limited(self, job: Job[Any], keys: tuple[str | None, ...] | None = None) -> None:
         """``submit`` for a job with limits: it waits for a worker, or a limit holds it.
-        ``keys``: a new job's keys, one per limit (None: admission registered them). Raises
-        as ``check`` would for a job this queue can never take (enqueue's lean path for a
-        job with one concurrency limit does not call ``check`` first)."""
+        ``keys``: a new job's keys, one per limit (None: admission registered them)."""
         ...
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:

@@ -104,6 +104,8 @@ class _ThreadAbandoned(Exception):
 class JobQueue:
     """A bounded queue and its pool of ``workers`` slots, bound to one running event loop."""
 
+    remote = False  # its jobs run here, in its slots (see the Queue port)
+
     # Slots: the fastest attribute access on the per-job path, and past 30 attributes an
     # instance dict loses CPython's shared-key fast path (measured: ~1,400 instructions a job).
     __slots__ = (
@@ -455,11 +457,15 @@ class JobQueue:
             return  # resume() starts it
         # A job's task is made as the loop's `create_task` would make it, less that method's
         # Python frame (about 2% of what a no-op job costs), while nothing would make it
-        # otherwise: no task factory (one set later is seen when dispatch next begins), no
-        # debug mode (which trims the task's source traceback), and Python 3.11 or later.
+        # otherwise: the loop's `create_task` is asyncio's or uvloop's own (not a subclass's),
+        # with no task factory (one set later is seen when this queue's dispatch next
+        # begins) and no debug mode (which trims the task's source traceback); Python 3.11+.
         loop = self._loop
         self._direct = (
-            _TASK_TAKES_CONTEXT and loop.get_task_factory() is None and not loop.get_debug()
+            _TASK_TAKES_CONTEXT
+            and _stock_create_task(loop)
+            and loop.get_task_factory() is None
+            and not loop.get_debug()
         )
         self._dispatching = True
         self._taken = False
@@ -526,7 +532,13 @@ class JobQueue:
             # run at once, inside the call that makes the task, before its task is recorded
             # and with the slot's bookkeeping half done. Step aside once, and run from the
             # loop as any job does (a chain of jobs ending at once would otherwise recurse).
-            await asyncio.sleep(0)
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:  # its task cancelled meanwhile: ended as one
+                task = self._running.get(job)  # cancelled before its first step would be
+                if task is not None:
+                    self._cancelled_before_start(job, task)
+                raise
         attempt = job.attempt = job.attempt + 1
         # For log records, here and in the tasks and threads this starts. Not reset at the
         # end (a call per job saved): the task holds this context and the job its task, but
@@ -1096,6 +1108,16 @@ class JobQueue:
         with self._lock:
             pending = list(self._pending)
         return pending + self.held_jobs()
+
+
+def _stock_create_task(loop: asyncio.AbstractEventLoop) -> bool:
+    """True if ``loop.create_task`` is asyncio's own or uvloop's, not a subclass's override."""
+    method = getattr(type(loop), "create_task", None)
+    if method is asyncio.BaseEventLoop.create_task:
+        return True
+    uvloop = sys.modules.get("uvloop")  # (imported already if this loop is one of its)
+    stock = getattr(getattr(uvloop, "Loop", None), "create_task", None)
+    return stock is not None and method is stock
 
 
 def _forget_task(task: asyncio.Task[None]) -> None:

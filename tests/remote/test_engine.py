@@ -45,6 +45,16 @@ async def limited_job() -> None:
     """A job with a ConcurrencyLimit, which this process's workers keep: not a remote's."""
 
 
+def tenant_of(value: int) -> str:
+    """A limit's key function that must never be called for a remote queue's job."""
+    raise AssertionError("a remote queue refuses a limited job before its key is asked for")
+
+
+@job(name="remote.keyed", limits=[ConcurrencyLimit(1, key=tenant_of)])
+async def keyed_job(value: int) -> None:
+    """A job whose one limit has a key function."""
+
+
 def bare_engine(remote: Remote) -> TaskiqEngine:
     """An engine with neither a result backend nor a schedule source."""
     queue = f"bare-{secrets.token_hex(4)}"
@@ -65,13 +75,24 @@ def bare_engine(remote: Remote) -> TaskiqEngine:
         (lambda bg: bg.enqueue(echo, float("nan")), TypeError, "JSON has no such number"),
         (lambda bg: bg.enqueue(unique_job), ValueError, "unique= is not available"),
         (lambda bg: bg.enqueue(limited_job), ValueError, "limits and debounce are kept"),
+        (lambda bg: bg.enqueue(keyed_job, 1), ValueError, "limits and debounce are kept"),
         (
             lambda bg: bg.options(retry_on=(KeyError,)).enqueue(add, 1, 2),
             ValueError,
             r"@job\(retry_on=",
         ),
     ],
-    ids=["lambda", "unregistered", "tuple", "datetime", "nan", "unique", "limited", "retry_on"],
+    ids=[
+        "lambda",
+        "unregistered",
+        "tuple",
+        "datetime",
+        "nan",
+        "unique",
+        "limited",
+        "keyed",
+        "retry_on",
+    ],
 )
 async def test_what_the_engine_cannot_carry_is_refused_at_enqueue(
     remote: Remote, call: Any, error: type[Exception], message: str
@@ -86,6 +107,8 @@ async def test_aenqueue_refuses_the_same_before_sending(remote: Remote) -> None:
     async with Backburner(engine=remote.engine()) as bg:
         with pytest.raises(TypeError, match="argument 1 of echo is a tuple"):
             await bg.aenqueue(echo, (1,))
+        with pytest.raises(ValueError, match="limits and debounce are kept"):
+            await bg.aenqueue(keyed_job, 1)
         assert bg.stats().total.enqueued == 0
 
 

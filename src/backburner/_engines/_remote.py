@@ -131,6 +131,8 @@ class RemoteQueue:
     shutdown, stats) without workers or threads: nothing runs here but the sending.
     """
 
+    remote = True  # its jobs run in the engine's workers
+
     def __init__(
         self,
         name: str,
@@ -228,10 +230,8 @@ class RemoteQueue:
         self._check(job, run_at)
 
     def submit_limited(self, job: Job[Any], keys: tuple[str | None, ...] | None = None) -> None:
-        """Refuse the job as ``check`` does (enqueue's path for a job with one concurrency
-        limit comes here without a ``check``): a remote queue takes no limited job."""
-        self.check(job, None)
-        raise AssertionError("check refuses every limited job")  # pragma: no cover
+        """Never reached: ``check`` refuses limited jobs."""
+        raise AssertionError("a remote queue takes no limited job")
 
     def push_back(self, job: Job[Any], args: tuple[Any, ...], kwargs: Any, when: float) -> bool:
         """Never reached: ``check`` refuses debounced jobs."""
