@@ -482,6 +482,18 @@ async def test_a_task_factory_set_on_the_loop_makes_every_jobs_task() -> None:
     assert [task.get_name() for task in made].count("backburner:default:its_task_name") == 5
 
 
+async def test_a_job_whose_task_is_cancelled_before_it_runs_ends_cancelled() -> None:
+    async with Backburner(workers=1) as bg:
+        first, second = bg.enqueue(asyncio.sleep, 10), bg.enqueue(add, 1, 2)
+        task = first.task  # made at enqueue (a worker was free); its first step is to come
+        assert task is not None
+        task.cancel()
+        assert await second == 3  # the slot was freed
+        assert first.status is JobStatus.CANCELLED
+        with pytest.raises(JobCancelled):
+            await first
+
+
 async def test_a_job_whose_eager_task_is_cancelled_before_it_runs_ends_cancelled() -> None:
     # Under an eager factory a job's task has run its first step by the time it is known.
     loop = asyncio.get_running_loop()
@@ -493,12 +505,9 @@ async def test_a_job_whose_eager_task_is_cancelled_before_it_runs_ends_cancelled
     try:
         async with Backburner(workers=1) as bg:
             first, second = bg.enqueue(asyncio.sleep, 10), bg.enqueue(add, 1, 2)
-            if eager is not None:  # (a plain task cancelled before its first step: see Job.task)
-                task = first.task
-                assert task is not None
-                task.cancel()
-            else:
-                first.cancel()
+            task = first.task
+            assert task is not None
+            task.cancel()
             assert await second == 3  # the slot was freed
             await bg.join()
             assert first.status is JobStatus.CANCELLED

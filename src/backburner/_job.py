@@ -341,8 +341,9 @@ class Job(Generic[T]):
     def task(self) -> asyncio.Task[None] | None:
         """The task running the job, from the moment it takes a worker until it ends.
 
-        To stop the job, call ``cancel()`` on the job, not on its task: a task cancelled
-        before its first step never runs the code that ends the job and frees its worker.
+        Named ``backburner:<queue>:<function>``. To stop the job, ``job.cancel()`` is the
+        call to make: it also stops a job still waiting, and says whether it could (a sync
+        job's thread cannot be interrupted).
         """
         owner = self._owner
         return None if owner is None else owner.task_of(self)

@@ -995,7 +995,14 @@ class JobQueue:
 
     def task_of(self, job: Job[Any]) -> asyncio.Task[None] | None:
         """The task running ``job`` here, if it runs (or was abandoned running) now."""
-        return self._running.get(job)
+        task = self._running.get(job)
+        if task is not None and threading.get_ident() == self._loop_thread:
+            # Handed out (`Job.task`): its holder may cancel it before its first step, which
+            # would never run `_run`, whose end ends the job and frees its slot. This does
+            # it then, and nothing if `_run` ran. (Not from another thread, the lag
+            # monitor's: a task's callbacks are the loop's.)
+            task.add_done_callback(functools.partial(self._cancelled_before_start, job))
+        return task
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs holding a slot now."""
