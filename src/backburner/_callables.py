@@ -62,6 +62,11 @@ class CallPlan:
             return spec
         return JobSpec(fn, self.is_async, options, queue)
 
+    def spec_in(self, queue: str, options: JobOptions | None = None) -> JobSpec:
+        """The spec of a job calling the planned function itself on ``queue``, with its
+        declared options or ``options`` (a recovered or rebuilt job, found by its name)."""
+        return self.spec_for(self.spec.fn, self.spec.options if options is None else options, queue)
+
     def __post_init__(self) -> None:
         if self.quick and not self.required_keyword_only:
             object.__setattr__(self, "plain_min", self.min_positional)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import operator
 import re
 import threading
 from collections import deque
@@ -47,6 +48,7 @@ _Admitted = tuple[Job[Any], Callable[[Job[Any]], None]]
 _SWEEP_EVERY = 1024
 _LEAKS = "its token may stay taken until this process ends"
 _CANCELLED_SEQ = math.inf  # the place in line `_seq` gives a job cancelled while held
+_ORDER = operator.itemgetter(0)  # sorts (`_held_order(...)`, job) pairs: oldest first
 
 
 # Shared empty deques of a new bucket, replaced (never appended to) when it needs its own.
@@ -392,7 +394,7 @@ class Limits:
                     if bucket.timer is not None and not keep:
                         bucket.timer.cancel()
                         bucket.timer = bucket.wake_at = None
-        taken.sort(key=_first)
+        taken.sort(key=_ORDER)
         return [job for _, job in taken]
 
     def reopen(self) -> None:
@@ -425,7 +427,7 @@ class Limits:
                     (j for j in bucket.held if j.status.held and queue in (None, j.queue)), limit
                 )
             ]
-        jobs.sort(key=_first)
+        jobs.sort(key=_ORDER)
         return [job for _, job in jobs[:limit]]
 
     # Under the lock.
@@ -732,10 +734,6 @@ def _held_order(job: Job[Any], ticket: LimitTicket | None) -> tuple[float, int]:
     # Oldest first: by enqueue time, and within one millisecond (jobs accepted in it share
     # one time) by their place in the gate's line.
     return (job.enqueued_at, 0 if ticket is None else ticket.seq)
-
-
-def _first(item: tuple[tuple[float, int], Job[Any]]) -> tuple[float, int]:
-    return item[0]
 
 
 def _admit_all(admitted: list[_Admitted]) -> None:

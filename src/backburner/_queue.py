@@ -532,13 +532,9 @@ class JobQueue:
             # run at once, inside the call that makes the task, before its task is recorded
             # and with the slot's bookkeeping half done. Step aside once, and run from the
             # loop as any job does (a chain of jobs ending at once would otherwise recurse).
-            try:
-                await asyncio.sleep(0)
-            except asyncio.CancelledError:  # its task cancelled meanwhile: ended as one
-                task = self._running.get(job)  # cancelled before its first step would be
-                if task is not None:
-                    self._cancelled_before_start(job, task)
-                raise
+            # Its task cancelled meanwhile ends it as one cancelled before its first step:
+            # whoever cancels it got it from `_cancel_task` or `task_of`, which see to that.
+            await asyncio.sleep(0)
         attempt = job.attempt = job.attempt + 1
         # For log records, here and in the tasks and threads this starts. Not reset at the
         # end (a call per job saved): the task holds this context and the job its task, but

@@ -207,8 +207,7 @@ class _Recoverer:
                 ):
                     job, queue = self._rebuild(row, payload, hooks, functions)
                 else:
-                    spec = known.spec  # (shared by its jobs, in the queue it was declared for)
-                    spec = known.spec_for(spec.fn, spec.options, queue.name)
+                    spec = known.spec_in(queue.name)  # (its plan's own, on its declared queue)
                     job = Job(spec, tuple(args), None, queue, hooks=hooks, job_id=row.id)
                     job.attempt = row.attempt
                 if row.trace is not None:  # its attempts here link to its enqueue span
@@ -270,7 +269,7 @@ class _Recoverer:
         changes = payload.get("options")
         if changes:
             options = options.replace(**changes)
-        spec = plan.spec_for(plan.spec.fn, options, queue.name)
+        spec = plan.spec_in(queue.name, options)
         job: Job[Any] = Job(spec, tuple(args), kwargs, queue, row.unique_key, hooks, row.id)
         job.attempt = row.attempt
         return job, queue

@@ -153,8 +153,7 @@ def rebuild(row: JobRow) -> Job[Any] | None:
         args, kwargs = list(payload.get("args", [])), payload.get("kwargs")
     except (ValueError, AttributeError):
         args, kwargs = [], None
-    plan = plan_call(entry.fn)
-    spec = plan.spec_for(entry.fn, plan.spec.options, row.queue)
+    spec = plan_call(entry.fn).spec_in(row.queue)
     job: Job[Any] = Job(spec, tuple(args), kwargs, None, row.unique_key, job_id=row.id)
     job.enqueued_at, job.attempt = row.enqueued_at, row.attempt
     ended = _END.get(row.state)
